@@ -1,0 +1,72 @@
+package main
+
+import (
+	"errors"
+	"io"
+	"slices"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/heartbeat-sidecar/heartbeat/bench"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestParseFlags(t *testing.T) {
+	full, err := parseFlags(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if full.Phases != (bench.Phases{Kills: 20, Stops: 20, Idle: 30 * time.Second, Busy: 10 * time.Minute}) ||
+		!slices.Equal(full.Systems, []string{"heartbeat", "rafttcp-default", "rafttcp-hb"}) ||
+		len(full.CurveTimings) != 4 || full.CurveTimings[3] != time.Second || full.Run.Nodes != 5 {
+		t.Errorf("defaults: %+v", full)
+	}
+
+	q, err := parseFlags([]string{"--quick", "--kills", "7", "--curve-timings", "50ms,2s"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.Phases != (bench.Phases{Kills: 7, Stops: 3, Idle: 5 * time.Second, Busy: 20 * time.Second}) {
+		t.Errorf("--quick with --kills 7: phases %+v (an explicit flag must win)", q.Phases)
+	}
+	if !slices.Equal(q.CurveTimings, []time.Duration{50 * time.Millisecond, 2 * time.Second}) || q.TP.Rounds != 1 {
+		t.Errorf("quick: curve %v, tp %+v", q.CurveTimings, q.TP)
+	}
+
+	for name, args := range map[string][]string{
+		"unknown system": {"--systems", "etcd"},
+		"no systems":     {"--systems", ","},
+		"bad timing":     {"--curve-timings", "fast"},
+		"two nodes":      {"--nodes", "2"},
+		"negative kills": {"--kills", "-1"},
+		"extra argument": {"now"},
+		"bad tp store":   {"--tp-store", "disk"},
+	} {
+		if _, err := parseFlags(args, io.Discard); !errors.Is(err, errUsage) {
+			t.Errorf("%s: err = %v, want a usage error", name, err)
+		}
+	}
+}
+
+func TestSystems(t *testing.T) {
+	cfg := DefaultConfig()
+	hb, _ := cfg.system("heartbeat", "/bin/hb", "/bin/rt")
+	rd, _ := cfg.system("rafttcp-default", "/bin/hb", "/bin/rt")
+	rh, _ := cfg.system("rafttcp-hb", "/bin/hb", "/bin/rt")
+	nf, _ := cfg.system("heartbeat-nofast", "/bin/hb", "/bin/rt")
+	if hb.Kind != bench.KindHeartbeat || hb.Binary != "/bin/hb" || hb.Timing != (bench.Timing{}) {
+		t.Errorf("heartbeat: %+v", hb)
+	}
+	if rd.Kind != bench.KindRaftTCP || rd.Binary != "/bin/rt" || rd.Timing != (bench.Timing{}) {
+		t.Errorf("rafttcp-default: %+v (must run at raft's own defaults)", rd)
+	}
+	if rh.Timing != cfg.HBTiming || rh.Timing.HeartbeatTimeout == 0 {
+		t.Errorf("rafttcp-hb timing %+v, want Heartbeat's %+v", rh.Timing, cfg.HBTiming)
+	}
+	if !slices.Contains(nf.Args, "--fast-failover=false") {
+		t.Errorf("heartbeat-nofast args %v", nf.Args)
+	}
+}

@@ -1,0 +1,170 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Target is one node to poll: its id and its HTTP address (host:port).
+type Target struct {
+	ID       string
+	HTTPAddr string
+}
+
+// NewStatusClient returns a keep-alive HTTP client for status polls of one node: one idle
+// connection is kept, and every request is bounded by timeout (a stopped process never
+// answers, so the timeout is what ends its polls).
+func NewStatusClient(timeout time.Duration) *http.Client {
+	tr := &http.Transport{
+		MaxIdleConns:        1,
+		MaxIdleConnsPerHost: 1,
+		IdleConnTimeout:     30 * time.Second,
+		DisableCompression:  true,
+		ForceAttemptHTTP2:   false,
+	}
+	return &http.Client{Transport: tr, Timeout: timeout}
+}
+
+// FetchStatus does one GET http://addr/v1/status and decodes the reply.
+func FetchStatus(ctx context.Context, c *http.Client, addr string) (Status, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/status", nil)
+	if err != nil {
+		return Status{}, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return Status{}, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return Status{}, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return Status{}, fmt.Errorf("status %s: %s", resp.Status, body)
+	}
+	var st Status
+	if err := json.Unmarshal(body, &st); err != nil {
+		return Status{}, fmt.Errorf("decode status: %w", err)
+	}
+	return st, nil
+}
+
+// Poller polls every target's /v1/status concurrently, one goroutine per target, each on its
+// own keep-alive connection, and records every outcome. It starts polling in NewPoller and
+// stops in Close, which waits for its goroutines; a Poller is not reusable after Close.
+//
+// A poll that outlives the interval delays that target's next poll (missed ticks are
+// dropped, never queued), so a stopped node is polled once per timeout.
+type Poller struct {
+	targets []Target
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+
+	mu      sync.Mutex
+	latest  map[string]Sample
+	samples []Sample // since the last Reset
+	changed chan struct{}
+}
+
+// NewPoller starts polling targets every interval with the given per-request timeout.
+func NewPoller(targets []Target, interval, timeout time.Duration) *Poller {
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &Poller{
+		targets: targets,
+		cancel:  cancel,
+		latest:  make(map[string]Sample, len(targets)),
+		changed: make(chan struct{}),
+	}
+	for _, t := range targets {
+		p.wg.Add(1)
+		go p.loop(ctx, t, interval, timeout)
+	}
+	return p
+}
+
+func (p *Poller) loop(ctx context.Context, t Target, interval, timeout time.Duration) {
+	defer p.wg.Done()
+	client := NewStatusClient(timeout)
+	defer client.CloseIdleConnections()
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		sent := time.Now()
+		st, err := FetchStatus(ctx, client, t.HTTPAddr)
+		if ctx.Err() != nil {
+			return
+		}
+		now := time.Now()
+		p.record(Sample{Node: t.ID, At: now, OK: err == nil, Status: st, Latency: now.Sub(sent)})
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (p *Poller) record(s Sample) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.latest[s.Node] = s
+	p.samples = append(p.samples, s)
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
+
+// Latest returns a copy of each target's most recent sample.
+func (p *Poller) Latest() map[string]Sample {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make(map[string]Sample, len(p.latest))
+	for k, v := range p.latest {
+		out[k] = v
+	}
+	return out
+}
+
+// Reset drops the recorded samples (Latest is kept). Call it before a fault so that the
+// samples then cover only that fault.
+func (p *Poller) Reset() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.samples = nil
+}
+
+// Samples returns a copy of the samples recorded since the last Reset.
+func (p *Poller) Samples() []Sample {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]Sample(nil), p.samples...)
+}
+
+// WaitFor blocks until cond holds on the latest samples, re-checking at every new sample, or
+// until ctx ends (then it returns ctx's error).
+func (p *Poller) WaitFor(ctx context.Context, cond func(map[string]Sample) bool) error {
+	for {
+		p.mu.Lock()
+		ch := p.changed
+		p.mu.Unlock()
+		if cond(p.Latest()) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ch:
+		}
+	}
+}
+
+// Close stops polling and waits for the poll goroutines to return.
+func (p *Poller) Close() {
+	p.cancel()
+	p.wg.Wait()
+}

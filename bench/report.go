@@ -1,0 +1,342 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// SystemResult is everything measured for one system. A nil phase pointer or a zero Summary
+// means the phase was not run or failed before producing a figure; Errors says which.
+type SystemResult struct {
+	Name       string      `json:"name"`
+	Kind       Kind        `json:"kind"`
+	Timing     Timing      `json:"timing"`
+	TimingText string      `json:"timing_text"`
+	LogDir     string      `json:"log_dir"`
+	Idle       *IdleResult `json:"idle,omitempty"`
+	Crash      FaultResult `json:"crash"`
+	Silent     FaultResult `json:"silent"`
+	Busy       *BusyResult `json:"busy,omitempty"`
+	Errors     []string    `json:"errors,omitempty"`
+}
+
+func (r *SystemResult) fail(phase string, err error) {
+	r.Errors = append(r.Errors, phase+": "+err.Error())
+}
+
+// FaultResult is one fault kind's measurements over all its faults.
+type FaultResult struct {
+	Summary Summary `json:"summary"`
+	// Measurement quality: the longest time a victim had been silent before its signal, and
+	// the p99 latency of successful status polls during the phase. Large values mean the
+	// machine (or the node's HTTP server) was slow and the figures carry that delay.
+	MaxSilenceMs float64    `json:"max_silence_ms"`
+	PollP99Ms    float64    `json:"poll_latency_p99_ms"`
+	Runs         []Failover `json:"runs,omitempty"`
+	Errors       []string   `json:"errors,omitempty"`
+}
+
+// IdleResult is the idle phase: CPU in percent of one core over Seconds, RSS in MiB.
+type IdleResult struct {
+	Seconds          float64    `json:"seconds"`
+	Leader           string     `json:"leader"`
+	LeaderCPU        float64    `json:"leader_cpu_pct"`
+	FollowerCPUMean  float64    `json:"follower_cpu_mean_pct"`
+	FollowerCPUMax   float64    `json:"follower_cpu_max_pct"`
+	LeaderRSSMB      float64    `json:"leader_rss_mb"`
+	FollowerRSSMaxMB float64    `json:"follower_rss_max_mb"`
+	MaxRSSMB         float64    `json:"max_rss_mb"`
+	Nodes            []NodeIdle `json:"nodes"`
+}
+
+// NodeIdle is one process's idle figures.
+type NodeIdle struct {
+	ID         string  `json:"id"`
+	CPUPercent float64 `json:"cpu_pct"`
+	RSSMB      float64 `json:"rss_mb"`
+}
+
+// BusyResult is the busy phase: elections seen while a burner kept both cores busy.
+type BusyResult struct {
+	Seconds        float64 `json:"seconds"`
+	Polls          int     `json:"polls"`
+	FailedPolls    int     `json:"failed_polls"` // node polls that timed out or failed
+	TermStart      uint64  `json:"term_start"`
+	TermEnd        uint64  `json:"term_end"`
+	TermIncrements uint64  `json:"term_increments"`
+	LeaderStart    string  `json:"leader_start"`
+	LeaderEnd      string  `json:"leader_end"`
+	LeaderChanges  int     `json:"leader_changes"`
+	BurnerCPU      float64 `json:"burner_cpu_pct"` // of one core; ~200 = both cores
+	Pass           bool    `json:"pass"`           // no term increment, no leader change
+}
+
+// Throughput is one in-process apply-throughput run.
+type Throughput struct {
+	Transport string  `json:"transport"`
+	Store     string  `json:"store"`
+	Entries   int     `json:"entries"`
+	Appliers  int     `json:"appliers"`
+	Seconds   float64 `json:"seconds"`
+	OpsPerSec float64 `json:"ops_per_sec"`
+}
+
+// ThroughputResult compares Heartbeat's transport with raft's TCP transport.
+type ThroughputResult struct {
+	Runs  []Throughput `json:"runs"`
+	Ratio float64      `json:"ratio"` // heartbeat ops/s ÷ tcp ops/s (medians over rounds)
+	Error string       `json:"error,omitempty"`
+}
+
+// CurvePoint is one system at one timing: the trade-off between failover and idle CPU.
+type CurvePoint struct {
+	Kind       Kind     `json:"kind"`
+	Timing     Timing   `json:"timing"`
+	TimingText string   `json:"timing_text"`
+	Crash      Summary  `json:"crash"`
+	Silent     Summary  `json:"silent"`
+	LeaderCPU  float64  `json:"leader_cpu_pct"`
+	Follower   float64  `json:"follower_cpu_mean_pct"`
+	Errors     []string `json:"errors,omitempty"`
+}
+
+// TargetCheck is one of the issue's targets, evaluated on Heartbeat's default system.
+type TargetCheck struct {
+	Target   string `json:"target"`
+	Value    string `json:"value"`
+	Measured bool   `json:"measured"`
+	Met      bool   `json:"met"`
+}
+
+// Results is one benchmark run, written as results.json and rendered as results.md.
+type Results struct {
+	StartedAt  time.Time         `json:"started_at"`
+	Duration   string            `json:"duration"`
+	Host       string            `json:"host"`
+	Command    string            `json:"command"`
+	Phases     Phases            `json:"phases"`
+	Systems    []SystemResult    `json:"systems"`
+	Throughput *ThroughputResult `json:"throughput,omitempty"`
+	Curve      []CurvePoint      `json:"curve,omitempty"`
+	Targets    []TargetCheck     `json:"targets"`
+}
+
+// EvaluateTargets checks the issue's targets against the system named hb (Heartbeat at its
+// defaults) and the throughput ratio. A target whose figure is missing is "not measured",
+// never met. A fault phase with any failed (unconverged) fault misses its targets.
+func EvaluateTargets(hb *SystemResult, tp *ThroughputResult) []TargetCheck {
+	var out []TargetCheck
+	add := func(target string, measured bool, value string, met bool) {
+		if !measured {
+			value = "not measured"
+		}
+		out = append(out, TargetCheck{Target: target, Value: value, Measured: measured, Met: measured && met})
+	}
+	fault := func(name string, f FaultResult, p50, p99 float64) {
+		s := f.Summary
+		ok := hb != nil && s.N > 0
+		fv := func(v float64) string { return fmt.Sprintf("%.1f ms (n=%d, failed %d)", v, s.N, s.Failed) }
+		add(fmt.Sprintf("%s failover p50 <= %.0f ms", name, p50), ok, fv(s.P50Ms), s.Failed == 0 && s.P50Ms <= p50)
+		add(fmt.Sprintf("%s failover p99 <= %.0f ms", name, p99), ok, fv(s.P99Ms), s.Failed == 0 && s.P99Ms <= p99)
+	}
+	var crash, silentF FaultResult
+	var idle *IdleResult
+	var busy *BusyResult
+	if hb != nil {
+		crash, silentF, idle, busy = hb.Crash, hb.Silent, hb.Idle, hb.Busy
+	}
+	fault("crash", crash, 50, 100)
+	fault("silent", silentF, 500, 800)
+	idleOK := idle != nil
+	var li, fi, rss float64
+	if idleOK {
+		li, fi, rss = idle.LeaderCPU, idle.FollowerCPUMax, idle.MaxRSSMB
+	}
+	add("idle leader CPU <= 2% of a core", idleOK, fmt.Sprintf("%.2f%%", li), li <= 2)
+	add("idle follower CPU <= 1% (max follower)", idleOK, fmt.Sprintf("%.2f%%", fi), fi <= 1)
+	add("RSS <= 40 MB (max node)", idleOK, fmt.Sprintf("%.1f MB", rss), rss <= 40)
+	bv := ""
+	if busy != nil {
+		bv = fmt.Sprintf("%d term increments, %d leader changes in %.0f s (burner %.0f%%)",
+			busy.TermIncrements, busy.LeaderChanges, busy.Seconds, busy.BurnerCPU)
+	}
+	add("0 elections with both cores busy", busy != nil, bv, busy != nil && busy.Pass)
+	tpOK := tp != nil && tp.Error == "" && tp.Ratio > 0
+	var ratio float64
+	if tpOK {
+		ratio = tp.Ratio
+	}
+	add("apply throughput >= 0.8x TCP transport", tpOK, fmt.Sprintf("%.2fx", ratio), ratio >= 0.8)
+	return out
+}
+
+// Write stores results.json and results.md in dir (created if missing).
+func (r *Results) Write(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	js, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "results.json"), append(js, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "results.md"), []byte(r.Markdown()), 0o644)
+}
+
+// Markdown renders the results as the tables the README quotes.
+func (r *Results) Markdown() string {
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	w("# hbbench results\n\n%s, %s, took %s on %s\n\n", r.StartedAt.UTC().Format(time.RFC3339), r.Command, r.Duration, r.Host)
+	w("Phases: %d SIGKILLs, %d SIGSTOPs of the leader; idle %v; busy %v.\n\n",
+		r.Phases.Kills, r.Phases.Stops, r.Phases.Idle, r.Phases.Busy)
+	w("| system | timing | crash failover p50 / p99 / max | silent failover p50 / p99 / max | idle CPU leader / follower mean / max | RSS leader / max | busy: term incr. / leader changes |\n")
+	w("|---|---|---|---|---|---|---|\n")
+	for _, s := range r.Systems {
+		w("| %s | %s | %s | %s | %s | %s | %s |\n", s.Name, s.TimingText,
+			faultCell(s.Crash.Summary), faultCell(s.Silent.Summary), idleCPUCell(s.Idle), rssCell(s.Idle), busyCell(s.Busy))
+	}
+	w("\nMeasurement quality (should be a few ms; more means a loaded machine): ")
+	for i, s := range r.Systems {
+		if i > 0 {
+			w("; ")
+		}
+		w("%s: victim silent before signal max %.0f / %.0f ms, poll latency p99 %.0f / %.0f ms (crash / silent)",
+			s.Name, s.Crash.MaxSilenceMs, s.Silent.MaxSilenceMs, s.Crash.PollP99Ms, s.Silent.PollP99Ms)
+	}
+	w(".\n")
+	if hb := r.system(string(KindHeartbeat)); hb != nil {
+		w("\n## Heartbeat ÷ hashicorp/raft TCP (below 1 = Heartbeat lower: faster or cheaper)\n\n")
+		w("| vs | crash p50 | crash p99 | silent p50 | silent p99 | idle leader CPU | idle follower CPU | RSS |\n|---|---|---|---|---|---|---|---|\n")
+		for _, s := range r.Systems {
+			if s.Kind != KindRaftTCP {
+				continue
+			}
+			w("| %s | %s | %s | %s | %s | %s | %s | %s |\n", s.Name,
+				ratio(hb.Crash.Summary.P50Ms, s.Crash.Summary.P50Ms), ratio(hb.Crash.Summary.P99Ms, s.Crash.Summary.P99Ms),
+				ratio(hb.Silent.Summary.P50Ms, s.Silent.Summary.P50Ms), ratio(hb.Silent.Summary.P99Ms, s.Silent.Summary.P99Ms),
+				idleRatio(hb.Idle, s.Idle, func(i *IdleResult) float64 { return i.LeaderCPU }),
+				idleRatio(hb.Idle, s.Idle, func(i *IdleResult) float64 { return i.FollowerCPUMean }),
+				idleRatio(hb.Idle, s.Idle, func(i *IdleResult) float64 { return i.MaxRSSMB }))
+		}
+	}
+	if tp := r.Throughput; tp != nil {
+		w("\n## Apply throughput (in process, 3 nodes)\n\n")
+		if tp.Error != "" {
+			w("error: %s\n", tp.Error)
+		}
+		w("| transport | store | entries | appliers | ops/s |\n|---|---|---|---|---|\n")
+		for _, t := range tp.Runs {
+			w("| %s | %s | %d | %d | %.0f |\n", t.Transport, t.Store, t.Entries, t.Appliers, t.OpsPerSec)
+		}
+		w("\nHeartbeat ÷ TCP: %.2fx\n", tp.Ratio)
+	}
+	if len(r.Curve) > 0 {
+		w("\n## Trade-off curve\n\n| system | timing | crash p50 / p99 | silent p50 / p99 | idle CPU leader / follower |\n|---|---|---|---|---|\n")
+		for _, c := range r.Curve {
+			w("| %s | %s | %s / %s | %s / %s | %.2f%% / %.2f%% |\n", c.Kind, c.TimingText,
+				msCell(c.Crash, c.Crash.P50Ms), msCell(c.Crash, c.Crash.P99Ms),
+				msCell(c.Silent, c.Silent.P50Ms), msCell(c.Silent, c.Silent.P99Ms), c.LeaderCPU, c.Follower)
+		}
+	}
+	w("\n## Targets (Heartbeat at its defaults)\n\n| target | measured | |\n|---|---|---|\n")
+	for _, t := range r.Targets {
+		mark := "missed"
+		switch {
+		case !t.Measured:
+			mark = "not measured"
+		case t.Met:
+			mark = "met"
+		}
+		w("| %s | %s | %s |\n", t.Target, t.Value, mark)
+	}
+	var errs []string
+	for _, s := range r.Systems {
+		for _, e := range append(append(append([]string{}, s.Errors...), s.Crash.Errors...), s.Silent.Errors...) {
+			errs = append(errs, s.Name+": "+e)
+		}
+	}
+	for _, c := range r.Curve {
+		for _, e := range c.Errors {
+			errs = append(errs, fmt.Sprintf("curve %s %s: %s", c.Kind, c.TimingText, e))
+		}
+	}
+	if len(errs) > 0 {
+		w("\n## Errors\n\n")
+		for _, e := range errs {
+			w("- %s\n", e)
+		}
+	}
+	return b.String()
+}
+
+func (r *Results) system(name string) *SystemResult {
+	for i := range r.Systems {
+		if r.Systems[i].Name == name {
+			return &r.Systems[i]
+		}
+	}
+	return nil
+}
+
+func faultCell(s Summary) string {
+	if s.N == 0 && s.Failed == 0 {
+		return "—"
+	}
+	c := fmt.Sprintf("%.0f / %.0f / %.0f ms", s.P50Ms, s.P99Ms, s.MaxMs)
+	if s.N == 0 {
+		c = "none converged"
+	}
+	if s.Failed > 0 {
+		c += fmt.Sprintf(" (%d of %d failed)", s.Failed, s.N+s.Failed)
+	}
+	return c
+}
+
+func msCell(s Summary, v float64) string {
+	if s.N == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.0f ms", v)
+}
+
+func idleCPUCell(i *IdleResult) string {
+	if i == nil {
+		return "—"
+	}
+	return fmt.Sprintf("%.2f%% / %.2f%% / %.2f%%", i.LeaderCPU, i.FollowerCPUMean, i.FollowerCPUMax)
+}
+
+func rssCell(i *IdleResult) string {
+	if i == nil {
+		return "—"
+	}
+	return fmt.Sprintf("%.1f / %.1f MB", i.LeaderRSSMB, i.MaxRSSMB)
+}
+
+func busyCell(b *BusyResult) string {
+	if b == nil {
+		return "—"
+	}
+	return fmt.Sprintf("%d / %d in %.0f s", b.TermIncrements, b.LeaderChanges, b.Seconds)
+}
+
+func ratio(a, b float64) string {
+	if a <= 0 || b <= 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.2fx", a/b)
+}
+
+func idleRatio(a, b *IdleResult, f func(*IdleResult) float64) string {
+	if a == nil || b == nil {
+		return "—"
+	}
+	return ratio(f(a), f(b))
+}

@@ -1,0 +1,114 @@
+package bench
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// goodHB is a Heartbeat result that meets every target.
+func goodHB() *SystemResult {
+	return &SystemResult{
+		Name: "heartbeat", Kind: KindHeartbeat,
+		Crash:  FaultResult{Summary: Summary{N: 20, P50Ms: 40, P99Ms: 90, MaxMs: 90}},
+		Silent: FaultResult{Summary: Summary{N: 20, P50Ms: 450, P99Ms: 700, MaxMs: 700}},
+		Idle:   &IdleResult{LeaderCPU: 1.5, FollowerCPUMean: 0.5, FollowerCPUMax: 0.9, MaxRSSMB: 30},
+		Busy:   &BusyResult{Seconds: 600, Pass: true},
+	}
+}
+
+func TestEvaluateTargets(t *testing.T) {
+	checks := func(hb *SystemResult, tp *ThroughputResult) map[string]TargetCheck {
+		m := map[string]TargetCheck{}
+		for _, c := range EvaluateTargets(hb, tp) {
+			m[c.Target] = c
+		}
+		return m
+	}
+	all := checks(goodHB(), &ThroughputResult{Ratio: 0.9})
+	if len(all) != 9 {
+		t.Fatalf("%d targets, want 9", len(all))
+	}
+	for name, c := range all {
+		if !c.Measured || !c.Met {
+			t.Errorf("good run: %s = %+v, want met", name, c)
+		}
+	}
+
+	for _, tc := range []struct {
+		name   string
+		plant  func(hb *SystemResult, tp *ThroughputResult)
+		missed string
+	}{
+		{"crash p99 just over", func(hb *SystemResult, _ *ThroughputResult) { hb.Crash.Summary.P99Ms = 100.5 }, "crash failover p99 <= 100 ms"},
+		{"a failed kill misses p50 too", func(hb *SystemResult, _ *ThroughputResult) { hb.Crash.Summary.Failed = 1 }, "crash failover p50 <= 50 ms"},
+		{"silent p50", func(hb *SystemResult, _ *ThroughputResult) { hb.Silent.Summary.P50Ms = 501 }, "silent failover p50 <= 500 ms"},
+		{"follower max counts, not mean", func(hb *SystemResult, _ *ThroughputResult) { hb.Idle.FollowerCPUMax = 1.2 }, "idle follower CPU <= 1% (max follower)"},
+		{"rss", func(hb *SystemResult, _ *ThroughputResult) { hb.Idle.MaxRSSMB = 41 }, "RSS <= 40 MB (max node)"},
+		{"an election under load", func(hb *SystemResult, _ *ThroughputResult) { hb.Busy.Pass = false }, "0 elections with both cores busy"},
+		{"throughput", func(_ *SystemResult, tp *ThroughputResult) { tp.Ratio = 0.79 }, "apply throughput >= 0.8x TCP transport"},
+	} {
+		hb, tp := goodHB(), &ThroughputResult{Ratio: 0.9}
+		tc.plant(hb, tp)
+		got := checks(hb, tp)
+		for name, c := range got {
+			wantMet := name != tc.missed
+			if tc.name == "a failed kill misses p50 too" && strings.HasPrefix(name, "crash") {
+				wantMet = false
+			}
+			if c.Met != wantMet {
+				t.Errorf("%s: %s met=%v, want %v (%+v)", tc.name, name, c.Met, wantMet, c)
+			}
+		}
+	}
+
+	none := checks(nil, nil)
+	for name, c := range none {
+		if c.Measured || c.Met || c.Value != "not measured" {
+			t.Errorf("nothing measured: %s = %+v", name, c)
+		}
+	}
+	noBusy := goodHB()
+	noBusy.Busy = nil
+	if c := checks(noBusy, &ThroughputResult{Ratio: 1})["0 elections with both cores busy"]; c.Met || c.Measured {
+		t.Errorf("busy phase not run but target %+v", c)
+	}
+}
+
+func TestResultsMarkdownAndWrite(t *testing.T) {
+	hb := goodHB()
+	rt := SystemResult{Name: "rafttcp-default", Kind: KindRaftTCP,
+		Crash:  FaultResult{Summary: Summary{N: 20, P50Ms: 2000, P99Ms: 2400, MaxMs: 2400}},
+		Silent: FaultResult{Summary: Summary{N: 19, Failed: 1, P50Ms: 1800, P99Ms: 2500, MaxMs: 2500}},
+		Idle:   &IdleResult{LeaderCPU: 4.5, FollowerCPUMean: 0.5, MaxRSSMB: 15}}
+	r := &Results{Systems: []SystemResult{*hb, rt}, Throughput: &ThroughputResult{Ratio: 0.9}}
+	r.Targets = EvaluateTargets(hb, r.Throughput)
+	md := r.Markdown()
+	for _, want := range []string{
+		"| heartbeat | ", "40 / 90 / 90 ms",
+		"(1 of 20 failed)",                  // a failed fault is shown beside the percentiles
+		"| rafttcp-default | 0.02x | 0.04x", // 40/2000, 90/2400
+		"| crash failover p50 <= 50 ms | 40.0 ms (n=20, failed 0) | met |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+	dir := filepath.Join(t.TempDir(), "out")
+	if err := r.Write(dir); err != nil {
+		t.Fatal(err)
+	}
+	js, err := os.ReadFile(filepath.Join(dir, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Results
+	if err := json.Unmarshal(js, &back); err != nil || len(back.Systems) != 2 || back.Systems[1].Silent.Summary.Failed != 1 {
+		t.Errorf("results.json round trip: %v %+v", err, back.Systems)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "results.md")); err != nil {
+		t.Error(err)
+	}
+}

@@ -1,0 +1,103 @@
+package throughput
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func small() Config {
+	c := DefaultConfig()
+	c.Entries, c.Appliers, c.Rounds = 400, 16, 1
+	return c
+}
+
+func TestCompareMeasuresBothTransports(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	res, err := Compare(ctx, small())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Runs) != 2 {
+		t.Fatalf("runs = %d, want 2 (one per transport)", len(res.Runs))
+	}
+	seen := map[string]bool{}
+	for _, r := range res.Runs {
+		seen[r.Transport] = true
+		if r.Entries != 400 || r.OpsPerSec <= 0 || r.Seconds <= 0 {
+			t.Errorf("run %+v: want 400 entries at a positive rate", r)
+		}
+	}
+	if !seen[string(TCP)] || !seen[string(Heartbeat)] {
+		t.Errorf("transports measured: %v", seen)
+	}
+	want := res.Runs[1].OpsPerSec / res.Runs[0].OpsPerSec // one round: medians are the runs
+	if res.Ratio != want {
+		t.Errorf("ratio %v, want heartbeat/tcp = %v", res.Ratio, want)
+	}
+}
+
+func TestBoltStore(t *testing.T) {
+	c := small()
+	c.Entries, c.Store, c.Dir = 100, "bolt", t.TempDir()
+	r, err := Measure(context.Background(), c, Heartbeat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Store != "bolt" || r.OpsPerSec <= 0 {
+		t.Errorf("got %+v", r)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for name, mut := range map[string]func(*Config){
+		"no entries":  func(c *Config) { c.Entries = 0 },
+		"bad store":   func(c *Config) { c.Store = "disk" },
+		"bolt no dir": func(c *Config) { c.Store = "bolt" },
+		"lease > hb":  func(c *Config) { c.LeaderLeaseTimeout = 2 * c.HeartbeatTimeout },
+	} {
+		c := DefaultConfig()
+		mut(&c)
+		if err := c.Validate(); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("%s: err = %v, want ErrInvalidConfig", name, err)
+		}
+	}
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Errorf("default: %v", err)
+	}
+	if _, err := Measure(context.Background(), DefaultConfig(), Kind("udp")); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("unknown transport: err = %v", err)
+	}
+}
+
+func TestMedian(t *testing.T) {
+	for _, tc := range []struct {
+		in   []float64
+		want float64
+	}{{[]float64{3}, 3}, {[]float64{5, 1, 3}, 3}, {[]float64{4, 1, 3, 2}, 2.5}} {
+		if got := median(tc.in); got != tc.want {
+			t.Errorf("median(%v) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}
+
+// BenchmarkApply reports apply throughput per transport: go test -bench Apply ./bench/throughput
+func BenchmarkApply(b *testing.B) {
+	for _, k := range []Kind{TCP, Heartbeat} {
+		b.Run(string(k), func(b *testing.B) {
+			c := DefaultConfig()
+			c.Entries = max(b.N, 1)
+			r, err := Measure(context.Background(), c, k)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(r.OpsPerSec, "ops/s")
+		})
+	}
+}

@@ -1,0 +1,272 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+	buildDir  string
+)
+
+// binary builds the heartbeat binary once per test run (without -race: it
+// is the program under test, not the test).
+func binary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "heartbeat-bin-")
+		if buildErr != nil {
+			return
+		}
+		binPath = filepath.Join(buildDir, "heartbeat")
+		cmd := exec.Command("go", "build", "-o", binPath, ".")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// exitCode runs the binary and returns its exit code and output.
+func exitCode(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(binary(t), args...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")} // no HEARTBEAT_* from the caller
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, out.String(), errOut.String()
+	case errors.As(err, &ee):
+		return ee.ExitCode(), out.String(), errOut.String()
+	}
+	t.Fatalf("run %v: %v", args, err)
+	return -1, "", ""
+}
+
+func TestBinaryUsage(t *testing.T) {
+	if code, out, _ := exitCode(t, "--help"); code != 0 || !strings.Contains(out, "--initial-cluster") {
+		t.Errorf("--help: exit %d, output %q", code, out)
+	}
+	if code, _, errOut := exitCode(t, "--no-such-flag"); code != 2 || !strings.Contains(errOut, "unknown flag -no-such-flag") {
+		t.Errorf("bad flag: exit %d, stderr %q", code, errOut)
+	}
+	if code, _, errOut := exitCode(t, "run"); code != 2 || !strings.Contains(errOut, "missing --id") {
+		t.Errorf("run without --id: exit %d, stderr %q", code, errOut)
+	}
+	if code, out, _ := exitCode(t, "version"); code != 0 || !strings.HasPrefix(out, "heartbeat ") {
+		t.Errorf("version: exit %d, %q", code, out)
+	}
+}
+
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var lns []net.Listener
+	var ports []int
+	for i := 0; i < n; i++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	for _, ln := range lns {
+		ln.Close()
+	}
+	return ports
+}
+
+// TestBinaryCluster starts three real processes and drives the CLI against them.
+func TestBinaryCluster(t *testing.T) {
+	bin := binary(t)
+	dir := t.TempDir()
+	ports := freePorts(t, 9)
+	var members []string
+	for i := 0; i < 3; i++ {
+		members = append(members, fmt.Sprintf("n%d=127.0.0.1:%d", i+1, ports[3*i]))
+	}
+	clientAddr := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", ports[3*i+1]) }
+	var procs []*exec.Cmd
+	t.Cleanup(func() {
+		for _, p := range procs {
+			p.Process.Kill()
+			p.Wait()
+		}
+	})
+	for i := 0; i < 3; i++ {
+		id := fmt.Sprintf("n%d", i+1)
+		logf, err := os.Create(filepath.Join(dir, id+".log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer logf.Close()
+		cmd := exec.Command(bin, "run")
+		cmd.Env = []string{
+			"HEARTBEAT_ID=" + id,
+			"HEARTBEAT_DATA_DIR=" + filepath.Join(dir, id),
+			fmt.Sprintf("HEARTBEAT_PEER_ADDR=127.0.0.1:%d", ports[3*i]),
+			"HEARTBEAT_CLIENT_ADDR=" + clientAddr(i),
+			fmt.Sprintf("HEARTBEAT_HTTP_ADDR=127.0.0.1:%d", ports[3*i+2]),
+			"HEARTBEAT_INITIAL_CLUSTER=" + strings.Join(members, ","),
+			"HEARTBEAT_LOG_FORMAT=json",
+		}
+		cmd.Stdout, cmd.Stderr = logf, logf
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		procs = append(procs, cmd)
+	}
+	dumpLogs := func() {
+		for i := 0; i < 3; i++ {
+			b, _ := os.ReadFile(filepath.Join(dir, fmt.Sprintf("n%d.log", i+1)))
+			t.Logf("n%d log:\n%s", i+1, b)
+		}
+	}
+
+	// Wait until every node is ready (health SERVING) and agrees on a leader.
+	deadline := time.Now().Add(30 * time.Second)
+	var leader string
+	for {
+		leaders := map[string]bool{}
+		ready := 0
+		for i := 0; i < 3; i++ {
+			if code, _, _ := exitCode(t, "health", "--addr", clientAddr(i), "--timeout", "1s"); code == 0 {
+				ready++
+			}
+			code, out, _ := exitCode(t, "status", "--addr", clientAddr(i), "--json")
+			var s struct {
+				Leader struct{ ID string } `json:"leader"`
+			}
+			if code == 0 && json.Unmarshal([]byte(out), &s) == nil {
+				leaders[s.Leader.ID] = true
+			}
+		}
+		if ready == 3 && len(leaders) == 1 && !leaders[""] {
+			for l := range leaders {
+				leader = l
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			dumpLogs()
+			t.Fatalf("no ready cluster with one leader: ready=%d leaders=%v", ready, leaders)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	code, out, errOut := exitCode(t, "status", "--addr", clientAddr(0))
+	if code != 0 || !strings.Contains(out, "ID             n1") || !strings.Contains(out, "LEADER         "+leader+" (") ||
+		!strings.Contains(out, "FENCING TOKEN") {
+		t.Errorf("status: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = exitCode(t, "members", "--addr", clientAddr(1))
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 4 || !strings.HasPrefix(lines[0], "ID") {
+		t.Fatalf("members: exit %d\n%s%s", code, out, errOut)
+	}
+	for i, l := range lines[1:] {
+		f := strings.Fields(l)
+		if f[0] != fmt.Sprintf("n%d", i+1) || f[2] != "voter" || (f[0] == leader) != (len(f) > 3 && f[3] == "*") {
+			t.Errorf("members line %q (leader %s)", l, leader)
+		}
+	}
+	code, out, errOut = exitCode(t, "leader", "--addr", clientAddr(2))
+	if code != 0 || !strings.HasPrefix(out, "leader="+leader+" address=127.0.0.1:") || !strings.Contains(out, "fencing_token=") {
+		t.Errorf("leader: exit %d %q %q", code, out, errOut)
+	}
+	code, out, _ = exitCode(t, "leader", "--addr", clientAddr(2), "--json")
+	var ev struct {
+		Leader       struct{ ID string } `json:"leader"`
+		FencingToken uint64              `json:"fencing_token"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &ev) != nil || ev.Leader.ID != leader || ev.FencingToken == 0 {
+		t.Errorf("leader --json: exit %d %q", code, out)
+	}
+
+	// leader --watch on a follower prints the current leader, then the next
+	// one after the leader is killed with SIGKILL.
+	follower := 0
+	if leader == "n1" {
+		follower = 1
+	}
+	watch := exec.Command(bin, "leader", "--watch", "--addr", clientAddr(follower))
+	stdout, err := watch.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := watch.Start(); err != nil {
+		t.Fatal(err)
+	}
+	procs = append(procs, watch)
+	lineCh := make(chan string, 16)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lineCh <- sc.Text()
+		}
+		close(lineCh)
+	}()
+	next := func() string {
+		select {
+		case l, ok := <-lineCh:
+			if !ok {
+				t.Fatal("leader --watch ended early")
+			}
+			return l
+		case <-time.After(30 * time.Second):
+			t.Fatal("leader --watch printed nothing")
+		}
+		return ""
+	}
+	if l := next(); !strings.Contains(l, "leader="+leader+" ") {
+		t.Fatalf("first watch line %q, want leader %s", l, leader)
+	}
+	var leaderIdx int
+	fmt.Sscanf(leader, "n%d", &leaderIdx)
+	procs[leaderIdx-1].Process.Signal(syscall.SIGKILL)
+	for {
+		l := next()
+		if strings.Contains(l, "leader=n") && !strings.Contains(l, "leader="+leader+" ") {
+			break
+		}
+	}
+	// Ctrl-C ends --watch cleanly.
+	watch.Process.Signal(os.Interrupt)
+	for range lineCh {
+	}
+	if err := watch.Wait(); err != nil {
+		t.Errorf("leader --watch after SIGINT: %v", err)
+	}
+	procs = procs[:len(procs)-1]
+
+	// A survivor stops gracefully on SIGTERM with exit 0.
+	p := procs[follower]
+	p.Process.Signal(syscall.SIGTERM)
+	if err := p.Wait(); err != nil {
+		dumpLogs()
+		t.Errorf("SIGTERM: %v", err)
+	}
+	procs = append(procs[:follower], procs[follower+1:]...)
+}

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// TestMain removes the binary built for the end-to-end tests, then checks
+// for leaked goroutines as goleak.VerifyTestMain does.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+func mapEnv(m map[string]string) env {
+	return func(k string) string { return m[k] }
+}
+
+const cluster3 = "n1=127.0.0.1:7410,n2=127.0.0.1:7420,n3=127.0.0.1:7430"
+
+func TestParseRunConfig(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		wantErr string // substring of the usage error; "" = ok
+		check   func(t *testing.T, c configView)
+	}{
+		{name: "defaults", args: []string{"--id", "n1"}, check: func(t *testing.T, c configView) {
+			c.want(t, "DataDir", c.DataDir, "data/n1")
+			c.want(t, "PeerAddr", c.PeerAddr, "127.0.0.1:7400")
+			c.want(t, "ClientAddr", c.ClientAddr, "127.0.0.1:7401")
+			c.want(t, "HTTPAddr", c.HTTPAddr, "127.0.0.1:7402")
+			c.want(t, "ClusterID", c.ClusterID, "heartbeat")
+			if !c.Voter || !c.FastFailover || len(c.InitialCluster) != 0 {
+				t.Errorf("defaults: %+v", c.Config)
+			}
+		}},
+		{name: "flags", args: []string{"--id=n2", "--initial-cluster", cluster3, "--data-dir", "/d", "--peer-addr", "127.0.0.1:7420",
+			"--heartbeat-timeout", "300ms", "--lease-duration", "250ms", "--fast-failover=false", "--log-format", "json", "--log-level", "debug"},
+			check: func(t *testing.T, c configView) {
+				c.want(t, "ID", c.ID, "n2")
+				c.want(t, "DataDir", c.DataDir, "/d")
+				c.want(t, "LogFormat", c.LogFormat, "json")
+				if len(c.InitialCluster) != 3 || c.HeartbeatTimeout != 300*time.Millisecond || c.LeaseDuration != 250*time.Millisecond || c.FastFailover {
+					t.Errorf("flags: %+v", c.Config)
+				}
+			}},
+		{name: "env", args: nil, env: map[string]string{"HEARTBEAT_ID": "n3", "HEARTBEAT_INITIAL_CLUSTER": cluster3,
+			"HEARTBEAT_VOTER": "false", "HEARTBEAT_ELECTION_TIMEOUT": "2s", "HEARTBEAT_CLIENT_ADDR": "0.0.0.0:9"},
+			check: func(t *testing.T, c configView) {
+				c.want(t, "ID", c.ID, "n3")
+				c.want(t, "ClientAddr", c.ClientAddr, "0.0.0.0:9")
+				if c.Voter || c.ElectionTimeout != 2*time.Second || len(c.InitialCluster) != 3 {
+					t.Errorf("env: %+v", c.Config)
+				}
+			}},
+		{name: "flag wins over env", args: []string{"--id", "n1", "--cluster-id", "flag"}, env: map[string]string{"HEARTBEAT_ID": "n9", "HEARTBEAT_CLUSTER_ID": "env"},
+			check: func(t *testing.T, c configView) {
+				c.want(t, "ID", c.ID, "n1")
+				c.want(t, "ClusterID", c.ClusterID, "flag")
+			}},
+		{name: "join", args: []string{"--id", "n4", "--initial-cluster", cluster3, "--join", "127.0.0.1:7410, 127.0.0.1:7420"},
+			check: func(t *testing.T, c configView) {
+				if len(c.Join) != 2 || c.Join[1] != "127.0.0.1:7420" {
+					t.Errorf("join: %v", c.Join)
+				}
+			}},
+		{name: "missing id", args: nil, wantErr: "missing --id (or HEARTBEAT_ID)"},
+		{name: "unknown flag", args: []string{"--id", "n1", "--bogus"}, wantErr: "unknown flag -bogus"},
+		{name: "bad duration flag", args: []string{"--id", "n1", "--heartbeat-timeout", "fast"}, wantErr: "heartbeat-timeout"},
+		{name: "bad duration env", env: map[string]string{"HEARTBEAT_ID": "n1", "HEARTBEAT_LEASE_DURATION": "soon"}, wantErr: "HEARTBEAT_LEASE_DURATION"},
+		{name: "bad bool env", env: map[string]string{"HEARTBEAT_ID": "n1", "HEARTBEAT_VOTER": "maybe"}, wantErr: "HEARTBEAT_VOTER"},
+		{name: "not in cluster", args: []string{"--id", "n9", "--initial-cluster", cluster3}, wantErr: `--id "n9" is not in --initial-cluster`},
+		{name: "duplicate ids", args: []string{"--id", "n1", "--initial-cluster", "n1=127.0.0.1:1,n1=127.0.0.1:2"}, wantErr: "duplicate id"},
+		{name: "bad member", args: []string{"--id", "n1", "--initial-cluster", "n1"}, wantErr: "want id=host:port"},
+		{name: "bad address", args: []string{"--id", "n1", "--peer-addr", "nowhere"}, wantErr: `--peer-addr: bad address "nowhere"`},
+		{name: "bad join address", args: []string{"--id", "n1", "--join", "0.0.0.0:7400"}, wantErr: "wildcard"},
+		{name: "bad log format", args: []string{"--id", "n1", "--log-format", "xml"}, wantErr: "--log-format"},
+		{name: "bad log level", args: []string{"--id", "n1", "--log-level", "loud"}, wantErr: "--log-level"},
+		{name: "lease above heartbeat", args: []string{"--id", "n1", "--heartbeat-timeout", "100ms", "--lease-duration", "200ms"},
+			wantErr: "--lease-duration (200ms) must be <= --heartbeat-timeout (100ms)"},
+		{name: "lowered heartbeat derives the rest", args: []string{"--id", "n1", "--heartbeat-timeout", "100ms"},
+			check: func(t *testing.T, c configView) {
+				if c.HeartbeatTimeout != 100*time.Millisecond || c.LeaseDuration != 0 || c.ElectionTimeout != 0 {
+					t.Errorf("timings: %+v", c.Config)
+				}
+			}},
+		{name: "stray argument", args: []string{"--id", "n1", "extra"}, wantErr: `unexpected argument "extra"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := parseRunConfig(tt.args, mapEnv(tt.env), &bytes.Buffer{})
+			if tt.wantErr != "" {
+				var uerr *usageError
+				if !errors.As(err, &uerr) || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error %v, want a usage error containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("unexpected error: %v", err)
+			}
+			tt.check(t, configView{cfg})
+		})
+	}
+}
+
+func TestRunDispatch(t *testing.T) {
+	tests := []struct {
+		args   []string
+		code   int
+		stdout string
+		stderr string
+	}{
+		{[]string{"help"}, exitOK, "Usage:", ""},
+		{[]string{"--help"}, exitOK, "HEARTBEAT_INITIAL_CLUSTER", ""},
+		{[]string{"status", "--help"}, exitOK, "HEARTBEAT_ADDR", ""},
+		{[]string{"frobnicate"}, exitUsage, "", `unknown command "frobnicate"`},
+		{[]string{"--id"}, exitUsage, "", "flag needs an argument"},
+		{[]string{"status", "--addr", ""}, exitUsage, "", "--addr is empty"},
+		{[]string{"leader", "--watch=maybe"}, exitUsage, "", "watch"},
+		{[]string{"version"}, exitOK, "heartbeat ", ""},
+		// Nothing listens on port 1: a runtime failure, not a usage error.
+		{[]string{"status", "--addr", "127.0.0.1:1", "--timeout", "2s"}, exitFailure, "", "status from 127.0.0.1:1"},
+		{[]string{"health", "--addr", "127.0.0.1:1", "--timeout", "2s"}, exitFailure, "", "health of 127.0.0.1:1"},
+	}
+	for _, tt := range tests {
+		var out, errOut bytes.Buffer
+		code := run(context.Background(), tt.args, &out, &errOut, mapEnv(nil))
+		if code != tt.code || !strings.Contains(out.String(), tt.stdout) || !strings.Contains(errOut.String(), tt.stderr) {
+			t.Errorf("run %q: exit %d, stdout %q, stderr %q; want exit %d, stdout ~%q, stderr ~%q",
+				tt.args, code, out.String(), errOut.String(), tt.code, tt.stdout, tt.stderr)
+		}
+	}
+}
+
+func TestEnvName(t *testing.T) {
+	if got := envName("advertise-peer-addr"); got != "HEARTBEAT_ADVERTISE_PEER_ADDR" {
+		t.Errorf("envName = %q", got)
+	}
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	addr := fs.String("addr", "def", "")
+	if err := parseFlags(fs, nil, mapEnv(map[string]string{"HEARTBEAT_ADDR": "from-env"}), &bytes.Buffer{}, ""); err != nil || *addr != "from-env" {
+		t.Errorf("env not applied: %q %v", *addr, err)
+	}
+}

@@ -1,0 +1,109 @@
+// Command heartbeat is the Heartbeat node binary (build it with
+// `go build -o bin/heartbeat ./cmd/node`) and its command-line client.
+//
+//	heartbeat [run] [flags]          run a node until SIGINT/SIGTERM (graceful stop)
+//	heartbeat status  [--addr A]     this node's view
+//	heartbeat members [--addr A]     the raft configuration
+//	heartbeat leader  [--addr A] [--watch]
+//	heartbeat health  [--addr A]     exit 0 if the node is SERVING (ready)
+//	heartbeat version
+//
+// Every run flag has a HEARTBEAT_* environment equivalent; a flag on the
+// command line wins over the environment. Exit codes: 0 ok, 1 runtime
+// failure, 2 usage error.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+// usageError is a mistake in the command line or environment (exit 2).
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+// usageErrorf returns a usage error with a message for the user.
+func usageErrorf(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// env is how the commands read the environment (tests pass a map).
+type env func(string) string
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
+	stop()
+	os.Exit(code)
+}
+
+// commands maps each subcommand to its implementation.
+var commands = map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer, getenv env) error{
+	"run":     cmdRun,
+	"status":  cmdStatus,
+	"members": cmdMembers,
+	"leader":  cmdLeader,
+	"health":  cmdHealth,
+	"version": cmdVersion,
+}
+
+// run dispatches to a subcommand and turns its error into an exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv env) int {
+	name := "run"
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		name, args = args[0], args[1:]
+	}
+	if name == "help" {
+		fmt.Fprint(stdout, topUsage)
+		return exitOK
+	}
+	cmd, ok := commands[name]
+	if !ok {
+		fmt.Fprintf(stderr, "heartbeat: unknown command %q\n\n%s", name, topUsage)
+		return exitUsage
+	}
+	err := cmd(ctx, args, stdout, stderr, getenv)
+	var uerr *usageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case errors.As(err, &uerr):
+		fmt.Fprintf(stderr, "heartbeat %s: %v\n", name, err)
+		fmt.Fprintf(stderr, "run 'heartbeat %s --help' for usage\n", name)
+		return exitUsage
+	case errors.Is(err, errUnhealthy):
+		return exitFailure
+	default:
+		fmt.Fprintf(stderr, "heartbeat %s: %v\n", name, err)
+		return exitFailure
+	}
+}
+
+const topUsage = `Heartbeat: a coordination sidecar (leader election with fencing) on Raft.
+
+Usage:
+  heartbeat [run] [flags]            run a node (the default command)
+  heartbeat status  [--addr A]       show a node's view of the cluster
+  heartbeat members [--addr A]       list the raft members
+  heartbeat leader  [--addr A] [--watch]
+                                     show the leader; --watch streams changes
+  heartbeat health  [--addr A]       exit 0 if the node is ready (SERVING)
+  heartbeat version                  print the version
+
+Run 'heartbeat <command> --help' for the flags of a command.
+Exit codes: 0 ok, 1 runtime failure, 2 usage error.
+`

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/heartbeat-sidecar/heartbeat/election"
+	"github.com/heartbeat-sidecar/heartbeat/node"
+)
+
+const runUsage = `Usage: heartbeat [run] [flags]
+
+Runs a Heartbeat node until SIGINT or SIGTERM, then stops gracefully (a
+leader hands its leadership to another voter first).
+
+Start every founding node with the same --initial-cluster; add a node later
+with --join pointing at any member's peer address. With neither, the node
+forms a cluster of one.
+
+Example (3 nodes on one machine, see scripts/local-cluster.sh):
+  heartbeat --id n1 --peer-addr 127.0.0.1:7410 --client-addr 127.0.0.1:7411 \
+    --http-addr 127.0.0.1:7412 --data-dir data/n1 \
+    --initial-cluster n1=127.0.0.1:7410,n2=127.0.0.1:7420,n3=127.0.0.1:7430
+`
+
+// runFlags holds the run command's flag values before they become a
+// node.Config.
+type runFlags struct {
+	id, clusterID, dataDir                      string
+	peerAddr, advertise, clientAddr, httpAddr   string
+	initialCluster, join                        string
+	voter, fastFailover                         bool
+	heartbeatTimeout, electionTimeout, leaseDur time.Duration
+	logFormat, logLevel                         string
+	shutdownTimeout                             time.Duration
+}
+
+// parseRunConfig turns the run command's arguments and environment into a
+// validated node.Config. Every error is a usage error naming the flag.
+func parseRunConfig(args []string, getenv env, stdout io.Writer) (node.Config, error) {
+	def := node.DefaultConfig()
+	var f runFlags
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.StringVar(&f.id, "id", "", "this node's id, unique in the cluster and stable across restarts (required)")
+	fs.StringVar(&f.clusterID, "cluster-id", def.ClusterID, "cluster name; peers and data dirs of another cluster are refused")
+	fs.StringVar(&f.dataDir, "data-dir", "", "directory for the raft log and snapshots (default data/<id>)")
+	fs.StringVar(&f.peerAddr, "peer-addr", def.PeerAddr, "peer gRPC listen address (raft + cluster admin); use 0.0.0.0:7400 to serve other hosts")
+	fs.StringVar(&f.advertise, "advertise-peer-addr", "", "peer address other nodes dial (default: --peer-addr; required when it is a wildcard)")
+	fs.StringVar(&f.clientAddr, "client-addr", def.ClientAddr, "client gRPC listen address (Coordinator, health)")
+	fs.StringVar(&f.httpAddr, "http-addr", def.HTTPAddr, "HTTP listen address (/healthz /readyz /metrics /v1/status)")
+	fs.StringVar(&f.initialCluster, "initial-cluster", "", "founding members, id=host:port,... (the same on every founding node)")
+	fs.StringVar(&f.join, "join", "", "peer addresses of existing members to join through, host:port,...")
+	fs.BoolVar(&f.voter, "voter", def.Voter, "join as a voter (false: non-voter)")
+	fs.DurationVar(&f.heartbeatTimeout, "heartbeat-timeout", def.HeartbeatTimeout, "follower's wait for the leader before an election (silent failover bound)")
+	fs.DurationVar(&f.electionTimeout, "election-timeout", def.ElectionTimeout, fmt.Sprintf("candidate's wait before a new election round (0: %s)", derived(election.DefaultElectionTimeout)))
+	fs.DurationVar(&f.leaseDur, "lease-duration", def.LeaseDuration, fmt.Sprintf("leader lease length, <= --heartbeat-timeout (0: %s)", derived(election.DefaultLeaseDuration)))
+	fs.BoolVar(&f.fastFailover, "fast-failover", def.FastFailover, "detect a crashed leader through held streams and elect at once")
+	fs.StringVar(&f.logFormat, "log-format", def.LogFormat, "log format: text or json")
+	fs.StringVar(&f.logLevel, "log-level", def.LogLevel, "log level: trace, debug, info, warn, error")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", def.ShutdownTimeout, "bound on the graceful stop after SIGTERM")
+	if err := parseFlags(fs, args, getenv, stdout, runUsage); err != nil {
+		return node.Config{}, err
+	}
+	return f.config(def)
+}
+
+// config validates the flag values and builds the node.Config.
+func (f runFlags) config(cfg node.Config) (node.Config, error) {
+	if f.id == "" {
+		return cfg, usageErrorf("missing --id (or %s)", envName("id"))
+	}
+	peers, err := node.ParsePeers(f.initialCluster)
+	if err != nil {
+		return cfg, usageErrorf("--initial-cluster: %v", err)
+	}
+	var join []string
+	for _, a := range strings.Split(f.join, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			join = append(join, a)
+		}
+	}
+	if len(peers) > 0 && !inPeers(peers, f.id) && len(join) == 0 {
+		return cfg, usageErrorf("--id %q is not in --initial-cluster and no --join address is given", f.id)
+	}
+	switch f.logFormat {
+	case "text", "json":
+	default:
+		return cfg, usageErrorf("--log-format %q: want text or json", f.logFormat)
+	}
+	cfg.ID, cfg.ClusterID = f.id, f.clusterID
+	cfg.DataDir = f.dataDir
+	if cfg.DataDir == "" {
+		cfg.DataDir = filepath.Join("data", f.id)
+	}
+	cfg.PeerAddr, cfg.AdvertisePeerAddr = f.peerAddr, f.advertise
+	cfg.ClientAddr, cfg.HTTPAddr = f.clientAddr, f.httpAddr
+	cfg.InitialCluster, cfg.Join, cfg.Voter = peers, join, f.voter
+	cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaseDuration = f.heartbeatTimeout, f.electionTimeout, f.leaseDur
+	cfg.FastFailover = f.fastFailover
+	cfg.LogFormat, cfg.LogLevel = f.logFormat, f.logLevel
+	cfg.ShutdownTimeout = f.shutdownTimeout
+	if err := cfg.Validate(); err != nil {
+		msg := strings.TrimPrefix(err.Error(), node.ErrInvalidConfig.Error()+": ")
+		return cfg, usageErrorf("%s", fieldsToFlags.Replace(msg))
+	}
+	return cfg, nil
+}
+
+// fieldsToFlags names config fields as the flags that set them.
+var fieldsToFlags = strings.NewReplacer(
+	"HeartbeatTimeout", "--heartbeat-timeout", "ElectionTimeout", "--election-timeout",
+	"LeaseDuration", "--lease-duration", "PeerAddr", "--peer-addr", "ClientAddr", "--client-addr",
+	"HTTPAddr", "--http-addr", "AdvertisePeerAddr", "--advertise-peer-addr", "LogLevel", "--log-level",
+	"ClusterID", "--cluster-id", "InitialCluster", "--initial-cluster", "Join", "--join")
+
+// derived describes a timing that follows --heartbeat-timeout.
+func derived(def time.Duration) string {
+	ratio := float64(def) / float64(election.DefaultHeartbeatTimeout)
+	return fmt.Sprintf("%.2g x --heartbeat-timeout, %v at the default", ratio, def)
+}
+
+func inPeers(peers []election.Peer, id string) bool {
+	for _, p := range peers {
+		if p.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// cmdRun runs a node until ctx ends (SIGINT/SIGTERM).
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, getenv env) error {
+	cfg, err := parseRunConfig(args, getenv, stdout)
+	if err != nil {
+		return err
+	}
+	cfg.LogOutput = stderr
+	n, err := node.New(cfg)
+	if err != nil {
+		return fmt.Errorf("start node %s: %w", cfg.ID, err)
+	}
+	return n.Run(ctx)
+}

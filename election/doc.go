@@ -1,0 +1,114 @@
+// Package election is the raft node of a Heartbeat sidecar: storage,
+// bootstrap and membership changes, the leader lease, the leadership view
+// that any number of watchers follow, fast crash failover and graceful
+// hand-off. It runs hashicorp/raft over a Transport it declares itself
+// (rpc/transport implements it); it imports no transport implementation.
+//
+// # Storage
+//
+// Everything lives in Config.DataDir: raft.db (raft-boltdb v2: the log and
+// the stable store, with a small in-memory log cache in front), the file
+// snapshot store's snapshots/ directory, and cluster.json, which records the
+// cluster id and node id that own the directory. Opening a directory written
+// for another cluster or another node id fails with ErrClusterMismatch naming
+// both; a directory whose bolt file another process (or node) holds fails with
+// ErrDataDirLocked after a second, instead of hanging on the file lock.
+//
+// # Bootstrap and join
+//
+// Config.Bootstrap is the static initial cluster, given identically to every
+// node (like etcd's initial-cluster). A node that has no raft state and finds
+// itself in the list writes the whole list as the configuration entry at index
+// 1; every listed node doing so with the same list is safe, as they all start
+// from the same entry. A node not in the list starts empty and waits to be
+// joined; a node with existing state never bootstraps again, so a full
+// restart keeps the log. Join, Remove and Transfer run on the leader; anywhere
+// else they return a *NotLeaderError that names the leader, so callers can
+// retry there. Join is idempotent for the same id and address; the same id
+// with another address is ErrIDInUse.
+//
+// # The leader lease
+//
+// Raft alone cannot tell a leader that it has been deposed: a leader cut off
+// from its quorum keeps saying Leader until its own LeaderLeaseTimeout. The
+// node therefore keeps a lease. The transport records, per peer, the send
+// time and term of the latest AppendEntries or heartbeat that the peer
+// acknowledged in the sender's term (Config.Acks). Among the current voters,
+// with the leader counting as now and acks of any other term counting as
+// nothing, the lease ends at the quorum-th latest of those send times plus
+// LeaseDuration less LeaseDriftMargin. A follower that heard the leader at
+// time s grants no normal vote before s + HeartbeatTimeout (it rejects votes
+// while it knows a leader, and pre-vote makes candidates ask first), and
+// LeaseDuration <= HeartbeatTimeout, so no other leader can be elected by a
+// normal vote inside a valid lease.
+//
+// The lease loop on the leader recomputes the lease every HeartbeatTimeout/10
+// (raft's heartbeat interval) or at the lease's end if that is sooner; when
+// the lease lapses, IsLeader turns false at once, even while raft still says
+// Leader. One path bypasses the normal vote: a TimeoutNow (leadership
+// transfer, and the fast failover below) makes voters vote although they
+// still know a leader. After a transfer the old leader has already stepped
+// down; after a fast failover the old leader is dead by the evidence required.
+// Only if that evidence lied (a live leader whose sockets were reset and whose
+// port refused a redial, confirmed by a second member) could its lease
+// overlap the new leader's for at most LeaseDuration; fencing tokens still
+// differ and grow.
+//
+// # Leadership view and watchers
+//
+// Leadership is computed on demand from raft's state, term and known leader
+// plus the stored lease: a few atomic reads. FencingToken is the term in which
+// the known leader was elected. It is read consistently: raft clears its known
+// leader before it raises its term and sets a leader only after, so a leader
+// read between two equal term reads was elected in that term.
+//
+// Watch returns a Watcher whose channel first carries the current view and
+// then every change. Changes come from a non-blocking raft observer (leader
+// and state changes) and from the lease loop; the view is recomputed from raft
+// each time rather than trusted from the observation, so a dropped
+// observation costs nothing. Each watcher has a latest-wins buffer of one: a
+// slow reader skips intermediate views (counted by Dropped) and never blocks
+// raft, the publisher or other watchers. Lease renewals alone are not
+// published (LeaseUntil moves every few tens of milliseconds); a lapse is.
+// Consumers should re-check Leadership before acting.
+//
+// # Fast crash failover
+//
+// A crashed process announces itself: the kernel closes its sockets. While
+// this node is a voter follower with a known leader, a loop holds a stream to
+// the leader (Transport.Hold). When the leader closes it (ErrPeerClosed), the
+// node redials the leader (RedialTimeout, 20 ms): an accepted connection means
+// no crash. Otherwise it asks the other members in parallel whether they lost
+// the leader too (ConfirmLost, ConfirmTimeout) and needs at least one to
+// agree, so a single bad link cannot depose a leader the others still hear.
+// Then it waits rank x FailoverRankStep, rank being its place among the voters
+// other than the dead leader sorted by id, and if raft still follows the same
+// (or no) leader in the same term, it hands its own raft a TimeoutNow: raft
+// stands at once, skipping pre-vote, and the others vote for it although
+// their heartbeat timers have not fired. A timeout alone, a dial that fails
+// before the stream opens, or a goodbye (graceful stop) never triggers it;
+// silent failures (pause, partition) are left to raft's heartbeat timeout and
+// pre-vote. Every step is logged at info with its timing, and triggers are
+// counted in heartbeat_fast_failover_triggers_total.
+//
+// # Shutdown
+//
+// Shutdown is graceful: the node stops claiming leadership at once (IsLeader
+// false, watchers told); if it leads, it hands leadership to another voter
+// and waits for the hand-off (bounded by ctx); it sends goodbye on the held
+// streams it serves (followers then wait for the next leader instead of
+// suspecting a crash); then raft shuts down, the node's goroutines are joined,
+// watchers get a final "shutdown" view and are closed, metrics are
+// unregistered and the stores closed. Close is abrupt, as a crash: no
+// hand-off, no goodbye. Neither closes the transport: its owner closes it
+// after the node (raft would close a transport that implements
+// raft.WithClose, so raft is given a view without Close).
+//
+// # Logging and metrics
+//
+// Every line the node and raft write carries "node" and the current "term"
+// (read atomically on each call) through a wrapper around Config.Logger.
+// Metrics go to Config.Registerer only: raft state, term, commit and applied
+// index (read at scrape time), elections started, leader changes, lease valid
+// and remaining, the held-stream gauge and fast-failover triggers.
+package election

@@ -1,0 +1,256 @@
+package election
+
+import (
+	"context"
+	"math/rand/v2"
+	"sort"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// holdTarget is the leader a follower holds a stream to: its id, address and
+// the term it was elected in.
+type holdTarget struct {
+	id   raft.ServerID
+	addr raft.ServerAddress
+	term uint64
+}
+
+// idleRecheck is how often the failover loop re-reads raft's state when no
+// observation woke it (a configuration change that makes this node a voter
+// is not observed).
+const idleRecheck = time.Second
+
+// currentTarget returns the leader to hold, if this node is a voter follower
+// with a known leader other than itself.
+func (n *Node) currentTarget() (holdTarget, bool) {
+	if n.raft.State() != raft.Follower {
+		return holdTarget{}, false
+	}
+	l := n.Leadership()
+	if l.LeaderID == "" || l.LeaderID == n.cfg.ID || l.FencingToken == 0 {
+		return holdTarget{}, false
+	}
+	self := raft.ServerID(n.cfg.ID)
+	for _, s := range n.voters() {
+		if s.ID == self {
+			return holdTarget{id: raft.ServerID(l.LeaderID), addr: raft.ServerAddress(l.LeaderAddr), term: l.FencingToken}, true
+		}
+	}
+	return holdTarget{}, false
+}
+
+// cancelStaleHold cancels the running Hold if its leader is no longer the
+// one to hold (called on every observation).
+func (n *Node) cancelStaleHold() {
+	n.holdMu.Lock()
+	defer n.holdMu.Unlock()
+	if n.holdCancel == nil {
+		return
+	}
+	if cur, ok := n.currentTarget(); !ok || cur != n.holdFor {
+		n.holdCancel()
+		n.holdCancel = nil
+	}
+}
+
+// waitKick waits for d, an observation, or the node stopping.
+func (n *Node) waitKick(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-n.ctx.Done():
+	case <-n.holdKick:
+	case <-t.C:
+	}
+}
+
+// sleep waits for d or the node stopping; false if stopping.
+func (n *Node) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-n.ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// failoverLoop holds a stream to the leader while this node is a voter
+// follower, and runs the crash check when the leader closes it. See the
+// package documentation, "Fast crash failover".
+func (n *Node) failoverLoop() {
+	defer n.wg.Done()
+	var saidGoodbye holdTarget
+	for n.ctx.Err() == nil {
+		t, ok := n.currentTarget()
+		if !ok || t == saidGoodbye {
+			n.waitKick(idleRecheck)
+			continue
+		}
+		err := n.hold(t)
+		switch {
+		case n.ctx.Err() != nil:
+			return
+		case err == nil: // leader changed; hold the new one
+		case errorsIs(err, n.cfg.ErrGoodbye):
+			n.logger.Info("leader said goodbye; waiting for the next leader", "leader", t.id)
+			saidGoodbye = t
+		case errorsIs(err, n.cfg.ErrPeerClosed):
+			if !n.onPeerClosed(t, time.Now()) {
+				// Not a crash: the leader lives. Do not spin on a link that
+				// keeps breaking.
+				n.sleep(n.backoff())
+			}
+		default:
+			n.logger.Debug("cannot hold a stream to the leader; retrying", "leader", t.id, "error", err)
+			n.waitKick(n.backoff())
+		}
+	}
+}
+
+// backoff is a random 50-200 ms pause.
+func (n *Node) backoff() time.Duration {
+	return 50*time.Millisecond + rand.N(150*time.Millisecond)
+}
+
+// hold runs one Hold on t, registered so that a leader change cancels it.
+// It returns nil when canceled.
+func (n *Node) hold(t holdTarget) error {
+	ctx, cancel := context.WithCancel(n.ctx)
+	defer cancel()
+	n.holdMu.Lock()
+	n.holdFor, n.holdCancel = t, cancel
+	n.holdMu.Unlock()
+	// An observation between currentTarget and the registration above
+	// would have found nothing to cancel: check again.
+	n.cancelStaleHold()
+	n.holdSince.Store(time.Now().UnixNano())
+	err := n.tr.Hold(ctx, t.addr)
+	n.holdSince.Store(0)
+	n.holdMu.Lock()
+	n.holdCancel = nil
+	n.holdMu.Unlock()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// unchanged reports whether raft still follows t (or no one) in t's term.
+func (n *Node) unchanged(t holdTarget) bool {
+	if n.raft.State() != raft.Follower || n.raft.CurrentTerm() != t.term {
+		return false
+	}
+	_, id := n.raft.LeaderWithID()
+	return id == "" || id == t.id
+}
+
+// onPeerClosed runs the crash check after the leader closed the held stream:
+// redial, confirm with another member, wait rank × FailoverRankStep, and stand
+// if nothing changed. It returns false when the leader turned out reachable
+// or no member confirmed the loss (no crash), true otherwise.
+func (n *Node) onPeerClosed(t holdTarget, closedAt time.Time) bool {
+	log := n.logger.With("leader", t.id, "leader_addr", t.addr, "leader_term", t.term)
+	log.Info("fast failover: held stream closed by the leader", "closed_at", closedAt.Format(time.RFC3339Nano))
+	if !n.unchanged(t) {
+		log.Info("fast failover: leader already changed; nothing to do")
+		return true
+	}
+	rctx, cancel := context.WithTimeout(n.ctx, n.cfg.RedialTimeout)
+	err := n.tr.Reachable(rctx, t.addr)
+	cancel()
+	if err == nil {
+		log.Info("fast failover: leader accepted a redial; not a crash", "after", time.Since(closedAt))
+		return false
+	}
+	log.Info("fast failover: redial failed", "error", err, "after", time.Since(closedAt))
+
+	via, ok := n.confirmLost(t)
+	if !ok {
+		log.Info("fast failover: no other member confirmed the loss; not standing", "after", time.Since(closedAt))
+		return false
+	}
+	rank, ok := n.rank(t.id)
+	if !ok {
+		return true
+	}
+	wait := time.Duration(rank) * n.cfg.FailoverRankStep
+	log.Info("fast failover: loss confirmed", "confirmed_by", via, "rank", rank, "wait", wait, "after", time.Since(closedAt))
+	if wait > 0 && !n.sleep(wait) {
+		return true
+	}
+	if !n.unchanged(t) {
+		_, id := n.raft.LeaderWithID()
+		log.Info("fast failover: another node stood first; standing down", "new_leader", id, "term", n.raft.CurrentTerm())
+		return true
+	}
+	if err := n.tr.TimeoutNowSelf(n.ctx); err != nil {
+		log.Warn("fast failover: TimeoutNow to self failed", "error", err)
+		return true
+	}
+	n.m.failoverTriggers.Inc()
+	log.Info("fast failover: stood for election", "rank", rank, "after", time.Since(closedAt))
+	return true
+}
+
+// confirmLost asks every other member (not this node, not the leader) in
+// parallel whether it lost the leader too, and returns the first that says
+// so. It returns as soon as one confirms; the other queries are canceled and
+// end in goroutines the node joins.
+func (n *Node) confirmLost(t holdTarget) (raft.ServerID, bool) {
+	var others []raft.Server
+	for _, s := range n.raft.GetConfiguration().Configuration().Servers {
+		if s.ID != t.id && s.ID != raft.ServerID(n.cfg.ID) {
+			others = append(others, s)
+		}
+	}
+	if len(others) == 0 {
+		return "", false
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ConfirmTimeout)
+	defer cancel()
+	type answer struct {
+		via  raft.ServerID
+		lost bool
+		err  error
+	}
+	answers := make(chan answer, len(others))
+	asked := 0
+	for _, s := range others {
+		if n.spawn(func() {
+			lost, err := n.tr.ConfirmLost(ctx, s.Address, t.addr)
+			answers <- answer{via: s.ID, lost: lost, err: err}
+		}) {
+			asked++
+		}
+	}
+	for i := 0; i < asked; i++ {
+		a := <-answers
+		if a.lost {
+			return a.via, true
+		}
+		n.logger.Debug("fast failover: member did not confirm the loss", "via", a.via, "error", a.err)
+	}
+	return "", false
+}
+
+// rank is this node's place among the voters other than the dead leader,
+// sorted by id: rank 0 stands at once, rank k after k×FailoverRankStep.
+func (n *Node) rank(dead raft.ServerID) (int, bool) {
+	var ids []string
+	for _, s := range n.voters() {
+		if s.ID != dead {
+			ids = append(ids, string(s.ID))
+		}
+	}
+	sort.Strings(ids)
+	for i, id := range ids {
+		if id == n.cfg.ID {
+			return i, true
+		}
+	}
+	return 0, false
+}

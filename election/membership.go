@@ -1,0 +1,209 @@
+package election
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Member is one server of the cluster configuration.
+type Member struct {
+	ID      string
+	Address string
+	// Suffrage is "voter", "nonvoter" or "staging".
+	Suffrage string
+	Voter    bool
+	// Leader is true for the member this node knows as leader.
+	Leader bool
+}
+
+// await waits for a raft future, or for ctx. When ctx ends first it returns
+// ctx's error; the future then resolves in the background (raft resolves
+// every future by shutdown at the latest) in a goroutine the node joins on
+// stop.
+func (n *Node) await(ctx context.Context, f raft.Future) error {
+	done := make(chan error, 1)
+	if !n.spawn(func() { done <- f.Error() }) {
+		return ErrShutdown
+	}
+	select {
+	case err := <-done:
+		return n.mapErr(err)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// timeout turns ctx's deadline into a raft enqueue timeout (0: none).
+func timeout(ctx context.Context) time.Duration {
+	if d, ok := ctx.Deadline(); ok {
+		if t := time.Until(d); t > 0 {
+			return t
+		}
+		return time.Millisecond
+	}
+	return 0
+}
+
+// notLeader returns a *NotLeaderError naming the leader this node knows.
+func (n *Node) notLeader() error {
+	addr, id := n.raft.LeaderWithID()
+	return &NotLeaderError{LeaderID: string(id), LeaderAddr: string(addr)}
+}
+
+// mapErr maps raft's errors to this package's.
+func (n *Node) mapErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),
+		errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		return fmt.Errorf("%w (%v)", n.notLeader(), err)
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return fmt.Errorf("%w: %v", ErrShutdown, err)
+	}
+	return err
+}
+
+// leaderCheck returns an error unless this node is raft leader and running.
+func (n *Node) leaderCheck() error {
+	if n.handingOff.Load() {
+		return ErrShutdown
+	}
+	if n.raft.State() != raft.Leader {
+		return n.notLeader()
+	}
+	return nil
+}
+
+// Apply commits data to the log and returns the FSM's response. Leader only:
+// elsewhere it returns a *NotLeaderError (errors.Is ErrNotLeader). A ctx that
+// ends first returns ctx's error; the entry may still commit.
+func (n *Node) Apply(ctx context.Context, data []byte) (any, error) {
+	if err := n.leaderCheck(); err != nil {
+		return nil, err
+	}
+	f := n.raft.Apply(data, timeout(ctx))
+	if err := n.await(ctx, f); err != nil {
+		return nil, err
+	}
+	return f.Response(), nil
+}
+
+// Join adds a member through this node, which must be the leader (else a
+// *NotLeaderError naming the leader). voter false adds a non-voter. Joining
+// an id already present with the same address is a no-op (or a promotion /
+// demotion when the suffrage differs); the same id with another address
+// returns ErrIDInUse, another id with the same address ErrAddressInUse.
+func (n *Node) Join(ctx context.Context, id, addr string, voter bool) error {
+	if id == "" || addr == "" {
+		return fmt.Errorf("%w: join needs an id and an address", ErrInvalidConfig)
+	}
+	if err := n.leaderCheck(); err != nil {
+		return err
+	}
+	sid, saddr := raft.ServerID(id), raft.ServerAddress(addr)
+	for _, s := range n.raft.GetConfiguration().Configuration().Servers {
+		switch {
+		case s.ID == sid && s.Address != saddr:
+			return fmt.Errorf("%w: %s is a member at %s, not %s", ErrIDInUse, id, s.Address, addr)
+		case s.ID != sid && s.Address == saddr:
+			return fmt.Errorf("%w: %s belongs to member %s", ErrAddressInUse, addr, s.ID)
+		case s.ID == sid:
+			isVoter := s.Suffrage == raft.Voter
+			if isVoter == voter {
+				return nil
+			}
+			if !voter {
+				n.logger.Info("demoting member to non-voter", "member", id)
+				return n.await(ctx, n.raft.DemoteVoter(sid, 0, timeout(ctx)))
+			}
+		}
+	}
+	n.logger.Info("adding member", "member", id, "addr", addr, "voter", voter)
+	if voter {
+		return n.await(ctx, n.raft.AddVoter(sid, saddr, 0, timeout(ctx)))
+	}
+	return n.await(ctx, n.raft.AddNonvoter(sid, saddr, 0, timeout(ctx)))
+}
+
+// Remove removes a member through this node, which must be the leader.
+// Removing an id that is not a member is a no-op. Removing the leader itself
+// makes it step down once the change commits.
+func (n *Node) Remove(ctx context.Context, id string) error {
+	if err := n.leaderCheck(); err != nil {
+		return err
+	}
+	found := false
+	for _, s := range n.raft.GetConfiguration().Configuration().Servers {
+		if s.ID == raft.ServerID(id) {
+			found = true
+		}
+	}
+	if !found {
+		return nil
+	}
+	n.logger.Info("removing member", "member", id)
+	return n.await(ctx, n.raft.RemoveServer(raft.ServerID(id), 0, timeout(ctx)))
+}
+
+// Transfer hands leadership to the voter id ("" lets raft pick the most
+// up-to-date voter) and waits until this node has stepped down (raft bounds
+// the wait by ElectionTimeout). Leader only.
+func (n *Node) Transfer(ctx context.Context, id string) error {
+	if err := n.leaderCheck(); err != nil {
+		return err
+	}
+	if id == "" {
+		return n.await(ctx, n.raft.LeadershipTransfer())
+	}
+	for _, s := range n.raft.GetConfiguration().Configuration().Servers {
+		if s.ID != raft.ServerID(id) {
+			continue
+		}
+		if s.Suffrage != raft.Voter {
+			return fmt.Errorf("%w: %s", ErrNotVoter, id)
+		}
+		return n.await(ctx, n.raft.LeadershipTransferToServer(s.ID, s.Address))
+	}
+	return fmt.Errorf("%w: %s", ErrUnknownMember, id)
+}
+
+// Members returns the latest cluster configuration known to this node
+// (possibly not yet committed), sorted by id.
+func (n *Node) Members() ([]Member, error) {
+	if n.stopped.Load() {
+		return nil, ErrShutdown
+	}
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, n.mapErr(err)
+	}
+	_, leader := n.raft.LeaderWithID()
+	var out []Member
+	for _, s := range f.Configuration().Servers {
+		out = append(out, Member{
+			ID:       string(s.ID),
+			Address:  string(s.Address),
+			Suffrage: suffrageName(s.Suffrage),
+			Voter:    s.Suffrage == raft.Voter,
+			Leader:   s.ID == leader && leader != "",
+		})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+func suffrageName(s raft.ServerSuffrage) string {
+	switch s {
+	case raft.Voter:
+		return "voter"
+	case raft.Nonvoter:
+		return "nonvoter"
+	}
+	return "staging"
+}

@@ -1,0 +1,97 @@
+package election
+
+import (
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the node's Prometheus collectors. Gauges that mirror raft's
+// state are GaugeFuncs read at scrape time, so they cost nothing between
+// scrapes. Registered on Config.Registerer only (never the global registry)
+// and unregistered when the node stops.
+type metrics struct {
+	reg        prometheus.Registerer
+	collectors []prometheus.Collector
+
+	electionsStarted prometheus.Counter
+	leaderChanges    prometheus.Counter
+	failoverTriggers prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer, n *Node) (*metrics, error) {
+	m := &metrics{
+		reg: reg,
+		electionsStarted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "heartbeat_raft_elections_started_total",
+			Help: "Times this node became a candidate.",
+		}),
+		leaderChanges: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "heartbeat_raft_leader_changes_total",
+			Help: "Times this node learned of a new leader (a non-empty leader different from the last).",
+		}),
+		failoverTriggers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "heartbeat_fast_failover_triggers_total",
+			Help: "Times this node stood for election after detecting a leader crash (TimeoutNow to itself).",
+		}),
+	}
+	r := func() *raft.Raft { return n.raft }
+	gauge := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
+	}
+	m.collectors = []prometheus.Collector{
+		m.electionsStarted, m.leaderChanges, m.failoverTriggers,
+		gauge("heartbeat_raft_state", "Raft state: 0 follower, 1 candidate, 2 leader, 3 shutdown.",
+			func() float64 { return float64(r().State()) }),
+		gauge("heartbeat_raft_term", "Current raft term.",
+			func() float64 { return float64(r().CurrentTerm()) }),
+		gauge("heartbeat_raft_commit_index", "Raft commit index.",
+			func() float64 { return float64(r().CommitIndex()) }),
+		gauge("heartbeat_raft_applied_index", "Last raft index handed to the FSM.",
+			func() float64 { return float64(r().AppliedIndex()) }),
+		gauge("heartbeat_fast_failover_holding", "1 while this follower holds (or is opening) a stream to its leader.",
+			func() float64 {
+				if n.holdSince.Load() != 0 {
+					return 1
+				}
+				return 0
+			}),
+		gauge("heartbeat_lease_valid", "1 while this node is leader with a valid lease.",
+			func() float64 {
+				if n.Leadership().IsLeader {
+					return 1
+				}
+				return 0
+			}),
+		gauge("heartbeat_lease_remaining_seconds", "Seconds left on this leader's lease; 0 when not leader.",
+			func() float64 {
+				l := n.Leadership()
+				if !l.IsLeader {
+					return 0
+				}
+				return time.Until(l.LeaseUntil).Seconds()
+			}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for i, c := range m.collectors {
+		if err := reg.Register(c); err != nil {
+			for _, done := range m.collectors[:i] {
+				reg.Unregister(done)
+			}
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) unregister() {
+	if m == nil || m.reg == nil {
+		return
+	}
+	for _, c := range m.collectors {
+		m.reg.Unregister(c)
+	}
+}

@@ -1,0 +1,164 @@
+package election
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
+)
+
+// Files in the data dir.
+const (
+	identityFile = "cluster.json" // {"cluster_id":..., "node_id":...}
+	boltFile     = "raft.db"      // raft log + stable store
+	// boltOpenTimeout bounds the wait for bolt's file lock: a second node on
+	// the same data dir fails with ErrDataDirLocked instead of hanging.
+	boltOpenTimeout = time.Second
+)
+
+// identity is what cluster.json records: which cluster and node own the dir.
+type identity struct {
+	ClusterID string `json:"cluster_id"`
+	NodeID    string `json:"node_id"`
+}
+
+// stores is the node's storage in DataDir.
+type stores struct {
+	bolt  *raftboltdb.BoltStore
+	snaps *raft.FileSnapshotStore
+}
+
+func (s *stores) close() error {
+	if s == nil || s.bolt == nil {
+		return nil
+	}
+	return s.bolt.Close()
+}
+
+// openStores checks the identity file (writing it on first use) and opens
+// the bolt store and the file snapshot store.
+func openStores(cfg Config, logger hclog.Logger) (*stores, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("election: create data dir: %w", err)
+	}
+	path := filepath.Join(cfg.DataDir, identityFile)
+	want := identity{ClusterID: cfg.ClusterID, NodeID: cfg.ID}
+	have, found, err := readIdentity(path)
+	if err != nil {
+		return nil, err
+	}
+	if found && have != want {
+		return nil, fmt.Errorf("%w: %s was written by cluster %q node %q, this node is cluster %q node %q; use another data dir or the right --cluster/--id",
+			ErrClusterMismatch, cfg.DataDir, have.ClusterID, have.NodeID, want.ClusterID, want.NodeID)
+	}
+
+	bolt, err := raftboltdb.New(raftboltdb.Options{
+		Path:        filepath.Join(cfg.DataDir, boltFile),
+		BoltOptions: &bbolt.Options{Timeout: boltOpenTimeout},
+	})
+	if err != nil {
+		if errors.Is(err, bbolt.ErrTimeout) {
+			return nil, fmt.Errorf("%w: %s is locked by another process or node with the same data dir", ErrDataDirLocked, cfg.DataDir)
+		}
+		return nil, fmt.Errorf("election: open %s: %w", boltFile, err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, cfg.SnapshotRetain, logger.Named("snapshot"))
+	if err != nil {
+		_ = bolt.Close()
+		return nil, fmt.Errorf("election: open snapshot store: %w", err)
+	}
+	if !found {
+		if err := writeIdentity(path, want); err != nil {
+			_ = bolt.Close()
+			return nil, err
+		}
+	}
+	return &stores{bolt: bolt, snaps: snaps}, nil
+}
+
+func readIdentity(path string) (identity, bool, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return identity{}, false, nil
+	}
+	if err != nil {
+		return identity{}, false, fmt.Errorf("election: read %s: %w", path, err)
+	}
+	var id identity
+	if err := json.Unmarshal(b, &id); err != nil {
+		return identity{}, false, fmt.Errorf("election: %s is corrupt: %w", path, err)
+	}
+	return id, true, nil
+}
+
+// writeIdentity writes the file atomically (temp file, fsync, rename).
+func writeIdentity(path string, id identity) error {
+	b, err := json.MarshalIndent(id, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
+	if err != nil {
+		return fmt.Errorf("election: write identity: %w", err)
+	}
+	_, err = f.Write(append(b, '\n'))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("election: write identity: %w", err)
+	}
+	return nil
+}
+
+// bootstrap writes the initial configuration when the stores are empty and
+// cfg.Bootstrap lists this node. Every listed node doing so with the same
+// list is safe: they all start from the same configuration entry at index 1.
+// It reports whether it bootstrapped.
+func bootstrap(cfg Config, rc *raft.Config, s *stores, tr raft.Transport) (bool, error) {
+	has, err := raft.HasExistingState(s.bolt, s.bolt, s.snaps)
+	if err != nil {
+		return false, fmt.Errorf("election: check existing state: %w", err)
+	}
+	if has {
+		return false, nil
+	}
+	var servers []raft.Server
+	inList := false
+	for _, p := range cfg.Bootstrap {
+		suffrage := raft.Nonvoter
+		if p.Voter {
+			suffrage = raft.Voter
+		}
+		servers = append(servers, raft.Server{Suffrage: suffrage, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Address)})
+		if p.ID == cfg.ID {
+			inList = true
+			if raft.ServerAddress(p.Address) != tr.LocalAddr() {
+				return false, fmt.Errorf("%w: Bootstrap lists %s at %s but the transport's address is %s",
+					ErrInvalidConfig, p.ID, p.Address, tr.LocalAddr())
+			}
+		}
+	}
+	if !inList {
+		return false, nil
+	}
+	if err := raft.BootstrapCluster(rc, s.bolt, s.bolt, s.snaps, tr, raft.Configuration{Servers: servers}); err != nil {
+		return false, fmt.Errorf("election: bootstrap: %w", err)
+	}
+	return true, nil
+}

@@ -1,0 +1,112 @@
+package election
+
+import (
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/heartbeat-sidecar/heartbeat/rpc/transport"
+)
+
+// singleNode starts a one-node cluster in dir with the given identity.
+func singleNode(t *testing.T, dir, cluster, id string) (*Node, *transport.Transport, error) {
+	t.Helper()
+	tcfg := transport.DefaultConfig()
+	tcfg.ID, tcfg.BindAddr, tcfg.ClusterID, tcfg.Logger = raft.ServerID(id), "127.0.0.1:0", cluster, testLogger(t)
+	tr, err := transport.New(tcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.ID, cfg.ClusterID, cfg.DataDir = id, cluster, dir
+	cfg.Bootstrap = []Peer{{ID: id, Address: string(tr.LocalAddr()), Voter: true}}
+	cfg.Acks = func() map[raft.ServerAddress]Ack { return convertAcks(tr.Acks()) }
+	cfg.ErrPeerClosed, cfg.ErrGoodbye = transport.ErrPeerClosed, transport.ErrGoodbye
+	cfg.Logger = testLogger(t)
+	cfg.Registerer = prometheus.NewRegistry()
+	n, err := New(cfg, tr, &testFSM{})
+	if err != nil {
+		_ = tr.Close()
+		return nil, nil, err
+	}
+	return n, tr, nil
+}
+
+func TestDataDirOfAnotherCluster(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	n, tr, err := singleNode(t, dir, "alpha", "n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A single voter elects itself.
+	waitFor(t, 10*time.Second, func() bool { return n.Leadership().IsLeader }, nil)
+	_ = n.Close()
+	_ = tr.Close()
+
+	tests := []struct{ cluster, id string }{
+		{"beta", "n1"},  // another cluster
+		{"alpha", "n2"}, // another node id
+	}
+	for _, tc := range tests {
+		_, _, err := singleNode(t, dir, tc.cluster, tc.id)
+		if !errors.Is(err, ErrClusterMismatch) {
+			t.Fatalf("open as %s/%s: %v, want ErrClusterMismatch", tc.cluster, tc.id, err)
+		}
+		for _, s := range []string{`"alpha"`, `"n1"`, `"` + tc.cluster + `"`, `"` + tc.id + `"`} {
+			if !strings.Contains(err.Error(), s) {
+				t.Fatalf("error %q does not name %s", err, s)
+			}
+		}
+	}
+	// The right identity still opens, keeps its state and does not
+	// re-bootstrap (term stays above the bootstrap term).
+	n, tr, err = singleNode(t, dir, "alpha", "n1")
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	defer tr.Close()
+	defer n.Close()
+	waitFor(t, 10*time.Second, func() bool { return n.Leadership().IsLeader }, nil)
+	if term := n.Leadership().Term; term < 3 {
+		t.Fatalf("term %d after restart, want > the first run's term", term)
+	}
+}
+
+func TestDataDirInUse(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	n, tr, err := singleNode(t, dir, "alpha", "n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	defer n.Close()
+	_, _, err = singleNode(t, dir, "alpha", "n1")
+	if !errors.Is(err, ErrDataDirLocked) {
+		t.Fatalf("second node on the same data dir: %v, want ErrDataDirLocked", err)
+	}
+}
+
+func TestBootstrapAddressMismatch(t *testing.T) {
+	tcfg := transport.DefaultConfig()
+	tcfg.ID, tcfg.BindAddr, tcfg.ClusterID, tcfg.Logger = "n1", "127.0.0.1:0", "alpha", testLogger(t)
+	tr, err := transport.New(tcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	cfg := DefaultConfig()
+	cfg.ID, cfg.ClusterID, cfg.DataDir = "n1", "alpha", t.TempDir()
+	cfg.Bootstrap = []Peer{{ID: "n1", Address: "127.0.0.1:1", Voter: true}}
+	cfg.Acks = func() map[raft.ServerAddress]Ack { return nil }
+	cfg.ErrPeerClosed, cfg.ErrGoodbye = transport.ErrPeerClosed, transport.ErrGoodbye
+	cfg.Logger = testLogger(t)
+	_, err = New(cfg, tr, &testFSM{})
+	if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Fatalf("New with a wrong own address: %v, want ErrInvalidConfig naming it", err)
+	}
+}

@@ -1,0 +1,64 @@
+package election
+
+import (
+	"context"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Transport is what the node needs from the peer transport: a complete
+// raft.Transport with pre-vote, plus the crash-detection calls of the held
+// stream (see rpc/transport). It is declared here so that election imports no
+// transport implementation; *transport.Transport and the faultnet wrapper
+// satisfy it.
+//
+// The node never calls Close: raft would close a transport that implements
+// raft.WithClose when it shuts down, so the node hands raft a view of the
+// transport without Close. The transport's owner closes it after the node.
+type Transport interface {
+	raft.Transport
+	raft.WithPreVote
+	raft.WithClose
+
+	// Hold opens a held stream to target and blocks until it breaks or ctx
+	// ends: nil when ctx ended, the transport's goodbye error when target
+	// left gracefully, its peer-closed error when the stream broke, any other
+	// error when the stream could not be opened.
+	Hold(ctx context.Context, target raft.ServerAddress) error
+	// Reachable dials a fresh connection to target within ctx; nil if
+	// something accepted it.
+	Reachable(ctx context.Context, target raft.ServerAddress) error
+	// ConfirmLost asks member via whether it has lost target too.
+	ConfirmLost(ctx context.Context, via, target raft.ServerAddress) (bool, error)
+	// TimeoutNowSelf hands this node's own raft a TimeoutNow: it stands for
+	// election at once, skipping pre-vote.
+	TimeoutNowSelf(ctx context.Context) error
+	// Goodbye tells every peer holding a stream to this node that it is
+	// leaving gracefully.
+	Goodbye()
+}
+
+// Ack is the part of the transport's per-peer acknowledgement record that the
+// lease needs: the send time of the latest AppendEntries or heartbeat to the
+// peer whose reply carried the request's term, and that term.
+//
+// The transport declares its own Ack type; Config.Acks converts (election
+// cannot name the transport's type without importing it).
+type Ack struct {
+	SentAt time.Time
+	Term   uint64
+}
+
+// raftTransport is the view of the Transport given to raft: everything raft
+// uses (including pre-vote) but not Close, so that raft.Shutdown leaves the
+// transport open for its owner to close.
+type raftTransport struct {
+	raft.Transport
+	raft.WithPreVote
+}
+
+var (
+	_ raft.Transport   = raftTransport{}
+	_ raft.WithPreVote = raftTransport{}
+)

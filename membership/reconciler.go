@@ -1,0 +1,333 @@
+package membership
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	pb "github.com/heartbeat-sidecar/heartbeat/proto/membershippb"
+)
+
+// Leader tells the reconciler whether this node may decide. IsLeader must be
+// true only while this node is the raft leader AND its leader lease is valid
+// (election's Leadership().IsLeader).
+type Leader interface {
+	IsLeader() bool
+}
+
+// Applier commits an encoded command through raft and returns the FSM's
+// result (a *Result or an error value) once it is applied on this node
+// (election's Node.Apply). It returns an error when the entry could not be
+// committed (not leader, timeout).
+type Applier interface {
+	Apply(ctx context.Context, cmd []byte) (any, error)
+}
+
+// HeartbeatSource reports when each peer last answered a heartbeat or
+// AppendEntries from this node, keyed by the peer's raft address
+// (Member.PeerAddr): the transport's Acks()[addr].RepliedAt. A zero time
+// means never. It must not block.
+type HeartbeatSource interface {
+	LastReplies() map[string]time.Time
+}
+
+// StateReader gives read access to the replicated state (*FSM implements it).
+type StateReader interface {
+	Read(fn func(*State))
+}
+
+// ReconcilerConfig configures a Reconciler.
+type ReconcilerConfig struct {
+	// SelfID is this node's member id. The reconciler never judges itself by
+	// heartbeats; it marks itself alive if a previous leader declared it
+	// suspect or dead.
+	SelfID string
+	// Tick is the period of Run's loop: detection and reassignment react
+	// within one tick. Default 50 ms.
+	Tick time.Duration
+	// ApplyTimeout bounds each commit. Default 2 s.
+	ApplyTimeout time.Duration
+	// MaxTickGap: a longer gap between two ticks means this node itself was
+	// stalled; the excess over Tick is forgiven to every peer (see
+	// Detector.Forgive). Default 4 × Tick.
+	MaxTickGap time.Duration
+	// Detector tunes the failure detector.
+	Detector DetectorConfig
+	// Plan tunes the assignment strategy.
+	Plan PlanConfig
+	// Logger; nil: no logging.
+	Logger hclog.Logger
+	// Now is the clock; nil: time.Now. Tests inject a fake one.
+	Now func() time.Time
+}
+
+// DefaultReconcilerConfig returns defaults; SelfID must still be set.
+func DefaultReconcilerConfig() ReconcilerConfig {
+	return ReconcilerConfig{
+		Tick:         50 * time.Millisecond,
+		ApplyTimeout: 2 * time.Second,
+		MaxTickGap:   200 * time.Millisecond,
+		Detector:     DefaultDetectorConfig(),
+		Plan:         DefaultPlanConfig(),
+	}
+}
+
+// Validate checks the configuration.
+func (c ReconcilerConfig) Validate() error {
+	if err := checkMemberID(c.SelfID); err != nil {
+		return fmt.Errorf("%w: SelfID: %v", ErrInvalidConfig, err)
+	}
+	if c.Tick <= 0 || c.ApplyTimeout <= 0 || c.MaxTickGap < c.Tick {
+		return fmt.Errorf("%w: want Tick > 0, ApplyTimeout > 0, MaxTickGap >= Tick", ErrInvalidConfig)
+	}
+	if err := c.Detector.Validate(); err != nil {
+		return err
+	}
+	return c.Plan.Validate()
+}
+
+// ReconcilerStats counts what a reconciler has done since it was created.
+type ReconcilerStats struct {
+	Ticks         uint64 // steps taken while leader
+	MarkedSuspect uint64
+	MarkedDead    uint64
+	MarkedAlive   uint64
+	Moves         uint64 // moves committed (applied, not skipped)
+	Skipped       uint64 // moves the FSM skipped as stale
+	Rejected      uint64 // commands the FSM rejected
+	Stalls        uint64 // tick gaps over MaxTickGap
+	Errors        uint64 // commits that failed
+}
+
+// Reconciler is the leader's control loop: it turns heartbeat arrivals into
+// member states (MarkSuspect / MarkDead / MarkAlive) and the assignment plan
+// into Assign commands, committing both through the Applier. It acts only
+// while Leader.IsLeader() holds, and re-checks before every commit. Because
+// every decision is a committed command carrying its expectations, a stale
+// leader's late commands are rejected or skipped by the FSM.
+type Reconciler struct {
+	cfg    ReconcilerConfig
+	state  StateReader
+	apply  Applier
+	leader Leader
+	hb     HeartbeatSource
+	log    hclog.Logger
+	now    func() time.Time
+	det    *Detector
+
+	mu          sync.Mutex // serializes Step; guards the fields below
+	leading     bool
+	leaderSince time.Time
+	lastTick    time.Time
+	plannedRev  uint64
+	planned     bool
+	stats       ReconcilerStats
+}
+
+// NewReconciler builds a reconciler; it starts nothing (call Run).
+func NewReconciler(cfg ReconcilerConfig, state StateReader, ap Applier, leader Leader, hb HeartbeatSource) (*Reconciler, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if state == nil || ap == nil || leader == nil || hb == nil {
+		return nil, fmt.Errorf("%w: state, applier, leader and heartbeat source are required", ErrInvalidConfig)
+	}
+	det, err := NewDetector(cfg.Detector)
+	if err != nil {
+		return nil, err
+	}
+	r := &Reconciler{cfg: cfg, state: state, apply: ap, leader: leader, hb: hb, log: cfg.Logger, now: cfg.Now, det: det}
+	if r.log == nil {
+		r.log = hclog.NewNullLogger()
+	}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	return r, nil
+}
+
+// Run steps every Tick until ctx ends, then returns nil. It blocks: the
+// caller owns the goroutine and waits for Run to return on shutdown. A
+// failed step is logged and retried on the next tick.
+func (r *Reconciler) Run(ctx context.Context) error {
+	t := time.NewTicker(r.cfg.Tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := r.Step(ctx); err != nil && ctx.Err() == nil {
+				r.log.Debug("reconcile step failed", "error", err)
+			}
+		}
+	}
+}
+
+// Stats returns a copy of the counters.
+func (r *Reconciler) Stats() ReconcilerStats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stats
+}
+
+// errLostLeadership stops a step whose node stopped leading mid-way.
+var errLostLeadership = errors.New("membership: lost leadership during reconcile")
+
+// Step runs one reconcile round at the configured clock's now: update the
+// detector, commit member state changes, then plan and commit moves. It does
+// nothing (and forgets the detector's history) when this node is not the
+// leader with a valid lease. It returns the first commit error.
+func (r *Reconciler) Step(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.now()
+	if !r.leader.IsLeader() {
+		if r.leading {
+			r.leading = false
+			r.det.Reset()
+		}
+		return nil
+	}
+	if !r.leading {
+		r.leading, r.leaderSince, r.planned = true, now, false
+		r.det.Reset()
+	} else if gap := now.Sub(r.lastTick); gap > r.cfg.MaxTickGap {
+		r.det.Forgive(gap - r.cfg.Tick)
+		r.stats.Stalls++
+		r.log.Warn("reconciler stalled; forgiving peers the gap", "gap", gap)
+	}
+	r.lastTick = now
+	r.stats.Ticks++
+
+	if err := r.detect(ctx, now); err != nil {
+		return err
+	}
+	return r.assign(ctx)
+}
+
+// detect feeds replies to the detector and commits state changes.
+func (r *Reconciler) detect(ctx context.Context, now time.Time) error {
+	replies := r.hb.LastReplies()
+	var members []Member
+	r.state.Read(func(s *State) { members = s.Members() })
+	known := make(map[string]struct{}, len(members))
+	type change struct {
+		cmd   *pb.Command
+		count *uint64
+		what  string
+		id    string
+	}
+	var changes []change
+	for _, m := range members {
+		if m.State == StateLeft {
+			continue
+		}
+		if m.ID == r.cfg.SelfID {
+			if m.State != StateAlive {
+				changes = append(changes, change{MarkAliveCmd(m.ID), &r.stats.MarkedAlive, "alive", m.ID})
+			}
+			continue
+		}
+		addr := m.PeerAddr
+		known[addr] = struct{}{}
+		// Replies from before this leadership (the transport keeps the last
+		// reply of an earlier term) say nothing about now.
+		if t, ok := replies[addr]; ok && t.After(r.leaderSince) {
+			r.det.Observe(addr, t)
+		}
+		r.det.Seed(addr, r.leaderSince)
+		switch v := r.det.Verdict(addr, now); {
+		case v == VerdictDead && m.State != StateDead:
+			changes = append(changes, change{MarkDeadCmd(m.ID), &r.stats.MarkedDead, "dead", m.ID})
+		case v == VerdictSuspect && m.State == StateAlive:
+			changes = append(changes, change{MarkSuspectCmd(m.ID), &r.stats.MarkedSuspect, "suspect", m.ID})
+		case v == VerdictAlive && m.State == StateSuspect,
+			v == VerdictAlive && m.State == StateDead && r.det.Replied(addr):
+			changes = append(changes, change{MarkAliveCmd(m.ID), &r.stats.MarkedAlive, "alive", m.ID})
+		}
+	}
+	for addr := range r.det.peers {
+		if _, ok := known[addr]; !ok {
+			r.det.Forget(addr)
+		}
+	}
+	for _, c := range changes {
+		res, err := r.commit(ctx, c.cmd)
+		if err != nil {
+			return err
+		}
+		if res != nil {
+			*c.count++
+			r.log.Info("member state changed", "member", c.id, "state", c.what, "revision", res.Revision)
+		}
+	}
+	return nil
+}
+
+// assign plans on the current state and commits the moves in batches.
+func (r *Reconciler) assign(ctx context.Context) error {
+	var plan PlanResult
+	var rev uint64
+	skip := false
+	r.state.Read(func(s *State) {
+		rev = s.Revision()
+		if r.planned && rev == r.plannedRev {
+			skip = true // nothing changed since the last plan
+			return
+		}
+		plan = Plan(s, r.cfg.Plan)
+	})
+	if skip {
+		return nil
+	}
+	for i := 0; i < len(plan.Moves); i += MaxBatch {
+		batch := plan.Moves[i:min(i+MaxBatch, len(plan.Moves))]
+		res, err := r.commit(ctx, AssignCmd(batch))
+		if err != nil {
+			return err
+		}
+		if res != nil {
+			r.stats.Moves += uint64(res.Changed)
+			r.stats.Skipped += uint64(res.Skipped)
+		}
+	}
+	if len(plan.Moves) > 0 {
+		r.log.Debug("assignment plan committed", "placed", plan.Placed, "rebalanced", plan.Rebalanced,
+			"deferred", plan.Deferred, "unplaceable", plan.Unplaceable)
+	}
+	r.planned, r.plannedRev = true, rev
+	return nil
+}
+
+// commit re-checks leadership, applies cmd and unpacks the FSM's answer: a
+// rejected command is counted and logged and returns (nil, nil).
+func (r *Reconciler) commit(ctx context.Context, cmd *pb.Command) (*Result, error) {
+	if !r.leader.IsLeader() {
+		return nil, errLostLeadership
+	}
+	data, err := EncodeCommand(cmd)
+	if err != nil {
+		return nil, err
+	}
+	actx, cancel := context.WithTimeout(ctx, r.cfg.ApplyTimeout)
+	defer cancel()
+	out, err := r.apply.Apply(actx, data)
+	if err != nil {
+		r.stats.Errors++
+		return nil, fmt.Errorf("membership: commit: %w", err)
+	}
+	switch v := out.(type) {
+	case *Result:
+		return v, nil
+	case error:
+		r.stats.Rejected++
+		r.log.Warn("membership command rejected", "error", v)
+		return nil, nil
+	}
+	return nil, fmt.Errorf("membership: commit: unexpected result %T", out)
+}

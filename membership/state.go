@@ -1,0 +1,271 @@
+package membership
+
+import (
+	"fmt"
+	"hash/fnv"
+	"sort"
+)
+
+// MemberState is where a member stands: Alive, Suspect, Dead or Left.
+type MemberState uint8
+
+// Member states. The zero value is not a valid state.
+const (
+	StateAlive   MemberState = 1 // answering; may own and receive resources
+	StateSuspect MemberState = 2 // late; keeps what it owns, receives nothing new
+	StateDead    MemberState = 3 // declared dead; its resources move
+	StateLeft    MemberState = 4 // left gracefully; its resources move
+)
+
+// String returns "alive", "suspect", "dead", "left" or "unknown(n)".
+func (s MemberState) String() string {
+	switch s {
+	case StateAlive:
+		return "alive"
+	case StateSuspect:
+		return "suspect"
+	case StateDead:
+		return "dead"
+	case StateLeft:
+		return "left"
+	}
+	return fmt.Sprintf("unknown(%d)", uint8(s))
+}
+
+// Member is one node of the cluster as the replicated state knows it.
+type Member struct {
+	ID         string
+	PeerAddr   string // raft / peer gRPC address; the detector keys heartbeats by it
+	ClientAddr string // client gRPC address
+	HTTPAddr   string // HTTP address
+	Voter      bool
+	Capacity   uint32 // relative weight in assignment, MinWeight..MaxWeight
+	State      MemberState
+	AppHealthy bool // the local application reports healthy
+	Draining   bool // an operator (or a planned stop) asked it to hand off its work
+	// StateRevision is the raft index that set State; JoinRevision the index
+	// that first added the member.
+	StateRevision uint64
+	JoinRevision  uint64
+}
+
+// CanKeep reports whether the member may keep the resources it owns: alive or
+// suspect (a suspect may only be late), application healthy, not draining.
+func (m *Member) CanKeep() bool {
+	return (m.State == StateAlive || m.State == StateSuspect) && m.AppHealthy && !m.Draining
+}
+
+// CanTake reports whether the member may receive resources: alive, healthy,
+// not draining.
+func (m *Member) CanTake() bool {
+	return m.State == StateAlive && m.AppHealthy && !m.Draining
+}
+
+// Label is a key/value pair on a resource.
+type Label struct {
+	Key, Value string
+}
+
+// Resource is a registered resource and its assignment. Labels are sorted by
+// key and must be treated as read-only: copies share the slice.
+type Resource struct {
+	ID     string
+	Weight uint32
+	Labels []Label
+	Owner  string // "" when unassigned
+	Epoch  uint64 // raft index that made the assignment: the owner's fencing token
+}
+
+type resEntry struct {
+	Resource
+	hash uint64 // fnv-1a of ID, the resource's half of the rendezvous hash
+}
+
+// State is the replicated state. Obtain it only through FSM.Read (which holds
+// the FSM's read lock while the callback runs) or build one in tests with
+// NewState; its methods must not be called after the callback returns.
+type State struct {
+	revision  uint64
+	members   map[string]*Member
+	resources map[string]*resEntry
+	owned     map[string]map[string]struct{} // owner id -> resource ids
+}
+
+// NewState returns an empty state at revision 0.
+func NewState() *State {
+	return &State{
+		members:   make(map[string]*Member),
+		resources: make(map[string]*resEntry),
+		owned:     make(map[string]map[string]struct{}),
+	}
+}
+
+// Revision is the raft index of the last applied command.
+func (s *State) Revision() uint64 { return s.revision }
+
+// Member returns a copy of the member with this id.
+func (s *State) Member(id string) (Member, bool) {
+	m, ok := s.members[id]
+	if !ok {
+		return Member{}, false
+	}
+	return *m, true
+}
+
+// Members returns copies of all members sorted by id.
+func (s *State) Members() []Member {
+	out := make([]Member, 0, len(s.members))
+	for _, m := range s.members {
+		out = append(out, *m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Resource returns a copy of the resource with this id.
+func (s *State) Resource(id string) (Resource, bool) {
+	r, ok := s.resources[id]
+	if !ok {
+		return Resource{}, false
+	}
+	return r.Resource, true
+}
+
+// NumResources is the number of registered resources.
+func (s *State) NumResources() int { return len(s.resources) }
+
+// EachResource calls fn for every resource in no particular order until fn
+// returns false.
+func (s *State) EachResource(fn func(Resource) bool) {
+	for _, r := range s.resources {
+		if !fn(r.Resource) {
+			return
+		}
+	}
+}
+
+// Owned returns the resources owned by member id, sorted by id.
+func (s *State) Owned(id string) []Resource {
+	set := s.owned[id]
+	out := make([]Resource, 0, len(set))
+	for rid := range set {
+		out = append(out, s.resources[rid].Resource)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// View returns a deep, sorted copy of the whole state. It costs O(n log n) in
+// the number of resources: the API's list calls use it, hot paths do not.
+func (s *State) View() View {
+	v := View{Revision: s.revision, Members: s.Members(), Resources: make([]Resource, 0, len(s.resources))}
+	for _, r := range s.resources {
+		v.Resources = append(v.Resources, r.Resource)
+	}
+	sort.Slice(v.Resources, func(i, j int) bool { return v.Resources[i].ID < v.Resources[j].ID })
+	return v
+}
+
+// View is a point-in-time copy of the state: members and resources sorted by id.
+type View struct {
+	Revision  uint64
+	Members   []Member
+	Resources []Resource
+}
+
+// Check verifies the state's internal consistency: every resource's owner is
+// a known member and the owner index lists each owned resource exactly once,
+// under its owner. It is the in-memory form of CheckOneOwner.
+func (s *State) Check() error {
+	count := 0
+	for owner, set := range s.owned {
+		if _, ok := s.members[owner]; !ok {
+			return fmt.Errorf("owner index names unknown member %q", owner)
+		}
+		for rid := range set {
+			r, ok := s.resources[rid]
+			if !ok {
+				return fmt.Errorf("owner index of %q names unknown resource %q", owner, rid)
+			}
+			if r.Owner != owner {
+				return fmt.Errorf("resource %q has two owners: %q (assignment) and %q (index)", rid, r.Owner, owner)
+			}
+			count++
+		}
+	}
+	owned := 0
+	for id, r := range s.resources {
+		if r.Owner == "" {
+			if r.Epoch != 0 {
+				return fmt.Errorf("unowned resource %q has epoch %d", id, r.Epoch)
+			}
+			continue
+		}
+		owned++
+		if _, ok := s.owned[r.Owner][id]; !ok {
+			return fmt.Errorf("resource %q owned by %q is missing from the owner index", id, r.Owner)
+		}
+		if r.Epoch == 0 || r.Epoch > s.revision {
+			return fmt.Errorf("resource %q has epoch %d at revision %d", id, r.Epoch, s.revision)
+		}
+	}
+	if owned != count {
+		return fmt.Errorf("owner index holds %d entries for %d owned resources", count, owned)
+	}
+	return nil
+}
+
+// CheckOneOwner checks invariant S3 on a view: every resource appears once
+// (so it has at most one owner), every owner is a member of the view, and
+// every assignment has an epoch no later than the view's revision. It returns
+// the first violation found.
+func CheckOneOwner(v View) error {
+	members := make(map[string]struct{}, len(v.Members))
+	for _, m := range v.Members {
+		members[m.ID] = struct{}{}
+	}
+	owners := make(map[string]string, len(v.Resources))
+	for _, r := range v.Resources {
+		if prev, dup := owners[r.ID]; dup {
+			return fmt.Errorf("resource %q has two owners: %q and %q", r.ID, prev, r.Owner)
+		}
+		owners[r.ID] = r.Owner
+		if r.Owner == "" {
+			continue
+		}
+		if _, ok := members[r.Owner]; !ok {
+			return fmt.Errorf("resource %q owned by unknown member %q", r.ID, r.Owner)
+		}
+		if r.Epoch == 0 || r.Epoch > v.Revision {
+			return fmt.Errorf("resource %q has epoch %d at revision %d", r.ID, r.Epoch, v.Revision)
+		}
+	}
+	return nil
+}
+
+func hashID(id string) uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(id))
+	return h.Sum64()
+}
+
+// setOwner moves r to owner (may be "") with epoch, keeping the index.
+func (s *State) setOwner(r *resEntry, owner string, epoch uint64) {
+	if r.Owner != "" {
+		if set := s.owned[r.Owner]; set != nil {
+			delete(set, r.ID)
+			if len(set) == 0 {
+				delete(s.owned, r.Owner)
+			}
+		}
+	}
+	r.Owner, r.Epoch = owner, epoch
+	if owner != "" {
+		set := s.owned[owner]
+		if set == nil {
+			set = make(map[string]struct{})
+			s.owned[owner] = set
+		}
+		set[r.ID] = struct{}{}
+	}
+}

@@ -1,0 +1,311 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+
+	"github.com/heartbeat-sidecar/heartbeat/election"
+)
+
+// Sentinel errors; errors from this package wrap them with %w.
+var (
+	// ErrInvalidConfig wraps every Config.Validate failure; the message names
+	// the field.
+	ErrInvalidConfig = errors.New("node: invalid config")
+	// ErrJoinRefused: the cluster refused this node's join for good (wrong
+	// cluster id, id or address already in use, malformed request). Run
+	// returns it.
+	ErrJoinRefused = errors.New("node: join refused")
+	// ErrClosed is returned by calls made after Shutdown or Close.
+	ErrClosed = errors.New("node: closed")
+)
+
+// Config configures a Node. Start from DefaultConfig, set ID and DataDir and
+// either InitialCluster or Join (neither: a single-node cluster of itself).
+type Config struct {
+	// ID is this node's id, unique in the cluster and stable across restarts.
+	ID string
+	// ClusterID names the cluster; peers and data dirs of another cluster are
+	// refused. Default "heartbeat".
+	ClusterID string
+	// DataDir holds the raft log, stable store and snapshots. Created if missing.
+	DataDir string
+
+	// PeerAddr is where the peer gRPC server (raft + ClusterAdmin) listens.
+	// Port 0 picks a free port; see Node.PeerAddr. Default 127.0.0.1:7400.
+	PeerAddr string
+	// AdvertisePeerAddr is the peer address other nodes use. Empty: the bound
+	// PeerAddr, which then must not be a wildcard (0.0.0.0, ::).
+	AdvertisePeerAddr string
+	// ClientAddr is where the client gRPC server (Coordinator, health,
+	// reflection) listens. Default 127.0.0.1:7401.
+	ClientAddr string
+	// HTTPAddr is where the HTTP server listens. Default 127.0.0.1:7402.
+	HTTPAddr string
+
+	// InitialCluster is the static initial member list, given identically to
+	// every founding node. A node with no state that finds its ID here
+	// bootstraps the cluster with the whole list.
+	InitialCluster []election.Peer
+	// Join lists peer addresses of existing members. A node with no raft state
+	// that is not in InitialCluster asks them to add it.
+	Join []string
+	// Voter: join as a voter (true) or as a non-voter. Default true.
+	Voter bool
+
+	// Timings, passed to election.Config. HeartbeatTimeout zero keeps
+	// election's default; ElectionTimeout and LeaseDuration zero follow
+	// HeartbeatTimeout in election's default proportions (with the defaults:
+	// 500ms, 500ms, 400ms). LeaseDuration must stay <= HeartbeatTimeout.
+	HeartbeatTimeout time.Duration
+	ElectionTimeout  time.Duration
+	LeaseDuration    time.Duration
+	// FastFailover enables crash detection through held streams. Default true.
+	FastFailover bool
+
+	// JoinRetryMax caps the backoff between join attempts. Default 2s.
+	JoinRetryMax time.Duration
+	// ShutdownTimeout bounds Run's graceful Shutdown after its context ends.
+	// Default 10s.
+	ShutdownTimeout time.Duration
+
+	// LogFormat is "text" or "json"; LogLevel is an hclog level name (trace,
+	// debug, info, warn, error). Used only when Logger is nil; logs go to
+	// LogOutput (default stderr).
+	LogFormat string
+	LogLevel  string
+	LogOutput io.Writer
+	// Logger, when set, is used as the base logger ("node"=ID is added to
+	// every line).
+	Logger hclog.Logger
+}
+
+// DefaultConfig returns the defaults: loopback ports 7400/7401/7402, cluster
+// "heartbeat", voter, fast failover on, election's default heartbeat timeout
+// (election timeout and lease derived from it), text logs at info.
+func DefaultConfig() Config {
+	ec := election.DefaultConfig()
+	return Config{
+		ClusterID:        "heartbeat",
+		PeerAddr:         "127.0.0.1:7400",
+		ClientAddr:       "127.0.0.1:7401",
+		HTTPAddr:         "127.0.0.1:7402",
+		Voter:            true,
+		HeartbeatTimeout: ec.HeartbeatTimeout,
+		FastFailover:     ec.FastFailover,
+		JoinRetryMax:     2 * time.Second,
+		ShutdownTimeout:  10 * time.Second,
+		LogFormat:        "text",
+		LogLevel:         "info",
+	}
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
+}
+
+// Validate checks what the node itself needs; election.Config.Validate checks
+// the timings when New builds the election config (its error is wrapped too).
+func (c Config) Validate() error {
+	switch {
+	case c.ID == "":
+		return invalid("ID is empty")
+	case strings.ContainsAny(c.ID, ",= \t\n"):
+		return invalid("ID %q may not contain ',', '=' or spaces", c.ID)
+	case c.ClusterID == "":
+		return invalid("ClusterID is empty")
+	case c.DataDir == "":
+		return invalid("DataDir is empty")
+	case c.HeartbeatTimeout < 0 || c.ElectionTimeout < 0 || c.LeaseDuration < 0:
+		return invalid("timings may not be negative")
+	case c.JoinRetryMax < 0 || c.ShutdownTimeout < 0:
+		return invalid("JoinRetryMax and ShutdownTimeout may not be negative")
+	}
+	for name, addr := range map[string]string{"PeerAddr": c.PeerAddr, "ClientAddr": c.ClientAddr, "HTTPAddr": c.HTTPAddr} {
+		if err := checkHostPort(addr); err != nil {
+			return invalid("%s: %v", name, err)
+		}
+	}
+	if c.AdvertisePeerAddr != "" {
+		if err := checkAdvertise(c.AdvertisePeerAddr); err != nil {
+			return invalid("AdvertisePeerAddr: %v", err)
+		}
+	}
+	for i, a := range c.Join {
+		if err := checkAdvertise(a); err != nil {
+			return invalid("Join[%d]: %v", i, err)
+		}
+	}
+	switch c.LogFormat {
+	case "", "text", "json":
+	default:
+		return invalid("LogFormat %q: want text or json", c.LogFormat)
+	}
+	if c.LogLevel != "" && hclog.LevelFromString(c.LogLevel) == hclog.NoLevel {
+		return invalid("LogLevel %q: want trace, debug, info, warn or error", c.LogLevel)
+	}
+	if err := ValidatePeers(c.InitialCluster); err != nil {
+		return invalid("InitialCluster: %v", err)
+	}
+	if len(c.InitialCluster) > 0 && !inPeers(c.InitialCluster, c.ID) && len(c.Join) == 0 {
+		return invalid("ID %q is not in InitialCluster and no Join address is given", c.ID)
+	}
+	// Let the election check the timings now, so that a bad combination is a
+	// configuration error before anything starts.
+	ec := c.electionTimings(election.DefaultConfig())
+	ec.ID, ec.ClusterID, ec.DataDir = c.ID, c.ClusterID, c.DataDir
+	ec.Acks = func() map[raft.ServerAddress]election.Ack { return nil }
+	ec.ErrPeerClosed, ec.ErrGoodbye = errors.New("closed"), errors.New("goodbye")
+	if err := ec.Validate(); err != nil {
+		return invalid("timings: %v", strings.TrimPrefix(err.Error(), election.ErrInvalidConfig.Error()+": "))
+	}
+	return nil
+}
+
+// scale returns d × num / den.
+func scale(d, num, den time.Duration) time.Duration {
+	return time.Duration(float64(d) * float64(num) / float64(den))
+}
+
+// electionTimings applies the node's timings (zero: keep ec's) to ec.
+func (c Config) electionTimings(ec election.Config) election.Config {
+	if c.HeartbeatTimeout > 0 {
+		ec.HeartbeatTimeout = c.HeartbeatTimeout
+	}
+	// Zero election timeout and lease follow the heartbeat timeout in
+	// election's default proportions, so lowering one flag is enough.
+	if c.ElectionTimeout > 0 {
+		ec.ElectionTimeout = c.ElectionTimeout
+	} else if c.HeartbeatTimeout > 0 {
+		ec.ElectionTimeout = scale(c.HeartbeatTimeout, election.DefaultElectionTimeout, election.DefaultHeartbeatTimeout)
+	}
+	if c.LeaseDuration > 0 {
+		ec.LeaseDuration = c.LeaseDuration
+	} else if c.HeartbeatTimeout > 0 {
+		ec.LeaseDuration = scale(c.HeartbeatTimeout, election.DefaultLeaseDuration, election.DefaultHeartbeatTimeout)
+	}
+	// raft requires LeaderLeaseTimeout <= HeartbeatTimeout; follow a lowered
+	// heartbeat timeout.
+	if ec.LeaderLeaseTimeout > ec.HeartbeatTimeout {
+		ec.LeaderLeaseTimeout = ec.HeartbeatTimeout
+	}
+	ec.FastFailover = c.FastFailover
+	return ec
+}
+
+// ValidatePeers checks a member list: ids and addresses present, well formed
+// and unique.
+func ValidatePeers(peers []election.Peer) error {
+	ids := map[string]bool{}
+	addrs := map[string]bool{}
+	for _, p := range peers {
+		switch {
+		case p.ID == "":
+			return fmt.Errorf("empty id (for address %q)", p.Address)
+		case ids[p.ID]:
+			return fmt.Errorf("duplicate id %q", p.ID)
+		case addrs[p.Address]:
+			return fmt.Errorf("duplicate address %q", p.Address)
+		}
+		if err := checkAdvertise(p.Address); err != nil {
+			return fmt.Errorf("%s: %v", p.ID, err)
+		}
+		ids[p.ID], addrs[p.Address] = true, true
+	}
+	return nil
+}
+
+// ParsePeers parses an initial-cluster list "n1=127.0.0.1:7410,n2=...";
+// every member is a voter. Spaces around items are ignored; "" gives nil.
+func ParsePeers(s string) ([]election.Peer, error) {
+	var peers []election.Peer
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		id, addr, ok := strings.Cut(item, "=")
+		if !ok || strings.TrimSpace(id) == "" || strings.TrimSpace(addr) == "" {
+			return nil, fmt.Errorf("bad member %q: want id=host:port", item)
+		}
+		peers = append(peers, election.Peer{ID: strings.TrimSpace(id), Address: strings.TrimSpace(addr), Voter: true})
+	}
+	if err := ValidatePeers(peers); err != nil {
+		return nil, err
+	}
+	return peers, nil
+}
+
+func inPeers(peers []election.Peer, id string) bool {
+	for _, p := range peers {
+		if p.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// checkHostPort accepts host:port with a numeric port (host may be empty or a
+// wildcard: it is a bind address).
+func checkHostPort(addr string) error {
+	if addr == "" {
+		return errors.New("empty address")
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("bad address %q: %v", addr, err)
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil || port == "" {
+		return fmt.Errorf("bad port in %q", addr)
+	}
+	return nil
+}
+
+// checkAdvertise accepts host:port that another node can dial: a host is
+// required and may not be a wildcard, the port not 0.
+func checkAdvertise(addr string) error {
+	if err := checkHostPort(addr); err != nil {
+		return err
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	if host == "" {
+		return fmt.Errorf("address %q has no host", addr)
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		return fmt.Errorf("address %q is a wildcard; other nodes cannot dial it", addr)
+	}
+	if port == "0" {
+		return fmt.Errorf("address %q has port 0", addr)
+	}
+	return nil
+}
+
+// newLogger builds the base logger from LogFormat, LogLevel and LogOutput,
+// without the "node" field: the transport and the election add it themselves.
+func (c Config) newLogger() hclog.Logger {
+	if c.Logger != nil {
+		return c.Logger
+	}
+	out := c.LogOutput
+	if out == nil {
+		out = os.Stderr
+	}
+	level := hclog.Info
+	if c.LogLevel != "" {
+		level = hclog.LevelFromString(c.LogLevel)
+	}
+	return hclog.New(&hclog.LoggerOptions{
+		Name:       "heartbeat",
+		Level:      level,
+		Output:     out,
+		JSONFormat: c.LogFormat == "json",
+	})
+}

@@ -1,0 +1,158 @@
+package node
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
+)
+
+// Status is this node's view, as served on GET /v1/status.
+type Status struct {
+	ID           string     `json:"id"`
+	State        string     `json:"state"` // leader, follower, candidate, shutdown
+	Term         uint64     `json:"term"`
+	Leader       LeaderRef  `json:"leader"`
+	FencingToken uint64     `json:"fencing_token"`
+	IsLeader     bool       `json:"is_leader"`   // leader AND lease valid
+	LeaseUntil   *time.Time `json:"lease_until"` // RFC 3339 (nanoseconds); null unless leader
+	CommitIndex  uint64     `json:"commit_index"`
+	AppliedIndex uint64     `json:"applied_index"`
+	ClusterID    string     `json:"cluster_id"`
+	Voter        bool       `json:"voter"`
+}
+
+// LeaderRef names a leader; both fields are empty when none is known.
+type LeaderRef struct {
+	ID      string `json:"id"`
+	Address string `json:"address"`
+}
+
+// Member is one server of the raft configuration, as served on GET /v1/members.
+type Member struct {
+	ID          string     `json:"id"`
+	Address     string     `json:"address"`
+	Suffrage    string     `json:"suffrage"` // voter, nonvoter, staging
+	IsLeader    bool       `json:"is_leader"`
+	LastContact *time.Time `json:"last_contact"` // leader's view; null if unknown
+}
+
+// Status returns this node's view: the same data as the Coordinator's Status.
+func (n *Node) Status() Status {
+	return StatusFromProto(n.coord.StatusSnapshot())
+}
+
+// StatusFromProto converts a Coordinator StatusResponse.
+func StatusFromProto(p *heartbeatpb.StatusResponse) Status {
+	s := Status{
+		ID: p.GetId(), State: p.GetState(), Term: p.GetTerm(),
+		Leader:       LeaderRef{ID: p.GetLeader().GetId(), Address: p.GetLeader().GetAddress()},
+		FencingToken: p.GetFencingToken(), IsLeader: p.GetIsLeader(),
+		CommitIndex: p.GetCommitIndex(), AppliedIndex: p.GetAppliedIndex(),
+		ClusterID: p.GetClusterId(), Voter: p.GetVoter(),
+	}
+	s.LeaseUntil = unixNano(p.GetLeaseUntilUnixNano())
+	return s
+}
+
+// Members returns the raft configuration as this node knows it.
+func (n *Node) Members() ([]Member, error) {
+	ms, err := n.coord.MembersSnapshot()
+	if err != nil {
+		return nil, err
+	}
+	return MembersFromProto(ms), nil
+}
+
+// MembersFromProto converts Coordinator members.
+func MembersFromProto(ms []*heartbeatpb.Member) []Member {
+	out := make([]Member, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, Member{
+			ID: m.GetId(), Address: m.GetAddress(), Suffrage: m.GetSuffrage(), IsLeader: m.GetIsLeader(),
+			LastContact: unixNano(m.GetLastContactUnixNano()),
+		})
+	}
+	return out
+}
+
+func unixNano(ns int64) *time.Time {
+	if ns == 0 {
+		return nil
+	}
+	t := time.Unix(0, ns).UTC()
+	return &t
+}
+
+// httpHandler serves the node's HTTP surface. Unknown paths get a 404 and
+// other methods than GET/HEAD a 405, both with a JSON error body.
+func (n *Node) httpHandler() http.Handler {
+	metrics := promhttp.HandlerFor(n.registry, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+	routes := map[string]http.HandlerFunc{
+		"/healthz":    n.handleHealthz,
+		"/readyz":     n.handleReadyz,
+		"/metrics":    metrics.ServeHTTP,
+		"/v1/status":  n.handleStatus,
+		"/v1/members": n.handleMembers,
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, ok := routes[r.URL.Path]
+		if !ok {
+			writeJSONError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
+			return
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			writeJSONError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on "+r.URL.Path)
+			return
+		}
+		h(w, r)
+	})
+}
+
+// handleHealthz answers 200 "ok" while the process serves HTTP at all.
+func (n *Node) handleHealthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// handleReadyz answers 200 when Ready, else 503; the body lists each check.
+func (n *Node) handleReadyz(w http.ResponseWriter, _ *http.Request) {
+	ok, lines := n.Ready()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if ok {
+		w.WriteHeader(http.StatusOK)
+	} else {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	_, _ = w.Write([]byte(strings.Join(lines, "\n") + "\n"))
+}
+
+func (n *Node) handleStatus(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, n.Status())
+}
+
+func (n *Node) handleMembers(w http.ResponseWriter, _ *http.Request) {
+	ms, err := n.Members()
+	if err != nil {
+		writeJSONError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, ms)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeJSONError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]any{"error": msg, "code": code})
+}

@@ -1,0 +1,387 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/heartbeat-sidecar/heartbeat/election"
+	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
+	"github.com/heartbeat-sidecar/heartbeat/rpc/api"
+	"github.com/heartbeat-sidecar/heartbeat/rpc/transport"
+)
+
+// healthInterval is how often the gRPC health status is re-checked between
+// leadership events (readiness also depends on the applied index).
+const healthInterval = 500 * time.Millisecond
+
+// Node is one running Heartbeat node. Build it with New (which starts it);
+// stop it with Shutdown (graceful) or Close (abrupt). Its methods are safe for
+// concurrent use.
+type Node struct {
+	cfg      Config
+	log      hclog.Logger // base with "node"=ID
+	base     hclog.Logger // for the transport and election, which add "node"
+	registry *prometheus.Registry
+
+	tr    *transport.Transport
+	el    *election.Node
+	fsm   *countingFSM
+	coord *api.Coordinator
+	ready readiness
+
+	health     *health.Server
+	grpcServer *grpc.Server
+	clientLn   net.Listener
+	httpServer *http.Server
+	httpLn     net.Listener
+
+	bgCtx    context.Context    // ends background goroutines
+	bgCancel context.CancelFunc //
+	wg       sync.WaitGroup     // serve loops, health updater, join loop
+	fatal    chan error         // first unrecoverable error; Run returns it
+
+	stopOnce sync.Once
+	stopErr  error
+	stopped  atomic.Bool
+}
+
+// New builds a node from cfg and starts it: it binds the three ports, opens
+// (or bootstraps) raft under DataDir, starts serving, and, when cfg.Join is
+// set and the node has no raft state, starts asking to join. Errors wrap
+// ErrInvalidConfig, the election's errors (a data dir of another cluster:
+// election.ErrClusterMismatch) or the listen error of a port in use.
+func New(cfg Config) (_ *Node, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	base := cfg.newLogger()
+	n := &Node{cfg: cfg, log: base.With("node", cfg.ID), base: base, fsm: &countingFSM{}, fatal: make(chan error, 1)}
+	n.bgCtx, n.bgCancel = context.WithCancel(context.Background())
+
+	var undo []func()
+	defer func() {
+		if err != nil {
+			n.bgCancel()
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+		}
+	}()
+
+	n.registry = prometheus.NewRegistry()
+	n.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	// Bind the client ports first: they are the cheapest to undo.
+	if n.clientLn, err = net.Listen("tcp", cfg.ClientAddr); err != nil {
+		return nil, fmt.Errorf("node: client listener: %w", err)
+	}
+	undo = append(undo, func() { n.clientLn.Close() })
+	if n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("node: http listener: %w", err)
+	}
+	undo = append(undo, func() { n.httpLn.Close() })
+
+	// The peer transport serves ClusterAdmin beside raft. The admin server
+	// needs the election, which needs the transport: it reads the election
+	// through a reference that is filled in below.
+	ref := &api.ElectionRef{}
+	adminCfg := api.DefaultAdminConfig()
+	adminCfg.ID, adminCfg.ClusterID, adminCfg.Election = cfg.ID, cfg.ClusterID, ref
+	adminCfg.Logger = n.log.Named("admin")
+	admin, err := api.NewAdmin(adminCfg)
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	tcfg := transport.DefaultConfig()
+	tcfg.ID = raft.ServerID(cfg.ID)
+	tcfg.BindAddr = cfg.PeerAddr
+	tcfg.Advertise = raft.ServerAddress(cfg.AdvertisePeerAddr)
+	tcfg.ClusterID = cfg.ClusterID
+	tcfg.Register = func(s *grpc.Server) { admin.Register(s) }
+	tcfg.Registerer = n.registry
+	tcfg.Logger = n.base.Named("transport")
+	if n.tr, err = transport.New(tcfg); err != nil {
+		return nil, fmt.Errorf("node: transport: %w", err)
+	}
+	undo = append(undo, func() { n.tr.Close() })
+
+	ecfg, err := n.electionConfig()
+	if err != nil {
+		return nil, err
+	}
+	if n.el, err = election.New(ecfg, n.tr, n.fsm); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	undo = append(undo, func() { n.el.Close() })
+	ref.Set(n.el)
+
+	ccfg := api.DefaultCoordinatorConfig()
+	ccfg.ID, ccfg.ClusterID, ccfg.Election = cfg.ID, cfg.ClusterID, n.el
+	ccfg.LastContact = n.lastContact
+	ccfg.Logger = n.log.Named("coordinator")
+	if n.coord, err = api.NewCoordinator(ccfg); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+
+	n.health = health.NewServer()
+	n.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	n.health.SetServingStatus(heartbeatpb.Coordinator_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+	n.grpcServer = grpc.NewServer()
+	n.coord.Register(n.grpcServer)
+	healthpb.RegisterHealthServer(n.grpcServer, n.health)
+	reflection.Register(n.grpcServer)
+	n.httpServer = &http.Server{Handler: n.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
+
+	n.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "heartbeat_node_ready",
+		Help: "1 when the node knows a leader and has applied the committed state (see /readyz).",
+	}, func() float64 {
+		if ok, _ := n.Ready(); ok {
+			return 1
+		}
+		return 0
+	}))
+
+	n.goServe("client gRPC", func() error { return n.grpcServer.Serve(n.clientLn) })
+	n.goServe("HTTP", func() error {
+		if err := n.httpServer.Serve(n.httpLn); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); n.healthLoop(n.bgCtx) }()
+
+	if len(cfg.Join) > 0 && !n.isMember() {
+		n.wg.Add(1)
+		go func() { defer n.wg.Done(); n.joinLoop(n.bgCtx) }()
+	}
+	n.log.Info("node started", "cluster", cfg.ClusterID, "peer", n.PeerAddr(), "client", n.ClientAddr(),
+		"http", n.HTTPAddr(), "data_dir", cfg.DataDir)
+	return n, nil
+}
+
+// electionConfig derives the election config from the node's.
+func (n *Node) electionConfig() (election.Config, error) {
+	cfg := n.cfg
+	ec := election.DefaultConfig()
+	ec.ID, ec.ClusterID, ec.DataDir = cfg.ID, cfg.ClusterID, cfg.DataDir
+	switch {
+	case len(cfg.InitialCluster) > 0:
+		ec.Bootstrap = cfg.InitialCluster
+	case len(cfg.Join) == 0:
+		// Neither a member list nor a cluster to join: a cluster of one.
+		ec.Bootstrap = []election.Peer{{ID: cfg.ID, Address: n.PeerAddr(), Voter: true}}
+	}
+	ec = cfg.electionTimings(ec)
+	ec.Acks = n.acks
+	ec.ErrPeerClosed, ec.ErrGoodbye = transport.ErrPeerClosed, transport.ErrGoodbye
+	ec.Logger = n.base
+	ec.Registerer = n.registry
+	if err := ec.Validate(); err != nil {
+		return ec, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	return ec, nil
+}
+
+// acks converts the transport's ack records for the election's lease.
+func (n *Node) acks() map[raft.ServerAddress]election.Ack {
+	src := n.tr.Acks()
+	out := make(map[raft.ServerAddress]election.Ack, len(src))
+	for addr, a := range src {
+		out[addr] = election.Ack{SentAt: a.SentAt, Term: a.Term}
+	}
+	return out
+}
+
+// lastContact is when the latest heartbeat reply from addr came back.
+func (n *Node) lastContact(addr string) time.Time {
+	return n.tr.Acks()[raft.ServerAddress(addr)].RepliedAt
+}
+
+// goServe runs a serve loop owned by the node; an unexpected error is fatal.
+func (n *Node) goServe(what string, serve func() error) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := serve(); err != nil && !n.stopped.Load() {
+			n.fail(fmt.Errorf("node: %s server: %w", what, err))
+		}
+	}()
+}
+
+// fail records the first fatal error for Run.
+func (n *Node) fail(err error) {
+	n.log.Error("fatal", "error", err)
+	select {
+	case n.fatal <- err:
+	default:
+	}
+}
+
+// healthLoop keeps the gRPC health status in step with readiness: at every
+// leadership change, and every healthInterval for the applied index.
+func (n *Node) healthLoop(ctx context.Context) {
+	w := n.el.Watch()
+	defer w.Close()
+	t := time.NewTicker(healthInterval)
+	defer t.Stop()
+	serving := false
+	for {
+		ok, _ := n.Ready()
+		if ok != serving {
+			serving = ok
+			st := healthpb.HealthCheckResponse_NOT_SERVING
+			if ok {
+				st = healthpb.HealthCheckResponse_SERVING
+			}
+			n.health.SetServingStatus("", st)
+			n.health.SetServingStatus(heartbeatpb.Coordinator_ServiceDesc.ServiceName, st)
+			n.log.Debug("health status", "serving", ok)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.C():
+		case <-t.C:
+		}
+	}
+}
+
+// Ready reports whether the node knows a leader and has applied the
+// committed state, with one reason line per condition (see /readyz).
+func (n *Node) Ready() (bool, []string) {
+	if n.stopped.Load() {
+		return false, []string{"[-]node: shutting down"}
+	}
+	return n.ready.check(n.el.Leadership(), n.el.Raft())
+}
+
+// Shutdown stops the node gracefully, in this order:
+//
+//  1. stop client traffic: the health service says NOT_SERVING, open
+//     leadership watches end, the client gRPC server stops (gracefully
+//     within ctx);
+//  2. stop the node's own background work (join loop, health updates);
+//  3. election.Shutdown: a leader hands leadership to another voter, the
+//     node says goodbye to the peers holding streams to it, raft stops;
+//  4. close the transport (raft RPCs and ClusterAdmin);
+//  5. close the HTTP server last, so /healthz and /metrics answer during the
+//     hand-off.
+//
+// It returns once everything has stopped; a second call (or one after Close)
+// returns the first call's result.
+func (n *Node) Shutdown(ctx context.Context) error {
+	n.stopOnce.Do(func() {
+		n.stopped.Store(true)
+		n.log.Info("shutting down")
+		var errs []error
+		n.health.Shutdown()
+		n.coord.Close()
+		stopGRPC(ctx, n.grpcServer)
+		n.bgCancel()
+		if err := n.el.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("election shutdown: %w", err))
+		}
+		if err := n.tr.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("transport close: %w", err))
+		}
+		if err := n.httpServer.Shutdown(ctx); err != nil {
+			n.httpServer.Close()
+		}
+		n.wg.Wait()
+		n.stopErr = errors.Join(errs...)
+		n.log.Info("shut down")
+	})
+	return n.stopErr
+}
+
+// stopGRPC stops s gracefully, or abruptly once ctx ends.
+func stopGRPC(ctx context.Context, s *grpc.Server) {
+	done := make(chan struct{})
+	go func() { s.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.Stop()
+		<-done
+	}
+}
+
+// Close stops the node at once, without handing off leadership or saying
+// goodbye: to peers it looks like a crash (the tests of crash failover use
+// it). Idempotent; it returns the first stop's result.
+func (n *Node) Close() error {
+	n.stopOnce.Do(func() {
+		n.stopped.Store(true)
+		var errs []error
+		n.bgCancel()
+		n.health.Shutdown()
+		n.coord.Close()
+		n.grpcServer.Stop()
+		if err := n.el.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("election close: %w", err))
+		}
+		if err := n.tr.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("transport close: %w", err))
+		}
+		n.httpServer.Close()
+		n.wg.Wait()
+		n.stopErr = errors.Join(errs...)
+	})
+	return n.stopErr
+}
+
+// Run blocks until ctx ends or the node fails (a serve loop died, the join
+// was refused), then shuts the node down gracefully within
+// Config.ShutdownTimeout. It returns the failure, if any, joined with the
+// shutdown's error; nil after a clean stop.
+func (n *Node) Run(ctx context.Context) error {
+	var failure error
+	select {
+	case <-ctx.Done():
+	case failure = <-n.fatal:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
+	defer cancel()
+	return errors.Join(failure, n.Shutdown(sctx))
+}
+
+// PeerAddr is the advertised peer address (the bound one when none was
+// configured); with PeerAddr ":0" it names the port picked.
+func (n *Node) PeerAddr() string { return string(n.tr.LocalAddr()) }
+
+// ClientAddr is the bound client gRPC address.
+func (n *Node) ClientAddr() string { return n.clientLn.Addr().String() }
+
+// HTTPAddr is the bound HTTP address.
+func (n *Node) HTTPAddr() string { return n.httpLn.Addr().String() }
+
+// ID is the node's id.
+func (n *Node) ID() string { return n.cfg.ID }
+
+// Election is the node's raft node, for embedding applications (Apply,
+// Watch, Transfer...). Do not Shutdown or Close it directly.
+func (n *Node) Election() *election.Node { return n.el }
+
+// Registry is the node's Prometheus registry (served on /metrics).
+func (n *Node) Registry() *prometheus.Registry { return n.registry }
+
+// AppliedCount is the number of command entries the node's placeholder FSM
+// has applied.
+func (n *Node) AppliedCount() uint64 { return n.fsm.applied.Load() }

@@ -1,0 +1,311 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/heartbeat-sidecar/heartbeat/election"
+	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
+)
+
+// TestCluster runs one 3-node cluster through the node's whole surface:
+// HTTP, the Coordinator, a crash of the leader seen on a watch stream, a
+// restart, a join through a follower, and a graceful stop of the leader.
+func TestCluster(t *testing.T) {
+	dir := t.TempDir()
+	addrs := freeAddrs(t, 4)
+	c := &cluster{t: t, dir: dir, nodes: map[string]*Node{}}
+	for i := 0; i < 3; i++ {
+		c.peers = append(c.peers, election.Peer{ID: fmt.Sprintf("n%d", i+1), Address: addrs[i], Voter: true})
+	}
+	t.Cleanup(c.stopAll)
+
+	// Alone, n1 has no quorum: it knows no leader and is not ready.
+	n1 := c.start("n1")
+	code, body := httpDo(t, http.MethodGet, "http://"+n1.HTTPAddr()+"/readyz")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "[-]leader") {
+		t.Fatalf("readyz before a leader: %d %q, want 503 with [-]leader", code, body)
+	}
+	checkHealth(t, n1, healthpb.HealthCheckResponse_NOT_SERVING)
+	c.start("n2")
+	c.start("n3")
+	leader := c.leader()
+
+	t.Run("http", func(t *testing.T) { testHTTP(t, c, leader) })
+	t.Run("coordinator", func(t *testing.T) { testCoordinator(t, c, c.leader()) })
+
+	// Crash the leader while a follower's watch stream is open: a new event
+	// names another leader with a higher fencing token.
+	leader = c.leader()
+	follower := c.follower()
+	conn := dialClient(t, follower.ClientAddr())
+	wctx, wcancel := context.WithCancel(ctxT(t))
+	defer wcancel()
+	stream, err := heartbeatpb.NewCoordinatorClient(conn).WatchLeader(wctx, &heartbeatpb.WatchLeaderRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.GetLeader().GetId() != leader.ID() || first.GetFencingToken() == 0 {
+		t.Fatalf("first watch event %v, want the current leader %s with a token", first, leader.ID())
+	}
+	oldToken := first.GetFencingToken()
+	if err := leader.Close(); err != nil {
+		t.Fatalf("close leader: %v", err)
+	}
+	for {
+		ev, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("watch after the crash: %v", err)
+		}
+		if id := ev.GetLeader().GetId(); id != "" && id != leader.ID() {
+			if ev.GetFencingToken() <= oldToken {
+				t.Fatalf("new leader %s with fencing token %d, not above %d", id, ev.GetFencingToken(), oldToken)
+			}
+			break
+		}
+	}
+	wcancel()
+
+	// The crashed node restarts from its data dir and rejoins.
+	crashed := leader.ID()
+	delete(c.nodes, crashed)
+	c.start(crashed)
+	leader = c.leader()
+
+	t.Run("join via follower", func(t *testing.T) { testJoin(t, c, addrs[3]) })
+	t.Run("graceful shutdown", func(t *testing.T) { testGracefulShutdown(t, c) })
+}
+
+func checkHealth(t *testing.T, n *Node, want healthpb.HealthCheckResponse_ServingStatus) {
+	t.Helper()
+	client := healthpb.NewHealthClient(dialClient(t, n.ClientAddr()))
+	waitFor(t, "health "+want.String(), func() (bool, string) {
+		resp, err := client.Check(ctxT(t), &healthpb.HealthCheckRequest{})
+		if err != nil {
+			return false, err.Error()
+		}
+		return resp.GetStatus() == want, resp.GetStatus().String()
+	})
+}
+
+func testHTTP(t *testing.T, c *cluster, leader *Node) {
+	for id, n := range c.nodes {
+		base := "http://" + n.HTTPAddr()
+		if code, body := httpDo(t, http.MethodGet, base+"/healthz"); code != 200 || strings.TrimSpace(body) != "ok" {
+			t.Errorf("%s /healthz: %d %q", id, code, body)
+		}
+		waitFor(t, id+" ready", func() (bool, string) {
+			code, body := httpDo(t, http.MethodGet, base+"/readyz")
+			return code == 200 && strings.Contains(body, "[+]leader ok") && strings.Contains(body, "[+]applied ok"), body
+		})
+		checkHealth(t, n, healthpb.HealthCheckResponse_SERVING)
+
+		code, body := httpDo(t, http.MethodGet, base+"/v1/status")
+		if code != 200 {
+			t.Fatalf("%s /v1/status: %d %s", id, code, body)
+		}
+		var raw map[string]any
+		if err := json.Unmarshal([]byte(body), &raw); err != nil {
+			t.Fatalf("%s /v1/status: %v in %s", id, err, body)
+		}
+		for _, k := range []string{"id", "state", "term", "leader", "fencing_token", "is_leader", "lease_until",
+			"commit_index", "applied_index", "cluster_id", "voter"} {
+			if _, ok := raw[k]; !ok {
+				t.Errorf("%s /v1/status lacks %q: %s", id, k, body)
+			}
+		}
+		var s Status
+		if err := json.Unmarshal([]byte(body), &s); err != nil {
+			t.Fatal(err)
+		}
+		if s.ID != id || s.ClusterID != "heartbeat" || !s.Voter || s.Leader.ID != leader.ID() ||
+			s.Leader.Address != leader.PeerAddr() || s.FencingToken == 0 || s.Term < s.FencingToken {
+			t.Errorf("%s /v1/status: %+v (leader %s at %s)", id, s, leader.ID(), leader.PeerAddr())
+		}
+		if n == leader {
+			if s.State != "leader" || !s.IsLeader || s.LeaseUntil == nil {
+				t.Errorf("leader's status: %+v", s)
+			}
+		} else if s.State != "follower" || s.IsLeader || s.LeaseUntil != nil {
+			t.Errorf("follower %s status: %+v", id, s)
+		}
+	}
+
+	base := "http://" + leader.HTTPAddr()
+	code, body := httpDo(t, http.MethodGet, base+"/metrics")
+	if code != 200 {
+		t.Fatalf("/metrics: %d", code)
+	}
+	for _, name := range []string{"heartbeat_raft_state", "heartbeat_raft_term", "heartbeat_raft_elections_started_total",
+		"heartbeat_transport_heartbeat_rtt_seconds", "heartbeat_node_ready 1", "go_goroutines", "process_"} {
+		if !strings.Contains(body, name) {
+			t.Errorf("/metrics lacks %q", name)
+		}
+	}
+
+	code, body = httpDo(t, http.MethodGet, base+"/v1/members")
+	var ms []Member
+	if err := json.Unmarshal([]byte(body), &ms); err != nil || code != 200 || len(ms) != 3 {
+		t.Fatalf("/v1/members: %d %s (%v)", code, body, err)
+	}
+
+	code, body = httpDo(t, http.MethodGet, base+"/nope")
+	if code != 404 || !strings.Contains(body, `"error"`) {
+		t.Errorf("unknown path: %d %s", code, body)
+	}
+	code, body = httpDo(t, http.MethodPost, base+"/v1/status")
+	if code != 405 || !strings.Contains(body, `"error"`) {
+		t.Errorf("POST /v1/status: %d %s", code, body)
+	}
+}
+
+func testCoordinator(t *testing.T, c *cluster, leader *Node) {
+	follower := c.follower()
+	client := heartbeatpb.NewCoordinatorClient(dialClient(t, follower.ClientAddr()))
+	st, err := client.Status(ctxT(t), &heartbeatpb.StatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.GetId() != follower.ID() || st.GetState() != "follower" || st.GetLeader().GetId() != leader.ID() ||
+		st.GetIsLeader() || st.GetFencingToken() == 0 {
+		t.Errorf("follower Status: %v", st)
+	}
+	ms, err := client.Members(ctxT(t), &heartbeatpb.MembersRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaders := 0
+	for _, m := range ms.GetMembers() {
+		if m.GetSuffrage() != "voter" {
+			t.Errorf("member %v is not a voter", m)
+		}
+		if m.GetIsLeader() {
+			leaders++
+			if m.GetId() != leader.ID() {
+				t.Errorf("member %s marked leader, want %s", m.GetId(), leader.ID())
+			}
+		}
+	}
+	if len(ms.GetMembers()) != 3 || leaders != 1 {
+		t.Errorf("Members: %v", ms)
+	}
+
+	// The leader reports when it last heard from each follower.
+	lclient := heartbeatpb.NewCoordinatorClient(dialClient(t, leader.ClientAddr()))
+	waitFor(t, "leader's last contact with followers", func() (bool, string) {
+		ms, err := lclient.Members(ctxT(t), &heartbeatpb.MembersRequest{})
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, m := range ms.GetMembers() {
+			if m.GetId() != leader.ID() && m.GetLastContactUnixNano() == 0 {
+				return false, "no contact with " + m.GetId()
+			}
+		}
+		return true, ""
+	})
+
+	// WatchLeader sends the current state first.
+	wctx, cancel := context.WithCancel(ctxT(t))
+	defer cancel()
+	stream, err := lclient.WatchLeader(wctx, &heartbeatpb.WatchLeaderRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.GetLeader().GetId() != leader.ID() || !ev.GetIsSelf() || ev.GetLeaseUntilUnixNano() == 0 ||
+		ev.GetFencingToken() != st.GetFencingToken() || ev.GetObservedUnixNano() == 0 {
+		t.Errorf("first event on the leader: %v", ev)
+	}
+}
+
+func testJoin(t *testing.T, c *cluster, peerAddr string) {
+	follower := c.follower()
+	cfg := testConfig(t, "n4", peerAddr, c.dir)
+	cfg.Join = []string{follower.PeerAddr()}
+	n4, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.nodes["n4"] = n4
+	leader := c.leader()
+	waitFor(t, "n4 in the leader's members", func() (bool, string) {
+		ms, err := leader.Members()
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, m := range ms {
+			if m.ID == "n4" {
+				return m.Suffrage == "voter", fmt.Sprintf("%+v", m)
+			}
+		}
+		return false, fmt.Sprintf("%d members", len(ms))
+	})
+	waitFor(t, "n4 ready", func() (bool, string) {
+		ok, why := n4.Ready()
+		return ok && n4.Status().Voter, strings.Join(why, "; ")
+	})
+
+	// A node of another cluster is refused for good: Run returns the error.
+	bad := testConfig(t, "x1", "127.0.0.1:0", c.dir)
+	bad.ClusterID = "other"
+	bad.Join = []string{follower.PeerAddr()}
+	xn, err := New(bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runErr := make(chan error, 1)
+	go func() { runErr <- xn.Run(context.Background()) }()
+	select {
+	case err := <-runErr:
+		if !errors.Is(err, ErrJoinRefused) {
+			t.Errorf("join of another cluster: %v, want ErrJoinRefused", err)
+		}
+	case <-time.After(waitTimeout):
+		xn.Close()
+		<-runErr
+		t.Fatal("join of another cluster still retrying")
+	}
+}
+
+func testGracefulShutdown(t *testing.T, c *cluster) {
+	leader := c.leader()
+	old := leader.Status()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	start := time.Now()
+	if err := leader.Shutdown(ctx); err != nil {
+		t.Fatalf("graceful shutdown: %v", err)
+	}
+	t.Logf("graceful shutdown took %v", time.Since(start))
+	if err := leader.Shutdown(ctx); err != nil {
+		t.Errorf("second Shutdown: %v", err)
+	}
+	next := c.leader()
+	if next == leader || next.Status().FencingToken <= old.FencingToken {
+		t.Fatalf("after graceful shutdown: leader %s token %d (old %s token %d)",
+			next.ID(), next.Status().FencingToken, leader.ID(), old.FencingToken)
+	}
+	// The stopped node's servers are closed.
+	if _, err := httpClient.Get("http://" + leader.HTTPAddr() + "/healthz"); err == nil {
+		t.Error("HTTP still answers after Shutdown")
+	}
+	if ok, _ := leader.Ready(); ok {
+		t.Error("stopped node says ready")
+	}
+}

@@ -1,0 +1,209 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/heartbeat-sidecar/heartbeat/election"
+	"github.com/heartbeat-sidecar/heartbeat/proto/raftpb"
+)
+
+// AdminConfig configures a ClusterAdmin server.
+type AdminConfig struct {
+	// ID and ClusterID name this node; a Join for another cluster id is
+	// refused with codes.FailedPrecondition. Required.
+	ID        string
+	ClusterID string
+	// Election is the raft node whose configuration changes. Required.
+	Election Election
+	// ForwardTimeout bounds one call forwarded to the leader, on top of the
+	// caller's own deadline (default 15s: a join waits for a commit).
+	ForwardTimeout time.Duration
+	// DialOptions are used to reach the leader's peer port when forwarding.
+	// nil: plaintext (insecure credentials), as the raft transport uses.
+	DialOptions []grpc.DialOption
+	// Logger receives a line per membership change. nil: discarded.
+	Logger hclog.Logger
+}
+
+// DefaultAdminConfig returns defaults; the caller sets ID, ClusterID and Election.
+func DefaultAdminConfig() AdminConfig {
+	return AdminConfig{ClusterID: "heartbeat", ForwardTimeout: 15 * time.Second, Logger: hclog.NewNullLogger()}
+}
+
+// Validate reports a missing required field, wrapped in ErrInvalidConfig.
+func (c AdminConfig) Validate() error {
+	switch {
+	case c.ID == "":
+		return fmt.Errorf("%w: admin: ID is empty", ErrInvalidConfig)
+	case c.ClusterID == "":
+		return fmt.Errorf("%w: admin: ClusterID is empty", ErrInvalidConfig)
+	case c.Election == nil:
+		return fmt.Errorf("%w: admin: Election is nil", ErrInvalidConfig)
+	case c.ForwardTimeout < 0:
+		return fmt.Errorf("%w: admin: ForwardTimeout is negative", ErrInvalidConfig)
+	}
+	return nil
+}
+
+// Admin implements raftpb.ClusterAdminServer. It holds no goroutines or
+// connections between calls: a forwarded call dials the leader and closes
+// the connection when it returns.
+type Admin struct {
+	raftpb.UnimplementedClusterAdminServer
+	cfg AdminConfig
+}
+
+// NewAdmin validates cfg and returns a server.
+func NewAdmin(cfg AdminConfig) (*Admin, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.ForwardTimeout == 0 {
+		cfg.ForwardTimeout = DefaultAdminConfig().ForwardTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.DialOptions == nil {
+		cfg.DialOptions = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+	return &Admin{cfg: cfg}, nil
+}
+
+// Register adds the ClusterAdmin service to s (before s.Serve); the node
+// passes it to the transport's Config.Register.
+func (a *Admin) Register(s grpc.ServiceRegistrar) {
+	raftpb.RegisterClusterAdminServer(s, a)
+}
+
+// Join adds a node to the raft configuration, forwarding to the leader when
+// this node does not lead. Joining again with the same id and address succeeds.
+func (a *Admin) Join(ctx context.Context, req *raftpb.JoinRequest) (*raftpb.JoinResponse, error) {
+	switch {
+	case req.GetId() == "":
+		return nil, status.Error(codes.InvalidArgument, "join: id is empty")
+	case req.GetPeerAddress() == "":
+		return nil, status.Error(codes.InvalidArgument, "join: peer_address is empty")
+	case req.GetClusterId() == "":
+		return nil, status.Error(codes.InvalidArgument, "join: cluster_id is empty")
+	case req.GetClusterId() != a.cfg.ClusterID:
+		return nil, statusWithReason(codes.FailedPrecondition, ReasonWrongCluster, nil,
+			"join: wrong cluster: %q asks to join cluster %q, this node is in cluster %q",
+			req.GetId(), req.GetClusterId(), a.cfg.ClusterID)
+	}
+	err := a.cfg.Election.Join(ctx, req.GetId(), req.GetPeerAddress(), req.GetVoter())
+	if errors.Is(err, election.ErrNotLeader) {
+		return forward(ctx, a, err, func(ctx context.Context, c raftpb.ClusterAdminClient) (*raftpb.JoinResponse, error) {
+			return c.Join(ctx, req)
+		})
+	}
+	if err != nil {
+		a.cfg.Logger.Warn("join refused", "id", req.GetId(), "address", req.GetPeerAddress(), "error", err)
+		return nil, toStatus(fmt.Errorf("join %s: %w", req.GetId(), err))
+	}
+	a.cfg.Logger.Info("node joined", "id", req.GetId(), "address", req.GetPeerAddress(), "voter", req.GetVoter())
+	return &raftpb.JoinResponse{LeaderId: a.cfg.ID, Index: a.lastIndex()}, nil
+}
+
+// Remove takes a node out of the raft configuration, forwarding to the
+// leader when this node does not lead. An id not in the configuration gives
+// codes.NotFound.
+func (a *Admin) Remove(ctx context.Context, req *raftpb.RemoveRequest) (*raftpb.RemoveResponse, error) {
+	if req.GetId() == "" {
+		return nil, status.Error(codes.InvalidArgument, "remove: id is empty")
+	}
+	// The election treats removing a non-member as done; the API says
+	// NotFound, checked where the configuration is authoritative: on the leader.
+	if l := a.cfg.Election.Leadership(); l.LeaderID == a.cfg.ID && l.LeaderID != "" {
+		members, err := a.cfg.Election.Members()
+		if err != nil {
+			return nil, toStatus(fmt.Errorf("remove %s: %w", req.GetId(), err))
+		}
+		if !hasMember(members, req.GetId()) {
+			return nil, status.Errorf(codes.NotFound, "remove: %q is not a member: %v", req.GetId(), election.ErrUnknownMember)
+		}
+	}
+	err := a.cfg.Election.Remove(ctx, req.GetId())
+	if errors.Is(err, election.ErrNotLeader) {
+		return forward(ctx, a, err, func(ctx context.Context, c raftpb.ClusterAdminClient) (*raftpb.RemoveResponse, error) {
+			return c.Remove(ctx, req)
+		})
+	}
+	if err != nil {
+		return nil, toStatus(fmt.Errorf("remove %s: %w", req.GetId(), err))
+	}
+	a.cfg.Logger.Info("node removed", "id", req.GetId())
+	return &raftpb.RemoveResponse{Index: a.lastIndex()}, nil
+}
+
+func hasMember(ms []election.Member, id string) bool {
+	for _, m := range ms {
+		if m.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+func (a *Admin) lastIndex() uint64 {
+	if r := a.cfg.Election.Raft(); r != nil {
+		return r.LastIndex()
+	}
+	return 0
+}
+
+// forward sends a call this node cannot serve (notLeader) to the leader it
+// knows, once. A call that was itself forwarded is answered with
+// FailedPrecondition naming the leader instead, so leadership moving during
+// the call cannot make it loop.
+func forward[T any](ctx context.Context, a *Admin, notLeader error, call func(context.Context, raftpb.ClusterAdminClient) (T, error)) (T, error) {
+	var zero T
+	l := leaderOf(a.cfg.Election, notLeader)
+	if l.LeaderAddr == "" || l.LeaderID == a.cfg.ID {
+		return zero, noLeaderStatus("forward")
+	}
+	if isForwarded(ctx) {
+		return zero, notLeaderStatus(l.LeaderID, l.LeaderAddr)
+	}
+	conn, err := grpc.NewClient(l.LeaderAddr, a.cfg.DialOptions...)
+	if err != nil {
+		return zero, status.Errorf(codes.Unavailable, "forward to leader %s at %s: %v", l.LeaderID, l.LeaderAddr, err)
+	}
+	defer conn.Close()
+	fctx, cancel := context.WithTimeout(ctx, a.cfg.ForwardTimeout)
+	defer cancel()
+	fctx = OutgoingContext(fctx, a.cfg.ID, a.cfg.ClusterID)
+	fctx = metadata.AppendToOutgoingContext(fctx, MetadataForwarded, a.cfg.ID)
+	a.cfg.Logger.Debug("forwarding to leader", "leader", l.LeaderID, "address", l.LeaderAddr)
+	resp, err := call(fctx, raftpb.NewClusterAdminClient(conn))
+	if err != nil {
+		if s, ok := status.FromError(err); ok && s.Code() != codes.Unknown {
+			// Keep the leader's code and details (ReasonOf must still work).
+			p := s.Proto()
+			p.Message = fmt.Sprintf("forwarded to leader %s at %s: %s", l.LeaderID, l.LeaderAddr, p.Message)
+			return zero, status.FromProto(p).Err()
+		}
+		return zero, status.Errorf(codes.Unavailable, "forwarded to leader %s at %s: %v", l.LeaderID, l.LeaderAddr, err)
+	}
+	return resp, nil
+}
+
+// leaderOf names the leader from a NotLeaderError, or else from the current
+// leadership view.
+func leaderOf(e Election, notLeader error) election.Leadership {
+	var nle *election.NotLeaderError
+	if errors.As(notLeader, &nle) && nle.LeaderAddr != "" {
+		return election.Leadership{LeaderID: nle.LeaderID, LeaderAddr: nle.LeaderAddr}
+	}
+	return e.Leadership()
+}

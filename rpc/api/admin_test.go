@@ -1,0 +1,139 @@
+package api
+
+import (
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/heartbeat-sidecar/heartbeat/election"
+	"github.com/heartbeat-sidecar/heartbeat/proto/raftpb"
+)
+
+func TestAdmin(t *testing.T) {
+	ms := newCluster(t, 3)
+	leader, follower := leaderOfCluster(ms), followerOf(ms)
+	lc := raftpb.NewClusterAdminClient(dial(t, leader.addr()))
+	fc := raftpb.NewClusterAdminClient(dial(t, follower.addr()))
+
+	// Bad input is refused the same way by the leader and a follower.
+	bad := []struct {
+		name   string
+		req    *raftpb.JoinRequest
+		code   codes.Code
+		reason string
+	}{
+		{"empty id", &raftpb.JoinRequest{PeerAddress: "127.0.0.1:1", ClusterId: testCluster}, codes.InvalidArgument, ""},
+		{"empty address", &raftpb.JoinRequest{Id: "x", ClusterId: testCluster}, codes.InvalidArgument, ""},
+		{"empty cluster", &raftpb.JoinRequest{Id: "x", PeerAddress: "127.0.0.1:1"}, codes.InvalidArgument, ""},
+		{"wrong cluster", &raftpb.JoinRequest{Id: "x", PeerAddress: "127.0.0.1:1", ClusterId: "other"}, codes.FailedPrecondition, ReasonWrongCluster},
+	}
+	for _, tt := range bad {
+		for name, c := range map[string]raftpb.ClusterAdminClient{"leader": lc, "follower": fc} {
+			_, err := c.Join(ctxT(t), tt.req)
+			if status.Code(err) != tt.code || ReasonOf(err) != tt.reason {
+				t.Errorf("%s on %s: %v (reason %q), want %v %q", tt.name, name, err, ReasonOf(err), tt.code, tt.reason)
+			}
+		}
+	}
+	if _, err := fc.Remove(ctxT(t), &raftpb.RemoveRequest{}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("remove with empty id: %v", err)
+	}
+
+	// A join sent to a follower is forwarded to the leader. (A non-voter at
+	// an address nobody serves: it never counts towards a quorum.)
+	join := &raftpb.JoinRequest{Id: "x1", PeerAddress: "127.0.0.1:1", ClusterId: testCluster, Voter: false}
+	resp, err := fc.Join(ctxT(t), join)
+	if err != nil {
+		t.Fatalf("join via follower: %v", err)
+	}
+	if resp.GetLeaderId() != leader.id || resp.GetIndex() == 0 {
+		t.Errorf("join response %v, want leader %s and an index", resp, leader.id)
+	}
+	waitFor(t, "x1 a non-voter in the follower's view", func() (bool, string) {
+		members, err := follower.el.Members()
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, m := range members {
+			if m.ID == "x1" {
+				return m.Suffrage == "nonvoter", m.Suffrage
+			}
+		}
+		return false, "absent"
+	})
+	if _, err := fc.Join(ctxT(t), join); err != nil {
+		t.Errorf("second identical join: %v, want success (idempotent)", err)
+	}
+	moved := &raftpb.JoinRequest{Id: "x1", PeerAddress: "127.0.0.1:2", ClusterId: testCluster}
+	if _, err := fc.Join(ctxT(t), moved); status.Code(err) != codes.AlreadyExists {
+		t.Errorf("join of x1 at another address: %v, want AlreadyExists", err)
+	}
+
+	// A call that was already forwarded once is not forwarded again: the
+	// follower names the leader instead.
+	fwd := metadata.AppendToOutgoingContext(ctxT(t), MetadataForwarded, "someone")
+	_, err = fc.Join(fwd, &raftpb.JoinRequest{Id: "x2", PeerAddress: "127.0.0.1:3", ClusterId: testCluster})
+	if status.Code(err) != codes.FailedPrecondition || ReasonOf(err) != ReasonNotLeader || !strings.Contains(err.Error(), leader.addr()) {
+		t.Errorf("forwarded join at a follower: %v, want FailedPrecondition NOT_LEADER naming %s", err, leader.addr())
+	}
+
+	// Remove, through the follower too; an unknown id is NotFound.
+	if _, err := fc.Remove(ctxT(t), &raftpb.RemoveRequest{Id: "ghost"}); status.Code(err) != codes.NotFound {
+		t.Errorf("remove of an unknown id: %v, want NotFound", err)
+	}
+	if _, err := fc.Remove(ctxT(t), &raftpb.RemoveRequest{Id: "x1"}); err != nil {
+		t.Fatalf("remove via follower: %v", err)
+	}
+	members, err := leader.el.Members()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range members {
+		if m.ID == "x1" {
+			t.Errorf("x1 still a member after Remove: %+v", members)
+		}
+	}
+}
+
+// TestAdminNoLeader: a node that knows no leader cannot forward, and says
+// so with Unavailable / NO_LEADER; before its election exists it answers
+// the same way.
+func TestAdminNoLeader(t *testing.T) {
+	dir := t.TempDir()
+	m := newMember(t, "n1")
+	t.Cleanup(m.close)
+	c := raftpb.NewClusterAdminClient(dial(t, m.addr()))
+	req := &raftpb.JoinRequest{Id: "x", PeerAddress: "127.0.0.1:1", ClusterId: testCluster}
+
+	_, err := c.Join(ctxT(t), req)
+	if status.Code(err) != codes.Unavailable || ReasonOf(err) != ReasonNoLeader {
+		t.Errorf("join before the election exists: %v, want Unavailable NO_LEADER", err)
+	}
+	// Bootstrapped with a second voter that never starts: no quorum, no leader.
+	m.start(t, dir, []election.Peer{{ID: "n1", Address: m.addr(), Voter: true}, {ID: "n2", Address: "127.0.0.1:1", Voter: true}})
+	_, err = c.Join(ctxT(t), req)
+	if status.Code(err) != codes.Unavailable || ReasonOf(err) != ReasonNoLeader {
+		t.Errorf("join without a leader: %v, want Unavailable NO_LEADER", err)
+	}
+	_, err = c.Remove(ctxT(t), &raftpb.RemoveRequest{Id: "n2"})
+	if status.Code(err) != codes.Unavailable {
+		t.Errorf("remove without a leader: %v, want Unavailable", err)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	if _, err := NewAdmin(AdminConfig{}); err == nil || !strings.Contains(err.Error(), "ID is empty") {
+		t.Errorf("NewAdmin(empty): %v", err)
+	}
+	if _, err := NewCoordinator(CoordinatorConfig{ID: "a", ClusterID: "b"}); err == nil || !strings.Contains(err.Error(), "Election is nil") {
+		t.Errorf("NewCoordinator without election: %v", err)
+	}
+	cfg := DefaultAdminConfig()
+	cfg.ID, cfg.Election, cfg.ForwardTimeout = "a", &ElectionRef{}, -1
+	if _, err := NewAdmin(cfg); err == nil {
+		t.Error("negative ForwardTimeout accepted")
+	}
+}

@@ -1,0 +1,227 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/heartbeat-sidecar/heartbeat/election"
+	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
+)
+
+// CoordinatorConfig configures a Coordinator server.
+type CoordinatorConfig struct {
+	// ID and ClusterID name this node in Status answers. Required.
+	ID        string
+	ClusterID string
+	// Election is the raft node the server reads. Required.
+	Election Election
+	// LastContact, when set, returns when this node last heard a reply from
+	// the peer at a raft address (zero if never); Members reports it. The
+	// node wires it to the transport's heartbeat acks. Optional.
+	LastContact func(addr string) time.Time
+	// Logger receives stream open/close logs at debug level. nil: discarded.
+	Logger hclog.Logger
+}
+
+// DefaultCoordinatorConfig returns a config with a null logger; the caller
+// sets ID, ClusterID and Election.
+func DefaultCoordinatorConfig() CoordinatorConfig {
+	return CoordinatorConfig{ClusterID: "heartbeat", Logger: hclog.NewNullLogger()}
+}
+
+// Validate reports a missing required field, wrapped in ErrInvalidConfig.
+func (c CoordinatorConfig) Validate() error {
+	switch {
+	case c.ID == "":
+		return fmt.Errorf("%w: coordinator: ID is empty", ErrInvalidConfig)
+	case c.ClusterID == "":
+		return fmt.Errorf("%w: coordinator: ClusterID is empty", ErrInvalidConfig)
+	case c.Election == nil:
+		return fmt.Errorf("%w: coordinator: Election is nil", ErrInvalidConfig)
+	}
+	return nil
+}
+
+// Coordinator implements heartbeatpb.CoordinatorServer. Register it on a
+// grpc.Server with Register; Close it before stopping that server, or
+// GracefulStop waits for open WatchLeader streams forever.
+type Coordinator struct {
+	heartbeatpb.UnimplementedCoordinatorServer
+
+	cfg       CoordinatorConfig
+	closeOnce sync.Once
+	done      chan struct{} // closed by Close: every WatchLeader returns
+}
+
+// NewCoordinator validates cfg and returns a server.
+func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	return &Coordinator{cfg: cfg, done: make(chan struct{})}, nil
+}
+
+// Register adds the Coordinator service to s (before s.Serve).
+func (c *Coordinator) Register(s grpc.ServiceRegistrar) {
+	heartbeatpb.RegisterCoordinatorServer(s, c)
+}
+
+// Close ends every open WatchLeader stream with codes.Unavailable and makes
+// new ones fail. Unary calls keep working. Safe to call more than once.
+func (c *Coordinator) Close() {
+	c.closeOnce.Do(func() { close(c.done) })
+}
+
+// Status answers with this node's view; see StatusSnapshot.
+func (c *Coordinator) Status(ctx context.Context, _ *heartbeatpb.StatusRequest) (*heartbeatpb.StatusResponse, error) {
+	return c.StatusSnapshot(), nil
+}
+
+// StatusSnapshot builds this node's status from the election's leadership
+// view and raft's indexes. It never blocks on raft's main loop; the HTTP
+// /v1/status endpoint serves the same snapshot.
+func (c *Coordinator) StatusSnapshot() *heartbeatpb.StatusResponse {
+	l := c.cfg.Election.Leadership()
+	resp := &heartbeatpb.StatusResponse{
+		Id:           c.cfg.ID,
+		State:        l.State,
+		Term:         l.Term,
+		Leader:       &heartbeatpb.Leader{Id: l.LeaderID, Address: l.LeaderAddr},
+		FencingToken: l.FencingToken,
+		IsLeader:     l.IsLeader,
+		ClusterId:    c.cfg.ClusterID,
+	}
+	if l.IsLeader && !l.LeaseUntil.IsZero() {
+		resp.LeaseUntilUnixNano = l.LeaseUntil.UnixNano()
+	}
+	if r := c.cfg.Election.Raft(); r != nil {
+		resp.CommitIndex = r.CommitIndex()
+		resp.AppliedIndex = r.AppliedIndex()
+		if resp.Term == 0 {
+			resp.Term = r.CurrentTerm()
+		}
+	}
+	if members, err := c.cfg.Election.Members(); err == nil {
+		for _, m := range members {
+			if m.ID == c.cfg.ID {
+				resp.Voter = m.Voter
+			}
+		}
+	}
+	return resp
+}
+
+// Members lists the raft configuration as this node knows it.
+func (c *Coordinator) Members(ctx context.Context, _ *heartbeatpb.MembersRequest) (*heartbeatpb.MembersResponse, error) {
+	members, err := c.MembersSnapshot()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &heartbeatpb.MembersResponse{Members: members}, nil
+}
+
+// MembersSnapshot returns the members as the API reports them, sorted by id. The HTTP /v1/members endpoint serves the same list.
+func (c *Coordinator) MembersSnapshot() ([]*heartbeatpb.Member, error) {
+	ms, err := c.cfg.Election.Members()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*heartbeatpb.Member, 0, len(ms))
+	for _, m := range ms {
+		pm := &heartbeatpb.Member{
+			Id:       m.ID,
+			Address:  m.Address,
+			Suffrage: m.Suffrage,
+			IsLeader: m.Leader,
+		}
+		if c.cfg.LastContact != nil && m.ID != c.cfg.ID {
+			if t := c.cfg.LastContact(m.Address); !t.IsZero() {
+				pm.LastContactUnixNano = t.UnixNano()
+			}
+		}
+		out = append(out, pm)
+	}
+	return out, nil
+}
+
+// WatchLeader sends the current leadership first, then every change, until
+// the client goes away or the server closes. A slow client never holds up the
+// node: the election watcher keeps only the latest state, and the next event
+// sent after a drop carries fell_behind=true.
+func (c *Coordinator) WatchLeader(_ *heartbeatpb.WatchLeaderRequest, stream grpc.ServerStreamingServer[heartbeatpb.LeaderEvent]) error {
+	select {
+	case <-c.done:
+		return status.Error(codes.Unavailable, ErrClosed.Error())
+	default:
+	}
+	w := c.cfg.Election.Watch()
+	if w == nil {
+		return status.Error(codes.Unavailable, "leadership watch: node not started")
+	}
+	defer w.Close()
+	c.cfg.Logger.Debug("leader watch opened")
+	defer c.cfg.Logger.Debug("leader watch closed")
+
+	last := c.cfg.Election.Leadership()
+	if err := stream.Send(leaderEvent(last, time.Now(), false)); err != nil {
+		return err
+	}
+	dropped := w.Dropped()
+	ctx := stream.Context()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-c.done:
+			return status.Error(codes.Unavailable, ErrClosed.Error())
+		case l, ok := <-w.C():
+			if !ok {
+				return status.Error(codes.Unavailable, "leadership watch ended: node shutting down")
+			}
+			now := time.Now()
+			d := w.Dropped()
+			fell := d != dropped
+			dropped = d
+			if sameLeadership(l, last) && !fell {
+				continue
+			}
+			last = l
+			if err := stream.Send(leaderEvent(l, now, fell)); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// sameLeadership reports whether two views describe the same leadership. A
+// lease renewal alone (LeaseUntil moving on) is not a change worth an event.
+func sameLeadership(a, b election.Leadership) bool {
+	return a.LeaderID == b.LeaderID && a.LeaderAddr == b.LeaderAddr && a.Term == b.Term &&
+		a.FencingToken == b.FencingToken && a.IsLeader == b.IsLeader
+}
+
+// leaderEvent converts a leadership view into the wire event.
+func leaderEvent(l election.Leadership, observed time.Time, fellBehind bool) *heartbeatpb.LeaderEvent {
+	ev := &heartbeatpb.LeaderEvent{
+		Leader:           &heartbeatpb.Leader{Id: l.LeaderID, Address: l.LeaderAddr},
+		Term:             l.Term,
+		FencingToken:     l.FencingToken,
+		IsSelf:           l.IsLeader,
+		FellBehind:       fellBehind,
+		ObservedUnixNano: observed.UnixNano(),
+	}
+	if l.IsLeader && !l.LeaseUntil.IsZero() {
+		ev.LeaseUntilUnixNano = l.LeaseUntil.UnixNano()
+	}
+	return ev
+}

@@ -1,0 +1,22 @@
+// Package api serves Heartbeat's two gRPC surfaces that sit above raft:
+//
+//   - Coordinator (proto/heartbeatpb), on the client port: what an application
+//     or the heartbeat CLI asks of its sidecar — this node's status, the
+//     members of the raft configuration, and a stream of leadership changes.
+//   - ClusterAdmin (proto/raftpb), on the peer port beside the raft transport:
+//     how nodes join and leave the cluster. Only the leader can change the raft
+//     configuration, so a follower forwards each call once to the leader it
+//     knows (over the leader's peer address); a forwarded call is never
+//     forwarded again, which rules out loops while leadership moves.
+//
+// Both servers read the raft node through the small Election interface, which
+// *election.Node implements; neither owns the node. Errors leave as proper gRPC
+// status codes (see codeOf): FailedPrecondition for "not leader" (with the
+// leader's address in the message) and for a wrong cluster id, InvalidArgument
+// for malformed input, AlreadyExists for an id already in use, NotFound for an
+// unknown member, Unavailable when no leader is known.
+//
+// The leadership stream never slows the node down: it reads an election
+// Watcher, which keeps only the latest state for a slow reader, and tells the
+// reader so with fell_behind=true on the next event it receives.
+package api

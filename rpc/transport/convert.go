@@ -1,0 +1,238 @@
+package transport
+
+import (
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/heartbeat-sidecar/heartbeat/proto/raftpb"
+)
+
+// Conversions between hashicorp/raft's request and response structs and their protobuf
+// mirrors. Byte slices are shared, not copied: a converted message must not be modified
+// while the other side is still in use.
+
+// knownFields lists, per raft struct, the fields the converters below carry. The tests
+// compare it with raft's structs by reflection, so a raft upgrade that adds a field
+// fails them until the proto and these converters carry it.
+var knownFields = map[string][]string{
+	"RPCHeader":               {"ProtocolVersion", "ID", "Addr"},
+	"Log":                     {"Index", "Term", "Type", "Data", "Extensions", "AppendedAt"},
+	"AppendEntriesRequest":    {"RPCHeader", "Term", "Leader", "PrevLogEntry", "PrevLogTerm", "Entries", "LeaderCommitIndex"},
+	"AppendEntriesResponse":   {"RPCHeader", "Term", "LastLog", "Success", "NoRetryBackoff"},
+	"RequestVoteRequest":      {"RPCHeader", "Term", "Candidate", "LastLogIndex", "LastLogTerm", "LeadershipTransfer"},
+	"RequestVoteResponse":     {"RPCHeader", "Term", "Peers", "Granted"},
+	"RequestPreVoteRequest":   {"RPCHeader", "Term", "LastLogIndex", "LastLogTerm"},
+	"RequestPreVoteResponse":  {"RPCHeader", "Term", "Granted"},
+	"TimeoutNowRequest":       {"RPCHeader"},
+	"TimeoutNowResponse":      {"RPCHeader"},
+	"InstallSnapshotRequest":  {"RPCHeader", "SnapshotVersion", "Term", "Leader", "LastLogIndex", "LastLogTerm", "Peers", "Configuration", "ConfigurationIndex", "Size"},
+	"InstallSnapshotResponse": {"RPCHeader", "Term", "Success"},
+}
+
+func headerToProto(h raft.RPCHeader) *raftpb.RPCHeader {
+	return &raftpb.RPCHeader{ProtocolVersion: int64(h.ProtocolVersion), Id: h.ID, Addr: h.Addr}
+}
+
+func headerFromProto(h *raftpb.RPCHeader) raft.RPCHeader {
+	if h == nil {
+		return raft.RPCHeader{}
+	}
+	return raft.RPCHeader{ProtocolVersion: raft.ProtocolVersion(h.ProtocolVersion), ID: h.Id, Addr: h.Addr}
+}
+
+func logToProto(l *raft.Log) *raftpb.Log {
+	p := &raftpb.Log{Index: l.Index, Term: l.Term, Type: uint32(l.Type), Data: l.Data, Extensions: l.Extensions}
+	if !l.AppendedAt.IsZero() {
+		p.AppendedAtSet = true
+		p.AppendedAtUnixNano = l.AppendedAt.UnixNano()
+	}
+	return p
+}
+
+func logFromProto(p *raftpb.Log) *raft.Log {
+	l := &raft.Log{Index: p.Index, Term: p.Term, Type: raft.LogType(p.Type), Data: p.Data, Extensions: p.Extensions}
+	if p.AppendedAtSet {
+		l.AppendedAt = time.Unix(0, p.AppendedAtUnixNano)
+	}
+	return l
+}
+
+func appendReqToProto(r *raft.AppendEntriesRequest) *raftpb.AppendEntriesRequest {
+	p := &raftpb.AppendEntriesRequest{
+		Header:            headerToProto(r.RPCHeader),
+		Term:              r.Term,
+		Leader:            r.Leader,
+		PrevLogEntry:      r.PrevLogEntry,
+		PrevLogTerm:       r.PrevLogTerm,
+		LeaderCommitIndex: r.LeaderCommitIndex,
+	}
+	if len(r.Entries) > 0 {
+		p.Entries = make([]*raftpb.Log, len(r.Entries))
+		for i, e := range r.Entries {
+			p.Entries[i] = logToProto(e)
+		}
+	}
+	return p
+}
+
+func appendReqFromProto(p *raftpb.AppendEntriesRequest) *raft.AppendEntriesRequest {
+	r := &raft.AppendEntriesRequest{
+		RPCHeader:         headerFromProto(p.Header),
+		Term:              p.Term,
+		Leader:            p.Leader,
+		PrevLogEntry:      p.PrevLogEntry,
+		PrevLogTerm:       p.PrevLogTerm,
+		LeaderCommitIndex: p.LeaderCommitIndex,
+	}
+	if len(p.Entries) > 0 {
+		r.Entries = make([]*raft.Log, len(p.Entries))
+		for i, e := range p.Entries {
+			r.Entries[i] = logFromProto(e)
+		}
+	}
+	return r
+}
+
+func appendRespToProto(r *raft.AppendEntriesResponse) *raftpb.AppendEntriesResponse {
+	return &raftpb.AppendEntriesResponse{
+		Header:         headerToProto(r.RPCHeader),
+		Term:           r.Term,
+		LastLog:        r.LastLog,
+		Success:        r.Success,
+		NoRetryBackoff: r.NoRetryBackoff,
+	}
+}
+
+func appendRespFromProto(p *raftpb.AppendEntriesResponse, r *raft.AppendEntriesResponse) {
+	*r = raft.AppendEntriesResponse{
+		RPCHeader:      headerFromProto(p.Header),
+		Term:           p.Term,
+		LastLog:        p.LastLog,
+		Success:        p.Success,
+		NoRetryBackoff: p.NoRetryBackoff,
+	}
+}
+
+func voteReqToProto(r *raft.RequestVoteRequest) *raftpb.RequestVoteRequest {
+	return &raftpb.RequestVoteRequest{
+		Header:             headerToProto(r.RPCHeader),
+		Term:               r.Term,
+		Candidate:          r.Candidate,
+		LastLogIndex:       r.LastLogIndex,
+		LastLogTerm:        r.LastLogTerm,
+		LeadershipTransfer: r.LeadershipTransfer,
+	}
+}
+
+func voteReqFromProto(p *raftpb.RequestVoteRequest) *raft.RequestVoteRequest {
+	return &raft.RequestVoteRequest{
+		RPCHeader:          headerFromProto(p.Header),
+		Term:               p.Term,
+		Candidate:          p.Candidate,
+		LastLogIndex:       p.LastLogIndex,
+		LastLogTerm:        p.LastLogTerm,
+		LeadershipTransfer: p.LeadershipTransfer,
+	}
+}
+
+func voteRespToProto(r *raft.RequestVoteResponse) *raftpb.RequestVoteResponse {
+	return &raftpb.RequestVoteResponse{Header: headerToProto(r.RPCHeader), Term: r.Term, Peers: r.Peers, Granted: r.Granted}
+}
+
+func voteRespFromProto(p *raftpb.RequestVoteResponse, r *raft.RequestVoteResponse) {
+	*r = raft.RequestVoteResponse{RPCHeader: headerFromProto(p.Header), Term: p.Term, Peers: p.Peers, Granted: p.Granted}
+}
+
+func preVoteReqToProto(r *raft.RequestPreVoteRequest) *raftpb.RequestPreVoteRequest {
+	return &raftpb.RequestPreVoteRequest{
+		Header:       headerToProto(r.RPCHeader),
+		Term:         r.Term,
+		LastLogIndex: r.LastLogIndex,
+		LastLogTerm:  r.LastLogTerm,
+	}
+}
+
+func preVoteReqFromProto(p *raftpb.RequestPreVoteRequest) *raft.RequestPreVoteRequest {
+	return &raft.RequestPreVoteRequest{
+		RPCHeader:    headerFromProto(p.Header),
+		Term:         p.Term,
+		LastLogIndex: p.LastLogIndex,
+		LastLogTerm:  p.LastLogTerm,
+	}
+}
+
+func preVoteRespToProto(r *raft.RequestPreVoteResponse) *raftpb.RequestPreVoteResponse {
+	return &raftpb.RequestPreVoteResponse{Header: headerToProto(r.RPCHeader), Term: r.Term, Granted: r.Granted}
+}
+
+func preVoteRespFromProto(p *raftpb.RequestPreVoteResponse, r *raft.RequestPreVoteResponse) {
+	*r = raft.RequestPreVoteResponse{RPCHeader: headerFromProto(p.Header), Term: p.Term, Granted: p.Granted}
+}
+
+func timeoutNowReqToProto(r *raft.TimeoutNowRequest) *raftpb.TimeoutNowRequest {
+	return &raftpb.TimeoutNowRequest{Header: headerToProto(r.RPCHeader)}
+}
+
+func timeoutNowReqFromProto(p *raftpb.TimeoutNowRequest) *raft.TimeoutNowRequest {
+	return &raft.TimeoutNowRequest{RPCHeader: headerFromProto(p.Header)}
+}
+
+func timeoutNowRespToProto(r *raft.TimeoutNowResponse) *raftpb.TimeoutNowResponse {
+	return &raftpb.TimeoutNowResponse{Header: headerToProto(r.RPCHeader)}
+}
+
+func timeoutNowRespFromProto(p *raftpb.TimeoutNowResponse, r *raft.TimeoutNowResponse) {
+	*r = raft.TimeoutNowResponse{RPCHeader: headerFromProto(p.Header)}
+}
+
+func snapReqToProto(r *raft.InstallSnapshotRequest) *raftpb.InstallSnapshotRequest {
+	return &raftpb.InstallSnapshotRequest{
+		Header:             headerToProto(r.RPCHeader),
+		SnapshotVersion:    int64(r.SnapshotVersion),
+		Term:               r.Term,
+		Leader:             r.Leader,
+		LastLogIndex:       r.LastLogIndex,
+		LastLogTerm:        r.LastLogTerm,
+		Peers:              r.Peers,
+		Configuration:      r.Configuration,
+		ConfigurationIndex: r.ConfigurationIndex,
+		Size:               r.Size,
+	}
+}
+
+func snapReqFromProto(p *raftpb.InstallSnapshotRequest) *raft.InstallSnapshotRequest {
+	return &raft.InstallSnapshotRequest{
+		RPCHeader:          headerFromProto(p.Header),
+		SnapshotVersion:    raft.SnapshotVersion(p.SnapshotVersion),
+		Term:               p.Term,
+		Leader:             p.Leader,
+		LastLogIndex:       p.LastLogIndex,
+		LastLogTerm:        p.LastLogTerm,
+		Peers:              p.Peers,
+		Configuration:      p.Configuration,
+		ConfigurationIndex: p.ConfigurationIndex,
+		Size:               p.Size,
+	}
+}
+
+func snapRespToProto(r *raft.InstallSnapshotResponse) *raftpb.InstallSnapshotResponse {
+	return &raftpb.InstallSnapshotResponse{Header: headerToProto(r.RPCHeader), Term: r.Term, Success: r.Success}
+}
+
+func snapRespFromProto(p *raftpb.InstallSnapshotResponse, r *raft.InstallSnapshotResponse) {
+	*r = raft.InstallSnapshotResponse{RPCHeader: headerFromProto(p.Header), Term: p.Term, Success: p.Success}
+}
+
+// IsHeartbeat reports whether req is one of raft's heartbeats, by the rule raft's own
+// NetworkTransport uses: a term and a leader address, and nothing else (no entries, no
+// previous entry, no commit index). Heartbeats take the fast path.
+func IsHeartbeat(req *raft.AppendEntriesRequest) bool {
+	leaderAddr := req.RPCHeader.Addr
+	if len(leaderAddr) == 0 {
+		leaderAddr = req.Leader
+	}
+	return req.Term != 0 && leaderAddr != nil &&
+		req.PrevLogEntry == 0 && req.PrevLogTerm == 0 &&
+		len(req.Entries) == 0 && req.LeaderCommitIndex == 0
+}

@@ -1,0 +1,70 @@
+// Package transport is hashicorp/raft's Transport over gRPC, the peer port of a
+// Heartbeat node. It serves the RaftTransport service of proto/raftpb (and whatever
+// Config.Register adds, such as ClusterAdmin) and sends raft's RPCs to peers.
+//
+// # Connections
+//
+// For every peer address the transport keeps two gRPC client connections, created on
+// first use and closed by Close:
+//
+//   - control: heartbeats, RequestVote, RequestPreVote, TimeoutNow, Hold and Confirm,
+//     all small and latency-sensitive;
+//   - bulk: AppendEntries with entries, AppendEntries pipelines and InstallSnapshot.
+//
+// Each is its own TCP connection and HTTP/2 flow-control window, so a heartbeat never
+// waits behind a 30 MiB batch or a snapshot stream. Calls do not wait for a
+// connection to become ready (no WaitForReady): a call to a peer that is down fails at
+// once and raft's own retry and backoff apply. Reconnect backoff is capped at
+// Config.MaxReconnectBackoff (1 s), not gRPC's 120 s, so traffic resumes within about a
+// second after a partition heals or a peer restarts. Send and receive limits are
+// Config.MaxMsgSize (64 MiB) on both sides.
+//
+// Every call carries the metadata "heartbeat-cluster" and "heartbeat-node-id"; the
+// server's interceptors reject another cluster with codes.FailedPrecondition naming
+// both cluster ids (ErrWrongCluster on the caller's side).
+//
+// # Heartbeat fast path
+//
+// raft's heartbeat is an AppendEntries with a term and a leader address and nothing
+// else; IsHeartbeat applies the rule raft's NetworkTransport uses. Such a request goes
+// as the Heartbeat RPC on the control connection with a deadline of
+// Config.HeartbeatTimeout. On the receiving side the Heartbeat handler calls the
+// callback raft set with SetHeartbeatHandler directly, without queueing on Consumer()
+// behind disk-bound work; without a callback it goes through Consumer().
+//
+// # Pipelines and snapshots
+//
+// AppendEntriesPipeline opens one bidi stream per pipeline. AppendEntries sends and
+// returns a future at once; a receiver goroutine reads answers in order (each within
+// Config.RPCTimeout) and delivers the completed futures on the pipeline's Consumer().
+// The server reads a pipeline's requests one at a time and answers in order.
+// InstallSnapshot streams the request and then the data in Config.SnapshotChunkSize
+// pieces; the server feeds raft's RPC.Reader through a pipe limited to the request's
+// Size while raft reads it.
+//
+// # Acks
+//
+// For every peer the transport records the latest AppendEntries or heartbeat (unary,
+// heartbeat or pipelined) whose response came back with the request's term: when it
+// was sent (taken before it left), when the answer arrived, the term and the RTT.
+// Acks returns a copy; the election package computes the leader lease from the send
+// times, so a lease is never longer than what a quorum really acknowledged.
+//
+// # Held streams (fast crash failover)
+//
+// A follower holds a server stream open to its leader (Hold). The server sends one
+// event on open and then nothing, until Goodbye (a graceful stop: a goodbye event) or
+// the end of its process (the kernel closes the socket, the stream breaks). The
+// holder tells the three apart: nil (its own ctx ended), ErrGoodbye, ErrPeerClosed.
+// Reachable dials a fresh TCP connection to tell a dead process (refused) from a
+// broken link. ConfirmLost asks another member whether it has lost the leader too,
+// using its own held stream and a 50 ms dial. TimeoutNowSelf hands the local raft a
+// TimeoutNow so it stands for election at once. The policy that combines these lives
+// in the election package; this package only provides the signals.
+//
+// # Lifecycle
+//
+// New listens and serves at once; Consumer() must be read from then on. Close stops
+// everything and waits for every goroutine; calls after it return
+// ErrTransportShutdown. Metrics go to Config.Registerer, never the global registry.
+package transport

@@ -1,0 +1,238 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/heartbeat-sidecar/heartbeat/proto/raftpb"
+)
+
+// errSnapshotAnswered closes the snapshot pipe once raft has answered, so a feeder
+// still writing data that raft did not read gives up.
+var errSnapshotAnswered = errors.New("transport: snapshot already answered")
+
+// rpcServer serves RaftTransport for one Transport.
+type rpcServer struct {
+	raftpb.UnimplementedRaftTransportServer
+	t *Transport
+}
+
+// dispatch hands cmd to Consumer() and waits for raft's answer. It gives up when ctx
+// ends (ctx.Err()) or the transport closes (ErrTransportShutdown).
+func (t *Transport) dispatch(ctx context.Context, cmd any, reader io.Reader) (raft.RPCResponse, error) {
+	respCh := make(chan raft.RPCResponse, 1)
+	rpc := raft.RPC{Command: cmd, Reader: reader, RespChan: respCh}
+	select {
+	case t.consumeCh <- rpc:
+	case <-ctx.Done():
+		return raft.RPCResponse{}, ctx.Err()
+	case <-t.closeCtx.Done():
+		return raft.RPCResponse{}, ErrTransportShutdown
+	}
+	return t.await(ctx, respCh)
+}
+
+// await waits for the answer to an RPC already handed over.
+func (t *Transport) await(ctx context.Context, respCh <-chan raft.RPCResponse) (raft.RPCResponse, error) {
+	select {
+	case r := <-respCh:
+		return r, nil
+	case <-ctx.Done():
+		return raft.RPCResponse{}, ctx.Err()
+	case <-t.closeCtx.Done():
+		return raft.RPCResponse{}, ErrTransportShutdown
+	}
+}
+
+// toStatus turns a dispatch error into a gRPC status error.
+func toStatus(err error) error {
+	if errors.Is(err, ErrTransportShutdown) {
+		return status.Error(codes.Unavailable, err.Error())
+	}
+	return status.FromContextError(err).Err()
+}
+
+// remoteStatus carries an error raft answered with back to the caller.
+func remoteStatus(err error) error {
+	return status.Error(codes.Aborted, err.Error())
+}
+
+// appendResult builds the wire answer to an AppendEntries from raft's answer.
+func appendResult(r raft.RPCResponse) *raftpb.AppendEntriesResponse {
+	out := &raftpb.AppendEntriesResponse{}
+	if resp, ok := r.Response.(*raft.AppendEntriesResponse); ok && resp != nil {
+		out = appendRespToProto(resp)
+	} else if r.Error == nil {
+		out.Error = fmt.Sprintf("unexpected response type %T", r.Response)
+	}
+	if r.Error != nil {
+		out.Error = r.Error.Error()
+	}
+	return out
+}
+
+// handleAppend serves AppendEntries and Heartbeat. Heartbeats go to the heartbeat
+// handler when one is set, else through Consumer().
+func (t *Transport) handleAppend(ctx context.Context, p *raftpb.AppendEntriesRequest, heartbeatRPC bool) (*raftpb.AppendEntriesResponse, error) {
+	cmd := appendReqFromProto(p)
+	if heartbeatRPC || IsHeartbeat(cmd) {
+		if fn := t.heartbeatFn(); fn != nil {
+			respCh := make(chan raft.RPCResponse, 1)
+			fn(raft.RPC{Command: cmd, RespChan: respCh})
+			r, err := t.await(ctx, respCh)
+			if err != nil {
+				return nil, toStatus(err)
+			}
+			return appendResult(r), nil
+		}
+	}
+	r, err := t.dispatch(ctx, cmd, nil)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return appendResult(r), nil
+}
+
+// AppendEntries serves a unary AppendEntries.
+func (s *rpcServer) AppendEntries(ctx context.Context, p *raftpb.AppendEntriesRequest) (*raftpb.AppendEntriesResponse, error) {
+	return s.t.handleAppend(ctx, p, false)
+}
+
+// Heartbeat serves a heartbeat through the heartbeat fast path.
+func (s *rpcServer) Heartbeat(ctx context.Context, p *raftpb.AppendEntriesRequest) (*raftpb.AppendEntriesResponse, error) {
+	return s.t.handleAppend(ctx, p, true)
+}
+
+// AppendEntriesPipeline serves one pipeline: it reads requests one by one, hands each
+// to raft and answers it before reading the next, so answers keep the requests' order.
+func (s *rpcServer) AppendEntriesPipeline(stream grpc.BidiStreamingServer[raftpb.AppendEntriesRequest, raftpb.AppendEntriesResponse]) error {
+	ctx := stream.Context()
+	for {
+		p, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		r, err := s.t.dispatch(ctx, appendReqFromProto(p), nil)
+		if err != nil {
+			return toStatus(err)
+		}
+		if err := stream.Send(appendResult(r)); err != nil {
+			return err
+		}
+	}
+}
+
+// RequestVote serves a vote request.
+func (s *rpcServer) RequestVote(ctx context.Context, p *raftpb.RequestVoteRequest) (*raftpb.RequestVoteResponse, error) {
+	r, err := s.t.dispatch(ctx, voteReqFromProto(p), nil)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if r.Error != nil {
+		return nil, remoteStatus(r.Error)
+	}
+	resp, ok := r.Response.(*raft.RequestVoteResponse)
+	if !ok || resp == nil {
+		return nil, status.Errorf(codes.Internal, "unexpected response type %T", r.Response)
+	}
+	return voteRespToProto(resp), nil
+}
+
+// RequestPreVote serves a pre-vote request.
+func (s *rpcServer) RequestPreVote(ctx context.Context, p *raftpb.RequestPreVoteRequest) (*raftpb.RequestPreVoteResponse, error) {
+	r, err := s.t.dispatch(ctx, preVoteReqFromProto(p), nil)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if r.Error != nil {
+		return nil, remoteStatus(r.Error)
+	}
+	resp, ok := r.Response.(*raft.RequestPreVoteResponse)
+	if !ok || resp == nil {
+		return nil, status.Errorf(codes.Internal, "unexpected response type %T", r.Response)
+	}
+	return preVoteRespToProto(resp), nil
+}
+
+// TimeoutNow serves a leadership-transfer request.
+func (s *rpcServer) TimeoutNow(ctx context.Context, p *raftpb.TimeoutNowRequest) (*raftpb.TimeoutNowResponse, error) {
+	r, err := s.t.dispatch(ctx, timeoutNowReqFromProto(p), nil)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if r.Error != nil {
+		return nil, remoteStatus(r.Error)
+	}
+	resp, ok := r.Response.(*raft.TimeoutNowResponse)
+	if !ok || resp == nil {
+		return nil, status.Errorf(codes.Internal, "unexpected response type %T", r.Response)
+	}
+	return timeoutNowRespToProto(resp), nil
+}
+
+// InstallSnapshot serves a snapshot stream. The first message carries the request; the
+// data that follows is fed to raft's RPC.Reader through a pipe, limited to the
+// request's Size, while raft reads it.
+func (s *rpcServer) InstallSnapshot(stream grpc.ClientStreamingServer[raftpb.InstallSnapshotChunk, raftpb.InstallSnapshotResponse]) error {
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	preq := first.GetRequest()
+	if preq == nil {
+		return status.Error(codes.InvalidArgument, "first InstallSnapshot message must carry the request")
+	}
+	cmd := snapReqFromProto(preq)
+	pr, pw := io.Pipe()
+	fed := make(chan struct{})
+	go func() { // owned by this handler, which waits for it below
+		defer close(fed)
+		feedSnapshot(stream, pw)
+	}()
+	r, err := s.t.dispatch(stream.Context(), cmd, io.LimitReader(pr, cmd.Size))
+	_ = pr.CloseWithError(errSnapshotAnswered)
+	<-fed
+	if err != nil {
+		return toStatus(err)
+	}
+	if r.Error != nil {
+		return remoteStatus(r.Error)
+	}
+	resp, ok := r.Response.(*raft.InstallSnapshotResponse)
+	if !ok || resp == nil {
+		return status.Errorf(codes.Internal, "unexpected response type %T", r.Response)
+	}
+	return stream.SendAndClose(snapRespToProto(resp))
+}
+
+// feedSnapshot copies the data messages of stream into pw until the client ends the
+// stream (pw is closed: EOF for the reader), the stream fails (the reader gets the
+// error) or the reader is closed.
+func feedSnapshot(stream grpc.ClientStreamingServer[raftpb.InstallSnapshotChunk, raftpb.InstallSnapshotResponse], pw *io.PipeWriter) {
+	for {
+		c, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			_ = pw.Close()
+			return
+		}
+		if err != nil {
+			_ = pw.CloseWithError(err)
+			return
+		}
+		if d := c.GetData(); len(d) > 0 {
+			if _, err := pw.Write(d); err != nil {
+				return
+			}
+		}
+	}
+}

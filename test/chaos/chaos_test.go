@@ -1,0 +1,225 @@
+//go:build chaos
+
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/heartbeat-sidecar/heartbeat/node"
+)
+
+// TestChaos builds the image, brings up the compose cluster under its own
+// project name, follows every node, runs every fault (once with
+// CHAOS_QUICK=1, CHAOS_RUNS times otherwise), checks the history and writes
+// out/report.md and out/timeline.svg. On a failure it also keeps
+// out/history.json and every node's docker logs. The cluster, its network
+// and volumes are removed at the end, whatever happened.
+func TestChaos(t *testing.T) {
+	cfg, err := ConfigFromEnv(os.Getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	def := node.DefaultConfig()
+	if cfg.HeartbeatTimeout == 0 {
+		cfg.HeartbeatTimeout = def.HeartbeatTimeout
+	}
+	if cfg.ElectionTimeout == 0 {
+		cfg.ElectionTimeout = def.ElectionTimeout
+	}
+	if cfg.LeaseDuration == 0 {
+		cfg.LeaseDuration = def.LeaseDuration
+	}
+	began := time.Now()
+	ctx := context.Background()
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := cfg.OutDir()
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, old := range []string{"history.json", "logs"} {
+		_ = os.RemoveAll(filepath.Join(out, old))
+	}
+
+	// Build binary + image.
+	build := exec.CommandContext(ctx, filepath.Join(root, "scripts", "docker-build.sh"), cfg.Image)
+	build.Dir = root
+	if b, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("scripts/docker-build.sh: %v\n%s", err, b)
+	}
+
+	files := []string{"docker-compose.yml"}
+	if cfg.Nodes == 3 {
+		files = append(files, "docker-compose.3.yml")
+	}
+	env := []string{
+		"HEARTBEAT_IMAGE=" + cfg.Image,
+		"HEARTBEAT_SUBNET=" + cfg.Subnet,
+		"HEARTBEAT_PORT_PREFIX=" + cfg.PortPrefix,
+		"HEARTBEAT_CLUSTER_ID=" + cfg.Project,
+		"HEARTBEAT_HEARTBEAT_TIMEOUT=" + cfg.HeartbeatTimeout.String(),
+		"HEARTBEAT_ELECTION_TIMEOUT=" + cfg.ElectionTimeout.String(),
+		"HEARTBEAT_LEASE_DURATION=" + cfg.LeaseDuration.String(),
+		"HEARTBEAT_LOG_LEVEL=debug",
+	}
+	comp, err := NewCompose(ctx, root, cfg.Project, files, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := NewCluster(cfg, comp)
+	// Cleanups run last-registered first: logs are saved before Down.
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if err := cl.Down(ctx); err != nil {
+			t.Errorf("compose down: %v", err)
+		}
+	})
+	t.Cleanup(func() {
+		if t.Failed() {
+			saveLogs(t, cl, filepath.Join(out, "logs"))
+		}
+	})
+	if err := cl.Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	h := NewHistory(cl.Nodes)
+	var targets []RecorderTarget
+	for _, n := range cl.Nodes {
+		targets = append(targets, RecorderTarget{Node: n, HTTPAddr: cl.HTTPAddr(n), ClientAddr: cl.ClientAddr(n)})
+	}
+	rec, err := StartRecorder(h, targets, cfg.Poll, cfg.PollTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rec.Close)
+	r := &runner{t: t, ctx: ctx, cfg: cfg, cl: cl, h: h, rec: rec, rng: rand.New(rand.NewSource(cfg.Seed))}
+
+	var stopErr error
+	if _, err := r.waitStable(time.Minute); err != nil {
+		stopErr = fmt.Errorf("cluster never formed: %w", err)
+	}
+	plan := faultPlan(cfg)
+	for run := 1; run <= cfg.Runs && stopErr == nil; run++ {
+		if stopErr = r.quiet(3*time.Second, run); stopErr != nil {
+			break
+		}
+		for _, d := range plan {
+			t.Logf("run %d: %s/%s", run, d.kind, d.target)
+			if stopErr = r.runFault(d, run); stopErr != nil {
+				break
+			}
+		}
+	}
+	if stopErr != nil {
+		t.Errorf("suite stopped: %v", stopErr)
+	}
+	rec.Close()
+
+	snap := h.Snapshot()
+	vs := CheckAll(snap, DefaultCheckOptions())
+	for _, v := range vs {
+		t.Errorf("violation: %s", v)
+	}
+	info := ReportInfo{
+		Config: cfg, Began: began, Duration: time.Since(began),
+		Commit: gitCommit(root), GoVersion: runtime.Version(), DockerVersion: dockerVersion(ctx),
+		ComposeVersion: comp.Tool() + ": " + comp.Version(ctx), Image: cfg.Image + " " + imageID(ctx, cfg.Image),
+		Command: reproduce(cfg),
+	}
+	if stopErr != nil {
+		info.Notes = append(info.Notes, "the suite stopped early: "+stopErr.Error())
+	}
+	writeFile(t, filepath.Join(out, "report.md"), func(f *os.File) error { return WriteReport(f, snap, vs, info) })
+	writeFile(t, filepath.Join(out, "timeline.svg"), func(f *os.File) error { return WriteTimeline(f, snap) })
+	if t.Failed() {
+		if err := snap.WriteJSON(filepath.Join(out, "history.json")); err != nil {
+			t.Error(err)
+		}
+	}
+	t.Logf("report: %s", filepath.Join(out, "report.md"))
+}
+
+func writeFile(t *testing.T, path string, fn func(*os.File) error) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	if err := fn(f); err != nil {
+		t.Error(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Error(err)
+	}
+}
+
+func saveLogs(t *testing.T, cl *Cluster, dir string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Error(err)
+		return
+	}
+	for _, n := range cl.Nodes {
+		logs, err := cl.Logs(ctx, n)
+		if err != nil {
+			logs += "\n(chaos: " + err.Error() + ")\n"
+		}
+		if err := os.WriteFile(filepath.Join(dir, n+".log"), []byte(logs), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+	t.Logf("node logs kept in %s", dir)
+}
+
+func reproduce(c Config) string {
+	var env []string
+	if c.Quick {
+		env = append(env, "CHAOS_QUICK=1")
+	} else {
+		env = append(env, fmt.Sprintf("CHAOS_RUNS=%d", c.Runs))
+	}
+	env = append(env, fmt.Sprintf("CHAOS_SEED=%d", c.Seed), fmt.Sprintf("CHAOS_NODES=%d", c.Nodes),
+		"CHAOS_HEARTBEAT_TIMEOUT="+c.HeartbeatTimeout.String(), "CHAOS_ELECTION_TIMEOUT="+c.ElectionTimeout.String(),
+		"CHAOS_LEASE_DURATION="+c.LeaseDuration.String())
+	return strings.Join(env, " ") + " go test -tags chaos -count=1 -v -timeout 60m ./test/chaos/ -run TestChaos"
+}
+
+func gitCommit(root string) string {
+	out, err := exec.Command("git", "-C", root, "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return ""
+	}
+	c := strings.TrimSpace(string(out))
+	if st, err := exec.Command("git", "-C", root, "status", "--porcelain").Output(); err == nil && len(st) > 0 {
+		c += " (with uncommitted changes)"
+	}
+	return c
+}
+
+func dockerVersion(ctx context.Context) string {
+	v, _ := run(ctx, "docker", "version", "--format", "{{.Server.Version}}")
+	return v
+}
+
+func imageID(ctx context.Context, image string) string {
+	v, _ := run(ctx, "docker", "image", "inspect", "-f", "{{.Id}}", image)
+	if len(v) > 19 {
+		v = v[:19]
+	}
+	return v
+}

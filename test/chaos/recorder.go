@@ -1,0 +1,184 @@
+//go:build chaos
+
+package chaos
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
+)
+
+// statusJSON is the part of GET /v1/status the recorder reads.
+type statusJSON struct {
+	ID     string `json:"id"`
+	State  string `json:"state"`
+	Term   uint64 `json:"term"`
+	Leader struct {
+		ID string `json:"id"`
+	} `json:"leader"`
+	FencingToken uint64 `json:"fencing_token"`
+	IsLeader     bool   `json:"is_leader"`
+	CommitIndex  uint64 `json:"commit_index"`
+}
+
+// RecorderTarget says where to find one node from the host.
+type RecorderTarget struct {
+	Node       string
+	HTTPAddr   string // host:port of its HTTP server
+	ClientAddr string // host:port of its client gRPC server
+}
+
+// Recorder follows every node for the whole run: it polls /v1/status every
+// Poll (a failed poll is recorded as RoleDown, or RoleUnreachable on a
+// timeout) and keeps a WatchLeader stream open, reopening it whenever it
+// breaks (a restarted node is followed again as soon as it serves). It owns
+// two goroutines per node; Close stops and waits for them.
+type Recorder struct {
+	h      *History
+	poll   time.Duration
+	tmo    time.Duration
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	conns  []*grpc.ClientConn
+
+	mu     sync.Mutex
+	latest map[string]Event // latest status observation per node
+}
+
+// StartRecorder starts following targets into h.
+func StartRecorder(h *History, targets []RecorderTarget, poll, timeout time.Duration) (*Recorder, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Recorder{h: h, poll: poll, tmo: timeout, cancel: cancel, latest: map[string]Event{}}
+	for _, t := range targets {
+		conn, err := grpc.NewClient(t.ClientAddr,
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithConnectParams(grpc.ConnectParams{
+				Backoff:           backoff.Config{BaseDelay: 20 * time.Millisecond, Multiplier: 1.5, MaxDelay: 250 * time.Millisecond},
+				MinConnectTimeout: 500 * time.Millisecond,
+			}))
+		if err != nil {
+			r.Close()
+			return nil, fmt.Errorf("chaos: client for %s: %w", t.Node, err)
+		}
+		r.conns = append(r.conns, conn)
+		r.wg.Add(2)
+		go r.pollLoop(ctx, t)
+		go r.watchLoop(ctx, t.Node, heartbeatpb.NewCoordinatorClient(conn))
+	}
+	return r, nil
+}
+
+// Close stops following and waits for the goroutines. Safe to call twice.
+func (r *Recorder) Close() {
+	r.cancel()
+	r.wg.Wait()
+	for _, c := range r.conns {
+		_ = c.Close()
+	}
+	r.conns = nil
+}
+
+// Latest returns node's latest status observation.
+func (r *Recorder) Latest(node string) (Event, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.latest[node]
+	return e, ok
+}
+
+func (r *Recorder) pollLoop(ctx context.Context, t RecorderTarget) {
+	defer r.wg.Done()
+	client := &http.Client{Timeout: r.tmo, Transport: &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true}}
+	defer client.CloseIdleConnections()
+	url := "http://" + t.HTTPAddr + "/v1/status"
+	tick := time.NewTicker(r.poll)
+	defer tick.Stop()
+	for {
+		e := r.pollOnce(ctx, client, url, t.Node)
+		if ctx.Err() != nil {
+			return
+		}
+		r.h.Observe(e)
+		r.mu.Lock()
+		r.latest[t.Node] = e
+		r.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (r *Recorder) pollOnce(ctx context.Context, client *http.Client, url, node string) Event {
+	sent := r.h.Since()
+	e := Event{Node: node, Source: SourceStatus}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	var st statusJSON
+	if err == nil {
+		var resp *http.Response
+		resp, err = client.Do(req)
+		if err == nil {
+			err = json.NewDecoder(resp.Body).Decode(&st)
+			resp.Body.Close()
+			if err == nil && resp.StatusCode != http.StatusOK {
+				err = fmt.Errorf("status %d", resp.StatusCode)
+			}
+		}
+	}
+	e.At = r.h.Since()
+	e.Until = e.At
+	e.Latency = e.At - sent
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) {
+			e.Role = RoleUnreachable
+		} else {
+			e.Role = RoleDown
+		}
+		return e
+	}
+	e.Role = Role(st.State)
+	e.Term, e.Leader, e.Token, e.IsSelf, e.CommitIndex = st.Term, st.Leader.ID, st.FencingToken, st.IsLeader, st.CommitIndex
+	return e
+}
+
+func (r *Recorder) watchLoop(ctx context.Context, node string, client heartbeatpb.CoordinatorClient) {
+	defer r.wg.Done()
+	for ctx.Err() == nil {
+		r.watchOnce(ctx, node, client)
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (r *Recorder) watchOnce(ctx context.Context, node string, client heartbeatpb.CoordinatorClient) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := client.WatchLeader(ctx, &heartbeatpb.WatchLeaderRequest{}, grpc.WaitForReady(true))
+	if err != nil {
+		return
+	}
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			return
+		}
+		at := r.h.Since()
+		r.h.Observe(Event{Node: node, Source: SourceWatch, At: at, Until: at, Term: m.GetTerm(),
+			Leader: m.GetLeader().GetId(), Token: m.GetFencingToken(), IsSelf: m.GetIsSelf()})
+	}
+}
