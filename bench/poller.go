@@ -130,12 +130,16 @@ func (p *Poller) Latest() map[string]Sample {
 	return out
 }
 
-// Reset drops the recorded samples (Latest is kept). Call it before a fault so that the
-// samples then cover only that fault.
+// Reset drops the recorded samples except each target's latest one, which starts the new
+// record (so a victim that was slow to answer still has its last answer in it). Call it
+// before a fault so that the samples then cover only that fault.
 func (p *Poller) Reset() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.samples = nil
+	p.samples = p.samples[:0:0]
+	for _, s := range p.latest {
+		p.samples = append(p.samples, s)
+	}
 }
 
 // Samples returns a copy of the samples recorded since the last Reset.

@@ -106,23 +106,28 @@ type CurvePoint struct {
 
 // TargetCheck is one of the issue's targets, evaluated on Heartbeat's default system.
 type TargetCheck struct {
-	Target   string `json:"target"`
-	Value    string `json:"value"`
-	Measured bool   `json:"measured"`
-	Met      bool   `json:"met"`
+	Target   string  `json:"target"`
+	Value    string  `json:"value"`
+	Measured bool    `json:"measured"`
+	Met      bool    `json:"met"`
+	Got      float64 `json:"got"`   // the figure compared (ms, %, MB, elections, ratio)
+	Limit    float64 `json:"limit"` // the bound: at most (AtLeast false) or at least
+	AtLeast  bool    `json:"at_least,omitempty"`
 }
 
-// Results is one benchmark run, written as results.json and rendered as results.md.
-type Results struct {
-	StartedAt  time.Time         `json:"started_at"`
-	Duration   string            `json:"duration"`
-	Host       string            `json:"host"`
-	Command    string            `json:"command"`
-	Phases     Phases            `json:"phases"`
-	Systems    []SystemResult    `json:"systems"`
-	Throughput *ThroughputResult `json:"throughput,omitempty"`
-	Curve      []CurvePoint      `json:"curve,omitempty"`
-	Targets    []TargetCheck     `json:"targets"`
+// Miss says by how much a measured, missed target was missed ("" otherwise).
+func (t TargetCheck) Miss() string {
+	if !t.Measured || t.Met {
+		return ""
+	}
+	switch {
+	case t.AtLeast:
+		return fmt.Sprintf("%s: got %.4g, needs >= %.4g (short by %.4g)", t.Target, t.Got, t.Limit, t.Limit-t.Got)
+	case t.Got > t.Limit && t.Limit > 0:
+		return fmt.Sprintf("%s: got %.4g, over by %.4g (%.1fx the bound)", t.Target, t.Got, t.Got-t.Limit, t.Got/t.Limit)
+	default:
+		return fmt.Sprintf("%s: got %s", t.Target, t.Value)
+	}
 }
 
 // EvaluateTargets checks the issue's targets against the system named hb (Heartbeat at its
@@ -130,18 +135,20 @@ type Results struct {
 // never met. A fault phase with any failed (unconverged) fault misses its targets.
 func EvaluateTargets(hb *SystemResult, tp *ThroughputResult) []TargetCheck {
 	var out []TargetCheck
-	add := func(target string, measured bool, value string, met bool) {
+	add := func(target string, measured bool, value string, got, limit float64, extra bool) {
+		c := TargetCheck{Target: target, Value: value, Measured: measured, Got: got, Limit: limit}
 		if !measured {
-			value = "not measured"
+			c.Value = "not measured"
 		}
-		out = append(out, TargetCheck{Target: target, Value: value, Measured: measured, Met: measured && met})
+		c.Met = measured && extra && got <= limit
+		out = append(out, c)
 	}
 	fault := func(name string, f FaultResult, p50, p99 float64) {
 		s := f.Summary
 		ok := hb != nil && s.N > 0
 		fv := func(v float64) string { return fmt.Sprintf("%.1f ms (n=%d, failed %d)", v, s.N, s.Failed) }
-		add(fmt.Sprintf("%s failover p50 <= %.0f ms", name, p50), ok, fv(s.P50Ms), s.Failed == 0 && s.P50Ms <= p50)
-		add(fmt.Sprintf("%s failover p99 <= %.0f ms", name, p99), ok, fv(s.P99Ms), s.Failed == 0 && s.P99Ms <= p99)
+		add(fmt.Sprintf("%s failover p50 <= %.0f ms", name, p50), ok, fv(s.P50Ms), s.P50Ms, p50, s.Failed == 0)
+		add(fmt.Sprintf("%s failover p99 <= %.0f ms", name, p99), ok, fv(s.P99Ms), s.P99Ms, p99, s.Failed == 0)
 	}
 	var crash, silentF FaultResult
 	var idle *IdleResult
@@ -156,22 +163,40 @@ func EvaluateTargets(hb *SystemResult, tp *ThroughputResult) []TargetCheck {
 	if idleOK {
 		li, fi, rss = idle.LeaderCPU, idle.FollowerCPUMax, idle.MaxRSSMB
 	}
-	add("idle leader CPU <= 2% of a core", idleOK, fmt.Sprintf("%.2f%%", li), li <= 2)
-	add("idle follower CPU <= 1% (max follower)", idleOK, fmt.Sprintf("%.2f%%", fi), fi <= 1)
-	add("RSS <= 40 MB (max node)", idleOK, fmt.Sprintf("%.1f MB", rss), rss <= 40)
-	bv := ""
+	add("idle leader CPU <= 2% of a core", idleOK, fmt.Sprintf("%.2f%%", li), li, 2, true)
+	add("idle follower CPU <= 1% (max follower)", idleOK, fmt.Sprintf("%.2f%%", fi), fi, 1, true)
+	add("RSS <= 40 MB (max node)", idleOK, fmt.Sprintf("%.1f MB", rss), rss, 40, true)
+	bv, elections := "", 0.0
 	if busy != nil {
 		bv = fmt.Sprintf("%d term increments, %d leader changes in %.0f s (burner %.0f%%)",
 			busy.TermIncrements, busy.LeaderChanges, busy.Seconds, busy.BurnerCPU)
+		elections = float64(max(busy.TermIncrements, uint64(busy.LeaderChanges)))
 	}
-	add("0 elections with both cores busy", busy != nil, bv, busy != nil && busy.Pass)
+	add("0 elections with both cores busy", busy != nil, bv, elections, 0, busy != nil && busy.Pass)
 	tpOK := tp != nil && tp.Error == "" && tp.Ratio > 0
 	var ratio float64
 	if tpOK {
 		ratio = tp.Ratio
 	}
-	add("apply throughput >= 0.8x TCP transport", tpOK, fmt.Sprintf("%.2fx", ratio), ratio >= 0.8)
-	return out
+	c := TargetCheck{Target: "apply throughput >= 0.8x TCP transport", Value: fmt.Sprintf("%.2fx", ratio),
+		Measured: tpOK, Met: tpOK && ratio >= 0.8, Got: ratio, Limit: 0.8, AtLeast: true}
+	if !tpOK {
+		c.Value = "not measured"
+	}
+	return append(out, c)
+}
+
+// Results is one benchmark run, written as results.json and rendered as results.md.
+type Results struct {
+	StartedAt  time.Time         `json:"started_at"`
+	Duration   string            `json:"duration"`
+	Host       string            `json:"host"`
+	Command    string            `json:"command"`
+	Phases     Phases            `json:"phases"`
+	Systems    []SystemResult    `json:"systems"`
+	Throughput *ThroughputResult `json:"throughput,omitempty"`
+	Curve      []CurvePoint      `json:"curve,omitempty"`
+	Targets    []TargetCheck     `json:"targets"`
 }
 
 // Write stores results.json and results.md in dir (created if missing).
@@ -255,6 +280,15 @@ func (r *Results) Markdown() string {
 			mark = "met"
 		}
 		w("| %s | %s | %s |\n", t.Target, t.Value, mark)
+	}
+	var misses []string
+	for _, t := range r.Targets {
+		if m := t.Miss(); m != "" {
+			misses = append(misses, m)
+		}
+	}
+	if len(misses) > 0 {
+		w("\nMissed: %s.\n", strings.Join(misses, "; "))
 	}
 	var errs []string
 	for _, s := range r.Systems {

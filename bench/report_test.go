@@ -96,6 +96,21 @@ func TestResultsMarkdownAndWrite(t *testing.T) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
 		}
 	}
+	if strings.Contains(md, "Missed:") {
+		t.Errorf("all targets met, but markdown has a Missed note:\n%s", md)
+	}
+	r.Systems[0].Crash.Summary.P50Ms = 60
+	r.Throughput.Ratio = 0.5
+	r.Targets = EvaluateTargets(&r.Systems[0], r.Throughput)
+	md = r.Markdown()
+	for _, want := range []string{
+		"crash failover p50 <= 50 ms: got 60, over by 10 (1.2x the bound)",
+		"apply throughput >= 0.8x TCP transport: got 0.5, needs >= 0.8 (short by 0.3)",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("closing note lacks %q:\n%s", want, md)
+		}
+	}
 	dir := filepath.Join(t.TempDir(), "out")
 	if err := r.Write(dir); err != nil {
 		t.Fatal(err)

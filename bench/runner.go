@@ -143,10 +143,11 @@ func (r *Runner) Run(ctx context.Context, sys System, ph Phases) (SystemResult, 
 	}
 	if ph.Busy > 0 && len(r.cfg.BurnCommand) > 0 {
 		busy, err := r.busy(ctx, c, ph.Busy)
-		res.Busy = &busy
-		if err != nil && fail("busy", err) {
+		if err != nil { // an incomplete busy phase proves nothing: no figure, an error
+			fail("busy", err)
 			return res, ctx.Err()
 		}
+		res.Busy = &busy
 	}
 	r.progress(sys.Name, "done")
 	return res, ctx.Err()

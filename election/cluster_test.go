@@ -27,7 +27,7 @@ func TestMain(m *testing.M) {
 
 // clusterOpts shapes a test cluster.
 type clusterOpts struct {
-	heartbeat    time.Duration // HeartbeatTimeout = ElectionTimeout; default 300ms
+	heartbeat    time.Duration // HeartbeatTimeout = ElectionTimeout; default DefaultHeartbeatTimeout
 	fastFailover bool
 	// extra nodes get transports and data dirs but are not in the bootstrap
 	// list: they wait to be joined.
@@ -66,7 +66,7 @@ type testCluster struct {
 func newCluster(t *testing.T, n int, opts clusterOpts) *testCluster {
 	t.Helper()
 	if opts.heartbeat == 0 {
-		opts.heartbeat = 300 * time.Millisecond
+		opts.heartbeat = DefaultHeartbeatTimeout
 	}
 	c := &testCluster{t: t, opts: opts, net: faultnet.New(), clusterID: "test-" + t.Name()}
 	base := t.TempDir()
@@ -82,6 +82,13 @@ func newCluster(t *testing.T, n int, opts clusterOpts) *testCluster {
 	for i := range c.nodes {
 		if !opts.noStart[i] {
 			c.start(i)
+		}
+	}
+	if opts.heartbeat >= time.Second && !opts.noStart[0] {
+		// With slow timers the first election would wait a whole heartbeat
+		// timeout or two; have node 0 stand at once instead.
+		if err := c.nodes[0].tr.TimeoutNowSelf(ctxFor(t, 5*time.Second)); err != nil {
+			t.Fatalf("kick-start election: %v", err)
 		}
 	}
 	return c
@@ -110,7 +117,7 @@ func (c *testCluster) config(tn *testNode) Config {
 	cfg.HeartbeatTimeout = c.opts.heartbeat
 	cfg.ElectionTimeout = c.opts.heartbeat
 	cfg.LeaderLeaseTimeout = c.opts.heartbeat
-	cfg.LeaseDuration = c.opts.heartbeat * 3 / 4
+	cfg.LeaseDuration = c.opts.heartbeat * 4 / 5
 	cfg.FastFailover = c.opts.fastFailover
 	cfg.Logger = testLogger(c.t)
 	cfg.Registerer = tn.reg

@@ -83,12 +83,16 @@ func (n *Node) sleep(d time.Duration) bool {
 // package documentation, "Fast crash failover".
 func (n *Node) failoverLoop() {
 	defer n.wg.Done()
-	var saidGoodbye holdTarget
+	var saidGoodbye, primed holdTarget
 	for n.ctx.Err() == nil {
 		t, ok := n.currentTarget()
 		if !ok || t == saidGoodbye {
 			n.waitKick(idleRecheck)
 			continue
+		}
+		if t != primed {
+			primed = t
+			n.primeConfirm(t)
 		}
 		err := n.hold(t)
 		switch {
@@ -196,17 +200,58 @@ func (n *Node) onPeerClosed(t holdTarget, closedAt time.Time) bool {
 	return true
 }
 
+// primeTimeout bounds the priming queries of primeConfirm.
+const primeTimeout = 5 * time.Second
+
+// primeConfirm asks every other member once, in the background, whether it
+// lost the new leader t (they answer no). Followers rarely talk to each
+// other, so without this the first ConfirmLost after a crash would also pay
+// for dialing the connection (gRPC dial and HTTP/2 handshake), which on a
+// busy machine can exceed ConfirmTimeout.
+func (n *Node) primeConfirm(t holdTarget) {
+	ctx, cancel := context.WithTimeout(n.ctx, primeTimeout)
+	others := n.others(t.id)
+	if len(others) == 0 {
+		cancel()
+		return
+	}
+	left := make(chan struct{}, len(others))
+	for _, s := range others {
+		if !n.spawn(func() {
+			defer func() { left <- struct{}{} }()
+			_, _ = n.tr.ConfirmLost(ctx, s.Address, t.addr)
+		}) {
+			left <- struct{}{}
+		}
+	}
+	// Release ctx once every query has returned.
+	if !n.spawn(func() {
+		defer cancel()
+		for range others {
+			<-left
+		}
+	}) {
+		cancel()
+	}
+}
+
+// others returns the members other than this node and the leader.
+func (n *Node) others(leader raft.ServerID) []raft.Server {
+	var out []raft.Server
+	for _, s := range n.raft.GetConfiguration().Configuration().Servers {
+		if s.ID != leader && s.ID != raft.ServerID(n.cfg.ID) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // confirmLost asks every other member (not this node, not the leader) in
 // parallel whether it lost the leader too, and returns the first that says
 // so. It returns as soon as one confirms; the other queries are canceled and
 // end in goroutines the node joins.
 func (n *Node) confirmLost(t holdTarget) (raft.ServerID, bool) {
-	var others []raft.Server
-	for _, s := range n.raft.GetConfiguration().Configuration().Servers {
-		if s.ID != t.id && s.ID != raft.ServerID(n.cfg.ID) {
-			others = append(others, s)
-		}
-	}
+	others := n.others(t.id)
 	if len(others) == 0 {
 		return "", false
 	}

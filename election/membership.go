@@ -22,12 +22,11 @@ type Member struct {
 }
 
 // await waits for a raft future, or for ctx. When ctx ends first it returns
-// ctx's error; the future then resolves in the background (raft resolves
-// every future by shutdown at the latest) in a goroutine the node joins on
-// stop.
+// ctx's error; the future then resolves in the background, in a goroutine
+// the node waits for on stop (see spawnFuture).
 func (n *Node) await(ctx context.Context, f raft.Future) error {
 	done := make(chan error, 1)
-	if !n.spawn(func() { done <- f.Error() }) {
+	if !n.spawnFuture(func() { done <- f.Error() }) {
 		return ErrShutdown
 	}
 	select {

@@ -12,6 +12,10 @@ import (
 	"github.com/hashicorp/raft"
 )
 
+// resyncInterval is how often the observer loop re-reads raft's state
+// without an observation.
+const resyncInterval = time.Second
+
 // logCacheSize is how many recent log entries are kept in memory in front of
 // bolt.
 const logCacheSize = 512
@@ -46,8 +50,9 @@ type Node struct {
 
 	ctx      context.Context // canceled when the node stops; parent of loop contexts
 	cancel   context.CancelFunc
-	wg       sync.WaitGroup // every goroutine the node starts
-	goMu     sync.Mutex     // guards joining (no wg.Add once stop waits)
+	wg       sync.WaitGroup // the node's loops and helper goroutines
+	futures  sync.WaitGroup // goroutines waiting on raft futures (see spawnFuture)
+	goMu     sync.Mutex     // guards joining (no Add once stop waits)
 	joining  bool
 	stopOnce sync.Once
 	stopErr  error
@@ -136,20 +141,32 @@ func New(cfg Config, tr Transport, fsm raft.FSM) (*Node, error) {
 }
 
 // spawn runs f in a goroutine the node joins on stop; false (f not run)
-// once stop has started waiting.
-func (n *Node) spawn(f func()) bool {
+// once stop has started waiting. f must end when n.ctx ends.
+func (n *Node) spawn(f func()) bool { return n.spawnOn(&n.wg, f) }
+
+// spawnFuture runs f, which waits for a raft future, in a goroutine that
+// stop waits for only up to futureWait after raft has shut down: raft
+// answers almost every future on shutdown, but a leadership transfer queued
+// and never picked up by its main loop is never answered.
+func (n *Node) spawnFuture(f func()) bool { return n.spawnOn(&n.futures, f) }
+
+func (n *Node) spawnOn(wg *sync.WaitGroup, f func()) bool {
 	n.goMu.Lock()
 	defer n.goMu.Unlock()
 	if n.joining {
 		return false
 	}
-	n.wg.Add(1)
+	wg.Add(1)
 	go func() {
-		defer n.wg.Done()
+		defer wg.Done()
 		f()
 	}()
 	return true
 }
+
+// futureWait bounds how long stop waits for goroutines blocked on raft
+// futures after raft has shut down.
+const futureWait = 5 * time.Second
 
 // term returns the current raft term, 0 before raft exists (logger hook).
 func (n *Node) term() uint64 {
@@ -228,10 +245,18 @@ func kick(ch chan struct{}) {
 func (n *Node) observeLoop() {
 	defer n.wg.Done()
 	var last raft.ServerID
+	resync := time.NewTicker(resyncInterval)
+	defer resync.Stop()
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
+		case <-resync.C:
+			// Observations can be dropped, and raft's term moves without
+			// one during repeated candidate rounds: re-read raft now and
+			// then.
+			n.cancelStaleHold()
+			n.publish()
 		case o := <-n.observerCh:
 			switch d := o.Data.(type) {
 			case raft.RaftState:
@@ -347,6 +372,9 @@ func (n *Node) stop(ctx context.Context, graceful bool) error {
 		n.joining = true
 		n.goMu.Unlock()
 		n.wg.Wait()
+		if !waitTimeout(&n.futures, futureWait) {
+			n.logger.Warn("a raft future was still unanswered after shutdown; leaving its waiter behind", "waited", futureWait)
+		}
 		n.stopped.Store(true)
 		n.hub.close(n.Leadership())
 		n.m.unregister()
@@ -357,6 +385,23 @@ func (n *Node) stop(ctx context.Context, graceful bool) error {
 		n.logger.Info("node stopped", "graceful", graceful)
 	})
 	return n.stopErr
+}
+
+// waitTimeout waits for wg up to d; false if it had to give up.
+func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // handOff transfers leadership to another voter if this node leads.

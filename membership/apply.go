@@ -64,6 +64,7 @@ func (s *State) apply(index uint64, cmd *pb.Command) (*Result, []Event, error) {
 	res := &Result{Revision: index}
 	var evs []Event
 	memberEvent := func(m *Member) {
+		s.memberRev = index
 		c := *m
 		evs = append(evs, Event{Revision: index, Kind: EventMember, MemberID: m.ID, Member: &c})
 		res.Changed++
@@ -160,6 +161,7 @@ func (s *State) apply(index uint64, cmd *pb.Command) (*Result, []Event, error) {
 			return nil, nil, fmt.Errorf("%w: %q is %s and owns %d resources", ErrMemberBusy, id, m.State, len(s.owned[id]))
 		}
 		delete(s.members, id)
+		s.memberRev = index
 		evs = append(evs, Event{Revision: index, Kind: EventMemberRemoved, MemberID: id})
 		res.Changed++
 
@@ -177,6 +179,7 @@ func (s *State) apply(index uint64, cmd *pb.Command) (*Result, []Event, error) {
 			if !ok {
 				r = &resEntry{Resource: Resource{ID: spec.GetId()}, hash: hashID(spec.GetId())}
 				s.resources[r.ID] = r
+				s.setOwner(r, "", 0)
 			}
 			r.Weight, r.Labels = w, labels
 			evs = append(evs, Event{Revision: index, Kind: EventResource, ResourceID: r.ID, Owner: r.Owner})
@@ -191,6 +194,7 @@ func (s *State) apply(index uint64, cmd *pb.Command) (*Result, []Event, error) {
 			}
 			prev := r.Owner
 			s.setOwner(r, "", 0)
+			delete(s.unowned, id)
 			delete(s.resources, id)
 			evs = append(evs, Event{Revision: index, Kind: EventResourceDeleted, ResourceID: id, PrevOwner: prev})
 			res.Changed++

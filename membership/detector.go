@@ -95,8 +95,8 @@ type peerHistory struct {
 	next      int
 	n         int
 	sum, sq   float64
-	last      time.Time
-	replied   bool // last is a real reply, not a Seed
+	last      time.Time // latest arrival (or seed), moved by Forgive
+	lastReply time.Time // latest real reply as observed; zero if none
 }
 
 func (p *peerHistory) add(x float64) {
@@ -160,11 +160,14 @@ func (d *Detector) Observe(peer string, t time.Time) bool {
 	p, ok := d.peers[peer]
 	if !ok {
 		p = d.fresh(t)
-		p.replied = true
+		p.lastReply = t
 		d.peers[peer] = p
 		return true
 	}
 	if !t.After(p.last) {
+		if t.After(p.lastReply) {
+			p.lastReply = t // within a forgiven gap: not a sample, still a reply
+		}
 		return false
 	}
 	if d.verdict(p, t) == VerdictDead {
@@ -172,14 +175,18 @@ func (d *Detector) Observe(peer string, t time.Time) bool {
 	} else {
 		p.add(t.Sub(p.last).Seconds())
 	}
-	p.last, p.replied = t, true
+	p.last, p.lastReply = t, t
 	return true
 }
 
-// Replied reports whether a real reply (not a Seed) has been observed from peer.
-func (d *Detector) Replied(peer string) bool {
+// LastReply is the arrival time of the latest real reply observed from peer
+// (not a Seed, not moved by Forgive); false if there was none.
+func (d *Detector) LastReply(peer string) (time.Time, bool) {
 	p, ok := d.peers[peer]
-	return ok && p.replied
+	if !ok || p.lastReply.IsZero() {
+		return time.Time{}, false
+	}
+	return p.lastReply, true
 }
 
 // Phi is the suspicion level of peer at now: -log10 of the probability that

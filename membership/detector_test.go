@@ -135,7 +135,7 @@ func TestSeedForgiveForget(t *testing.T) {
 	cfg := DefaultDetectorConfig()
 	d := newDetector(t, cfg)
 	d.Seed("p", t0)
-	if d.Replied("p") {
+	if _, ok := d.LastReply("p"); ok {
 		t.Fatal("seed counted as reply")
 	}
 	if v := d.Verdict("p", t0.Add(ms(100))); v != VerdictAlive {
@@ -152,8 +152,15 @@ func TestSeedForgiveForget(t *testing.T) {
 	if v := d.Verdict("p", t0.Add(ms(400))); v != VerdictAlive {
 		t.Fatalf("forgiven peer: %s", v)
 	}
+	// A reply inside the forgiven gap is no interval sample, but it is a reply.
+	if d.Observe("p", t0.Add(ms(300))) {
+		t.Fatal("reply before the forgiven last arrival taken as a sample")
+	}
+	if at, ok := d.LastReply("p"); !ok || !at.Equal(t0.Add(ms(300))) {
+		t.Fatalf("LastReply = %v %v", at, ok)
+	}
 	d.Observe("p", t0.Add(ms(420)))
-	if !d.Replied("p") || d.Peers() != 1 {
+	if at, _ := d.LastReply("p"); !at.Equal(t0.Add(ms(420))) || d.Peers() != 1 {
 		t.Fatal("reply not recorded")
 	}
 	d.Forget("p")

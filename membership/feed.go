@@ -95,6 +95,26 @@ func (f *FSM) WaitRevision(ctx context.Context, rev uint64) error {
 	}
 }
 
+// WaitFor blocks until cond holds for the state, evaluating it now and after
+// every apply or restore, or until ctx ends (returning ctx.Err()). cond runs
+// under the FSM's read lock: keep it short, do not call FSM methods from it.
+// Example: wait until a draining member owns nothing before MarkLeft.
+func (f *FSM) WaitFor(ctx context.Context, cond func(*State) bool) error {
+	for {
+		f.mu.RLock()
+		ok, ch := cond(f.st), f.notify
+		f.mu.RUnlock()
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ch:
+		}
+	}
+}
+
 // Subscription reads the change feed from a revision on, without missing or
 // repeating an event. It holds no goroutine and no resource: drop it when done.
 // It is not safe for concurrent use.

@@ -244,6 +244,23 @@ func TestChangeFeedAndSubscription(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+
+	// WaitFor: blocks until the condition holds after some apply.
+	go func() {
+		done <- f.WaitFor(ctx, func(s *State) bool { return len(s.Owned("n1")) == 0 })
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("WaitFor returned early: %v", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	f.ok(DeleteCmd([]string{"a"}))
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := f.WaitFor(short, func(*State) bool { return false }); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitFor without change: %v", err)
+	}
 }
 
 func TestChangeFeedCompaction(t *testing.T) {

@@ -16,8 +16,9 @@ func TestMain(m *testing.M) {
 // testFSM wraps an FSM with a raft-like index counter.
 type testFSM struct {
 	*FSM
-	t   testing.TB
-	idx uint64
+	t      testing.TB
+	idx    uint64
+	checks int
 }
 
 func newTestFSM(t testing.TB) *testFSM {
@@ -75,12 +76,17 @@ func (f *testFSM) rejected(cmd any) error {
 func (f *testFSM) check() {
 	f.t.Helper()
 	var err error
-	f.Read(func(s *State) { err = s.Check() })
+	var n int
+	f.Read(func(s *State) { err, n = s.Check(), s.NumResources() })
 	if err != nil {
 		f.t.Fatalf("state check: %v", err)
 	}
-	if err := CheckOneOwner(f.View()); err != nil {
-		f.t.Fatalf("CheckOneOwner: %v", err)
+	f.checks++
+	// The sorted View costs O(n log n): on large states check it on a sample.
+	if n <= 3000 || f.checks%16 == 0 {
+		if err := CheckOneOwner(f.View()); err != nil {
+			f.t.Fatalf("CheckOneOwner: %v", err)
+		}
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -34,6 +35,18 @@ type Applier interface {
 type HeartbeatSource interface {
 	LastReplies() map[string]time.Time
 }
+
+// LeaderFunc adapts a function to Leader.
+type LeaderFunc func() bool
+
+// IsLeader calls f.
+func (f LeaderFunc) IsLeader() bool { return f() }
+
+// HeartbeatSourceFunc adapts a function to HeartbeatSource.
+type HeartbeatSourceFunc func() map[string]time.Time
+
+// LastReplies calls f.
+func (f HeartbeatSourceFunc) LastReplies() map[string]time.Time { return f() }
 
 // StateReader gives read access to the replicated state (*FSM implements it).
 type StateReader interface {
@@ -125,7 +138,13 @@ type Reconciler struct {
 	lastTick    time.Time
 	plannedRev  uint64
 	planned     bool
-	stats       ReconcilerStats
+	deadSince   map[string]time.Time // member id -> when this leadership first saw it dead
+
+	stats reconcilerCounters // atomics: Stats never waits for a Step
+}
+
+type reconcilerCounters struct {
+	ticks, suspect, dead, alive, moves, skipped, rejected, stalls, errors atomic.Uint64
 }
 
 // NewReconciler builds a reconciler; it starts nothing (call Run).
@@ -140,7 +159,8 @@ func NewReconciler(cfg ReconcilerConfig, state StateReader, ap Applier, leader L
 	if err != nil {
 		return nil, err
 	}
-	r := &Reconciler{cfg: cfg, state: state, apply: ap, leader: leader, hb: hb, log: cfg.Logger, now: cfg.Now, det: det}
+	r := &Reconciler{cfg: cfg, state: state, apply: ap, leader: leader, hb: hb, log: cfg.Logger, now: cfg.Now, det: det,
+		deadSince: make(map[string]time.Time)}
 	if r.log == nil {
 		r.log = hclog.NewNullLogger()
 	}
@@ -168,11 +188,14 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	}
 }
 
-// Stats returns a copy of the counters.
+// Stats returns the counters; it never blocks on a running Step.
 func (r *Reconciler) Stats() ReconcilerStats {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.stats
+	c := &r.stats
+	return ReconcilerStats{
+		Ticks: c.ticks.Load(), MarkedSuspect: c.suspect.Load(), MarkedDead: c.dead.Load(),
+		MarkedAlive: c.alive.Load(), Moves: c.moves.Load(), Skipped: c.skipped.Load(),
+		Rejected: c.rejected.Load(), Stalls: c.stalls.Load(), Errors: c.errors.Load(),
+	}
 }
 
 // errLostLeadership stops a step whose node stopped leading mid-way.
@@ -196,13 +219,14 @@ func (r *Reconciler) Step(ctx context.Context) error {
 	if !r.leading {
 		r.leading, r.leaderSince, r.planned = true, now, false
 		r.det.Reset()
+		clear(r.deadSince)
 	} else if gap := now.Sub(r.lastTick); gap > r.cfg.MaxTickGap {
 		r.det.Forgive(gap - r.cfg.Tick)
-		r.stats.Stalls++
+		r.stats.stalls.Add(1)
 		r.log.Warn("reconciler stalled; forgiving peers the gap", "gap", gap)
 	}
 	r.lastTick = now
-	r.stats.Ticks++
+	r.stats.ticks.Add(1)
 
 	if err := r.detect(ctx, now); err != nil {
 		return err
@@ -218,7 +242,7 @@ func (r *Reconciler) detect(ctx context.Context, now time.Time) error {
 	known := make(map[string]struct{}, len(members))
 	type change struct {
 		cmd   *pb.Command
-		count *uint64
+		count *atomic.Uint64
 		what  string
 		id    string
 	}
@@ -229,31 +253,45 @@ func (r *Reconciler) detect(ctx context.Context, now time.Time) error {
 		}
 		if m.ID == r.cfg.SelfID {
 			if m.State != StateAlive {
-				changes = append(changes, change{MarkAliveCmd(m.ID), &r.stats.MarkedAlive, "alive", m.ID})
+				changes = append(changes, change{MarkAliveCmd(m.ID), &r.stats.alive, "alive", m.ID})
 			}
 			continue
 		}
 		addr := m.PeerAddr
 		known[addr] = struct{}{}
+		if m.State == StateDead {
+			if _, ok := r.deadSince[m.ID]; !ok {
+				r.deadSince[m.ID] = now
+			}
+		} else {
+			delete(r.deadSince, m.ID)
+		}
 		// Replies from before this leadership (the transport keeps the last
 		// reply of an earlier term) say nothing about now.
 		if t, ok := replies[addr]; ok && t.After(r.leaderSince) {
 			r.det.Observe(addr, t)
 		}
-		r.det.Seed(addr, r.leaderSince)
+		// A member first seen now (present at the leadership's start, or
+		// added since) gets MinDeadTimeout from now to answer.
+		r.det.Seed(addr, now)
 		switch v := r.det.Verdict(addr, now); {
 		case v == VerdictDead && m.State != StateDead:
-			changes = append(changes, change{MarkDeadCmd(m.ID), &r.stats.MarkedDead, "dead", m.ID})
+			changes = append(changes, change{MarkDeadCmd(m.ID), &r.stats.dead, "dead", m.ID})
 		case v == VerdictSuspect && m.State == StateAlive:
-			changes = append(changes, change{MarkSuspectCmd(m.ID), &r.stats.MarkedSuspect, "suspect", m.ID})
+			changes = append(changes, change{MarkSuspectCmd(m.ID), &r.stats.suspect, "suspect", m.ID})
 		case v == VerdictAlive && m.State == StateSuspect,
-			v == VerdictAlive && m.State == StateDead && r.det.Replied(addr):
-			changes = append(changes, change{MarkAliveCmd(m.ID), &r.stats.MarkedAlive, "alive", m.ID})
+			v == VerdictAlive && m.State == StateDead && r.repliedSinceDeath(m.ID, addr):
+			changes = append(changes, change{MarkAliveCmd(m.ID), &r.stats.alive, "alive", m.ID})
 		}
 	}
 	for addr := range r.det.peers {
 		if _, ok := known[addr]; !ok {
 			r.det.Forget(addr)
+		}
+	}
+	for id := range r.deadSince {
+		if m, ok := byID(members, id); !ok || m.State != StateDead {
+			delete(r.deadSince, id)
 		}
 	}
 	for _, c := range changes {
@@ -262,11 +300,18 @@ func (r *Reconciler) detect(ctx context.Context, now time.Time) error {
 			return err
 		}
 		if res != nil {
-			*c.count++
+			c.count.Add(1)
 			r.log.Info("member state changed", "member", c.id, "state", c.what, "revision", res.Revision)
 		}
 	}
 	return nil
+}
+
+// repliedSinceDeath: only a real reply that arrived after this leadership
+// saw the member dead revives it (not a fresh detector, not a forgiven gap).
+func (r *Reconciler) repliedSinceDeath(id, addr string) bool {
+	at, ok := r.det.LastReply(addr)
+	return ok && at.After(r.deadSince[id])
 }
 
 // assign plans on the current state and commits the moves in batches.
@@ -292,8 +337,8 @@ func (r *Reconciler) assign(ctx context.Context) error {
 			return err
 		}
 		if res != nil {
-			r.stats.Moves += uint64(res.Changed)
-			r.stats.Skipped += uint64(res.Skipped)
+			r.stats.moves.Add(uint64(res.Changed))
+			r.stats.skipped.Add(uint64(res.Skipped))
 		}
 	}
 	if len(plan.Moves) > 0 {
@@ -304,30 +349,66 @@ func (r *Reconciler) assign(ctx context.Context) error {
 	return nil
 }
 
-// commit re-checks leadership, applies cmd and unpacks the FSM's answer: a
-// rejected command is counted and logged and returns (nil, nil).
+// commit re-checks leadership and applies cmd. A command the FSM rejected is
+// counted and logged and returns (nil, nil).
 func (r *Reconciler) commit(ctx context.Context, cmd *pb.Command) (*Result, error) {
 	if !r.leader.IsLeader() {
 		return nil, errLostLeadership
 	}
+	actx, cancel := context.WithTimeout(ctx, r.cfg.ApplyTimeout)
+	defer cancel()
+	res, err := Commit(actx, r.apply, cmd)
+	var rej *RejectedError
+	switch {
+	case errors.As(err, &rej):
+		r.stats.rejected.Add(1)
+		r.log.Warn("membership command rejected", "error", err)
+		return nil, nil
+	case err != nil:
+		r.stats.errors.Add(1)
+		return nil, err
+	}
+	return res, nil
+}
+
+// RejectedError is returned by Commit when the command was committed but the
+// FSM rejected it (it changed nothing). Err wraps the sentinel (for example
+// ErrUnknownMember); errors.Is sees through it.
+type RejectedError struct {
+	Err error
+}
+
+func (e *RejectedError) Error() string { return "membership: command rejected: " + e.Err.Error() }
+func (e *RejectedError) Unwrap() error { return e.Err }
+
+// Commit encodes cmd, applies it through ap and unpacks the FSM's answer:
+// the *Result of an accepted command; a *RejectedError for a command the FSM
+// rejected; an encoding error (ErrInvalidCommand, nothing sent); or the
+// Applier's own error (not leader, timeout: the command may or may not have
+// been committed). The API layer uses it for every write.
+func Commit(ctx context.Context, ap Applier, cmd *pb.Command) (*Result, error) {
 	data, err := EncodeCommand(cmd)
 	if err != nil {
 		return nil, err
 	}
-	actx, cancel := context.WithTimeout(ctx, r.cfg.ApplyTimeout)
-	defer cancel()
-	out, err := r.apply.Apply(actx, data)
+	out, err := ap.Apply(ctx, data)
 	if err != nil {
-		r.stats.Errors++
 		return nil, fmt.Errorf("membership: commit: %w", err)
 	}
 	switch v := out.(type) {
 	case *Result:
 		return v, nil
 	case error:
-		r.stats.Rejected++
-		r.log.Warn("membership command rejected", "error", v)
-		return nil, nil
+		return nil, &RejectedError{Err: v}
 	}
-	return nil, fmt.Errorf("membership: commit: unexpected result %T", out)
+	return nil, fmt.Errorf("membership: commit: unexpected FSM result %T", out)
+}
+
+func byID(ms []Member, id string) (Member, bool) {
+	for _, m := range ms {
+		if m.ID == id {
+			return m, true
+		}
+	}
+	return Member{}, false
 }

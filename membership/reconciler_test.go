@@ -281,6 +281,23 @@ func TestReconcilerSelfAndStall(t *testing.T) {
 	if st := s.r.Stats(); st.Stalls != 1 || st.MarkedDead != 0 || st.MarkedSuspect != 0 {
 		t.Fatalf("stall: %+v", st)
 	}
+	// A member this leader declared dead stays dead across a stall: the
+	// forgiven gap is not a reply.
+	s.silent["p3"] = true
+	s.until(20, "n3 dead", func() bool { return s.state("n3") == StateDead })
+	for i := 0; i < 3; i++ {
+		s.tick()
+	}
+	s.now = s.now.Add(2 * time.Second)
+	for i := 0; i < 10; i++ {
+		s.tick()
+		if st := s.state("n3"); st != StateDead {
+			t.Fatalf("silent dead n3 became %s after a stall", st)
+		}
+	}
+	if st := s.r.Stats(); st.Stalls != 2 {
+		t.Fatalf("stalls: %+v", st)
+	}
 }
 
 func TestReconcilerDrainAndLeave(t *testing.T) {
@@ -399,4 +416,51 @@ func TestCheckOneOwnerCatchesPlantedViolations(t *testing.T) {
 			t.Fatalf("after removing the plant: %v", err)
 		}
 	})
+}
+
+func TestReconcilerMemberJoiningMidLeadership(t *testing.T) {
+	s := newSim(t, 3, 300, "n1")
+	for i := 0; i < 20; i++ { // a long-standing leadership
+		s.tick()
+	}
+	// n4 joins but never answers: it gets MinDeadTimeout from when the
+	// leader first saw it, not from the start of the leadership.
+	s.silent["p4"] = true
+	s.f.ok(UpsertMemberCmd(MemberSpec{ID: "n4", PeerAddr: "p4"}))
+	joined := s.now
+	s.until(20, "silent newcomer dead", func() bool { return s.state("n4") == StateDead })
+	if d := s.now.Sub(joined); d < DefaultDetectorConfig().MinDeadTimeout {
+		t.Fatalf("newcomer declared dead %v after joining", d)
+	}
+	// n5 joins and answers: it stays alive and takes about a quarter of
+	// the resources (n4 is dead).
+	s.f.ok(UpsertMemberCmd(MemberSpec{ID: "n5", PeerAddr: "p5"}))
+	for i := 0; i < 20; i++ {
+		s.tick()
+	}
+	if st, n := s.state("n5"), len(s.f.ownedBy("n5")); st != StateAlive || n < 50 || n > 100 {
+		t.Fatalf("answering newcomer: %s owning %d of 300", st, n)
+	}
+}
+
+func TestCommit(t *testing.T) {
+	s := newSim(t, 1, 0, "n1")
+	ctx := context.Background()
+	res, err := Commit(ctx, s, RegisterCmd([]ResourceSpec{{ID: "a"}}))
+	if err != nil || res.Changed != 1 || res.Revision != s.f.idx {
+		t.Fatalf("accepted: %+v %v", res, err)
+	}
+	_, err = Commit(ctx, s, MarkDeadCmd("ghost"))
+	var rej *RejectedError
+	if !errors.As(err, &rej) || !errors.Is(err, ErrUnknownMember) {
+		t.Fatalf("rejected: %v", err)
+	}
+	rev := s.f.Revision()
+	if _, err := Commit(ctx, s, DeleteCmd(nil)); !errors.Is(err, ErrInvalidCommand) || s.f.Revision() != rev {
+		t.Fatalf("invalid: %v (revision %d -> %d)", err, rev, s.f.Revision())
+	}
+	s.leader.Store(false)
+	if _, err := Commit(ctx, s, MarkAliveCmd("n1")); !errors.Is(err, errFakeNotLeader) || errors.As(err, &rej) {
+		t.Fatalf("applier error: %v", err)
+	}
 }

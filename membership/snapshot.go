@@ -154,6 +154,7 @@ func readSnapshot(r io.Reader) (*State, error) {
 	}
 	st := NewState()
 	st.revision = hdr.GetRevision()
+	st.memberRev = st.revision
 	prev := ""
 	for i, pm := range hdr.GetMembers() {
 		if err := checkMemberID(pm.GetId()); err != nil {
@@ -212,6 +213,8 @@ func readSnapshot(r io.Reader) (*State, error) {
 				st.setOwner(r, o, pr.GetEpoch())
 			} else if pr.GetEpoch() != 0 {
 				return nil, snapErr("unowned resource %q has epoch %d", id, pr.GetEpoch())
+			} else {
+				st.setOwner(r, "", 0)
 			}
 		}
 	}

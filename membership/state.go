@@ -86,9 +86,11 @@ type resEntry struct {
 // NewState; its methods must not be called after the callback returns.
 type State struct {
 	revision  uint64
+	memberRev uint64 // revision of the last member change (or of the restored snapshot)
 	members   map[string]*Member
 	resources map[string]*resEntry
 	owned     map[string]map[string]struct{} // owner id -> resource ids
+	unowned   map[string]struct{}            // resource ids without an owner
 }
 
 // NewState returns an empty state at revision 0.
@@ -97,11 +99,21 @@ func NewState() *State {
 		members:   make(map[string]*Member),
 		resources: make(map[string]*resEntry),
 		owned:     make(map[string]map[string]struct{}),
+		unowned:   make(map[string]struct{}),
 	}
 }
 
 // Revision is the raft index of the last applied command.
 func (s *State) Revision() uint64 { return s.revision }
+
+// MemberRevision is the revision of the last member change (added, removed,
+// state, health, drain, addresses, capacity); after a restore, the
+// snapshot's revision. While it stays the same, only unowned resources can
+// need a move (see PlanUnowned).
+func (s *State) MemberRevision() uint64 { return s.memberRev }
+
+// NumUnowned is the number of resources without an owner.
+func (s *State) NumUnowned() int { return len(s.unowned) }
 
 // Member returns a copy of the member with this id.
 func (s *State) Member(id string) (Member, bool) {
@@ -194,10 +206,18 @@ func (s *State) Check() error {
 		}
 	}
 	owned := 0
+	for id := range s.unowned {
+		if r, ok := s.resources[id]; !ok || r.Owner != "" {
+			return fmt.Errorf("unowned index lists %q, which is missing or owned", id)
+		}
+	}
 	for id, r := range s.resources {
 		if r.Owner == "" {
 			if r.Epoch != 0 {
 				return fmt.Errorf("unowned resource %q has epoch %d", id, r.Epoch)
+			}
+			if _, ok := s.unowned[id]; !ok {
+				return fmt.Errorf("unowned resource %q is missing from the unowned index", id)
 			}
 			continue
 		}
@@ -249,9 +269,12 @@ func hashID(id string) uint64 {
 	return h.Sum64()
 }
 
-// setOwner moves r to owner (may be "") with epoch, keeping the index.
+// setOwner moves r to owner (may be "") with epoch, keeping the indexes. A
+// new resource (Owner "") must go through setOwner(r, "", 0) once.
 func (s *State) setOwner(r *resEntry, owner string, epoch uint64) {
-	if r.Owner != "" {
+	if r.Owner == "" {
+		delete(s.unowned, r.ID)
+	} else {
 		if set := s.owned[r.Owner]; set != nil {
 			delete(set, r.ID)
 			if len(set) == 0 {
@@ -260,7 +283,9 @@ func (s *State) setOwner(r *resEntry, owner string, epoch uint64) {
 		}
 	}
 	r.Owner, r.Epoch = owner, epoch
-	if owner != "" {
+	if owner == "" {
+		s.unowned[r.ID] = struct{}{}
+	} else {
 		set := s.owned[owner]
 		if set == nil {
 			set = make(map[string]struct{})

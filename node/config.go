@@ -71,6 +71,10 @@ type Config struct {
 	// FastFailover enables crash detection through held streams. Default true.
 	FastFailover bool
 
+	// FSM is the replicated state machine raft applies the log to. nil: a
+	// placeholder that only counts applied entries (see Node.AppliedCount).
+	FSM raft.FSM
+
 	// JoinRetryMax caps the backoff between join attempts. Default 2s.
 	JoinRetryMax time.Duration
 	// ShutdownTimeout bounds Run's graceful Shutdown after its context ends.
@@ -138,6 +142,8 @@ func (c Config) Validate() error {
 		if err := checkAdvertise(c.AdvertisePeerAddr); err != nil {
 			return invalid("AdvertisePeerAddr: %v", err)
 		}
+	} else if host, _, _ := net.SplitHostPort(c.PeerAddr); host == "" || net.ParseIP(host).IsUnspecified() {
+		return invalid("PeerAddr %q is a wildcard: set AdvertisePeerAddr to the address peers should dial", c.PeerAddr)
 	}
 	for i, a := range c.Join {
 		if err := checkAdvertise(a); err != nil {

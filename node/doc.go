@@ -7,9 +7,9 @@
 //   - the peer transport (rpc/transport) on PeerAddr: raft's RPCs, the held
 //     streams of crash detection, and the ClusterAdmin service (rpc/api) that
 //     joins and removes nodes — registered on the same gRPC server;
-//   - the raft node (election) with its bolt stores under DataDir and, for
-//     now, a small FSM that only counts applied entries (the membership layer
-//     replaces it);
+//   - the raft node (election) with its bolt stores under DataDir and the
+//     state machine of Config.FSM — by default a placeholder that only
+//     counts applied entries (the membership layer replaces it);
 //   - the client gRPC server on ClientAddr: the Coordinator service, the
 //     standard gRPC health service (SERVING only while the node is ready) and
 //     server reflection;

@@ -29,6 +29,10 @@ import (
 // leadership events (readiness also depends on the applied index).
 const healthInterval = 500 * time.Millisecond
 
+// clientDrainTimeout bounds the graceful stop of the client gRPC server
+// (in-flight calls finish; streams still open after it are cut).
+const clientDrainTimeout = 2 * time.Second
+
 // Node is one running Heartbeat node. Build it with New (which starts it);
 // stop it with Shutdown (graceful) or Close (abrupt). Its methods are safe for
 // concurrent use.
@@ -40,7 +44,7 @@ type Node struct {
 
 	tr    *transport.Transport
 	el    *election.Node
-	fsm   *countingFSM
+	fsm   *countingFSM // the placeholder, used when Config.FSM is nil
 	coord *api.Coordinator
 	ready readiness
 
@@ -71,6 +75,10 @@ func New(cfg Config) (_ *Node, err error) {
 	}
 	base := cfg.newLogger()
 	n := &Node{cfg: cfg, log: base.With("node", cfg.ID), base: base, fsm: &countingFSM{}, fatal: make(chan error, 1)}
+	var fsm raft.FSM = n.fsm
+	if cfg.FSM != nil {
+		fsm = cfg.FSM
+	}
 	n.bgCtx, n.bgCancel = context.WithCancel(context.Background())
 
 	var undo []func()
@@ -124,7 +132,7 @@ func New(cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if n.el, err = election.New(ecfg, n.tr, n.fsm); err != nil {
+	if n.el, err = election.New(ecfg, n.tr, fsm); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	undo = append(undo, func() { n.el.Close() })
@@ -242,6 +250,7 @@ func (n *Node) healthLoop(ctx context.Context) {
 	t := time.NewTicker(healthInterval)
 	defer t.Stop()
 	serving := false
+	events := w.C()
 	for {
 		ok, _ := n.Ready()
 		if ok != serving {
@@ -257,7 +266,10 @@ func (n *Node) healthLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-w.C():
+		case _, ok := <-events:
+			if !ok {
+				events = nil // the election closed: keep to the ticker
+			}
 		case <-t.C:
 		}
 	}
@@ -293,7 +305,11 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		var errs []error
 		n.health.Shutdown()
 		n.coord.Close()
-		stopGRPC(ctx, n.grpcServer)
+		// Health Watch streams are not ended by health.Shutdown: bound the
+		// wait for them so they cannot hold up the leadership hand-off.
+		gctx, gcancel := context.WithTimeout(ctx, clientDrainTimeout)
+		stopGRPC(gctx, n.grpcServer)
+		gcancel()
 		n.bgCancel()
 		if err := n.el.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("election shutdown: %w", err))
@@ -382,6 +398,6 @@ func (n *Node) Election() *election.Node { return n.el }
 // Registry is the node's Prometheus registry (served on /metrics).
 func (n *Node) Registry() *prometheus.Registry { return n.registry }
 
-// AppliedCount is the number of command entries the node's placeholder FSM
-// has applied.
+// AppliedCount is the number of command entries the placeholder FSM has
+// applied; always 0 when Config.FSM is set.
 func (n *Node) AppliedCount() uint64 { return n.fsm.applied.Load() }

@@ -85,6 +85,7 @@ func TestCluster(t *testing.T) {
 	leader = c.leader()
 
 	t.Run("join via follower", func(t *testing.T) { testJoin(t, c, addrs[3]) })
+	t.Run("apply", func(t *testing.T) { testApply(t, c) })
 	t.Run("graceful shutdown", func(t *testing.T) { testGracefulShutdown(t, c) })
 }
 
@@ -307,5 +308,30 @@ func testGracefulShutdown(t *testing.T, c *cluster) {
 	}
 	if ok, _ := leader.Ready(); ok {
 		t.Error("stopped node says ready")
+	}
+}
+
+// testApply: entries applied on the leader reach every node's FSM, and every
+// node's readiness follows.
+func testApply(t *testing.T, c *cluster) {
+	leader := c.leader()
+	before := leader.AppliedCount()
+	for i := 0; i < 5; i++ {
+		if _, err := leader.Election().Apply(ctxT(t), []byte("x")); err != nil {
+			t.Fatalf("apply %d: %v", i, err)
+		}
+	}
+	for id, n := range c.nodes {
+		if n.stopped.Load() {
+			continue
+		}
+		waitFor(t, id+" applied the entries", func() (bool, string) {
+			got := n.AppliedCount()
+			return got >= before+5, fmt.Sprintf("%d < %d", got, before+5)
+		})
+		waitFor(t, id+" ready", func() (bool, string) {
+			ok, why := n.Ready()
+			return ok, strings.Join(why, "; ")
+		})
 	}
 }

@@ -31,8 +31,12 @@ chmod 0750 "$ctx/rootfs/data"
 chmod 1777 "$ctx/rootfs/tmp"
 
 echo "building image ${image}" >&2
-docker build --quiet \
+# (the legacy builder's deprecation notice is noise here: print output only on failure)
+if ! out=$(docker build --quiet \
 	--label "org.opencontainers.image.revision=${commit}" \
 	--label "org.opencontainers.image.source=github.com/heartbeat-sidecar/heartbeat" \
-	-t "$image" -f "$root/Dockerfile" "$ctx" >/dev/null
+	-t "$image" -f "$root/Dockerfile" "$ctx" 2>&1); then
+	echo "$out" >&2
+	exit 1
+fi
 echo "$image"

@@ -131,6 +131,9 @@ func TestBinaryCluster(t *testing.T) {
 			fmt.Sprintf("HEARTBEAT_HTTP_ADDR=127.0.0.1:%d", ports[3*i+2]),
 			"HEARTBEAT_INITIAL_CLUSTER=" + strings.Join(members, ","),
 			"HEARTBEAT_LOG_FORMAT=json",
+			// Lenient timing for a shared machine: no false election
+			// between two checks. Crash failover does not wait for it.
+			"HEARTBEAT_HEARTBEAT_TIMEOUT=1500ms",
 		}
 		cmd.Stdout, cmd.Stderr = logf, logf
 		if err := cmd.Start(); err != nil {
@@ -252,6 +255,22 @@ func TestBinaryCluster(t *testing.T) {
 			break
 		}
 	}
+	// The crashed leader is removed through a surviving follower's peer port.
+	code, out, errOut = exitCode(t, "remove", "--id", leader, "--peer", fmt.Sprintf("127.0.0.1:%d", ports[3*follower]))
+	if code != 0 || !strings.HasPrefix(out, "removed "+leader) {
+		t.Errorf("remove: exit %d %q %q", code, out, errOut)
+	}
+	code, out, _ = exitCode(t, "members", "--addr", clientAddr(follower), "--json")
+	var after []struct{ ID string }
+	if code != 0 || json.Unmarshal([]byte(out), &after) != nil || len(after) != 2 {
+		t.Errorf("members after remove: exit %d %s", code, out)
+	}
+	for _, m := range after {
+		if m.ID == leader {
+			t.Errorf("%s still a member after remove: %s", leader, out)
+		}
+	}
+
 	// Ctrl-C ends --watch cleanly.
 	watch.Process.Signal(os.Interrupt)
 	for range lineCh {

@@ -139,6 +139,7 @@ func TestRunDispatch(t *testing.T) {
 		{[]string{"status", "--addr", ""}, exitUsage, "", "--addr is empty"},
 		{[]string{"leader", "--watch=maybe"}, exitUsage, "", "watch"},
 		{[]string{"version"}, exitOK, "heartbeat ", ""},
+		{[]string{"remove"}, exitUsage, "", "missing --id"},
 		// Nothing listens on port 1: a runtime failure, not a usage error.
 		{[]string{"status", "--addr", "127.0.0.1:1", "--timeout", "2s"}, exitFailure, "", "status from 127.0.0.1:1"},
 		{[]string{"health", "--addr", "127.0.0.1:1", "--timeout", "2s"}, exitFailure, "", "health of 127.0.0.1:1"},

@@ -1,16 +1,3 @@
-// Command heartbeat is the Heartbeat node binary (build it with
-// `go build -o bin/heartbeat ./cmd/node`) and its command-line client.
-//
-//	heartbeat [run] [flags]          run a node until SIGINT/SIGTERM (graceful stop)
-//	heartbeat status  [--addr A]     this node's view
-//	heartbeat members [--addr A]     the raft configuration
-//	heartbeat leader  [--addr A] [--watch]
-//	heartbeat health  [--addr A]     exit 0 if the node is SERVING (ready)
-//	heartbeat version
-//
-// Every run flag has a HEARTBEAT_* environment equivalent; a flag on the
-// command line wins over the environment. Exit codes: 0 ok, 1 runtime
-// failure, 2 usage error.
 package main
 
 import (
@@ -46,6 +33,12 @@ type env func(string) string
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// After the first signal, restore the default action: a second
+		// Ctrl-C ends a slow graceful stop at once.
+		<-ctx.Done()
+		stop()
+	}()
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
 	stop()
 	os.Exit(code)
@@ -58,6 +51,7 @@ var commands = map[string]func(ctx context.Context, args []string, stdout, stder
 	"members": cmdMembers,
 	"leader":  cmdLeader,
 	"health":  cmdHealth,
+	"remove":  cmdRemove,
 	"version": cmdVersion,
 }
 
@@ -102,6 +96,8 @@ Usage:
   heartbeat leader  [--addr A] [--watch]
                                      show the leader; --watch streams changes
   heartbeat health  [--addr A]       exit 0 if the node is ready (SERVING)
+  heartbeat remove  --id ID [--peer P]
+                                     remove a member from the cluster (via any member's peer port)
   heartbeat version                  print the version
 
 Run 'heartbeat <command> --help' for the flags of a command.

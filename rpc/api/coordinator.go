@@ -172,11 +172,23 @@ func (c *Coordinator) WatchLeader(_ *heartbeatpb.WatchLeaderRequest, stream grpc
 	c.cfg.Logger.Debug("leader watch opened")
 	defer c.cfg.Logger.Debug("leader watch closed")
 
-	last := c.cfg.Election.Leadership()
+	// The watcher starts with the view current at its creation; take that
+	// one (or the latest, if it already moved on) as the first event, and
+	// count drops only from here.
+	var last election.Leadership
+	select {
+	case l, ok := <-w.C():
+		if !ok {
+			return status.Error(codes.Unavailable, "leadership watch ended: node shutting down")
+		}
+		last = l
+	default:
+		last = c.cfg.Election.Leadership()
+	}
+	dropped := w.Dropped()
 	if err := stream.Send(leaderEvent(last, time.Now(), false)); err != nil {
 		return err
 	}
-	dropped := w.Dropped()
 	ctx := stream.Context()
 	for {
 		select {

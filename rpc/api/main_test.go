@@ -97,6 +97,9 @@ func (m *member) start(t *testing.T, dir string, peers []election.Peer) {
 		return out
 	}
 	ec.ErrPeerClosed, ec.ErrGoodbye = transport.ErrPeerClosed, transport.ErrGoodbye
+	// Lenient timing for a shared machine under -race: no false elections
+	// in the middle of a check.
+	ec.HeartbeatTimeout, ec.ElectionTimeout, ec.LeaseDuration = 1500*time.Millisecond, 1500*time.Millisecond, 1200*time.Millisecond
 	ec.Logger = hclog.NewNullLogger()
 	el, err := election.New(ec, m.tr, nopFSM{})
 	if err != nil {

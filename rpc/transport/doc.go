@@ -19,6 +19,10 @@
 // second after a partition heals or a peer restarts. Send and receive limits are
 // Config.MaxMsgSize (64 MiB) on both sides.
 //
+// The server pings connections idle for 30 s and drops those that do not answer
+// within 10 s, so handlers of held streams from vanished peers do not pile up; clients
+// send no keepalives (a partition closes nothing on the caller's side).
+//
 // Every call carries the metadata "heartbeat-cluster" and "heartbeat-node-id"; the
 // server's interceptors reject another cluster with codes.FailedPrecondition naming
 // both cluster ids (ErrWrongCluster on the caller's side).
@@ -59,7 +63,8 @@
 // Reachable dials a fresh TCP connection to tell a dead process (refused) from a
 // broken link. ConfirmLost asks another member whether it has lost the leader too,
 // using its own held stream and a 50 ms dial. TimeoutNowSelf hands the local raft a
-// TimeoutNow so it stands for election at once. The policy that combines these lives
+// TimeoutNow so it stands for election at once. Holding tells whether a held stream
+// is open now (for tests and status). The policy that combines these lives
 // in the election package; this package only provides the signals.
 //
 // # Lifecycle

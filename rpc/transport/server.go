@@ -78,11 +78,13 @@ func appendResult(r raft.RPCResponse) *raftpb.AppendEntriesResponse {
 	return out
 }
 
-// handleAppend serves AppendEntries and Heartbeat. Heartbeats go to the heartbeat
-// handler when one is set, else through Consumer().
-func (t *Transport) handleAppend(ctx context.Context, p *raftpb.AppendEntriesRequest, heartbeatRPC bool) (*raftpb.AppendEntriesResponse, error) {
+// handleAppend serves AppendEntries and Heartbeat. A heartbeat (by IsHeartbeat, on
+// either RPC) goes to the heartbeat handler when one is set, else through Consumer();
+// anything with entries goes through Consumer() even if sent as Heartbeat, since raft
+// may only process those on its main loop.
+func (t *Transport) handleAppend(ctx context.Context, p *raftpb.AppendEntriesRequest) (*raftpb.AppendEntriesResponse, error) {
 	cmd := appendReqFromProto(p)
-	if heartbeatRPC || IsHeartbeat(cmd) {
+	if IsHeartbeat(cmd) {
 		if fn := t.heartbeatFn(); fn != nil {
 			respCh := make(chan raft.RPCResponse, 1)
 			fn(raft.RPC{Command: cmd, RespChan: respCh})
@@ -102,12 +104,12 @@ func (t *Transport) handleAppend(ctx context.Context, p *raftpb.AppendEntriesReq
 
 // AppendEntries serves a unary AppendEntries.
 func (s *rpcServer) AppendEntries(ctx context.Context, p *raftpb.AppendEntriesRequest) (*raftpb.AppendEntriesResponse, error) {
-	return s.t.handleAppend(ctx, p, false)
+	return s.t.handleAppend(ctx, p)
 }
 
 // Heartbeat serves a heartbeat through the heartbeat fast path.
 func (s *rpcServer) Heartbeat(ctx context.Context, p *raftpb.AppendEntriesRequest) (*raftpb.AppendEntriesResponse, error) {
-	return s.t.handleAppend(ctx, p, true)
+	return s.t.handleAppend(ctx, p)
 }
 
 // AppendEntriesPipeline serves one pipeline: it reads requests one by one, hands each

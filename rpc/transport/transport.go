@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -36,6 +37,10 @@ const (
 	minConnectTimeout = time.Second
 	// baseReconnectDelay is gRPC's first reconnect backoff (capped by MaxReconnectBackoff).
 	baseReconnectDelay = 50 * time.Millisecond
+	// serverPingIdle and serverPingTimeout: the server pings a connection idle this long
+	// and closes it when the ping is not answered in time.
+	serverPingIdle    = 30 * time.Second
+	serverPingTimeout = 10 * time.Second
 )
 
 // Transport is a raft.Transport over gRPC. It serves the RaftTransport service on its
@@ -126,6 +131,9 @@ func New(cfg Config) (*Transport, error) {
 		grpc.ChainUnaryInterceptor(t.unaryServerInterceptor),
 		grpc.ChainStreamInterceptor(t.streamServerInterceptor),
 		grpc.WaitForHandlers(true),
+		// Ping connections idle for a while and drop those that do not answer, so
+		// the handlers of held streams from vanished peers do not pile up.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: serverPingIdle, Timeout: serverPingTimeout}),
 	)
 	raftpb.RegisterRaftTransportServer(t.server, &rpcServer{t: t})
 	if cfg.Register != nil {

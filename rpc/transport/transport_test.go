@@ -1,12 +1,11 @@
 package transport
 
 import (
-	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -14,8 +13,15 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/heartbeat-sidecar/heartbeat/proto/raftpb"
 )
 
 func header(tr *Transport) raft.RPCHeader {
@@ -206,45 +212,6 @@ func TestPipelineCloseFailsInflight(t *testing.T) {
 	}
 }
 
-func TestInstallSnapshot20MiB(t *testing.T) {
-	a, b := newTestTransport(t, "a", func(c *Config) { c.SnapshotChunkSize = 256 << 10 }), newTestTransport(t, "b")
-	data := make([]byte, 20<<20+12345)
-	_, _ = rand.Read(data)
-	want := sha256.Sum256(data)
-	type result struct {
-		sum [32]byte
-		n   int64
-		req *raft.InstallSnapshotRequest
-	}
-	got := make(chan result, 1)
-	serve(t, b, func(rpc raft.RPC) {
-		req := rpc.Command.(*raft.InstallSnapshotRequest)
-		h := sha256.New()
-		n, _ := io.Copy(h, rpc.Reader)
-		var r result
-		copy(r.sum[:], h.Sum(nil))
-		r.n, r.req = n, req
-		got <- r
-		rpc.Respond(&raft.InstallSnapshotResponse{Term: req.Term, Success: n == req.Size}, nil)
-	})
-	req := &raft.InstallSnapshotRequest{RPCHeader: header(a), SnapshotVersion: 1, Term: 5, LastLogIndex: 100, LastLogTerm: 4,
-		Configuration: []byte("conf"), ConfigurationIndex: 3, Size: int64(len(data))}
-	var resp raft.InstallSnapshotResponse
-	if err := a.InstallSnapshot("b", b.LocalAddr(), req, &resp, bytes.NewReader(data)); err != nil {
-		t.Fatal(err)
-	}
-	r := <-got
-	if r.n != int64(len(data)) || r.sum != want {
-		t.Fatalf("snapshot arrived with %d bytes (want %d), intact=%v", r.n, len(data), r.sum == want)
-	}
-	if r.req.LastLogIndex != 100 || string(r.req.Configuration) != "conf" {
-		t.Fatalf("request arrived as %+v", r.req)
-	}
-	if !resp.Success || resp.Term != 5 {
-		t.Fatalf("resp = %+v", resp)
-	}
-}
-
 func TestHeartbeatFastPath(t *testing.T) {
 	a, b := newTestTransport(t, "a"), newTestTransport(t, "b")
 	serve(t, b, func(rpc raft.RPC) {
@@ -275,12 +242,12 @@ func TestHeartbeatFastPath(t *testing.T) {
 	}
 }
 
-// TestHeartbeatNotBehindBulk sends heartbeats while a 30 MiB AppendEntries to the same
+// TestHeartbeatNotBehindBulk sends heartbeats while a 30 MiB (12 MiB under the race
+// detector) AppendEntries to the same
 // peer is in flight and then held by a slow consumer: they must still answer quickly,
 // and before the big append completes.
 func TestHeartbeatNotBehindBulk(t *testing.T) {
 	a := newTestTransport(t, "a", func(c *Config) {
-		c.RPCTimeout = 30 * time.Second
 		c.HeartbeatTimeout = 10 * time.Second // the bound is checked below
 	})
 	b := newTestTransport(t, "b")
@@ -325,7 +292,11 @@ func TestHeartbeatNotBehindBulk(t *testing.T) {
 	}
 	beat("warm-up", bound)
 
-	big := make([]byte, 30<<20)
+	size := 30 << 20
+	if raceEnabled {
+		size = 12 << 20 // the race detector makes every copy of it very slow
+	}
+	big := make([]byte, size)
 	bigDone := make(chan error, 1)
 	go func() {
 		req := &raft.AppendEntriesRequest{RPCHeader: header(a), Term: 2, PrevLogEntry: 1, Entries: []*raft.Log{{Index: 2, Term: 2, Data: big}}}
@@ -485,5 +456,33 @@ func TestMetricsRegistered(t *testing.T) {
 	if tr, err := New(cfg); err == nil {
 		_ = tr.Close()
 		t.Fatal("New registered the same metrics twice")
+	}
+}
+
+func TestRegisterExtraServiceSharesClusterCheck(t *testing.T) {
+	b := newTestTransport(t, "b", func(c *Config) {
+		c.Register = func(s *grpc.Server) { healthpb.RegisterHealthServer(s, health.NewServer()) }
+	})
+	conn, err := grpc.NewClient(string(b.LocalAddr()), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	hc := healthpb.NewHealthClient(conn)
+	if _, err := hc.Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatalf("extra service without cluster metadata: %v", err)
+	}
+	if _, err := hc.Check(metadata.AppendToOutgoingContext(ctx, MetadataCluster, "test-cluster"), &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatalf("extra service with the right cluster: %v", err)
+	}
+	_, err = hc.Check(metadata.AppendToOutgoingContext(ctx, MetadataCluster, "other"), &healthpb.HealthCheckRequest{})
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("extra service with another cluster = %v, want FailedPrecondition", err)
+	}
+	rc := raftpb.NewRaftTransportClient(conn)
+	if _, err := rc.RequestVote(ctx, &raftpb.RequestVoteRequest{}); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("raft call without cluster metadata = %v, want FailedPrecondition", err)
 	}
 }

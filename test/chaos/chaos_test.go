@@ -20,8 +20,8 @@ import (
 // TestChaos builds the image, brings up the compose cluster under its own
 // project name, follows every node, runs every fault (once with
 // CHAOS_QUICK=1, CHAOS_RUNS times otherwise), checks the history and writes
-// out/report.md and out/timeline.svg. On a failure it also keeps
-// out/history.json and every node's docker logs. The cluster, its network
+// out/report.md, out/timeline.svg and out/history.json. On a failure it also
+// keeps every node's docker logs in out/logs. The cluster, its network
 // and volumes are removed at the end, whatever happened.
 func TestChaos(t *testing.T) {
 	cfg, err := ConfigFromEnv(os.Getenv)
@@ -31,12 +31,6 @@ func TestChaos(t *testing.T) {
 	def := node.DefaultConfig()
 	if cfg.HeartbeatTimeout == 0 {
 		cfg.HeartbeatTimeout = def.HeartbeatTimeout
-	}
-	if cfg.ElectionTimeout == 0 {
-		cfg.ElectionTimeout = def.ElectionTimeout
-	}
-	if cfg.LeaseDuration == 0 {
-		cfg.LeaseDuration = def.LeaseDuration
 	}
 	began := time.Now()
 	ctx := context.Background()
@@ -69,9 +63,14 @@ func TestChaos(t *testing.T) {
 		"HEARTBEAT_PORT_PREFIX=" + cfg.PortPrefix,
 		"HEARTBEAT_CLUSTER_ID=" + cfg.Project,
 		"HEARTBEAT_HEARTBEAT_TIMEOUT=" + cfg.HeartbeatTimeout.String(),
-		"HEARTBEAT_ELECTION_TIMEOUT=" + cfg.ElectionTimeout.String(),
-		"HEARTBEAT_LEASE_DURATION=" + cfg.LeaseDuration.String(),
 		"HEARTBEAT_LOG_LEVEL=debug",
+	}
+	// zero: the node's default (it scales them from the heartbeat timeout)
+	if cfg.ElectionTimeout > 0 {
+		env = append(env, "HEARTBEAT_ELECTION_TIMEOUT="+cfg.ElectionTimeout.String())
+	}
+	if cfg.LeaseDuration > 0 {
+		env = append(env, "HEARTBEAT_LEASE_DURATION="+cfg.LeaseDuration.String())
 	}
 	comp, err := NewCompose(ctx, root, cfg.Project, files, env)
 	if err != nil {
@@ -105,7 +104,9 @@ func TestChaos(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(rec.Close)
-	r := &runner{t: t, ctx: ctx, cfg: cfg, cl: cl, h: h, rec: rec, rng: rand.New(rand.NewSource(cfg.Seed))}
+	r := &runner{t: t, ctx: ctx, cfg: cfg, cl: cl, h: h, rec: rec, rng: rand.New(rand.NewSource(cfg.Seed)),
+		netem: cl.NetemSupported(ctx, cl.Nodes[0])}
+	loadStart := loadAvg()
 
 	var stopErr error
 	if _, err := r.waitStable(time.Minute); err != nil {
@@ -137,19 +138,32 @@ func TestChaos(t *testing.T) {
 		Config: cfg, Began: began, Duration: time.Since(began),
 		Commit: gitCommit(root), GoVersion: runtime.Version(), DockerVersion: dockerVersion(ctx),
 		ComposeVersion: comp.Tool() + ": " + comp.Version(ctx), Image: cfg.Image + " " + imageID(ctx, cfg.Image),
-		Command: reproduce(cfg),
+		Command: reproduce(cfg), Notes: r.notes,
 	}
+	info.Notes = append(info.Notes, fmt.Sprintf("host load average (1/5/15 min) at start %s, at end %s, on %d CPUs (the machine is shared)",
+		loadStart, loadAvg(), runtime.NumCPU()))
 	if stopErr != nil {
 		info.Notes = append(info.Notes, "the suite stopped early: "+stopErr.Error())
 	}
 	writeFile(t, filepath.Join(out, "report.md"), func(f *os.File) error { return WriteReport(f, snap, vs, info) })
 	writeFile(t, filepath.Join(out, "timeline.svg"), func(f *os.File) error { return WriteTimeline(f, snap) })
-	if t.Failed() {
-		if err := snap.WriteJSON(filepath.Join(out, "history.json")); err != nil {
-			t.Error(err)
-		}
+	// Always kept (a few hundred KB): chaos-replay re-checks and re-renders it.
+	if err := snap.WriteJSON(filepath.Join(out, "history.json")); err != nil {
+		t.Error(err)
 	}
 	t.Logf("report: %s", filepath.Join(out, "report.md"))
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 func writeFile(t *testing.T, path string, fn func(*os.File) error) {
@@ -194,8 +208,13 @@ func reproduce(c Config) string {
 		env = append(env, fmt.Sprintf("CHAOS_RUNS=%d", c.Runs))
 	}
 	env = append(env, fmt.Sprintf("CHAOS_SEED=%d", c.Seed), fmt.Sprintf("CHAOS_NODES=%d", c.Nodes),
-		"CHAOS_HEARTBEAT_TIMEOUT="+c.HeartbeatTimeout.String(), "CHAOS_ELECTION_TIMEOUT="+c.ElectionTimeout.String(),
-		"CHAOS_LEASE_DURATION="+c.LeaseDuration.String())
+		"CHAOS_HEARTBEAT_TIMEOUT="+c.HeartbeatTimeout.String())
+	if c.ElectionTimeout > 0 {
+		env = append(env, "CHAOS_ELECTION_TIMEOUT="+c.ElectionTimeout.String())
+	}
+	if c.LeaseDuration > 0 {
+		env = append(env, "CHAOS_LEASE_DURATION="+c.LeaseDuration.String())
+	}
 	return strings.Join(env, " ") + " go test -tags chaos -count=1 -v -timeout 60m ./test/chaos/ -run TestChaos"
 }
 

@@ -183,6 +183,21 @@ func TestCheckersCatchPlantedViolations(t *testing.T) {
 	}
 }
 
+func TestL2AllowsPreVoteOfTargetButNotTermChange(t *testing.T) {
+	s := cleanHistory()
+	s.Faults[0].Nodes = []string{"n3"} // the quiet window becomes a fault on n3
+	s.Events = append(s.Events, ev("n3", 400, 450, RoleCandidate, 2, 2, "", false))
+	s.sort()
+	if vs := CheckL2(s); len(vs) != 0 {
+		t.Fatalf("pre-vote of the target flagged: %v", vs)
+	}
+	s.Events = append(s.Events, ev("n3", 500, 550, RoleCandidate, 3, 2, "", false))
+	s.sort()
+	if vs := CheckL2(s); len(vs) != 1 || !strings.Contains(vs[0].Msg, "term 3, was 2") {
+		t.Fatalf("term change of the target: %v", vs)
+	}
+}
+
 func TestTwoLeadersTolerance(t *testing.T) {
 	s := cleanHistory()
 	// n1's last claim overlaps n2's first by 30 ms: within the 50 ms tolerance.

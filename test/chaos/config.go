@@ -23,8 +23,8 @@ const (
 	KindPartitionMajority = "partition-majority" // the leader's side is the minority
 	KindOneWay            = "one-way"            // a node stops hearing its peers; they still hear it
 	KindFlap              = "flapping-link"      // a cut between two nodes toggled on and off
-	KindDelay             = "netem-delay"        // added latency with jitter on one node
-	KindLoss              = "netem-loss"         // random packet loss on one node
+	KindDelay             = "netem-delay"        // added latency with jitter on one node (needs sch_netem)
+	KindLoss              = "packet-loss"        // random loss on one node (netem, else iptables statistic)
 	KindRolling           = "rolling-restart"    // docker stop (SIGTERM) + start, one node at a time
 )
 

@@ -23,6 +23,7 @@
 // follows every node's WatchLeader stream and polls its /v1/status every ~20 ms,
 // and TestChaos, which builds the image, brings the cluster up under the
 // project name heartbeat-chaos, runs every fault, checks, and writes the report.
+// cmd/chaos-replay re-checks a saved history without Docker.
 //
 // Timestamps are the host's monotonic clock, as durations since the History
 // began; every container shares the host's clock, so observations of different

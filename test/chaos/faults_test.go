@@ -22,6 +22,35 @@ type runner struct {
 	h   *History
 	rec *Recorder
 	rng *rand.Rand
+	// netem is whether the kernel has sch_netem (delay is skipped and loss
+	// falls back to iptables without it).
+	netem bool
+	notes []string
+}
+
+// kill SIGKILLs nodes and tells the recorder they are down.
+func (r *runner) kill(nodes ...string) error {
+	for _, n := range nodes {
+		r.rec.SetDown(n, true)
+	}
+	return r.cl.Kill(r.ctx, nodes...)
+}
+
+// stop stops nodes gracefully (SIGTERM) and tells the recorder.
+func (r *runner) stop(nodes ...string) error {
+	for _, n := range nodes {
+		r.rec.SetDown(n, true)
+	}
+	return r.cl.Stop(r.ctx, nodes...)
+}
+
+// start starts nodes again.
+func (r *runner) start(nodes ...string) error {
+	err := r.cl.Start(r.ctx, nodes...)
+	for _, n := range nodes {
+		r.rec.SetDown(n, false)
+	}
+	return err
 }
 
 // view is the cluster's current agreed leadership.
@@ -79,7 +108,11 @@ func (r *runner) waitStable(d time.Duration) (view, error) {
 	var last view
 	ok := r.waitFor(d, func() bool {
 		v, ok := r.agreed()
-		if !ok || v.leader != last.leader || v.token != last.token {
+		if !ok {
+			last = view{}
+			return false
+		}
+		if v.leader != last.leader || v.token != last.token {
 			since, last = time.Now(), v
 			return false
 		}
@@ -151,10 +184,26 @@ func (w *window) injected() {
 	at := w.r.h.Since()
 	w.r.h.UpdateFault(w.idx, func(f *Fault) { f.Injected = at })
 }
+
+// started moves the window's start to now (for a fault whose preparation,
+// such as a PID lookup, should not count as part of it).
+func (w *window) started() {
+	at := w.r.h.Since()
+	w.r.h.UpdateFault(w.idx, func(f *Fault) { f.Start = at })
+}
+
+// restarted marks the moment every restarted node's container runs again.
+func (w *window) restarted() {
+	at := w.r.h.Since()
+	w.r.h.UpdateFault(w.idx, func(f *Fault) { f.Restarted = at })
+}
+
 func (w *window) lifted() {
 	at := w.r.h.Since()
 	w.r.h.UpdateFault(w.idx, func(f *Fault) {
-		f.End = at
+		if f.End == 0 {
+			f.End = at
+		}
 		if f.Injected == 0 {
 			f.Injected = at
 		}
@@ -186,25 +235,25 @@ func faultPlan(c Config) []faultDef {
 		{KindKill, "leader", ExpectFailover, crash, func(w *window) error {
 			l := w.v.leader
 			w.nodes(l)
-			if err := w.r.cl.Kill(w.r.ctx, l); err != nil {
+			if err := w.r.kill(l); err != nil {
 				return err
 			}
 			w.injected()
 			w.waitElected(others(w.r.cl.Nodes, []string{l}), c.CrashBound)
-			err := w.r.cl.Start(w.r.ctx, l)
 			w.lifted()
+			err := w.r.start(l)
 			return err
 		}},
 		{KindKill, "follower", ExpectStable, nil, func(w *window) error {
 			f := w.r.pick(w.v.followers, 1)
 			w.nodes(f...)
-			if err := w.r.cl.Kill(w.r.ctx, f...); err != nil {
+			if err := w.r.kill(f...); err != nil {
 				return err
 			}
 			w.injected()
 			w.r.hold(time.Second)
-			err := w.r.cl.Start(w.r.ctx, f...)
 			w.lifted()
+			err := w.r.start(f...)
 			return err
 		}},
 		{KindPauseShort, "leader", ExpectStable, nil, func(w *window) error {
@@ -216,13 +265,14 @@ func faultPlan(c Config) []faultDef {
 			if err != nil {
 				return err
 			}
+			w.started() // the window starts at the signal, not at the PID lookup
 			if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 				return err
 			}
 			w.injected()
 			time.Sleep(ht / 4) // the fault's length
-			err = syscall.Kill(pid, syscall.SIGCONT)
 			w.lifted()
+			err = syscall.Kill(pid, syscall.SIGCONT)
 			return err
 		}},
 		{KindPauseLong, "leader", ExpectFailover, silent, func(w *window) error {
@@ -234,8 +284,8 @@ func faultPlan(c Config) []faultDef {
 			w.injected()
 			w.waitElected(others(w.r.cl.Nodes, []string{l}), c.SilentBound)
 			w.r.hold(500 * time.Millisecond)
-			err := w.r.cl.Unpause(w.r.ctx, l)
 			w.lifted()
+			err := w.r.cl.Unpause(w.r.ctx, l)
 			return err
 		}},
 		{KindPauseLong, "follower", ExpectStable, nil, func(w *window) error {
@@ -246,8 +296,8 @@ func faultPlan(c Config) []faultDef {
 			}
 			w.injected()
 			w.r.hold(max(3*ht, 1500*time.Millisecond))
-			err := w.r.cl.Unpause(w.r.ctx, f...)
 			w.lifted()
+			err := w.r.cl.Unpause(w.r.ctx, f...)
 			return err
 		}},
 		{KindIsolate, "leader", ExpectFailover, silent, func(w *window) error {
@@ -260,8 +310,8 @@ func faultPlan(c Config) []faultDef {
 			w.injected()
 			w.waitElected(rest, c.SilentBound)
 			w.r.hold(time.Second) // the old leader must have stepped down by now
-			err := w.r.cl.Heal(w.r.ctx, l)
 			w.lifted()
+			err := w.r.cl.Heal(w.r.ctx, l)
 			return err
 		}},
 		{KindIsolate, "follower", ExpectStable, nil, func(w *window) error {
@@ -272,8 +322,8 @@ func faultPlan(c Config) []faultDef {
 			}
 			w.injected()
 			w.r.hold(2 * time.Second)
-			err := w.r.cl.Heal(w.r.ctx, f...)
 			w.lifted()
+			err := w.r.cl.Heal(w.r.ctx, f...)
 			return err
 		}},
 		{KindDisconnect, "leader", ExpectFailover, silent, func(w *window) error {
@@ -285,8 +335,8 @@ func faultPlan(c Config) []faultDef {
 			w.injected()
 			w.waitElected(others(w.r.cl.Nodes, []string{l}), c.SilentBound)
 			w.r.hold(500 * time.Millisecond)
-			err := w.r.cl.Connect(w.r.ctx, l)
 			w.lifted()
+			err := w.r.cl.Connect(w.r.ctx, l)
 			return err
 		}},
 		{KindPartitionMinority, "followers", ExpectStable, nil, func(w *window) error {
@@ -297,8 +347,8 @@ func faultPlan(c Config) []faultDef {
 			}
 			w.injected()
 			w.r.hold(2 * time.Second)
-			err := w.r.cl.Heal(w.r.ctx, minority...)
 			w.lifted()
+			err := w.r.cl.Heal(w.r.ctx, minority...)
 			return err
 		}},
 		{KindPartitionMajority, "leader", ExpectFailover, silent, func(w *window) error {
@@ -311,8 +361,8 @@ func faultPlan(c Config) []faultDef {
 			w.injected()
 			w.waitElected(rest, c.SilentBound)
 			w.r.hold(time.Second)
-			err := w.r.cl.Heal(w.r.ctx, side...)
 			w.lifted()
+			err := w.r.cl.Heal(w.r.ctx, side...)
 			return err
 		}},
 		{KindOneWay, "leader", ExpectFailover, silent, func(w *window) error {
@@ -325,8 +375,8 @@ func faultPlan(c Config) []faultDef {
 			w.injected()
 			w.waitElected(rest, c.SilentBound)
 			w.r.hold(time.Second)
-			err := w.r.cl.Heal(w.r.ctx, l)
 			w.lifted()
+			err := w.r.cl.Heal(w.r.ctx, l)
 			return err
 		}},
 		{KindOneWay, "follower", ExpectNothing, nil, func(w *window) error {
@@ -337,8 +387,8 @@ func faultPlan(c Config) []faultDef {
 			}
 			w.injected()
 			w.r.hold(2 * time.Second)
-			err := w.r.cl.Heal(w.r.ctx, f...)
 			w.lifted()
+			err := w.r.cl.Heal(w.r.ctx, f...)
 			return err
 		}},
 		{KindFlap, "leader", ExpectNothing, nil, func(w *window) error {
@@ -367,32 +417,40 @@ func faultPlan(c Config) []faultDef {
 			}
 			w.injected()
 			w.r.hold(3 * time.Second)
-			err := w.r.cl.ClearNetem(w.r.ctx, l)
 			w.lifted()
-			return err
+			return w.r.cl.ClearNetem(w.r.ctx, l)
 		}},
 		{KindLoss, "leader", ExpectNothing, nil, func(w *window) error {
 			l := w.v.leader
 			w.nodes(l)
-			if err := w.r.cl.Netem(w.r.ctx, l, "loss", "20%"); err != nil {
+			var err error
+			if w.r.netem {
+				err = w.r.cl.Netem(w.r.ctx, l, "loss", "20%")
+			} else {
+				err = w.r.cl.Loss(w.r.ctx, l, others(w.r.cl.Nodes, []string{l}), 0.2)
+			}
+			if err != nil {
 				return err
 			}
 			w.injected()
 			w.r.hold(3 * time.Second)
-			err := w.r.cl.ClearNetem(w.r.ctx, l)
 			w.lifted()
-			return err
+			if w.r.netem {
+				return w.r.cl.ClearNetem(w.r.ctx, l)
+			}
+			return w.r.cl.ClearLoss(w.r.ctx, l)
 		}},
 		{KindKillMajority, "leader", ExpectFailover, restart, func(w *window) error {
 			killed := append([]string{w.v.leader}, w.r.pick(w.v.followers, len(w.r.cl.Nodes)/2)...)
 			w.nodes(killed...)
-			if err := w.r.cl.Kill(w.r.ctx, killed...); err != nil {
+			if err := w.r.kill(killed...); err != nil {
 				return err
 			}
 			w.injected()
 			w.r.hold(1500 * time.Millisecond) // no quorum: nobody may lead
-			err := w.r.cl.Start(w.r.ctx, killed...)
 			w.lifted()
+			err := w.r.start(killed...)
+			w.restarted()
 			return err
 		}},
 		{KindKillAll, "all", ExpectFailover, restart, func(w *window) error {
@@ -404,13 +462,14 @@ func faultPlan(c Config) []faultDef {
 			}
 			w.r.h.UpdateFault(w.idx, func(f *Fault) { f.Recovered = acked })
 			w.nodes(w.r.cl.Nodes...)
-			if err := w.r.cl.Kill(w.r.ctx, w.r.cl.Nodes...); err != nil {
+			if err := w.r.kill(w.r.cl.Nodes...); err != nil {
 				return err
 			}
 			w.injected()
 			w.r.hold(time.Second)
-			err := w.r.cl.Start(w.r.ctx, w.r.cl.Nodes...)
 			w.lifted()
+			err := w.r.start(w.r.cl.Nodes...)
+			w.restarted()
 			return err
 		}},
 		{KindRolling, "all", ExpectNothing, nil, func(w *window) error {
@@ -418,10 +477,10 @@ func faultPlan(c Config) []faultDef {
 			w.nodes(order...)
 			w.injected()
 			for _, n := range order {
-				if err := w.r.cl.Stop(w.r.ctx, n); err != nil {
+				if err := w.r.stop(n); err != nil {
 					return err
 				}
-				if err := w.r.cl.Start(w.r.ctx, n); err != nil {
+				if err := w.r.start(n); err != nil {
 					return err
 				}
 				if _, err := w.r.waitStable(c.RestartBound); err != nil {
@@ -441,6 +500,13 @@ func (r *runner) runFault(d faultDef, run int) error {
 	v, err := r.waitStable(r.cfg.RestartBound)
 	if err != nil {
 		return fmt.Errorf("before %s/%s#%d: %w", d.kind, d.target, run, err)
+	}
+	if d.kind == KindDelay && !r.netem {
+		r.notes = append(r.notes, fmt.Sprintf("%s/%s not run: this kernel has no sch_netem (CONFIG_NET_SCH_NETEM)", d.kind, d.target))
+		return nil
+	}
+	if d.kind == KindLoss && !r.netem && run == 1 {
+		r.notes = append(r.notes, "packet loss injected with iptables `-m statistic --mode random` DROP rules (no sch_netem in this kernel)")
 	}
 	f := Fault{Kind: d.kind, Target: d.target, Run: run, OldLeader: v.leader, OldTerm: v.term, OldToken: v.token,
 		Expect: d.expect, Start: r.h.Since()}
@@ -486,9 +552,10 @@ func (r *runner) repair() {
 		_ = r.cl.Unpause(ctx, n)
 		_ = r.cl.Heal(ctx, n)
 		_ = r.cl.ClearNetem(ctx, n)
+		_ = r.cl.ClearLoss(ctx, n)
 		_ = r.cl.Connect(ctx, n) // fails harmlessly when connected
 		if !r.cl.Running(ctx, n) {
-			_ = r.cl.Start(ctx, n)
+			_ = r.start(n)
 		}
 	}
 }

@@ -80,12 +80,17 @@ type Fault struct {
 	OldTerm   uint64 `json:"old_term,omitempty"`
 	OldToken  uint64 `json:"old_token,omitempty"`
 	// Start is just before the injection command ran; Injected just after it
-	// returned; End when the fault was lifted (healed, unpaused, restarted);
-	// Settled when the cluster was seen stable again.
+	// returned; End when the suite began lifting the fault (healing,
+	// unpausing, restarting); Settled when the cluster was seen stable again.
 	Start    time.Duration `json:"start"`
 	Injected time.Duration `json:"injected"`
 	End      time.Duration `json:"end"`
 	Settled  time.Duration `json:"settled"`
+	// Restarted, for faults that restart nodes, is when every restarted
+	// container ran again (docker start returned): failover after a restart
+	// is measured from here, so the container runtime's start-up time (seconds
+	// on a loaded machine) is not counted as Heartbeat's.
+	Restarted time.Duration `json:"restarted,omitempty"`
 	// Expect says what liveness the fault window must show: ExpectFailover,
 	// ExpectStable or ExpectNothing.
 	Expect Expect `json:"expect"`

@@ -59,19 +59,25 @@ func Measure(s Snapshot, i int) Measurement {
 	if end == 0 {
 		end = s.Length
 	}
-	m.Ref = f.Injected
+	// Ref: the restart (containers running again) for faults measured from
+	// it; else the old leader's
+	// last answer when the injection silenced it; else the fault's start
+	// (a network cut may bite before the injection command returns).
+	m.Ref = f.Start
 	if fromRestart[f.Kind] {
 		m.Ref = f.End
+		if f.Restarted > 0 {
+			m.Ref = f.Restarted
+		}
 	} else if f.OldLeader != "" {
-		// the old leader's last answer, if it stopped answering during the injection
 		last := time.Duration(-1)
 		for _, e := range s.Events {
-			if e.Node == f.OldLeader && e.Source == SourceStatus && e.Answered() && e.At <= f.Injected && e.Until >= f.Start-100*time.Millisecond {
+			if e.Node == f.OldLeader && e.Source == SourceStatus && e.Answered() && e.At <= f.Injected {
 				last = max(last, e.Until)
 			}
 		}
-		if last >= f.Start-100*time.Millisecond && last < f.Injected {
-			m.Ref = max(last, f.Start)
+		if last >= f.Start && last < f.Injected {
+			m.Ref = last
 		}
 	}
 
@@ -79,15 +85,17 @@ func Measure(s Snapshot, i int) Measurement {
 	detected := time.Duration(-1)
 	elected := map[string]time.Duration{}
 	for _, e := range s.Events {
-		if e.At < m.Ref || e.At > end || !e.Answered() || !slices.Contains(surv, e.Node) {
+		// events still holding at Ref count from Ref
+		if e.Until < m.Ref || e.At > end || !e.Answered() || !slices.Contains(surv, e.Node) {
 			continue
 		}
+		at := max(e.At, m.Ref) - m.Ref
 		changed := e.Leader != f.OldLeader || e.Term > f.OldTerm || e.Role == RoleCandidate
 		if changed && detected < 0 {
-			detected = e.At - m.Ref
+			detected = at
 		}
 		if _, ok := elected[e.Node]; !ok && e.Leader != "" && e.Token > f.OldToken {
-			elected[e.Node] = e.At - m.Ref
+			elected[e.Node] = at
 		}
 	}
 	if detected >= 0 {

@@ -39,6 +39,18 @@ func TestMeasureFromRestart(t *testing.T) {
 	}
 }
 
+func TestMeasureFromContainersRunning(t *testing.T) {
+	s := cleanHistory()
+	s.Faults[1].Kind = KindKillMajority
+	s.Faults[1].End = msd(1100)
+	s.Faults[1].Restarted = msd(1200) // docker start returned
+	m := Measure(s, 1)
+	// n2 has led since 1.25 s, n3 knows at 1.26 s, n1 at 3.05 s
+	if m.Ref != msd(1200) || !m.Elected || m.NewLeader != msd(1850) {
+		t.Fatalf("got %+v", m)
+	}
+}
+
 func TestPercentile(t *testing.T) {
 	tests := []struct {
 		in   []int

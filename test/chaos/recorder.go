@@ -54,12 +54,23 @@ type Recorder struct {
 
 	mu     sync.Mutex
 	latest map[string]Event // latest status observation per node
+	down   map[string]bool  // nodes the driver has stopped
+}
+
+// SetDown tells the recorder that the driver stopped (down=true) or started
+// node: while stopped, failed polls are recorded as RoleDown rather than
+// RoleUnreachable (a dead container's address times out like a paused one).
+// It changes only how a failure is labelled, never what a node said.
+func (r *Recorder) SetDown(node string, down bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.down[node] = down
 }
 
 // StartRecorder starts following targets into h.
 func StartRecorder(h *History, targets []RecorderTarget, poll, timeout time.Duration) (*Recorder, error) {
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Recorder{h: h, poll: poll, tmo: timeout, cancel: cancel, latest: map[string]Event{}}
+	r := &Recorder{h: h, poll: poll, tmo: timeout, cancel: cancel, latest: map[string]Event{}, down: map[string]bool{}}
 	for _, t := range targets {
 		conn, err := grpc.NewClient(t.ClientAddr,
 			grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -142,7 +153,10 @@ func (r *Recorder) pollOnce(ctx context.Context, client *http.Client, url, node 
 	e.Latency = e.At - sent
 	if err != nil {
 		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) {
+		r.mu.Lock()
+		stopped := r.down[node]
+		r.mu.Unlock()
+		if !stopped && (errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded)) {
 			e.Role = RoleUnreachable
 		} else {
 			e.Role = RoleDown

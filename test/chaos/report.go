@@ -34,7 +34,7 @@ func WriteReport(w io.Writer, s Snapshot, vs []Violation, info ReportInfo) error
 		verdict = fmt.Sprintf("FAIL: %d violation(s)", len(vs))
 	}
 	fmt.Fprintf(&b, "# Heartbeat chaos report\n\n**%s** — %s pass, %d fault window(s), %d node(s), %s.\n\n",
-		verdict, mode, len(s.Faults), len(s.Nodes), info.Began.UTC().Format(time.RFC3339))
+		verdict, mode, len(s.Faults), len(s.Nodes), s.Began.UTC().Format(time.RFC3339))
 
 	b.WriteString("## Results\n\n")
 	b.WriteString("Times in milliseconds. *Detection*: from the fault (the old leader's last answer when it went silent, " +

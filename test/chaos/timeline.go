@@ -90,7 +90,7 @@ func (w *svgWriter) panel(s Snapshot, x, y, width int, from, to, origin time.Dur
 		return float64(x+svgLabelW) + float64(t-from)/float64(to-from)*float64(width-svgLabelW)
 	}
 	w.f(`<text x="%d" y="%d" class="title">%s</text>`+"\n", x, y+11, html.EscapeString(title))
-	top := y + 16
+	top := y + 30 // title, then a row for the fault bar and the marks
 	lanesH := len(s.Nodes)*(svgLaneH+svgLaneGap) - svgLaneGap
 	for i, node := range s.Nodes {
 		ly := top + i*(svgLaneH+svgLaneGap)
@@ -101,25 +101,34 @@ func (w *svgWriter) panel(s Snapshot, x, y, width int, from, to, origin time.Dur
 				px(sg.from), ly, max(px(sg.to)-px(sg.from), 0.5), svgLaneH, laneColor(sg.role), node, sg.role, fmtDur(sg.from), fmtDur(sg.to))
 		}
 	}
-	for _, i := range faults {
+	for k, i := range faults {
 		f := s.Faults[i]
 		a, b := max(f.Start, from), min(f.End, to)
 		if b <= a {
 			b = a + (to-from)/200
 		}
-		w.f(`<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="#e03131" fill-opacity="0.18" stroke="#e03131" stroke-opacity="0.6"><title>%s on %s</title></rect>`+"\n",
-			px(a), top-2, px(b)-px(a), lanesH+4, html.EscapeString(f.Label()), strings.Join(f.Nodes, ","))
-		w.f(`<text x="%.1f" y="%d" class="fault">%s</text>`+"\n", px(a)+2, top+lanesH+12, html.EscapeString(fmt.Sprintf("%s→%s", f.Kind, strings.Join(f.Nodes, ","))))
+		tip := fmt.Sprintf("<title>%s on %s</title>", html.EscapeString(f.Label()), strings.Join(f.Nodes, ","))
+		// a light veil over the lanes, a solid bar above them, a label below
+		w.f(`<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="#e03131" fill-opacity="0.07" stroke="#e03131" stroke-opacity="0.5" stroke-dasharray="4,2">%s</rect>`+"\n",
+			px(a), top-1, px(b)-px(a), lanesH+2, tip)
+		w.f(`<rect x="%.1f" y="%d" width="%.1f" height="5" fill="#e03131">%s</rect>`+"\n", px(a), top-8, px(b)-px(a), tip)
+		label := fmt.Sprintf("%s→%s", f.Kind, strings.Join(f.Nodes, ","))
+		row := 0
+		if len(faults) > 1 {
+			label = fmt.Sprintf("#%d", i)
+			row = k % 2
+		}
+		w.f(`<text x="%.1f" y="%d" class="fault">%s</text>`+"\n", px(a), top+lanesH+11+row*9, html.EscapeString(label))
 	}
 	for _, m := range marks {
 		if m.at < from || m.at > to {
 			continue
 		}
-		w.f(`<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#000" stroke-dasharray="3,2"/>`+"\n", px(m.at), top-4, px(m.at), top+lanesH+2)
-		w.f(`<text x="%.1f" y="%d" class="mark">%s</text>`+"\n", px(m.at)+2, top-5, html.EscapeString(m.text))
+		w.f(`<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#000" stroke-width="1.5" stroke-dasharray="3,2"/>`+"\n", px(m.at), top-10, px(m.at), top+lanesH+2)
+		w.f(`<text x="%.1f" y="%d" class="mark">%s</text>`+"\n", px(m.at)+3, top-3, html.EscapeString(m.text))
 	}
 	// axis: ticks every nice step, labelled relative to origin
-	axisY := top + lanesH + 24
+	axisY := top + lanesH + 30
 	step := niceStep(to - from)
 	first := origin + ((from-origin)/step)*step
 	for t := first; t <= to; t += step {
@@ -161,14 +170,14 @@ func tickLabel(d, step time.Duration) string {
 func WriteTimeline(out io.Writer, s Snapshot) error {
 	w := &svgWriter{}
 	cols := 2
-	panelH := 16 + len(s.Nodes)*(svgLaneH+svgLaneGap) + 40
+	panelH := 30 + len(s.Nodes)*(svgLaneH+svgLaneGap) + 46
 	overviewH := panelH + 10
 	legendH := 24
 	rows := (len(s.Faults) + cols - 1) / cols
 	height := legendH + overviewH + rows*(panelH+8) + 10
 	width := svgFullW + 20
 	w.f(`<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif">`+"\n", width, height, width, height)
-	w.f(`<style>.title{font-size:11px;font-weight:bold}.lane{font-size:10px}.tick{font-size:9px;fill:#555}.fault{font-size:9px;fill:#b02020}.mark{font-size:9px}.legend{font-size:10px}</style>` + "\n")
+	w.f(`<style>.title{font-size:11px;font-weight:bold}.lane{font-size:10px}.tick{font-size:9px;fill:#555}.fault{font-size:9px;fill:#b02020}.mark{font-size:10px;font-weight:bold}.legend{font-size:10px}</style>` + "\n")
 	w.f(`<rect width="100%%" height="100%%" fill="#fafafa"/>` + "\n")
 	lx := 10
 	for _, c := range laneColors {

@@ -198,7 +198,7 @@ func quickDefaults(cfg *Config, set map[string]bool) {
 	apply("curve-stops", func() { cfg.CurvePhases.Stops = 2 })
 	apply("curve-idle", func() { cfg.CurvePhases.Idle = 3 * time.Second })
 	apply("tp-entries", func() { cfg.TP.Entries = 5000 })
-	apply("tp-rounds", func() { cfg.TP.Rounds = 1 })
+	apply("tp-rounds", func() { cfg.TP.Rounds = 3 })
 }
 
 func splitList(s string) []string {

@@ -32,7 +32,7 @@ func TestParseFlags(t *testing.T) {
 	if q.Phases != (bench.Phases{Kills: 7, Stops: 3, Idle: 5 * time.Second, Busy: 20 * time.Second}) {
 		t.Errorf("--quick with --kills 7: phases %+v (an explicit flag must win)", q.Phases)
 	}
-	if !slices.Equal(q.CurveTimings, []time.Duration{50 * time.Millisecond, 2 * time.Second}) || q.TP.Rounds != 1 {
+	if !slices.Equal(q.CurveTimings, []time.Duration{50 * time.Millisecond, 2 * time.Second}) || q.TP.Rounds != 3 {
 		t.Errorf("quick: curve %v, tp %+v", q.CurveTimings, q.TP)
 	}
 

@@ -1,0 +1,186 @@
+package transport
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+)
+
+// Benchmarks compare this transport with raft's own TCP transport in the same run.
+// Run them briefly: go test -run '^$' -bench . -benchtime 200x ./rpc/transport/
+
+type closableTransport interface {
+	raft.Transport
+	raft.WithClose
+}
+
+// transportKinds builds one transport of each kind on a free loopback port.
+var transportKinds = []struct {
+	name string
+	make func(tb testing.TB, id string) closableTransport
+}{
+	{"grpc", func(tb testing.TB, id string) closableTransport {
+		tb.Helper()
+		cfg := DefaultConfig()
+		cfg.ID = raft.ServerID(id)
+		cfg.BindAddr = "127.0.0.1:0"
+		cfg.ClusterID = "bench"
+		cfg.Logger = hclog.NewNullLogger()
+		tr, err := New(cfg)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return tr
+	}},
+	{"tcp", func(tb testing.TB, id string) closableTransport {
+		tb.Helper()
+		tr, err := raft.NewTCPTransportWithLogger("127.0.0.1:0", nil, 3, 10*time.Second, hclog.NewNullLogger())
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return tr
+	}},
+}
+
+// answerAll answers every RPC of tr (and its heartbeats) until the returned stop.
+func answerAll(tr raft.Transport) (stop func()) {
+	tr.SetHeartbeatHandler(echoHandler)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case rpc := <-tr.Consumer():
+				echoHandler(rpc)
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
+	}
+}
+
+func reportOps(b *testing.B) {
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
+}
+
+func BenchmarkHeartbeat(b *testing.B) {
+	for _, kind := range transportKinds {
+		b.Run(kind.name, func(b *testing.B) {
+			client, server := kind.make(b, "a"), kind.make(b, "b")
+			stop := answerAll(server)
+			defer func() { _ = client.Close(); _ = server.Close(); stop() }()
+			req := &raft.AppendEntriesRequest{RPCHeader: raft.RPCHeader{ID: []byte("a"), Addr: []byte(client.LocalAddr())},
+				Term: 1, Leader: []byte(client.LocalAddr())}
+			var resp raft.AppendEntriesResponse
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := client.AppendEntries("b", server.LocalAddr(), req, &resp); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportOps(b)
+		})
+	}
+}
+
+func BenchmarkAppendEntries(b *testing.B) {
+	for _, kind := range transportKinds {
+		b.Run(kind.name, func(b *testing.B) {
+			client, server := kind.make(b, "a"), kind.make(b, "b")
+			stop := answerAll(server)
+			defer func() { _ = client.Close(); _ = server.Close(); stop() }()
+			entries := make([]*raft.Log, 64) // raft's MaxAppendEntries
+			for i := range entries {
+				entries[i] = &raft.Log{Index: uint64(i + 1), Term: 1, Type: raft.LogCommand, Data: make([]byte, 256)}
+			}
+			req := &raft.AppendEntriesRequest{RPCHeader: raft.RPCHeader{ID: []byte("a"), Addr: []byte(client.LocalAddr())},
+				Term: 1, Leader: []byte(client.LocalAddr()), PrevLogEntry: 1, PrevLogTerm: 1, Entries: entries, LeaderCommitIndex: 1}
+			var resp raft.AppendEntriesResponse
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := client.AppendEntries("b", server.LocalAddr(), req, &resp); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportOps(b)
+		})
+	}
+}
+
+func BenchmarkApply3Nodes(b *testing.B) {
+	for _, kind := range transportKinds {
+		b.Run(kind.name, func(b *testing.B) {
+			rafts := make([]*raft.Raft, 3)
+			trs := make([]closableTransport, 3)
+			var servers []raft.Server
+			for i := range rafts {
+				id := raft.ServerID(fmt.Sprintf("n%d", i+1))
+				trs[i] = kind.make(b, string(id))
+				servers = append(servers, raft.Server{ID: id, Address: trs[i].LocalAddr()})
+			}
+			for i := range rafts {
+				conf := raftConfig(servers[i].ID)
+				conf.Logger = hclog.NewNullLogger()
+				conf.SnapshotThreshold = 1 << 20
+				store := raft.NewInmemStore()
+				r, err := raft.NewRaft(conf, &listFSM{}, store, store, raft.NewInmemSnapshotStore(), trs[i])
+				if err != nil {
+					b.Fatal(err)
+				}
+				rafts[i] = r
+			}
+			defer func() {
+				for i, r := range rafts {
+					_ = r.Shutdown().Error()
+					_ = trs[i].Close()
+				}
+			}()
+			if err := rafts[0].BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil {
+				b.Fatal(err)
+			}
+			var leader *raft.Raft
+			deadline := time.Now().Add(15 * time.Second)
+			for leader == nil {
+				for _, r := range rafts {
+					if r.State() == raft.Leader {
+						leader = r
+					}
+				}
+				if time.Now().After(deadline) {
+					b.Fatal("no leader")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			data := make([]byte, 128)
+			const window = 256 // applies in flight
+			futures := make([]raft.ApplyFuture, 0, window)
+			wait := func() {
+				for _, f := range futures {
+					if err := f.Error(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				futures = futures[:0]
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				futures = append(futures, leader.Apply(data, 10*time.Second))
+				if len(futures) == window {
+					wait()
+				}
+			}
+			wait()
+			reportOps(b)
+		})
+	}
+}
