@@ -46,6 +46,7 @@ type testNode struct {
 	reg  *prometheus.Registry
 	tr   *transport.Transport
 	ft   *faultnet.Transport
+	hook *hookTransport // what the node is given: ft plus test hooks
 	node *Node
 	fsm  *testFSM
 }
@@ -146,7 +147,8 @@ func (c *testCluster) start(i int) {
 	tn := c.nodes[i]
 	tn.reg = prometheus.NewRegistry()
 	tn.fsm = &testFSM{}
-	n, err := New(c.config(tn), tn.ft, tn.fsm)
+	tn.hook = &hookTransport{Transport: tn.ft}
+	n, err := New(c.config(tn), tn.hook, tn.fsm)
 	if err != nil {
 		c.t.Fatalf("start %s: %v", tn.id, err)
 	}
@@ -408,4 +410,63 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// hookTransport passes everything to the faultnet transport, except that a
+// test can break the node's held stream as a connection reset would (the
+// peer stays alive) and make its redials fail.
+type hookTransport struct {
+	*faultnet.Transport
+	mu      sync.Mutex
+	breakCh chan struct{} // closed to break the running Hold; nil: none
+	refuse  bool          // Reachable fails
+}
+
+// Hold runs the real Hold; breakHold ends it with ErrPeerClosed.
+func (h *hookTransport) Hold(ctx context.Context, target raft.ServerAddress) error {
+	h.mu.Lock()
+	brk := make(chan struct{})
+	h.breakCh = brk
+	h.mu.Unlock()
+	hctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- h.Transport.Hold(hctx, target) }()
+	select {
+	case err := <-done:
+		return err
+	case <-brk:
+		cancel()
+		<-done
+		return fmt.Errorf("test: connection reset: %w", transport.ErrPeerClosed)
+	}
+}
+
+// breakHold breaks the running Hold, if any; it reports whether one ran.
+func (h *hookTransport) breakHold() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.breakCh == nil {
+		return false
+	}
+	close(h.breakCh)
+	h.breakCh = nil
+	return true
+}
+
+// setRefuse makes Reachable fail (true) or pass through (false).
+func (h *hookTransport) setRefuse(v bool) {
+	h.mu.Lock()
+	h.refuse = v
+	h.mu.Unlock()
+}
+
+func (h *hookTransport) Reachable(ctx context.Context, target raft.ServerAddress) error {
+	h.mu.Lock()
+	refuse := h.refuse
+	h.mu.Unlock()
+	if refuse {
+		return fmt.Errorf("test: redial to %s refused", target)
+	}
+	return h.Transport.Reachable(ctx, target)
 }

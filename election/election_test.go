@@ -462,3 +462,39 @@ func TestUnreachableBootstrapPeers(t *testing.T) {
 		t.Fatalf("apply without leader: %v, want ErrNotLeader", err)
 	}
 }
+
+// TestBrokenStreamToLiveLeaderDoesNotDepose: a follower whose held stream
+// breaks while the leader lives (a reset connection) must not stand: first
+// its redial succeeds; then, with redials failing too, no other member
+// confirms the loss.
+func TestBrokenStreamToLiveLeaderDoesNotDepose(t *testing.T) {
+	c := newCluster(t, 3, clusterOpts{heartbeat: 3 * time.Second, fastFailover: true, tweak: func(cfg *Config) {
+		cfg.LeaseDuration = 2 * time.Second
+		cfg.ConfirmTimeout = 500 * time.Millisecond
+	}})
+	li := c.waitLeader(30 * time.Second)
+	before := c.nodes[li].node.Leadership()
+	fi := (li + 1) % 3
+	f := c.nodes[fi]
+	for _, refuse := range []bool{false, true} {
+		waitHeld(t, c, li)
+		f.hook.setRefuse(refuse)
+		if !f.hook.breakHold() {
+			t.Fatal("no Hold running to break")
+		}
+		broke := time.Now()
+		// The follower decides "no crash", backs off and holds the leader
+		// again.
+		waitFor(t, 10*time.Second, func() bool {
+			since := f.node.holdSince.Load()
+			return c.triggers() > 0 || since != 0 && time.Unix(0, since).After(broke)
+		}, c.describe)
+		f.hook.setRefuse(false)
+		if got := c.triggers(); got != 0 {
+			t.Fatalf("refuse=%v: fast failover fired %v times against a live leader", refuse, got)
+		}
+		if l := c.nodes[li].node.Leadership(); l.Term != before.Term || !l.IsLeader {
+			t.Fatalf("refuse=%v: leader %+v, was %+v", refuse, l, before)
+		}
+	}
+}

@@ -83,7 +83,10 @@ func (n *Node) sleep(d time.Duration) bool {
 // package documentation, "Fast crash failover".
 func (n *Node) failoverLoop() {
 	defer n.wg.Done()
-	var saidGoodbye, primed holdTarget
+	var (
+		saidGoodbye, primed holdTarget
+		openFails           int // consecutive failures to open a stream to primed
+	)
 	for n.ctx.Err() == nil {
 		t, ok := n.currentTarget()
 		if !ok || t == saidGoodbye {
@@ -91,10 +94,13 @@ func (n *Node) failoverLoop() {
 			continue
 		}
 		if t != primed {
-			primed = t
+			primed, openFails = t, 0
 			n.primeConfirm(t)
 		}
 		err := n.hold(t)
+		if err == nil || errorsIs(err, n.cfg.ErrGoodbye) || errorsIs(err, n.cfg.ErrPeerClosed) {
+			openFails = 0 // the stream had opened
+		}
 		switch {
 		case n.ctx.Err() != nil:
 			return
@@ -109,8 +115,10 @@ func (n *Node) failoverLoop() {
 				n.sleep(n.backoff())
 			}
 		default:
-			n.logger.Debug("cannot hold a stream to the leader; retrying", "leader", t.id, "error", err)
-			n.waitKick(n.backoff())
+			openFails++
+			d := n.openBackoff(openFails)
+			n.logger.Debug("cannot hold a stream to the leader; retrying", "leader", t.id, "error", err, "in", d)
+			n.waitKick(d)
 		}
 	}
 }
@@ -118,6 +126,20 @@ func (n *Node) failoverLoop() {
 // backoff is a random 50-200 ms pause.
 func (n *Node) backoff() time.Duration {
 	return 50*time.Millisecond + rand.N(150*time.Millisecond)
+}
+
+// maxOpenBackoff caps the pause between attempts to open a stream to a
+// leader that keeps refusing it (for instance a peer without the Hold RPC).
+const maxOpenBackoff = 2 * time.Second
+
+// openBackoff is the pause after the k-th consecutive failure to open a
+// stream: 50-200 ms at first, doubling up to maxOpenBackoff.
+func (n *Node) openBackoff(k int) time.Duration {
+	d := n.backoff()
+	for i := 1; i < k && d < maxOpenBackoff; i++ {
+		d *= 2
+	}
+	return min(d, maxOpenBackoff)
 }
 
 // hold runs one Hold on t, registered so that a leader change cancels it.

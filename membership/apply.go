@@ -172,14 +172,12 @@ func (s *State) apply(index uint64, cmd *pb.Command) (*Result, []Event, error) {
 				w = 1
 			}
 			labels := toLabels(spec.GetLabels())
-			r, ok := s.resources[spec.GetId()]
+			r, ok := s.get(spec.GetId())
 			if ok && r.Weight == w && slices.Equal(r.Labels, labels) {
 				continue
 			}
 			if !ok {
-				r = &resEntry{Resource: Resource{ID: spec.GetId()}, hash: hashID(spec.GetId())}
-				s.resources[r.ID] = r
-				s.setOwner(r, "", 0)
+				r = s.add(Resource{ID: spec.GetId()})
 			}
 			r.Weight, r.Labels = w, labels
 			evs = append(evs, Event{Revision: index, Kind: EventResource, ResourceID: r.ID, Owner: r.Owner})
@@ -187,21 +185,20 @@ func (s *State) apply(index uint64, cmd *pb.Command) (*Result, []Event, error) {
 		}
 	case *pb.Command_DeleteResources:
 		for _, id := range op.DeleteResources.GetIds() {
-			r, ok := s.resources[id]
+			r, ok := s.get(id)
 			if !ok {
 				res.NotFound = append(res.NotFound, id)
 				continue
 			}
 			prev := r.Owner
 			s.setOwner(r, "", 0)
-			delete(s.unowned, id)
-			delete(s.resources, id)
+			s.remove(id)
 			evs = append(evs, Event{Revision: index, Kind: EventResourceDeleted, ResourceID: id, PrevOwner: prev})
 			res.Changed++
 		}
 	case *pb.Command_Assign:
 		for _, mv := range op.Assign.GetMoves() {
-			r, ok := s.resources[mv.GetResourceId()]
+			r, ok := s.get(mv.GetResourceId())
 			to, toOK := s.members[mv.GetTo()]
 			if !ok || r.Owner != mv.GetFrom() || r.Epoch != mv.GetFromEpoch() || !toOK || !to.CanTake() || r.Owner == to.ID {
 				res.Skipped++

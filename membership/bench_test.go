@@ -29,6 +29,26 @@ func BenchmarkPlanAfterDeath(b *testing.B) {
 	}
 }
 
+func BenchmarkPlanUnowned(b *testing.B) {
+	// 10,000 new resources registered into a cluster holding 100,000: the
+	// reconciler's incremental plan.
+	f := newTestFSM(b)
+	f.addMembers(5)
+	f.register(100000)
+	f.converge(bigRounds())
+	specs := make([]ResourceSpec, MaxBatch)
+	for i := range specs {
+		specs[i] = ResourceSpec{ID: fmt.Sprintf("new-%06d", i)}
+	}
+	f.ok(RegisterCmd(specs))
+	var p PlanResult
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		f.Read(func(s *State) { p = PlanUnowned(s, DefaultPlanConfig()) })
+	}
+	b.ReportMetric(float64(len(p.Moves)), "moves")
+}
+
 func BenchmarkApplyAssignAfterDeath(b *testing.B) {
 	// Committing the failover of a dead member's ~2,000 resources (of 10,000).
 	for i := 0; i < b.N; i++ {

@@ -94,7 +94,12 @@
 // is undrained) is the best member of about 1/N of the resources; only those
 // move to it, at most PlanConfig.MaxMovesPerRound per round and only while
 // its load stays within its fair share (PlanConfig.FairShareSlack), so it is
-// not flooded. Suspects keep their resources and receive none.
+// not flooded. Suspects keep their resources and receive none. PlanUnowned
+// computes the same moves for unowned resources only: while no member has
+// changed (State.MemberRevision) and no rebalance is pending, newly
+// registered resources are the only ones that can need an owner, so the
+// reconciler plans just those and a registration burst does not cost a full
+// pass over every resource per tick.
 //
 // # Reconciler
 //

@@ -129,12 +129,12 @@ func (f *FSM) View() View {
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	s := &fsmSnapshot{revision: f.st.revision, members: make([]Member, 0, len(f.st.members)), resources: make([]Resource, 0, len(f.st.resources))}
+	s := &fsmSnapshot{revision: f.st.revision, members: make([]Member, 0, len(f.st.members)), resources: make([]Resource, 0, len(f.st.res))}
 	for _, m := range f.st.members {
 		s.members = append(s.members, *m)
 	}
-	for _, r := range f.st.resources {
-		s.resources = append(s.resources, r.Resource)
+	for i := range f.st.res {
+		s.resources = append(s.resources, f.st.res[i].Resource)
 	}
 	return s, nil
 }

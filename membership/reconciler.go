@@ -114,6 +114,7 @@ type ReconcilerStats struct {
 	Rejected      uint64 // commands the FSM rejected
 	Stalls        uint64 // tick gaps over MaxTickGap
 	Errors        uint64 // commits that failed
+	FullPlans     uint64 // plans over all resources (the others cover only unowned ones)
 }
 
 // Reconciler is the leader's control loop: it turns heartbeat arrivals into
@@ -138,13 +139,15 @@ type Reconciler struct {
 	lastTick    time.Time
 	plannedRev  uint64
 	planned     bool
+	plannedMRev uint64               // MemberRevision at the last full plan
+	pending     bool                 // the last full plan was rate-limited or could not place something
 	deadSince   map[string]time.Time // member id -> when this leadership first saw it dead
 
 	stats reconcilerCounters // atomics: Stats never waits for a Step
 }
 
 type reconcilerCounters struct {
-	ticks, suspect, dead, alive, moves, skipped, rejected, stalls, errors atomic.Uint64
+	ticks, suspect, dead, alive, moves, skipped, rejected, stalls, errors, fullPlans atomic.Uint64
 }
 
 // NewReconciler builds a reconciler; it starts nothing (call Run).
@@ -194,7 +197,7 @@ func (r *Reconciler) Stats() ReconcilerStats {
 	return ReconcilerStats{
 		Ticks: c.ticks.Load(), MarkedSuspect: c.suspect.Load(), MarkedDead: c.dead.Load(),
 		MarkedAlive: c.alive.Load(), Moves: c.moves.Load(), Skipped: c.skipped.Load(),
-		Rejected: c.rejected.Load(), Stalls: c.stalls.Load(), Errors: c.errors.Load(),
+		Rejected: c.rejected.Load(), Stalls: c.stalls.Load(), Errors: c.errors.Load(), FullPlans: c.fullPlans.Load(),
 	}
 }
 
@@ -317,23 +320,37 @@ func (r *Reconciler) repliedSinceDeath(id, addr string) bool {
 // assign plans on the current state and commits the moves in batches.
 func (r *Reconciler) assign(ctx context.Context) error {
 	var plan PlanResult
-	var rev uint64
-	skip := false
+	var rev, mrev uint64
+	full, skip := false, false
 	r.state.Read(func(s *State) {
-		rev = s.Revision()
-		if r.planned && rev == r.plannedRev {
+		rev, mrev = s.Revision(), s.MemberRevision()
+		switch {
+		case r.planned && rev == r.plannedRev:
 			skip = true // nothing changed since the last plan
-			return
+		case !r.planned || mrev != r.plannedMRev || r.pending:
+			full = true
+			plan = Plan(s, r.cfg.Plan)
+		case s.NumUnowned() == 0:
+			skip = true // only resource updates or our own moves
+		default:
+			plan = PlanUnowned(s, r.cfg.Plan) // new resources only
 		}
-		plan = Plan(s, r.cfg.Plan)
 	})
 	if skip {
+		r.plannedRev = rev
 		return nil
+	}
+	if full {
+		r.plannedMRev, r.pending = mrev, plan.Deferred > 0 || plan.Unplaceable > 0
+		// (Capped moves wait for the next member change: only that changes
+		// fair shares enough to matter.)
+		r.stats.fullPlans.Add(1)
 	}
 	for i := 0; i < len(plan.Moves); i += MaxBatch {
 		batch := plan.Moves[i:min(i+MaxBatch, len(plan.Moves))]
 		res, err := r.commit(ctx, AssignCmd(batch))
 		if err != nil {
+			r.planned = false // the next step plans everything again
 			return err
 		}
 		if res != nil {

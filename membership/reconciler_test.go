@@ -464,3 +464,46 @@ func TestCommit(t *testing.T) {
 		t.Fatalf("applier error: %v", err)
 	}
 }
+
+func TestReconcilerPlansIncrementallyAndRetries(t *testing.T) {
+	s := newSim(t, 4, 1000, "n1")
+	s.until(3, "assigned", func() bool { return s.unowned() == 0 })
+	for i := 0; i < 5; i++ {
+		s.tick()
+	}
+	full := s.r.Stats().FullPlans
+	// New resources in steady state are placed without a full plan.
+	for batch := 0; batch < 5; batch++ {
+		specs := make([]ResourceSpec, 100)
+		for i := range specs {
+			specs[i] = ResourceSpec{ID: fmt.Sprintf("b%d-%03d", batch, i)}
+		}
+		s.f.ok(RegisterCmd(specs))
+		s.tick()
+		if s.unowned() != 0 {
+			t.Fatalf("batch %d not placed in one tick", batch)
+		}
+	}
+	if got := s.r.Stats().FullPlans; got != full {
+		t.Fatalf("%d full plans for new resources only", got-full)
+	}
+	// A member change plans everything.
+	s.f.ok(SetDrainCmd("n2", true))
+	s.tick()
+	if got := s.r.Stats().FullPlans; got != full+1 || len(s.f.ownedBy("n2")) != 0 {
+		t.Fatalf("drain: full plans %d, n2 owns %d", got-full, len(s.f.ownedBy("n2")))
+	}
+	// A failed commit is retried on the next tick although nothing changed.
+	s.f.ok(RegisterCmd([]ResourceSpec{{ID: "retry-me"}}))
+	s.leader.Store(false)                                // the Applier refuses...
+	s.r.leader = LeaderFunc(func() bool { return true }) // ...while the lease still looks valid
+	s.tick()
+	if s.r.Stats().Errors == 0 || ownerOf(s.f, "retry-me") != "" {
+		t.Fatal("commit should have failed")
+	}
+	s.leader.Store(true)
+	s.tick()
+	if ownerOf(s.f, "retry-me") == "" {
+		t.Fatal("failed assignment not retried")
+	}
+}

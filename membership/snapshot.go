@@ -175,7 +175,8 @@ func readSnapshot(r io.Reader) (*State, error) {
 		}
 	}
 	want := hdr.GetResourceCount()
-	st.resources = make(map[string]*resEntry, want)
+	st.res = make([]resEntry, 0, want)
+	st.byID = make(map[string]int32, want)
 	prev = ""
 	for {
 		f, err := next()
@@ -183,8 +184,8 @@ func readSnapshot(r io.Reader) (*State, error) {
 			return nil, err
 		}
 		if end := f.GetEnd(); end != nil {
-			if end.GetResourceCount() != want || uint64(len(st.resources)) != want {
-				return nil, snapErr("resource count: header %d, end %d, read %d", want, end.GetResourceCount(), len(st.resources))
+			if end.GetResourceCount() != want || uint64(len(st.res)) != want {
+				return nil, snapErr("resource count: header %d, end %d, read %d", want, end.GetResourceCount(), len(st.res))
 			}
 			break
 		}
@@ -194,27 +195,25 @@ func readSnapshot(r io.Reader) (*State, error) {
 		}
 		for _, pr := range batch.GetResources() {
 			id := pr.GetId()
-			if len(st.resources) > 0 && id <= prev {
+			if len(st.res) > 0 && id <= prev {
 				return nil, snapErr("resources not sorted at %q", id)
 			}
 			prev = id
 			if err := checkResourceSpec(&pb.ResourceSpec{Id: id, Weight: pr.GetWeight(), Labels: pr.GetLabels()}); err != nil || pr.GetWeight() == 0 {
 				return nil, snapErr("resource %q: weight %d: %v", id, pr.GetWeight(), err)
 			}
-			if uint64(len(st.resources)) >= want {
+			if uint64(len(st.res)) >= want {
 				return nil, snapErr("more resources than the header's %d", want)
 			}
-			r := &resEntry{Resource: Resource{ID: id, Weight: pr.GetWeight(), Labels: toLabels(pr.GetLabels())}, hash: hashID(id)}
-			st.resources[id] = r
+			r := st.add(Resource{ID: id, Weight: pr.GetWeight(), Labels: toLabels(pr.GetLabels())})
 			if o := pr.GetOwner(); o != "" {
-				if _, ok := st.members[o]; !ok {
+				m, ok := st.members[o]
+				if !ok {
 					return nil, snapErr("resource %q owned by unknown member %q", id, o)
 				}
-				st.setOwner(r, o, pr.GetEpoch())
+				st.setOwner(r, m.ID, pr.GetEpoch()) // m.ID: one shared string per owner
 			} else if pr.GetEpoch() != 0 {
 				return nil, snapErr("unowned resource %q has epoch %d", id, pr.GetEpoch())
-			} else {
-				st.setOwner(r, "", 0)
 			}
 		}
 	}

@@ -88,7 +88,8 @@ type State struct {
 	revision  uint64
 	memberRev uint64 // revision of the last member change (or of the restored snapshot)
 	members   map[string]*Member
-	resources map[string]*resEntry
+	res       []resEntry                     // dense, in no particular order (cache-friendly scans)
+	byID      map[string]int32               // resource id -> position in res
 	owned     map[string]map[string]struct{} // owner id -> resource ids
 	unowned   map[string]struct{}            // resource ids without an owner
 }
@@ -96,10 +97,10 @@ type State struct {
 // NewState returns an empty state at revision 0.
 func NewState() *State {
 	return &State{
-		members:   make(map[string]*Member),
-		resources: make(map[string]*resEntry),
-		owned:     make(map[string]map[string]struct{}),
-		unowned:   make(map[string]struct{}),
+		members: make(map[string]*Member),
+		byID:    make(map[string]int32),
+		owned:   make(map[string]map[string]struct{}),
+		unowned: make(map[string]struct{}),
 	}
 }
 
@@ -136,7 +137,7 @@ func (s *State) Members() []Member {
 
 // Resource returns a copy of the resource with this id.
 func (s *State) Resource(id string) (Resource, bool) {
-	r, ok := s.resources[id]
+	r, ok := s.get(id)
 	if !ok {
 		return Resource{}, false
 	}
@@ -144,13 +145,47 @@ func (s *State) Resource(id string) (Resource, bool) {
 }
 
 // NumResources is the number of registered resources.
-func (s *State) NumResources() int { return len(s.resources) }
+func (s *State) NumResources() int { return len(s.res) }
+
+// get returns the entry of resource id; the pointer is valid until the next
+// add or remove.
+func (s *State) get(id string) (*resEntry, bool) {
+	i, ok := s.byID[id]
+	if !ok {
+		return nil, false
+	}
+	return &s.res[i], true
+}
+
+// add appends a new, unowned resource and returns its entry.
+func (s *State) add(r Resource) *resEntry {
+	s.res = append(s.res, resEntry{Resource: r, hash: hashID(r.ID)})
+	s.byID[r.ID] = int32(len(s.res) - 1)
+	e := &s.res[len(s.res)-1]
+	s.unowned[r.ID] = struct{}{}
+	return e
+}
+
+// remove deletes resource id (which must exist and be unowned) by moving the
+// last entry into its place.
+func (s *State) remove(id string) {
+	i := s.byID[id]
+	last := int32(len(s.res) - 1)
+	if i != last {
+		s.res[i] = s.res[last]
+		s.byID[s.res[i].ID] = i
+	}
+	s.res[last] = resEntry{}
+	s.res = s.res[:last]
+	delete(s.byID, id)
+	delete(s.unowned, id)
+}
 
 // EachResource calls fn for every resource in no particular order until fn
 // returns false.
 func (s *State) EachResource(fn func(Resource) bool) {
-	for _, r := range s.resources {
-		if !fn(r.Resource) {
+	for i := range s.res {
+		if !fn(s.res[i].Resource) {
 			return
 		}
 	}
@@ -161,7 +196,8 @@ func (s *State) Owned(id string) []Resource {
 	set := s.owned[id]
 	out := make([]Resource, 0, len(set))
 	for rid := range set {
-		out = append(out, s.resources[rid].Resource)
+		r, _ := s.get(rid)
+		out = append(out, r.Resource)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
@@ -170,9 +206,9 @@ func (s *State) Owned(id string) []Resource {
 // View returns a deep, sorted copy of the whole state. It costs O(n log n) in
 // the number of resources: the API's list calls use it, hot paths do not.
 func (s *State) View() View {
-	v := View{Revision: s.revision, Members: s.Members(), Resources: make([]Resource, 0, len(s.resources))}
-	for _, r := range s.resources {
-		v.Resources = append(v.Resources, r.Resource)
+	v := View{Revision: s.revision, Members: s.Members(), Resources: make([]Resource, 0, len(s.res))}
+	for i := range s.res {
+		v.Resources = append(v.Resources, s.res[i].Resource)
 	}
 	sort.Slice(v.Resources, func(i, j int) bool { return v.Resources[i].ID < v.Resources[j].ID })
 	return v
@@ -195,7 +231,7 @@ func (s *State) Check() error {
 			return fmt.Errorf("owner index names unknown member %q", owner)
 		}
 		for rid := range set {
-			r, ok := s.resources[rid]
+			r, ok := s.get(rid)
 			if !ok {
 				return fmt.Errorf("owner index of %q names unknown resource %q", owner, rid)
 			}
@@ -207,11 +243,21 @@ func (s *State) Check() error {
 	}
 	owned := 0
 	for id := range s.unowned {
-		if r, ok := s.resources[id]; !ok || r.Owner != "" {
+		if r, ok := s.get(id); !ok || r.Owner != "" {
 			return fmt.Errorf("unowned index lists %q, which is missing or owned", id)
 		}
 	}
-	for id, r := range s.resources {
+	if len(s.byID) != len(s.res) {
+		return fmt.Errorf("id index holds %d entries for %d resources", len(s.byID), len(s.res))
+	}
+	for i := range s.res {
+		r, id := &s.res[i], s.res[i].ID
+		if j, ok := s.byID[id]; !ok || int(j) != i {
+			return fmt.Errorf("id index of %q points to %d, entry is at %d", id, j, i)
+		}
+		if r.hash != hashID(id) {
+			return fmt.Errorf("resource %q has a stale hash", id)
+		}
 		if r.Owner == "" {
 			if r.Epoch != 0 {
 				return fmt.Errorf("unowned resource %q has epoch %d", id, r.Epoch)

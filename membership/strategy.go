@@ -52,7 +52,8 @@ type PlanResult struct {
 	Moves       []Move // sorted by resource id
 	Placed      int    // moves of unowned resources or resources whose owner cannot keep them
 	Rebalanced  int    // moves toward the preferred member of a resource whose owner could keep it
-	Deferred    int    // rebalancing moves held back by MaxMovesPerRound or the fair-share cap
+	Deferred    int    // rebalancing moves held back by MaxMovesPerRound (for a later round)
+	Capped      int    // rebalancing moves not made because the target is at its fair share
 	Unplaceable int    // resources that need an owner while no member can take one
 }
 
@@ -70,7 +71,16 @@ type PlanResult struct {
 //     work (a newcomer, or a member back from the dead): rate-limited by
 //     MaxMovesPerRound and capped at the target's fair share. A suspect member
 //     keeps its resources and receives none, so a flap moves nothing.
-func Plan(s *State, cfg PlanConfig) PlanResult {
+func Plan(s *State, cfg PlanConfig) PlanResult { return plan(s, cfg, false) }
+
+// PlanUnowned is Plan restricted to resources without an owner: the moves
+// Plan would make for them (Plan places each resource independently of the
+// others), at a cost proportional to their number instead of all resources.
+// The reconciler uses it while MemberRevision is unchanged and no rebalance is
+// pending: then no owned resource can need a move.
+func PlanUnowned(s *State, cfg PlanConfig) PlanResult { return plan(s, cfg, true) }
+
+func plan(s *State, cfg PlanConfig, onlyUnowned bool) PlanResult {
 	type cand struct {
 		id   string
 		seed uint64
@@ -107,7 +117,7 @@ func Plan(s *State, cfg PlanConfig) PlanResult {
 	}
 	var rebal []rebalance
 	total := 0.0
-	for _, r := range s.resources {
+	consider := func(r *resEntry) {
 		w := float64(r.Weight)
 		owner, keep := index[r.Owner]
 		if r.Owner == "" {
@@ -115,7 +125,7 @@ func Plan(s *State, cfg PlanConfig) PlanResult {
 		}
 		if !keep && takers == 0 {
 			res.Unplaceable++
-			continue
+			return
 		}
 		total += w
 		best, bestTaker := -1, -1
@@ -133,11 +143,21 @@ func Plan(s *State, cfg PlanConfig) PlanResult {
 			res.Moves = append(res.Moves, Move{ResourceID: r.ID, From: r.Owner, FromEpoch: r.Epoch, To: cands[bestTaker].id})
 			cands[bestTaker].load += w
 			res.Placed++
-			continue
+			return
 		}
 		cands[owner].load += w
 		if best != owner && cands[best].take {
 			rebal = append(rebal, rebalance{r: r, from: owner, to: best, weight: w})
+		}
+	}
+	if onlyUnowned {
+		for id := range s.unowned {
+			r, _ := s.get(id)
+			consider(r)
+		}
+	} else {
+		for i := range s.res {
+			consider(&s.res[i])
 		}
 	}
 
@@ -145,7 +165,11 @@ func Plan(s *State, cfg PlanConfig) PlanResult {
 		sort.Slice(rebal, func(i, j int) bool { return rebal[i].r.ID < rebal[j].r.ID })
 		for _, rb := range rebal {
 			fair := total * cands[rb.to].cap / capSum * (1 + cfg.FairShareSlack)
-			if res.Rebalanced >= cfg.MaxMovesPerRound || cands[rb.to].load+rb.weight > fair {
+			if cands[rb.to].load+rb.weight > fair {
+				res.Capped++
+				continue
+			}
+			if res.Rebalanced >= cfg.MaxMovesPerRound {
 				res.Deferred++
 				continue
 			}

@@ -277,3 +277,35 @@ func TestPlanConfigValidate(t *testing.T) {
 
 // pinnedPlan is the digest of the initial placement in TestPlanDeterministic.
 const pinnedPlan = "36d34fbb3b090ef6"
+
+func TestPlanUnownedMatchesPlan(t *testing.T) {
+	f := newTestFSM(t)
+	f.addMembers(5)
+	f.register(3000)
+	f.converge(bigRounds())
+	f.ok(MarkDeadCmd("n2"))
+	specs := make([]ResourceSpec, 500)
+	for i := range specs {
+		specs[i] = ResourceSpec{ID: fmt.Sprintf("new-%03d", i)}
+	}
+	f.ok(RegisterCmd(specs))
+	var full, part PlanResult
+	f.Read(func(s *State) {
+		full, part = Plan(s, DefaultPlanConfig()), PlanUnowned(s, DefaultPlanConfig())
+		if s.NumUnowned() != 500 {
+			t.Fatalf("%d unowned", s.NumUnowned())
+		}
+	})
+	var want []Move
+	for _, m := range full.Moves {
+		if m.From == "" {
+			want = append(want, m)
+		}
+	}
+	if len(want) != 500 || !reflect.DeepEqual(part.Moves, want) || part.Placed != 500 {
+		t.Fatalf("PlanUnowned: %d moves, want the %d unowned moves of Plan", len(part.Moves), len(want))
+	}
+	if len(full.Moves) <= 500 {
+		t.Fatal("full plan should also move the dead member's resources")
+	}
+}

@@ -279,7 +279,8 @@ func (w *Transport) blockHold(ctx context.Context) error {
 }
 
 // Reachable dials target through the link: through a cut (either direction) it blocks
-// until ctx ends and returns its error.
+// until ctx ends and returns its error (wrapping ErrLinkDown). Drops and delays do not
+// affect it.
 func (w *Transport) Reachable(ctx context.Context, target raft.ServerAddress) error {
 	if w.net.down(w.self, target) {
 		select {

@@ -113,6 +113,7 @@ func (t *Transport) Hold(ctx context.Context, target raft.ServerAddress) error {
 		ev, err := stream.Recv()
 		if err == nil {
 			if ev.GetGoodbye() {
+				t.logger.Debug("held stream: goodbye", "target", string(target))
 				return ErrGoodbye
 			}
 			continue
@@ -124,6 +125,7 @@ func (t *Transport) Hold(ctx context.Context, target raft.ServerAddress) error {
 			return ErrTransportShutdown
 		}
 		t.held.broke(target, gen)
+		t.logger.Debug("held stream broke", "target", string(target), "error", err)
 		if errors.Is(err, io.EOF) {
 			err = status.Error(codes.Unavailable, "stream ended without goodbye")
 		}

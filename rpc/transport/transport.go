@@ -74,6 +74,9 @@ type Transport struct {
 
 	goodbyeCh   chan struct{}
 	goodbyeOnce sync.Once
+
+	warnMu sync.Mutex
+	warned map[string]time.Time // caller -> last wrong-cluster warning
 }
 
 // peerConns are the two client connections to one peer.
@@ -317,11 +320,32 @@ func (t *Transport) checkCluster(ctx context.Context, method string) error {
 		return nil
 	}
 	if got[0] != t.cfg.ClusterID {
+		t.warnWrongCluster(from, got[0])
 		return status.Errorf(codes.FailedPrecondition,
 			"wrong cluster: request from %s of cluster %q, this node %q is in cluster %q",
 			from, got[0], t.cfg.ID, t.cfg.ClusterID)
 	}
 	return nil
+}
+
+// wrongClusterLogEvery limits the warning about calls from another cluster to one per
+// calling node per interval.
+const wrongClusterLogEvery = time.Minute
+
+func (t *Transport) warnWrongCluster(from, cluster string) {
+	t.warnMu.Lock()
+	if t.warned == nil {
+		t.warned = make(map[string]time.Time)
+	}
+	last, ok := t.warned[from]
+	now := time.Now()
+	if ok && now.Sub(last) < wrongClusterLogEvery {
+		t.warnMu.Unlock()
+		return
+	}
+	t.warned[from] = now
+	t.warnMu.Unlock()
+	t.logger.Warn("rejected calls from another cluster", "from", from, "cluster", cluster, "ours", t.cfg.ClusterID)
 }
 
 func (t *Transport) unaryServerInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo,

@@ -370,13 +370,20 @@ func TestReconnectAfterPeerRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = b.Close()
-	if err := vote(); err == nil {
-		t.Fatal("vote to a closed peer succeeded")
+	// Fail for a while, so gRPC's reconnect backoff grows to its cap.
+	downUntil := time.Now().Add(3 * time.Second)
+	for time.Now().Before(downUntil) {
+		if err := vote(); err == nil {
+			t.Fatal("vote to a closed peer succeeded")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	b2 := newTestTransport(t, "b", func(c *Config) { c.BindAddr = string(addr) })
 	serve(t, b2, echoHandler)
 	start := time.Now()
-	waitFor(t, 5*time.Second, "calls to the restarted peer", func() bool { return vote() == nil })
+	// MaxReconnectBackoff is 1s: traffic must resume within about that, not gRPC's
+	// default of up to 120 s.
+	waitFor(t, 4*time.Second, "calls to the restarted peer", func() bool { return vote() == nil })
 	t.Logf("traffic resumed %v after restart", time.Since(start))
 }
 
@@ -388,6 +395,10 @@ func TestCallsAfterCloseReturnShutdown(t *testing.T) {
 	checks := map[string]error{
 		"AppendEntries":  a.AppendEntries("b", b.LocalAddr(), &raft.AppendEntriesRequest{Term: 1}, &raft.AppendEntriesResponse{}),
 		"RequestVote":    a.RequestVote("b", b.LocalAddr(), &raft.RequestVoteRequest{}, &raft.RequestVoteResponse{}),
+		"RequestPreVote": a.RequestPreVote("b", b.LocalAddr(), &raft.RequestPreVoteRequest{}, &raft.RequestPreVoteResponse{}),
+		"TimeoutNow":     a.TimeoutNow("b", b.LocalAddr(), &raft.TimeoutNowRequest{}, &raft.TimeoutNowResponse{}),
+		"InstallSnapshot": a.InstallSnapshot("b", b.LocalAddr(), &raft.InstallSnapshotRequest{Size: 1},
+			&raft.InstallSnapshotResponse{}, strings.NewReader("x")),
 		"Hold":           a.Hold(t.Context(), b.LocalAddr()),
 		"Reachable":      a.Reachable(t.Context(), b.LocalAddr()),
 		"TimeoutNowSelf": a.TimeoutNowSelf(t.Context()),
