@@ -493,7 +493,7 @@ func TestReconcilerPlansIncrementallyAndRetries(t *testing.T) {
 	if got := s.r.Stats().FullPlans; got != full+1 || len(s.f.ownedBy("n2")) != 0 {
 		t.Fatalf("drain: full plans %d, n2 owns %d", got-full, len(s.f.ownedBy("n2")))
 	}
-	// A failed commit is retried on the next tick although nothing changed.
+	// A failed commit is retried on the next tick.
 	s.f.ok(RegisterCmd([]ResourceSpec{{ID: "retry-me"}}))
 	s.leader.Store(false)                                // the Applier refuses...
 	s.r.leader = LeaderFunc(func() bool { return true }) // ...while the lease still looks valid

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -195,4 +196,90 @@ func TestRestoreRejectsCorruptSnapshots(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestReplicasConverge: replicas that apply the same log — one of them from a
+// snapshot taken half-way — answer every command alike and end with
+// byte-identical snapshots, although their in-memory layouts differ.
+func TestReplicasConverge(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	a, b := newTestFSM(t), newTestFSM(t)
+	var restored []*testFSM // replicas started from a snapshot at steps 100, 200, 300...
+	var log [][]byte
+	emit := func(cmd *pb.Command) {
+		data := MustEncode(cmd)
+		log = append(log, data)
+		ra, rb := a.apply(data), b.apply(data)
+		if fmt.Sprint(ra) != fmt.Sprint(rb) {
+			t.Fatalf("entry %d: replicas answered %v and %v", len(log), ra, rb)
+		}
+		for i, c := range restored {
+			if rc := c.apply(data); fmt.Sprint(rc) != fmt.Sprint(ra) {
+				t.Fatalf("entry %d: replica %d (restored) answered %v, others %v", len(log), i, rc, ra)
+			}
+		}
+	}
+	member := func() string { return fmt.Sprintf("n%d", 1+rng.IntN(6)) }
+	for step := 0; step < 700; step++ {
+		if step > 0 && step%100 == 0 {
+			c := newTestFSM(t)
+			if err := c.Restore(io.NopCloser(bytes.NewReader(snapshotBytes(t, a.FSM)))); err != nil {
+				t.Fatal(err)
+			}
+			c.idx = a.idx
+			restored = append(restored, c)
+		}
+		switch k := rng.IntN(10); {
+		case k < 2:
+			id := member()
+			emit(UpsertMemberCmd(MemberSpec{ID: id, PeerAddr: "addr-" + id, Capacity: uint32(rng.IntN(3)) * 100}))
+		case k < 4:
+			specs := make([]ResourceSpec, 1+rng.IntN(200))
+			for i := range specs {
+				specs[i] = ResourceSpec{ID: fmt.Sprintf("r%04d", rng.IntN(3000)), Weight: uint32(rng.IntN(5))}
+			}
+			emit(RegisterCmd(dedupe(specs)))
+		case k < 5:
+			ids := map[string]bool{}
+			for i := 0; i < 1+rng.IntN(50); i++ {
+				ids[fmt.Sprintf("r%04d", rng.IntN(3000))] = true
+			}
+			var list []string
+			for id := range ids {
+				list = append(list, id)
+			}
+			emit(DeleteCmd(list))
+		case k < 7:
+			id := member()
+			emit([]*pb.Command{MarkSuspectCmd(id), MarkDeadCmd(id), MarkAliveCmd(id), MarkLeftCmd(id),
+				SetDrainCmd(id, rng.IntN(2) == 0), SetAppHealthCmd(id, rng.IntN(3) > 0), RemoveMemberCmd(id)}[rng.IntN(7)])
+		default: // the leader's plan, as the reconciler would commit it
+			var p PlanResult
+			a.Read(func(s *State) { p = Plan(s, PlanConfig{MaxMovesPerRound: 100, FairShareSlack: 0.1}) })
+			if len(p.Moves) > 0 {
+				emit(AssignCmd(p.Moves))
+			}
+		}
+	}
+	sa := snapshotBytes(t, a.FSM)
+	for i, c := range append([]*testFSM{b}, restored...) {
+		if !bytes.Equal(sa, snapshotBytes(t, c.FSM)) {
+			t.Fatalf("replica %d diverged", i)
+		}
+	}
+	if v := a.View(); len(v.Resources) < 500 || len(v.Members) < 3 || a.idx < 300 {
+		t.Fatalf("weak history: %d resources, %d members, %d entries", len(v.Resources), len(v.Members), a.idx)
+	}
+}
+
+func dedupe(specs []ResourceSpec) []ResourceSpec {
+	seen := map[string]bool{}
+	out := specs[:0]
+	for _, s := range specs {
+		if !seen[s.ID] {
+			seen[s.ID] = true
+			out = append(out, s)
+		}
+	}
+	return out
 }

@@ -13,8 +13,8 @@ type PlanConfig struct {
 	// can keep them, toward the member rendezvous hashing prefers, typically a
 	// newcomer) per Plan call. Resources with no owner or an owner that can no
 	// longer keep them (dead, left, draining, unhealthy) are always placed at
-	// once: this cap never delays a failover. Default 500 (10,000/s at the
-	// reconciler's 50 ms tick).
+	// once: this cap never delays a failover. 0 disables rebalancing.
+	// Default 500 (10,000/s at the reconciler's 50 ms tick).
 	MaxMovesPerRound int
 	// FairShareSlack lets a member receive rebalancing moves only while its
 	// load (sum of resource weights) stays at or under its fair share times
