@@ -100,6 +100,10 @@ func TestNotLeaderError(t *testing.T) {
 		t.Fatalf("message %q does not name the leader", err)
 	}
 	if errors.Is(err, ErrNoLeader) {
-		t.Fatal("NotLeaderError matches ErrNoLeader")
+		t.Fatal("NotLeaderError naming a leader matches ErrNoLeader")
+	}
+	var none error = &NotLeaderError{}
+	if !errors.Is(none, ErrNotLeader) || !errors.Is(none, ErrNoLeader) {
+		t.Fatal("NotLeaderError without a leader should match ErrNotLeader and ErrNoLeader")
 	}
 }

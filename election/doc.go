@@ -47,12 +47,13 @@
 // the lease lapses, IsLeader turns false at once, even while raft still says
 // Leader. One path bypasses the normal vote: a TimeoutNow (leadership
 // transfer, and the fast failover below) makes voters vote although they
-// still know a leader. After a transfer the old leader has already stepped
-// down; after a fast failover the old leader is dead by the evidence required.
-// Only if that evidence lied (a live leader whose sockets were reset and whose
-// port refused a redial, confirmed by a second member) could its lease
-// overlap the new leader's for at most LeaseDuration; fencing tokens still
-// differ and grow.
+// still know a leader. So a leader stops claiming leadership for as long as
+// a transfer it started runs (Transfer and Shutdown), and claims it again if
+// the transfer fails. After a fast failover the old leader is dead by the
+// evidence required. Only if that evidence lied (a live leader whose sockets
+// were reset and whose port refused a redial, confirmed by a second member)
+// could its lease overlap the new leader's, for at most LeaseDuration;
+// fencing tokens still differ and grow.
 //
 // # Leadership view and watchers
 //
@@ -76,20 +77,31 @@
 //
 // A crashed process announces itself: the kernel closes its sockets. While
 // this node is a voter follower with a known leader, a loop holds a stream to
-// the leader (Transport.Hold). When the leader closes it (ErrPeerClosed), the
-// node redials the leader (RedialTimeout, 20 ms): an accepted connection means
-// no crash. Otherwise it asks the other members in parallel whether they lost
-// the leader too (ConfirmLost, ConfirmTimeout) and needs at least one to
-// agree, so a single bad link cannot depose a leader the others still hear.
-// Then it waits rank x FailoverRankStep, rank being its place among the voters
-// other than the dead leader sorted by id, and if raft still follows the same
-// (or no) leader in the same term, it hands its own raft a TimeoutNow: raft
-// stands at once, skipping pre-vote, and the others vote for it although
-// their heartbeat timers have not fired. A timeout alone, a dial that fails
-// before the stream opens, or a goodbye (graceful stop) never triggers it;
-// silent failures (pause, partition) are left to raft's heartbeat timeout and
-// pre-vote. Every step is logged at info with its timing, and triggers are
-// counted in heartbeat_fast_failover_triggers_total.
+// the leader (Transport.Hold). When it starts holding a new leader it also
+// asks each other member once whether it lost that leader (they say no), so
+// the connections the crash check needs are open before a crash. When the
+// leader closes the stream (ErrPeerClosed), the node redials the leader
+// (RedialTimeout, 20 ms): an accepted connection means no crash. Otherwise it
+// asks the other members in parallel whether they lost the leader too
+// (ConfirmLost, ConfirmTimeout) and needs at least one to agree, so a single
+// bad link cannot depose a leader the others still hear. Then it waits rank x
+// FailoverRankStep, rank being its place among the voters other than the dead
+// leader sorted by id, and if raft still follows the same (or no) leader in
+// the same term, it hands its own raft a TimeoutNow: raft stands at once,
+// skipping pre-vote, and the others vote for it although their heartbeat
+// timers have not fired. A timeout alone, a dial that fails before the stream
+// opens, or a goodbye (graceful stop) never triggers it; silent failures
+// (pause, partition) are left to raft's heartbeat timeout and pre-vote. Every
+// step is logged at info with its timing, and triggers are counted in
+// heartbeat_fast_failover_triggers_total.
+//
+// The rank step must exceed the time one node's stand takes to reach the
+// others (its TimeoutNow through raft's main loop, then its vote requests
+// through theirs): raft acts on a TimeoutNow whatever its term, so a later
+// rank whose TimeoutNow is processed after an earlier rank has won deposes
+// the winner and costs an election timeout. On an idle machine a stand
+// propagates in a few milliseconds; under heavy CPU load it has been seen to
+// take hundreds (the tests, run with -race on a loaded machine, use 400 ms).
 //
 // # Shutdown
 //

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -458,8 +459,8 @@ func TestUnreachableBootstrapPeers(t *testing.T) {
 	if l.LeaderID != "" || l.IsLeader || l.FencingToken != 0 {
 		t.Fatalf("lone node claims a leader: %+v", l)
 	}
-	if _, err := n.Apply(ctxFor(t, time.Second), []byte("x")); !errors.Is(err, ErrNotLeader) {
-		t.Fatalf("apply without leader: %v, want ErrNotLeader", err)
+	if _, err := n.Apply(ctxFor(t, time.Second), []byte("x")); !errors.Is(err, ErrNotLeader) || !errors.Is(err, ErrNoLeader) {
+		t.Fatalf("apply without leader: %v, want ErrNotLeader and ErrNoLeader", err)
 	}
 }
 
@@ -496,5 +497,98 @@ func TestBrokenStreamToLiveLeaderDoesNotDepose(t *testing.T) {
 		if l := c.nodes[li].node.Leadership(); l.Term != before.Term || !l.IsLeader {
 			t.Fatalf("refuse=%v: leader %+v, was %+v", refuse, l, before)
 		}
+	}
+}
+
+// TestTransfer hands leadership to a named voter and then to any voter. The
+// leader stops claiming leadership while a transfer runs (the target is
+// elected by votes that ignore the old leader's lease), and a sampler checks
+// that no two nodes ever claim it at once.
+func TestTransfer(t *testing.T) {
+	c := newCluster(t, 3, clusterOpts{fastFailover: true})
+	li := c.waitLeader(15 * time.Second)
+
+	stop := make(chan struct{})
+	overlap := make(chan string, 1)
+	var sampler sync.WaitGroup
+	sampler.Add(1)
+	go func() {
+		defer sampler.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			var claim []string
+			for _, tn := range c.nodes {
+				if tn.node.Leadership().IsLeader {
+					claim = append(claim, tn.id)
+				}
+			}
+			if len(claim) > 1 {
+				select {
+				case overlap <- fmt.Sprint(claim):
+				default:
+				}
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	defer func() {
+		close(stop)
+		sampler.Wait()
+		select {
+		case who := <-overlap:
+			t.Errorf("two nodes claimed leadership at once: %s", who)
+		default:
+		}
+	}()
+
+	target := (li + 1) % 3
+	old := c.nodes[li].node
+
+	// A transfer to an unreachable target fails after raft's election
+	// timeout; meanwhile the leader, still raft leader, claims nothing, and
+	// it claims leadership again after the failure.
+	c.isolate(target)
+	failed := make(chan error, 1)
+	go func() { failed <- old.Transfer(ctxFor(t, 10*time.Second), c.nodes[target].id) }()
+	waitFor(t, 5*time.Second, func() bool {
+		l := old.Leadership()
+		return l.State == "leader" && !l.IsLeader
+	}, c.describe)
+	if err := <-failed; err == nil {
+		t.Fatal("transfer to an isolated target succeeded")
+	}
+	c.heal(target)
+	waitFor(t, 5*time.Second, func() bool { return old.Leadership().IsLeader }, c.describe)
+	c.waitLeader(15 * time.Second) // the target follows again
+
+	// raft keeps the failed transfer "in progress" until its TimeoutNow call
+	// to the (then isolated) target gives up, and a transfer can time out
+	// while the target is still catching up: retry until the target leads.
+	var err error
+	waitFor(t, 20*time.Second, func() bool {
+		if c.nodes[target].node.Leadership().IsLeader {
+			return true
+		}
+		err = old.Transfer(ctxFor(t, 10*time.Second), c.nodes[target].id)
+		return err == nil
+	}, func() string { return fmt.Sprintf("last transfer error: %v%s", err, c.describe()) })
+	if got := c.waitLeader(15 * time.Second); got != target {
+		t.Fatalf("leader after transfer is %s, want %s", c.nodes[got].id, c.nodes[target].id)
+	}
+	if err := old.Transfer(ctxFor(t, 5*time.Second), ""); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("transfer from the old leader: %v, want ErrNotLeader", err)
+	}
+	if err := c.nodes[target].node.Transfer(ctxFor(t, 10*time.Second), ""); err != nil {
+		t.Fatalf("transfer to any voter: %v", err)
+	}
+	if got := c.waitLeader(15 * time.Second); got == target {
+		t.Fatalf("leader still %s after transfer to any voter", c.nodes[got].id)
+	}
+	if got := c.triggers(); got != 0 {
+		t.Fatalf("fast failover fired %v times during planned transfers", got)
 	}
 }

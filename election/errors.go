@@ -15,7 +15,7 @@ var (
 	ErrNotLeader = errors.New("election: not the leader")
 
 	// ErrNoLeader: no leader is known right now (an election is running or the
-	// cluster has no quorum).
+	// cluster has no quorum). A *NotLeaderError without a leader matches it.
 	ErrNoLeader = errors.New("election: no leader known")
 
 	// ErrClusterMismatch: the data directory belongs to another cluster or to
@@ -41,6 +41,11 @@ var (
 	// a voter).
 	ErrNotVoter = errors.New("election: member is not a voter")
 
+	// ErrTransferInProgress: a leadership transfer is running on this
+	// leader (raft refuses writes and new transfers meanwhile); retry
+	// shortly, or at the new leader.
+	ErrTransferInProgress = errors.New("election: leadership transfer in progress")
+
 	// ErrShutdown: the node has been shut down or closed.
 	ErrShutdown = errors.New("election: node is shut down")
 
@@ -52,7 +57,7 @@ var (
 // NotLeaderError is returned by leader-only operations on a node that is not
 // the leader. LeaderID and LeaderAddr name the leader this node currently
 // follows; both are empty when no leader is known. errors.Is(err, ErrNotLeader)
-// is true for it.
+// is true for it, and errors.Is(err, ErrNoLeader) too when no leader is known.
 type NotLeaderError struct {
 	LeaderID   string
 	LeaderAddr string
@@ -66,5 +71,8 @@ func (e *NotLeaderError) Error() string {
 	return fmt.Sprintf("%s (leader is %s at %s)", ErrNotLeader.Error(), e.LeaderID, e.LeaderAddr)
 }
 
-// Is reports whether target is ErrNotLeader.
-func (e *NotLeaderError) Is(target error) bool { return target == ErrNotLeader }
+// Is reports whether target is ErrNotLeader, or ErrNoLeader when no leader
+// is known.
+func (e *NotLeaderError) Is(target error) bool {
+	return target == ErrNotLeader || target == ErrNoLeader && e.LeaderID == "" && e.LeaderAddr == ""
+}

@@ -29,6 +29,8 @@ func (l *termLogger) args(args []any) []any {
 	return append(out, args...)
 }
 
+// The methods below implement hclog.Logger by delegating to inner.
+
 func (l *termLogger) Log(level hclog.Level, msg string, args ...any) {
 	l.inner.Log(level, msg, l.args(args)...)
 }

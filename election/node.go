@@ -33,10 +33,11 @@ type Node struct {
 	m      *metrics
 	hub    *hub
 
-	raftPtr    atomic.Pointer[raft.Raft] // for the logger, set once raft exists
-	lease      atomic.Pointer[lease]     // the leader's current lease; nil when none
-	handingOff atomic.Bool               // stopping: never claim leadership again
-	stopped    atomic.Bool               // raft has been shut down
+	raftPtr      atomic.Pointer[raft.Raft] // for the logger, set once raft exists
+	lease        atomic.Pointer[lease]     // the leader's current lease; nil when none
+	handingOff   atomic.Bool               // stopping: never claim leadership again
+	transferring atomic.Int32              // leadership transfers in flight: do not claim it
+	stopped      atomic.Bool               // raft has been shut down
 
 	observerCh chan raft.Observation
 	observer   *raft.Observer
@@ -215,7 +216,7 @@ func (n *Node) Leadership() Leadership {
 	if t1 == t2 && id != "" {
 		l.LeaderID, l.LeaderAddr, l.FencingToken = string(id), string(addr), t1
 	}
-	if state == raft.Leader && l.LeaderID == n.cfg.ID && !n.handingOff.Load() {
+	if state == raft.Leader && l.LeaderID == n.cfg.ID && !n.handingOff.Load() && n.transferring.Load() == 0 {
 		if ls := n.lease.Load(); ls != nil && ls.term == t2 && time.Now().Before(ls.until) {
 			l.IsLeader, l.LeaseUntil = true, ls.until
 		}
@@ -410,7 +411,7 @@ func (n *Node) handOff(ctx context.Context) {
 		return
 	}
 	start := time.Now()
-	err := n.await(ctx, n.raft.LeadershipTransfer())
+	err := n.transfer(ctx, n.raft.LeadershipTransfer)
 	if err != nil {
 		n.logger.Warn("leadership hand-off failed; stopping anyway", "error", err, "took", time.Since(start))
 		return

@@ -203,6 +203,9 @@ func (s *State) Owned(id string) []Resource {
 	return out
 }
 
+// NumOwned is the number of resources member id owns (O(1)).
+func (s *State) NumOwned(id string) int { return len(s.owned[id]) }
+
 // View returns a deep, sorted copy of the whole state. It costs O(n log n) in
 // the number of resources: the API's list calls use it, hot paths do not.
 func (s *State) View() View {

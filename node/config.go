@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/heartbeat-sidecar/heartbeat/election"
+	"github.com/heartbeat-sidecar/heartbeat/membership"
 )
 
 // Sentinel errors; errors from this package wrap them with %w.
@@ -72,8 +73,30 @@ type Config struct {
 	FastFailover bool
 
 	// FSM is the replicated state machine raft applies the log to. nil: a
-	// placeholder that only counts applied entries (see Node.AppliedCount).
+	// new membership.FSM (members, resources, assignments), with the
+	// reconciler, the resource API and application liveness. Another
+	// *membership.FSM is used the same way; any other raft.FSM turns the
+	// membership features off (their API calls answer Unimplemented).
 	FSM raft.FSM
+	// Membership configures the membership FSM built when FSM is nil.
+	Membership membership.Config
+	// Reconciler tunes the leader's failure detector and assignment loop
+	// (SelfID and Logger are filled in by the node).
+	Reconciler membership.ReconcilerConfig
+	// DrainTimeout bounds the drain of a planned stop (Shutdown): the node
+	// waits this long at most for its resources to move away before it
+	// records itself as left. Default 5s.
+	DrainTimeout time.Duration
+
+	// AppHealthURL, when set, is polled every AppHealthInterval: a 2xx
+	// answer means the local application is healthy. Only http:// on a
+	// loopback host or one of this node's own hosts. Empty: no polling.
+	AppHealthURL string
+	// AppHealthInterval is the poll period and timeout of AppHealthURL.
+	// Default 1s, at least 50ms.
+	AppHealthInterval time.Duration
+	// Push heartbeats need no configuration: once the application calls
+	// Coordinator.AppHeartbeat, a lapsed TTL makes it unhealthy.
 
 	// JoinRetryMax caps the backoff between join attempts. Default 2s.
 	JoinRetryMax time.Duration
@@ -98,17 +121,21 @@ type Config struct {
 func DefaultConfig() Config {
 	ec := election.DefaultConfig()
 	return Config{
-		ClusterID:        "heartbeat",
-		PeerAddr:         "127.0.0.1:7400",
-		ClientAddr:       "127.0.0.1:7401",
-		HTTPAddr:         "127.0.0.1:7402",
-		Voter:            true,
-		HeartbeatTimeout: ec.HeartbeatTimeout,
-		FastFailover:     ec.FastFailover,
-		JoinRetryMax:     2 * time.Second,
-		ShutdownTimeout:  10 * time.Second,
-		LogFormat:        "text",
-		LogLevel:         "info",
+		ClusterID:         "heartbeat",
+		PeerAddr:          "127.0.0.1:7400",
+		ClientAddr:        "127.0.0.1:7401",
+		HTTPAddr:          "127.0.0.1:7402",
+		Voter:             true,
+		HeartbeatTimeout:  ec.HeartbeatTimeout,
+		FastFailover:      ec.FastFailover,
+		JoinRetryMax:      2 * time.Second,
+		ShutdownTimeout:   10 * time.Second,
+		Membership:        membership.DefaultConfig(),
+		Reconciler:        membership.DefaultReconcilerConfig(),
+		DrainTimeout:      5 * time.Second,
+		AppHealthInterval: time.Second,
+		LogFormat:         "text",
+		LogLevel:          "info",
 	}
 }
 
@@ -130,8 +157,25 @@ func (c Config) Validate() error {
 		return invalid("DataDir is empty")
 	case c.HeartbeatTimeout < 0 || c.ElectionTimeout < 0 || c.LeaseDuration < 0:
 		return invalid("timings may not be negative")
-	case c.JoinRetryMax < 0 || c.ShutdownTimeout < 0:
-		return invalid("JoinRetryMax and ShutdownTimeout may not be negative")
+	case c.JoinRetryMax < 0 || c.ShutdownTimeout < 0 || c.DrainTimeout < 0:
+		return invalid("JoinRetryMax, ShutdownTimeout and DrainTimeout may not be negative")
+	case c.AppHealthURL != "" && c.AppHealthInterval < 50*time.Millisecond:
+		return invalid("AppHealthInterval %v: at least 50ms", c.AppHealthInterval)
+	}
+	if c.AppHealthURL != "" {
+		if err := checkAppHealthURL(c.AppHealthURL, c.PeerAddr, c.AdvertisePeerAddr, c.ClientAddr, c.HTTPAddr); err != nil {
+			return invalid("AppHealthURL: %v", err)
+		}
+	}
+	if c.FSM == nil {
+		if err := c.Membership.Validate(); err != nil {
+			return invalid("Membership: %v", err)
+		}
+	}
+	rc := c.Reconciler
+	rc.SelfID = c.ID
+	if err := rc.Validate(); err != nil {
+		return invalid("Reconciler: %v", err)
 	}
 	for name, addr := range map[string]string{"PeerAddr": c.PeerAddr, "ClientAddr": c.ClientAddr, "HTTPAddr": c.HTTPAddr} {
 		if err := checkHostPort(addr); err != nil {

@@ -93,6 +93,7 @@ type cluster struct {
 	dir   string
 	peers []election.Peer
 	nodes map[string]*Node
+	tweak func(*Config) // optional, applied to every node's config
 }
 
 func (c *cluster) start(id string) *Node {
@@ -105,6 +106,9 @@ func (c *cluster) start(id string) *Node {
 	}
 	cfg := testConfig(c.t, id, addr, c.dir)
 	cfg.InitialCluster = c.peers
+	if c.tweak != nil {
+		c.tweak(&cfg)
+	}
 	n, err := New(cfg)
 	if err != nil {
 		c.t.Fatalf("start %s: %v", id, err)

@@ -3,6 +3,7 @@ package node
 import (
 	"encoding/json"
 	"net/http"
+	"sort"
 	"strings"
 	"time"
 
@@ -32,13 +33,27 @@ type LeaderRef struct {
 	Address string `json:"address"`
 }
 
-// Member is one server of the raft configuration, as served on GET /v1/members.
+// Member is one node as served on GET /v1/members: its place in the raft
+// configuration merged with its membership record.
 type Member struct {
 	ID          string     `json:"id"`
-	Address     string     `json:"address"`
-	Suffrage    string     `json:"suffrage"` // voter, nonvoter, staging
+	State       string     `json:"state"` // alive, suspect, dead, left; "" before it registered
+	Voter       bool       `json:"voter"`
+	AppHealthy  bool       `json:"app_healthy"`
+	Draining    bool       `json:"draining"`
+	Owned       uint32     `json:"owned"` // resources it owns
+	Addresses   Addresses  `json:"addresses"`
+	Address     string     `json:"address"`  // peer address (as in the raft configuration)
+	Suffrage    string     `json:"suffrage"` // voter, nonvoter, staging; "" when not in the raft configuration
 	IsLeader    bool       `json:"is_leader"`
 	LastContact *time.Time `json:"last_contact"` // leader's view; null if unknown
+}
+
+// Addresses are a member's three addresses.
+type Addresses struct {
+	Peer   string `json:"peer"`
+	Client string `json:"client"`
+	HTTP   string `json:"http"`
 }
 
 // Status returns this node's view: the same data as the Coordinator's Status.
@@ -72,8 +87,12 @@ func (n *Node) Members() ([]Member, error) {
 func MembersFromProto(ms []*heartbeatpb.Member) []Member {
 	out := make([]Member, 0, len(ms))
 	for _, m := range ms {
+		voter := m.GetVoter() || m.GetSuffrage() == "voter"
 		out = append(out, Member{
-			ID: m.GetId(), Address: m.GetAddress(), Suffrage: m.GetSuffrage(), IsLeader: m.GetIsLeader(),
+			ID: m.GetId(), State: m.GetState(), Voter: voter, AppHealthy: m.GetAppHealthy(), Draining: m.GetDraining(),
+			Owned:     m.GetOwned(),
+			Addresses: Addresses{Peer: m.GetAddress(), Client: m.GetClientAddress(), HTTP: m.GetHttpAddress()},
+			Address:   m.GetAddress(), Suffrage: m.GetSuffrage(), IsLeader: m.GetIsLeader(),
 			LastContact: unixNano(m.GetLastContactUnixNano()),
 		})
 	}
@@ -88,25 +107,48 @@ func unixNano(ns int64) *time.Time {
 	return &t
 }
 
+// route maps HTTP methods to handlers for one path.
+type route map[string]http.HandlerFunc
+
 // httpHandler serves the node's HTTP surface. Unknown paths get a 404 and
-// other methods than GET/HEAD a 405, both with a JSON error body.
+// methods a path does not serve a 405, both with a JSON error body.
+// /v1/resources/{id} takes the (path-escaped) resource id as the rest of
+// the path.
 func (n *Node) httpHandler() http.Handler {
 	metrics := promhttp.HandlerFor(n.registry, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
-	routes := map[string]http.HandlerFunc{
-		"/healthz":    n.handleHealthz,
-		"/readyz":     n.handleReadyz,
-		"/metrics":    metrics.ServeHTTP,
-		"/v1/status":  n.handleStatus,
-		"/v1/members": n.handleMembers,
+	get := func(h http.HandlerFunc) route { return route{http.MethodGet: h, http.MethodHead: h} }
+	routes := map[string]route{
+		"/healthz":    get(n.handleHealthz),
+		"/readyz":     get(n.handleReadyz),
+		"/metrics":    get(metrics.ServeHTTP),
+		"/v1/status":  get(n.handleStatus),
+		"/v1/members": get(n.handleMembers),
 	}
+	if n.mfsm != nil {
+		routes["/v1/resources"] = route{http.MethodGet: n.handleListResources, http.MethodPost: n.handleRegisterBatch}
+		routes["/v1/assignments"] = get(n.handleAssignments)
+		routes["/v1/drain"] = route{http.MethodPost: n.handleDrain(true)}
+		routes["/v1/undrain"] = route{http.MethodPost: n.handleDrain(false)}
+		routes["/v1/app/heartbeat"] = route{http.MethodPost: n.handleAppHeartbeat}
+	}
+	resource := route{http.MethodGet: n.handleGetResource, http.MethodPut: n.handlePutResource, http.MethodDelete: n.handleDeleteResource}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h, ok := routes[r.URL.Path]
+		rt, ok := routes[r.URL.Path]
+		if !ok && n.mfsm != nil && strings.HasPrefix(r.URL.Path, resourcePrefix) {
+			rt, ok = resource, true
+		}
 		if !ok {
 			writeJSONError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
 			return
 		}
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
+		h, ok := rt[r.Method]
+		if !ok {
+			var allow []string
+			for m := range rt {
+				allow = append(allow, m)
+			}
+			sort.Strings(allow)
+			w.Header().Set("Allow", strings.Join(allow, ", "))
 			writeJSONError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on "+r.URL.Path)
 			return
 		}

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/heartbeat-sidecar/heartbeat/election"
+	"github.com/heartbeat-sidecar/heartbeat/membership"
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 	"github.com/heartbeat-sidecar/heartbeat/rpc/api"
 	"github.com/heartbeat-sidecar/heartbeat/rpc/transport"
@@ -44,9 +45,14 @@ type Node struct {
 
 	tr    *transport.Transport
 	el    *election.Node
-	fsm   *countingFSM // the placeholder, used when Config.FSM is nil
+	mfsm  *membership.FSM // nil when Config.FSM is another state machine
+	rec   *membership.Reconciler
+	app   *appHealth
 	coord *api.Coordinator
 	ready readiness
+
+	recCancel  context.CancelFunc // ends the reconciler (after the drain of a planned stop)
+	registered atomic.Bool        // this node's UpsertMember committed
 
 	health     *health.Server
 	grpcServer *grpc.Server
@@ -74,11 +80,28 @@ func New(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	base := cfg.newLogger()
-	n := &Node{cfg: cfg, log: base.With("node", cfg.ID), base: base, fsm: &countingFSM{}, fatal: make(chan error, 1)}
-	var fsm raft.FSM = n.fsm
-	if cfg.FSM != nil {
-		fsm = cfg.FSM
+	n := &Node{cfg: cfg, log: base.With("node", cfg.ID), base: base, fatal: make(chan error, 1)}
+	fsm := cfg.FSM
+	switch f := cfg.FSM.(type) {
+	case nil:
+		mc := cfg.Membership
+		if mc.Logger == nil {
+			mc.Logger = n.log.Named("membership")
+		}
+		if n.mfsm, err = membership.NewFSM(mc); err != nil {
+			return nil, fmt.Errorf("node: %w", err)
+		}
+		fsm = n.mfsm
+	case *membership.FSM:
+		n.mfsm = f
 	}
+	if cfg.DrainTimeout == 0 {
+		n.cfg.DrainTimeout = DefaultConfig().DrainTimeout
+	}
+	if cfg.AppHealthInterval == 0 {
+		n.cfg.AppHealthInterval = DefaultConfig().AppHealthInterval
+	}
+	n.app = newAppHealth(n)
 	n.bgCtx, n.bgCancel = context.WithCancel(context.Background())
 
 	var undo []func()
@@ -111,6 +134,7 @@ func New(cfg Config) (_ *Node, err error) {
 	adminCfg := api.DefaultAdminConfig()
 	adminCfg.ID, adminCfg.ClusterID, adminCfg.Election = cfg.ID, cfg.ClusterID, ref
 	adminCfg.Logger = n.log.Named("admin")
+	adminCfg.BeforeRemove = n.beforeRemove
 	admin, err := api.NewAdmin(adminCfg)
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
@@ -142,8 +166,17 @@ func New(cfg Config) (_ *Node, err error) {
 	ccfg.ID, ccfg.ClusterID, ccfg.Election = cfg.ID, cfg.ClusterID, n.el
 	ccfg.LastContact = n.lastContact
 	ccfg.Logger = n.log.Named("coordinator")
+	if n.mfsm != nil {
+		ccfg.Membership, ccfg.Applier, ccfg.AppHeartbeat = n.mfsm, n.el, n.app.push
+	}
 	if n.coord, err = api.NewCoordinator(ccfg); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
+	}
+	if n.mfsm != nil {
+		if err := n.setupMembership(); err != nil {
+			return nil, err
+		}
+		n.registry.MustRegister(newMembershipCollector(n))
 	}
 
 	n.health = health.NewServer()
@@ -178,6 +211,9 @@ func New(cfg Config) (_ *Node, err error) {
 	if len(cfg.Join) > 0 && !n.isMember() {
 		n.wg.Add(1)
 		go func() { defer n.wg.Done(); n.joinLoop(n.bgCtx) }()
+	}
+	if n.mfsm != nil {
+		n.startMembership()
 	}
 	n.log.Info("node started", "cluster", cfg.ClusterID, "peer", n.PeerAddr(), "client", n.ClientAddr(),
 		"http", n.HTTPAddr(), "data_dir", cfg.DataDir)
@@ -286,6 +322,9 @@ func (n *Node) Ready() (bool, []string) {
 
 // Shutdown stops the node gracefully, in this order:
 //
+//  0. leave the membership: drain (this node's resources move to live
+//     members; bounded by Config.DrainTimeout), then record the node as
+//     left, so nobody declares it dead;
 //  1. stop client traffic: the health service says NOT_SERVING, open
 //     leadership watches end, the client gRPC server stops (gracefully
 //     within ctx);
@@ -300,8 +339,9 @@ func (n *Node) Ready() (bool, []string) {
 // returns the first call's result.
 func (n *Node) Shutdown(ctx context.Context) error {
 	n.stopOnce.Do(func() {
-		n.stopped.Store(true)
 		n.log.Info("shutting down")
+		n.leave(ctx)
+		n.stopped.Store(true)
 		var errs []error
 		n.health.Shutdown()
 		n.coord.Close()
@@ -311,6 +351,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		stopGRPC(gctx, n.grpcServer)
 		gcancel()
 		n.bgCancel()
+		n.stopReconciler()
 		if err := n.el.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("election shutdown: %w", err))
 		}
@@ -347,6 +388,7 @@ func (n *Node) Close() error {
 		n.stopped.Store(true)
 		var errs []error
 		n.bgCancel()
+		n.stopReconciler()
 		n.health.Shutdown()
 		n.coord.Close()
 		n.grpcServer.Stop()
@@ -398,6 +440,9 @@ func (n *Node) Election() *election.Node { return n.el }
 // Registry is the node's Prometheus registry (served on /metrics).
 func (n *Node) Registry() *prometheus.Registry { return n.registry }
 
-// AppliedCount is the number of command entries the placeholder FSM has
-// applied; always 0 when Config.FSM is set.
-func (n *Node) AppliedCount() uint64 { return n.fsm.applied.Load() }
+// stopReconciler ends the reconcile loop (Close and Shutdown wait for it).
+func (n *Node) stopReconciler() {
+	if n.recCancel != nil {
+		n.recCancel()
+	}
+}

@@ -288,18 +288,34 @@ func (*MembersRequest) Descriptor() ([]byte, []int) {
 	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{3}
 }
 
-// Member is one server in the raft configuration.
+// Member is one node: its place in the raft configuration merged with its
+// membership record (state, health, drain, addresses).
 type Member struct {
-	state   protoimpl.MessageState `protogen:"open.v1"`
-	Id      string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Address string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
-	// suffrage is voter, nonvoter or staging.
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// address is the peer (raft) address.
+	Address string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	// suffrage is voter, nonvoter or staging; empty when the node is not in the
+	// raft configuration (removed, or not yet added).
 	Suffrage string `protobuf:"bytes,3,opt,name=suffrage,proto3" json:"suffrage,omitempty"`
 	IsLeader bool   `protobuf:"varint,4,opt,name=is_leader,json=isLeader,proto3" json:"is_leader,omitempty"`
 	// last_contact_unix_nano is when this node last heard from it (leader's view), 0 if unknown.
 	LastContactUnixNano int64 `protobuf:"varint,5,opt,name=last_contact_unix_nano,json=lastContactUnixNano,proto3" json:"last_contact_unix_nano,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// state is alive, suspect, dead or left; empty when the member has not
+	// registered in the membership state yet.
+	State string `protobuf:"bytes,6,opt,name=state,proto3" json:"state,omitempty"`
+	// voter as the member registered itself.
+	Voter bool `protobuf:"varint,7,opt,name=voter,proto3" json:"voter,omitempty"`
+	// app_healthy: the application beside the member reports healthy.
+	AppHealthy bool `protobuf:"varint,8,opt,name=app_healthy,json=appHealthy,proto3" json:"app_healthy,omitempty"`
+	// draining: the member hands its resources off and takes no new ones.
+	Draining      bool   `protobuf:"varint,9,opt,name=draining,proto3" json:"draining,omitempty"`
+	ClientAddress string `protobuf:"bytes,10,opt,name=client_address,json=clientAddress,proto3" json:"client_address,omitempty"`
+	HttpAddress   string `protobuf:"bytes,11,opt,name=http_address,json=httpAddress,proto3" json:"http_address,omitempty"`
+	// owned is the number of resources the member owns.
+	Owned         uint32 `protobuf:"varint,12,opt,name=owned,proto3" json:"owned,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Member) Reset() {
@@ -367,6 +383,895 @@ func (x *Member) GetLastContactUnixNano() int64 {
 	return 0
 }
 
+func (x *Member) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *Member) GetVoter() bool {
+	if x != nil {
+		return x.Voter
+	}
+	return false
+}
+
+func (x *Member) GetAppHealthy() bool {
+	if x != nil {
+		return x.AppHealthy
+	}
+	return false
+}
+
+func (x *Member) GetDraining() bool {
+	if x != nil {
+		return x.Draining
+	}
+	return false
+}
+
+func (x *Member) GetClientAddress() string {
+	if x != nil {
+		return x.ClientAddress
+	}
+	return ""
+}
+
+func (x *Member) GetHttpAddress() string {
+	if x != nil {
+		return x.HttpAddress
+	}
+	return ""
+}
+
+func (x *Member) GetOwned() uint32 {
+	if x != nil {
+		return x.Owned
+	}
+	return 0
+}
+
+// Label is a key/value pair on a resource.
+type Label struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value         string                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Label) Reset() {
+	*x = Label{}
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Label) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Label) ProtoMessage() {}
+
+func (x *Label) ProtoReflect() protoreflect.Message {
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Label.ProtoReflect.Descriptor instead.
+func (*Label) Descriptor() ([]byte, []int) {
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Label) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *Label) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+// ResourceSpec is a resource to register.
+type ResourceSpec struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id: 1..256 bytes of printable UTF-8.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// weight: 1..1000; 0 means 1.
+	Weight uint32 `protobuf:"varint,2,opt,name=weight,proto3" json:"weight,omitempty"`
+	// labels: at most 16, keys 1..63 bytes, values up to 256 bytes.
+	Labels        map[string]string `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResourceSpec) Reset() {
+	*x = ResourceSpec{}
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResourceSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResourceSpec) ProtoMessage() {}
+
+func (x *ResourceSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResourceSpec.ProtoReflect.Descriptor instead.
+func (*ResourceSpec) Descriptor() ([]byte, []int) {
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ResourceSpec) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ResourceSpec) GetWeight() uint32 {
+	if x != nil {
+		return x.Weight
+	}
+	return 0
+}
+
+func (x *ResourceSpec) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+// RegisterResourcesRequest registers up to 10000 resources at once.
+type RegisterResourcesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Resources     []*ResourceSpec        `protobuf:"bytes,1,rep,name=resources,proto3" json:"resources,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegisterResourcesRequest) Reset() {
+	*x = RegisterResourcesRequest{}
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegisterResourcesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegisterResourcesRequest) ProtoMessage() {}
+
+func (x *RegisterResourcesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegisterResourcesRequest.ProtoReflect.Descriptor instead.
+func (*RegisterResourcesRequest) Descriptor() ([]byte, []int) {
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RegisterResourcesRequest) GetResources() []*ResourceSpec {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+// DeleteResourcesRequest deletes up to 10000 resources at once.
+type DeleteResourcesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ids           []string               `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteResourcesRequest) Reset() {
+	*x = DeleteResourcesRequest{}
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteResourcesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteResourcesRequest) ProtoMessage() {}
+
+func (x *DeleteResourcesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteResourcesRequest.ProtoReflect.Descriptor instead.
+func (*DeleteResourcesRequest) Descriptor() ([]byte, []int) {
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *DeleteResourcesRequest) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+// WriteResponse reports a committed write.
+type WriteResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// revision is the raft index of the command (the state revision).
+	Revision uint64 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	// changed is the number of members or resources the command changed.
+	Changed uint32 `protobuf:"varint,2,opt,name=changed,proto3" json:"changed,omitempty"`
+	// not_found lists ids a delete did not find.
+	NotFound      []string `protobuf:"bytes,3,rep,name=not_found,json=notFound,proto3" json:"not_found,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteResponse) Reset() {
+	*x = WriteResponse{}
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteResponse) ProtoMessage() {}
+
+func (x *WriteResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteResponse.ProtoReflect.Descriptor instead.
+func (*WriteResponse) Descriptor() ([]byte, []int) {
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *WriteResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *WriteResponse) GetChanged() uint32 {
+	if x != nil {
+		return x.Changed
+	}
+	return 0
+}
+
+func (x *WriteResponse) GetNotFound() []string {
+	if x != nil {
+		return x.NotFound
+	}
+	return nil
+}
+
+// Resource is a registered resource and its assignment.
+type Resource struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// owner is the member id that owns it; empty while unassigned.
+	Owner string `protobuf:"bytes,2,opt,name=owner,proto3" json:"owner,omitempty"`
+	// epoch is the raft index of the assignment: the owner's fencing token.
+	Epoch         uint64            `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Weight        uint32            `protobuf:"varint,4,opt,name=weight,proto3" json:"weight,omitempty"`
+	Labels        map[string]string `protobuf:"bytes,5,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Resource) Reset() {
+	*x = Resource{}
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Resource) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Resource) ProtoMessage() {}
+
+func (x *Resource) ProtoReflect() protoreflect.Message {
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Resource.ProtoReflect.Descriptor instead.
+func (*Resource) Descriptor() ([]byte, []int) {
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Resource) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Resource) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *Resource) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *Resource) GetWeight() uint32 {
+	if x != nil {
+		return x.Weight
+	}
+	return 0
+}
+
+func (x *Resource) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+// ListResourcesRequest takes no arguments.
+type ListResourcesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListResourcesRequest) Reset() {
+	*x = ListResourcesRequest{}
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListResourcesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListResourcesRequest) ProtoMessage() {}
+
+func (x *ListResourcesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListResourcesRequest.ProtoReflect.Descriptor instead.
+func (*ListResourcesRequest) Descriptor() ([]byte, []int) {
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{11}
+}
+
+// ListResourcesResponse is a consistent listing at one revision.
+type ListResourcesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revision      uint64                 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	Resources     []*Resource            `protobuf:"bytes,2,rep,name=resources,proto3" json:"resources,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListResourcesResponse) Reset() {
+	*x = ListResourcesResponse{}
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListResourcesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListResourcesResponse) ProtoMessage() {}
+
+func (x *ListResourcesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListResourcesResponse.ProtoReflect.Descriptor instead.
+func (*ListResourcesResponse) Descriptor() ([]byte, []int) {
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ListResourcesResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *ListResourcesResponse) GetResources() []*Resource {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+// AssignmentsRequest names a member; empty: the serving node.
+type AssignmentsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AssignmentsRequest) Reset() {
+	*x = AssignmentsRequest{}
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AssignmentsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AssignmentsRequest) ProtoMessage() {}
+
+func (x *AssignmentsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AssignmentsRequest.ProtoReflect.Descriptor instead.
+func (*AssignmentsRequest) Descriptor() ([]byte, []int) {
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *AssignmentsRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+// WatchAssignmentsRequest opens a watch of resource changes.
+type WatchAssignmentsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// from_revision: send the changes after this revision. 0: from the current
+	// revision (only changes made after the call).
+	FromRevision uint64 `protobuf:"varint,1,opt,name=from_revision,json=fromRevision,proto3" json:"from_revision,omitempty"`
+	// node_id, when set, limits the stream to changes that give a resource to
+	// or take one from that member.
+	NodeId        string `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchAssignmentsRequest) Reset() {
+	*x = WatchAssignmentsRequest{}
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchAssignmentsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchAssignmentsRequest) ProtoMessage() {}
+
+func (x *WatchAssignmentsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchAssignmentsRequest.ProtoReflect.Descriptor instead.
+func (*WatchAssignmentsRequest) Descriptor() ([]byte, []int) {
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *WatchAssignmentsRequest) GetFromRevision() uint64 {
+	if x != nil {
+		return x.FromRevision
+	}
+	return 0
+}
+
+func (x *WatchAssignmentsRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+// AssignmentEvent is one resource change.
+type AssignmentEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// revision of the command that made the change; several events can share one.
+	Revision uint64 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	// kind is "registered", "assigned" or "deleted"; "start" for the first
+	// message, which carries only the revision the stream starts after.
+	Kind       string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	ResourceId string `protobuf:"bytes,3,opt,name=resource_id,json=resourceId,proto3" json:"resource_id,omitempty"`
+	// owner after the change (empty: unassigned); prev_owner before it.
+	Owner     string `protobuf:"bytes,4,opt,name=owner,proto3" json:"owner,omitempty"`
+	PrevOwner string `protobuf:"bytes,5,opt,name=prev_owner,json=prevOwner,proto3" json:"prev_owner,omitempty"`
+	// epoch of the new assignment (assigned events).
+	Epoch         uint64 `protobuf:"varint,6,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AssignmentEvent) Reset() {
+	*x = AssignmentEvent{}
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AssignmentEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AssignmentEvent) ProtoMessage() {}
+
+func (x *AssignmentEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AssignmentEvent.ProtoReflect.Descriptor instead.
+func (*AssignmentEvent) Descriptor() ([]byte, []int) {
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *AssignmentEvent) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *AssignmentEvent) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *AssignmentEvent) GetResourceId() string {
+	if x != nil {
+		return x.ResourceId
+	}
+	return ""
+}
+
+func (x *AssignmentEvent) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *AssignmentEvent) GetPrevOwner() string {
+	if x != nil {
+		return x.PrevOwner
+	}
+	return ""
+}
+
+func (x *AssignmentEvent) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+// SetDrainRequest drains or undrains a member.
+type SetDrainRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node_id: empty means the serving node.
+	NodeId        string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Draining      bool   `protobuf:"varint,2,opt,name=draining,proto3" json:"draining,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetDrainRequest) Reset() {
+	*x = SetDrainRequest{}
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetDrainRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetDrainRequest) ProtoMessage() {}
+
+func (x *SetDrainRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetDrainRequest.ProtoReflect.Descriptor instead.
+func (*SetDrainRequest) Descriptor() ([]byte, []int) {
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *SetDrainRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *SetDrainRequest) GetDraining() bool {
+	if x != nil {
+		return x.Draining
+	}
+	return false
+}
+
+// AppHeartbeatRequest carries the time to live of this heartbeat.
+type AppHeartbeatRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ttl_ms: the application counts as healthy for this long (100..600000).
+	TtlMs         int64 `protobuf:"varint,1,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppHeartbeatRequest) Reset() {
+	*x = AppHeartbeatRequest{}
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppHeartbeatRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppHeartbeatRequest) ProtoMessage() {}
+
+func (x *AppHeartbeatRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppHeartbeatRequest.ProtoReflect.Descriptor instead.
+func (*AppHeartbeatRequest) Descriptor() ([]byte, []int) {
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *AppHeartbeatRequest) GetTtlMs() int64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
+// AppHeartbeatResponse reports the application's health as the cluster's
+// committed state records it (it may lag a recovery by a moment).
+type AppHeartbeatResponse struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	AppHealthy bool                   `protobuf:"varint,1,opt,name=app_healthy,json=appHealthy,proto3" json:"app_healthy,omitempty"`
+	Draining   bool                   `protobuf:"varint,2,opt,name=draining,proto3" json:"draining,omitempty"`
+	// state of this node's member record (alive, suspect, dead, left).
+	State         string `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppHeartbeatResponse) Reset() {
+	*x = AppHeartbeatResponse{}
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppHeartbeatResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppHeartbeatResponse) ProtoMessage() {}
+
+func (x *AppHeartbeatResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppHeartbeatResponse.ProtoReflect.Descriptor instead.
+func (*AppHeartbeatResponse) Descriptor() ([]byte, []int) {
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *AppHeartbeatResponse) GetAppHealthy() bool {
+	if x != nil {
+		return x.AppHealthy
+	}
+	return false
+}
+
+func (x *AppHeartbeatResponse) GetDraining() bool {
+	if x != nil {
+		return x.Draining
+	}
+	return false
+}
+
+func (x *AppHeartbeatResponse) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+// ForwardCommandRequest carries an encoded membership command.
+type ForwardCommandRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Command       []byte                 `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForwardCommandRequest) Reset() {
+	*x = ForwardCommandRequest{}
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardCommandRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardCommandRequest) ProtoMessage() {}
+
+func (x *ForwardCommandRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardCommandRequest.ProtoReflect.Descriptor instead.
+func (*ForwardCommandRequest) Descriptor() ([]byte, []int) {
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ForwardCommandRequest) GetCommand() []byte {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
 // MembersResponse lists members.
 type MembersResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -377,7 +1282,7 @@ type MembersResponse struct {
 
 func (x *MembersResponse) Reset() {
 	*x = MembersResponse{}
-	mi := &file_heartbeatpb_coordinator_proto_msgTypes[5]
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -389,7 +1294,7 @@ func (x *MembersResponse) String() string {
 func (*MembersResponse) ProtoMessage() {}
 
 func (x *MembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_heartbeatpb_coordinator_proto_msgTypes[5]
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -402,7 +1307,7 @@ func (x *MembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
 func (*MembersResponse) Descriptor() ([]byte, []int) {
-	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{5}
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *MembersResponse) GetMembers() []*Member {
@@ -421,7 +1326,7 @@ type WatchLeaderRequest struct {
 
 func (x *WatchLeaderRequest) Reset() {
 	*x = WatchLeaderRequest{}
-	mi := &file_heartbeatpb_coordinator_proto_msgTypes[6]
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -433,7 +1338,7 @@ func (x *WatchLeaderRequest) String() string {
 func (*WatchLeaderRequest) ProtoMessage() {}
 
 func (x *WatchLeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_heartbeatpb_coordinator_proto_msgTypes[6]
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -446,7 +1351,7 @@ func (x *WatchLeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchLeaderRequest.ProtoReflect.Descriptor instead.
 func (*WatchLeaderRequest) Descriptor() ([]byte, []int) {
-	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{6}
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{21}
 }
 
 // LeaderEvent is one leadership state, as seen by the serving node.
@@ -469,7 +1374,7 @@ type LeaderEvent struct {
 
 func (x *LeaderEvent) Reset() {
 	*x = LeaderEvent{}
-	mi := &file_heartbeatpb_coordinator_proto_msgTypes[7]
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -481,7 +1386,7 @@ func (x *LeaderEvent) String() string {
 func (*LeaderEvent) ProtoMessage() {}
 
 func (x *LeaderEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_heartbeatpb_coordinator_proto_msgTypes[7]
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -494,7 +1399,7 @@ func (x *LeaderEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderEvent.ProtoReflect.Descriptor instead.
 func (*LeaderEvent) Descriptor() ([]byte, []int) {
-	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{7}
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *LeaderEvent) GetLeader() *Leader {
@@ -569,13 +1474,79 @@ const file_heartbeatpb_coordinator_proto_rawDesc = "" +
 	"cluster_id\x18\n" +
 	" \x01(\tR\tclusterId\x12\x14\n" +
 	"\x05voter\x18\v \x01(\bR\x05voter\"\x10\n" +
-	"\x0eMembersRequest\"\xa0\x01\n" +
+	"\x0eMembersRequest\"\xe9\x02\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1a\n" +
 	"\bsuffrage\x18\x03 \x01(\tR\bsuffrage\x12\x1b\n" +
 	"\tis_leader\x18\x04 \x01(\bR\bisLeader\x123\n" +
-	"\x16last_contact_unix_nano\x18\x05 \x01(\x03R\x13lastContactUnixNano\"A\n" +
+	"\x16last_contact_unix_nano\x18\x05 \x01(\x03R\x13lastContactUnixNano\x12\x14\n" +
+	"\x05state\x18\x06 \x01(\tR\x05state\x12\x14\n" +
+	"\x05voter\x18\a \x01(\bR\x05voter\x12\x1f\n" +
+	"\vapp_healthy\x18\b \x01(\bR\n" +
+	"appHealthy\x12\x1a\n" +
+	"\bdraining\x18\t \x01(\bR\bdraining\x12%\n" +
+	"\x0eclient_address\x18\n" +
+	" \x01(\tR\rclientAddress\x12!\n" +
+	"\fhttp_address\x18\v \x01(\tR\vhttpAddress\x12\x14\n" +
+	"\x05owned\x18\f \x01(\rR\x05owned\"/\n" +
+	"\x05Label\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\xb1\x01\n" +
+	"\fResourceSpec\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06weight\x18\x02 \x01(\rR\x06weight\x12>\n" +
+	"\x06labels\x18\x03 \x03(\v2&.heartbeat.v1.ResourceSpec.LabelsEntryR\x06labels\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"T\n" +
+	"\x18RegisterResourcesRequest\x128\n" +
+	"\tresources\x18\x01 \x03(\v2\x1a.heartbeat.v1.ResourceSpecR\tresources\"*\n" +
+	"\x16DeleteResourcesRequest\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\tR\x03ids\"b\n" +
+	"\rWriteResponse\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision\x12\x18\n" +
+	"\achanged\x18\x02 \x01(\rR\achanged\x12\x1b\n" +
+	"\tnot_found\x18\x03 \x03(\tR\bnotFound\"\xd5\x01\n" +
+	"\bResource\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05owner\x18\x02 \x01(\tR\x05owner\x12\x14\n" +
+	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12\x16\n" +
+	"\x06weight\x18\x04 \x01(\rR\x06weight\x12:\n" +
+	"\x06labels\x18\x05 \x03(\v2\".heartbeat.v1.Resource.LabelsEntryR\x06labels\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x16\n" +
+	"\x14ListResourcesRequest\"i\n" +
+	"\x15ListResourcesResponse\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision\x124\n" +
+	"\tresources\x18\x02 \x03(\v2\x16.heartbeat.v1.ResourceR\tresources\"-\n" +
+	"\x12AssignmentsRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"W\n" +
+	"\x17WatchAssignmentsRequest\x12#\n" +
+	"\rfrom_revision\x18\x01 \x01(\x04R\ffromRevision\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\"\xad\x01\n" +
+	"\x0fAssignmentEvent\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x1f\n" +
+	"\vresource_id\x18\x03 \x01(\tR\n" +
+	"resourceId\x12\x14\n" +
+	"\x05owner\x18\x04 \x01(\tR\x05owner\x12\x1d\n" +
+	"\n" +
+	"prev_owner\x18\x05 \x01(\tR\tprevOwner\x12\x14\n" +
+	"\x05epoch\x18\x06 \x01(\x04R\x05epoch\"F\n" +
+	"\x0fSetDrainRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1a\n" +
+	"\bdraining\x18\x02 \x01(\bR\bdraining\",\n" +
+	"\x13AppHeartbeatRequest\x12\x15\n" +
+	"\x06ttl_ms\x18\x01 \x01(\x03R\x05ttlMs\"i\n" +
+	"\x14AppHeartbeatResponse\x12\x1f\n" +
+	"\vapp_healthy\x18\x01 \x01(\bR\n" +
+	"appHealthy\x12\x1a\n" +
+	"\bdraining\x18\x02 \x01(\bR\bdraining\x12\x14\n" +
+	"\x05state\x18\x03 \x01(\tR\x05state\"1\n" +
+	"\x15ForwardCommandRequest\x12\x18\n" +
+	"\acommand\x18\x01 \x01(\fR\acommand\"A\n" +
 	"\x0fMembersResponse\x12.\n" +
 	"\amembers\x18\x01 \x03(\v2\x14.heartbeat.v1.MemberR\amembers\"\x14\n" +
 	"\x12WatchLeaderRequest\"\x8f\x02\n" +
@@ -587,11 +1558,19 @@ const file_heartbeatpb_coordinator_proto_rawDesc = "" +
 	"\x15lease_until_unix_nano\x18\x05 \x01(\x03R\x12leaseUntilUnixNano\x12\x1f\n" +
 	"\vfell_behind\x18\x06 \x01(\bR\n" +
 	"fellBehind\x12,\n" +
-	"\x12observed_unix_nano\x18\a \x01(\x03R\x10observedUnixNano2\xe8\x01\n" +
+	"\x12observed_unix_nano\x18\a \x01(\x03R\x10observedUnixNano2\x97\a\n" +
 	"\vCoordinator\x12C\n" +
 	"\x06Status\x12\x1b.heartbeat.v1.StatusRequest\x1a\x1c.heartbeat.v1.StatusResponse\x12F\n" +
 	"\aMembers\x12\x1c.heartbeat.v1.MembersRequest\x1a\x1d.heartbeat.v1.MembersResponse\x12L\n" +
-	"\vWatchLeader\x12 .heartbeat.v1.WatchLeaderRequest\x1a\x19.heartbeat.v1.LeaderEvent0\x01B:Z8github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpbb\x06proto3"
+	"\vWatchLeader\x12 .heartbeat.v1.WatchLeaderRequest\x1a\x19.heartbeat.v1.LeaderEvent0\x01\x12X\n" +
+	"\x11RegisterResources\x12&.heartbeat.v1.RegisterResourcesRequest\x1a\x1b.heartbeat.v1.WriteResponse\x12T\n" +
+	"\x0fDeleteResources\x12$.heartbeat.v1.DeleteResourcesRequest\x1a\x1b.heartbeat.v1.WriteResponse\x12X\n" +
+	"\rListResources\x12\".heartbeat.v1.ListResourcesRequest\x1a#.heartbeat.v1.ListResourcesResponse\x12T\n" +
+	"\vAssignments\x12 .heartbeat.v1.AssignmentsRequest\x1a#.heartbeat.v1.ListResourcesResponse\x12Z\n" +
+	"\x10WatchAssignments\x12%.heartbeat.v1.WatchAssignmentsRequest\x1a\x1d.heartbeat.v1.AssignmentEvent0\x01\x12F\n" +
+	"\bSetDrain\x12\x1d.heartbeat.v1.SetDrainRequest\x1a\x1b.heartbeat.v1.WriteResponse\x12U\n" +
+	"\fAppHeartbeat\x12!.heartbeat.v1.AppHeartbeatRequest\x1a\".heartbeat.v1.AppHeartbeatResponse\x12R\n" +
+	"\x0eForwardCommand\x12#.heartbeat.v1.ForwardCommandRequest\x1a\x1b.heartbeat.v1.WriteResponseB:Z8github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpbb\x06proto3"
 
 var (
 	file_heartbeatpb_coordinator_proto_rawDescOnce sync.Once
@@ -605,32 +1584,69 @@ func file_heartbeatpb_coordinator_proto_rawDescGZIP() []byte {
 	return file_heartbeatpb_coordinator_proto_rawDescData
 }
 
-var file_heartbeatpb_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_heartbeatpb_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_heartbeatpb_coordinator_proto_goTypes = []any{
-	(*StatusRequest)(nil),      // 0: heartbeat.v1.StatusRequest
-	(*Leader)(nil),             // 1: heartbeat.v1.Leader
-	(*StatusResponse)(nil),     // 2: heartbeat.v1.StatusResponse
-	(*MembersRequest)(nil),     // 3: heartbeat.v1.MembersRequest
-	(*Member)(nil),             // 4: heartbeat.v1.Member
-	(*MembersResponse)(nil),    // 5: heartbeat.v1.MembersResponse
-	(*WatchLeaderRequest)(nil), // 6: heartbeat.v1.WatchLeaderRequest
-	(*LeaderEvent)(nil),        // 7: heartbeat.v1.LeaderEvent
+	(*StatusRequest)(nil),            // 0: heartbeat.v1.StatusRequest
+	(*Leader)(nil),                   // 1: heartbeat.v1.Leader
+	(*StatusResponse)(nil),           // 2: heartbeat.v1.StatusResponse
+	(*MembersRequest)(nil),           // 3: heartbeat.v1.MembersRequest
+	(*Member)(nil),                   // 4: heartbeat.v1.Member
+	(*Label)(nil),                    // 5: heartbeat.v1.Label
+	(*ResourceSpec)(nil),             // 6: heartbeat.v1.ResourceSpec
+	(*RegisterResourcesRequest)(nil), // 7: heartbeat.v1.RegisterResourcesRequest
+	(*DeleteResourcesRequest)(nil),   // 8: heartbeat.v1.DeleteResourcesRequest
+	(*WriteResponse)(nil),            // 9: heartbeat.v1.WriteResponse
+	(*Resource)(nil),                 // 10: heartbeat.v1.Resource
+	(*ListResourcesRequest)(nil),     // 11: heartbeat.v1.ListResourcesRequest
+	(*ListResourcesResponse)(nil),    // 12: heartbeat.v1.ListResourcesResponse
+	(*AssignmentsRequest)(nil),       // 13: heartbeat.v1.AssignmentsRequest
+	(*WatchAssignmentsRequest)(nil),  // 14: heartbeat.v1.WatchAssignmentsRequest
+	(*AssignmentEvent)(nil),          // 15: heartbeat.v1.AssignmentEvent
+	(*SetDrainRequest)(nil),          // 16: heartbeat.v1.SetDrainRequest
+	(*AppHeartbeatRequest)(nil),      // 17: heartbeat.v1.AppHeartbeatRequest
+	(*AppHeartbeatResponse)(nil),     // 18: heartbeat.v1.AppHeartbeatResponse
+	(*ForwardCommandRequest)(nil),    // 19: heartbeat.v1.ForwardCommandRequest
+	(*MembersResponse)(nil),          // 20: heartbeat.v1.MembersResponse
+	(*WatchLeaderRequest)(nil),       // 21: heartbeat.v1.WatchLeaderRequest
+	(*LeaderEvent)(nil),              // 22: heartbeat.v1.LeaderEvent
+	nil,                              // 23: heartbeat.v1.ResourceSpec.LabelsEntry
+	nil,                              // 24: heartbeat.v1.Resource.LabelsEntry
 }
 var file_heartbeatpb_coordinator_proto_depIdxs = []int32{
-	1, // 0: heartbeat.v1.StatusResponse.leader:type_name -> heartbeat.v1.Leader
-	4, // 1: heartbeat.v1.MembersResponse.members:type_name -> heartbeat.v1.Member
-	1, // 2: heartbeat.v1.LeaderEvent.leader:type_name -> heartbeat.v1.Leader
-	0, // 3: heartbeat.v1.Coordinator.Status:input_type -> heartbeat.v1.StatusRequest
-	3, // 4: heartbeat.v1.Coordinator.Members:input_type -> heartbeat.v1.MembersRequest
-	6, // 5: heartbeat.v1.Coordinator.WatchLeader:input_type -> heartbeat.v1.WatchLeaderRequest
-	2, // 6: heartbeat.v1.Coordinator.Status:output_type -> heartbeat.v1.StatusResponse
-	5, // 7: heartbeat.v1.Coordinator.Members:output_type -> heartbeat.v1.MembersResponse
-	7, // 8: heartbeat.v1.Coordinator.WatchLeader:output_type -> heartbeat.v1.LeaderEvent
-	6, // [6:9] is the sub-list for method output_type
-	3, // [3:6] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	1,  // 0: heartbeat.v1.StatusResponse.leader:type_name -> heartbeat.v1.Leader
+	23, // 1: heartbeat.v1.ResourceSpec.labels:type_name -> heartbeat.v1.ResourceSpec.LabelsEntry
+	6,  // 2: heartbeat.v1.RegisterResourcesRequest.resources:type_name -> heartbeat.v1.ResourceSpec
+	24, // 3: heartbeat.v1.Resource.labels:type_name -> heartbeat.v1.Resource.LabelsEntry
+	10, // 4: heartbeat.v1.ListResourcesResponse.resources:type_name -> heartbeat.v1.Resource
+	4,  // 5: heartbeat.v1.MembersResponse.members:type_name -> heartbeat.v1.Member
+	1,  // 6: heartbeat.v1.LeaderEvent.leader:type_name -> heartbeat.v1.Leader
+	0,  // 7: heartbeat.v1.Coordinator.Status:input_type -> heartbeat.v1.StatusRequest
+	3,  // 8: heartbeat.v1.Coordinator.Members:input_type -> heartbeat.v1.MembersRequest
+	21, // 9: heartbeat.v1.Coordinator.WatchLeader:input_type -> heartbeat.v1.WatchLeaderRequest
+	7,  // 10: heartbeat.v1.Coordinator.RegisterResources:input_type -> heartbeat.v1.RegisterResourcesRequest
+	8,  // 11: heartbeat.v1.Coordinator.DeleteResources:input_type -> heartbeat.v1.DeleteResourcesRequest
+	11, // 12: heartbeat.v1.Coordinator.ListResources:input_type -> heartbeat.v1.ListResourcesRequest
+	13, // 13: heartbeat.v1.Coordinator.Assignments:input_type -> heartbeat.v1.AssignmentsRequest
+	14, // 14: heartbeat.v1.Coordinator.WatchAssignments:input_type -> heartbeat.v1.WatchAssignmentsRequest
+	16, // 15: heartbeat.v1.Coordinator.SetDrain:input_type -> heartbeat.v1.SetDrainRequest
+	17, // 16: heartbeat.v1.Coordinator.AppHeartbeat:input_type -> heartbeat.v1.AppHeartbeatRequest
+	19, // 17: heartbeat.v1.Coordinator.ForwardCommand:input_type -> heartbeat.v1.ForwardCommandRequest
+	2,  // 18: heartbeat.v1.Coordinator.Status:output_type -> heartbeat.v1.StatusResponse
+	20, // 19: heartbeat.v1.Coordinator.Members:output_type -> heartbeat.v1.MembersResponse
+	22, // 20: heartbeat.v1.Coordinator.WatchLeader:output_type -> heartbeat.v1.LeaderEvent
+	9,  // 21: heartbeat.v1.Coordinator.RegisterResources:output_type -> heartbeat.v1.WriteResponse
+	9,  // 22: heartbeat.v1.Coordinator.DeleteResources:output_type -> heartbeat.v1.WriteResponse
+	12, // 23: heartbeat.v1.Coordinator.ListResources:output_type -> heartbeat.v1.ListResourcesResponse
+	12, // 24: heartbeat.v1.Coordinator.Assignments:output_type -> heartbeat.v1.ListResourcesResponse
+	15, // 25: heartbeat.v1.Coordinator.WatchAssignments:output_type -> heartbeat.v1.AssignmentEvent
+	9,  // 26: heartbeat.v1.Coordinator.SetDrain:output_type -> heartbeat.v1.WriteResponse
+	18, // 27: heartbeat.v1.Coordinator.AppHeartbeat:output_type -> heartbeat.v1.AppHeartbeatResponse
+	9,  // 28: heartbeat.v1.Coordinator.ForwardCommand:output_type -> heartbeat.v1.WriteResponse
+	18, // [18:29] is the sub-list for method output_type
+	7,  // [7:18] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_heartbeatpb_coordinator_proto_init() }
@@ -644,7 +1660,7 @@ func file_heartbeatpb_coordinator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_heartbeatpb_coordinator_proto_rawDesc), len(file_heartbeatpb_coordinator_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,9 +22,17 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Coordinator_Status_FullMethodName      = "/heartbeat.v1.Coordinator/Status"
-	Coordinator_Members_FullMethodName     = "/heartbeat.v1.Coordinator/Members"
-	Coordinator_WatchLeader_FullMethodName = "/heartbeat.v1.Coordinator/WatchLeader"
+	Coordinator_Status_FullMethodName            = "/heartbeat.v1.Coordinator/Status"
+	Coordinator_Members_FullMethodName           = "/heartbeat.v1.Coordinator/Members"
+	Coordinator_WatchLeader_FullMethodName       = "/heartbeat.v1.Coordinator/WatchLeader"
+	Coordinator_RegisterResources_FullMethodName = "/heartbeat.v1.Coordinator/RegisterResources"
+	Coordinator_DeleteResources_FullMethodName   = "/heartbeat.v1.Coordinator/DeleteResources"
+	Coordinator_ListResources_FullMethodName     = "/heartbeat.v1.Coordinator/ListResources"
+	Coordinator_Assignments_FullMethodName       = "/heartbeat.v1.Coordinator/Assignments"
+	Coordinator_WatchAssignments_FullMethodName  = "/heartbeat.v1.Coordinator/WatchAssignments"
+	Coordinator_SetDrain_FullMethodName          = "/heartbeat.v1.Coordinator/SetDrain"
+	Coordinator_AppHeartbeat_FullMethodName      = "/heartbeat.v1.Coordinator/AppHeartbeat"
+	Coordinator_ForwardCommand_FullMethodName    = "/heartbeat.v1.Coordinator/ForwardCommand"
 )
 
 // CoordinatorClient is the client API for Coordinator service.
@@ -41,6 +49,37 @@ type CoordinatorClient interface {
 	// leader" included). A reader too slow to keep up is told so with
 	// fell_behind=true on the next message it receives; it never blocks the node.
 	WatchLeader(ctx context.Context, in *WatchLeaderRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LeaderEvent], error)
+	// RegisterResources registers (or updates the weight and labels of) one or
+	// many resources in one committed command: all of them or none. Any node
+	// accepts it; a follower forwards it to the leader. InvalidArgument for an
+	// empty or oversized id, a weight outside 1..1000, too many resources.
+	RegisterResources(ctx context.Context, in *RegisterResourcesRequest, opts ...grpc.CallOption) (*WriteResponse, error)
+	// DeleteResources deletes resources by id (all in one command). NotFound
+	// when none of the ids was registered; not_found lists the missing ones.
+	DeleteResources(ctx context.Context, in *DeleteResourcesRequest, opts ...grpc.CallOption) (*WriteResponse, error)
+	// ListResources lists the resources with owners and epochs, as this node's
+	// committed state holds them, with the revision of that state.
+	ListResources(ctx context.Context, in *ListResourcesRequest, opts ...grpc.CallOption) (*ListResourcesResponse, error)
+	// Assignments lists the resources owned by one member (default: this node).
+	// NotFound for an unknown member id.
+	Assignments(ctx context.Context, in *AssignmentsRequest, opts ...grpc.CallOption) (*ListResourcesResponse, error)
+	// WatchAssignments streams resource changes (registered, assigned,
+	// deleted) after from_revision, in revision order, without missing one.
+	// List first (ListResources), then watch from the listing's revision. A
+	// revision older than the node's change feed ends the stream with
+	// OutOfRange: list again and resume from the new revision.
+	WatchAssignments(ctx context.Context, in *WatchAssignmentsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[AssignmentEvent], error)
+	// SetDrain drains (no new resources, its own handed off) or undrains a
+	// member (default: this node). NotFound for an unknown member id.
+	SetDrain(ctx context.Context, in *SetDrainRequest, opts ...grpc.CallOption) (*WriteResponse, error)
+	// AppHeartbeat is the local application saying it is alive: it stays
+	// healthy for ttl_ms more. When the ttl lapses without a new heartbeat the
+	// node reports its application unhealthy and drains (resources move away;
+	// a leader hands off leadership); the next heartbeat makes it healthy again.
+	AppHeartbeat(ctx context.Context, in *AppHeartbeatRequest, opts ...grpc.CallOption) (*AppHeartbeatResponse, error)
+	// ForwardCommand is internal: a follower forwards an encoded membership
+	// command to the leader's client port. Applications do not call it.
+	ForwardCommand(ctx context.Context, in *ForwardCommandRequest, opts ...grpc.CallOption) (*WriteResponse, error)
 }
 
 type coordinatorClient struct {
@@ -90,6 +129,95 @@ func (c *coordinatorClient) WatchLeader(ctx context.Context, in *WatchLeaderRequ
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Coordinator_WatchLeaderClient = grpc.ServerStreamingClient[LeaderEvent]
 
+func (c *coordinatorClient) RegisterResources(ctx context.Context, in *RegisterResourcesRequest, opts ...grpc.CallOption) (*WriteResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WriteResponse)
+	err := c.cc.Invoke(ctx, Coordinator_RegisterResources_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *coordinatorClient) DeleteResources(ctx context.Context, in *DeleteResourcesRequest, opts ...grpc.CallOption) (*WriteResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WriteResponse)
+	err := c.cc.Invoke(ctx, Coordinator_DeleteResources_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *coordinatorClient) ListResources(ctx context.Context, in *ListResourcesRequest, opts ...grpc.CallOption) (*ListResourcesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListResourcesResponse)
+	err := c.cc.Invoke(ctx, Coordinator_ListResources_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *coordinatorClient) Assignments(ctx context.Context, in *AssignmentsRequest, opts ...grpc.CallOption) (*ListResourcesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListResourcesResponse)
+	err := c.cc.Invoke(ctx, Coordinator_Assignments_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *coordinatorClient) WatchAssignments(ctx context.Context, in *WatchAssignmentsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[AssignmentEvent], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Coordinator_ServiceDesc.Streams[1], Coordinator_WatchAssignments_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchAssignmentsRequest, AssignmentEvent]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Coordinator_WatchAssignmentsClient = grpc.ServerStreamingClient[AssignmentEvent]
+
+func (c *coordinatorClient) SetDrain(ctx context.Context, in *SetDrainRequest, opts ...grpc.CallOption) (*WriteResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WriteResponse)
+	err := c.cc.Invoke(ctx, Coordinator_SetDrain_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *coordinatorClient) AppHeartbeat(ctx context.Context, in *AppHeartbeatRequest, opts ...grpc.CallOption) (*AppHeartbeatResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AppHeartbeatResponse)
+	err := c.cc.Invoke(ctx, Coordinator_AppHeartbeat_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *coordinatorClient) ForwardCommand(ctx context.Context, in *ForwardCommandRequest, opts ...grpc.CallOption) (*WriteResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WriteResponse)
+	err := c.cc.Invoke(ctx, Coordinator_ForwardCommand_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CoordinatorServer is the server API for Coordinator service.
 // All implementations must embed UnimplementedCoordinatorServer
 // for forward compatibility.
@@ -104,6 +232,37 @@ type CoordinatorServer interface {
 	// leader" included). A reader too slow to keep up is told so with
 	// fell_behind=true on the next message it receives; it never blocks the node.
 	WatchLeader(*WatchLeaderRequest, grpc.ServerStreamingServer[LeaderEvent]) error
+	// RegisterResources registers (or updates the weight and labels of) one or
+	// many resources in one committed command: all of them or none. Any node
+	// accepts it; a follower forwards it to the leader. InvalidArgument for an
+	// empty or oversized id, a weight outside 1..1000, too many resources.
+	RegisterResources(context.Context, *RegisterResourcesRequest) (*WriteResponse, error)
+	// DeleteResources deletes resources by id (all in one command). NotFound
+	// when none of the ids was registered; not_found lists the missing ones.
+	DeleteResources(context.Context, *DeleteResourcesRequest) (*WriteResponse, error)
+	// ListResources lists the resources with owners and epochs, as this node's
+	// committed state holds them, with the revision of that state.
+	ListResources(context.Context, *ListResourcesRequest) (*ListResourcesResponse, error)
+	// Assignments lists the resources owned by one member (default: this node).
+	// NotFound for an unknown member id.
+	Assignments(context.Context, *AssignmentsRequest) (*ListResourcesResponse, error)
+	// WatchAssignments streams resource changes (registered, assigned,
+	// deleted) after from_revision, in revision order, without missing one.
+	// List first (ListResources), then watch from the listing's revision. A
+	// revision older than the node's change feed ends the stream with
+	// OutOfRange: list again and resume from the new revision.
+	WatchAssignments(*WatchAssignmentsRequest, grpc.ServerStreamingServer[AssignmentEvent]) error
+	// SetDrain drains (no new resources, its own handed off) or undrains a
+	// member (default: this node). NotFound for an unknown member id.
+	SetDrain(context.Context, *SetDrainRequest) (*WriteResponse, error)
+	// AppHeartbeat is the local application saying it is alive: it stays
+	// healthy for ttl_ms more. When the ttl lapses without a new heartbeat the
+	// node reports its application unhealthy and drains (resources move away;
+	// a leader hands off leadership); the next heartbeat makes it healthy again.
+	AppHeartbeat(context.Context, *AppHeartbeatRequest) (*AppHeartbeatResponse, error)
+	// ForwardCommand is internal: a follower forwards an encoded membership
+	// command to the leader's client port. Applications do not call it.
+	ForwardCommand(context.Context, *ForwardCommandRequest) (*WriteResponse, error)
 	mustEmbedUnimplementedCoordinatorServer()
 }
 
@@ -122,6 +281,30 @@ func (UnimplementedCoordinatorServer) Members(context.Context, *MembersRequest) 
 }
 func (UnimplementedCoordinatorServer) WatchLeader(*WatchLeaderRequest, grpc.ServerStreamingServer[LeaderEvent]) error {
 	return status.Error(codes.Unimplemented, "method WatchLeader not implemented")
+}
+func (UnimplementedCoordinatorServer) RegisterResources(context.Context, *RegisterResourcesRequest) (*WriteResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RegisterResources not implemented")
+}
+func (UnimplementedCoordinatorServer) DeleteResources(context.Context, *DeleteResourcesRequest) (*WriteResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteResources not implemented")
+}
+func (UnimplementedCoordinatorServer) ListResources(context.Context, *ListResourcesRequest) (*ListResourcesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListResources not implemented")
+}
+func (UnimplementedCoordinatorServer) Assignments(context.Context, *AssignmentsRequest) (*ListResourcesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Assignments not implemented")
+}
+func (UnimplementedCoordinatorServer) WatchAssignments(*WatchAssignmentsRequest, grpc.ServerStreamingServer[AssignmentEvent]) error {
+	return status.Error(codes.Unimplemented, "method WatchAssignments not implemented")
+}
+func (UnimplementedCoordinatorServer) SetDrain(context.Context, *SetDrainRequest) (*WriteResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetDrain not implemented")
+}
+func (UnimplementedCoordinatorServer) AppHeartbeat(context.Context, *AppHeartbeatRequest) (*AppHeartbeatResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AppHeartbeat not implemented")
+}
+func (UnimplementedCoordinatorServer) ForwardCommand(context.Context, *ForwardCommandRequest) (*WriteResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ForwardCommand not implemented")
 }
 func (UnimplementedCoordinatorServer) mustEmbedUnimplementedCoordinatorServer() {}
 func (UnimplementedCoordinatorServer) testEmbeddedByValue()                     {}
@@ -191,6 +374,143 @@ func _Coordinator_WatchLeader_Handler(srv interface{}, stream grpc.ServerStream)
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Coordinator_WatchLeaderServer = grpc.ServerStreamingServer[LeaderEvent]
 
+func _Coordinator_RegisterResources_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RegisterResourcesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServer).RegisterResources(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Coordinator_RegisterResources_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServer).RegisterResources(ctx, req.(*RegisterResourcesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Coordinator_DeleteResources_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteResourcesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServer).DeleteResources(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Coordinator_DeleteResources_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServer).DeleteResources(ctx, req.(*DeleteResourcesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Coordinator_ListResources_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListResourcesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServer).ListResources(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Coordinator_ListResources_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServer).ListResources(ctx, req.(*ListResourcesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Coordinator_Assignments_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AssignmentsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServer).Assignments(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Coordinator_Assignments_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServer).Assignments(ctx, req.(*AssignmentsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Coordinator_WatchAssignments_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchAssignmentsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(CoordinatorServer).WatchAssignments(m, &grpc.GenericServerStream[WatchAssignmentsRequest, AssignmentEvent]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Coordinator_WatchAssignmentsServer = grpc.ServerStreamingServer[AssignmentEvent]
+
+func _Coordinator_SetDrain_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetDrainRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServer).SetDrain(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Coordinator_SetDrain_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServer).SetDrain(ctx, req.(*SetDrainRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Coordinator_AppHeartbeat_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AppHeartbeatRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServer).AppHeartbeat(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Coordinator_AppHeartbeat_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServer).AppHeartbeat(ctx, req.(*AppHeartbeatRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Coordinator_ForwardCommand_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ForwardCommandRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServer).ForwardCommand(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Coordinator_ForwardCommand_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServer).ForwardCommand(ctx, req.(*ForwardCommandRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Coordinator_ServiceDesc is the grpc.ServiceDesc for Coordinator service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -206,11 +526,44 @@ var Coordinator_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "Members",
 			Handler:    _Coordinator_Members_Handler,
 		},
+		{
+			MethodName: "RegisterResources",
+			Handler:    _Coordinator_RegisterResources_Handler,
+		},
+		{
+			MethodName: "DeleteResources",
+			Handler:    _Coordinator_DeleteResources_Handler,
+		},
+		{
+			MethodName: "ListResources",
+			Handler:    _Coordinator_ListResources_Handler,
+		},
+		{
+			MethodName: "Assignments",
+			Handler:    _Coordinator_Assignments_Handler,
+		},
+		{
+			MethodName: "SetDrain",
+			Handler:    _Coordinator_SetDrain_Handler,
+		},
+		{
+			MethodName: "AppHeartbeat",
+			Handler:    _Coordinator_AppHeartbeat_Handler,
+		},
+		{
+			MethodName: "ForwardCommand",
+			Handler:    _Coordinator_ForwardCommand_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "WatchLeader",
 			Handler:       _Coordinator_WatchLeader_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "WatchAssignments",
+			Handler:       _Coordinator_WatchAssignments_Handler,
 			ServerStreams: true,
 		},
 	},

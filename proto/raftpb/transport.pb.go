@@ -1282,10 +1282,11 @@ const file_raftpb_transport_proto_rawDesc = "" +
 	"\vleader_addr\x18\x01 \x01(\tR\n" +
 	"leaderAddr\"%\n" +
 	"\x0fConfirmResponse\x12\x12\n" +
-	"\x04lost\x18\x01 \x01(\bR\x04lost2\xe7\x06\n" +
+	"\x04lost\x18\x01 \x01(\bR\x04lost2\xd1\a\n" +
 	"\rRaftTransport\x12b\n" +
 	"\rAppendEntries\x12'.heartbeat.raft.v1.AppendEntriesRequest\x1a(.heartbeat.raft.v1.AppendEntriesResponse\x12^\n" +
-	"\tHeartbeat\x12'.heartbeat.raft.v1.AppendEntriesRequest\x1a(.heartbeat.raft.v1.AppendEntriesResponse\x12n\n" +
+	"\tHeartbeat\x12'.heartbeat.raft.v1.AppendEntriesRequest\x1a(.heartbeat.raft.v1.AppendEntriesResponse\x12h\n" +
+	"\x0fHeartbeatStream\x12'.heartbeat.raft.v1.AppendEntriesRequest\x1a(.heartbeat.raft.v1.AppendEntriesResponse(\x010\x01\x12n\n" +
 	"\x15AppendEntriesPipeline\x12'.heartbeat.raft.v1.AppendEntriesRequest\x1a(.heartbeat.raft.v1.AppendEntriesResponse(\x010\x01\x12\\\n" +
 	"\vRequestVote\x12%.heartbeat.raft.v1.RequestVoteRequest\x1a&.heartbeat.raft.v1.RequestVoteResponse\x12e\n" +
 	"\x0eRequestPreVote\x12(.heartbeat.raft.v1.RequestPreVoteRequest\x1a).heartbeat.raft.v1.RequestPreVoteResponse\x12Y\n" +
@@ -1342,24 +1343,26 @@ var file_raftpb_transport_proto_depIdxs = []int32{
 	10, // 11: heartbeat.raft.v1.InstallSnapshotChunk.request:type_name -> heartbeat.raft.v1.InstallSnapshotRequest
 	2,  // 12: heartbeat.raft.v1.RaftTransport.AppendEntries:input_type -> heartbeat.raft.v1.AppendEntriesRequest
 	2,  // 13: heartbeat.raft.v1.RaftTransport.Heartbeat:input_type -> heartbeat.raft.v1.AppendEntriesRequest
-	2,  // 14: heartbeat.raft.v1.RaftTransport.AppendEntriesPipeline:input_type -> heartbeat.raft.v1.AppendEntriesRequest
-	4,  // 15: heartbeat.raft.v1.RaftTransport.RequestVote:input_type -> heartbeat.raft.v1.RequestVoteRequest
-	6,  // 16: heartbeat.raft.v1.RaftTransport.RequestPreVote:input_type -> heartbeat.raft.v1.RequestPreVoteRequest
-	8,  // 17: heartbeat.raft.v1.RaftTransport.TimeoutNow:input_type -> heartbeat.raft.v1.TimeoutNowRequest
-	12, // 18: heartbeat.raft.v1.RaftTransport.InstallSnapshot:input_type -> heartbeat.raft.v1.InstallSnapshotChunk
-	13, // 19: heartbeat.raft.v1.RaftTransport.Hold:input_type -> heartbeat.raft.v1.HoldRequest
-	15, // 20: heartbeat.raft.v1.RaftTransport.Confirm:input_type -> heartbeat.raft.v1.ConfirmRequest
-	3,  // 21: heartbeat.raft.v1.RaftTransport.AppendEntries:output_type -> heartbeat.raft.v1.AppendEntriesResponse
-	3,  // 22: heartbeat.raft.v1.RaftTransport.Heartbeat:output_type -> heartbeat.raft.v1.AppendEntriesResponse
-	3,  // 23: heartbeat.raft.v1.RaftTransport.AppendEntriesPipeline:output_type -> heartbeat.raft.v1.AppendEntriesResponse
-	5,  // 24: heartbeat.raft.v1.RaftTransport.RequestVote:output_type -> heartbeat.raft.v1.RequestVoteResponse
-	7,  // 25: heartbeat.raft.v1.RaftTransport.RequestPreVote:output_type -> heartbeat.raft.v1.RequestPreVoteResponse
-	9,  // 26: heartbeat.raft.v1.RaftTransport.TimeoutNow:output_type -> heartbeat.raft.v1.TimeoutNowResponse
-	11, // 27: heartbeat.raft.v1.RaftTransport.InstallSnapshot:output_type -> heartbeat.raft.v1.InstallSnapshotResponse
-	14, // 28: heartbeat.raft.v1.RaftTransport.Hold:output_type -> heartbeat.raft.v1.HoldEvent
-	16, // 29: heartbeat.raft.v1.RaftTransport.Confirm:output_type -> heartbeat.raft.v1.ConfirmResponse
-	21, // [21:30] is the sub-list for method output_type
-	12, // [12:21] is the sub-list for method input_type
+	2,  // 14: heartbeat.raft.v1.RaftTransport.HeartbeatStream:input_type -> heartbeat.raft.v1.AppendEntriesRequest
+	2,  // 15: heartbeat.raft.v1.RaftTransport.AppendEntriesPipeline:input_type -> heartbeat.raft.v1.AppendEntriesRequest
+	4,  // 16: heartbeat.raft.v1.RaftTransport.RequestVote:input_type -> heartbeat.raft.v1.RequestVoteRequest
+	6,  // 17: heartbeat.raft.v1.RaftTransport.RequestPreVote:input_type -> heartbeat.raft.v1.RequestPreVoteRequest
+	8,  // 18: heartbeat.raft.v1.RaftTransport.TimeoutNow:input_type -> heartbeat.raft.v1.TimeoutNowRequest
+	12, // 19: heartbeat.raft.v1.RaftTransport.InstallSnapshot:input_type -> heartbeat.raft.v1.InstallSnapshotChunk
+	13, // 20: heartbeat.raft.v1.RaftTransport.Hold:input_type -> heartbeat.raft.v1.HoldRequest
+	15, // 21: heartbeat.raft.v1.RaftTransport.Confirm:input_type -> heartbeat.raft.v1.ConfirmRequest
+	3,  // 22: heartbeat.raft.v1.RaftTransport.AppendEntries:output_type -> heartbeat.raft.v1.AppendEntriesResponse
+	3,  // 23: heartbeat.raft.v1.RaftTransport.Heartbeat:output_type -> heartbeat.raft.v1.AppendEntriesResponse
+	3,  // 24: heartbeat.raft.v1.RaftTransport.HeartbeatStream:output_type -> heartbeat.raft.v1.AppendEntriesResponse
+	3,  // 25: heartbeat.raft.v1.RaftTransport.AppendEntriesPipeline:output_type -> heartbeat.raft.v1.AppendEntriesResponse
+	5,  // 26: heartbeat.raft.v1.RaftTransport.RequestVote:output_type -> heartbeat.raft.v1.RequestVoteResponse
+	7,  // 27: heartbeat.raft.v1.RaftTransport.RequestPreVote:output_type -> heartbeat.raft.v1.RequestPreVoteResponse
+	9,  // 28: heartbeat.raft.v1.RaftTransport.TimeoutNow:output_type -> heartbeat.raft.v1.TimeoutNowResponse
+	11, // 29: heartbeat.raft.v1.RaftTransport.InstallSnapshot:output_type -> heartbeat.raft.v1.InstallSnapshotResponse
+	14, // 30: heartbeat.raft.v1.RaftTransport.Hold:output_type -> heartbeat.raft.v1.HoldEvent
+	16, // 31: heartbeat.raft.v1.RaftTransport.Confirm:output_type -> heartbeat.raft.v1.ConfirmResponse
+	22, // [22:32] is the sub-list for method output_type
+	12, // [12:22] is the sub-list for method input_type
 	12, // [12:12] is the sub-list for extension type_name
 	12, // [12:12] is the sub-list for extension extendee
 	0,  // [0:12] is the sub-list for field type_name

@@ -27,6 +27,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	RaftTransport_AppendEntries_FullMethodName         = "/heartbeat.raft.v1.RaftTransport/AppendEntries"
 	RaftTransport_Heartbeat_FullMethodName             = "/heartbeat.raft.v1.RaftTransport/Heartbeat"
+	RaftTransport_HeartbeatStream_FullMethodName       = "/heartbeat.raft.v1.RaftTransport/HeartbeatStream"
 	RaftTransport_AppendEntriesPipeline_FullMethodName = "/heartbeat.raft.v1.RaftTransport/AppendEntriesPipeline"
 	RaftTransport_RequestVote_FullMethodName           = "/heartbeat.raft.v1.RaftTransport/RequestVote"
 	RaftTransport_RequestPreVote_FullMethodName        = "/heartbeat.raft.v1.RaftTransport/RequestPreVote"
@@ -47,8 +48,14 @@ type RaftTransportClient interface {
 	AppendEntries(ctx context.Context, in *AppendEntriesRequest, opts ...grpc.CallOption) (*AppendEntriesResponse, error)
 	// Heartbeat is AppendEntries without entries, sent on a connection of its own so
 	// that it never waits behind a large batch or a snapshot stream. The receiver
-	// hands it to raft's heartbeat fast path.
+	// hands it to raft's heartbeat fast path. Superseded by HeartbeatStream; still
+	// served for callers that send one RPC per heartbeat.
 	Heartbeat(ctx context.Context, in *AppendEntriesRequest, opts ...grpc.CallOption) (*AppendEntriesResponse, error)
+	// HeartbeatStream carries a sender's heartbeats to one receiver on one long-lived
+	// stream (on the same connection as Heartbeat would): one request at a time, each
+	// answered in order before the next is sent. The receiver hands each to raft's
+	// heartbeat fast path. Cluster and node metadata are checked once, when it opens.
+	HeartbeatStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AppendEntriesRequest, AppendEntriesResponse], error)
 	// AppendEntriesPipeline carries pipelined AppendEntries: requests flow one way,
 	// responses come back in the same order.
 	AppendEntriesPipeline(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AppendEntriesRequest, AppendEntriesResponse], error)
@@ -97,9 +104,22 @@ func (c *raftTransportClient) Heartbeat(ctx context.Context, in *AppendEntriesRe
 	return out, nil
 }
 
+func (c *raftTransportClient) HeartbeatStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AppendEntriesRequest, AppendEntriesResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &RaftTransport_ServiceDesc.Streams[0], RaftTransport_HeartbeatStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[AppendEntriesRequest, AppendEntriesResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type RaftTransport_HeartbeatStreamClient = grpc.BidiStreamingClient[AppendEntriesRequest, AppendEntriesResponse]
+
 func (c *raftTransportClient) AppendEntriesPipeline(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AppendEntriesRequest, AppendEntriesResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &RaftTransport_ServiceDesc.Streams[0], RaftTransport_AppendEntriesPipeline_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &RaftTransport_ServiceDesc.Streams[1], RaftTransport_AppendEntriesPipeline_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -142,7 +162,7 @@ func (c *raftTransportClient) TimeoutNow(ctx context.Context, in *TimeoutNowRequ
 
 func (c *raftTransportClient) InstallSnapshot(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[InstallSnapshotChunk, InstallSnapshotResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &RaftTransport_ServiceDesc.Streams[1], RaftTransport_InstallSnapshot_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &RaftTransport_ServiceDesc.Streams[2], RaftTransport_InstallSnapshot_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -155,7 +175,7 @@ type RaftTransport_InstallSnapshotClient = grpc.ClientStreamingClient[InstallSna
 
 func (c *raftTransportClient) Hold(ctx context.Context, in *HoldRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[HoldEvent], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &RaftTransport_ServiceDesc.Streams[2], RaftTransport_Hold_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &RaftTransport_ServiceDesc.Streams[3], RaftTransport_Hold_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -193,8 +213,14 @@ type RaftTransportServer interface {
 	AppendEntries(context.Context, *AppendEntriesRequest) (*AppendEntriesResponse, error)
 	// Heartbeat is AppendEntries without entries, sent on a connection of its own so
 	// that it never waits behind a large batch or a snapshot stream. The receiver
-	// hands it to raft's heartbeat fast path.
+	// hands it to raft's heartbeat fast path. Superseded by HeartbeatStream; still
+	// served for callers that send one RPC per heartbeat.
 	Heartbeat(context.Context, *AppendEntriesRequest) (*AppendEntriesResponse, error)
+	// HeartbeatStream carries a sender's heartbeats to one receiver on one long-lived
+	// stream (on the same connection as Heartbeat would): one request at a time, each
+	// answered in order before the next is sent. The receiver hands each to raft's
+	// heartbeat fast path. Cluster and node metadata are checked once, when it opens.
+	HeartbeatStream(grpc.BidiStreamingServer[AppendEntriesRequest, AppendEntriesResponse]) error
 	// AppendEntriesPipeline carries pipelined AppendEntries: requests flow one way,
 	// responses come back in the same order.
 	AppendEntriesPipeline(grpc.BidiStreamingServer[AppendEntriesRequest, AppendEntriesResponse]) error
@@ -228,6 +254,9 @@ func (UnimplementedRaftTransportServer) AppendEntries(context.Context, *AppendEn
 }
 func (UnimplementedRaftTransportServer) Heartbeat(context.Context, *AppendEntriesRequest) (*AppendEntriesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Heartbeat not implemented")
+}
+func (UnimplementedRaftTransportServer) HeartbeatStream(grpc.BidiStreamingServer[AppendEntriesRequest, AppendEntriesResponse]) error {
+	return status.Error(codes.Unimplemented, "method HeartbeatStream not implemented")
 }
 func (UnimplementedRaftTransportServer) AppendEntriesPipeline(grpc.BidiStreamingServer[AppendEntriesRequest, AppendEntriesResponse]) error {
 	return status.Error(codes.Unimplemented, "method AppendEntriesPipeline not implemented")
@@ -306,6 +335,13 @@ func _RaftTransport_Heartbeat_Handler(srv interface{}, ctx context.Context, dec 
 	}
 	return interceptor(ctx, in, info, handler)
 }
+
+func _RaftTransport_HeartbeatStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(RaftTransportServer).HeartbeatStream(&grpc.GenericServerStream[AppendEntriesRequest, AppendEntriesResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type RaftTransport_HeartbeatStreamServer = grpc.BidiStreamingServer[AppendEntriesRequest, AppendEntriesResponse]
 
 func _RaftTransport_AppendEntriesPipeline_Handler(srv interface{}, stream grpc.ServerStream) error {
 	return srv.(RaftTransportServer).AppendEntriesPipeline(&grpc.GenericServerStream[AppendEntriesRequest, AppendEntriesResponse]{ServerStream: stream})
@@ -437,6 +473,12 @@ var RaftTransport_ServiceDesc = grpc.ServiceDesc{
 		},
 	},
 	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "HeartbeatStream",
+			Handler:       _RaftTransport_HeartbeatStream_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
 		{
 			StreamName:    "AppendEntriesPipeline",
 			Handler:       _RaftTransport_AppendEntriesPipeline_Handler,

@@ -31,6 +31,11 @@ type AdminConfig struct {
 	// DialOptions are used to reach the leader's peer port when forwarding.
 	// nil: plaintext (insecure credentials), as the raft transport uses.
 	DialOptions []grpc.DialOption
+	// BeforeRemove, when set, runs on the leader before it removes a member
+	// from the raft configuration; the node uses it to record the member as
+	// left (not dead) in the membership state. Its error is logged and the
+	// removal goes on.
+	BeforeRemove func(ctx context.Context, id string) error
 	// Logger receives a line per membership change. nil: discarded.
 	Logger hclog.Logger
 }
@@ -131,6 +136,11 @@ func (a *Admin) Remove(ctx context.Context, req *raftpb.RemoveRequest) (*raftpb.
 		}
 		if !hasMember(members, req.GetId()) {
 			return nil, status.Errorf(codes.NotFound, "remove: %q is not a member: %v", req.GetId(), election.ErrUnknownMember)
+		}
+		if a.cfg.BeforeRemove != nil {
+			if err := a.cfg.BeforeRemove(ctx, req.GetId()); err != nil {
+				a.cfg.Logger.Warn("before remove", "id", req.GetId(), "error", err)
+			}
 		}
 	}
 	err := a.cfg.Election.Remove(ctx, req.GetId())

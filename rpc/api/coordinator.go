@@ -9,9 +9,11 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/heartbeat-sidecar/heartbeat/election"
+	"github.com/heartbeat-sidecar/heartbeat/membership"
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 )
 
@@ -26,6 +28,23 @@ type CoordinatorConfig struct {
 	// the peer at a raft address (zero if never); Members reports it. The
 	// node wires it to the transport's heartbeat acks. Optional.
 	LastContact func(addr string) time.Time
+	// Membership is the replicated membership state (the node's raft FSM).
+	// nil: the resource, assignment, drain and application-health calls
+	// answer Unimplemented and Members lists only the raft configuration.
+	Membership *membership.FSM
+	// Applier commits encoded commands on this node (election's Apply; it
+	// fails with election.ErrNotLeader on a follower, and the write is then
+	// forwarded to the leader's client port). Required with Membership.
+	Applier membership.Applier
+	// AppHeartbeat records a heartbeat of the local application with its
+	// time to live. nil: AppHeartbeat answers Unimplemented.
+	AppHeartbeat func(ttl time.Duration)
+	// ForwardTimeout bounds a write forwarded to the leader (default 10s, on
+	// top of the caller's deadline).
+	ForwardTimeout time.Duration
+	// DialOptions are used to reach the leader's client port when
+	// forwarding. nil: plaintext.
+	DialOptions []grpc.DialOption
 	// Logger receives stream open/close logs at debug level. nil: discarded.
 	Logger hclog.Logger
 }
@@ -33,7 +52,7 @@ type CoordinatorConfig struct {
 // DefaultCoordinatorConfig returns a config with a null logger; the caller
 // sets ID, ClusterID and Election.
 func DefaultCoordinatorConfig() CoordinatorConfig {
-	return CoordinatorConfig{ClusterID: "heartbeat", Logger: hclog.NewNullLogger()}
+	return CoordinatorConfig{ClusterID: "heartbeat", ForwardTimeout: 10 * time.Second, Logger: hclog.NewNullLogger()}
 }
 
 // Validate reports a missing required field, wrapped in ErrInvalidConfig.
@@ -45,19 +64,28 @@ func (c CoordinatorConfig) Validate() error {
 		return fmt.Errorf("%w: coordinator: ClusterID is empty", ErrInvalidConfig)
 	case c.Election == nil:
 		return fmt.Errorf("%w: coordinator: Election is nil", ErrInvalidConfig)
+	case c.Membership != nil && c.Applier == nil:
+		return fmt.Errorf("%w: coordinator: Membership needs an Applier", ErrInvalidConfig)
+	case c.ForwardTimeout < 0:
+		return fmt.Errorf("%w: coordinator: ForwardTimeout is negative", ErrInvalidConfig)
 	}
 	return nil
 }
 
 // Coordinator implements heartbeatpb.CoordinatorServer. Register it on a
 // grpc.Server with Register; Close it before stopping that server, or
-// GracefulStop waits for open WatchLeader streams forever.
+// GracefulStop waits for open watch streams forever. It keeps one client
+// connection per leader client address it forwarded writes to, closed by
+// Close.
 type Coordinator struct {
 	heartbeatpb.UnimplementedCoordinatorServer
 
 	cfg       CoordinatorConfig
 	closeOnce sync.Once
-	done      chan struct{} // closed by Close: every WatchLeader returns
+	done      chan struct{} // closed by Close: every watch returns
+
+	connMu sync.Mutex
+	conns  map[string]*grpc.ClientConn // leader client address -> connection; nil once closed
 }
 
 // NewCoordinator validates cfg and returns a server.
@@ -68,7 +96,13 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
-	return &Coordinator{cfg: cfg, done: make(chan struct{})}, nil
+	if cfg.ForwardTimeout == 0 {
+		cfg.ForwardTimeout = DefaultCoordinatorConfig().ForwardTimeout
+	}
+	if cfg.DialOptions == nil {
+		cfg.DialOptions = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+	return &Coordinator{cfg: cfg, done: make(chan struct{}), conns: make(map[string]*grpc.ClientConn)}, nil
 }
 
 // Register adds the Coordinator service to s (before s.Serve).
@@ -76,10 +110,14 @@ func (c *Coordinator) Register(s grpc.ServiceRegistrar) {
 	heartbeatpb.RegisterCoordinatorServer(s, c)
 }
 
-// Close ends every open WatchLeader stream with codes.Unavailable and makes
-// new ones fail. Unary calls keep working. Safe to call more than once.
+// Close ends every open watch stream with codes.Unavailable and makes new
+// ones fail, closes the forwarding connections, and makes writes fail with
+// Unavailable. Reads keep working. Safe to call more than once.
 func (c *Coordinator) Close() {
-	c.closeOnce.Do(func() { close(c.done) })
+	c.closeOnce.Do(func() {
+		close(c.done)
+		c.closeConns()
+	})
 }
 
 // Status answers with this node's view; see StatusSnapshot.
@@ -121,7 +159,8 @@ func (c *Coordinator) StatusSnapshot() *heartbeatpb.StatusResponse {
 	return resp
 }
 
-// Members lists the raft configuration as this node knows it.
+// Members lists the raft configuration as this node knows it, merged with
+// the membership state (state, health, drain, addresses) when there is one.
 func (c *Coordinator) Members(ctx context.Context, _ *heartbeatpb.MembersRequest) (*heartbeatpb.MembersResponse, error) {
 	members, err := c.MembersSnapshot()
 	if err != nil {
@@ -130,7 +169,11 @@ func (c *Coordinator) Members(ctx context.Context, _ *heartbeatpb.MembersRequest
 	return &heartbeatpb.MembersResponse{Members: members}, nil
 }
 
-// MembersSnapshot returns the members as the API reports them, sorted by id. The HTTP /v1/members endpoint serves the same list.
+// MembersSnapshot returns the members as the API reports them, sorted by
+// id: the raft configuration merged with the membership records (a member
+// the raft configuration no longer holds, for example one removed after it
+// left, is listed from its record alone). The HTTP /v1/members endpoint
+// serves the same list.
 func (c *Coordinator) MembersSnapshot() ([]*heartbeatpb.Member, error) {
 	ms, err := c.cfg.Election.Members()
 	if err != nil {
@@ -151,7 +194,7 @@ func (c *Coordinator) MembersSnapshot() ([]*heartbeatpb.Member, error) {
 		}
 		out = append(out, pm)
 	}
-	return out, nil
+	return mergeMembers(out, c.cfg.Membership), nil
 }
 
 // WatchLeader sends the current leadership first, then every change, until

@@ -15,47 +15,30 @@ import (
 const snapshotTimeoutUnit = 1 << 20
 
 // AppendEntries sends one AppendEntries to target and fills resp. A heartbeat (see
-// IsHeartbeat) goes as the Heartbeat RPC on the control connection with a deadline of
-// HeartbeatTimeout, so it never queues behind bulk traffic; anything else goes on the
-// bulk connection with a deadline of RPCTimeout. An acknowledged request (resp.Term ==
-// args.Term) is recorded in Acks.
+// IsHeartbeat) goes on target's heartbeat stream on the control connection and must be
+// answered within HeartbeatTimeout, so it never queues behind bulk traffic; anything
+// else goes as a unary call on the bulk connection with a deadline of RPCTimeout. An
+// acknowledged request (resp.Term == args.Term) is recorded in Acks, with the time
+// taken before it was sent.
 func (t *Transport) AppendEntries(_ raft.ServerID, target raft.ServerAddress,
 	args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
-	hb := IsHeartbeat(args)
 	pc, err := t.peer(target)
 	if err != nil {
 		return err
 	}
-	name, timeout := "AppendEntries", t.cfg.RPCTimeout
-	if hb {
-		name, timeout = "Heartbeat", t.cfg.HeartbeatTimeout
+	if IsHeartbeat(args) {
+		return t.heartbeat(pc, target, args, resp)
 	}
-	ctx, cancel := t.callCtx(timeout)
+	ctx, cancel := t.callCtx(t.cfg.RPCTimeout)
 	defer cancel()
 	req := appendReqToProto(args)
-	var out *raftpb.AppendEntriesResponse
 	sentAt := time.Now()
-	if hb {
-		out, err = pc.control.Heartbeat(ctx, req)
-	} else {
-		out, err = pc.bulk.AppendEntries(ctx, req)
-	}
+	out, err := pc.bulk.AppendEntries(ctx, req)
 	repliedAt := time.Now()
 	if err != nil {
-		return t.callErr(name, target, err)
+		return t.callErr("AppendEntries", target, err)
 	}
-	if out.Error != "" {
-		t.metrics.rpcErrors.WithLabelValues(name, string(target)).Inc()
-		return fmt.Errorf("transport: %s to %s: %w: %s", name, target, ErrRemote, out.Error)
-	}
-	appendRespFromProto(out, resp)
-	if hb {
-		t.metrics.heartbeatRTT.WithLabelValues(string(target)).Observe(repliedAt.Sub(sentAt).Seconds())
-	}
-	if resp.Term == args.Term {
-		t.acks.record(target, sentAt, repliedAt, args.Term)
-	}
-	return nil
+	return t.finishAppend("AppendEntries", target, args, resp, out, sentAt, repliedAt, nil)
 }
 
 // RequestVote sends a RequestVote to target on the control connection, with a deadline

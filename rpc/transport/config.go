@@ -38,6 +38,10 @@ var (
 	ErrWrongCluster = errors.New("transport: wrong cluster")
 	// ErrRemote is wrapped when the receiving node's raft answered with an error.
 	ErrRemote = errors.New("transport: remote raft error")
+	// ErrNotServing is wrapped by Reachable when a TCP connection to the target opened
+	// but no HTTP/2 server answered on it in time: the process behind the port is dying,
+	// wedged, or not a gRPC server.
+	ErrNotServing = errors.New("transport: no live server answered")
 	// ErrInvalidConfig is wrapped by Config.Validate's errors.
 	ErrInvalidConfig = errors.New("transport: invalid config")
 )

@@ -34,6 +34,13 @@ func headerToProto(h raft.RPCHeader) *raftpb.RPCHeader {
 	return &raftpb.RPCHeader{ProtocolVersion: int64(h.ProtocolVersion), Id: h.ID, Addr: h.Addr}
 }
 
+// headerIntoProto overwrites every field of p with h's.
+func headerIntoProto(h raft.RPCHeader, p *raftpb.RPCHeader) {
+	p.ProtocolVersion = int64(h.ProtocolVersion)
+	p.Id = h.ID
+	p.Addr = h.Addr
+}
+
 func headerFromProto(h *raftpb.RPCHeader) raft.RPCHeader {
 	if h == nil {
 		return raft.RPCHeader{}
@@ -59,21 +66,28 @@ func logFromProto(p *raftpb.Log) *raft.Log {
 }
 
 func appendReqToProto(r *raft.AppendEntriesRequest) *raftpb.AppendEntriesRequest {
-	p := &raftpb.AppendEntriesRequest{
-		Header:            headerToProto(r.RPCHeader),
-		Term:              r.Term,
-		Leader:            r.Leader,
-		PrevLogEntry:      r.PrevLogEntry,
-		PrevLogTerm:       r.PrevLogTerm,
-		LeaderCommitIndex: r.LeaderCommitIndex,
-	}
+	p := &raftpb.AppendEntriesRequest{}
+	appendReqIntoProto(r, p, &raftpb.RPCHeader{})
+	return p
+}
+
+// appendReqIntoProto overwrites every field of p (and of hdr, which becomes p's
+// header) with r's, so one message can be reused for request after request.
+func appendReqIntoProto(r *raft.AppendEntriesRequest, p *raftpb.AppendEntriesRequest, hdr *raftpb.RPCHeader) {
+	headerIntoProto(r.RPCHeader, hdr)
+	p.Header = hdr
+	p.Term = r.Term
+	p.Leader = r.Leader
+	p.PrevLogEntry = r.PrevLogEntry
+	p.PrevLogTerm = r.PrevLogTerm
+	p.LeaderCommitIndex = r.LeaderCommitIndex
+	p.Entries = nil
 	if len(r.Entries) > 0 {
 		p.Entries = make([]*raftpb.Log, len(r.Entries))
 		for i, e := range r.Entries {
 			p.Entries[i] = logToProto(e)
 		}
 	}
-	return p
 }
 
 func appendReqFromProto(p *raftpb.AppendEntriesRequest) *raft.AppendEntriesRequest {
@@ -95,13 +109,21 @@ func appendReqFromProto(p *raftpb.AppendEntriesRequest) *raft.AppendEntriesReque
 }
 
 func appendRespToProto(r *raft.AppendEntriesResponse) *raftpb.AppendEntriesResponse {
-	return &raftpb.AppendEntriesResponse{
-		Header:         headerToProto(r.RPCHeader),
-		Term:           r.Term,
-		LastLog:        r.LastLog,
-		Success:        r.Success,
-		NoRetryBackoff: r.NoRetryBackoff,
-	}
+	p := &raftpb.AppendEntriesResponse{}
+	appendRespIntoProto(r, p, &raftpb.RPCHeader{})
+	return p
+}
+
+// appendRespIntoProto overwrites every field of p (and of hdr, which becomes p's
+// header) with r's; p.Error is cleared.
+func appendRespIntoProto(r *raft.AppendEntriesResponse, p *raftpb.AppendEntriesResponse, hdr *raftpb.RPCHeader) {
+	headerIntoProto(r.RPCHeader, hdr)
+	p.Header = hdr
+	p.Term = r.Term
+	p.LastLog = r.LastLog
+	p.Success = r.Success
+	p.NoRetryBackoff = r.NoRetryBackoff
+	p.Error = ""
 }
 
 func appendRespFromProto(p *raftpb.AppendEntriesResponse, r *raft.AppendEntriesResponse) {

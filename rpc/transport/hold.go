@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"sync"
 	"time"
 
@@ -146,22 +145,6 @@ func (t *Transport) holdErr(ctx context.Context, target raft.ServerAddress, err 
 		return ErrTransportShutdown
 	}
 	return t.callErr("Hold", target, err)
-}
-
-// Reachable dials a fresh TCP connection to target within ctx and closes it: nil means
-// something accepted the connection. It uses no gRPC state, so it sees a restarted or
-// dead peer at once.
-func (t *Transport) Reachable(ctx context.Context, target raft.ServerAddress) error {
-	if t.closeCtx.Err() != nil {
-		return ErrTransportShutdown
-	}
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", string(target))
-	if err != nil {
-		return fmt.Errorf("transport: reach %s: %w", target, err)
-	}
-	_ = conn.Close()
-	return nil
 }
 
 // ConfirmLost asks member via whether it has lost target too: true when via's latest

@@ -27,7 +27,12 @@ type rpcServer struct {
 // dispatch hands cmd to Consumer() and waits for raft's answer. It gives up when ctx
 // ends (ctx.Err()) or the transport closes (ErrTransportShutdown).
 func (t *Transport) dispatch(ctx context.Context, cmd any, reader io.Reader) (raft.RPCResponse, error) {
-	respCh := make(chan raft.RPCResponse, 1)
+	return t.dispatchOn(ctx, cmd, reader, make(chan raft.RPCResponse, 1))
+}
+
+// dispatchOn is dispatch with the answer channel supplied by the caller: empty, with
+// room for one answer, and not used for anything else until this returns.
+func (t *Transport) dispatchOn(ctx context.Context, cmd any, reader io.Reader, respCh chan raft.RPCResponse) (raft.RPCResponse, error) {
 	rpc := raft.RPC{Command: cmd, Reader: reader, RespChan: respCh}
 	select {
 	case t.consumeCh <- rpc:
@@ -67,35 +72,45 @@ func remoteStatus(err error) error {
 // appendResult builds the wire answer to an AppendEntries from raft's answer.
 func appendResult(r raft.RPCResponse) *raftpb.AppendEntriesResponse {
 	out := &raftpb.AppendEntriesResponse{}
+	appendResultInto(r, out, &raftpb.RPCHeader{})
+	return out
+}
+
+// appendResultInto is appendResult into a reused message: every field of out (and of
+// hdr, its header when raft answered) is overwritten.
+func appendResultInto(r raft.RPCResponse, out *raftpb.AppendEntriesResponse, hdr *raftpb.RPCHeader) {
 	if resp, ok := r.Response.(*raft.AppendEntriesResponse); ok && resp != nil {
-		out = appendRespToProto(resp)
-	} else if r.Error == nil {
-		out.Error = fmt.Sprintf("unexpected response type %T", r.Response)
+		appendRespIntoProto(resp, out, hdr)
+	} else {
+		appendRespIntoProto(&raft.AppendEntriesResponse{}, out, hdr)
+		out.Header = nil
+		if r.Error == nil {
+			out.Error = fmt.Sprintf("unexpected response type %T", r.Response)
+		}
 	}
 	if r.Error != nil {
 		out.Error = r.Error.Error()
 	}
-	return out
 }
 
-// handleAppend serves AppendEntries and Heartbeat. A heartbeat (by IsHeartbeat, on
-// either RPC) goes to the heartbeat handler when one is set, else through Consumer();
-// anything with entries goes through Consumer() even if sent as Heartbeat, since raft
-// may only process those on its main loop.
-func (t *Transport) handleAppend(ctx context.Context, p *raftpb.AppendEntriesRequest) (*raftpb.AppendEntriesResponse, error) {
-	cmd := appendReqFromProto(p)
+// serveAppend hands one AppendEntries to raft and waits for its answer on respCh
+// (empty, room for one). A heartbeat (by IsHeartbeat, whichever RPC carried it) goes
+// to the heartbeat handler when one is set, else through Consumer(); anything with
+// entries goes through Consumer() even if sent as a heartbeat, since raft may only
+// process those on its main loop.
+func (t *Transport) serveAppend(ctx context.Context, cmd *raft.AppendEntriesRequest, respCh chan raft.RPCResponse) (raft.RPCResponse, error) {
 	if IsHeartbeat(cmd) {
 		if fn := t.heartbeatFn(); fn != nil {
-			respCh := make(chan raft.RPCResponse, 1)
 			fn(raft.RPC{Command: cmd, RespChan: respCh})
-			r, err := t.await(ctx, respCh)
-			if err != nil {
-				return nil, toStatus(err)
-			}
-			return appendResult(r), nil
+			return t.await(ctx, respCh)
 		}
 	}
-	r, err := t.dispatch(ctx, cmd, nil)
+	return t.dispatchOn(ctx, cmd, nil, respCh)
+}
+
+// handleAppend serves the unary AppendEntries and Heartbeat RPCs (see serveAppend).
+func (t *Transport) handleAppend(ctx context.Context, p *raftpb.AppendEntriesRequest) (*raftpb.AppendEntriesResponse, error) {
+	r, err := t.serveAppend(ctx, appendReqFromProto(p), make(chan raft.RPCResponse, 1))
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -107,7 +122,8 @@ func (s *rpcServer) AppendEntries(ctx context.Context, p *raftpb.AppendEntriesRe
 	return s.t.handleAppend(ctx, p)
 }
 
-// Heartbeat serves a heartbeat through the heartbeat fast path.
+// Heartbeat serves a heartbeat sent as one unary RPC (see HeartbeatStream for the
+// stream this transport's clients use).
 func (s *rpcServer) Heartbeat(ctx context.Context, p *raftpb.AppendEntriesRequest) (*raftpb.AppendEntriesResponse, error) {
 	return s.t.handleAppend(ctx, p)
 }

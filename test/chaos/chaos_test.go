@@ -20,8 +20,8 @@ import (
 // TestChaos builds the image, brings up the compose cluster under its own
 // project name, follows every node, runs every fault (once with
 // CHAOS_QUICK=1, CHAOS_RUNS times otherwise), checks the history and writes
-// out/report.md, out/timeline.svg and out/history.json. On a failure it also
-// keeps every node's docker logs in out/logs. The cluster, its network
+// out/report.md, out/timeline.svg, out/history.json and every node's docker
+// logs in out/logs (kept on success too). The cluster, its network
 // and volumes are removed at the end, whatever happened.
 func TestChaos(t *testing.T) {
 	cfg, err := ConfigFromEnv(os.Getenv)
@@ -85,11 +85,9 @@ func TestChaos(t *testing.T) {
 			t.Errorf("compose down: %v", err)
 		}
 	})
-	t.Cleanup(func() {
-		if t.Failed() {
-			saveLogs(t, cl, filepath.Join(out, "logs"))
-		}
-	})
+	// Node logs are kept on every run (about 1-2 MB): a slow failover is
+	// worth a look even when no checker failed.
+	t.Cleanup(func() { saveLogs(t, cl, filepath.Join(out, "logs")) })
 	if err := cl.Up(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -27,6 +27,7 @@ type Violation struct {
 	Msg   string `json:"msg"`
 }
 
+// String is "check at T on node: message".
 func (v Violation) String() string {
 	return fmt.Sprintf("%s at %s on %s: %s", v.Check, fmtDur(v.At), v.Node, v.Msg)
 }
@@ -88,6 +89,15 @@ func claims(e Event) (uint64, bool) {
 	return 0, false
 }
 
+// selfClaim reports whether e hands leadership to the application (is_self,
+// the node leads AND its lease is valid) and with which fencing token. Raft's
+// own state=leader is not handed out: an old leader that has not yet heard
+// of a newer term still says state=leader, with is_leader=false once its
+// lease has lapsed, and that is correct.
+func selfClaim(e Event) (uint64, bool) {
+	return e.Token, e.IsSelf && e.Token != 0
+}
+
 // CheckS1: at most one leader per term across every node's history. Two
 // different nodes claiming leadership with the same fencing token (= the
 // term of election) is a violation.
@@ -121,8 +131,9 @@ func CheckS1(s Snapshot) []Violation {
 
 // CheckS2: fencing tokens only grow. (a) The tokens each node reports through
 // each channel (status polls, the watch stream) never decrease (0, "no
-// leader known", is skipped). (b) A node claims leadership only with a token
-// at least as high as any token any node reported more than tol earlier.
+// leader known", is skipped). (b) A node tells its application it leads
+// (is_self) only with a token at least as high as any token any node
+// reported more than tol earlier.
 func CheckS2(s Snapshot, tol time.Duration) []Violation {
 	var vs []Violation
 	last := map[string]Event{}
@@ -145,7 +156,7 @@ func CheckS2(s Snapshot, tol time.Duration) []Violation {
 	}
 	var maxes []seen // increasing token, increasing at
 	for _, e := range s.Events {
-		if tok, ok := claims(e); ok {
+		if tok, ok := selfClaim(e); ok {
 			// highest token reported before e.At - tol
 			limit := e.At - tol
 			i := sort.Search(len(maxes), func(i int) bool { return maxes[i].at >= limit })

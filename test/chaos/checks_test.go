@@ -198,6 +198,29 @@ func TestL2AllowsPreVoteOfTargetButNotTermChange(t *testing.T) {
 	}
 }
 
+func TestS2IgnoresRaftStateOfALeaderWhoseLeaseLapsed(t *testing.T) {
+	// The chaos run's case: n1 was paused as leader of term 2; n2 won term 3;
+	// on thaw n1 still says state=leader, term 2, but is_leader=false (its
+	// lease lapsed) until it hears of term 3. That hands nothing out.
+	s := cleanHistory()
+	var kept []Event
+	for _, e := range s.Events {
+		if e.Node != "n1" || e.At < msd(3000) {
+			kept = append(kept, e) // n1 comes back from its pause below
+		}
+	}
+	s.Events = append(kept, ev("n1", 3500, 3510, RoleLeader, 2, 2, "n1", false))
+	s.sort()
+	if vs := CheckS2(s, msd(50)); len(vs) != 0 {
+		t.Fatalf("raft state of a lapsed leader flagged: %v", vs)
+	}
+	s.Events = append(s.Events, ev("n1", 3520, 3530, RoleLeader, 2, 2, "n1", true))
+	s.sort()
+	if vs := CheckS2(s, msd(50)); len(vs) != 1 || !strings.Contains(vs[0].Msg, "claims leadership with token 2") {
+		t.Fatalf("stale is_self claim: %v", vs)
+	}
+}
+
 func TestTwoLeadersTolerance(t *testing.T) {
 	s := cleanHistory()
 	// n1's last claim overlaps n2's first by 30 ms: within the 50 ms tolerance.

@@ -26,8 +26,9 @@ type Measurement struct {
 	Elected   bool
 	NewLeader time.Duration
 	Missing   []string
-	// NoLeader is the time between the old leadership's last claim and the
-	// new one's first (0 if the old leader never stopped claiming).
+	// NoLeader is the time between the old leadership's last is_self claim
+	// (what applications are told) and the new one's first (0 if the old
+	// leader never stopped claiming).
 	NoLeader time.Duration
 	// TermChanges is the highest term seen in the window less the old term.
 	TermChanges uint64
@@ -122,7 +123,7 @@ func Measure(s Snapshot, i int) Measurement {
 		if e.Source != SourceStatus || e.At > end {
 			continue
 		}
-		tok, ok := claims(e)
+		tok, ok := selfClaim(e)
 		if !ok {
 			continue
 		}

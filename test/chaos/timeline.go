@@ -114,11 +114,18 @@ func (w *svgWriter) panel(s Snapshot, x, y, width int, from, to, origin time.Dur
 		w.f(`<rect x="%.1f" y="%d" width="%.1f" height="5" fill="#e03131">%s</rect>`+"\n", px(a), top-8, px(b)-px(a), tip)
 		label := fmt.Sprintf("%s→%s", f.Kind, strings.Join(f.Nodes, ","))
 		row := 0
-		if len(faults) > 1 {
+		switch {
+		case len(faults) > 24 && f.Kind == KindQuiet:
+			label = fmt.Sprintf("run %d", f.Run) // too many to number: mark each run's start
+		case len(faults) > 24:
+			label = ""
+		case len(faults) > 1:
 			label = fmt.Sprintf("#%d", i)
 			row = k % 2
 		}
-		w.f(`<text x="%.1f" y="%d" class="fault">%s</text>`+"\n", px(a), top+lanesH+11+row*9, html.EscapeString(label))
+		if label != "" {
+			w.f(`<text x="%.1f" y="%d" class="fault">%s</text>`+"\n", px(a), top+lanesH+11+row*9, html.EscapeString(label))
+		}
 	}
 	for _, m := range marks {
 		if m.at < from || m.at > to {

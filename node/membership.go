@@ -1,0 +1,255 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/heartbeat-sidecar/heartbeat/membership"
+	mpb "github.com/heartbeat-sidecar/heartbeat/proto/membershippb"
+)
+
+// Retry pacing of the node's own membership writes (registration, health,
+// drain): they go through the leader and fail while none is known.
+const (
+	writeRetryMin     = 50 * time.Millisecond
+	writeRetryMax     = time.Second
+	writeAttemptLimit = 5 * time.Second
+)
+
+// Membership is the node's replicated membership state; nil when Config.FSM
+// replaced it with another state machine. Read it (View, Read, Subscribe);
+// never Apply to it directly.
+func (n *Node) Membership() *membership.FSM { return n.mfsm }
+
+// Reconciler is the node's reconcile loop (it acts only while this node
+// leads); nil without the membership state.
+func (n *Node) Reconciler() *membership.Reconciler { return n.rec }
+
+// Commit commits a membership command through the leader (forwarded when
+// this node follows) and returns its result; errors are gRPC status errors
+// (see api.Coordinator.Commit).
+func (n *Node) Commit(ctx context.Context, cmd *mpb.Command) (*membership.Result, error) {
+	if n.mfsm == nil {
+		return nil, status.Error(codes.Unimplemented, "node runs without the membership state")
+	}
+	return n.coord.Commit(ctx, cmd)
+}
+
+// setupMembership builds the reconciler over the election and transport.
+func (n *Node) setupMembership() error {
+	rc := n.cfg.Reconciler
+	rc.SelfID = n.cfg.ID
+	if rc.Logger == nil {
+		rc.Logger = n.log.Named("reconciler")
+	}
+	leader := membership.LeaderFunc(func() bool { return n.el.Leadership().IsLeader })
+	hb := membership.HeartbeatSourceFunc(n.lastReplies)
+	rec, err := membership.NewReconciler(rc, n.mfsm, n.el, leader, hb)
+	if err != nil {
+		return fmt.Errorf("node: reconciler: %w", err)
+	}
+	n.rec = rec
+	return nil
+}
+
+// lastReplies converts the transport's acks for the failure detector.
+func (n *Node) lastReplies() map[string]time.Time {
+	acks := n.tr.Acks()
+	out := make(map[string]time.Time, len(acks))
+	for addr, a := range acks {
+		out[string(addr)] = a.RepliedAt
+	}
+	return out
+}
+
+// startMembership starts the reconciler, the self-registration and the
+// application-health loops, all owned by the node's WaitGroup and ended by
+// bgCancel (the reconciler by recCancel, which Shutdown calls later so that
+// a draining leader still moves its own resources).
+func (n *Node) startMembership() {
+	rctx, cancel := context.WithCancel(context.Background())
+	n.recCancel = cancel
+	n.wg.Add(3)
+	go func() { defer n.wg.Done(); _ = n.rec.Run(rctx) }()
+	go func() { defer n.wg.Done(); n.registerLoop(n.bgCtx) }()
+	go func() { defer n.wg.Done(); n.app.run(n.bgCtx) }()
+	if n.app.url != "" {
+		n.wg.Add(1)
+		go func() { defer n.wg.Done(); n.app.pollLoop(n.bgCtx) }()
+	}
+}
+
+// selfSpec is this node's member record: its peer address exactly as the raft
+// configuration holds it (the detector keys heartbeats by it), its dialable
+// client and HTTP addresses, and its suffrage.
+func (n *Node) selfSpec() (membership.MemberSpec, bool) {
+	spec := membership.MemberSpec{ID: n.cfg.ID, ClientAddr: n.advertised(n.ClientAddr()), HTTPAddr: n.advertised(n.HTTPAddr())}
+	ms, err := n.el.Members()
+	if err != nil {
+		return spec, false
+	}
+	for _, m := range ms {
+		if m.ID == n.cfg.ID {
+			spec.PeerAddr, spec.Voter = m.Address, m.Voter
+			return spec, true
+		}
+	}
+	return spec, false // not in the configuration yet (joining)
+}
+
+// advertised turns a bound wildcard address into one other nodes can dial,
+// using the host of the advertised peer address.
+func (n *Node) advertised(bound string) string {
+	host, port, err := net.SplitHostPort(bound)
+	if err != nil {
+		return bound
+	}
+	if ip := net.ParseIP(host); host != "" && (ip == nil || !ip.IsUnspecified()) {
+		return bound
+	}
+	phost, _, err := net.SplitHostPort(n.PeerAddr())
+	if err != nil {
+		return bound
+	}
+	return net.JoinHostPort(phost, port)
+}
+
+// registerLoop commits UpsertMember for this node, retrying until it
+// succeeds (once the node is in the raft configuration and a leader with
+// the membership state is reachable) or ctx ends.
+func (n *Node) registerLoop(ctx context.Context) {
+	err := n.retry(ctx, "register", func(actx context.Context) error {
+		spec, ok := n.selfSpec()
+		if !ok {
+			return errors.New("not in the raft configuration yet")
+		}
+		_, err := n.Commit(actx, membership.UpsertMemberCmd(spec))
+		return err
+	})
+	if err == nil {
+		n.registered.Store(true)
+		n.log.Debug("registered in the membership state")
+	}
+}
+
+// retry calls f with a bounded context until it returns nil or ctx ends
+// (returning ctx's error). A refusal that retrying cannot cure
+// (InvalidArgument, NotFound, FailedPrecondition other than a moved leader,
+// PermissionDenied) is returned at once.
+func (n *Node) retry(ctx context.Context, what string, f func(context.Context) error) error {
+	backoff := writeRetryMin
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, writeAttemptLimit)
+		err := f(actx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		switch status.Code(err) {
+		case codes.InvalidArgument, codes.NotFound, codes.PermissionDenied, codes.Unimplemented:
+			n.log.Warn("membership write refused", "what", what, "error", err)
+			return err
+		}
+		if attempt%20 == 0 {
+			n.log.Warn("membership write still failing", "what", what, "attempt", attempt, "error", err)
+		} else {
+			n.log.Debug("membership write failed", "what", what, "attempt", attempt, "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, writeRetryMax)
+	}
+}
+
+// selfMember returns this node's member record.
+func (n *Node) selfMember() (membership.Member, bool) {
+	var m membership.Member
+	var ok bool
+	n.mfsm.Read(func(s *membership.State) { m, ok = s.Member(n.cfg.ID) })
+	return m, ok
+}
+
+// leave is the membership part of a planned stop: drain this node (its
+// resources move to live members), wait until it owns nothing (bounded by
+// Config.DrainTimeout and ctx; at once when no other member can take work),
+// then record it as left. A node that never registered has nothing to do.
+func (n *Node) leave(ctx context.Context) {
+	if n.mfsm == nil {
+		return
+	}
+	if m, ok := n.selfMember(); !ok || m.State == membership.StateLeft {
+		return
+	}
+	dctx, cancel := context.WithTimeout(ctx, n.cfg.DrainTimeout)
+	defer cancel()
+	start := time.Now()
+	if err := n.retry(dctx, "drain", func(actx context.Context) error {
+		_, err := n.Commit(actx, membership.SetDrainCmd(n.cfg.ID, true))
+		return err
+	}); err != nil {
+		n.log.Warn("drain before stop failed", "error", err)
+	}
+	err := n.mfsm.WaitFor(dctx, func(s *membership.State) bool {
+		if s.NumOwned(n.cfg.ID) == 0 {
+			return true
+		}
+		for _, m := range s.Members() {
+			if m.ID != n.cfg.ID && m.CanTake() {
+				return false
+			}
+		}
+		return true // nobody could take them: do not wait for nothing
+	})
+	if err != nil {
+		n.log.Warn("drain did not finish before the timeout", "owned", n.numOwned(n.cfg.ID), "error", err)
+	} else {
+		n.log.Info("drained", "took", time.Since(start))
+	}
+	// MarkLeft gets its own bound: a drain that used the whole timeout
+	// still records the departure.
+	lctx, lcancel := context.WithTimeout(ctx, writeAttemptLimit)
+	defer lcancel()
+	if err := n.retry(lctx, "leave", func(actx context.Context) error {
+		_, err := n.Commit(actx, membership.MarkLeftCmd(n.cfg.ID))
+		return err
+	}); err != nil {
+		n.log.Warn("could not record the departure (the leader will declare this node dead instead)", "error", err)
+	}
+}
+
+func (n *Node) numOwned(id string) int {
+	var c int
+	n.mfsm.Read(func(s *membership.State) { c = s.NumOwned(id) })
+	return c
+}
+
+// beforeRemove records a member that is being removed from the raft
+// configuration as left, so that the detector does not declare it dead.
+func (n *Node) beforeRemove(ctx context.Context, id string) error {
+	if n.mfsm == nil {
+		return nil
+	}
+	var known bool
+	n.mfsm.Read(func(s *membership.State) { _, known = s.Member(id) })
+	if !known {
+		return nil
+	}
+	_, err := membership.Commit(ctx, n.el, membership.MarkLeftCmd(id))
+	var rej *membership.RejectedError
+	if errors.As(err, &rej) && errors.Is(err, membership.ErrInvalidTransition) {
+		return nil
+	}
+	return err
+}

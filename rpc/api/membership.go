@@ -1,0 +1,387 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/heartbeat-sidecar/heartbeat/election"
+	"github.com/heartbeat-sidecar/heartbeat/membership"
+	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
+	mpb "github.com/heartbeat-sidecar/heartbeat/proto/membershippb"
+)
+
+// Limits of the resource API beyond the membership command limits.
+const (
+	// MinAppHeartbeatTTL and MaxAppHeartbeatTTL bound AppHeartbeat's ttl.
+	MinAppHeartbeatTTL = 100 * time.Millisecond
+	MaxAppHeartbeatTTL = 10 * time.Minute
+	// readYourWritesTimeout bounds the wait of a follower, after a forwarded
+	// write, until its own state has applied it (so a read that follows on
+	// the same node sees the write).
+	readYourWritesTimeout = 2 * time.Second
+)
+
+// membershipOn returns the FSM, or Unimplemented when the node runs without
+// the membership state machine.
+func (c *Coordinator) membershipOn() (*membership.FSM, error) {
+	if c.cfg.Membership == nil {
+		return nil, status.Error(codes.Unimplemented, "membership API disabled: the node runs another state machine")
+	}
+	return c.cfg.Membership, nil
+}
+
+// Commit commits a membership command through the leader and returns its
+// result: on this node when it leads, else forwarded once to the leader's
+// client address (from the membership state). After a forwarded write it
+// waits (briefly) until this node has applied it too. Errors are gRPC status
+// errors: InvalidArgument for a malformed command, NotFound for an unknown
+// member, FailedPrecondition for a state conflict or a leader that moved,
+// Unavailable when no leader (or its client address) is known yet. The node
+// uses it for its own writes (registration, drain, application health).
+func (c *Coordinator) Commit(ctx context.Context, cmd *mpb.Command) (*membership.Result, error) {
+	fsm, err := c.membershipOn()
+	if err != nil {
+		return nil, err
+	}
+	if c.cfg.Applier == nil {
+		return nil, status.Error(codes.Unimplemented, "membership API: no applier")
+	}
+	select {
+	case <-c.done:
+		return nil, status.Error(codes.Unavailable, ErrClosed.Error())
+	default:
+	}
+	res, err := membership.Commit(ctx, c.cfg.Applier, cmd)
+	if err == nil {
+		return res, nil
+	}
+	if !errors.Is(err, election.ErrNotLeader) {
+		return nil, commitStatus(err)
+	}
+	if isForwarded(ctx) {
+		l := leaderOf(c.cfg.Election, err)
+		return nil, notLeaderStatus(l.LeaderID, l.LeaderAddr)
+	}
+	data, encErr := membership.EncodeCommand(cmd)
+	if encErr != nil {
+		return nil, commitStatus(encErr)
+	}
+	res, err = c.forward(ctx, fsm, data)
+	if err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, readYourWritesTimeout)
+	defer cancel()
+	_ = fsm.WaitRevision(wctx, res.Revision) // best effort: the write is committed either way
+	return res, nil
+}
+
+// forward sends an encoded command to the leader's client port.
+func (c *Coordinator) forward(ctx context.Context, fsm *membership.FSM, data []byte) (*membership.Result, error) {
+	l := c.cfg.Election.Leadership()
+	if l.LeaderID == "" || l.LeaderID == c.cfg.ID {
+		return nil, noLeaderStatus("write")
+	}
+	var addr string
+	fsm.Read(func(s *membership.State) {
+		if m, ok := s.Member(l.LeaderID); ok {
+			addr = m.ClientAddr
+		}
+	})
+	if addr == "" {
+		return nil, statusWithReason(codes.Unavailable, ReasonNoLeader, nil,
+			"write: leader %s has not registered its client address yet; retry later", l.LeaderID)
+	}
+	conn, err := c.conn(addr)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "forward to leader %s at %s: %v", l.LeaderID, addr, err)
+	}
+	fctx, cancel := context.WithTimeout(ctx, c.cfg.ForwardTimeout)
+	defer cancel()
+	fctx = OutgoingContext(fctx, c.cfg.ID, c.cfg.ClusterID)
+	fctx = metadata.AppendToOutgoingContext(fctx, MetadataForwarded, c.cfg.ID)
+	resp, err := heartbeatpb.NewCoordinatorClient(conn).ForwardCommand(fctx, &heartbeatpb.ForwardCommandRequest{Command: data})
+	if err != nil {
+		if s, ok := status.FromError(err); ok && s.Code() != codes.Unknown {
+			p := s.Proto()
+			p.Message = fmt.Sprintf("forwarded to leader %s at %s: %s", l.LeaderID, addr, p.Message)
+			return nil, status.FromProto(p).Err()
+		}
+		return nil, status.Errorf(codes.Unavailable, "forwarded to leader %s at %s: %v", l.LeaderID, addr, err)
+	}
+	return &membership.Result{Revision: resp.GetRevision(), Changed: int(resp.GetChanged()), NotFound: resp.GetNotFound()}, nil
+}
+
+// conn returns a cached client connection to a leader's client address.
+func (c *Coordinator) conn(addr string) (*grpc.ClientConn, error) {
+	c.connMu.Lock()
+	defer c.connMu.Unlock()
+	if c.conns == nil {
+		return nil, ErrClosed
+	}
+	if cc, ok := c.conns[addr]; ok {
+		return cc, nil
+	}
+	cc, err := grpc.NewClient(addr, c.cfg.DialOptions...)
+	if err != nil {
+		return nil, err
+	}
+	c.conns[addr] = cc
+	return cc, nil
+}
+
+// closeConns closes the cached forwarding connections.
+func (c *Coordinator) closeConns() {
+	c.connMu.Lock()
+	defer c.connMu.Unlock()
+	for _, cc := range c.conns {
+		cc.Close()
+	}
+	c.conns = nil
+}
+
+// commitStatus maps an error of membership.Commit to a gRPC status.
+func commitStatus(err error) error {
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	switch {
+	case errors.Is(err, membership.ErrInvalidCommand):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, membership.ErrUnknownMember):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, membership.ErrInvalidTransition), errors.Is(err, membership.ErrAddressInUse),
+		errors.Is(err, membership.ErrMemberBusy), errors.Is(err, membership.ErrUnsupportedVersion):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	}
+	return toStatus(err)
+}
+
+func writeResponse(r *membership.Result) *heartbeatpb.WriteResponse {
+	return &heartbeatpb.WriteResponse{Revision: r.Revision, Changed: uint32(r.Changed), NotFound: r.NotFound}
+}
+
+// ForwardCommand applies a command a follower forwarded. Only the commands an
+// API write can produce are accepted; the leader's own decisions (member
+// states, assignments) are refused with PermissionDenied.
+func (c *Coordinator) ForwardCommand(ctx context.Context, req *heartbeatpb.ForwardCommandRequest) (*heartbeatpb.WriteResponse, error) {
+	if _, err := c.membershipOn(); err != nil {
+		return nil, err
+	}
+	cmd, err := membership.DecodeCommand(req.GetCommand())
+	if err != nil {
+		return nil, commitStatus(err)
+	}
+	switch cmd.GetOp().(type) {
+	case *mpb.Command_MarkDead, *mpb.Command_MarkSuspect, *mpb.Command_MarkAlive, *mpb.Command_Assign:
+		return nil, status.Errorf(codes.PermissionDenied, "forward: %T is decided by the leader only", cmd.GetOp())
+	}
+	// Never forward again: a forwarded call is answered here or fails.
+	ctx = metadata.NewIncomingContext(ctx, metadata.Join(incoming(ctx), metadata.Pairs(MetadataForwarded, "1")))
+	res, err := c.Commit(ctx, cmd)
+	if err != nil {
+		return nil, err
+	}
+	return writeResponse(res), nil
+}
+
+func incoming(ctx context.Context) metadata.MD {
+	md, _ := metadata.FromIncomingContext(ctx)
+	return md
+}
+
+// RegisterResources registers a batch of resources in one command.
+func (c *Coordinator) RegisterResources(ctx context.Context, req *heartbeatpb.RegisterResourcesRequest) (*heartbeatpb.WriteResponse, error) {
+	rs := req.GetResources()
+	switch {
+	case len(rs) == 0:
+		return nil, status.Error(codes.InvalidArgument, "register: no resources given")
+	case len(rs) > membership.MaxBatch:
+		return nil, status.Errorf(codes.InvalidArgument, "register: %d resources in one call, limit %d", len(rs), membership.MaxBatch)
+	}
+	specs := make([]membership.ResourceSpec, len(rs))
+	for i, r := range rs {
+		specs[i] = membership.ResourceSpec{ID: r.GetId(), Weight: r.GetWeight(), Labels: r.GetLabels()}
+	}
+	res, err := c.Commit(ctx, membership.RegisterCmd(specs))
+	if err != nil {
+		return nil, err
+	}
+	return writeResponse(res), nil
+}
+
+// DeleteResources deletes a batch of resources in one command. Ids unknown to
+// this node's state fail the whole call with NotFound before anything is
+// committed.
+func (c *Coordinator) DeleteResources(ctx context.Context, req *heartbeatpb.DeleteResourcesRequest) (*heartbeatpb.WriteResponse, error) {
+	fsm, err := c.membershipOn()
+	if err != nil {
+		return nil, err
+	}
+	ids := req.GetIds()
+	switch {
+	case len(ids) == 0:
+		return nil, status.Error(codes.InvalidArgument, "delete: no ids given")
+	case len(ids) > membership.MaxBatch:
+		return nil, status.Errorf(codes.InvalidArgument, "delete: %d ids in one call, limit %d", len(ids), membership.MaxBatch)
+	}
+	cmd := membership.DeleteCmd(ids)
+	if _, err := membership.EncodeCommand(cmd); err != nil { // validate before the lookup
+		return nil, commitStatus(err)
+	}
+	var missing []string
+	fsm.Read(func(s *membership.State) {
+		for _, id := range ids {
+			if _, ok := s.Resource(id); !ok {
+				missing = append(missing, id)
+			}
+		}
+	})
+	if len(missing) > 0 {
+		return nil, status.Errorf(codes.NotFound, "delete: %d of %d resources not registered (nothing deleted): %q",
+			len(missing), len(ids), clip(missing, 10))
+	}
+	res, err := c.Commit(ctx, cmd)
+	if err != nil {
+		return nil, err
+	}
+	return writeResponse(res), nil
+}
+
+func clip(s []string, n int) []string {
+	if len(s) > n {
+		return append(s[:n:n], "...")
+	}
+	return s
+}
+
+// ListResources lists every resource with its owner and epoch.
+func (c *Coordinator) ListResources(ctx context.Context, _ *heartbeatpb.ListResourcesRequest) (*heartbeatpb.ListResourcesResponse, error) {
+	fsm, err := c.membershipOn()
+	if err != nil {
+		return nil, err
+	}
+	v := fsm.View()
+	return &heartbeatpb.ListResourcesResponse{Revision: v.Revision, Resources: resourcesPB(v.Resources)}, nil
+}
+
+// Assignments lists the resources one member owns (default: this node).
+func (c *Coordinator) Assignments(ctx context.Context, req *heartbeatpb.AssignmentsRequest) (*heartbeatpb.ListResourcesResponse, error) {
+	fsm, err := c.membershipOn()
+	if err != nil {
+		return nil, err
+	}
+	id := req.GetNodeId()
+	if id == "" {
+		id = c.cfg.ID
+	}
+	var out []membership.Resource
+	var rev uint64
+	known := false
+	fsm.Read(func(s *membership.State) {
+		rev = s.Revision()
+		if _, known = s.Member(id); known {
+			out = s.Owned(id)
+		}
+	})
+	if !known {
+		return nil, status.Errorf(codes.NotFound, "assignments: %q is not a member", id)
+	}
+	return &heartbeatpb.ListResourcesResponse{Revision: rev, Resources: resourcesPB(out)}, nil
+}
+
+func resourcesPB(rs []membership.Resource) []*heartbeatpb.Resource {
+	out := make([]*heartbeatpb.Resource, len(rs))
+	for i, r := range rs {
+		p := &heartbeatpb.Resource{Id: r.ID, Owner: r.Owner, Epoch: r.Epoch, Weight: r.Weight}
+		if len(r.Labels) > 0 {
+			p.Labels = make(map[string]string, len(r.Labels))
+			for _, l := range r.Labels {
+				p.Labels[l.Key] = l.Value
+			}
+		}
+		out[i] = p
+	}
+	return out
+}
+
+// SetDrain drains or undrains a member (default: this node).
+func (c *Coordinator) SetDrain(ctx context.Context, req *heartbeatpb.SetDrainRequest) (*heartbeatpb.WriteResponse, error) {
+	fsm, err := c.membershipOn()
+	if err != nil {
+		return nil, err
+	}
+	id := req.GetNodeId()
+	if id == "" {
+		id = c.cfg.ID
+	}
+	known := false
+	fsm.Read(func(s *membership.State) { _, known = s.Member(id) })
+	if !known {
+		return nil, status.Errorf(codes.NotFound, "drain: %q is not a member", id)
+	}
+	res, err := c.Commit(ctx, membership.SetDrainCmd(id, req.GetDraining()))
+	if err != nil {
+		return nil, err
+	}
+	return writeResponse(res), nil
+}
+
+// AppHeartbeat records a heartbeat of the local application.
+func (c *Coordinator) AppHeartbeat(ctx context.Context, req *heartbeatpb.AppHeartbeatRequest) (*heartbeatpb.AppHeartbeatResponse, error) {
+	fsm, err := c.membershipOn()
+	if err != nil {
+		return nil, err
+	}
+	if c.cfg.AppHeartbeat == nil {
+		return nil, status.Error(codes.Unimplemented, "app heartbeat: not supported by this node")
+	}
+	ttl := time.Duration(req.GetTtlMs()) * time.Millisecond
+	if ttl < MinAppHeartbeatTTL || ttl > MaxAppHeartbeatTTL {
+		return nil, status.Errorf(codes.InvalidArgument, "app heartbeat: ttl_ms %d outside %d..%d",
+			req.GetTtlMs(), MinAppHeartbeatTTL.Milliseconds(), MaxAppHeartbeatTTL.Milliseconds())
+	}
+	c.cfg.AppHeartbeat(ttl)
+	resp := &heartbeatpb.AppHeartbeatResponse{}
+	fsm.Read(func(s *membership.State) {
+		if m, ok := s.Member(c.cfg.ID); ok {
+			resp.AppHealthy, resp.Draining, resp.State = m.AppHealthy, m.Draining, m.State.String()
+		}
+	})
+	return resp, nil
+}
+
+// mergeMembers adds the membership records to the raft configuration's
+// members (and lists the members raft no longer knows), sorted by id.
+func mergeMembers(raftMembers []*heartbeatpb.Member, fsm *membership.FSM) []*heartbeatpb.Member {
+	if fsm == nil {
+		return raftMembers
+	}
+	byID := make(map[string]*heartbeatpb.Member, len(raftMembers))
+	for _, m := range raftMembers {
+		byID[m.GetId()] = m
+	}
+	out := raftMembers
+	fsm.Read(func(s *membership.State) {
+		for _, m := range s.Members() {
+			pm, ok := byID[m.ID]
+			if !ok {
+				pm = &heartbeatpb.Member{Id: m.ID, Address: m.PeerAddr}
+				out = append(out, pm)
+			}
+			pm.State, pm.Voter, pm.AppHealthy, pm.Draining = m.State.String(), m.Voter, m.AppHealthy, m.Draining
+			pm.ClientAddress, pm.HttpAddress = m.ClientAddr, m.HTTPAddr
+			pm.Owned = uint32(s.NumOwned(m.ID))
+		}
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].GetId() < out[j].GetId() })
+	return out
+}
