@@ -239,7 +239,7 @@ func testPlannedStop(t *testing.T, c *cluster) {
 			case <-time.After(5 * time.Millisecond):
 			}
 			for _, r := range leader.Membership().View().Resources {
-				if r.Owner == "" || r.Owner == n.ID() && leader.Membership().View().Revision == 0 {
+				if r.Owner == "" {
 					select {
 					case unowned <- r.ID:
 					default:

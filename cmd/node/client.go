@@ -120,7 +120,7 @@ func leaderString(id, addr string) string {
 }
 
 func cmdMembers(ctx context.Context, args []string, stdout, _ io.Writer, getenv env) error {
-	c, err := parseClient("members", "Lists the raft configuration as the node knows it.", args, getenv, stdout, nil)
+	c, err := parseClient("members", "Lists the members as the node knows them: membership state (alive, suspect, dead,\nleft), raft suffrage, leader, application health, drain, resources owned.", args, getenv, stdout, nil)
 	if err != nil {
 		return err
 	}
@@ -140,19 +140,32 @@ func cmdMembers(ctx context.Context, args []string, stdout, _ io.Writer, getenv 
 		return printJSON(stdout, ms)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tADDRESS\tSUFFRAGE\tLEADER\tLAST CONTACT")
+	fmt.Fprintln(tw, "ID\tSTATE\tSUFFRAGE\tLEADER\tAPP\tDRAINING\tOWNED\tADDRESS\tLAST CONTACT")
 	for _, m := range ms {
 		contact := "-"
 		if m.LastContact != nil {
 			contact = time.Since(*m.LastContact).Round(time.Millisecond).String() + " ago"
 		}
-		leader := ""
+		leader := "-"
 		if m.IsLeader {
 			leader = "*"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.ID, m.Address, m.Suffrage, leader, contact)
+		app := "healthy"
+		if !m.AppHealthy {
+			app = "unhealthy"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%v\t%d\t%s\t%s\n", m.ID, dash(m.State), dash(m.Suffrage), leader, app,
+			m.Draining, m.Owned, m.Address, contact)
 	}
 	return tw.Flush()
+}
+
+// dash shows an empty field as "-".
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 // leaderJSON is the JSON form of a leader event.

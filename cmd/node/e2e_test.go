@@ -184,16 +184,73 @@ func TestBinaryCluster(t *testing.T) {
 		!strings.Contains(out, "FENCING TOKEN") {
 		t.Errorf("status: exit %d\n%s%s", code, out, errOut)
 	}
-	code, out, errOut = exitCode(t, "members", "--addr", clientAddr(1))
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if code != 0 || len(lines) != 4 || !strings.HasPrefix(lines[0], "ID") {
-		t.Fatalf("members: exit %d\n%s%s", code, out, errOut)
+	// members: every node registers itself in the membership state shortly
+	// after it knows a leader.
+	var lines []string
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		code, out, errOut = exitCode(t, "members", "--addr", clientAddr(1))
+		lines = strings.Split(strings.TrimSpace(out), "\n")
+		if code != 0 || len(lines) != 4 || !strings.HasPrefix(lines[0], "ID") {
+			t.Fatalf("members: exit %d\n%s%s", code, out, errOut)
+		}
+		if strings.Count(out, " alive ") == 3 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	for i, l := range lines[1:] {
 		f := strings.Fields(l)
-		if f[0] != fmt.Sprintf("n%d", i+1) || f[2] != "voter" || (f[0] == leader) != (len(f) > 3 && f[3] == "*") {
+		if f[0] != fmt.Sprintf("n%d", i+1) || f[1] != "alive" || f[2] != "voter" || (f[0] == leader) != (f[3] == "*") ||
+			f[4] != "healthy" || f[5] != "false" {
 			t.Errorf("members line %q (leader %s)", l, leader)
 		}
+	}
+
+	// resources: put through one node, list through another, delete.
+	if code, out, errOut := exitCode(t, "resources", "put", "db-1", "--weight", "3", "--addr", clientAddr(2)); code != 0 ||
+		!strings.HasPrefix(out, "registered db-1") {
+		t.Errorf("resources put: exit %d %q %q", code, out, errOut)
+	}
+	if code, _, errOut := exitCode(t, "resources", "put", "db-2", "--weight", "0", "--addr", clientAddr(2)); code != 2 ||
+		!strings.Contains(errOut, "--weight") {
+		t.Errorf("resources put --weight 0: exit %d %q", code, errOut)
+	}
+	var owner string
+	for deadline := time.Now().Add(20 * time.Second); owner == "" && time.Now().Before(deadline); {
+		code, out, _ := exitCode(t, "resources", "list", "--json", "--addr", clientAddr(0))
+		var rs []struct {
+			ID, Owner string
+			Epoch     uint64
+			Weight    uint32
+		}
+		if code == 0 && json.Unmarshal([]byte(out), &rs) == nil && len(rs) == 1 && rs[0].ID == "db-1" && rs[0].Weight == 3 && rs[0].Epoch > 0 {
+			owner = rs[0].Owner
+		}
+		if owner == "" {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if owner == "" {
+		t.Error("db-1 never listed with an owner")
+	}
+	if code, out, _ := exitCode(t, "resources", "list", "--addr", clientAddr(1)); code != 0 ||
+		!strings.Contains(out, "db-1") || !strings.Contains(out, owner) {
+		t.Errorf("resources list: exit %d %q", code, out)
+	}
+	if code, out, errOut := exitCode(t, "drain", "--node", owner, "--addr", clientAddr(0)); code != 0 || !strings.HasPrefix(out, "drained "+owner) {
+		t.Errorf("drain: exit %d %q %q", code, out, errOut)
+	}
+	if code, out, errOut := exitCode(t, "undrain", "--node", owner, "--addr", clientAddr(0)); code != 0 || !strings.HasPrefix(out, "undrained "+owner) {
+		t.Errorf("undrain: exit %d %q %q", code, out, errOut)
+	}
+	if code, _, errOut := exitCode(t, "drain", "--node", "nobody", "--addr", clientAddr(0)); code != 1 || !strings.Contains(errOut, "NotFound") {
+		t.Errorf("drain of an unknown node: exit %d %q", code, errOut)
+	}
+	if code, out, errOut := exitCode(t, "resources", "delete", "db-1", "--addr", clientAddr(1)); code != 0 || !strings.HasPrefix(out, "deleted db-1") {
+		t.Errorf("resources delete: exit %d %q %q", code, out, errOut)
+	}
+	if code, _, errOut := exitCode(t, "resources", "delete", "db-1", "--addr", clientAddr(1)); code != 1 || !strings.Contains(errOut, "NotFound") {
+		t.Errorf("second delete: exit %d %q", code, errOut)
 	}
 	code, out, errOut = exitCode(t, "leader", "--addr", clientAddr(2))
 	if code != 0 || !strings.HasPrefix(out, "leader="+leader+" address=127.0.0.1:") || !strings.Contains(out, "fencing_token=") {
@@ -260,14 +317,16 @@ func TestBinaryCluster(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(out, "removed "+leader) {
 		t.Errorf("remove: exit %d %q %q", code, out, errOut)
 	}
+	// The removed node is out of the raft configuration and, in the
+	// membership state, left (not dead).
 	code, out, _ = exitCode(t, "members", "--addr", clientAddr(follower), "--json")
-	var after []struct{ ID string }
-	if code != 0 || json.Unmarshal([]byte(out), &after) != nil || len(after) != 2 {
+	var after []struct{ ID, State, Suffrage string }
+	if code != 0 || json.Unmarshal([]byte(out), &after) != nil || len(after) != 3 {
 		t.Errorf("members after remove: exit %d %s", code, out)
 	}
 	for _, m := range after {
-		if m.ID == leader {
-			t.Errorf("%s still a member after remove: %s", leader, out)
+		if m.ID == leader && (m.State != "left" || m.Suffrage != "") {
+			t.Errorf("%s after remove: %+v, want left and out of the raft configuration", leader, m)
 		}
 	}
 

@@ -53,6 +53,11 @@ var commands = map[string]func(ctx context.Context, args []string, stdout, stder
 	"health":  cmdHealth,
 	"remove":  cmdRemove,
 	"version": cmdVersion,
+
+	"resources":   cmdResources,
+	"assignments": cmdAssignments,
+	"drain":       cmdDrain,
+	"undrain":     cmdUndrain,
 }
 
 // run dispatches to a subcommand and turns its error into an exit code.
@@ -87,12 +92,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv en
 	}
 }
 
-const topUsage = `Heartbeat: a coordination sidecar (leader election with fencing) on Raft.
+const topUsage = `Heartbeat: a coordination sidecar on Raft: leader election with fencing,
+membership with failure detection, resources that always have one live owner.
 
 Usage:
   heartbeat [run] [flags]            run a node (the default command)
   heartbeat status  [--addr A]       show a node's view of the cluster
-  heartbeat members [--addr A]       list the raft members
+  heartbeat members [--addr A]       list the members: state (alive, suspect, dead, left),
+                                     suffrage, leader, app health, drain, resources owned
+  heartbeat resources list|put ID [--weight N]|delete ID [--addr A]
+                                     list resources with owners and epochs, register, delete
+  heartbeat assignments [--node ID]  the resources a member owns (default: the node asked)
+  heartbeat drain|undrain [--node ID]
+                                     hand a member's resources off / let it take work again
   heartbeat leader  [--addr A] [--watch]
                                      show the leader; --watch streams changes
   heartbeat health  [--addr A]       exit 0 if the node is ready (SERVING)

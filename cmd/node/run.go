@@ -37,7 +37,9 @@ type runFlags struct {
 	voter, fastFailover                         bool
 	heartbeatTimeout, electionTimeout, leaseDur time.Duration
 	logFormat, logLevel                         string
-	shutdownTimeout                             time.Duration
+	shutdownTimeout, drainTimeout               time.Duration
+	appHealthURL                                string
+	appHealthInterval                           time.Duration
 }
 
 // parseRunConfig turns the run command's arguments and environment into a
@@ -63,6 +65,9 @@ func parseRunConfig(args []string, getenv env, stdout io.Writer) (node.Config, e
 	fs.StringVar(&f.logFormat, "log-format", def.LogFormat, "log format: text or json")
 	fs.StringVar(&f.logLevel, "log-level", def.LogLevel, "log level: trace, debug, info, warn, error")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", def.ShutdownTimeout, "bound on the graceful stop after SIGTERM")
+	fs.DurationVar(&f.drainTimeout, "drain-timeout", def.DrainTimeout, "on SIGTERM, wait at most this long for this node's resources to move away before leaving")
+	fs.StringVar(&f.appHealthURL, "app-health-url", "", "poll this http:// URL (loopback or this node's host) for the application's health; 2xx = healthy")
+	fs.DurationVar(&f.appHealthInterval, "app-health-interval", def.AppHealthInterval, "poll period (and timeout) of --app-health-url")
 	if err := parseFlags(fs, args, getenv, stdout, runUsage); err != nil {
 		return node.Config{}, err
 	}
@@ -104,6 +109,8 @@ func (f runFlags) config(cfg node.Config) (node.Config, error) {
 	cfg.FastFailover = f.fastFailover
 	cfg.LogFormat, cfg.LogLevel = f.logFormat, f.logLevel
 	cfg.ShutdownTimeout = f.shutdownTimeout
+	cfg.DrainTimeout = f.drainTimeout
+	cfg.AppHealthURL, cfg.AppHealthInterval = f.appHealthURL, f.appHealthInterval
 	if err := cfg.Validate(); err != nil {
 		msg := strings.TrimPrefix(err.Error(), node.ErrInvalidConfig.Error()+": ")
 		return cfg, usageErrorf("%s", fieldsToFlags.Replace(msg))
@@ -116,7 +123,8 @@ var fieldsToFlags = strings.NewReplacer(
 	"HeartbeatTimeout", "--heartbeat-timeout", "ElectionTimeout", "--election-timeout",
 	"LeaseDuration", "--lease-duration", "PeerAddr", "--peer-addr", "ClientAddr", "--client-addr",
 	"HTTPAddr", "--http-addr", "AdvertisePeerAddr", "--advertise-peer-addr", "LogLevel", "--log-level",
-	"ClusterID", "--cluster-id", "InitialCluster", "--initial-cluster", "Join", "--join")
+	"ClusterID", "--cluster-id", "InitialCluster", "--initial-cluster", "Join", "--join",
+	"AppHealthURL", "--app-health-url", "AppHealthInterval", "--app-health-interval", "DrainTimeout", "--drain-timeout")
 
 // derived describes a timing that follows --heartbeat-timeout.
 func derived(def time.Duration) string {

@@ -1,0 +1,101 @@
+package node
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/heartbeat-sidecar/heartbeat/membership"
+)
+
+func TestCheckAppHealthURL(t *testing.T) {
+	own := []string{"10.0.0.5:7400", "0.0.0.0:7401"}
+	for _, tc := range []struct {
+		url string
+		ok  bool
+	}{
+		{"http://127.0.0.1:8080/health", true},
+		{"http://localhost:8080/health", true},
+		{"http://[::1]:8080/health", true},
+		{"http://10.0.0.5:8080/health", true},
+		{"https://127.0.0.1:8080/health", false},
+		{"http://example.com/health", false},
+		{"http://10.0.0.6:8080/health", false},
+		{"http://0.0.0.0:8080/health", false},
+		{"http://user:pw@127.0.0.1/", false},
+		{"file:///etc/passwd", false},
+		{"::bad", false},
+	} {
+		err := checkAppHealthURL(tc.url, own...)
+		if (err == nil) != tc.ok {
+			t.Errorf("%q: %v, want ok=%v", tc.url, err, tc.ok)
+		}
+	}
+}
+
+// TestAppHealthPull: a single node polls its application's health URL; a
+// failing answer records the application unhealthy, a good one healthy again.
+// (Alone, it keeps its resources while unhealthy: nobody else can take them.
+// The cluster test shows an unhealthy node's resources moving away.)
+func TestAppHealthPull(t *testing.T) {
+	var healthy atomic.Bool
+	healthy.Store(true)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if healthy.Load() {
+			fmt.Fprintln(w, "ok")
+			return
+		}
+		http.Error(w, "sick", http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+
+	cfg := testConfig(t, "n1", "127.0.0.1:0", t.TempDir())
+	cfg.AppHealthURL = srv.URL + "/health"
+	cfg.AppHealthInterval = 50 * time.Millisecond
+	n, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	state := func() (bool, string) {
+		m, ok := n.selfMember()
+		return ok, fmt.Sprintf("%+v", m)
+	}
+	waitFor(t, "registered", state)
+	registerN(t, n, "p", 10)
+	waitFor(t, "healthy and owning", func() (bool, string) {
+		m, _ := n.selfMember()
+		return m.AppHealthy && n.numOwned("n1") == 10, fmt.Sprintf("%+v owns %d", m, n.numOwned("n1"))
+	})
+	healthy.Store(false)
+	waitFor(t, "unhealthy", func() (bool, string) {
+		m, _ := n.selfMember()
+		return !m.AppHealthy, fmt.Sprintf("%+v", m)
+	})
+	_, body := httpDo(t, "GET", "http://"+n.HTTPAddr()+"/metrics")
+	if !strings.Contains(body, "heartbeat_membership_self_app_healthy 0") {
+		t.Error("/metrics does not report the unhealthy application")
+	}
+	healthy.Store(true)
+	waitFor(t, "healthy and owning again", func() (bool, string) {
+		m, _ := n.selfMember()
+		return m.AppHealthy && n.numOwned("n1") == 10 && m.State == membership.StateAlive, fmt.Sprintf("%+v owns %d", m, n.numOwned("n1"))
+	})
+}
+
+func TestConfigAppHealth(t *testing.T) {
+	cfg := testConfig(t, "n1", "127.0.0.1:0", t.TempDir())
+	cfg.AppHealthURL = "http://example.com/"
+	if err := cfg.Validate(); err == nil {
+		t.Error("a non-local health URL was accepted")
+	}
+	cfg.AppHealthURL = "http://127.0.0.1:1/"
+	cfg.AppHealthInterval = time.Millisecond
+	if err := cfg.Validate(); err == nil {
+		t.Error("a 1ms poll interval was accepted")
+	}
+}
