@@ -19,7 +19,7 @@ const (
 	DefaultCommitTimeout      = 50 * time.Millisecond
 	DefaultLeaseDuration      = 400 * time.Millisecond
 	DefaultLeaseDriftMargin   = 20 * time.Millisecond
-	DefaultFailoverRankStep   = 20 * time.Millisecond
+	DefaultFailoverRankStep   = 150 * time.Millisecond
 	DefaultRedialTimeout      = 20 * time.Millisecond
 	DefaultConfirmTimeout     = 50 * time.Millisecond
 	DefaultSnapshotInterval   = 120 * time.Second
@@ -56,9 +56,17 @@ type Config struct {
 
 	// HeartbeatTimeout: a follower that hears nothing from the leader for
 	// this long (randomised up to 2x) starts a (pre-)election. Lower is
-	// faster silent failover, more false elections under load, more idle
-	// CPU (the leader heartbeats every HeartbeatTimeout/10).
+	// faster silent failover and more false elections under load.
 	HeartbeatTimeout time.Duration
+	// HeartbeatInterval is the leader's heartbeat period: raft sends one to
+	// each follower every HeartbeatInterval to 2x HeartbeatInterval. Stock
+	// raft ties it to the timeout (HeartbeatTimeout/10); Heartbeat sets it
+	// apart by reloading the raft config when the node's role changes (the
+	// leader runs raft with HeartbeatTimeout = 10 x HeartbeatInterval, the
+	// followers with HeartbeatTimeout), because heartbeats are most of an
+	// idle cluster's CPU. 2 x HeartbeatInterval must stay <= HeartbeatTimeout/2
+	// so a late heartbeat is not taken for a dead leader. 0: HeartbeatTimeout/10.
+	HeartbeatInterval time.Duration
 	// ElectionTimeout: a candidate's wait before a new election round.
 	// Must be >= HeartbeatTimeout.
 	ElectionTimeout time.Duration
@@ -80,7 +88,11 @@ type Config struct {
 	// has a second member confirm, stands for election at once (TimeoutNow).
 	FastFailover bool
 	// FailoverRankStep is the delay per rank between followers standing after
-	// a leader crash (rank = place among surviving voters sorted by id).
+	// a leader crash. Rank = the number of voters with a lower id that may
+	// still be alive (the lowest live voter has rank 0 and stands at once).
+	// Only a rank-0 node whose own election failed (a stale log) leaves
+	// work for the next; the step must exceed one election's round trip
+	// under load, or two nodes stand in one term.
 	FailoverRankStep time.Duration
 	// RedialTimeout bounds the redial that tells a crash (refused) from a
 	// broken connection to a live leader.
@@ -158,6 +170,8 @@ func (c Config) Validate() error {
 		return invalid("FastFailover needs ErrPeerClosed and ErrGoodbye (the transport's Hold errors)")
 	case c.LeaseDuration <= 0:
 		return invalid("LeaseDuration %s must be > 0", c.LeaseDuration)
+	case c.HeartbeatInterval < 0 || 4*c.HeartbeatInterval > c.HeartbeatTimeout:
+		return invalid("HeartbeatInterval (%s) must be >= 0 and <= HeartbeatTimeout/4 (%s): heartbeats come up to 2x the interval apart", c.HeartbeatInterval, c.HeartbeatTimeout/4)
 	case c.LeaseDuration > c.HeartbeatTimeout:
 		return invalid("LeaseDuration (%s) must be <= HeartbeatTimeout (%s): a longer lease could overlap the next leader", c.LeaseDuration, c.HeartbeatTimeout)
 	case c.LeaseDriftMargin < 0 || c.LeaseDriftMargin >= c.LeaseDuration:
@@ -223,6 +237,34 @@ func (c Config) raftConfig() *raft.Config {
 	// Pre-vote stays on: raft enables it when the transport implements
 	// raft.WithPreVote (api.go, NewRaft) and PreVoteDisabled is false.
 	rc.PreVoteDisabled = false
+	return rc
+}
+
+// heartbeatInterval is the leader's heartbeat period (see HeartbeatInterval).
+func (c Config) heartbeatInterval() time.Duration {
+	if c.HeartbeatInterval > 0 {
+		return c.HeartbeatInterval
+	}
+	return c.HeartbeatTimeout / 10
+}
+
+// reloadable returns raft's run-time timing for a node in the given role: a
+// leader runs with HeartbeatTimeout = 10 x the heartbeat interval (raft
+// heartbeats every HeartbeatTimeout/10; raft wants ElectionTimeout >=
+// HeartbeatTimeout, and a leader does not use it); any other role with the
+// configured timeouts.
+func (c Config) reloadable(leader bool) raft.ReloadableConfig {
+	rc := raft.ReloadableConfig{
+		TrailingLogs:      c.TrailingLogs,
+		SnapshotInterval:  c.SnapshotInterval,
+		SnapshotThreshold: c.SnapshotThreshold,
+		HeartbeatTimeout:  c.HeartbeatTimeout,
+		ElectionTimeout:   c.ElectionTimeout,
+	}
+	if leader {
+		rc.HeartbeatTimeout = 10 * c.heartbeatInterval()
+		rc.ElectionTimeout = max(rc.ElectionTimeout, rc.HeartbeatTimeout)
+	}
 	return rc
 }
 

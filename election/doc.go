@@ -85,8 +85,11 @@
 // asks the other members in parallel whether they lost the leader too
 // (ConfirmLost, ConfirmTimeout) and needs at least one to agree, so a single
 // bad link cannot depose a leader the others still hear. Then it waits rank x
-// FailoverRankStep, rank being its place among the voters other than the dead
-// leader sorted by id, and if raft still follows the same (or no) leader in
+// FailoverRankStep, rank being the number of voters with a lower id (the dead
+// leader left out) that may still be alive — a lower voter whose query was
+// refused outright is dead; one that answered, or had not answered by the
+// deadline, is presumed alive and standing itself — so the lowest live voter
+// stands at once and the others only if its election fails; and if raft still follows the same (or no) leader in
 // the same term, it hands its own raft a TimeoutNow: raft stands at once,
 // skipping pre-vote, and the others vote for it although their heartbeat
 // timers have not fired. A timeout alone, a dial that fails before the stream

@@ -3,7 +3,6 @@ package election
 import (
 	"context"
 	"math/rand/v2"
-	"sort"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -194,14 +193,10 @@ func (n *Node) onPeerClosed(t holdTarget, closedAt time.Time) bool {
 	}
 	log.Info("fast failover: redial failed", "error", err, "after", time.Since(closedAt))
 
-	via, ok := n.confirmLost(t)
+	via, rank, ok := n.confirmLost(t)
 	if !ok {
 		log.Info("fast failover: no other member confirmed the loss; not standing", "after", time.Since(closedAt))
 		return false
-	}
-	rank, ok := n.rank(t.id)
-	if !ok {
-		return true
 	}
 	wait := time.Duration(rank) * n.cfg.FailoverRankStep
 	log.Info("fast failover: loss confirmed", "confirmed_by", via, "rank", rank, "wait", wait, "after", time.Since(closedAt))
@@ -269,13 +264,30 @@ func (n *Node) others(leader raft.ServerID) []raft.Server {
 }
 
 // confirmLost asks every other member (not this node, not the leader) in
-// parallel whether it lost the leader too, and returns the first that says
-// so. It returns as soon as one confirms; the other queries are canceled and
-// end in goroutines the node joins.
-func (n *Node) confirmLost(t holdTarget) (raft.ServerID, bool) {
+// parallel whether it lost the leader too. It returns the first member that
+// confirmed the loss (ok=false if none did) and this node's rank: the number
+// of voters with a lower id (the dead leader left out) that may still be
+// alive. A lower voter counts as dead only when its query failed outright
+// (connection refused: nothing listens); an answer, or a query still
+// running at the deadline, counts as alive, since that voter will stand
+// itself. So the lowest-ranked live voter stands at once and the others
+// wait, and two nodes rarely stand in the same term: a second candidate
+// that stood by TimeoutNow ignores the winner's heartbeats of that term and
+// deposes it when its own election times out.
+//
+// It returns once a loss is confirmed and every lower voter has answered,
+// or at ConfirmTimeout. The queries still running end in goroutines the
+// node joins.
+func (n *Node) confirmLost(t holdTarget) (via raft.ServerID, rank int, ok bool) {
 	others := n.others(t.id)
+	lower := make(map[raft.ServerID]bool)
+	for _, s := range others {
+		if s.Suffrage == raft.Voter && string(s.ID) < n.cfg.ID {
+			lower[s.ID] = true // presumed alive until its query fails
+		}
+	}
 	if len(others) == 0 {
-		return "", false
+		return "", len(lower), false
 	}
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.ConfirmTimeout)
 	defer cancel()
@@ -294,30 +306,40 @@ func (n *Node) confirmLost(t holdTarget) (raft.ServerID, bool) {
 			asked++
 		}
 	}
+	pendingLower := len(lower)
 	for i := 0; i < asked; i++ {
-		a := <-answers
-		if a.lost {
-			return a.via, true
+		var a answer
+		select {
+		case a = <-answers:
+		case <-ctx.Done():
+			return via, countTrue(lower), via != ""
 		}
-		n.logger.Debug("fast failover: member did not confirm the loss", "via", a.via, "error", a.err)
+		if _, isLower := lower[a.via]; isLower {
+			pendingLower--
+			if a.err != nil && ctx.Err() == nil {
+				lower[a.via] = false // failed before the deadline: nothing answers there
+			}
+		}
+		switch {
+		case a.lost && via == "":
+			via = a.via
+		case !a.lost:
+			n.logger.Debug("fast failover: member did not confirm the loss", "via", a.via, "error", a.err)
+		}
+		if via != "" && pendingLower == 0 {
+			break
+		}
 	}
-	return "", false
+	return via, countTrue(lower), via != ""
 }
 
-// rank is this node's place among the voters other than the dead leader,
-// sorted by id: rank 0 stands at once, rank k after k×FailoverRankStep.
-func (n *Node) rank(dead raft.ServerID) (int, bool) {
-	var ids []string
-	for _, s := range n.voters() {
-		if s.ID != dead {
-			ids = append(ids, string(s.ID))
+// countTrue counts the true values of m.
+func countTrue(m map[raft.ServerID]bool) int {
+	k := 0
+	for _, v := range m {
+		if v {
+			k++
 		}
 	}
-	sort.Strings(ids)
-	for i, id := range ids {
-		if id == n.cfg.ID {
-			return i, true
-		}
-	}
-	return 0, false
+	return k
 }

@@ -246,6 +246,13 @@ func kick(ch chan struct{}) {
 func (n *Node) observeLoop() {
 	defer n.wg.Done()
 	var last raft.ServerID
+	timedLeader := false // the role raft's timing was last reloaded for
+	retime := func() {
+		if leader := n.raft.State() == raft.Leader; leader != timedLeader {
+			timedLeader = leader
+			n.retime(leader)
+		}
+	}
 	resync := time.NewTicker(resyncInterval)
 	defer resync.Stop()
 	for {
@@ -257,6 +264,7 @@ func (n *Node) observeLoop() {
 			// one during repeated candidate rounds: re-read raft now and
 			// then.
 			n.cancelStaleHold()
+			retime()
 			n.publish()
 		case o := <-n.observerCh:
 			switch d := o.Data.(type) {
@@ -265,6 +273,7 @@ func (n *Node) observeLoop() {
 					n.m.electionsStarted.Inc()
 				}
 				n.logger.Info("raft state changed", "state", stateName(d))
+				retime()
 			case raft.LeaderObservation:
 				if d.LeaderID != "" && d.LeaderID != last {
 					n.m.leaderChanges.Inc()
@@ -282,13 +291,22 @@ func (n *Node) observeLoop() {
 	}
 }
 
+// retime reloads raft's timing for the role it just took (Config.reloadable):
+// a leader slows its heartbeats to HeartbeatInterval, anyone else goes back
+// to the follower timeouts.
+func (n *Node) retime(leader bool) {
+	if err := n.raft.ReloadConfig(n.cfg.reloadable(leader)); err != nil && n.ctx.Err() == nil {
+		n.logger.Warn("cannot reload raft timing", "leader", leader, "error", err)
+	}
+}
+
 // leaseLoop keeps the leader's lease: on the leader it recomputes the lease
-// every HeartbeatTimeout/10, or at the lease's end if that comes sooner, and
+// every heartbeat interval, or at the lease's end if that comes sooner, and
 // publishes the view, so IsLeader turns false as soon as the lease lapses.
 // Elsewhere it sleeps until raft's state changes.
 func (n *Node) leaseLoop() {
 	defer n.wg.Done()
-	tick := n.cfg.HeartbeatTimeout / 10
+	tick := n.cfg.heartbeatInterval()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {

@@ -32,8 +32,10 @@ func startRaftNode(t *testing.T, id string) *raftNode {
 	}
 	conf := raft.DefaultConfig()
 	conf.LocalID = raft.ServerID(id)
-	conf.HeartbeatTimeout, conf.ElectionTimeout = 100*time.Millisecond, 100*time.Millisecond
-	conf.LeaderLeaseTimeout, conf.CommitTimeout = 100*time.Millisecond, 5*time.Millisecond
+	// Lenient timeouts: with 100 ms, a loaded -race run lost leadership
+	// between the commits and the reconciler step often enough to flake.
+	conf.HeartbeatTimeout, conf.ElectionTimeout = 500*time.Millisecond, 500*time.Millisecond
+	conf.LeaderLeaseTimeout, conf.CommitTimeout = 500*time.Millisecond, 5*time.Millisecond
 	conf.SnapshotThreshold, conf.SnapshotInterval, conf.TrailingLogs = 1<<30, time.Hour, 2
 	conf.Logger = hclog.NewNullLogger()
 	store, snaps := raft.NewInmemStore(), raft.NewInmemSnapshotStore()

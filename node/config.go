@@ -85,7 +85,8 @@ type Config struct {
 	Reconciler membership.ReconcilerConfig
 	// DrainTimeout bounds the drain of a planned stop (Shutdown): the node
 	// waits this long at most for its resources to move away before it
-	// records itself as left. Default 5s.
+	// records itself as left (which takes up to 2s more). Default 5s; it must
+	// stay below ShutdownTimeout, which bounds the whole graceful stop of Run.
 	DrainTimeout time.Duration
 
 	// AppHealthURL, when set, is polled every AppHealthInterval: a 2xx
@@ -159,6 +160,8 @@ func (c Config) Validate() error {
 		return invalid("timings may not be negative")
 	case c.JoinRetryMax < 0 || c.ShutdownTimeout < 0 || c.DrainTimeout < 0:
 		return invalid("JoinRetryMax, ShutdownTimeout and DrainTimeout may not be negative")
+	case c.ShutdownTimeout > 0 && c.DrainTimeout >= c.ShutdownTimeout:
+		return invalid("DrainTimeout %v must be below ShutdownTimeout %v", c.DrainTimeout, c.ShutdownTimeout)
 	case c.AppHealthURL != "" && c.AppHealthInterval < 50*time.Millisecond:
 		return invalid("AppHealthInterval %v: at least 50ms", c.AppHealthInterval)
 	}

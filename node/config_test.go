@@ -44,6 +44,16 @@ func TestConfigValidate(t *testing.T) {
 		{"negative timing", func(c *Config) { c.HeartbeatTimeout = -1 }, "negative"},
 		{"lease above heartbeat", func(c *Config) { c.HeartbeatTimeout, c.LeaseDuration = 100*time.Millisecond, 200*time.Millisecond }, "LeaseDuration"},
 		{"lowered heartbeat alone", func(c *Config) { c.HeartbeatTimeout = 100 * time.Millisecond }, ""},
+		{"drain above shutdown", func(c *Config) { c.DrainTimeout, c.ShutdownTimeout = 10*time.Second, 5*time.Second }, "DrainTimeout"},
+		{"negative drain", func(c *Config) { c.DrainTimeout = -1 }, "negative"},
+		{"bad reconciler tick", func(c *Config) { c.Reconciler.Tick = 0 }, "Reconciler"},
+		{"bad detector", func(c *Config) { c.Reconciler.Detector.DeadPhi = 1 }, "Reconciler"},
+		{"id too long for membership", func(c *Config) { c.ID = strings.Repeat("n", 200); c.InitialCluster = nil }, "Reconciler"},
+		{"remote health URL", func(c *Config) { c.AppHealthURL = "http://10.1.2.3/health" }, "AppHealthURL"},
+		{"own-host health URL", func(c *Config) {
+			c.PeerAddr, c.AdvertisePeerAddr, c.AppHealthURL = "0.0.0.0:7400", "10.1.2.3:7400", "http://10.1.2.3:8080/health"
+		}, ""},
+		{"small feed", func(c *Config) { c.Membership.FeedCapacity = 10 }, "Membership"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -8,17 +8,51 @@
 //     streams of crash detection, and the ClusterAdmin service (rpc/api) that
 //     joins and removes nodes — registered on the same gRPC server;
 //   - the raft node (election) with its bolt stores under DataDir and the
-//     state machine of Config.FSM — by default a placeholder that only
-//     counts applied entries (the membership layer replaces it);
+//     replicated membership state (membership.FSM) as its state machine:
+//     members, resources, assignments (Config.FSM may replace it; any other
+//     state machine turns the membership features off);
+//   - the membership reconciler (the leader's failure detector and
+//     assignment loop), fed by the transport's per-peer heartbeat replies
+//     and committing through the election; it runs on every node and acts
+//     only while the node leads with a valid lease;
 //   - the client gRPC server on ClientAddr: the Coordinator service, the
 //     standard gRPC health service (SERVING only while the node is ready) and
 //     server reflection;
 //   - the HTTP server on HTTPAddr: /healthz, /readyz, /metrics, /v1/status,
-//     /v1/members.
+//     /v1/members, /v1/resources[/{id}], /v1/assignments, /v1/drain,
+//     /v1/undrain, /v1/app/heartbeat.
+//
+// # Membership
+//
+// Once it is in the raft configuration, every node commits an UpsertMember
+// for itself (its peer address exactly as raft knows it, its dialable client
+// and HTTP addresses, its suffrage), retrying until a leader accepts it.
+// Every write — the node's own and the API's — goes through the leader: a
+// follower forwards it once to the leader's client port (found in the
+// membership state), and then waits briefly until it has applied the write
+// itself, so a read on the same node sees it. Until the leader has
+// registered its client address, a follower's writes fail with Unavailable.
+//
+// A planned stop (Shutdown, SIGTERM) first drains the node: SetDrain, then
+// a wait until the leader's reconciler has moved all of its resources to
+// live members (bounded by DrainTimeout; skipped when nobody could take
+// them), then MarkLeft, then the election's leadership hand-off. A member
+// removed through ClusterAdmin is marked left before it leaves the raft
+// configuration. So a member that goes away on purpose is left, never dead;
+// only a crash (Close, SIGKILL) makes the leader declare it dead.
+//
+// Application liveness: the local application pushes AppHeartbeat(ttl)
+// calls, or the node polls AppHealthURL every AppHealthInterval (2xx is
+// healthy; only http:// on loopback or the node's own host). Either unused
+// source counts as healthy. When the application turns unhealthy the node
+// commits SetAppHealth(false): its resources move to other members, and if
+// it leads it hands leadership to another voter (every 2 s while it stays
+// unhealthy and leading). Healthy again, it commits SetAppHealth(true) and
+// receives its fair share back (rate-limited by the strategy).
 //
 // Every node has its own Prometheus registry (Go and process collectors plus
-// what the transport and election register), so several nodes can live in
-// one process, as the tests do.
+// what the transport, election and membership register), so several nodes
+// can live in one process, as the tests do.
 //
 // Readiness means the node can answer from the committed state: it knows a
 // leader, and it has applied the log up to the commit index it knew when it

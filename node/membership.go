@@ -20,6 +20,8 @@ const (
 	writeRetryMin     = 50 * time.Millisecond
 	writeRetryMax     = time.Second
 	writeAttemptLimit = 5 * time.Second
+	// leaveTimeout bounds the MarkLeft of a planned stop, after the drain.
+	leaveTimeout = 2 * time.Second
 )
 
 // Membership is the node's replicated membership state; nil when Config.FSM
@@ -133,7 +135,6 @@ func (n *Node) registerLoop(ctx context.Context) {
 		return err
 	})
 	if err == nil {
-		n.registered.Store(true)
 		n.log.Debug("registered in the membership state")
 	}
 }
@@ -192,6 +193,12 @@ func (n *Node) leave(ctx context.Context) {
 	if m, ok := n.selfMember(); !ok || m.State == membership.StateLeft {
 		return
 	}
+	if n.el.Leadership().LeaderID == "" {
+		// No leader (the rest of the cluster is gone or has no quorum):
+		// nothing can commit, do not wait for DrainTimeout in vain.
+		n.log.Warn("no leader known: stopping without draining")
+		return
+	}
 	dctx, cancel := context.WithTimeout(ctx, n.cfg.DrainTimeout)
 	defer cancel()
 	start := time.Now()
@@ -219,7 +226,7 @@ func (n *Node) leave(ctx context.Context) {
 	}
 	// MarkLeft gets its own bound: a drain that used the whole timeout
 	// still records the departure.
-	lctx, lcancel := context.WithTimeout(ctx, writeAttemptLimit)
+	lctx, lcancel := context.WithTimeout(ctx, leaveTimeout)
 	defer lcancel()
 	if err := n.retry(lctx, "leave", func(actx context.Context) error {
 		_, err := n.Commit(actx, membership.MarkLeftCmd(n.cfg.ID))

@@ -51,8 +51,7 @@ type Node struct {
 	coord *api.Coordinator
 	ready readiness
 
-	recCancel  context.CancelFunc // ends the reconciler (after the drain of a planned stop)
-	registered atomic.Bool        // this node's UpsertMember committed
+	recCancel context.CancelFunc // ends the reconciler (after the drain of a planned stop)
 
 	health     *health.Server
 	grpcServer *grpc.Server

@@ -84,6 +84,15 @@ func TestParseRunConfig(t *testing.T) {
 					t.Errorf("join: %v", c.Join)
 				}
 			}},
+		{name: "app health", args: []string{"--id", "n1", "--app-health-url", "http://127.0.0.1:8080/health", "--app-health-interval", "250ms",
+			"--drain-timeout", "3s"}, check: func(t *testing.T, c configView) {
+			c.want(t, "AppHealthURL", c.AppHealthURL, "http://127.0.0.1:8080/health")
+			if c.AppHealthInterval != 250*time.Millisecond || c.DrainTimeout != 3*time.Second {
+				t.Errorf("app health: %+v", c.Config)
+			}
+		}},
+		{name: "remote app health url", args: []string{"--id", "n1", "--app-health-url", "http://example.com/health"}, wantErr: "--app-health-url"},
+		{name: "drain above shutdown", args: []string{"--id", "n1", "--drain-timeout", "20s"}, wantErr: "--drain-timeout"},
 		{name: "missing id", args: nil, wantErr: "missing --id (or HEARTBEAT_ID)"},
 		{name: "unknown flag", args: []string{"--id", "n1", "--bogus"}, wantErr: "unknown flag -bogus"},
 		{name: "bad duration flag", args: []string{"--id", "n1", "--heartbeat-timeout", "fast"}, wantErr: "heartbeat-timeout"},

@@ -124,7 +124,7 @@ var fieldsToFlags = strings.NewReplacer(
 	"LeaseDuration", "--lease-duration", "PeerAddr", "--peer-addr", "ClientAddr", "--client-addr",
 	"HTTPAddr", "--http-addr", "AdvertisePeerAddr", "--advertise-peer-addr", "LogLevel", "--log-level",
 	"ClusterID", "--cluster-id", "InitialCluster", "--initial-cluster", "Join", "--join",
-	"AppHealthURL", "--app-health-url", "AppHealthInterval", "--app-health-interval", "DrainTimeout", "--drain-timeout")
+	"AppHealthURL", "--app-health-url", "AppHealthInterval", "--app-health-interval", "DrainTimeout", "--drain-timeout", "ShutdownTimeout", "--shutdown-timeout")
 
 // derived describes a timing that follows --heartbeat-timeout.
 func derived(def time.Duration) string {

@@ -2,7 +2,16 @@
 //
 //   - Coordinator (proto/heartbeatpb), on the client port: what an application
 //     or the heartbeat CLI asks of its sidecar — this node's status, the
-//     members of the raft configuration, and a stream of leadership changes.
+//     members (raft configuration merged with the membership state), a
+//     stream of leadership changes, and, over the membership state
+//     (package membership): register / delete / list resources, one
+//     member's assignments, a resumable watch of assignment changes, drain
+//     and undrain, and the application's push heartbeats. Writes go through
+//     the leader: a follower forwards each once to the leader's client
+//     address (ForwardCommand, which accepts only what the API can write,
+//     never the leader's own decisions); bad input is refused with
+//     InvalidArgument / NotFound before anything is committed, and a batch
+//     is one command, applied whole or not at all.
 //   - ClusterAdmin (proto/raftpb), on the peer port beside the raft transport:
 //     how nodes join and leave the cluster. Only the leader can change the raft
 //     configuration, so a follower forwards each call once to the leader it

@@ -26,7 +26,10 @@ const (
 	// readYourWritesTimeout bounds the wait of a follower, after a forwarded
 	// write, until its own state has applied it (so a read that follows on
 	// the same node sees the write).
-	readYourWritesTimeout = 2 * time.Second
+	readYourWritesTimeout = 5 * time.Second
+	// writeRetryFor bounds Commit's retries while no leader is known or the
+	// leader moves.
+	writeRetryFor = 5 * time.Second
 )
 
 // membershipOn returns the FSM, or Unimplemented when the node runs without
@@ -39,13 +42,17 @@ func (c *Coordinator) membershipOn() (*membership.FSM, error) {
 }
 
 // Commit commits a membership command through the leader and returns its
-// result: on this node when it leads, else forwarded once to the leader's
-// client address (from the membership state). After a forwarded write it
-// waits (briefly) until this node has applied it too. Errors are gRPC status
-// errors: InvalidArgument for a malformed command, NotFound for an unknown
-// member, FailedPrecondition for a state conflict or a leader that moved,
-// Unavailable when no leader (or its client address) is known yet. The node
-// uses it for its own writes (registration, drain, application health).
+// result: on this node when it leads, else forwarded to the leader's client
+// address (from the membership state). While no leader is known, or the
+// leader moves under the call, it retries for up to writeRetryFor (every API
+// command is idempotent: a retry of one that did commit changes nothing, a
+// repeated delete reports the ids as not found). After a forwarded write it
+// waits (briefly) until this node has applied it too, so that a read that
+// follows on this node sees it. Errors are gRPC status errors:
+// InvalidArgument for a malformed command, NotFound for an unknown member,
+// FailedPrecondition for a state conflict or a leader that kept moving,
+// Unavailable when no leader (or its client address) is known. The node uses
+// it for its own writes too (registration, drain, application health).
 func (c *Coordinator) Commit(ctx context.Context, cmd *mpb.Command) (*membership.Result, error) {
 	fsm, err := c.membershipOn()
 	if err != nil {
@@ -54,34 +61,67 @@ func (c *Coordinator) Commit(ctx context.Context, cmd *mpb.Command) (*membership
 	if c.cfg.Applier == nil {
 		return nil, status.Error(codes.Unimplemented, "membership API: no applier")
 	}
-	select {
-	case <-c.done:
-		return nil, status.Error(codes.Unavailable, ErrClosed.Error())
-	default:
+	until := time.Now().Add(writeRetryFor)
+	backoff := 20 * time.Millisecond
+	for {
+		select {
+		case <-c.done:
+			return nil, status.Error(codes.Unavailable, ErrClosed.Error())
+		default:
+		}
+		res, forwarded, err := c.commitOnce(ctx, fsm, cmd)
+		if err == nil {
+			if forwarded {
+				wctx, cancel := context.WithTimeout(ctx, readYourWritesTimeout)
+				_ = fsm.WaitRevision(wctx, res.Revision) // best effort: the write is committed either way
+				cancel()
+			}
+			return res, nil
+		}
+		if isForwarded(ctx) || !retryable(err) || time.Now().Add(backoff).After(until) {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-c.done:
+			return nil, err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 500*time.Millisecond)
 	}
+}
+
+// retryable: no leader known yet, or the leader moved.
+func retryable(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable:
+		return true
+	case codes.FailedPrecondition:
+		return ReasonOf(err) == ReasonNotLeader
+	}
+	return false
+}
+
+// commitOnce applies cmd here, or forwards it once when this node follows.
+func (c *Coordinator) commitOnce(ctx context.Context, fsm *membership.FSM, cmd *mpb.Command) (*membership.Result, bool, error) {
 	res, err := membership.Commit(ctx, c.cfg.Applier, cmd)
 	if err == nil {
-		return res, nil
+		return res, false, nil
 	}
 	if !errors.Is(err, election.ErrNotLeader) {
-		return nil, commitStatus(err)
+		return nil, false, commitStatus(err)
 	}
 	if isForwarded(ctx) {
 		l := leaderOf(c.cfg.Election, err)
-		return nil, notLeaderStatus(l.LeaderID, l.LeaderAddr)
+		return nil, false, notLeaderStatus(l.LeaderID, l.LeaderAddr)
 	}
 	data, encErr := membership.EncodeCommand(cmd)
 	if encErr != nil {
-		return nil, commitStatus(encErr)
+		return nil, false, commitStatus(encErr)
 	}
 	res, err = c.forward(ctx, fsm, data)
-	if err != nil {
-		return nil, err
-	}
-	wctx, cancel := context.WithTimeout(ctx, readYourWritesTimeout)
-	defer cancel()
-	_ = fsm.WaitRevision(wctx, res.Revision) // best effort: the write is committed either way
-	return res, nil
+	return res, true, err
 }
 
 // forward sends an encoded command to the leader's client port.

@@ -72,7 +72,7 @@ func (t *Transport) heartbeat(pc *peerConns, target raft.ServerAddress,
 	sentAt := time.Now()
 	if h.stream == nil {
 		ctx, cancel := context.WithCancel(t.closeCtx)
-		h.watchdog = time.AfterFunc(t.cfg.HeartbeatTimeout, func() {})
+		h.watchdog = time.AfterFunc(t.cfg.HeartbeatTimeout, cancel)
 		h.cancel = cancel
 		stream, err := pc.control.HeartbeatStream(ctx)
 		if err != nil {
@@ -94,7 +94,7 @@ func (t *Transport) heartbeat(pc *peerConns, target raft.ServerAddress,
 	}
 	repliedAt := time.Now()
 	expired := !h.watchdog.Stop()
-	if false {
+	if err != nil || expired {
 		// An answer that beat the watchdog by a hair still counts; the stream is
 		// canceled either way.
 		h.teardown()

@@ -213,3 +213,33 @@ func TestHeartbeatFallsBackToUnary(t *testing.T) {
 		t.Fatalf("ack = %+v, want term 3", ack)
 	}
 }
+
+// TestReusedMessagesCarryNothingOver: the messages a heartbeat stream reuses are fully
+// overwritten, so nothing of one request or answer shows in the next.
+func TestReusedMessagesCarryNothingOver(t *testing.T) {
+	var req raftpb.AppendEntriesRequest
+	var hdr raftpb.RPCHeader
+	full := &raft.AppendEntriesRequest{RPCHeader: raft.RPCHeader{ProtocolVersion: 3, ID: []byte("x"), Addr: []byte("y")},
+		Term: 5, Leader: []byte("l"), PrevLogEntry: 9, PrevLogTerm: 4, LeaderCommitIndex: 8,
+		Entries: []*raft.Log{{Index: 10, Term: 5, Data: []byte("d")}}}
+	appendReqIntoProto(full, &req, &hdr)
+	hb := &raft.AppendEntriesRequest{RPCHeader: raft.RPCHeader{ProtocolVersion: 3, ID: []byte("a")}, Term: 6, Leader: []byte("a")}
+	appendReqIntoProto(hb, &req, &hdr)
+	got := appendReqFromProto(wire(t, &req))
+	if !IsHeartbeat(got) || got.Term != 6 || string(got.ID) != "a" || len(got.Addr) != 0 || string(got.Leader) != "a" {
+		t.Fatalf("reused request = %+v, want the heartbeat alone", got)
+	}
+
+	var out raftpb.AppendEntriesResponse
+	var outHdr raftpb.RPCHeader
+	appendResultInto(raft.RPCResponse{Error: errors.New("boom")}, &out, &outHdr)
+	if out.Error != "boom" {
+		t.Fatalf("error answer = %+v", &out)
+	}
+	appendResultInto(raft.RPCResponse{Response: &raft.AppendEntriesResponse{Term: 6, Success: true}}, &out, &outHdr)
+	var resp raft.AppendEntriesResponse
+	appendRespFromProto(wire(t, &out), &resp)
+	if w := wire(t, &out); w.Error != "" || resp.Term != 6 || !resp.Success {
+		t.Fatalf("reused answer = %+v (error %q), want term 6, success, no error", resp, w.Error)
+	}
+}

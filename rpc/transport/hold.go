@@ -16,7 +16,8 @@ import (
 	"github.com/heartbeat-sidecar/heartbeat/proto/raftpb"
 )
 
-// confirmDialTimeout is how long a Confirm handler gives its own dial to the target.
+// confirmDialTimeout is how long a Confirm handler gives its own Reachable probe of the
+// target.
 const confirmDialTimeout = 50 * time.Millisecond
 
 // heldState remembers, per target, whether the latest held stream to it broke.
@@ -148,9 +149,9 @@ func (t *Transport) holdErr(ctx context.Context, target raft.ServerAddress, err 
 }
 
 // ConfirmLost asks member via whether it has lost target too: true when via's latest
-// held stream to target broke and has not reopened, or via cannot open a TCP
-// connection to target within 50 ms. The call runs on the control connection within
-// ctx (and at most RPCTimeout).
+// held stream to target broke and has not reopened, or via's Reachable finds no live
+// server at target within 50 ms. The call runs on the control connection within ctx
+// (and at most RPCTimeout).
 func (t *Transport) ConfirmLost(ctx context.Context, via, target raft.ServerAddress) (bool, error) {
 	pc, err := t.peer(via)
 	if err != nil {

@@ -46,10 +46,17 @@ func (f *listFSM) Restore(rc io.ReadCloser) error {
 	return nil
 }
 
+// state returns the number of distinct commands applied and of snapshot restores.
+// Distinct: an Apply that failed with ErrLeadershipLost may still have committed, and
+// the test's retry then commits the same command again.
 func (f *listFSM) state() (n, restores int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return len(f.entries), f.restores
+	seen := make(map[string]struct{}, len(f.entries))
+	for _, e := range f.entries {
+		seen[string(e)] = struct{}{}
+	}
+	return len(seen), f.restores
 }
 
 type listSnapshot struct{ entries [][]byte }

@@ -502,7 +502,9 @@ func (r *runner) runFault(d faultDef, run int) error {
 		return fmt.Errorf("before %s/%s#%d: %w", d.kind, d.target, run, err)
 	}
 	if d.kind == KindDelay && !r.netem {
-		r.notes = append(r.notes, fmt.Sprintf("%s/%s not run: this kernel has no sch_netem (CONFIG_NET_SCH_NETEM)", d.kind, d.target))
+		if run == 1 {
+			r.notes = append(r.notes, fmt.Sprintf("%s/%s not run: this kernel has no sch_netem (CONFIG_NET_SCH_NETEM)", d.kind, d.target))
+		}
 		return nil
 	}
 	if d.kind == KindLoss && !r.netem && run == 1 {

@@ -38,7 +38,7 @@ func WriteReport(w io.Writer, s Snapshot, vs []Violation, info ReportInfo) error
 
 	b.WriteString("## Results\n\n")
 	b.WriteString("Times in milliseconds. *Detection*: from the fault (the old leader's last answer when it went silent, " +
-		"else the end of the injection; for kill-majority/kill-all the restart) until some survivor stops naming the old " +
+		"else the start of the injection; for kill-majority/kill-all the moment the restarted containers ran again) until some survivor stops naming the old " +
 		"leadership. *New leader*: until every survivor names a leader with a higher fencing token. " +
 		"*Without leader*: from the old leadership's last claim (is_self) to the first claim of a newer one. " +
 		"`–` means it did not happen (expected for faults that must not cause an election).\n\n")
@@ -62,10 +62,20 @@ func WriteReport(w io.Writer, s Snapshot, vs []Violation, info ReportInfo) error
 		fmt.Fprintf(&b, "- `%s` [%s] %s\n", v.Check, label, v.String())
 	}
 
-	b.WriteString("\n## Fault windows\n\n| # | fault | nodes | old leader (term) | start | lifted | settled | expect |\n|---:|---|---|---|---:|---:|---:|---|\n")
+	b.WriteString("\n## Fault windows\n\nTimes from the start of the run; detection and new leader in ms as above, per window.\n\n" +
+		"| # | fault | nodes | old leader (term) | start | lifted | settled | expect | detection | new leader | term Δ |\n" +
+		"|---:|---|---|---|---:|---:|---:|---|---:|---:|---:|\n")
 	for i, f := range s.Faults {
-		fmt.Fprintf(&b, "| %d | %s | %s | %s (%d) | %s | %s | %s | %s |\n", i, f.Label(), strings.Join(f.Nodes, ","),
-			f.OldLeader, f.OldTerm, fmtDur(f.Start), fmtDur(f.End), fmtDur(f.Settled), expectText(f))
+		m := Measure(s, i)
+		det, nl := "–", "–"
+		if m.Detected {
+			det = ms(m.Detection)
+		}
+		if m.Elected {
+			nl = ms(m.NewLeader)
+		}
+		fmt.Fprintf(&b, "| %d | %s | %s | %s (%d) | %s | %s | %s | %s | %s | %s | %d |\n", i, f.Label(), strings.Join(f.Nodes, ","),
+			f.OldLeader, f.OldTerm, fmtDur(f.Start), fmtDur(f.End), fmtDur(f.Settled), expectText(f), det, nl, m.TermChanges)
 	}
 
 	b.WriteString("\n## Configuration\n\n")

@@ -1,0 +1,170 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/heartbeat-sidecar/heartbeat/election"
+	"github.com/heartbeat-sidecar/heartbeat/membership"
+	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
+)
+
+// soloElection is a leader of a cluster of one, without raft: enough for
+// the Coordinator's membership calls.
+type soloElection struct{}
+
+func (soloElection) Leadership() election.Leadership {
+	return election.Leadership{State: "leader", LeaderID: "solo", LeaderAddr: "127.0.0.1:1", IsLeader: true}
+}
+func (soloElection) Watch() *election.Watcher                         { return nil }
+func (soloElection) Members() ([]election.Member, error)              { return nil, nil }
+func (soloElection) Join(context.Context, string, string, bool) error { return nil }
+func (soloElection) Remove(context.Context, string) error             { return nil }
+func (soloElection) Raft() *raft.Raft                                 { return nil }
+
+// directApplier applies commands straight to an FSM at increasing indexes.
+type directApplier struct {
+	mu    sync.Mutex
+	fsm   *membership.FSM
+	index uint64
+}
+
+func (a *directApplier) Apply(_ context.Context, data []byte) (any, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.index++
+	return a.fsm.ApplyCommand(a.index, data), nil
+}
+
+func serveSolo(t *testing.T) (*membership.FSM, heartbeatpb.CoordinatorClient) {
+	t.Helper()
+	fsm, err := membership.NewFSM(membership.Config{FeedCapacity: membership.MaxBatch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultCoordinatorConfig()
+	cfg.ID, cfg.ClusterID, cfg.Election = "solo", testCluster, soloElection{}
+	cfg.Membership, cfg.Applier = fsm, &directApplier{fsm: fsm, index: 10} // 0 would mean "from now"
+	c, err := NewCoordinator(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer()
+	c.Register(s)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = s.Serve(ln) }()
+	t.Cleanup(func() { c.Close(); s.Stop(); <-done })
+	return fsm, heartbeatpb.NewCoordinatorClient(dial(t, ln.Addr().String()))
+}
+
+func register(t *testing.T, c heartbeatpb.CoordinatorClient, prefix string, n int) *heartbeatpb.WriteResponse {
+	t.Helper()
+	req := &heartbeatpb.RegisterResourcesRequest{}
+	for i := 0; i < n; i++ {
+		req.Resources = append(req.Resources, &heartbeatpb.ResourceSpec{Id: fmt.Sprintf("%s-%05d", prefix, i)})
+	}
+	resp, err := c.RegisterResources(ctxT(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+// TestWatchAssignments: a watch resumes from a revision with every event
+// after it; a revision the feed no longer holds gives OutOfRange; Close ends
+// open watches with Unavailable.
+func TestWatchAssignments(t *testing.T) {
+	fsm, c := serveSolo(t)
+	first := register(t, c, "a", 3)
+	second := register(t, c, "b", 2)
+
+	stream, err := c.WatchAssignments(ctxT(t), &heartbeatpb.WatchAssignmentsRequest{FromRevision: first.GetRevision() - 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for len(got) < 6 {
+		ev, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprintf("%d %s %s", ev.GetRevision(), ev.GetKind(), ev.GetResourceId()))
+	}
+	want := []string{
+		fmt.Sprintf("%d start ", first.GetRevision()-1),
+		fmt.Sprintf("%d registered a-00000", first.GetRevision()), fmt.Sprintf("%d registered a-00001", first.GetRevision()),
+		fmt.Sprintf("%d registered a-00002", first.GetRevision()),
+		fmt.Sprintf("%d registered b-00000", second.GetRevision()), fmt.Sprintf("%d registered b-00001", second.GetRevision()),
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("watch events:\n got %v\nwant %v", got, want)
+	}
+	// Resume after the first command: only the second's events.
+	rs, err := c.WatchAssignments(ctxT(t), &heartbeatpb.WatchAssignmentsRequest{FromRevision: first.GetRevision()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, w := range append([]string{fmt.Sprintf("%d start ", first.GetRevision())}, want[4:]...) {
+		ev, err := rs.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g := fmt.Sprintf("%d %s %s", ev.GetRevision(), ev.GetKind(), ev.GetResourceId()); g != w {
+			t.Errorf("resumed event %d: %q, want %q", i, g, w)
+		}
+	}
+
+	// A full batch pushes the early events out of the feed (capacity
+	// MaxBatch): resuming from before it is OutOfRange.
+	register(t, c, "c", membership.MaxBatch)
+	old, err := c.WatchAssignments(ctxT(t), &heartbeatpb.WatchAssignmentsRequest{FromRevision: first.GetRevision()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev, err := old.Recv(); err != nil || ev.GetKind() != "start" {
+		t.Fatalf("start: %v %v", ev, err)
+	}
+	if _, err := old.Recv(); status.Code(err) != codes.OutOfRange {
+		t.Errorf("watch from a compacted revision: %v, want OutOfRange", err)
+	}
+	// From the current revision (0): nothing until the next change.
+	cur, err := c.WatchAssignments(ctxT(t), &heartbeatpb.WatchAssignmentsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev, err := cur.Recv(); err != nil || ev.GetKind() != "start" || ev.GetRevision() != fsm.Revision() {
+		t.Fatalf("start at the current revision: %v %v (revision %d)", ev, err, fsm.Revision())
+	}
+	del, err := c.DeleteResources(ctxT(t), &heartbeatpb.DeleteResourcesRequest{Ids: []string{"a-00001"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev, err := cur.Recv(); err != nil || ev.GetKind() != "deleted" || ev.GetResourceId() != "a-00001" || ev.GetRevision() != del.GetRevision() {
+		t.Errorf("delete event: %v %v", ev, err)
+	}
+}
+
+// TestMembershipDisabled: without a membership state the calls answer
+// Unimplemented.
+func TestMembershipDisabled(t *testing.T) {
+	ms := newCluster(t, 1)
+	_, c := serveCoordinator(t, ms[0])
+	if _, err := c.ListResources(ctxT(t), &heartbeatpb.ListResourcesRequest{}); status.Code(err) != codes.Unimplemented {
+		t.Errorf("ListResources without membership: %v", err)
+	}
+	if _, err := c.RegisterResources(ctxT(t), &heartbeatpb.RegisterResourcesRequest{Resources: []*heartbeatpb.ResourceSpec{{Id: "x"}}}); status.Code(err) != codes.Unimplemented {
+		t.Errorf("RegisterResources without membership: %v", err)
+	}
+}
