@@ -21,7 +21,7 @@ const (
 	DefaultLeaseDriftMargin   = 20 * time.Millisecond
 	DefaultFailoverRankStep   = 150 * time.Millisecond
 	DefaultRedialTimeout      = 20 * time.Millisecond
-	DefaultConfirmTimeout     = 50 * time.Millisecond
+	DefaultConfirmTimeout     = 100 * time.Millisecond
 	DefaultSnapshotInterval   = 120 * time.Second
 	DefaultSnapshotThreshold  = 8192
 	DefaultTrailingLogs       = 10240

@@ -235,7 +235,14 @@ func (s *rpcServer) Confirm(ctx context.Context, req *raftpb.ConfirmRequest) (*r
 	if s.t.held.isBroken(target) {
 		return &raftpb.ConfirmResponse{Lost: true}, nil
 	}
-	dctx, cancel := context.WithTimeout(ctx, confirmDialTimeout)
+	// Answer before the asker gives up: dial for at most two thirds of the
+	// time its deadline leaves (and confirmDialTimeout), so that a dead
+	// target still yields lost=true in time rather than a late answer.
+	budget := confirmDialTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		budget = min(budget, time.Until(dl)*2/3)
+	}
+	dctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 	return &raftpb.ConfirmResponse{Lost: s.t.Reachable(dctx, target) != nil}, nil
 }
