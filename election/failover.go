@@ -188,7 +188,7 @@ func (n *Node) onPeerClosed(t holdTarget, closedAt time.Time) bool {
 	err := n.tr.Reachable(rctx, t.addr)
 	cancel()
 	if err == nil {
-		log.Info("fast failover: leader accepted a redial; not a crash", "after", time.Since(closedAt))
+		log.Info("fast failover: leader answered a redial; not a crash", "after", time.Since(closedAt))
 		return false
 	}
 	log.Info("fast failover: redial failed", "error", err, "after", time.Since(closedAt))

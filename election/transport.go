@@ -26,8 +26,9 @@ type Transport interface {
 	// left gracefully, its peer-closed error when the stream broke, any other
 	// error when the stream could not be opened.
 	Hold(ctx context.Context, target raft.ServerAddress) error
-	// Reachable dials a fresh connection to target within ctx; nil if
-	// something accepted it.
+	// Reachable dials a fresh connection to target within ctx; nil only if
+	// a live server answered on it (a dying process's listener can still
+	// accept a TCP connection).
 	Reachable(ctx context.Context, target raft.ServerAddress) error
 	// ConfirmLost asks member via whether it has lost target too.
 	ConfirmLost(ctx context.Context, via, target raft.ServerAddress) (bool, error)
