@@ -16,8 +16,9 @@ const (
 	DefaultHeartbeatTimeout   = 500 * time.Millisecond
 	DefaultElectionTimeout    = 500 * time.Millisecond
 	DefaultLeaderLeaseTimeout = 400 * time.Millisecond
-	DefaultCommitTimeout      = 50 * time.Millisecond
+	DefaultCommitTimeout      = 500 * time.Millisecond
 	DefaultLeaseDuration      = 400 * time.Millisecond
+	DefaultHeartbeatInterval  = 50 * time.Millisecond
 	DefaultLeaseDriftMargin   = 20 * time.Millisecond
 	DefaultFailoverRankStep   = 150 * time.Millisecond
 	DefaultRedialTimeout      = 20 * time.Millisecond
@@ -133,6 +134,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		HeartbeatTimeout:   DefaultHeartbeatTimeout,
+		HeartbeatInterval:  DefaultHeartbeatInterval,
 		ElectionTimeout:    DefaultElectionTimeout,
 		LeaderLeaseTimeout: DefaultLeaderLeaseTimeout,
 		CommitTimeout:      DefaultCommitTimeout,

@@ -91,7 +91,27 @@ func (n *Node) Apply(ctx context.Context, data []byte) (any, error) {
 	if err := n.await(ctx, f); err != nil {
 		return nil, err
 	}
+	n.nudgeCommit()
 	return f.Response(), nil
+}
+
+// nudgeCommit makes the followers learn the commit index of the entry just
+// applied now rather than at raft's next CommitTimeout tick: raft tells a
+// follower the commit index only with the next AppendEntries, which comes
+// with the next write or after CommitTimeout (Heartbeat keeps that long,
+// because on an idle cluster those periodic appends cost more CPU than the
+// heartbeats). A barrier is a write that carries it. At most one is in
+// flight, so a burst of writes adds one entry, not one per write.
+func (n *Node) nudgeCommit() {
+	if !n.nudging.CompareAndSwap(false, true) {
+		return
+	}
+	if !n.spawnFuture(func() {
+		defer n.nudging.Store(false)
+		_ = n.raft.Barrier(n.cfg.HeartbeatTimeout).Error()
+	}) {
+		n.nudging.Store(false)
+	}
 }
 
 // Join adds a member through this node, which must be the leader (else a

@@ -38,6 +38,7 @@ type Node struct {
 	handingOff   atomic.Bool               // stopping: never claim leadership again
 	transferring atomic.Int32              // leadership transfers in flight: do not claim it
 	stopped      atomic.Bool               // raft has been shut down
+	nudging      atomic.Bool               // a commit nudge (barrier) is in flight
 
 	observerCh chan raft.Observation
 	observer   *raft.Observer

@@ -69,6 +69,9 @@ type Config struct {
 	HeartbeatTimeout time.Duration
 	ElectionTimeout  time.Duration
 	LeaseDuration    time.Duration
+	// HeartbeatInterval is the leader's heartbeat period (election.Config);
+	// zero follows HeartbeatTimeout in election's default proportion.
+	HeartbeatInterval time.Duration
 	// FastFailover enables crash detection through held streams. Default true.
 	FastFailover bool
 
@@ -156,7 +159,7 @@ func (c Config) Validate() error {
 		return invalid("ClusterID is empty")
 	case c.DataDir == "":
 		return invalid("DataDir is empty")
-	case c.HeartbeatTimeout < 0 || c.ElectionTimeout < 0 || c.LeaseDuration < 0:
+	case c.HeartbeatTimeout < 0 || c.ElectionTimeout < 0 || c.LeaseDuration < 0 || c.HeartbeatInterval < 0:
 		return invalid("timings may not be negative")
 	case c.JoinRetryMax < 0 || c.ShutdownTimeout < 0 || c.DrainTimeout < 0:
 		return invalid("JoinRetryMax, ShutdownTimeout and DrainTimeout may not be negative")
@@ -244,6 +247,11 @@ func (c Config) electionTimings(ec election.Config) election.Config {
 		ec.LeaseDuration = c.LeaseDuration
 	} else if c.HeartbeatTimeout > 0 {
 		ec.LeaseDuration = scale(c.HeartbeatTimeout, election.DefaultLeaseDuration, election.DefaultHeartbeatTimeout)
+	}
+	if c.HeartbeatInterval > 0 {
+		ec.HeartbeatInterval = c.HeartbeatInterval
+	} else if c.HeartbeatTimeout > 0 {
+		ec.HeartbeatInterval = scale(c.HeartbeatTimeout, election.DefaultHeartbeatInterval, election.DefaultHeartbeatTimeout)
 	}
 	// raft requires LeaderLeaseTimeout <= HeartbeatTimeout; follow a lowered
 	// heartbeat timeout.

@@ -31,15 +31,15 @@ Example (3 nodes on one machine, see scripts/local-cluster.sh):
 // runFlags holds the run command's flag values before they become a
 // node.Config.
 type runFlags struct {
-	id, clusterID, dataDir                      string
-	peerAddr, advertise, clientAddr, httpAddr   string
-	initialCluster, join                        string
-	voter, fastFailover                         bool
-	heartbeatTimeout, electionTimeout, leaseDur time.Duration
-	logFormat, logLevel                         string
-	shutdownTimeout, drainTimeout               time.Duration
-	appHealthURL                                string
-	appHealthInterval                           time.Duration
+	id, clusterID, dataDir                                         string
+	peerAddr, advertise, clientAddr, httpAddr                      string
+	initialCluster, join                                           string
+	voter, fastFailover                                            bool
+	heartbeatTimeout, electionTimeout, leaseDur, heartbeatInterval time.Duration
+	logFormat, logLevel                                            string
+	shutdownTimeout, drainTimeout                                  time.Duration
+	appHealthURL                                                   string
+	appHealthInterval                                              time.Duration
 }
 
 // parseRunConfig turns the run command's arguments and environment into a
@@ -61,6 +61,7 @@ func parseRunConfig(args []string, getenv env, stdout io.Writer) (node.Config, e
 	fs.DurationVar(&f.heartbeatTimeout, "heartbeat-timeout", def.HeartbeatTimeout, "follower's wait for the leader before an election (silent failover bound)")
 	fs.DurationVar(&f.electionTimeout, "election-timeout", def.ElectionTimeout, fmt.Sprintf("candidate's wait before a new election round (0: %s)", derived(election.DefaultElectionTimeout)))
 	fs.DurationVar(&f.leaseDur, "lease-duration", def.LeaseDuration, fmt.Sprintf("leader lease length, <= --heartbeat-timeout (0: %s)", derived(election.DefaultLeaseDuration)))
+	fs.DurationVar(&f.heartbeatInterval, "heartbeat-interval", def.HeartbeatInterval, fmt.Sprintf("leader's heartbeat period, <= --heartbeat-timeout/4 (0: %s)", derived(election.DefaultHeartbeatInterval)))
 	fs.BoolVar(&f.fastFailover, "fast-failover", def.FastFailover, "detect a crashed leader through held streams and elect at once")
 	fs.StringVar(&f.logFormat, "log-format", def.LogFormat, "log format: text or json")
 	fs.StringVar(&f.logLevel, "log-level", def.LogLevel, "log level: trace, debug, info, warn, error")
@@ -106,6 +107,7 @@ func (f runFlags) config(cfg node.Config) (node.Config, error) {
 	cfg.ClientAddr, cfg.HTTPAddr = f.clientAddr, f.httpAddr
 	cfg.InitialCluster, cfg.Join, cfg.Voter = peers, join, f.voter
 	cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaseDuration = f.heartbeatTimeout, f.electionTimeout, f.leaseDur
+	cfg.HeartbeatInterval = f.heartbeatInterval
 	cfg.FastFailover = f.fastFailover
 	cfg.LogFormat, cfg.LogLevel = f.logFormat, f.logLevel
 	cfg.ShutdownTimeout = f.shutdownTimeout
@@ -121,7 +123,7 @@ func (f runFlags) config(cfg node.Config) (node.Config, error) {
 // fieldsToFlags names config fields as the flags that set them.
 var fieldsToFlags = strings.NewReplacer(
 	"HeartbeatTimeout", "--heartbeat-timeout", "ElectionTimeout", "--election-timeout",
-	"LeaseDuration", "--lease-duration", "PeerAddr", "--peer-addr", "ClientAddr", "--client-addr",
+	"LeaseDuration", "--lease-duration", "HeartbeatInterval", "--heartbeat-interval", "PeerAddr", "--peer-addr", "ClientAddr", "--client-addr",
 	"HTTPAddr", "--http-addr", "AdvertisePeerAddr", "--advertise-peer-addr", "LogLevel", "--log-level",
 	"ClusterID", "--cluster-id", "InitialCluster", "--initial-cluster", "Join", "--join",
 	"AppHealthURL", "--app-health-url", "AppHealthInterval", "--app-health-interval", "DrainTimeout", "--drain-timeout", "ShutdownTimeout", "--shutdown-timeout")
