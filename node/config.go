@@ -65,7 +65,7 @@ type Config struct {
 	// Timings, passed to election.Config. HeartbeatTimeout zero keeps
 	// election's default; ElectionTimeout and LeaseDuration zero follow
 	// HeartbeatTimeout in election's default proportions (with the defaults:
-	// 500ms, 500ms, 400ms). LeaseDuration must stay <= HeartbeatTimeout.
+	// 250ms, 250ms, 200ms). LeaseDuration must stay <= HeartbeatTimeout.
 	HeartbeatTimeout time.Duration
 	ElectionTimeout  time.Duration
 	LeaseDuration    time.Duration
@@ -253,10 +253,11 @@ func (c Config) electionTimings(ec election.Config) election.Config {
 	} else if c.HeartbeatTimeout > 0 {
 		ec.HeartbeatInterval = scale(c.HeartbeatTimeout, election.DefaultHeartbeatInterval, election.DefaultHeartbeatTimeout)
 	}
-	// raft requires LeaderLeaseTimeout <= HeartbeatTimeout; follow a lowered
-	// heartbeat timeout.
-	if ec.LeaderLeaseTimeout > ec.HeartbeatTimeout {
-		ec.LeaderLeaseTimeout = ec.HeartbeatTimeout
+	// raft's leader lease follows the heartbeat timeout too: raft requires
+	// it <= HeartbeatTimeout, and it must outlast the gap between two
+	// heartbeats, or the leader steps down between them.
+	if c.HeartbeatTimeout > 0 {
+		ec.LeaderLeaseTimeout = scale(c.HeartbeatTimeout, election.DefaultLeaderLeaseTimeout, election.DefaultHeartbeatTimeout)
 	}
 	ec.FastFailover = c.FastFailover
 	return ec

@@ -18,7 +18,7 @@ import (
 
 // confirmDialTimeout is how long a Confirm handler gives its own Reachable probe of the
 // target.
-const confirmDialTimeout = 50 * time.Millisecond
+const confirmDialTimeout = 100 * time.Millisecond
 
 // heldState remembers, per target, whether the latest held stream to it broke.
 type heldState struct {
