@@ -18,6 +18,14 @@
 //     (SIGSTOP), busy (a CPU burner on both cores, counting elections); Report (report.go)
 //     puts the systems side by side, computes Heartbeat's ratios and marks the issue's
 //     targets met or missed, as JSON and Markdown.
+//   - Reassign (reassign.go) is issue 3's membership phase, Heartbeat only, on a fresh
+//     cluster per resource count: register N resources through POST /v1/resources in
+//     batches of membership.MaxBatch (registration resources/s), SIGKILL a follower that
+//     owns resources, and time until every survivor's GET /v1/members shows it owning
+//     nothing; ReassignMoment and CheckMoves (reassign_calc.go) compute that moment from
+//     the poll samples and check, against GET /v1/resources before and after, that exactly
+//     the dead node's resources moved. The busy phase also polls GET /v1/members and
+//     counts false deaths (FalseDeathCounter).
 //
 // Apply throughput is measured in process by package bench/throughput, since Heartbeat has
 // no user write API yet. The command is bench/cmd/hbbench; bench/README.md explains the

@@ -102,6 +102,10 @@ func (r *Runner) busy(ctx context.Context, c *Cluster, d time.Duration) (BusyRes
 		res.TermStart = max(res.TermStart, s.Status.Term)
 	}
 	maxTerm := res.TermStart
+	var deaths *FalseDeathCounter // Heartbeat only: rafttcp has no member states
+	if c.Sys.Kind == KindHeartbeat {
+		deaths = &FalseDeathCounter{}
+	}
 
 	burner := exec.Command(r.cfg.BurnCommand[0], r.cfg.BurnCommand[1:]...)
 	burner.Env = append(os.Environ(), "GOMAXPROCS=2")
@@ -130,7 +134,17 @@ func (r *Runner) busy(ctx context.Context, c *Cluster, d time.Duration) (BusyRes
 			return res, ctx.Err()
 		case <-tick.C:
 		}
-		snap := snapshot(ctx, c, r.cfg.PollTimeout)
+		var snap map[string]Sample
+		if deaths == nil {
+			snap = snapshot(ctx, c, r.cfg.PollTimeout)
+		} else {
+			var wg sync.WaitGroup
+			wg.Go(func() { snap = snapshot(ctx, c, r.cfg.PollTimeout) })
+			for id, states := range memberStates(ctx, c, r.cfg.BusyPollInterval) {
+				deaths.Observe(id, states)
+			}
+			wg.Wait()
+		}
 		res.Polls++
 		for _, id := range ids {
 			s := snap[id]
@@ -160,9 +174,41 @@ func (r *Runner) busy(ctx context.Context, c *Cluster, d time.Duration) (BusyRes
 	}
 	res.TermEnd, res.LeaderEnd = maxTerm, leader
 	res.Pass = res.TermIncrements == 0 && res.LeaderChanges == 0
-	r.progress(c.Sys.Name, "busy: burner used %.0f%% (of one core), term increments %d, leader changes %d",
-		res.BurnerCPU, res.TermIncrements, res.LeaderChanges)
+	fd := "not measured"
+	if deaths != nil {
+		res.FalseDeaths, res.FalseDeathEvents = &deaths.Count, deaths.Events
+		fd = fmt.Sprint(deaths.Count)
+	}
+	r.progress(c.Sys.Name, "busy: burner used %.0f%% (of one core), term increments %d, leader changes %d, false deaths %s",
+		res.BurnerCPU, res.TermIncrements, res.LeaderChanges, fd)
 	return res, nil
+}
+
+// memberStates polls GET /v1/members on every node once, concurrently, and returns node id
+// -> (member id -> state) for the nodes that answered within timeout.
+func memberStates(ctx context.Context, c *Cluster, timeout time.Duration) map[string]map[string]string {
+	out := make(map[string]map[string]string, len(c.Procs))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, t := range c.Targets() {
+		wg.Go(func() {
+			client := NewStatusClient(timeout)
+			defer client.CloseIdleConnections()
+			ms, err := fetchMembers(ctx, client, t.HTTPAddr)
+			if err != nil {
+				return
+			}
+			states := make(map[string]string, len(ms))
+			for _, m := range ms {
+				states[m.ID] = m.State
+			}
+			mu.Lock()
+			out[t.ID] = states
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return out
 }
 
 // Burn spins one goroutine per worker until ctx ends: the busy phase's CPU load. It returns

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -21,7 +22,9 @@ type SystemResult struct {
 	Crash      FaultResult `json:"crash"`
 	Silent     FaultResult `json:"silent"`
 	Busy       *BusyResult `json:"busy,omitempty"`
-	Errors     []string    `json:"errors,omitempty"`
+	// Reassign is the reassign phase, one entry per resource count (Heartbeat only).
+	Reassign []ReassignResult `json:"reassign,omitempty"`
+	Errors   []string         `json:"errors,omitempty"`
 }
 
 func (r *SystemResult) fail(phase string, err error) {
@@ -73,6 +76,10 @@ type BusyResult struct {
 	LeaderChanges  int     `json:"leader_changes"`
 	BurnerCPU      float64 `json:"burner_cpu_pct"` // of one core; ~200 = both cores
 	Pass           bool    `json:"pass"`           // no term increment, no leader change
+	// FalseDeaths counts members any node showed as suspect or dead (GET /v1/members every
+	// poll); nil when not measured (systems without member states).
+	FalseDeaths      *int     `json:"false_deaths,omitempty"`
+	FalseDeathEvents []string `json:"false_death_events,omitempty"`
 }
 
 // Throughput is one in-process apply-throughput run.
@@ -173,6 +180,7 @@ func EvaluateTargets(hb *SystemResult, tp *ThroughputResult) []TargetCheck {
 		elections = float64(max(busy.TermIncrements, uint64(busy.LeaderChanges)))
 	}
 	add("0 elections with both cores busy", busy != nil, bv, elections, 0, busy != nil && busy.Pass)
+	out = append(out, membershipTargets(hb)...)
 	tpOK := tp != nil && tp.Error == "" && tp.Ratio > 0
 	var ratio float64
 	if tpOK {
@@ -184,6 +192,67 @@ func EvaluateTargets(hb *SystemResult, tp *ThroughputResult) []TargetCheck {
 		c.Value = "not measured"
 	}
 	return append(out, c)
+}
+
+// membershipTargets checks the issue 3 targets: reassignment time at 10,000 and 100,000
+// resources, exact moves, RSS at 100,000 resources, and no false deaths in the busy phase.
+func membershipTargets(hb *SystemResult) []TargetCheck {
+	var out []TargetCheck
+	find := func(n int) *ReassignResult {
+		if hb == nil {
+			return nil
+		}
+		for i := range hb.Reassign {
+			if hb.Reassign[i].Resources == n {
+				return &hb.Reassign[i]
+			}
+		}
+		return nil
+	}
+	for _, t := range []struct {
+		n     int
+		limit float64
+	}{{10000, 500}, {100000, 1000}} {
+		rr := find(t.n)
+		c := TargetCheck{Target: fmt.Sprintf("reassignment p99 <= %.0f ms at %d resources", t.limit, t.n), Limit: t.limit, Value: "not measured"}
+		if rr != nil && rr.Reassign.N > 0 {
+			s := rr.Reassign
+			c.Measured, c.Got = true, s.P99Ms
+			c.Value = fmt.Sprintf("%.1f ms (n=%d, failed %d)", s.P99Ms, s.N, s.Failed)
+			c.Met = s.Failed == 0 && s.P99Ms <= t.limit
+		}
+		out = append(out, c)
+	}
+	exact := TargetCheck{Target: "moved resources = exactly the dead node's", Value: "not measured"}
+	if hb != nil {
+		kills, bad := 0, 0
+		for _, rr := range hb.Reassign {
+			for _, m := range rr.Moves {
+				kills++
+				if !m.Exact {
+					bad++
+				}
+			}
+		}
+		if kills > 0 {
+			exact.Measured, exact.Met, exact.Got = true, bad == 0, float64(bad)
+			exact.Value = fmt.Sprintf("%d of %d kills exact", kills-bad, kills)
+		}
+	}
+	out = append(out, exact)
+	rss := TargetCheck{Target: "RSS <= 200 MB per node at 100000 resources", Limit: 200, Value: "not measured"}
+	if rr := find(100000); rr != nil && rr.MaxRSSMB > 0 {
+		rss.Measured, rss.Got, rss.Met = true, rr.MaxRSSMB, rr.MaxRSSMB <= 200
+		rss.Value = fmt.Sprintf("%.1f MB (max node)", rr.MaxRSSMB)
+	}
+	out = append(out, rss)
+	fd := TargetCheck{Target: "0 false deaths with both cores busy", Value: "not measured"}
+	if hb != nil && hb.Busy != nil && hb.Busy.FalseDeaths != nil {
+		n := *hb.Busy.FalseDeaths
+		fd.Measured, fd.Got, fd.Met = true, float64(n), n == 0
+		fd.Value = fmt.Sprintf("%d in %.0f s", n, hb.Busy.Seconds)
+	}
+	return append(out, fd)
 }
 
 // Results is one benchmark run, written as results.json and rendered as results.md.
@@ -236,7 +305,8 @@ func (r *Results) Markdown() string {
 			s.Name, s.Crash.MaxSilenceMs, s.Silent.MaxSilenceMs, s.Crash.PollP99Ms, s.Silent.PollP99Ms)
 	}
 	w(".\n")
-	if hb := r.system(string(KindHeartbeat)); hb != nil {
+	hasTCP := slices.ContainsFunc(r.Systems, func(s SystemResult) bool { return s.Kind == KindRaftTCP })
+	if hb := r.system(string(KindHeartbeat)); hb != nil && hasTCP {
 		w("\n## Heartbeat ÷ hashicorp/raft TCP (below 1 = Heartbeat lower: faster or cheaper)\n\n")
 		w("| vs | crash p50 | crash p99 | silent p50 | silent p99 | idle leader CPU | idle follower CPU | RSS |\n|---|---|---|---|---|---|---|---|\n")
 		for _, s := range r.Systems {
@@ -250,6 +320,12 @@ func (r *Results) Markdown() string {
 				idleRatio(hb.Idle, s.Idle, func(i *IdleResult) float64 { return i.FollowerCPUMean }),
 				idleRatio(hb.Idle, s.Idle, func(i *IdleResult) float64 { return i.MaxRSSMB }))
 		}
+	}
+	if rows := r.membershipRows(); rows != "" {
+		w("\n## Membership (Heartbeat, fresh 5-node cluster per count)\n\n")
+		w("| system | resources | registration | all assigned | reassignment p50 / p99 / max | moved = exactly the dead node's | max RSS |\n|---|---|---|---|---|---|---|\n")
+		w("%s", rows)
+		w("\nReassignment: SIGKILL of a follower owning resources -> every survivor's GET /v1/members shows it owning 0 (polled every 15 ms), detection included; moves checked against GET /v1/resources before and after.\n")
 	}
 	if tp := r.Throughput; tp != nil {
 		w("\n## Apply throughput (in process, 3 nodes)\n\n")
@@ -295,6 +371,11 @@ func (r *Results) Markdown() string {
 		for _, e := range append(append(append([]string{}, s.Errors...), s.Crash.Errors...), s.Silent.Errors...) {
 			errs = append(errs, s.Name+": "+e)
 		}
+		for _, rr := range s.Reassign {
+			for _, e := range rr.Errors {
+				errs = append(errs, fmt.Sprintf("%s reassign %d: %s", s.Name, rr.Resources, e))
+			}
+		}
 	}
 	for _, c := range r.Curve {
 		for _, e := range c.Errors {
@@ -317,6 +398,39 @@ func (r *Results) system(name string) *SystemResult {
 		}
 	}
 	return nil
+}
+
+// membershipRows renders one Membership table row per system and resource count.
+func (r *Results) membershipRows() string {
+	var b strings.Builder
+	for _, s := range r.Systems {
+		for _, rr := range s.Reassign {
+			exact := "no"
+			switch {
+			case len(rr.Moves) == 0:
+				exact = "—"
+			case rr.MovedExact:
+				exact = "yes"
+			}
+			moved := 0
+			for _, m := range rr.Moves {
+				moved += m.Moved
+			}
+			if len(rr.Moves) > 0 {
+				exact += fmt.Sprintf(" (%d kills, %d moved)", len(rr.Moves), moved)
+			}
+			reg, asg, rss := "—", "—", "—"
+			if rr.RegisterPerSec > 0 {
+				reg = fmt.Sprintf("%.0f resources/s", rr.RegisterPerSec)
+				asg = fmt.Sprintf("%.2f s", rr.AssignedSeconds)
+			}
+			if rr.MaxRSSMB > 0 {
+				rss = fmt.Sprintf("%.1f MB", rr.MaxRSSMB)
+			}
+			fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s |\n", s.Name, rr.Resources, reg, asg, faultCell(rr.Reassign), exact, rss)
+		}
+	}
+	return b.String()
 }
 
 func faultCell(s Summary) string {
@@ -358,7 +472,11 @@ func busyCell(b *BusyResult) string {
 	if b == nil {
 		return "—"
 	}
-	return fmt.Sprintf("%d / %d in %.0f s", b.TermIncrements, b.LeaderChanges, b.Seconds)
+	c := fmt.Sprintf("%d / %d in %.0f s", b.TermIncrements, b.LeaderChanges, b.Seconds)
+	if b.FalseDeaths != nil {
+		c += fmt.Sprintf(", %d false deaths", *b.FalseDeaths)
+	}
+	return c
 }
 
 func ratio(a, b float64) string {

@@ -15,7 +15,13 @@ func goodHB() *SystemResult {
 		Crash:  FaultResult{Summary: Summary{N: 20, P50Ms: 40, P99Ms: 90, MaxMs: 90}},
 		Silent: FaultResult{Summary: Summary{N: 20, P50Ms: 450, P99Ms: 700, MaxMs: 700}},
 		Idle:   &IdleResult{LeaderCPU: 1.5, FollowerCPUMean: 0.5, FollowerCPUMax: 0.9, MaxRSSMB: 30},
-		Busy:   &BusyResult{Seconds: 600, Pass: true},
+		Busy:   &BusyResult{Seconds: 600, Pass: true, FalseDeaths: new(int)},
+		Reassign: []ReassignResult{
+			{Resources: 10000, RegisterPerSec: 50000, Reassign: Summary{N: 5, P50Ms: 300, P99Ms: 450, MaxMs: 450},
+				Moves: []MoveCheck{{VictimHad: 2000, Moved: 2000, Exact: true}}, MovedExact: true, MaxRSSMB: 60},
+			{Resources: 100000, RegisterPerSec: 80000, Reassign: Summary{N: 5, P50Ms: 600, P99Ms: 900, MaxMs: 900},
+				Moves: []MoveCheck{{VictimHad: 20000, Moved: 20000, Exact: true}}, MovedExact: true, MaxRSSMB: 150},
+		},
 	}
 }
 
@@ -28,8 +34,8 @@ func TestEvaluateTargets(t *testing.T) {
 		return m
 	}
 	all := checks(goodHB(), &ThroughputResult{Ratio: 0.9})
-	if len(all) != 9 {
-		t.Fatalf("%d targets, want 9", len(all))
+	if len(all) != 14 {
+		t.Fatalf("%d targets, want 14", len(all))
 	}
 	for name, c := range all {
 		if !c.Measured || !c.Met {
@@ -49,6 +55,13 @@ func TestEvaluateTargets(t *testing.T) {
 		{"rss", func(hb *SystemResult, _ *ThroughputResult) { hb.Idle.MaxRSSMB = 41 }, "RSS <= 40 MB (max node)"},
 		{"an election under load", func(hb *SystemResult, _ *ThroughputResult) { hb.Busy.Pass = false }, "0 elections with both cores busy"},
 		{"throughput", func(_ *SystemResult, tp *ThroughputResult) { tp.Ratio = 0.79 }, "apply throughput >= 0.8x TCP transport"},
+		{"reassign 10k p99", func(hb *SystemResult, _ *ThroughputResult) { hb.Reassign[0].Reassign.P99Ms = 501 }, "reassignment p99 <= 500 ms at 10000 resources"},
+		{"reassign 100k failed kill", func(hb *SystemResult, _ *ThroughputResult) { hb.Reassign[1].Reassign.Failed = 1 }, "reassignment p99 <= 1000 ms at 100000 resources"},
+		{"a wrong move", func(hb *SystemResult, _ *ThroughputResult) {
+			hb.Reassign[1].Moves = append(hb.Reassign[1].Moves, MoveCheck{VictimHad: 20000, Moved: 20001, WronglyMoved: 1})
+		}, "moved resources = exactly the dead node's"},
+		{"rss at 100k", func(hb *SystemResult, _ *ThroughputResult) { hb.Reassign[1].MaxRSSMB = 201 }, "RSS <= 200 MB per node at 100000 resources"},
+		{"a false death", func(hb *SystemResult, _ *ThroughputResult) { *hb.Busy.FalseDeaths = 1 }, "0 false deaths with both cores busy"},
 	} {
 		hb, tp := goodHB(), &ThroughputResult{Ratio: 0.9}
 		tc.plant(hb, tp)
@@ -91,6 +104,10 @@ func TestResultsMarkdownAndWrite(t *testing.T) {
 		"(1 of 20 failed)",                  // a failed fault is shown beside the percentiles
 		"| rafttcp-default | 0.02x | 0.04x", // 40/2000, 90/2400
 		"| crash failover p50 <= 50 ms | 40.0 ms (n=20, failed 0) | met |",
+		"## Membership",
+		"| heartbeat | 100000 | 80000 resources/s | 0.00 s | 600 / 900 / 900 ms | yes (1 kills, 20000 moved) | 150.0 MB |",
+		"| reassignment p99 <= 1000 ms at 100000 resources | 900.0 ms (n=5, failed 0) | met |",
+		"0 / 0 in 600 s, 0 false deaths",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)

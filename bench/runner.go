@@ -71,6 +71,15 @@ type Phases struct {
 	Stops int           // SIGSTOPs of the leader
 	Idle  time.Duration // idle CPU sampling window
 	Busy  time.Duration // CPU-burner window
+	// Reassign lists resource counts for the reassign phase (Heartbeat systems only), each
+	// on its own fresh cluster; ReassignKills is the number of follower kills per count.
+	Reassign      []int `json:",omitempty"`
+	ReassignKills int   `json:",omitempty"`
+}
+
+// base reports whether any phase needs the shared cluster (all but reassign).
+func (ph Phases) base() bool {
+	return ph.Kills > 0 || ph.Stops > 0 || ph.Idle > 0 || ph.Busy > 0
 }
 
 // Runner runs the phases against one system at a time. It is not safe for concurrent use.
@@ -96,18 +105,32 @@ func (r *Runner) progress(sys, format string, args ...any) {
 }
 
 // Run starts a fresh cluster of sys and measures the phases in this order: idle, crash,
-// silent, busy. A phase that fails is recorded in the result's Errors and the next phase
+// silent, busy; then, for a Heartbeat system, the reassign phase on fresh clusters of its
+// own (the shared cluster is not started when only reassign is asked). A phase that fails is recorded in the result's Errors and the next phase
 // still runs when the cluster is usable; the cluster is always killed before Run returns.
 // Only ctx's cancellation aborts the run (its error is returned with the partial result).
 func (r *Runner) Run(ctx context.Context, sys System, ph Phases) (SystemResult, error) {
 	res := SystemResult{Name: sys.Name, Kind: sys.Kind, Timing: sys.Timing, TimingText: sys.TimingText()}
 	dir := filepath.Join(r.cfg.WorkDir, sys.Name)
 	res.LogDir = dir
+	if ph.base() {
+		r.runBase(ctx, sys, ph, &res)
+	}
+	if len(ph.Reassign) > 0 && sys.Kind == KindHeartbeat && ctx.Err() == nil {
+		res.Reassign = r.Reassign(ctx, sys, ph.Reassign, ph.ReassignKills)
+	}
+	r.progress(sys.Name, "done")
+	return res, ctx.Err()
+}
+
+// runBase runs the phases on the shared cluster, recording into res.
+func (r *Runner) runBase(ctx context.Context, sys System, ph Phases, res *SystemResult) {
+	dir := res.LogDir
 	r.progress(sys.Name, "starting %d nodes (%s, %s), logs under %s", r.cfg.Nodes, sys.Kind, sys.TimingText(), dir)
 	c, err := StartCluster(sys, r.cfg.Nodes, r.cfg.BasePort, dir)
 	if err != nil {
 		res.fail("start", err)
-		return res, nil
+		return
 	}
 	defer c.Close()
 	fail := func(phase string, err error) bool {
@@ -118,13 +141,13 @@ func (r *Runner) Run(ctx context.Context, sys System, ph Phases) (SystemResult, 
 
 	if err := r.waitFirstLeader(ctx, c); err != nil {
 		fail("start", err)
-		return res, ctx.Err()
+		return
 	}
 	if ph.Idle > 0 {
 		idle, err := r.idle(ctx, c, ph.Idle)
 		res.Idle = idle
 		if err != nil && fail("idle", err) {
-			return res, ctx.Err()
+			return
 		}
 	}
 	for _, f := range []struct {
@@ -138,19 +161,17 @@ func (r *Runner) Run(ctx context.Context, sys System, ph Phases) (SystemResult, 
 		fr, err := r.faults(ctx, c, f.kind, f.count)
 		*f.out = fr
 		if err != nil && fail(string(f.kind), err) {
-			return res, ctx.Err()
+			return
 		}
 	}
 	if ph.Busy > 0 && len(r.cfg.BurnCommand) > 0 {
 		busy, err := r.busy(ctx, c, ph.Busy)
 		if err != nil { // an incomplete busy phase proves nothing: no figure, an error
 			fail("busy", err)
-			return res, ctx.Err()
+			return
 		}
 		res.Busy = &busy
 	}
-	r.progress(sys.Name, "done")
-	return res, ctx.Err()
 }
 
 // waitFirstLeader polls until the fresh cluster is stable.

@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -42,8 +43,9 @@ type Config struct {
 func DefaultConfig() Config {
 	ec := election.DefaultConfig()
 	return Config{
-		Run:          bench.DefaultRunConfig(),
-		Phases:       bench.Phases{Kills: 20, Stops: 20, Idle: 30 * time.Second, Busy: 10 * time.Minute},
+		Run: bench.DefaultRunConfig(),
+		Phases: bench.Phases{Kills: 20, Stops: 20, Idle: 30 * time.Second, Busy: 10 * time.Minute,
+			Reassign: []int{10000, 100000}, ReassignKills: 5},
 		Systems:      []string{"heartbeat", "rafttcp-default", "rafttcp-hb"},
 		CurveTimings: []time.Duration{100 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond, time.Second},
 		CurvePhases:  bench.Phases{Kills: 10, Stops: 10, Idle: 15 * time.Second},
@@ -68,7 +70,7 @@ func (c Config) Validate() error {
 			return err
 		}
 	}
-	if c.Phases.Kills < 0 || c.Phases.Stops < 0 || c.Phases.Idle < 0 || c.Phases.Busy < 0 {
+	if c.Phases.Kills < 0 || c.Phases.Stops < 0 || c.Phases.Idle < 0 || c.Phases.Busy < 0 || c.Phases.ReassignKills < 0 {
 		return fmt.Errorf("%w: negative phase", errUsage)
 	}
 	if err := c.Run.Validate(); err != nil {
@@ -159,19 +161,34 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&cfg.TP.Appliers, "tp-appliers", cfg.TP.Appliers, "concurrent appliers")
 	fs.IntVar(&cfg.TP.Rounds, "tp-rounds", cfg.TP.Rounds, "throughput rounds per transport (median taken)")
 	fs.StringVar(&cfg.TP.Store, "tp-store", cfg.TP.Store, "throughput log store: mem or bolt")
-	quick := fs.Bool("quick", false, "3 kills, 3 stops, 5s idle, 20s busy, smaller throughput and curve runs")
+	reassign := fs.String("reassign", "10000,100000", "resource counts of the reassign phase (heartbeat only; empty or 0: skip)")
+	fs.IntVar(&cfg.Phases.ReassignKills, "reassign-kills", cfg.Phases.ReassignKills, "follower SIGKILLs per reassign count")
+	quick := fs.Bool("quick", false, "3 kills, 3 stops, 5s idle, 20s busy, reassign 10000 x2 kills, smaller throughput and curve runs")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if *quick {
-		set := map[string]bool{}
-		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 		quickDefaults(&cfg, set)
 	}
 	cfg.Systems = splitList(*systems)
+	if *quick && !set["reassign"] {
+		*reassign = "10000"
+	}
+	cfg.Phases.Reassign = nil
+	for _, s := range splitList(*reassign) {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			return cfg, fmt.Errorf("%w: --reassign %q", errUsage, s)
+		}
+		if n > 0 {
+			cfg.Phases.Reassign = append(cfg.Phases.Reassign, n)
+		}
+	}
 	cfg.CurveTimings = nil
 	for _, s := range splitList(*timings) {
 		d, err := time.ParseDuration(s)
@@ -198,6 +215,7 @@ func quickDefaults(cfg *Config, set map[string]bool) {
 	apply("curve-stops", func() { cfg.CurvePhases.Stops = 2 })
 	apply("curve-idle", func() { cfg.CurvePhases.Idle = 3 * time.Second })
 	apply("tp-entries", func() { cfg.TP.Entries = 5000 })
+	apply("reassign-kills", func() { cfg.Phases.ReassignKills = 2 })
 	apply("tp-rounds", func() { cfg.TP.Rounds = 3 })
 }
 

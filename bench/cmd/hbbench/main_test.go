@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"io"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -19,7 +20,8 @@ func TestParseFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if full.Phases != (bench.Phases{Kills: 20, Stops: 20, Idle: 30 * time.Second, Busy: 10 * time.Minute}) ||
+	if !reflect.DeepEqual(full.Phases, bench.Phases{Kills: 20, Stops: 20, Idle: 30 * time.Second, Busy: 10 * time.Minute,
+		Reassign: []int{10000, 100000}, ReassignKills: 5}) ||
 		!slices.Equal(full.Systems, []string{"heartbeat", "rafttcp-default", "rafttcp-hb"}) ||
 		len(full.CurveTimings) != 4 || full.CurveTimings[3] != time.Second || full.Run.Nodes != 5 {
 		t.Errorf("defaults: %+v", full)
@@ -29,21 +31,36 @@ func TestParseFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if q.Phases != (bench.Phases{Kills: 7, Stops: 3, Idle: 5 * time.Second, Busy: 20 * time.Second}) {
+	if !reflect.DeepEqual(q.Phases, bench.Phases{Kills: 7, Stops: 3, Idle: 5 * time.Second, Busy: 20 * time.Second,
+		Reassign: []int{10000}, ReassignKills: 2}) {
 		t.Errorf("--quick with --kills 7: phases %+v (an explicit flag must win)", q.Phases)
 	}
 	if !slices.Equal(q.CurveTimings, []time.Duration{50 * time.Millisecond, 2 * time.Second}) || q.TP.Rounds != 3 {
 		t.Errorf("quick: curve %v, tp %+v", q.CurveTimings, q.TP)
 	}
 
+	r, err := parseFlags([]string{"--quick", "--reassign", "0, 500", "--reassign-kills", "4"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(r.Phases.Reassign, []int{500}) || r.Phases.ReassignKills != 4 {
+		t.Errorf("explicit --reassign under --quick: %v x %d", r.Phases.Reassign, r.Phases.ReassignKills)
+	}
+	if off, err := parseFlags([]string{"--reassign", ""}, io.Discard); err != nil || off.Phases.Reassign != nil {
+		t.Errorf("empty --reassign: %v %v, want the phase skipped", off.Phases.Reassign, err)
+	}
+
 	for name, args := range map[string][]string{
-		"unknown system": {"--systems", "etcd"},
-		"no systems":     {"--systems", ","},
-		"bad timing":     {"--curve-timings", "fast"},
-		"two nodes":      {"--nodes", "2"},
-		"negative kills": {"--kills", "-1"},
-		"extra argument": {"now"},
-		"bad tp store":   {"--tp-store", "disk"},
+		"bad reassign":      {"--reassign", "10k"},
+		"negative reassign": {"--reassign", "-5"},
+		"negative r-kills":  {"--reassign-kills", "-1"},
+		"unknown system":    {"--systems", "etcd"},
+		"no systems":        {"--systems", ","},
+		"bad timing":        {"--curve-timings", "fast"},
+		"two nodes":         {"--nodes", "2"},
+		"negative kills":    {"--kills", "-1"},
+		"extra argument":    {"now"},
+		"bad tp store":      {"--tp-store", "disk"},
 	} {
 		if _, err := parseFlags(args, io.Discard); !errors.Is(err, errUsage) {
 			t.Errorf("%s: err = %v, want a usage error", name, err)
