@@ -124,7 +124,7 @@
 // view's revision. State.Check checks the same for the in-memory owner index.
 // Both are tested against planted violations.
 //
-// # What the API layer exposes (next step)
+// # What the API layer exposes
 //
 // The node wires FSM into election.New, a Reconciler over election's Apply and
 // Leadership().IsLeader and the transport's Acks, and on join commits an

@@ -54,7 +54,7 @@ func parseRunConfig(args []string, getenv env, stdout io.Writer) (node.Config, e
 	fs.StringVar(&f.peerAddr, "peer-addr", def.PeerAddr, "peer gRPC listen address (raft + cluster admin); use 0.0.0.0:7400 to serve other hosts")
 	fs.StringVar(&f.advertise, "advertise-peer-addr", "", "peer address other nodes dial (default: --peer-addr; required when it is a wildcard)")
 	fs.StringVar(&f.clientAddr, "client-addr", def.ClientAddr, "client gRPC listen address (Coordinator, health)")
-	fs.StringVar(&f.httpAddr, "http-addr", def.HTTPAddr, "HTTP listen address (/healthz /readyz /metrics /v1/status)")
+	fs.StringVar(&f.httpAddr, "http-addr", def.HTTPAddr, "HTTP listen address (/healthz /readyz /metrics /v1/status /v1/members /v1/resources ...)")
 	fs.StringVar(&f.initialCluster, "initial-cluster", "", "founding members, id=host:port,... (the same on every founding node)")
 	fs.StringVar(&f.join, "join", "", "peer addresses of existing members to join through, host:port,...")
 	fs.BoolVar(&f.voter, "voter", def.Voter, "join as a voter (false: non-voter)")
