@@ -173,6 +173,16 @@ func (n *Node) unchanged(t holdTarget) bool {
 	return id == "" || id == t.id
 }
 
+// leaderless reports whether this node is a follower that still knows no
+// leader but the dead t, in t's term or a later one.
+func (n *Node) leaderless(t holdTarget) bool {
+	if n.raft.State() != raft.Follower || n.raft.CurrentTerm() < t.term {
+		return false
+	}
+	_, id := n.raft.LeaderWithID()
+	return id == "" || id == t.id
+}
+
 // onPeerClosed runs the crash check after the leader closed the held stream:
 // redial, confirm with another member, wait rank × FailoverRankStep, and stand
 // if nothing changed. It returns false when the leader turned out reachable
@@ -203,7 +213,18 @@ func (n *Node) onPeerClosed(t holdTarget, closedAt time.Time) bool {
 	if wait > 0 && !n.sleep(wait) {
 		return true
 	}
-	if !n.unchanged(t) {
+	if wait > 0 {
+		// A lower-ranked voter stood meanwhile. If it won, this node knows
+		// the new leader by now; if its election failed (its log was behind)
+		// the term has moved on and no one leads: stand then too. The stand
+		// raises the term past that failed candidate's, so the two can
+		// never be candidates of one term.
+		if !n.leaderless(t) {
+			_, id := n.raft.LeaderWithID()
+			log.Info("fast failover: another node stood first; standing down", "new_leader", id, "term", n.raft.CurrentTerm())
+			return true
+		}
+	} else if !n.unchanged(t) {
 		_, id := n.raft.LeaderWithID()
 		log.Info("fast failover: another node stood first; standing down", "new_leader", id, "term", n.raft.CurrentTerm())
 		return true
