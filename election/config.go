@@ -14,7 +14,7 @@ import (
 // (go run ./bench/cmd/hbbench; README "Timing defaults"). On a 5-node
 // loopback cluster of this 2-core machine, 250 ms / 50 ms gave silent
 // failover 432 / 569 ms (p50 / p99), crash failover 51 / 75 ms, no election
-// in 4 minutes with both cores burnt, and an idle leader at 4.85 % of a core
+// in 10 minutes with both cores burnt, and an idle leader at 4.85 % of a core
 // (raft on its TCP transport at its 1 s defaults: 4.50 %); 300 / 60 ms was
 // 614 / 727 ms silent at 4.30 %, 500 / 50 ms 815 / 974 ms at 4.80 %: idle
 // cost barely follows the heartbeat rate once heartbeats ride one stream, so

@@ -213,18 +213,17 @@ func (n *Node) onPeerClosed(t holdTarget, closedAt time.Time) bool {
 	if wait > 0 && !n.sleep(wait) {
 		return true
 	}
+	// Rank 0 stands unless something changed. A later rank waited while a
+	// lower-ranked voter stood: if that one won, this node knows the new
+	// leader by now; if its election failed (its log was behind) the term
+	// has moved on and no one leads, so stand too. The stand raises the
+	// term past that failed candidate's: two nodes are never candidates of
+	// one term.
+	free := n.unchanged(t)
 	if wait > 0 {
-		// A lower-ranked voter stood meanwhile. If it won, this node knows
-		// the new leader by now; if its election failed (its log was behind)
-		// the term has moved on and no one leads: stand then too. The stand
-		// raises the term past that failed candidate's, so the two can
-		// never be candidates of one term.
-		if !n.leaderless(t) {
-			_, id := n.raft.LeaderWithID()
-			log.Info("fast failover: another node stood first; standing down", "new_leader", id, "term", n.raft.CurrentTerm())
-			return true
-		}
-	} else if !n.unchanged(t) {
+		free = n.leaderless(t)
+	}
+	if !free {
 		_, id := n.raft.LeaderWithID()
 		log.Info("fast failover: another node stood first; standing down", "new_leader", id, "term", n.raft.CurrentTerm())
 		return true
