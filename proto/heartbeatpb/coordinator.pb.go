@@ -67,7 +67,11 @@ type Leader struct {
 	// id is the leader's node id; empty when no leader is known.
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// address is the leader's peer address.
-	Address       string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	Address string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	// client_address and http_address are the leader's client (gRPC) and HTTP
+	// addresses as it registered them; empty when not yet known.
+	ClientAddress string `protobuf:"bytes,3,opt,name=client_address,json=clientAddress,proto3" json:"client_address,omitempty"`
+	HttpAddress   string `protobuf:"bytes,4,opt,name=http_address,json=httpAddress,proto3" json:"http_address,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -112,6 +116,20 @@ func (x *Leader) GetId() string {
 func (x *Leader) GetAddress() string {
 	if x != nil {
 		return x.Address
+	}
+	return ""
+}
+
+func (x *Leader) GetClientAddress() string {
+	if x != nil {
+		return x.ClientAddress
+	}
+	return ""
+}
+
+func (x *Leader) GetHttpAddress() string {
+	if x != nil {
+		return x.HttpAddress
 	}
 	return ""
 }
@@ -313,9 +331,12 @@ type Member struct {
 	ClientAddress string `protobuf:"bytes,10,opt,name=client_address,json=clientAddress,proto3" json:"client_address,omitempty"`
 	HttpAddress   string `protobuf:"bytes,11,opt,name=http_address,json=httpAddress,proto3" json:"http_address,omitempty"`
 	// owned is the number of resources the member owns.
-	Owned         uint32 `protobuf:"varint,12,opt,name=owned,proto3" json:"owned,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Owned uint32 `protobuf:"varint,12,opt,name=owned,proto3" json:"owned,omitempty"`
+	// leader_priority: a healthy voter with a higher priority than the
+	// leader's is handed leadership (0..100).
+	LeaderPriority uint32 `protobuf:"varint,13,opt,name=leader_priority,json=leaderPriority,proto3" json:"leader_priority,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Member) Reset() {
@@ -428,6 +449,13 @@ func (x *Member) GetHttpAddress() string {
 func (x *Member) GetOwned() uint32 {
 	if x != nil {
 		return x.Owned
+	}
+	return 0
+}
+
+func (x *Member) GetLeaderPriority() uint32 {
+	if x != nil {
+		return x.LeaderPriority
 	}
 	return 0
 }
@@ -1451,15 +1479,654 @@ func (x *LeaderEvent) GetObservedUnixNano() int64 {
 	return 0
 }
 
+// GetLeaderRequest takes no arguments.
+type GetLeaderRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetLeaderRequest) Reset() {
+	*x = GetLeaderRequest{}
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetLeaderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetLeaderRequest) ProtoMessage() {}
+
+func (x *GetLeaderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetLeaderRequest.ProtoReflect.Descriptor instead.
+func (*GetLeaderRequest) Descriptor() ([]byte, []int) {
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{23}
+}
+
+// WatchMembersRequest opens a membership watch.
+type WatchMembersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchMembersRequest) Reset() {
+	*x = WatchMembersRequest{}
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchMembersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchMembersRequest) ProtoMessage() {}
+
+func (x *WatchMembersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchMembersRequest.ProtoReflect.Descriptor instead.
+func (*WatchMembersRequest) Descriptor() ([]byte, []int) {
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{24}
+}
+
+// MembersEvent is the full member list at one point.
+type MembersEvent struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Members []*Member              `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
+	// revision of the membership state the list reflects (0 without membership).
+	Revision uint64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	// fell_behind is true when lists were skipped because the reader was slow.
+	FellBehind    bool `protobuf:"varint,3,opt,name=fell_behind,json=fellBehind,proto3" json:"fell_behind,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MembersEvent) Reset() {
+	*x = MembersEvent{}
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MembersEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MembersEvent) ProtoMessage() {}
+
+func (x *MembersEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MembersEvent.ProtoReflect.Descriptor instead.
+func (*MembersEvent) Descriptor() ([]byte, []int) {
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *MembersEvent) GetMembers() []*Member {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *MembersEvent) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *MembersEvent) GetFellBehind() bool {
+	if x != nil {
+		return x.FellBehind
+	}
+	return false
+}
+
+// StepDownRequest asks the current leader to hand off leadership.
+type StepDownRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StepDownRequest) Reset() {
+	*x = StepDownRequest{}
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StepDownRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StepDownRequest) ProtoMessage() {}
+
+func (x *StepDownRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StepDownRequest.ProtoReflect.Descriptor instead.
+func (*StepDownRequest) Descriptor() ([]byte, []int) {
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{26}
+}
+
+// TransferLeadershipRequest names the voter that should lead.
+type TransferLeadershipRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeadershipRequest) Reset() {
+	*x = TransferLeadershipRequest{}
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeadershipRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeadershipRequest) ProtoMessage() {}
+
+func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
+func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *TransferLeadershipRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+// LeadershipChange reports the leadership after a step-down or transfer.
+type LeadershipChange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// previous is the leader id before the call.
+	Previous string `protobuf:"bytes,1,opt,name=previous,proto3" json:"previous,omitempty"`
+	// leader is the leader after the call (as the serving node sees it).
+	Leader        *Leader `protobuf:"bytes,2,opt,name=leader,proto3" json:"leader,omitempty"`
+	Term          uint64  `protobuf:"varint,3,opt,name=term,proto3" json:"term,omitempty"`
+	FencingToken  uint64  `protobuf:"varint,4,opt,name=fencing_token,json=fencingToken,proto3" json:"fencing_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeadershipChange) Reset() {
+	*x = LeadershipChange{}
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeadershipChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeadershipChange) ProtoMessage() {}
+
+func (x *LeadershipChange) ProtoReflect() protoreflect.Message {
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeadershipChange.ProtoReflect.Descriptor instead.
+func (*LeadershipChange) Descriptor() ([]byte, []int) {
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *LeadershipChange) GetPrevious() string {
+	if x != nil {
+		return x.Previous
+	}
+	return ""
+}
+
+func (x *LeadershipChange) GetLeader() *Leader {
+	if x != nil {
+		return x.Leader
+	}
+	return nil
+}
+
+func (x *LeadershipChange) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *LeadershipChange) GetFencingToken() uint64 {
+	if x != nil {
+		return x.FencingToken
+	}
+	return 0
+}
+
+// SetLeaderPriorityRequest sets a member's leader priority.
+type SetLeaderPriorityRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node_id: empty means the serving node.
+	NodeId string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// priority: 0..100.
+	Priority      uint32 `protobuf:"varint,2,opt,name=priority,proto3" json:"priority,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetLeaderPriorityRequest) Reset() {
+	*x = SetLeaderPriorityRequest{}
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetLeaderPriorityRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetLeaderPriorityRequest) ProtoMessage() {}
+
+func (x *SetLeaderPriorityRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetLeaderPriorityRequest.ProtoReflect.Descriptor instead.
+func (*SetLeaderPriorityRequest) Descriptor() ([]byte, []int) {
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *SetLeaderPriorityRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *SetLeaderPriorityRequest) GetPriority() uint32 {
+	if x != nil {
+		return x.Priority
+	}
+	return 0
+}
+
+// JoinRequest adds a node.
+type JoinRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node_id: 1..64 bytes of [A-Za-z0-9._-].
+	NodeId string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// peer_address: host:port of the node's peer (raft) port.
+	PeerAddress string `protobuf:"bytes,2,opt,name=peer_address,json=peerAddress,proto3" json:"peer_address,omitempty"`
+	// voter: join as a voter; false joins as a non-voter.
+	Voter         bool `protobuf:"varint,3,opt,name=voter,proto3" json:"voter,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinRequest) Reset() {
+	*x = JoinRequest{}
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinRequest) ProtoMessage() {}
+
+func (x *JoinRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
+func (*JoinRequest) Descriptor() ([]byte, []int) {
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *JoinRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *JoinRequest) GetPeerAddress() string {
+	if x != nil {
+		return x.PeerAddress
+	}
+	return ""
+}
+
+func (x *JoinRequest) GetVoter() bool {
+	if x != nil {
+		return x.Voter
+	}
+	return false
+}
+
+// JoinResponse reports the committed configuration change.
+type JoinResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// index is the raft index of the configuration change (0 for a no-op repeat).
+	Index         uint64 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinResponse) Reset() {
+	*x = JoinResponse{}
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinResponse) ProtoMessage() {}
+
+func (x *JoinResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
+func (*JoinResponse) Descriptor() ([]byte, []int) {
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *JoinResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+// LeaveRequest takes no arguments: the serving node leaves.
+type LeaveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaveRequest) Reset() {
+	*x = LeaveRequest{}
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaveRequest) ProtoMessage() {}
+
+func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
+func (*LeaveRequest) Descriptor() ([]byte, []int) {
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{32}
+}
+
+// LeaveResponse reports the departure.
+type LeaveResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node_id of the node that left.
+	NodeId string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// moved is the number of resources handed off before leaving.
+	Moved         uint32 `protobuf:"varint,2,opt,name=moved,proto3" json:"moved,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaveResponse) Reset() {
+	*x = LeaveResponse{}
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaveResponse) ProtoMessage() {}
+
+func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
+func (*LeaveResponse) Descriptor() ([]byte, []int) {
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *LeaveResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *LeaveResponse) GetMoved() uint32 {
+	if x != nil {
+		return x.Moved
+	}
+	return 0
+}
+
+// RemoveRequest removes a member.
+type RemoveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveRequest) Reset() {
+	*x = RemoveRequest{}
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveRequest) ProtoMessage() {}
+
+func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
+func (*RemoveRequest) Descriptor() ([]byte, []int) {
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *RemoveRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+// RemoveResponse reports the committed configuration change.
+type RemoveResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveResponse) Reset() {
+	*x = RemoveResponse{}
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveResponse) ProtoMessage() {}
+
+func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveResponse.ProtoReflect.Descriptor instead.
+func (*RemoveResponse) Descriptor() ([]byte, []int) {
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *RemoveResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 var File_heartbeatpb_coordinator_proto protoreflect.FileDescriptor
 
 const file_heartbeatpb_coordinator_proto_rawDesc = "" +
 	"\n" +
 	"\x1dheartbeatpb/coordinator.proto\x12\fheartbeat.v1\"\x0f\n" +
-	"\rStatusRequest\"2\n" +
+	"\rStatusRequest\"|\n" +
 	"\x06Leader\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
-	"\aaddress\x18\x02 \x01(\tR\aaddress\"\xea\x02\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12%\n" +
+	"\x0eclient_address\x18\x03 \x01(\tR\rclientAddress\x12!\n" +
+	"\fhttp_address\x18\x04 \x01(\tR\vhttpAddress\"\xea\x02\n" +
 	"\x0eStatusResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x12\n" +
@@ -1474,7 +2141,7 @@ const file_heartbeatpb_coordinator_proto_rawDesc = "" +
 	"cluster_id\x18\n" +
 	" \x01(\tR\tclusterId\x12\x14\n" +
 	"\x05voter\x18\v \x01(\bR\x05voter\"\x10\n" +
-	"\x0eMembersRequest\"\xe9\x02\n" +
+	"\x0eMembersRequest\"\x92\x03\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1a\n" +
@@ -1489,7 +2156,8 @@ const file_heartbeatpb_coordinator_proto_rawDesc = "" +
 	"\x0eclient_address\x18\n" +
 	" \x01(\tR\rclientAddress\x12!\n" +
 	"\fhttp_address\x18\v \x01(\tR\vhttpAddress\x12\x14\n" +
-	"\x05owned\x18\f \x01(\rR\x05owned\"/\n" +
+	"\x05owned\x18\f \x01(\rR\x05owned\x12'\n" +
+	"\x0fleader_priority\x18\r \x01(\rR\x0eleaderPriority\"/\n" +
 	"\x05Label\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\"\xb1\x01\n" +
@@ -1558,7 +2226,39 @@ const file_heartbeatpb_coordinator_proto_rawDesc = "" +
 	"\x15lease_until_unix_nano\x18\x05 \x01(\x03R\x12leaseUntilUnixNano\x12\x1f\n" +
 	"\vfell_behind\x18\x06 \x01(\bR\n" +
 	"fellBehind\x12,\n" +
-	"\x12observed_unix_nano\x18\a \x01(\x03R\x10observedUnixNano2\x97\a\n" +
+	"\x12observed_unix_nano\x18\a \x01(\x03R\x10observedUnixNano\"\x12\n" +
+	"\x10GetLeaderRequest\"\x15\n" +
+	"\x13WatchMembersRequest\"{\n" +
+	"\fMembersEvent\x12.\n" +
+	"\amembers\x18\x01 \x03(\v2\x14.heartbeat.v1.MemberR\amembers\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\x12\x1f\n" +
+	"\vfell_behind\x18\x03 \x01(\bR\n" +
+	"fellBehind\"\x11\n" +
+	"\x0fStepDownRequest\"4\n" +
+	"\x19TransferLeadershipRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"\x95\x01\n" +
+	"\x10LeadershipChange\x12\x1a\n" +
+	"\bprevious\x18\x01 \x01(\tR\bprevious\x12,\n" +
+	"\x06leader\x18\x02 \x01(\v2\x14.heartbeat.v1.LeaderR\x06leader\x12\x12\n" +
+	"\x04term\x18\x03 \x01(\x04R\x04term\x12#\n" +
+	"\rfencing_token\x18\x04 \x01(\x04R\ffencingToken\"O\n" +
+	"\x18SetLeaderPriorityRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1a\n" +
+	"\bpriority\x18\x02 \x01(\rR\bpriority\"_\n" +
+	"\vJoinRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12!\n" +
+	"\fpeer_address\x18\x02 \x01(\tR\vpeerAddress\x12\x14\n" +
+	"\x05voter\x18\x03 \x01(\bR\x05voter\"$\n" +
+	"\fJoinResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"\x0e\n" +
+	"\fLeaveRequest\">\n" +
+	"\rLeaveResponse\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
+	"\x05moved\x18\x02 \x01(\rR\x05moved\"(\n" +
+	"\rRemoveRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"&\n" +
+	"\x0eRemoveResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index2\xfa\v\n" +
 	"\vCoordinator\x12C\n" +
 	"\x06Status\x12\x1b.heartbeat.v1.StatusRequest\x1a\x1c.heartbeat.v1.StatusResponse\x12F\n" +
 	"\aMembers\x12\x1c.heartbeat.v1.MembersRequest\x1a\x1d.heartbeat.v1.MembersResponse\x12L\n" +
@@ -1569,7 +2269,15 @@ const file_heartbeatpb_coordinator_proto_rawDesc = "" +
 	"\vAssignments\x12 .heartbeat.v1.AssignmentsRequest\x1a#.heartbeat.v1.ListResourcesResponse\x12Z\n" +
 	"\x10WatchAssignments\x12%.heartbeat.v1.WatchAssignmentsRequest\x1a\x1d.heartbeat.v1.AssignmentEvent0\x01\x12F\n" +
 	"\bSetDrain\x12\x1d.heartbeat.v1.SetDrainRequest\x1a\x1b.heartbeat.v1.WriteResponse\x12U\n" +
-	"\fAppHeartbeat\x12!.heartbeat.v1.AppHeartbeatRequest\x1a\".heartbeat.v1.AppHeartbeatResponse\x12R\n" +
+	"\fAppHeartbeat\x12!.heartbeat.v1.AppHeartbeatRequest\x1a\".heartbeat.v1.AppHeartbeatResponse\x12F\n" +
+	"\tGetLeader\x12\x1e.heartbeat.v1.GetLeaderRequest\x1a\x19.heartbeat.v1.LeaderEvent\x12O\n" +
+	"\fWatchMembers\x12!.heartbeat.v1.WatchMembersRequest\x1a\x1a.heartbeat.v1.MembersEvent0\x01\x12I\n" +
+	"\bStepDown\x12\x1d.heartbeat.v1.StepDownRequest\x1a\x1e.heartbeat.v1.LeadershipChange\x12]\n" +
+	"\x12TransferLeadership\x12'.heartbeat.v1.TransferLeadershipRequest\x1a\x1e.heartbeat.v1.LeadershipChange\x12X\n" +
+	"\x11SetLeaderPriority\x12&.heartbeat.v1.SetLeaderPriorityRequest\x1a\x1b.heartbeat.v1.WriteResponse\x12=\n" +
+	"\x04Join\x12\x19.heartbeat.v1.JoinRequest\x1a\x1a.heartbeat.v1.JoinResponse\x12@\n" +
+	"\x05Leave\x12\x1a.heartbeat.v1.LeaveRequest\x1a\x1b.heartbeat.v1.LeaveResponse\x12C\n" +
+	"\x06Remove\x12\x1b.heartbeat.v1.RemoveRequest\x1a\x1c.heartbeat.v1.RemoveResponse\x12R\n" +
 	"\x0eForwardCommand\x12#.heartbeat.v1.ForwardCommandRequest\x1a\x1b.heartbeat.v1.WriteResponseB:Z8github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpbb\x06proto3"
 
 var (
@@ -1584,69 +2292,100 @@ func file_heartbeatpb_coordinator_proto_rawDescGZIP() []byte {
 	return file_heartbeatpb_coordinator_proto_rawDescData
 }
 
-var file_heartbeatpb_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_heartbeatpb_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_heartbeatpb_coordinator_proto_goTypes = []any{
-	(*StatusRequest)(nil),            // 0: heartbeat.v1.StatusRequest
-	(*Leader)(nil),                   // 1: heartbeat.v1.Leader
-	(*StatusResponse)(nil),           // 2: heartbeat.v1.StatusResponse
-	(*MembersRequest)(nil),           // 3: heartbeat.v1.MembersRequest
-	(*Member)(nil),                   // 4: heartbeat.v1.Member
-	(*Label)(nil),                    // 5: heartbeat.v1.Label
-	(*ResourceSpec)(nil),             // 6: heartbeat.v1.ResourceSpec
-	(*RegisterResourcesRequest)(nil), // 7: heartbeat.v1.RegisterResourcesRequest
-	(*DeleteResourcesRequest)(nil),   // 8: heartbeat.v1.DeleteResourcesRequest
-	(*WriteResponse)(nil),            // 9: heartbeat.v1.WriteResponse
-	(*Resource)(nil),                 // 10: heartbeat.v1.Resource
-	(*ListResourcesRequest)(nil),     // 11: heartbeat.v1.ListResourcesRequest
-	(*ListResourcesResponse)(nil),    // 12: heartbeat.v1.ListResourcesResponse
-	(*AssignmentsRequest)(nil),       // 13: heartbeat.v1.AssignmentsRequest
-	(*WatchAssignmentsRequest)(nil),  // 14: heartbeat.v1.WatchAssignmentsRequest
-	(*AssignmentEvent)(nil),          // 15: heartbeat.v1.AssignmentEvent
-	(*SetDrainRequest)(nil),          // 16: heartbeat.v1.SetDrainRequest
-	(*AppHeartbeatRequest)(nil),      // 17: heartbeat.v1.AppHeartbeatRequest
-	(*AppHeartbeatResponse)(nil),     // 18: heartbeat.v1.AppHeartbeatResponse
-	(*ForwardCommandRequest)(nil),    // 19: heartbeat.v1.ForwardCommandRequest
-	(*MembersResponse)(nil),          // 20: heartbeat.v1.MembersResponse
-	(*WatchLeaderRequest)(nil),       // 21: heartbeat.v1.WatchLeaderRequest
-	(*LeaderEvent)(nil),              // 22: heartbeat.v1.LeaderEvent
-	nil,                              // 23: heartbeat.v1.ResourceSpec.LabelsEntry
-	nil,                              // 24: heartbeat.v1.Resource.LabelsEntry
+	(*StatusRequest)(nil),             // 0: heartbeat.v1.StatusRequest
+	(*Leader)(nil),                    // 1: heartbeat.v1.Leader
+	(*StatusResponse)(nil),            // 2: heartbeat.v1.StatusResponse
+	(*MembersRequest)(nil),            // 3: heartbeat.v1.MembersRequest
+	(*Member)(nil),                    // 4: heartbeat.v1.Member
+	(*Label)(nil),                     // 5: heartbeat.v1.Label
+	(*ResourceSpec)(nil),              // 6: heartbeat.v1.ResourceSpec
+	(*RegisterResourcesRequest)(nil),  // 7: heartbeat.v1.RegisterResourcesRequest
+	(*DeleteResourcesRequest)(nil),    // 8: heartbeat.v1.DeleteResourcesRequest
+	(*WriteResponse)(nil),             // 9: heartbeat.v1.WriteResponse
+	(*Resource)(nil),                  // 10: heartbeat.v1.Resource
+	(*ListResourcesRequest)(nil),      // 11: heartbeat.v1.ListResourcesRequest
+	(*ListResourcesResponse)(nil),     // 12: heartbeat.v1.ListResourcesResponse
+	(*AssignmentsRequest)(nil),        // 13: heartbeat.v1.AssignmentsRequest
+	(*WatchAssignmentsRequest)(nil),   // 14: heartbeat.v1.WatchAssignmentsRequest
+	(*AssignmentEvent)(nil),           // 15: heartbeat.v1.AssignmentEvent
+	(*SetDrainRequest)(nil),           // 16: heartbeat.v1.SetDrainRequest
+	(*AppHeartbeatRequest)(nil),       // 17: heartbeat.v1.AppHeartbeatRequest
+	(*AppHeartbeatResponse)(nil),      // 18: heartbeat.v1.AppHeartbeatResponse
+	(*ForwardCommandRequest)(nil),     // 19: heartbeat.v1.ForwardCommandRequest
+	(*MembersResponse)(nil),           // 20: heartbeat.v1.MembersResponse
+	(*WatchLeaderRequest)(nil),        // 21: heartbeat.v1.WatchLeaderRequest
+	(*LeaderEvent)(nil),               // 22: heartbeat.v1.LeaderEvent
+	(*GetLeaderRequest)(nil),          // 23: heartbeat.v1.GetLeaderRequest
+	(*WatchMembersRequest)(nil),       // 24: heartbeat.v1.WatchMembersRequest
+	(*MembersEvent)(nil),              // 25: heartbeat.v1.MembersEvent
+	(*StepDownRequest)(nil),           // 26: heartbeat.v1.StepDownRequest
+	(*TransferLeadershipRequest)(nil), // 27: heartbeat.v1.TransferLeadershipRequest
+	(*LeadershipChange)(nil),          // 28: heartbeat.v1.LeadershipChange
+	(*SetLeaderPriorityRequest)(nil),  // 29: heartbeat.v1.SetLeaderPriorityRequest
+	(*JoinRequest)(nil),               // 30: heartbeat.v1.JoinRequest
+	(*JoinResponse)(nil),              // 31: heartbeat.v1.JoinResponse
+	(*LeaveRequest)(nil),              // 32: heartbeat.v1.LeaveRequest
+	(*LeaveResponse)(nil),             // 33: heartbeat.v1.LeaveResponse
+	(*RemoveRequest)(nil),             // 34: heartbeat.v1.RemoveRequest
+	(*RemoveResponse)(nil),            // 35: heartbeat.v1.RemoveResponse
+	nil,                               // 36: heartbeat.v1.ResourceSpec.LabelsEntry
+	nil,                               // 37: heartbeat.v1.Resource.LabelsEntry
 }
 var file_heartbeatpb_coordinator_proto_depIdxs = []int32{
 	1,  // 0: heartbeat.v1.StatusResponse.leader:type_name -> heartbeat.v1.Leader
-	23, // 1: heartbeat.v1.ResourceSpec.labels:type_name -> heartbeat.v1.ResourceSpec.LabelsEntry
+	36, // 1: heartbeat.v1.ResourceSpec.labels:type_name -> heartbeat.v1.ResourceSpec.LabelsEntry
 	6,  // 2: heartbeat.v1.RegisterResourcesRequest.resources:type_name -> heartbeat.v1.ResourceSpec
-	24, // 3: heartbeat.v1.Resource.labels:type_name -> heartbeat.v1.Resource.LabelsEntry
+	37, // 3: heartbeat.v1.Resource.labels:type_name -> heartbeat.v1.Resource.LabelsEntry
 	10, // 4: heartbeat.v1.ListResourcesResponse.resources:type_name -> heartbeat.v1.Resource
 	4,  // 5: heartbeat.v1.MembersResponse.members:type_name -> heartbeat.v1.Member
 	1,  // 6: heartbeat.v1.LeaderEvent.leader:type_name -> heartbeat.v1.Leader
-	0,  // 7: heartbeat.v1.Coordinator.Status:input_type -> heartbeat.v1.StatusRequest
-	3,  // 8: heartbeat.v1.Coordinator.Members:input_type -> heartbeat.v1.MembersRequest
-	21, // 9: heartbeat.v1.Coordinator.WatchLeader:input_type -> heartbeat.v1.WatchLeaderRequest
-	7,  // 10: heartbeat.v1.Coordinator.RegisterResources:input_type -> heartbeat.v1.RegisterResourcesRequest
-	8,  // 11: heartbeat.v1.Coordinator.DeleteResources:input_type -> heartbeat.v1.DeleteResourcesRequest
-	11, // 12: heartbeat.v1.Coordinator.ListResources:input_type -> heartbeat.v1.ListResourcesRequest
-	13, // 13: heartbeat.v1.Coordinator.Assignments:input_type -> heartbeat.v1.AssignmentsRequest
-	14, // 14: heartbeat.v1.Coordinator.WatchAssignments:input_type -> heartbeat.v1.WatchAssignmentsRequest
-	16, // 15: heartbeat.v1.Coordinator.SetDrain:input_type -> heartbeat.v1.SetDrainRequest
-	17, // 16: heartbeat.v1.Coordinator.AppHeartbeat:input_type -> heartbeat.v1.AppHeartbeatRequest
-	19, // 17: heartbeat.v1.Coordinator.ForwardCommand:input_type -> heartbeat.v1.ForwardCommandRequest
-	2,  // 18: heartbeat.v1.Coordinator.Status:output_type -> heartbeat.v1.StatusResponse
-	20, // 19: heartbeat.v1.Coordinator.Members:output_type -> heartbeat.v1.MembersResponse
-	22, // 20: heartbeat.v1.Coordinator.WatchLeader:output_type -> heartbeat.v1.LeaderEvent
-	9,  // 21: heartbeat.v1.Coordinator.RegisterResources:output_type -> heartbeat.v1.WriteResponse
-	9,  // 22: heartbeat.v1.Coordinator.DeleteResources:output_type -> heartbeat.v1.WriteResponse
-	12, // 23: heartbeat.v1.Coordinator.ListResources:output_type -> heartbeat.v1.ListResourcesResponse
-	12, // 24: heartbeat.v1.Coordinator.Assignments:output_type -> heartbeat.v1.ListResourcesResponse
-	15, // 25: heartbeat.v1.Coordinator.WatchAssignments:output_type -> heartbeat.v1.AssignmentEvent
-	9,  // 26: heartbeat.v1.Coordinator.SetDrain:output_type -> heartbeat.v1.WriteResponse
-	18, // 27: heartbeat.v1.Coordinator.AppHeartbeat:output_type -> heartbeat.v1.AppHeartbeatResponse
-	9,  // 28: heartbeat.v1.Coordinator.ForwardCommand:output_type -> heartbeat.v1.WriteResponse
-	18, // [18:29] is the sub-list for method output_type
-	7,  // [7:18] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	4,  // 7: heartbeat.v1.MembersEvent.members:type_name -> heartbeat.v1.Member
+	1,  // 8: heartbeat.v1.LeadershipChange.leader:type_name -> heartbeat.v1.Leader
+	0,  // 9: heartbeat.v1.Coordinator.Status:input_type -> heartbeat.v1.StatusRequest
+	3,  // 10: heartbeat.v1.Coordinator.Members:input_type -> heartbeat.v1.MembersRequest
+	21, // 11: heartbeat.v1.Coordinator.WatchLeader:input_type -> heartbeat.v1.WatchLeaderRequest
+	7,  // 12: heartbeat.v1.Coordinator.RegisterResources:input_type -> heartbeat.v1.RegisterResourcesRequest
+	8,  // 13: heartbeat.v1.Coordinator.DeleteResources:input_type -> heartbeat.v1.DeleteResourcesRequest
+	11, // 14: heartbeat.v1.Coordinator.ListResources:input_type -> heartbeat.v1.ListResourcesRequest
+	13, // 15: heartbeat.v1.Coordinator.Assignments:input_type -> heartbeat.v1.AssignmentsRequest
+	14, // 16: heartbeat.v1.Coordinator.WatchAssignments:input_type -> heartbeat.v1.WatchAssignmentsRequest
+	16, // 17: heartbeat.v1.Coordinator.SetDrain:input_type -> heartbeat.v1.SetDrainRequest
+	17, // 18: heartbeat.v1.Coordinator.AppHeartbeat:input_type -> heartbeat.v1.AppHeartbeatRequest
+	23, // 19: heartbeat.v1.Coordinator.GetLeader:input_type -> heartbeat.v1.GetLeaderRequest
+	24, // 20: heartbeat.v1.Coordinator.WatchMembers:input_type -> heartbeat.v1.WatchMembersRequest
+	26, // 21: heartbeat.v1.Coordinator.StepDown:input_type -> heartbeat.v1.StepDownRequest
+	27, // 22: heartbeat.v1.Coordinator.TransferLeadership:input_type -> heartbeat.v1.TransferLeadershipRequest
+	29, // 23: heartbeat.v1.Coordinator.SetLeaderPriority:input_type -> heartbeat.v1.SetLeaderPriorityRequest
+	30, // 24: heartbeat.v1.Coordinator.Join:input_type -> heartbeat.v1.JoinRequest
+	32, // 25: heartbeat.v1.Coordinator.Leave:input_type -> heartbeat.v1.LeaveRequest
+	34, // 26: heartbeat.v1.Coordinator.Remove:input_type -> heartbeat.v1.RemoveRequest
+	19, // 27: heartbeat.v1.Coordinator.ForwardCommand:input_type -> heartbeat.v1.ForwardCommandRequest
+	2,  // 28: heartbeat.v1.Coordinator.Status:output_type -> heartbeat.v1.StatusResponse
+	20, // 29: heartbeat.v1.Coordinator.Members:output_type -> heartbeat.v1.MembersResponse
+	22, // 30: heartbeat.v1.Coordinator.WatchLeader:output_type -> heartbeat.v1.LeaderEvent
+	9,  // 31: heartbeat.v1.Coordinator.RegisterResources:output_type -> heartbeat.v1.WriteResponse
+	9,  // 32: heartbeat.v1.Coordinator.DeleteResources:output_type -> heartbeat.v1.WriteResponse
+	12, // 33: heartbeat.v1.Coordinator.ListResources:output_type -> heartbeat.v1.ListResourcesResponse
+	12, // 34: heartbeat.v1.Coordinator.Assignments:output_type -> heartbeat.v1.ListResourcesResponse
+	15, // 35: heartbeat.v1.Coordinator.WatchAssignments:output_type -> heartbeat.v1.AssignmentEvent
+	9,  // 36: heartbeat.v1.Coordinator.SetDrain:output_type -> heartbeat.v1.WriteResponse
+	18, // 37: heartbeat.v1.Coordinator.AppHeartbeat:output_type -> heartbeat.v1.AppHeartbeatResponse
+	22, // 38: heartbeat.v1.Coordinator.GetLeader:output_type -> heartbeat.v1.LeaderEvent
+	25, // 39: heartbeat.v1.Coordinator.WatchMembers:output_type -> heartbeat.v1.MembersEvent
+	28, // 40: heartbeat.v1.Coordinator.StepDown:output_type -> heartbeat.v1.LeadershipChange
+	28, // 41: heartbeat.v1.Coordinator.TransferLeadership:output_type -> heartbeat.v1.LeadershipChange
+	9,  // 42: heartbeat.v1.Coordinator.SetLeaderPriority:output_type -> heartbeat.v1.WriteResponse
+	31, // 43: heartbeat.v1.Coordinator.Join:output_type -> heartbeat.v1.JoinResponse
+	33, // 44: heartbeat.v1.Coordinator.Leave:output_type -> heartbeat.v1.LeaveResponse
+	35, // 45: heartbeat.v1.Coordinator.Remove:output_type -> heartbeat.v1.RemoveResponse
+	9,  // 46: heartbeat.v1.Coordinator.ForwardCommand:output_type -> heartbeat.v1.WriteResponse
+	28, // [28:47] is the sub-list for method output_type
+	9,  // [9:28] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_heartbeatpb_coordinator_proto_init() }
@@ -1660,7 +2399,7 @@ func file_heartbeatpb_coordinator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_heartbeatpb_coordinator_proto_rawDesc), len(file_heartbeatpb_coordinator_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   25,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

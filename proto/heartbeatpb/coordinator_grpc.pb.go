@@ -22,17 +22,25 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Coordinator_Status_FullMethodName            = "/heartbeat.v1.Coordinator/Status"
-	Coordinator_Members_FullMethodName           = "/heartbeat.v1.Coordinator/Members"
-	Coordinator_WatchLeader_FullMethodName       = "/heartbeat.v1.Coordinator/WatchLeader"
-	Coordinator_RegisterResources_FullMethodName = "/heartbeat.v1.Coordinator/RegisterResources"
-	Coordinator_DeleteResources_FullMethodName   = "/heartbeat.v1.Coordinator/DeleteResources"
-	Coordinator_ListResources_FullMethodName     = "/heartbeat.v1.Coordinator/ListResources"
-	Coordinator_Assignments_FullMethodName       = "/heartbeat.v1.Coordinator/Assignments"
-	Coordinator_WatchAssignments_FullMethodName  = "/heartbeat.v1.Coordinator/WatchAssignments"
-	Coordinator_SetDrain_FullMethodName          = "/heartbeat.v1.Coordinator/SetDrain"
-	Coordinator_AppHeartbeat_FullMethodName      = "/heartbeat.v1.Coordinator/AppHeartbeat"
-	Coordinator_ForwardCommand_FullMethodName    = "/heartbeat.v1.Coordinator/ForwardCommand"
+	Coordinator_Status_FullMethodName             = "/heartbeat.v1.Coordinator/Status"
+	Coordinator_Members_FullMethodName            = "/heartbeat.v1.Coordinator/Members"
+	Coordinator_WatchLeader_FullMethodName        = "/heartbeat.v1.Coordinator/WatchLeader"
+	Coordinator_RegisterResources_FullMethodName  = "/heartbeat.v1.Coordinator/RegisterResources"
+	Coordinator_DeleteResources_FullMethodName    = "/heartbeat.v1.Coordinator/DeleteResources"
+	Coordinator_ListResources_FullMethodName      = "/heartbeat.v1.Coordinator/ListResources"
+	Coordinator_Assignments_FullMethodName        = "/heartbeat.v1.Coordinator/Assignments"
+	Coordinator_WatchAssignments_FullMethodName   = "/heartbeat.v1.Coordinator/WatchAssignments"
+	Coordinator_SetDrain_FullMethodName           = "/heartbeat.v1.Coordinator/SetDrain"
+	Coordinator_AppHeartbeat_FullMethodName       = "/heartbeat.v1.Coordinator/AppHeartbeat"
+	Coordinator_GetLeader_FullMethodName          = "/heartbeat.v1.Coordinator/GetLeader"
+	Coordinator_WatchMembers_FullMethodName       = "/heartbeat.v1.Coordinator/WatchMembers"
+	Coordinator_StepDown_FullMethodName           = "/heartbeat.v1.Coordinator/StepDown"
+	Coordinator_TransferLeadership_FullMethodName = "/heartbeat.v1.Coordinator/TransferLeadership"
+	Coordinator_SetLeaderPriority_FullMethodName  = "/heartbeat.v1.Coordinator/SetLeaderPriority"
+	Coordinator_Join_FullMethodName               = "/heartbeat.v1.Coordinator/Join"
+	Coordinator_Leave_FullMethodName              = "/heartbeat.v1.Coordinator/Leave"
+	Coordinator_Remove_FullMethodName             = "/heartbeat.v1.Coordinator/Remove"
+	Coordinator_ForwardCommand_FullMethodName     = "/heartbeat.v1.Coordinator/ForwardCommand"
 )
 
 // CoordinatorClient is the client API for Coordinator service.
@@ -77,6 +85,45 @@ type CoordinatorClient interface {
 	// node reports its application unhealthy and drains (resources move away;
 	// a leader hands off leadership); the next heartbeat makes it healthy again.
 	AppHeartbeat(ctx context.Context, in *AppHeartbeatRequest, opts ...grpc.CallOption) (*AppHeartbeatResponse, error)
+	// GetLeader reports the leader as this node knows it: id, peer, client and
+	// HTTP addresses, term, fencing token and, when the serving node leads,
+	// its lease deadline. An empty leader id means no leader is known.
+	GetLeader(ctx context.Context, in *GetLeaderRequest, opts ...grpc.CallOption) (*LeaderEvent, error)
+	// WatchMembers sends the full member list first, then the full list again
+	// after every change of a member's state, health, drain, priority or raft
+	// suffrage. A reader too slow to keep up gets the latest list with
+	// fell_behind=true; it never blocks the node.
+	WatchMembers(ctx context.Context, in *WatchMembersRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[MembersEvent], error)
+	// StepDown makes the current leader hand leadership to another voter
+	// (raft picks the most up-to-date one). Any node accepts it and forwards
+	// it to the leader. Unavailable when no leader is known or no other voter
+	// can take over; FailedPrecondition when a transfer is already running.
+	StepDown(ctx context.Context, in *StepDownRequest, opts ...grpc.CallOption) (*LeadershipChange, error)
+	// TransferLeadership hands leadership to the named voter. Any node accepts
+	// it. NotFound for an unknown id, InvalidArgument for a non-voter, a dead,
+	// left, draining or application-unhealthy member; a no-op when that node
+	// already leads.
+	TransferLeadership(ctx context.Context, in *TransferLeadershipRequest, opts ...grpc.CallOption) (*LeadershipChange, error)
+	// SetLeaderPriority sets a member's leader priority (0..100, default 0).
+	// While a healthy, caught-up voter has a higher priority than the leader,
+	// the leader transfers leadership to it (after it has been healthy for a
+	// while, so a flapping node does not bounce leadership). NotFound for an
+	// unknown member.
+	SetLeaderPriority(ctx context.Context, in *SetLeaderPriorityRequest, opts ...grpc.CallOption) (*WriteResponse, error)
+	// Join adds a node to the cluster (raft configuration) as a voter or a
+	// non-voter; the node itself then registers its membership record. Any node
+	// accepts it. AlreadyExists when the id or the address is taken by another
+	// member; a repeat of the same join is a no-op.
+	Join(ctx context.Context, in *JoinRequest, opts ...grpc.CallOption) (*JoinResponse, error)
+	// Leave makes the serving node leave the cluster gracefully: it drains
+	// (its resources move to live members), hands off leadership, is recorded
+	// as left, is removed from the raft configuration and stops. The call
+	// returns once the departure is committed.
+	Leave(ctx context.Context, in *LeaveRequest, opts ...grpc.CallOption) (*LeaveResponse, error)
+	// Remove removes another member from the cluster (raft configuration) and
+	// records it as left. NotFound for an unknown id; FailedPrecondition when
+	// removing it would leave the cluster without a voter majority.
+	Remove(ctx context.Context, in *RemoveRequest, opts ...grpc.CallOption) (*RemoveResponse, error)
 	// ForwardCommand is internal: a follower forwards an encoded membership
 	// command to the leader's client port. Applications do not call it.
 	ForwardCommand(ctx context.Context, in *ForwardCommandRequest, opts ...grpc.CallOption) (*WriteResponse, error)
@@ -208,6 +255,95 @@ func (c *coordinatorClient) AppHeartbeat(ctx context.Context, in *AppHeartbeatRe
 	return out, nil
 }
 
+func (c *coordinatorClient) GetLeader(ctx context.Context, in *GetLeaderRequest, opts ...grpc.CallOption) (*LeaderEvent, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LeaderEvent)
+	err := c.cc.Invoke(ctx, Coordinator_GetLeader_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *coordinatorClient) WatchMembers(ctx context.Context, in *WatchMembersRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[MembersEvent], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Coordinator_ServiceDesc.Streams[2], Coordinator_WatchMembers_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchMembersRequest, MembersEvent]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Coordinator_WatchMembersClient = grpc.ServerStreamingClient[MembersEvent]
+
+func (c *coordinatorClient) StepDown(ctx context.Context, in *StepDownRequest, opts ...grpc.CallOption) (*LeadershipChange, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LeadershipChange)
+	err := c.cc.Invoke(ctx, Coordinator_StepDown_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *coordinatorClient) TransferLeadership(ctx context.Context, in *TransferLeadershipRequest, opts ...grpc.CallOption) (*LeadershipChange, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LeadershipChange)
+	err := c.cc.Invoke(ctx, Coordinator_TransferLeadership_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *coordinatorClient) SetLeaderPriority(ctx context.Context, in *SetLeaderPriorityRequest, opts ...grpc.CallOption) (*WriteResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WriteResponse)
+	err := c.cc.Invoke(ctx, Coordinator_SetLeaderPriority_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *coordinatorClient) Join(ctx context.Context, in *JoinRequest, opts ...grpc.CallOption) (*JoinResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(JoinResponse)
+	err := c.cc.Invoke(ctx, Coordinator_Join_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *coordinatorClient) Leave(ctx context.Context, in *LeaveRequest, opts ...grpc.CallOption) (*LeaveResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LeaveResponse)
+	err := c.cc.Invoke(ctx, Coordinator_Leave_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *coordinatorClient) Remove(ctx context.Context, in *RemoveRequest, opts ...grpc.CallOption) (*RemoveResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveResponse)
+	err := c.cc.Invoke(ctx, Coordinator_Remove_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *coordinatorClient) ForwardCommand(ctx context.Context, in *ForwardCommandRequest, opts ...grpc.CallOption) (*WriteResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(WriteResponse)
@@ -260,6 +396,45 @@ type CoordinatorServer interface {
 	// node reports its application unhealthy and drains (resources move away;
 	// a leader hands off leadership); the next heartbeat makes it healthy again.
 	AppHeartbeat(context.Context, *AppHeartbeatRequest) (*AppHeartbeatResponse, error)
+	// GetLeader reports the leader as this node knows it: id, peer, client and
+	// HTTP addresses, term, fencing token and, when the serving node leads,
+	// its lease deadline. An empty leader id means no leader is known.
+	GetLeader(context.Context, *GetLeaderRequest) (*LeaderEvent, error)
+	// WatchMembers sends the full member list first, then the full list again
+	// after every change of a member's state, health, drain, priority or raft
+	// suffrage. A reader too slow to keep up gets the latest list with
+	// fell_behind=true; it never blocks the node.
+	WatchMembers(*WatchMembersRequest, grpc.ServerStreamingServer[MembersEvent]) error
+	// StepDown makes the current leader hand leadership to another voter
+	// (raft picks the most up-to-date one). Any node accepts it and forwards
+	// it to the leader. Unavailable when no leader is known or no other voter
+	// can take over; FailedPrecondition when a transfer is already running.
+	StepDown(context.Context, *StepDownRequest) (*LeadershipChange, error)
+	// TransferLeadership hands leadership to the named voter. Any node accepts
+	// it. NotFound for an unknown id, InvalidArgument for a non-voter, a dead,
+	// left, draining or application-unhealthy member; a no-op when that node
+	// already leads.
+	TransferLeadership(context.Context, *TransferLeadershipRequest) (*LeadershipChange, error)
+	// SetLeaderPriority sets a member's leader priority (0..100, default 0).
+	// While a healthy, caught-up voter has a higher priority than the leader,
+	// the leader transfers leadership to it (after it has been healthy for a
+	// while, so a flapping node does not bounce leadership). NotFound for an
+	// unknown member.
+	SetLeaderPriority(context.Context, *SetLeaderPriorityRequest) (*WriteResponse, error)
+	// Join adds a node to the cluster (raft configuration) as a voter or a
+	// non-voter; the node itself then registers its membership record. Any node
+	// accepts it. AlreadyExists when the id or the address is taken by another
+	// member; a repeat of the same join is a no-op.
+	Join(context.Context, *JoinRequest) (*JoinResponse, error)
+	// Leave makes the serving node leave the cluster gracefully: it drains
+	// (its resources move to live members), hands off leadership, is recorded
+	// as left, is removed from the raft configuration and stops. The call
+	// returns once the departure is committed.
+	Leave(context.Context, *LeaveRequest) (*LeaveResponse, error)
+	// Remove removes another member from the cluster (raft configuration) and
+	// records it as left. NotFound for an unknown id; FailedPrecondition when
+	// removing it would leave the cluster without a voter majority.
+	Remove(context.Context, *RemoveRequest) (*RemoveResponse, error)
 	// ForwardCommand is internal: a follower forwards an encoded membership
 	// command to the leader's client port. Applications do not call it.
 	ForwardCommand(context.Context, *ForwardCommandRequest) (*WriteResponse, error)
@@ -302,6 +477,30 @@ func (UnimplementedCoordinatorServer) SetDrain(context.Context, *SetDrainRequest
 }
 func (UnimplementedCoordinatorServer) AppHeartbeat(context.Context, *AppHeartbeatRequest) (*AppHeartbeatResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AppHeartbeat not implemented")
+}
+func (UnimplementedCoordinatorServer) GetLeader(context.Context, *GetLeaderRequest) (*LeaderEvent, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetLeader not implemented")
+}
+func (UnimplementedCoordinatorServer) WatchMembers(*WatchMembersRequest, grpc.ServerStreamingServer[MembersEvent]) error {
+	return status.Error(codes.Unimplemented, "method WatchMembers not implemented")
+}
+func (UnimplementedCoordinatorServer) StepDown(context.Context, *StepDownRequest) (*LeadershipChange, error) {
+	return nil, status.Error(codes.Unimplemented, "method StepDown not implemented")
+}
+func (UnimplementedCoordinatorServer) TransferLeadership(context.Context, *TransferLeadershipRequest) (*LeadershipChange, error) {
+	return nil, status.Error(codes.Unimplemented, "method TransferLeadership not implemented")
+}
+func (UnimplementedCoordinatorServer) SetLeaderPriority(context.Context, *SetLeaderPriorityRequest) (*WriteResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetLeaderPriority not implemented")
+}
+func (UnimplementedCoordinatorServer) Join(context.Context, *JoinRequest) (*JoinResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Join not implemented")
+}
+func (UnimplementedCoordinatorServer) Leave(context.Context, *LeaveRequest) (*LeaveResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Leave not implemented")
+}
+func (UnimplementedCoordinatorServer) Remove(context.Context, *RemoveRequest) (*RemoveResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Remove not implemented")
 }
 func (UnimplementedCoordinatorServer) ForwardCommand(context.Context, *ForwardCommandRequest) (*WriteResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ForwardCommand not implemented")
@@ -493,6 +692,143 @@ func _Coordinator_AppHeartbeat_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Coordinator_GetLeader_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetLeaderRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServer).GetLeader(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Coordinator_GetLeader_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServer).GetLeader(ctx, req.(*GetLeaderRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Coordinator_WatchMembers_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchMembersRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(CoordinatorServer).WatchMembers(m, &grpc.GenericServerStream[WatchMembersRequest, MembersEvent]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Coordinator_WatchMembersServer = grpc.ServerStreamingServer[MembersEvent]
+
+func _Coordinator_StepDown_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StepDownRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServer).StepDown(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Coordinator_StepDown_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServer).StepDown(ctx, req.(*StepDownRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Coordinator_TransferLeadership_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TransferLeadershipRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServer).TransferLeadership(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Coordinator_TransferLeadership_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServer).TransferLeadership(ctx, req.(*TransferLeadershipRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Coordinator_SetLeaderPriority_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetLeaderPriorityRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServer).SetLeaderPriority(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Coordinator_SetLeaderPriority_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServer).SetLeaderPriority(ctx, req.(*SetLeaderPriorityRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Coordinator_Join_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(JoinRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServer).Join(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Coordinator_Join_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServer).Join(ctx, req.(*JoinRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Coordinator_Leave_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LeaveRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServer).Leave(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Coordinator_Leave_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServer).Leave(ctx, req.(*LeaveRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Coordinator_Remove_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServer).Remove(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Coordinator_Remove_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServer).Remove(ctx, req.(*RemoveRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Coordinator_ForwardCommand_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ForwardCommandRequest)
 	if err := dec(in); err != nil {
@@ -551,6 +887,34 @@ var Coordinator_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Coordinator_AppHeartbeat_Handler,
 		},
 		{
+			MethodName: "GetLeader",
+			Handler:    _Coordinator_GetLeader_Handler,
+		},
+		{
+			MethodName: "StepDown",
+			Handler:    _Coordinator_StepDown_Handler,
+		},
+		{
+			MethodName: "TransferLeadership",
+			Handler:    _Coordinator_TransferLeadership_Handler,
+		},
+		{
+			MethodName: "SetLeaderPriority",
+			Handler:    _Coordinator_SetLeaderPriority_Handler,
+		},
+		{
+			MethodName: "Join",
+			Handler:    _Coordinator_Join_Handler,
+		},
+		{
+			MethodName: "Leave",
+			Handler:    _Coordinator_Leave_Handler,
+		},
+		{
+			MethodName: "Remove",
+			Handler:    _Coordinator_Remove_Handler,
+		},
+		{
 			MethodName: "ForwardCommand",
 			Handler:    _Coordinator_ForwardCommand_Handler,
 		},
@@ -564,6 +928,11 @@ var Coordinator_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "WatchAssignments",
 			Handler:       _Coordinator_WatchAssignments_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "WatchMembers",
+			Handler:       _Coordinator_WatchMembers_Handler,
 			ServerStreams: true,
 		},
 	},

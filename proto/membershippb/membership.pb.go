@@ -104,6 +104,7 @@ type Command struct {
 	//	*Command_DeleteResources
 	//	*Command_Assign
 	//	*Command_RemoveMember
+	//	*Command_SetLeaderPriority
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -252,6 +253,15 @@ func (x *Command) GetRemoveMember() *RemoveMember {
 	return nil
 }
 
+func (x *Command) GetSetLeaderPriority() *SetLeaderPriority {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SetLeaderPriority); ok {
+			return x.SetLeaderPriority
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -300,6 +310,10 @@ type Command_RemoveMember struct {
 	RemoveMember *RemoveMember `protobuf:"bytes,12,opt,name=remove_member,json=removeMember,proto3,oneof"`
 }
 
+type Command_SetLeaderPriority struct {
+	SetLeaderPriority *SetLeaderPriority `protobuf:"bytes,13,opt,name=set_leader_priority,json=setLeaderPriority,proto3,oneof"`
+}
+
 func (*Command_UpsertMember) isCommand_Op() {}
 
 func (*Command_MarkSuspect) isCommand_Op() {}
@@ -322,6 +336,8 @@ func (*Command_Assign) isCommand_Op() {}
 
 func (*Command_RemoveMember) isCommand_Op() {}
 
+func (*Command_SetLeaderPriority) isCommand_Op() {}
+
 // UpsertMember adds a member, or updates its addresses, voter flag and
 // capacity. Upserting a member that has left brings it back as alive.
 type UpsertMember struct {
@@ -333,9 +349,12 @@ type UpsertMember struct {
 	Voter         bool                   `protobuf:"varint,5,opt,name=voter,proto3" json:"voter,omitempty"`
 	// capacity is the member's relative weight in assignment, 1..1000; 0 means
 	// the default (100).
-	Capacity      uint32 `protobuf:"varint,6,opt,name=capacity,proto3" json:"capacity,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Capacity uint32 `protobuf:"varint,6,opt,name=capacity,proto3" json:"capacity,omitempty"`
+	// leader_priority, when present, sets the member's leader priority
+	// (0..100); absent keeps the current one (0 for a new member).
+	LeaderPriority *uint32 `protobuf:"varint,7,opt,name=leader_priority,json=leaderPriority,proto3,oneof" json:"leader_priority,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *UpsertMember) Reset() {
@@ -406,6 +425,13 @@ func (x *UpsertMember) GetVoter() bool {
 func (x *UpsertMember) GetCapacity() uint32 {
 	if x != nil {
 		return x.Capacity
+	}
+	return 0
+}
+
+func (x *UpsertMember) GetLeaderPriority() uint32 {
+	if x != nil && x.LeaderPriority != nil {
+		return *x.LeaderPriority
 	}
 	return 0
 }
@@ -741,6 +767,60 @@ func (x *RemoveMember) GetMemberId() string {
 	return ""
 }
 
+// SetLeaderPriority sets a member's leader priority (0..100). The leader
+// hands leadership to a healthy voter whose priority is higher than its own.
+type SetLeaderPriority struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	MemberId      string                 `protobuf:"bytes,1,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
+	Priority      uint32                 `protobuf:"varint,2,opt,name=priority,proto3" json:"priority,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetLeaderPriority) Reset() {
+	*x = SetLeaderPriority{}
+	mi := &file_membershippb_membership_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetLeaderPriority) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetLeaderPriority) ProtoMessage() {}
+
+func (x *SetLeaderPriority) ProtoReflect() protoreflect.Message {
+	mi := &file_membershippb_membership_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetLeaderPriority.ProtoReflect.Descriptor instead.
+func (*SetLeaderPriority) Descriptor() ([]byte, []int) {
+	return file_membershippb_membership_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *SetLeaderPriority) GetMemberId() string {
+	if x != nil {
+		return x.MemberId
+	}
+	return ""
+}
+
+func (x *SetLeaderPriority) GetPriority() uint32 {
+	if x != nil {
+		return x.Priority
+	}
+	return 0
+}
+
 // Label is one key/value pair attached to a resource.
 type Label struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -752,7 +832,7 @@ type Label struct {
 
 func (x *Label) Reset() {
 	*x = Label{}
-	mi := &file_membershippb_membership_proto_msgTypes[9]
+	mi := &file_membershippb_membership_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -764,7 +844,7 @@ func (x *Label) String() string {
 func (*Label) ProtoMessage() {}
 
 func (x *Label) ProtoReflect() protoreflect.Message {
-	mi := &file_membershippb_membership_proto_msgTypes[9]
+	mi := &file_membershippb_membership_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -777,7 +857,7 @@ func (x *Label) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Label.ProtoReflect.Descriptor instead.
 func (*Label) Descriptor() ([]byte, []int) {
-	return file_membershippb_membership_proto_rawDescGZIP(), []int{9}
+	return file_membershippb_membership_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Label) GetKey() string {
@@ -809,7 +889,7 @@ type ResourceSpec struct {
 
 func (x *ResourceSpec) Reset() {
 	*x = ResourceSpec{}
-	mi := &file_membershippb_membership_proto_msgTypes[10]
+	mi := &file_membershippb_membership_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -821,7 +901,7 @@ func (x *ResourceSpec) String() string {
 func (*ResourceSpec) ProtoMessage() {}
 
 func (x *ResourceSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_membershippb_membership_proto_msgTypes[10]
+	mi := &file_membershippb_membership_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -834,7 +914,7 @@ func (x *ResourceSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceSpec.ProtoReflect.Descriptor instead.
 func (*ResourceSpec) Descriptor() ([]byte, []int) {
-	return file_membershippb_membership_proto_rawDescGZIP(), []int{10}
+	return file_membershippb_membership_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ResourceSpec) GetId() string {
@@ -868,7 +948,7 @@ type RegisterResources struct {
 
 func (x *RegisterResources) Reset() {
 	*x = RegisterResources{}
-	mi := &file_membershippb_membership_proto_msgTypes[11]
+	mi := &file_membershippb_membership_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -880,7 +960,7 @@ func (x *RegisterResources) String() string {
 func (*RegisterResources) ProtoMessage() {}
 
 func (x *RegisterResources) ProtoReflect() protoreflect.Message {
-	mi := &file_membershippb_membership_proto_msgTypes[11]
+	mi := &file_membershippb_membership_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -893,7 +973,7 @@ func (x *RegisterResources) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterResources.ProtoReflect.Descriptor instead.
 func (*RegisterResources) Descriptor() ([]byte, []int) {
-	return file_membershippb_membership_proto_rawDescGZIP(), []int{11}
+	return file_membershippb_membership_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RegisterResources) GetResources() []*ResourceSpec {
@@ -913,7 +993,7 @@ type DeleteResources struct {
 
 func (x *DeleteResources) Reset() {
 	*x = DeleteResources{}
-	mi := &file_membershippb_membership_proto_msgTypes[12]
+	mi := &file_membershippb_membership_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -925,7 +1005,7 @@ func (x *DeleteResources) String() string {
 func (*DeleteResources) ProtoMessage() {}
 
 func (x *DeleteResources) ProtoReflect() protoreflect.Message {
-	mi := &file_membershippb_membership_proto_msgTypes[12]
+	mi := &file_membershippb_membership_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -938,7 +1018,7 @@ func (x *DeleteResources) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResources.ProtoReflect.Descriptor instead.
 func (*DeleteResources) Descriptor() ([]byte, []int) {
-	return file_membershippb_membership_proto_rawDescGZIP(), []int{12}
+	return file_membershippb_membership_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DeleteResources) GetIds() []string {
@@ -965,7 +1045,7 @@ type Move struct {
 
 func (x *Move) Reset() {
 	*x = Move{}
-	mi := &file_membershippb_membership_proto_msgTypes[13]
+	mi := &file_membershippb_membership_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -977,7 +1057,7 @@ func (x *Move) String() string {
 func (*Move) ProtoMessage() {}
 
 func (x *Move) ProtoReflect() protoreflect.Message {
-	mi := &file_membershippb_membership_proto_msgTypes[13]
+	mi := &file_membershippb_membership_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -990,7 +1070,7 @@ func (x *Move) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Move.ProtoReflect.Descriptor instead.
 func (*Move) Descriptor() ([]byte, []int) {
-	return file_membershippb_membership_proto_rawDescGZIP(), []int{13}
+	return file_membershippb_membership_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Move) GetResourceId() string {
@@ -1032,7 +1112,7 @@ type Assign struct {
 
 func (x *Assign) Reset() {
 	*x = Assign{}
-	mi := &file_membershippb_membership_proto_msgTypes[14]
+	mi := &file_membershippb_membership_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1044,7 +1124,7 @@ func (x *Assign) String() string {
 func (*Assign) ProtoMessage() {}
 
 func (x *Assign) ProtoReflect() protoreflect.Message {
-	mi := &file_membershippb_membership_proto_msgTypes[14]
+	mi := &file_membershippb_membership_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1057,7 +1137,7 @@ func (x *Assign) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assign.ProtoReflect.Descriptor instead.
 func (*Assign) Descriptor() ([]byte, []int) {
-	return file_membershippb_membership_proto_rawDescGZIP(), []int{14}
+	return file_membershippb_membership_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Assign) GetMoves() []*Move {
@@ -1082,14 +1162,16 @@ type Member struct {
 	// state_revision is the raft index that set the current state.
 	StateRevision uint64 `protobuf:"varint,10,opt,name=state_revision,json=stateRevision,proto3" json:"state_revision,omitempty"`
 	// join_revision is the raft index that first added the member.
-	JoinRevision  uint64 `protobuf:"varint,11,opt,name=join_revision,json=joinRevision,proto3" json:"join_revision,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	JoinRevision uint64 `protobuf:"varint,11,opt,name=join_revision,json=joinRevision,proto3" json:"join_revision,omitempty"`
+	// leader_priority (0..100): see SetLeaderPriority.
+	LeaderPriority uint32 `protobuf:"varint,12,opt,name=leader_priority,json=leaderPriority,proto3" json:"leader_priority,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_membershippb_membership_proto_msgTypes[15]
+	mi := &file_membershippb_membership_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1101,7 +1183,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_membershippb_membership_proto_msgTypes[15]
+	mi := &file_membershippb_membership_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1114,7 +1196,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_membershippb_membership_proto_rawDescGZIP(), []int{15}
+	return file_membershippb_membership_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Member) GetId() string {
@@ -1194,6 +1276,13 @@ func (x *Member) GetJoinRevision() uint64 {
 	return 0
 }
 
+func (x *Member) GetLeaderPriority() uint32 {
+	if x != nil {
+		return x.LeaderPriority
+	}
+	return 0
+}
+
 // Resource is a resource as stored in a snapshot.
 type Resource struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -1210,7 +1299,7 @@ type Resource struct {
 
 func (x *Resource) Reset() {
 	*x = Resource{}
-	mi := &file_membershippb_membership_proto_msgTypes[16]
+	mi := &file_membershippb_membership_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1222,7 +1311,7 @@ func (x *Resource) String() string {
 func (*Resource) ProtoMessage() {}
 
 func (x *Resource) ProtoReflect() protoreflect.Message {
-	mi := &file_membershippb_membership_proto_msgTypes[16]
+	mi := &file_membershippb_membership_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1235,7 +1324,7 @@ func (x *Resource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resource.ProtoReflect.Descriptor instead.
 func (*Resource) Descriptor() ([]byte, []int) {
-	return file_membershippb_membership_proto_rawDescGZIP(), []int{16}
+	return file_membershippb_membership_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Resource) GetId() string {
@@ -1289,7 +1378,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_membershippb_membership_proto_msgTypes[17]
+	mi := &file_membershippb_membership_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1301,7 +1390,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_membershippb_membership_proto_msgTypes[17]
+	mi := &file_membershippb_membership_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1314,7 +1403,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_membershippb_membership_proto_rawDescGZIP(), []int{17}
+	return file_membershippb_membership_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SnapshotHeader) GetVersion() uint32 {
@@ -1355,7 +1444,7 @@ type ResourceBatch struct {
 
 func (x *ResourceBatch) Reset() {
 	*x = ResourceBatch{}
-	mi := &file_membershippb_membership_proto_msgTypes[18]
+	mi := &file_membershippb_membership_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1367,7 +1456,7 @@ func (x *ResourceBatch) String() string {
 func (*ResourceBatch) ProtoMessage() {}
 
 func (x *ResourceBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_membershippb_membership_proto_msgTypes[18]
+	mi := &file_membershippb_membership_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1380,7 +1469,7 @@ func (x *ResourceBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceBatch.ProtoReflect.Descriptor instead.
 func (*ResourceBatch) Descriptor() ([]byte, []int) {
-	return file_membershippb_membership_proto_rawDescGZIP(), []int{18}
+	return file_membershippb_membership_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ResourceBatch) GetResources() []*Resource {
@@ -1406,7 +1495,7 @@ type SnapshotFrame struct {
 
 func (x *SnapshotFrame) Reset() {
 	*x = SnapshotFrame{}
-	mi := &file_membershippb_membership_proto_msgTypes[19]
+	mi := &file_membershippb_membership_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1418,7 +1507,7 @@ func (x *SnapshotFrame) String() string {
 func (*SnapshotFrame) ProtoMessage() {}
 
 func (x *SnapshotFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_membershippb_membership_proto_msgTypes[19]
+	mi := &file_membershippb_membership_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1431,7 +1520,7 @@ func (x *SnapshotFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotFrame.ProtoReflect.Descriptor instead.
 func (*SnapshotFrame) Descriptor() ([]byte, []int) {
-	return file_membershippb_membership_proto_rawDescGZIP(), []int{19}
+	return file_membershippb_membership_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SnapshotFrame) GetFrame() isSnapshotFrame_Frame {
@@ -1500,7 +1589,7 @@ type SnapshotEnd struct {
 
 func (x *SnapshotEnd) Reset() {
 	*x = SnapshotEnd{}
-	mi := &file_membershippb_membership_proto_msgTypes[20]
+	mi := &file_membershippb_membership_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1512,7 +1601,7 @@ func (x *SnapshotEnd) String() string {
 func (*SnapshotEnd) ProtoMessage() {}
 
 func (x *SnapshotEnd) ProtoReflect() protoreflect.Message {
-	mi := &file_membershippb_membership_proto_msgTypes[20]
+	mi := &file_membershippb_membership_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1525,7 +1614,7 @@ func (x *SnapshotEnd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotEnd.ProtoReflect.Descriptor instead.
 func (*SnapshotEnd) Descriptor() ([]byte, []int) {
-	return file_membershippb_membership_proto_rawDescGZIP(), []int{20}
+	return file_membershippb_membership_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SnapshotEnd) GetResourceCount() uint64 {
@@ -1539,7 +1628,7 @@ var File_membershippb_membership_proto protoreflect.FileDescriptor
 
 const file_membershippb_membership_proto_rawDesc = "" +
 	"\n" +
-	"\x1dmembershippb/membership.proto\x12\x17heartbeat.membership.v1\"\xd9\x06\n" +
+	"\x1dmembershippb/membership.proto\x12\x17heartbeat.membership.v1\"\xb7\a\n" +
 	"\aCommand\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12L\n" +
 	"\rupsert_member\x18\x02 \x01(\v2%.heartbeat.membership.v1.UpsertMemberH\x00R\fupsertMember\x12I\n" +
@@ -1554,15 +1643,18 @@ const file_membershippb_membership_proto_rawDesc = "" +
 	"\x10delete_resources\x18\n" +
 	" \x01(\v2(.heartbeat.membership.v1.DeleteResourcesH\x00R\x0fdeleteResources\x129\n" +
 	"\x06assign\x18\v \x01(\v2\x1f.heartbeat.membership.v1.AssignH\x00R\x06assign\x12L\n" +
-	"\rremove_member\x18\f \x01(\v2%.heartbeat.membership.v1.RemoveMemberH\x00R\fremoveMemberB\x04\n" +
-	"\x02op\"\xbd\x01\n" +
+	"\rremove_member\x18\f \x01(\v2%.heartbeat.membership.v1.RemoveMemberH\x00R\fremoveMember\x12\\\n" +
+	"\x13set_leader_priority\x18\r \x01(\v2*.heartbeat.membership.v1.SetLeaderPriorityH\x00R\x11setLeaderPriorityB\x04\n" +
+	"\x02op\"\xff\x01\n" +
 	"\fUpsertMember\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fpeer_address\x18\x02 \x01(\tR\vpeerAddress\x12%\n" +
 	"\x0eclient_address\x18\x03 \x01(\tR\rclientAddress\x12!\n" +
 	"\fhttp_address\x18\x04 \x01(\tR\vhttpAddress\x12\x14\n" +
 	"\x05voter\x18\x05 \x01(\bR\x05voter\x12\x1a\n" +
-	"\bcapacity\x18\x06 \x01(\rR\bcapacity\"*\n" +
+	"\bcapacity\x18\x06 \x01(\rR\bcapacity\x12,\n" +
+	"\x0fleader_priority\x18\a \x01(\rH\x00R\x0eleaderPriority\x88\x01\x01B\x12\n" +
+	"\x10_leader_priority\"*\n" +
 	"\vMarkSuspect\x12\x1b\n" +
 	"\tmember_id\x18\x01 \x01(\tR\bmemberId\"'\n" +
 	"\bMarkDead\x12\x1b\n" +
@@ -1578,7 +1670,10 @@ const file_membershippb_membership_proto_rawDesc = "" +
 	"\tmember_id\x18\x01 \x01(\tR\bmemberId\x12\x1a\n" +
 	"\bdraining\x18\x02 \x01(\bR\bdraining\"+\n" +
 	"\fRemoveMember\x12\x1b\n" +
-	"\tmember_id\x18\x01 \x01(\tR\bmemberId\"/\n" +
+	"\tmember_id\x18\x01 \x01(\tR\bmemberId\"L\n" +
+	"\x11SetLeaderPriority\x12\x1b\n" +
+	"\tmember_id\x18\x01 \x01(\tR\bmemberId\x12\x1a\n" +
+	"\bpriority\x18\x02 \x01(\rR\bpriority\"/\n" +
 	"\x05Label\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\"n\n" +
@@ -1598,7 +1693,7 @@ const file_membershippb_membership_proto_rawDesc = "" +
 	"\n" +
 	"from_epoch\x18\x04 \x01(\x04R\tfromEpoch\"=\n" +
 	"\x06Assign\x123\n" +
-	"\x05moves\x18\x01 \x03(\v2\x1d.heartbeat.membership.v1.MoveR\x05moves\"\xfc\x02\n" +
+	"\x05moves\x18\x01 \x03(\v2\x1d.heartbeat.membership.v1.MoveR\x05moves\"\xa5\x03\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fpeer_address\x18\x02 \x01(\tR\vpeerAddress\x12%\n" +
@@ -1612,7 +1707,8 @@ const file_membershippb_membership_proto_rawDesc = "" +
 	"\bdraining\x18\t \x01(\bR\bdraining\x12%\n" +
 	"\x0estate_revision\x18\n" +
 	" \x01(\x04R\rstateRevision\x12#\n" +
-	"\rjoin_revision\x18\v \x01(\x04R\fjoinRevision\"\x96\x01\n" +
+	"\rjoin_revision\x18\v \x01(\x04R\fjoinRevision\x12'\n" +
+	"\x0fleader_priority\x18\f \x01(\rR\x0eleaderPriority\"\x96\x01\n" +
 	"\bResource\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06weight\x18\x02 \x01(\rR\x06weight\x126\n" +
@@ -1653,7 +1749,7 @@ func file_membershippb_membership_proto_rawDescGZIP() []byte {
 }
 
 var file_membershippb_membership_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_membershippb_membership_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_membershippb_membership_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_membershippb_membership_proto_goTypes = []any{
 	(MemberState)(0),          // 0: heartbeat.membership.v1.MemberState
 	(*Command)(nil),           // 1: heartbeat.membership.v1.Command
@@ -1665,18 +1761,19 @@ var file_membershippb_membership_proto_goTypes = []any{
 	(*SetAppHealth)(nil),      // 7: heartbeat.membership.v1.SetAppHealth
 	(*SetDrain)(nil),          // 8: heartbeat.membership.v1.SetDrain
 	(*RemoveMember)(nil),      // 9: heartbeat.membership.v1.RemoveMember
-	(*Label)(nil),             // 10: heartbeat.membership.v1.Label
-	(*ResourceSpec)(nil),      // 11: heartbeat.membership.v1.ResourceSpec
-	(*RegisterResources)(nil), // 12: heartbeat.membership.v1.RegisterResources
-	(*DeleteResources)(nil),   // 13: heartbeat.membership.v1.DeleteResources
-	(*Move)(nil),              // 14: heartbeat.membership.v1.Move
-	(*Assign)(nil),            // 15: heartbeat.membership.v1.Assign
-	(*Member)(nil),            // 16: heartbeat.membership.v1.Member
-	(*Resource)(nil),          // 17: heartbeat.membership.v1.Resource
-	(*SnapshotHeader)(nil),    // 18: heartbeat.membership.v1.SnapshotHeader
-	(*ResourceBatch)(nil),     // 19: heartbeat.membership.v1.ResourceBatch
-	(*SnapshotFrame)(nil),     // 20: heartbeat.membership.v1.SnapshotFrame
-	(*SnapshotEnd)(nil),       // 21: heartbeat.membership.v1.SnapshotEnd
+	(*SetLeaderPriority)(nil), // 10: heartbeat.membership.v1.SetLeaderPriority
+	(*Label)(nil),             // 11: heartbeat.membership.v1.Label
+	(*ResourceSpec)(nil),      // 12: heartbeat.membership.v1.ResourceSpec
+	(*RegisterResources)(nil), // 13: heartbeat.membership.v1.RegisterResources
+	(*DeleteResources)(nil),   // 14: heartbeat.membership.v1.DeleteResources
+	(*Move)(nil),              // 15: heartbeat.membership.v1.Move
+	(*Assign)(nil),            // 16: heartbeat.membership.v1.Assign
+	(*Member)(nil),            // 17: heartbeat.membership.v1.Member
+	(*Resource)(nil),          // 18: heartbeat.membership.v1.Resource
+	(*SnapshotHeader)(nil),    // 19: heartbeat.membership.v1.SnapshotHeader
+	(*ResourceBatch)(nil),     // 20: heartbeat.membership.v1.ResourceBatch
+	(*SnapshotFrame)(nil),     // 21: heartbeat.membership.v1.SnapshotFrame
+	(*SnapshotEnd)(nil),       // 22: heartbeat.membership.v1.SnapshotEnd
 }
 var file_membershippb_membership_proto_depIdxs = []int32{
 	2,  // 0: heartbeat.membership.v1.Command.upsert_member:type_name -> heartbeat.membership.v1.UpsertMember
@@ -1686,25 +1783,26 @@ var file_membershippb_membership_proto_depIdxs = []int32{
 	6,  // 4: heartbeat.membership.v1.Command.mark_left:type_name -> heartbeat.membership.v1.MarkLeft
 	7,  // 5: heartbeat.membership.v1.Command.set_app_health:type_name -> heartbeat.membership.v1.SetAppHealth
 	8,  // 6: heartbeat.membership.v1.Command.set_drain:type_name -> heartbeat.membership.v1.SetDrain
-	12, // 7: heartbeat.membership.v1.Command.register_resources:type_name -> heartbeat.membership.v1.RegisterResources
-	13, // 8: heartbeat.membership.v1.Command.delete_resources:type_name -> heartbeat.membership.v1.DeleteResources
-	15, // 9: heartbeat.membership.v1.Command.assign:type_name -> heartbeat.membership.v1.Assign
+	13, // 7: heartbeat.membership.v1.Command.register_resources:type_name -> heartbeat.membership.v1.RegisterResources
+	14, // 8: heartbeat.membership.v1.Command.delete_resources:type_name -> heartbeat.membership.v1.DeleteResources
+	16, // 9: heartbeat.membership.v1.Command.assign:type_name -> heartbeat.membership.v1.Assign
 	9,  // 10: heartbeat.membership.v1.Command.remove_member:type_name -> heartbeat.membership.v1.RemoveMember
-	10, // 11: heartbeat.membership.v1.ResourceSpec.labels:type_name -> heartbeat.membership.v1.Label
-	11, // 12: heartbeat.membership.v1.RegisterResources.resources:type_name -> heartbeat.membership.v1.ResourceSpec
-	14, // 13: heartbeat.membership.v1.Assign.moves:type_name -> heartbeat.membership.v1.Move
-	0,  // 14: heartbeat.membership.v1.Member.state:type_name -> heartbeat.membership.v1.MemberState
-	10, // 15: heartbeat.membership.v1.Resource.labels:type_name -> heartbeat.membership.v1.Label
-	16, // 16: heartbeat.membership.v1.SnapshotHeader.members:type_name -> heartbeat.membership.v1.Member
-	17, // 17: heartbeat.membership.v1.ResourceBatch.resources:type_name -> heartbeat.membership.v1.Resource
-	18, // 18: heartbeat.membership.v1.SnapshotFrame.header:type_name -> heartbeat.membership.v1.SnapshotHeader
-	19, // 19: heartbeat.membership.v1.SnapshotFrame.resources:type_name -> heartbeat.membership.v1.ResourceBatch
-	21, // 20: heartbeat.membership.v1.SnapshotFrame.end:type_name -> heartbeat.membership.v1.SnapshotEnd
-	21, // [21:21] is the sub-list for method output_type
-	21, // [21:21] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	10, // 11: heartbeat.membership.v1.Command.set_leader_priority:type_name -> heartbeat.membership.v1.SetLeaderPriority
+	11, // 12: heartbeat.membership.v1.ResourceSpec.labels:type_name -> heartbeat.membership.v1.Label
+	12, // 13: heartbeat.membership.v1.RegisterResources.resources:type_name -> heartbeat.membership.v1.ResourceSpec
+	15, // 14: heartbeat.membership.v1.Assign.moves:type_name -> heartbeat.membership.v1.Move
+	0,  // 15: heartbeat.membership.v1.Member.state:type_name -> heartbeat.membership.v1.MemberState
+	11, // 16: heartbeat.membership.v1.Resource.labels:type_name -> heartbeat.membership.v1.Label
+	17, // 17: heartbeat.membership.v1.SnapshotHeader.members:type_name -> heartbeat.membership.v1.Member
+	18, // 18: heartbeat.membership.v1.ResourceBatch.resources:type_name -> heartbeat.membership.v1.Resource
+	19, // 19: heartbeat.membership.v1.SnapshotFrame.header:type_name -> heartbeat.membership.v1.SnapshotHeader
+	20, // 20: heartbeat.membership.v1.SnapshotFrame.resources:type_name -> heartbeat.membership.v1.ResourceBatch
+	22, // 21: heartbeat.membership.v1.SnapshotFrame.end:type_name -> heartbeat.membership.v1.SnapshotEnd
+	22, // [22:22] is the sub-list for method output_type
+	22, // [22:22] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_membershippb_membership_proto_init() }
@@ -1724,8 +1822,10 @@ func file_membershippb_membership_proto_init() {
 		(*Command_DeleteResources)(nil),
 		(*Command_Assign)(nil),
 		(*Command_RemoveMember)(nil),
+		(*Command_SetLeaderPriority)(nil),
 	}
-	file_membershippb_membership_proto_msgTypes[19].OneofWrappers = []any{
+	file_membershippb_membership_proto_msgTypes[1].OneofWrappers = []any{}
+	file_membershippb_membership_proto_msgTypes[20].OneofWrappers = []any{
 		(*SnapshotFrame_Header)(nil),
 		(*SnapshotFrame_Resources)(nil),
 		(*SnapshotFrame_End)(nil),
@@ -1736,7 +1836,7 @@ func file_membershippb_membership_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_membershippb_membership_proto_rawDesc), len(file_membershippb_membership_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   21,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
