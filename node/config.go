@@ -14,6 +14,7 @@ import (
 
 	"github.com/heartbeat-sidecar/heartbeat/election"
 	"github.com/heartbeat-sidecar/heartbeat/membership"
+	"github.com/heartbeat-sidecar/heartbeat/rpc/transport"
 )
 
 // Sentinel errors; errors from this package wrap them with %w.
@@ -114,9 +115,23 @@ type Config struct {
 	LogFormat string
 	LogLevel  string
 	LogOutput io.Writer
+	// WrapTransport, when set, wraps the peer transport raft uses (tests put
+	// rpc/faultnet's fault injector here). The wrapper owns the transport:
+	// its Close must close it. nil: raft uses the gRPC transport directly.
+	WrapTransport func(*transport.Transport) PeerTransport
+
 	// Logger, when set, is used as the base logger ("node"=ID is added to
 	// every line).
 	Logger hclog.Logger
+}
+
+// PeerTransport is what the node needs of its peer transport: raft's
+// transport with held streams (election.Transport) and the per-peer
+// heartbeat acknowledgments that feed the lease and the failure detector.
+// *transport.Transport and *faultnet.Transport implement it.
+type PeerTransport interface {
+	election.Transport
+	Acks() map[raft.ServerAddress]transport.Ack
 }
 
 // DefaultConfig returns the defaults: loopback ports 7400/7401/7402, cluster

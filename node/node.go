@@ -43,7 +43,7 @@ type Node struct {
 	base     hclog.Logger // for the transport and election, which add "node"
 	registry *prometheus.Registry
 
-	tr    *transport.Transport
+	tr    PeerTransport // the gRPC transport, or Config.WrapTransport's wrapper of it
 	el    *election.Node
 	mfsm  *membership.FSM // nil when Config.FSM is another state machine
 	rec   *membership.Reconciler
@@ -146,8 +146,13 @@ func New(cfg Config) (_ *Node, err error) {
 	tcfg.Register = func(s *grpc.Server) { admin.Register(s) }
 	tcfg.Registerer = n.registry
 	tcfg.Logger = n.base.Named("transport")
-	if n.tr, err = transport.New(tcfg); err != nil {
+	inner, err := transport.New(tcfg)
+	if err != nil {
 		return nil, fmt.Errorf("node: transport: %w", err)
+	}
+	n.tr = inner
+	if cfg.WrapTransport != nil {
+		n.tr = cfg.WrapTransport(inner)
 	}
 	undo = append(undo, func() { n.tr.Close() })
 
