@@ -89,6 +89,9 @@ func (s *State) apply(index uint64, cmd *pb.Command) (*Result, []Event, error) {
 		next := *m
 		next.PeerAddr, next.ClientAddr, next.HTTPAddr = u.GetPeerAddress(), u.GetClientAddress(), u.GetHttpAddress()
 		next.Voter, next.Capacity = u.GetVoter(), capacity
+		if u.LeaderPriority != nil {
+			next.LeaderPriority = u.GetLeaderPriority()
+		}
 		if next.State == StateLeft { // a rejoin after a graceful leave
 			next.State, next.StateRevision, next.AppHealthy, next.Draining = StateAlive, index, true, false
 		}
@@ -149,6 +152,15 @@ func (s *State) apply(index uint64, cmd *pb.Command) (*Result, []Event, error) {
 		}
 		if m.Draining != op.SetDrain.GetDraining() {
 			m.Draining = op.SetDrain.GetDraining()
+			memberEvent(m)
+		}
+	case *pb.Command_SetLeaderPriority:
+		m, ok := s.members[op.SetLeaderPriority.GetMemberId()]
+		if !ok {
+			return nil, nil, fmt.Errorf("%w: %q", ErrUnknownMember, op.SetLeaderPriority.GetMemberId())
+		}
+		if m.LeaderPriority != op.SetLeaderPriority.GetPriority() {
+			m.LeaderPriority = op.SetLeaderPriority.GetPriority()
 			memberEvent(m)
 		}
 	case *pb.Command_RemoveMember:

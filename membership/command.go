@@ -27,6 +27,8 @@ const (
 	MaxLabelKeyLen   = 63       // bytes of a label key (at least 1)
 	MaxLabelValueLen = 256      // bytes of a label value
 	MaxCommandBytes  = 16 << 20 // encoded command size accepted by Decode
+	// MaxLeaderPriority bounds a member's leader priority (0..MaxLeaderPriority).
+	MaxLeaderPriority = 100
 )
 
 // EncodeCommand stamps cmd with CommandVersion, validates it and returns its
@@ -104,6 +106,9 @@ func ValidateCommand(cmd *pb.Command) error {
 		if c := m.GetCapacity(); c != 0 && (c < MinWeight || c > MaxWeight) {
 			return invalid("upsert_member %q: capacity %d outside %d..%d", m.GetId(), c, MinWeight, MaxWeight)
 		}
+		if m.LeaderPriority != nil && m.GetLeaderPriority() > MaxLeaderPriority {
+			return invalid("upsert_member %q: leader_priority %d outside 0..%d", m.GetId(), m.GetLeaderPriority(), MaxLeaderPriority)
+		}
 	case *pb.Command_MarkSuspect:
 		return checkMemberID(op.MarkSuspect.GetMemberId())
 	case *pb.Command_MarkDead:
@@ -118,6 +123,13 @@ func ValidateCommand(cmd *pb.Command) error {
 		return checkMemberID(op.SetDrain.GetMemberId())
 	case *pb.Command_RemoveMember:
 		return checkMemberID(op.RemoveMember.GetMemberId())
+	case *pb.Command_SetLeaderPriority:
+		if err := checkMemberID(op.SetLeaderPriority.GetMemberId()); err != nil {
+			return err
+		}
+		if p := op.SetLeaderPriority.GetPriority(); p > MaxLeaderPriority {
+			return invalid("set_leader_priority %q: priority %d outside 0..%d", op.SetLeaderPriority.GetMemberId(), p, MaxLeaderPriority)
+		}
 	case *pb.Command_RegisterResources:
 		rs := op.RegisterResources.GetResources()
 		if err := checkBatch("register_resources", len(rs)); err != nil {
@@ -206,6 +218,11 @@ func printable(s string) bool {
 	return true
 }
 
+// CheckMemberID reports (wrapping ErrInvalidCommand) a member id that no
+// command would accept: empty, longer than MaxMemberIDLen bytes, or not
+// printable UTF-8. The API checks request ids with it before anything else.
+func CheckMemberID(id string) error { return checkMemberID(id) }
+
 func checkMemberID(id string) error {
 	if len(id) == 0 || len(id) > MaxMemberIDLen {
 		return invalid("member id of %d bytes (want 1..%d)", len(id), MaxMemberIDLen)
@@ -274,13 +291,16 @@ type MemberSpec struct {
 	HTTPAddr   string
 	Voter      bool
 	Capacity   uint32 // 0: DefaultCapacity
+	// LeaderPriority, when not nil, sets the member's leader priority
+	// (0..MaxLeaderPriority); nil keeps the current one (0 for a new member).
+	LeaderPriority *uint32
 }
 
 // UpsertMemberCmd builds an UpsertMember command.
 func UpsertMemberCmd(m MemberSpec) *pb.Command {
 	return &pb.Command{Op: &pb.Command_UpsertMember{UpsertMember: &pb.UpsertMember{
 		Id: m.ID, PeerAddress: m.PeerAddr, ClientAddress: m.ClientAddr, HttpAddress: m.HTTPAddr,
-		Voter: m.Voter, Capacity: m.Capacity,
+		Voter: m.Voter, Capacity: m.Capacity, LeaderPriority: m.LeaderPriority,
 	}}}
 }
 
@@ -317,6 +337,11 @@ func SetDrainCmd(id string, draining bool) *pb.Command {
 // RemoveMemberCmd builds a RemoveMember command.
 func RemoveMemberCmd(id string) *pb.Command {
 	return &pb.Command{Op: &pb.Command_RemoveMember{RemoveMember: &pb.RemoveMember{MemberId: id}}}
+}
+
+// SetLeaderPriorityCmd builds a SetLeaderPriority command.
+func SetLeaderPriorityCmd(id string, priority uint32) *pb.Command {
+	return &pb.Command{Op: &pb.Command_SetLeaderPriority{SetLeaderPriority: &pb.SetLeaderPriority{MemberId: id, Priority: priority}}}
 }
 
 // RegisterCmd builds a RegisterResources command (labels sorted by key).

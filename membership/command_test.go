@@ -16,6 +16,9 @@ func validCommands() []*pb.Command {
 		UpsertMemberCmd(MemberSpec{ID: "n2", PeerAddr: "p2", Capacity: 1000}),
 		MarkSuspectCmd("n1"), MarkDeadCmd("n1"), MarkAliveCmd("n1"), MarkLeftCmd("n1"),
 		SetAppHealthCmd("n1", false), SetDrainCmd("n1", true), RemoveMemberCmd("n1"),
+		SetLeaderPriorityCmd("n1", 0), SetLeaderPriorityCmd("n2", MaxLeaderPriority),
+		UpsertMemberCmd(MemberSpec{ID: "n3", PeerAddr: "p3", LeaderPriority: ptr(uint32(0))}),
+		UpsertMemberCmd(MemberSpec{ID: "n4", PeerAddr: "p4", LeaderPriority: ptr(uint32(MaxLeaderPriority))}),
 		RegisterCmd([]ResourceSpec{{ID: "a", Weight: 1}, {ID: "b", Weight: 1000, Labels: map[string]string{"zone": "x", "app": "y"}}, {ID: "c"}}),
 		DeleteCmd([]string{"a", "b"}),
 		AssignCmd([]Move{{ResourceID: "a", To: "n1"}, {ResourceID: "b", From: "n1", FromEpoch: 7, To: "n2"}}),
@@ -37,6 +40,8 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func ptr[T any](v T) *T { return &v }
 
 func manySpecs(n int) []ResourceSpec {
 	s := make([]ResourceSpec, n)
@@ -83,6 +88,11 @@ func TestValidateRejects(t *testing.T) {
 		{"duplicate delete", DeleteCmd([]string{"a", "a"})},
 		{"assign without target", AssignCmd([]Move{{ResourceID: "a"}})},
 		{"assign twice", AssignCmd([]Move{{ResourceID: "a", To: "n1"}, {ResourceID: "a", To: "n2"}})},
+		{"priority too high", SetLeaderPriorityCmd("n1", MaxLeaderPriority+1)},
+		{"priority without member", SetLeaderPriorityCmd("", 1)},
+		{"priority of an oversized member id", SetLeaderPriorityCmd(strings.Repeat("n", MaxMemberIDLen+1), 1)},
+		{"priority of an unprintable member id", SetLeaderPriorityCmd("n\n1", 1)},
+		{"upsert priority too high", UpsertMemberCmd(MemberSpec{ID: "n1", PeerAddr: "p", LeaderPriority: ptr(uint32(MaxLeaderPriority + 1))})},
 		{"assign bad from", AssignCmd([]Move{{ResourceID: "a", To: "n1", From: strings.Repeat("n", 200)}})},
 	}
 	for _, tc := range tests {

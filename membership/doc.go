@@ -7,13 +7,14 @@
 // FSM implements raft.FSM. Its state holds
 //
 //   - members: id, peer / client / HTTP addresses, voter flag, capacity, state
-//     (alive, suspect, dead, left), application health, draining flag;
+//     (alive, suspect, dead, left), application health, draining flag,
+//     leader priority (0..100);
 //   - resources: id (1..256 bytes), weight (1..1000), labels;
 //   - assignments: resource -> owner and epoch.
 //
 // Every change is a versioned protobuf Command (proto/membershippb) in the
 // raft log: UpsertMember, MarkSuspect, MarkDead, MarkAlive, MarkLeft,
-// SetAppHealth, SetDrain, RemoveMember, RegisterResources and DeleteResources
+// SetAppHealth, SetDrain, SetLeaderPriority, RemoveMember, RegisterResources and DeleteResources
 // (batches of up to MaxBatch), and Assign (a batch of moves). DecodeCommand
 // rejects unknown versions, malformed bytes and out-of-limit fields with an
 // error and never panics (FuzzDecodeCommand); the limits are constants, so

@@ -95,6 +95,16 @@ func (f *FSM) WaitRevision(ctx context.Context, rev uint64) error {
 	}
 }
 
+// Changed returns the current revision and a channel that is closed at the
+// next apply or restore (a rejected command too: it moves the revision).
+// Watchers select on it beside their other events; after it fires they read
+// the state again and call Changed anew. It never blocks the FSM.
+func (f *FSM) Changed() (uint64, <-chan struct{}) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.st.revision, f.notify
+}
+
 // WaitFor blocks until cond holds for the state, evaluating it now and after
 // every apply or restore, or until ctx ends (returning ctx.Err()). cond runs
 // under the FSM's read lock: keep it short, do not call FSM methods from it.

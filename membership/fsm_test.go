@@ -65,6 +65,51 @@ func TestFSMMemberLifecycle(t *testing.T) {
 	}
 }
 
+// TestFSMLeaderPriority: SetLeaderPriority sets the priority of a known
+// member (an event, a member change), repeats change nothing, an unknown
+// member is rejected; UpsertMember keeps the priority unless it carries one.
+func TestFSMLeaderPriority(t *testing.T) {
+	f := newTestFSM(t)
+	f.ok(UpsertMemberCmd(MemberSpec{ID: "n1", PeerAddr: "p1"}))
+	if p := f.member("n1").LeaderPriority; p != 0 {
+		t.Fatalf("new member's priority %d, want 0", p)
+	}
+	from := f.Revision()
+	res := f.ok(SetLeaderPriorityCmd("n1", 40))
+	if res.Changed != 1 || f.member("n1").LeaderPriority != 40 {
+		t.Fatalf("set priority: %+v, member %+v", res, f.member("n1"))
+	}
+	var mrev uint64
+	f.Read(func(s *State) { mrev = s.MemberRevision() })
+	if mrev != res.Revision {
+		t.Errorf("member revision %d, want %d (a priority change is a member change)", mrev, res.Revision)
+	}
+	evs, err := f.Changes(from, 10)
+	if err != nil || len(evs) != 1 || evs[0].Kind != EventMember || evs[0].Member.LeaderPriority != 40 {
+		t.Fatalf("events after a priority change: %+v %v", evs, err)
+	}
+	if res := f.ok(SetLeaderPriorityCmd("n1", 40)); res.Changed != 0 {
+		t.Errorf("repeat changed %d", res.Changed)
+	}
+	if err := f.rejected(SetLeaderPriorityCmd("nX", 1)); !errors.Is(err, ErrUnknownMember) {
+		t.Errorf("unknown member: %v", err)
+	}
+	// A re-registration without a priority keeps it; with one, sets it.
+	if res := f.ok(UpsertMemberCmd(MemberSpec{ID: "n1", PeerAddr: "p1"})); res.Changed != 0 || f.member("n1").LeaderPriority != 40 {
+		t.Errorf("upsert without priority: %+v, member %+v", res, f.member("n1"))
+	}
+	p := uint32(90)
+	if res := f.ok(UpsertMemberCmd(MemberSpec{ID: "n1", PeerAddr: "p1", LeaderPriority: &p})); res.Changed != 1 || f.member("n1").LeaderPriority != 90 {
+		t.Errorf("upsert with priority: %+v, member %+v", res, f.member("n1"))
+	}
+	p = 0
+	f.ok(UpsertMemberCmd(MemberSpec{ID: "n2", PeerAddr: "p2", LeaderPriority: &p}))
+	if m := f.member("n2"); m.LeaderPriority != 0 {
+		t.Errorf("new member with priority 0: %+v", m)
+	}
+	f.check()
+}
+
 func (f *testFSM) member(id string) Member {
 	f.t.Helper()
 	var m Member
@@ -305,5 +350,33 @@ func TestChangeFeedCompaction(t *testing.T) {
 	}
 	if _, err := NewFSM(Config{FeedCapacity: 10}); !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("small feed accepted: %v", err)
+	}
+}
+
+// TestChanged: the channel from Changed closes at the next apply (a
+// rejected command too) and not before.
+func TestChanged(t *testing.T) {
+	f := newTestFSM(t)
+	rev, ch := f.Changed()
+	select {
+	case <-ch:
+		t.Fatal("closed before any apply")
+	default:
+	}
+	f.ok(UpsertMemberCmd(MemberSpec{ID: "n1", PeerAddr: "p1"}))
+	select {
+	case <-ch:
+	default:
+		t.Fatal("not closed after an apply")
+	}
+	rev2, ch2 := f.Changed()
+	if rev2 <= rev {
+		t.Fatalf("revision %d after %d", rev2, rev)
+	}
+	_ = f.rejected(SetLeaderPriorityCmd("nX", 1))
+	select {
+	case <-ch2:
+	default:
+		t.Fatal("not closed after a rejected command")
 	}
 }

@@ -98,6 +98,7 @@ func memberToPB(m *Member) *pb.Member {
 		Id: m.ID, PeerAddress: m.PeerAddr, ClientAddress: m.ClientAddr, HttpAddress: m.HTTPAddr,
 		Voter: m.Voter, Capacity: m.Capacity, State: pb.MemberState(m.State), AppHealthy: m.AppHealthy,
 		Draining: m.Draining, StateRevision: m.StateRevision, JoinRevision: m.JoinRevision,
+		LeaderPriority: m.LeaderPriority,
 	}
 }
 
@@ -165,13 +166,15 @@ func readSnapshot(r io.Reader) (*State, error) {
 		}
 		prev = pm.GetId()
 		s := MemberState(pm.GetState())
-		if pm.GetState() < 1 || pm.GetState() > 4 || pm.GetCapacity() < MinWeight || pm.GetCapacity() > MaxWeight {
-			return nil, snapErr("member %q: state %d capacity %d", pm.GetId(), pm.GetState(), pm.GetCapacity())
+		if pm.GetState() < 1 || pm.GetState() > 4 || pm.GetCapacity() < MinWeight || pm.GetCapacity() > MaxWeight ||
+			pm.GetLeaderPriority() > MaxLeaderPriority {
+			return nil, snapErr("member %q: state %d capacity %d leader priority %d", pm.GetId(), pm.GetState(), pm.GetCapacity(), pm.GetLeaderPriority())
 		}
 		st.members[pm.GetId()] = &Member{
 			ID: pm.GetId(), PeerAddr: pm.GetPeerAddress(), ClientAddr: pm.GetClientAddress(), HTTPAddr: pm.GetHttpAddress(),
 			Voter: pm.GetVoter(), Capacity: pm.GetCapacity(), State: s, AppHealthy: pm.GetAppHealthy(),
 			Draining: pm.GetDraining(), StateRevision: pm.GetStateRevision(), JoinRevision: pm.GetJoinRevision(),
+			LeaderPriority: pm.GetLeaderPriority(),
 		}
 	}
 	want := hdr.GetResourceCount()

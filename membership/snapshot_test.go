@@ -53,6 +53,8 @@ func richState(t *testing.T, resources int) *testFSM {
 	f.ok(MarkSuspectCmd("n3"))
 	f.ok(SetDrainCmd("n4", true))
 	f.ok(SetAppHealthCmd("n5", false))
+	f.ok(SetLeaderPriorityCmd("n1", 70))
+	f.ok(SetLeaderPriorityCmd("big", MaxLeaderPriority))
 	f.ok(MarkLeftCmd("big"))
 	return f
 }
@@ -74,6 +76,9 @@ func TestSnapshotRestoreByteForByte(t *testing.T) {
 	v1, v2 := f.View(), g.View()
 	if fmt.Sprint(v1) != fmt.Sprint(v2) {
 		t.Fatal("restored view differs")
+	}
+	if p1, p2 := g.member("n1").LeaderPriority, g.member("big").LeaderPriority; p1 != 70 || p2 != MaxLeaderPriority {
+		t.Fatalf("restored leader priorities %d, %d; want 70, %d", p1, p2, MaxLeaderPriority)
 	}
 	g.check()
 	// The feed restarts at the snapshot: older readers must re-list.
@@ -177,6 +182,10 @@ func TestRestoreRejectsCorruptSnapshots(t *testing.T) {
 			f[0].GetHeader().Members[0].State = 7
 			return f
 		})},
+		{"leader priority out of range", mutate(func(f []*pb.SnapshotFrame) []*pb.SnapshotFrame {
+			f[0].GetHeader().Members[0].LeaderPriority = MaxLeaderPriority + 1
+			return f
+		})},
 		{"zero weight", mutate(func(f []*pb.SnapshotFrame) []*pb.SnapshotFrame {
 			f[1].GetResources().Resources[0].Weight = 0
 			return f
@@ -252,7 +261,8 @@ func TestReplicasConverge(t *testing.T) {
 		case k < 7:
 			id := member()
 			emit([]*pb.Command{MarkSuspectCmd(id), MarkDeadCmd(id), MarkAliveCmd(id), MarkLeftCmd(id),
-				SetDrainCmd(id, rng.IntN(2) == 0), SetAppHealthCmd(id, rng.IntN(3) > 0), RemoveMemberCmd(id)}[rng.IntN(7)])
+				SetDrainCmd(id, rng.IntN(2) == 0), SetAppHealthCmd(id, rng.IntN(3) > 0), RemoveMemberCmd(id),
+				SetLeaderPriorityCmd(id, uint32(rng.IntN(MaxLeaderPriority+1)))}[rng.IntN(8)])
 		default: // the leader's plan, as the reconciler would commit it
 			var p PlanResult
 			a.Read(func(s *State) { p = Plan(s, PlanConfig{MaxMovesPerRound: 100, FairShareSlack: 0.1}) })

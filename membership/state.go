@@ -43,6 +43,9 @@ type Member struct {
 	State      MemberState
 	AppHealthy bool // the local application reports healthy
 	Draining   bool // an operator (or a planned stop) asked it to hand off its work
+	// LeaderPriority (0..MaxLeaderPriority): the leader hands leadership to a
+	// healthy voter whose priority is higher than its own.
+	LeaderPriority uint32
 	// StateRevision is the raft index that set State; JoinRevision the index
 	// that first added the member.
 	StateRevision uint64
@@ -108,7 +111,7 @@ func NewState() *State {
 func (s *State) Revision() uint64 { return s.revision }
 
 // MemberRevision is the revision of the last member change (added, removed,
-// state, health, drain, addresses, capacity); after a restore, the
+// state, health, drain, addresses, capacity, leader priority); after a restore, the
 // snapshot's revision. While it stays the same, only unowned resources can
 // need a move (see PlanUnowned).
 func (s *State) MemberRevision() uint64 { return s.memberRev }

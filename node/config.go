@@ -103,6 +103,20 @@ type Config struct {
 	// Push heartbeats need no configuration: once the application calls
 	// Coordinator.AppHeartbeat, a lapsed TTL makes it unhealthy.
 
+	// LeaderPriority, when not nil, is this node's leader priority
+	// (0..membership.MaxLeaderPriority), sent with its registration at every
+	// start: it overrides a priority set through the API meanwhile. nil
+	// keeps the registered one (0 for a new member). The leader hands
+	// leadership to a healthy, caught-up voter with a higher priority than
+	// its own (see PriorityHoldoff); equal priorities never move it.
+	LeaderPriority *uint32
+	// PriorityHoldoff is how long a higher-priority voter must have been
+	// continuously alive, healthy, not draining and answering heartbeats
+	// before the leader hands it leadership: a flapping node does not
+	// bounce leadership. Longer is steadier, shorter moves sooner. Default
+	// 3s; at least 100ms.
+	PriorityHoldoff time.Duration
+
 	// JoinRetryMax caps the backoff between join attempts. Default 2s.
 	JoinRetryMax time.Duration
 	// ShutdownTimeout bounds Run's graceful Shutdown after its context ends.
@@ -152,6 +166,7 @@ func DefaultConfig() Config {
 		Membership:        membership.DefaultConfig(),
 		Reconciler:        membership.DefaultReconcilerConfig(),
 		DrainTimeout:      5 * time.Second,
+		PriorityHoldoff:   3 * time.Second,
 		AppHealthInterval: time.Second,
 		LogFormat:         "text",
 		LogLevel:          "info",
@@ -180,6 +195,10 @@ func (c Config) Validate() error {
 		return invalid("JoinRetryMax, ShutdownTimeout and DrainTimeout may not be negative")
 	case c.ShutdownTimeout > 0 && c.DrainTimeout >= c.ShutdownTimeout:
 		return invalid("DrainTimeout %v must be below ShutdownTimeout %v", c.DrainTimeout, c.ShutdownTimeout)
+	case c.LeaderPriority != nil && *c.LeaderPriority > membership.MaxLeaderPriority:
+		return invalid("LeaderPriority %d: want 0..%d", *c.LeaderPriority, membership.MaxLeaderPriority)
+	case c.PriorityHoldoff != 0 && c.PriorityHoldoff < 100*time.Millisecond:
+		return invalid("PriorityHoldoff %v: at least 100ms (0: the default)", c.PriorityHoldoff)
 	case c.AppHealthURL != "" && c.AppHealthInterval < 50*time.Millisecond:
 		return invalid("AppHealthInterval %v: at least 50ms", c.AppHealthInterval)
 	}

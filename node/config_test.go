@@ -54,6 +54,11 @@ func TestConfigValidate(t *testing.T) {
 			c.PeerAddr, c.AdvertisePeerAddr, c.AppHealthURL = "0.0.0.0:7400", "10.1.2.3:7400", "http://10.1.2.3:8080/health"
 		}, ""},
 		{"small feed", func(c *Config) { c.Membership.FeedCapacity = 10 }, "Membership"},
+		{"leader priority", func(c *Config) { p := uint32(100); c.LeaderPriority = &p }, ""},
+		{"leader priority too high", func(c *Config) { p := uint32(101); c.LeaderPriority = &p }, "LeaderPriority"},
+		{"short priority holdoff", func(c *Config) { c.PriorityHoldoff = time.Millisecond }, "PriorityHoldoff"},
+		{"negative priority holdoff", func(c *Config) { c.PriorityHoldoff = -time.Second }, "PriorityHoldoff"},
+		{"default priority holdoff", func(c *Config) { c.PriorityHoldoff = 0 }, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -27,10 +27,14 @@ type Status struct {
 	Voter        bool       `json:"voter"`
 }
 
-// LeaderRef names a leader; both fields are empty when none is known.
+// LeaderRef names a leader; ID and Address are empty when none is known.
+// ClientAddress and HTTPAddress are filled where the source knows them
+// (GET /v1/leader, for one), once the leader has registered them.
 type LeaderRef struct {
-	ID      string `json:"id"`
-	Address string `json:"address"`
+	ID            string `json:"id"`
+	Address       string `json:"address"` // peer address
+	ClientAddress string `json:"client_address,omitempty"`
+	HTTPAddress   string `json:"http_address,omitempty"`
 }
 
 // Member is one node as served on GET /v1/members: its place in the raft
@@ -47,6 +51,9 @@ type Member struct {
 	Suffrage    string     `json:"suffrage"` // voter, nonvoter, staging; "" when not in the raft configuration
 	IsLeader    bool       `json:"is_leader"`
 	LastContact *time.Time `json:"last_contact"` // leader's view; null if unknown
+	// LeaderPriority: a healthy voter with a higher priority than the
+	// leader's is handed leadership (0..100).
+	LeaderPriority uint32 `json:"leader_priority"`
 }
 
 // Addresses are a member's three addresses.
@@ -65,7 +72,8 @@ func (n *Node) Status() Status {
 func StatusFromProto(p *heartbeatpb.StatusResponse) Status {
 	s := Status{
 		ID: p.GetId(), State: p.GetState(), Term: p.GetTerm(),
-		Leader:       LeaderRef{ID: p.GetLeader().GetId(), Address: p.GetLeader().GetAddress()},
+		Leader: LeaderRef{ID: p.GetLeader().GetId(), Address: p.GetLeader().GetAddress(),
+			ClientAddress: p.GetLeader().GetClientAddress(), HTTPAddress: p.GetLeader().GetHttpAddress()},
 		FencingToken: p.GetFencingToken(), IsLeader: p.GetIsLeader(),
 		CommitIndex: p.GetCommitIndex(), AppliedIndex: p.GetAppliedIndex(),
 		ClusterID: p.GetClusterId(), Voter: p.GetVoter(),
@@ -93,7 +101,8 @@ func MembersFromProto(ms []*heartbeatpb.Member) []Member {
 			Owned:     m.GetOwned(),
 			Addresses: Addresses{Peer: m.GetAddress(), Client: m.GetClientAddress(), HTTP: m.GetHttpAddress()},
 			Address:   m.GetAddress(), Suffrage: m.GetSuffrage(), IsLeader: m.GetIsLeader(),
-			LastContact: unixNano(m.GetLastContactUnixNano()),
+			LastContact:    unixNano(m.GetLastContactUnixNano()),
+			LeaderPriority: m.GetLeaderPriority(),
 		})
 	}
 	return out
@@ -113,7 +122,9 @@ type route map[string]http.HandlerFunc
 // httpHandler serves the node's HTTP surface. Unknown paths get a 404 and
 // methods a path does not serve a 405, both with a JSON error body.
 // /v1/resources/{id} takes the (path-escaped) resource id as the rest of
-// the path.
+// the path; /v1/members/{id} and /v1/members/{id}/priority a member id.
+// The leadership and cluster-change endpoints are in http_cluster.go, the
+// server-sent-event watches in http_watch.go.
 func (n *Node) httpHandler() http.Handler {
 	metrics := promhttp.HandlerFor(n.registry, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 	get := func(h http.HandlerFunc) route { return route{http.MethodGet: h, http.MethodHead: h} }
@@ -122,8 +133,10 @@ func (n *Node) httpHandler() http.Handler {
 		"/readyz":     get(n.handleReadyz),
 		"/metrics":    get(metrics.ServeHTTP),
 		"/v1/status":  get(n.handleStatus),
-		"/v1/members": get(n.handleMembers),
+		"/v1/members": {http.MethodGet: n.handleMembers, http.MethodHead: n.handleMembers, http.MethodPost: n.handleJoin},
 	}
+	n.clusterRoutes(routes)
+	n.watchRoutes(routes)
 	if n.mfsm != nil {
 		routes["/v1/resources"] = route{http.MethodGet: n.handleListResources, http.MethodPost: n.handleRegisterBatch}
 		routes["/v1/assignments"] = get(n.handleAssignments)
@@ -136,6 +149,9 @@ func (n *Node) httpHandler() http.Handler {
 		rt, ok := routes[r.URL.Path]
 		if !ok && n.mfsm != nil && strings.HasPrefix(r.URL.Path, resourcePrefix) {
 			rt, ok = resource, true
+		}
+		if !ok && strings.HasPrefix(r.URL.Path, memberPrefix) {
+			rt, ok = memberRoute(n, r)
 		}
 		if !ok {
 			writeJSONError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)

@@ -70,15 +70,17 @@ func (n *Node) lastReplies() map[string]time.Time {
 	return out
 }
 
-// startMembership starts the reconciler, the self-registration and the
-// application-health loops, all owned by the node's WaitGroup and ended by
-// bgCancel (the reconciler by recCancel, which Shutdown calls later so that
-// a draining leader still moves its own resources).
+// startMembership starts the reconciler, the leader-priority loop, the
+// self-registration and the application-health loops, all owned by the
+// node's WaitGroup and ended by bgCancel (the reconciler by recCancel, which
+// Shutdown calls later so that a draining leader still moves its own
+// resources).
 func (n *Node) startMembership() {
 	rctx, cancel := context.WithCancel(context.Background())
 	n.recCancel = cancel
-	n.wg.Add(3)
+	n.wg.Add(4)
 	go func() { defer n.wg.Done(); _ = n.rec.Run(rctx) }()
+	go func() { defer n.wg.Done(); n.priorityLoop(n.bgCtx) }()
 	go func() { defer n.wg.Done(); n.registerLoop(n.bgCtx) }()
 	go func() { defer n.wg.Done(); n.app.run(n.bgCtx) }()
 	if n.app.url != "" {
@@ -91,7 +93,8 @@ func (n *Node) startMembership() {
 // configuration holds it (the detector keys heartbeats by it), its dialable
 // client and HTTP addresses, and its suffrage.
 func (n *Node) selfSpec() (membership.MemberSpec, bool) {
-	spec := membership.MemberSpec{ID: n.cfg.ID, ClientAddr: n.advertised(n.ClientAddr()), HTTPAddr: n.advertised(n.HTTPAddr())}
+	spec := membership.MemberSpec{ID: n.cfg.ID, ClientAddr: n.advertised(n.ClientAddr()), HTTPAddr: n.advertised(n.HTTPAddr()),
+		LeaderPriority: n.cfg.LeaderPriority}
 	ms, err := n.el.Members()
 	if err != nil {
 		return spec, false
@@ -185,7 +188,8 @@ func (n *Node) selfMember() (membership.Member, bool) {
 // leave is the membership part of a planned stop: drain this node (its
 // resources move to live members), wait until it owns nothing (bounded by
 // Config.DrainTimeout and ctx; at once when no other member can take work),
-// then record it as left. A node that never registered has nothing to do.
+// then record it as left. A node that never registered, or already left,
+// has nothing to do. Failures are logged: the stop goes on.
 func (n *Node) leave(ctx context.Context) {
 	if n.mfsm == nil {
 		return
@@ -199,6 +203,20 @@ func (n *Node) leave(ctx context.Context) {
 		n.log.Warn("no leader known: stopping without draining")
 		return
 	}
+	if err := n.drain(ctx); err != nil {
+		n.log.Warn("drain before stop failed", "error", err)
+	}
+	if err := n.markLeft(ctx); err != nil {
+		n.log.Warn("could not record the departure (the leader will declare this node dead instead)", "error", err)
+	}
+}
+
+// drain commits SetDrain for this node and waits until it owns nothing
+// (bounded by Config.DrainTimeout and ctx; at once when no other member can
+// take work). It returns the drain command's error; a drain that did not
+// finish in time is logged, not an error: the departure goes on and the
+// leader moves what is left once the node is recorded left.
+func (n *Node) drain(ctx context.Context) error {
 	dctx, cancel := context.WithTimeout(ctx, n.cfg.DrainTimeout)
 	defer cancel()
 	start := time.Now()
@@ -206,7 +224,7 @@ func (n *Node) leave(ctx context.Context) {
 		_, err := n.Commit(actx, membership.SetDrainCmd(n.cfg.ID, true))
 		return err
 	}); err != nil {
-		n.log.Warn("drain before stop failed", "error", err)
+		return err
 	}
 	err := n.mfsm.WaitFor(dctx, func(s *membership.State) bool {
 		if s.NumOwned(n.cfg.ID) == 0 {
@@ -224,16 +242,18 @@ func (n *Node) leave(ctx context.Context) {
 	} else {
 		n.log.Info("drained", "took", time.Since(start))
 	}
-	// MarkLeft gets its own bound: a drain that used the whole timeout
-	// still records the departure.
+	return nil
+}
+
+// markLeft records this node as left. It gets its own bound (leaveTimeout):
+// a drain that used the whole DrainTimeout still records the departure.
+func (n *Node) markLeft(ctx context.Context) error {
 	lctx, lcancel := context.WithTimeout(ctx, leaveTimeout)
 	defer lcancel()
-	if err := n.retry(lctx, "leave", func(actx context.Context) error {
+	return n.retry(lctx, "leave", func(actx context.Context) error {
 		_, err := n.Commit(actx, membership.MarkLeftCmd(n.cfg.ID))
 		return err
-	}); err != nil {
-		n.log.Warn("could not record the departure (the leader will declare this node dead instead)", "error", err)
-	}
+	})
 }
 
 func (n *Node) numOwned(id string) int {

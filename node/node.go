@@ -52,6 +52,14 @@ type Node struct {
 	ready readiness
 
 	recCancel context.CancelFunc // ends the reconciler (after the drain of a planned stop)
+	admin     *api.Admin         // ClusterAdmin on the peer port; Leave removes this node through it
+
+	ackFresh          time.Duration      // a peer whose last heartbeat reply is older is not caught up (priority loop)
+	priorityTransfers prometheus.Counter // leadership hand-offs to a voter of higher priority
+
+	leaving  atomic.Bool   // a Leave runs or has finished
+	left     chan struct{} // closed once Leave took the node out of the cluster; Run stops on it
+	leftOnce sync.Once
 
 	health     *health.Server
 	grpcServer *grpc.Server
@@ -79,7 +87,7 @@ func New(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	base := cfg.newLogger()
-	n := &Node{cfg: cfg, log: base.With("node", cfg.ID), base: base, fatal: make(chan error, 1)}
+	n := &Node{cfg: cfg, log: base.With("node", cfg.ID), base: base, fatal: make(chan error, 1), left: make(chan struct{})}
 	fsm := cfg.FSM
 	switch f := cfg.FSM.(type) {
 	case nil:
@@ -99,6 +107,9 @@ func New(cfg Config) (_ *Node, err error) {
 	}
 	if cfg.AppHealthInterval == 0 {
 		n.cfg.AppHealthInterval = DefaultConfig().AppHealthInterval
+	}
+	if cfg.PriorityHoldoff == 0 {
+		n.cfg.PriorityHoldoff = DefaultConfig().PriorityHoldoff
 	}
 	n.app = newAppHealth(n)
 	n.bgCtx, n.bgCancel = context.WithCancel(context.Background())
@@ -138,6 +149,7 @@ func New(cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
+	n.admin = admin
 	tcfg := transport.DefaultConfig()
 	tcfg.ID = raft.ServerID(cfg.ID)
 	tcfg.BindAddr = cfg.PeerAddr
@@ -160,6 +172,7 @@ func New(cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	n.ackFresh = ecfg.HeartbeatTimeout
 	if n.el, err = election.New(ecfg, n.tr, fsm); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
@@ -169,6 +182,7 @@ func New(cfg Config) (_ *Node, err error) {
 	ccfg := api.DefaultCoordinatorConfig()
 	ccfg.ID, ccfg.ClusterID, ccfg.Election = cfg.ID, cfg.ClusterID, n.el
 	ccfg.LastContact = n.lastContact
+	ccfg.Admin, ccfg.Leave = admin, n.Leave
 	ccfg.Logger = n.log.Named("coordinator")
 	if n.mfsm != nil {
 		ccfg.Membership, ccfg.Applier, ccfg.AppHeartbeat = n.mfsm, n.el, n.app.push
@@ -181,6 +195,8 @@ func New(cfg Config) (_ *Node, err error) {
 			return nil, err
 		}
 		n.registry.MustRegister(newMembershipCollector(n))
+		n.priorityTransfers = newPriorityTransfers()
+		n.registry.MustRegister(n.priorityTransfers)
 	}
 
 	n.health = health.NewServer()
@@ -409,14 +425,17 @@ func (n *Node) Close() error {
 	return n.stopErr
 }
 
-// Run blocks until ctx ends or the node fails (a serve loop died, the join
-// was refused), then shuts the node down gracefully within
-// Config.ShutdownTimeout. It returns the failure, if any, joined with the
-// shutdown's error; nil after a clean stop.
+// Run blocks until ctx ends, the node fails (a serve loop died, the join
+// was refused) or the node left the cluster (Leave: see Left), then shuts
+// the node down gracefully within Config.ShutdownTimeout. It returns the
+// failure, if any, joined with the shutdown's error; nil after a clean stop
+// and after a Leave.
 func (n *Node) Run(ctx context.Context) error {
 	var failure error
 	select {
 	case <-ctx.Done():
+	case <-n.left:
+		n.log.Info("left the cluster: stopping")
 	case failure = <-n.fatal:
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)

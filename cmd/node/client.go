@@ -41,6 +41,16 @@ func clientUsage(cmd, what string) string {
 
 // parseClient defines the common client flags (plus extra ones) and parses.
 func parseClient(cmd, what string, args []string, getenv env, stdout io.Writer, extra func(*flag.FlagSet)) (clientFlags, error) {
+	c, pos, err := parseClientArgs(cmd, clientUsage(cmd, what), args, getenv, stdout, extra)
+	if err == nil && len(pos) > 0 {
+		err = usageErrorf("unexpected argument %q (flags start with --)", pos[0])
+	}
+	return c, err
+}
+
+// parseClientArgs is parseClient for a command with positional arguments
+// (returned in order) and a usage text of its own.
+func parseClientArgs(cmd, usage string, args []string, getenv env, stdout io.Writer, extra func(*flag.FlagSet)) (clientFlags, []string, error) {
 	var c clientFlags
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:7401", "client gRPC address of the node to ask")
@@ -57,16 +67,25 @@ func parseClient(cmd, what string, args []string, getenv env, stdout io.Writer, 
 			}
 		})
 	}
-	if err := parseFlags(fs, args, getenv, stdout, clientUsage(cmd, what), noEnv...); err != nil {
-		return c, err
+	pos, err := parseFlagsArgs(fs, args, getenv, stdout, usage, noEnv...)
+	if err != nil {
+		return c, nil, err
 	}
 	if c.addr == "" {
-		return c, usageErrorf("--addr is empty")
+		return c, nil, usageErrorf("--addr is empty")
 	}
 	if c.timeout <= 0 {
-		return c, usageErrorf("--timeout must be positive")
+		return c, nil, usageErrorf("--timeout must be positive")
 	}
-	return c, nil
+	return c, pos, nil
+}
+
+// defaultTimeout changes the default of --timeout, for a command whose call
+// takes longer than a read (call it from parseClient's extra).
+func defaultTimeout(fs *flag.FlagSet, d time.Duration) {
+	f := fs.Lookup("timeout")
+	_ = f.Value.Set(d.String())
+	f.DefValue = d.String()
 }
 
 // dial opens a client connection (lazily: errors show on the first call).
@@ -120,27 +139,81 @@ func leaderString(id, addr string) string {
 }
 
 func cmdMembers(ctx context.Context, args []string, stdout, _ io.Writer, getenv env) error {
-	c, err := parseClient("members", "Lists the members as the node knows them: membership state (alive, suspect, dead,\nleft), raft suffrage, leader, application health, drain, resources owned.", args, getenv, stdout, nil)
+	var watch bool
+	c, err := parseClient("members", "Lists the members as the node knows them: membership state (alive, suspect, dead,\n"+
+		"left), raft suffrage, leader, application health, drain, resources owned, leader\n"+
+		"priority. --watch prints the list again after every change until Ctrl-C\n"+
+		"(--json: one JSON object {revision, fell_behind, members} per line).", args, getenv, stdout,
+		func(fs *flag.FlagSet) {
+			fs.BoolVar(&watch, "watch", false, "print the list again after every change until interrupted")
+		})
 	if err != nil {
 		return err
 	}
+	if watch {
+		return watchMembers(ctx, c, stdout)
+	}
+	var ms []node.Member
+	err = withClient(ctx, c, func(ctx context.Context, cl heartbeatpb.CoordinatorClient) error {
+		resp, err := cl.Members(ctx, &heartbeatpb.MembersRequest{})
+		if err != nil {
+			return fmt.Errorf("members from %s: %w", c.addr, err)
+		}
+		ms = node.MembersFromProto(resp.GetMembers())
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return printJSON(stdout, ms)
+	}
+	return printMembers(stdout, ms)
+}
+
+// watchMembers prints the member list at every change until ctx ends (a
+// normal end) or the stream fails.
+func watchMembers(ctx context.Context, c clientFlags, stdout io.Writer) error {
 	conn, err := dial(c.addr)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	resp, err := heartbeatpb.NewCoordinatorClient(conn).Members(ctx, &heartbeatpb.MembersRequest{})
+	stream, err := heartbeatpb.NewCoordinatorClient(conn).WatchMembers(ctx, &heartbeatpb.WatchMembersRequest{})
 	if err != nil {
 		return fmt.Errorf("members from %s: %w", c.addr, err)
 	}
-	ms := node.MembersFromProto(resp.GetMembers())
-	if c.json {
-		return printJSON(stdout, ms)
+	for {
+		ev, err := stream.Recv()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil // interrupted: a normal end of --watch
+			}
+			return fmt.Errorf("members from %s: %w", c.addr, err)
+		}
+		info := node.MembersInfo{Revision: ev.GetRevision(), FellBehind: ev.GetFellBehind(), Members: node.MembersFromProto(ev.GetMembers())}
+		if c.json {
+			if err := printJSONLine(stdout, info); err != nil {
+				return err
+			}
+			continue
+		}
+		head := fmt.Sprintf("%s  revision %d", time.Now().Format("15:04:05.000"), info.Revision)
+		if info.FellBehind {
+			head += "  (fell behind: changes skipped)"
+		}
+		fmt.Fprintln(stdout, head)
+		if err := printMembers(stdout, info.Members); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout)
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATE\tSUFFRAGE\tLEADER\tAPP\tDRAINING\tOWNED\tADDRESS\tLAST CONTACT")
+}
+
+// printMembers prints members as a table.
+func printMembers(w io.Writer, ms []node.Member) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATE\tSUFFRAGE\tLEADER\tAPP\tDRAINING\tOWNED\tPRIORITY\tADDRESS\tLAST CONTACT")
 	for _, m := range ms {
 		contact := "-"
 		if m.LastContact != nil {
@@ -154,8 +227,8 @@ func cmdMembers(ctx context.Context, args []string, stdout, _ io.Writer, getenv 
 		if !m.AppHealthy {
 			app = "unhealthy"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%v\t%d\t%s\t%s\n", m.ID, dash(m.State), dash(m.Suffrage), leader, app,
-			m.Draining, m.Owned, m.Address, contact)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%v\t%d\t%d\t%s\t%s\n", m.ID, dash(m.State), dash(m.Suffrage), leader, app,
+			m.Draining, m.Owned, m.LeaderPriority, m.Address, contact)
 	}
 	return tw.Flush()
 }
@@ -168,79 +241,51 @@ func dash(s string) string {
 	return s
 }
 
-// leaderJSON is the JSON form of a leader event.
-type leaderJSON struct {
-	Leader       node.LeaderRef `json:"leader"`
-	Term         uint64         `json:"term"`
-	FencingToken uint64         `json:"fencing_token"`
-	IsSelf       bool           `json:"is_self"`
-	LeaseUntil   *time.Time     `json:"lease_until"`
-	FellBehind   bool           `json:"fell_behind"`
-	Observed     *time.Time     `json:"observed"`
-}
-
-func toLeaderJSON(ev *heartbeatpb.LeaderEvent) leaderJSON {
-	return leaderJSON{
-		Leader:       node.LeaderRef{ID: ev.GetLeader().GetId(), Address: ev.GetLeader().GetAddress()},
-		Term:         ev.GetTerm(),
-		FencingToken: ev.GetFencingToken(),
-		IsSelf:       ev.GetIsSelf(),
-		LeaseUntil:   unixNano(ev.GetLeaseUntilUnixNano()),
-		FellBehind:   ev.GetFellBehind(),
-		Observed:     unixNano(ev.GetObservedUnixNano()),
-	}
-}
-
-func unixNano(ns int64) *time.Time {
-	if ns == 0 {
-		return nil
-	}
-	t := time.Unix(0, ns).UTC()
-	return &t
-}
-
 func cmdLeader(ctx context.Context, args []string, stdout, _ io.Writer, getenv env) error {
 	var watch bool
-	c, err := parseClient("leader", "Prints the leader the node knows; --watch streams every change until Ctrl-C.",
+	c, err := parseClient("leader", "Prints the leader the node knows (id, peer, client and HTTP addresses, term, fencing\ntoken); --watch streams every change until Ctrl-C (--json: one object per line).",
 		args, getenv, stdout, func(fs *flag.FlagSet) {
 			fs.BoolVar(&watch, "watch", false, "stream leadership changes until interrupted")
 		})
 	if err != nil {
 		return err
 	}
+	if !watch {
+		return withClient(ctx, c, func(ctx context.Context, cl heartbeatpb.CoordinatorClient) error {
+			ev, err := cl.GetLeader(ctx, &heartbeatpb.GetLeaderRequest{})
+			if err != nil {
+				return fmt.Errorf("leader from %s: %w", c.addr, err)
+			}
+			if c.json {
+				return printJSON(stdout, node.LeaderInfoFromProto(ev))
+			}
+			printLeaderLine(stdout, ev, false)
+			return nil
+		})
+	}
 	conn, err := dial(c.addr)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if !watch {
-		var tcancel context.CancelFunc
-		sctx, tcancel = context.WithTimeout(sctx, c.timeout)
-		defer tcancel()
-	}
-	stream, err := heartbeatpb.NewCoordinatorClient(conn).WatchLeader(sctx, &heartbeatpb.WatchLeaderRequest{})
+	stream, err := heartbeatpb.NewCoordinatorClient(conn).WatchLeader(ctx, &heartbeatpb.WatchLeaderRequest{})
 	if err != nil {
 		return fmt.Errorf("leader from %s: %w", c.addr, err)
 	}
 	for {
 		ev, err := stream.Recv()
 		if err != nil {
-			if watch && ctx.Err() != nil {
+			if ctx.Err() != nil {
 				return nil // interrupted: a normal end of --watch
 			}
 			return fmt.Errorf("leader from %s: %w", c.addr, err)
 		}
 		if c.json {
-			if err := printJSONLine(stdout, toLeaderJSON(ev)); err != nil {
+			if err := printJSONLine(stdout, node.LeaderInfoFromProto(ev)); err != nil {
 				return err
 			}
 		} else {
-			printLeaderLine(stdout, ev, watch)
-		}
-		if !watch {
-			return nil
+			printLeaderLine(stdout, ev, true)
 		}
 	}
 }
@@ -254,6 +299,12 @@ func printLeaderLine(w io.Writer, ev *heartbeatpb.LeaderEvent, stamp bool) {
 		b.WriteString("leader=(none)")
 	} else {
 		fmt.Fprintf(&b, "leader=%s address=%s", ev.GetLeader().GetId(), ev.GetLeader().GetAddress())
+		if a := ev.GetLeader().GetClientAddress(); a != "" {
+			fmt.Fprintf(&b, " client=%s", a)
+		}
+		if a := ev.GetLeader().GetHttpAddress(); a != "" {
+			fmt.Fprintf(&b, " http=%s", a)
+		}
 	}
 	fmt.Fprintf(&b, " term=%d fencing_token=%d", ev.GetTerm(), ev.GetFencingToken())
 	if ev.GetIsSelf() {
@@ -266,7 +317,7 @@ func printLeaderLine(w io.Writer, ev *heartbeatpb.LeaderEvent, stamp bool) {
 }
 
 func cmdHealth(ctx context.Context, args []string, stdout, _ io.Writer, getenv env) error {
-	c, err := parseClient("health", "Asks the node's gRPC health service; exit 0 if SERVING (the node is ready), else 1.", args, getenv, stdout, nil)
+	c, err := parseClient("health", "Asks the node's gRPC health service; exit 0 if SERVING (the node is ready), else 1.\n--json prints {\"status\", \"serving\"}.", args, getenv, stdout, nil)
 	if err != nil {
 		return err
 	}
@@ -281,7 +332,15 @@ func cmdHealth(ctx context.Context, args []string, stdout, _ io.Writer, getenv e
 	if err != nil {
 		return fmt.Errorf("health of %s: %w", c.addr, err)
 	}
-	fmt.Fprintln(stdout, resp.GetStatus().String())
+	if c.json {
+		err = printJSONLine(stdout, map[string]any{"status": resp.GetStatus().String(),
+			"serving": resp.GetStatus() == healthpb.HealthCheckResponse_SERVING})
+	} else {
+		_, err = fmt.Fprintln(stdout, resp.GetStatus().String())
+	}
+	if err != nil {
+		return err
+	}
 	if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		return errUnhealthy
 	}

@@ -20,6 +20,20 @@ func envName(flagName string) string {
 // line wins. Flags in noEnv have no environment equivalent. Errors are usage
 // errors; --help returns flag.ErrHelp after printing usage to stdout.
 func parseFlags(fs *flag.FlagSet, args []string, getenv env, stdout io.Writer, usage string, noEnv ...string) error {
+	pos, err := parseFlagsArgs(fs, args, getenv, stdout, usage, noEnv...)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageErrorf("unexpected argument %q (flags start with --)", pos[0])
+	}
+	return nil
+}
+
+// parseFlagsArgs is parseFlags for a command that takes positional
+// arguments: it returns them, in order. They may come before, between or
+// after the flags.
+func parseFlagsArgs(fs *flag.FlagSet, args []string, getenv env, stdout io.Writer, usage string, noEnv ...string) ([]string, error) {
 	skip := map[string]bool{}
 	for _, n := range noEnv {
 		skip[n] = true
@@ -37,21 +51,25 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv env, stdout io.Writer, u
 		}
 	})
 	if envErr != nil {
-		return envErr
+		return nil, envErr
 	}
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			printUsage(stdout, fs, usage, skip)
-			return flag.ErrHelp
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				printUsage(stdout, fs, usage, skip)
+				return nil, flag.ErrHelp
+			}
+			return nil, usageErrorf("%v", cleanFlagErr(err))
 		}
-		return usageErrorf("%v", cleanFlagErr(err))
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
 	}
-	if fs.NArg() > 0 {
-		return usageErrorf("unexpected argument %q (flags start with --)", fs.Arg(0))
-	}
-	return nil
 }
 
 // lookup reads an environment variable; an empty value counts as unset.

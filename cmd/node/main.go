@@ -58,6 +58,12 @@ var commands = map[string]func(ctx context.Context, args []string, stdout, stder
 	"assignments": cmdAssignments,
 	"drain":       cmdDrain,
 	"undrain":     cmdUndrain,
+
+	"step-down": cmdStepDown,
+	"transfer":  cmdTransfer,
+	"priority":  cmdPriority,
+	"join":      cmdJoin,
+	"leave":     cmdLeave,
 }
 
 // run dispatches to a subcommand and turns its error into an exit code.
@@ -98,8 +104,10 @@ membership with failure detection, resources that always have one live owner.
 Usage:
   heartbeat [run] [flags]            run a node (the default command)
   heartbeat status  [--addr A]       show a node's view of the cluster
-  heartbeat members [--addr A]       list the members: state (alive, suspect, dead, left),
-                                     suffrage, leader, app health, drain, resources owned
+  heartbeat members [--addr A] [--watch]
+                                     list the members: state (alive, suspect, dead, left),
+                                     suffrage, leader, app health, drain, resources owned,
+                                     leader priority; --watch prints every change
   heartbeat resources list|put ID [--weight N]|delete ID [--addr A]
                                      list resources with owners and epochs, register, delete
   heartbeat assignments [--node ID]  the resources a member owns (default: the node asked)
@@ -107,11 +115,23 @@ Usage:
                                      hand a member's resources off / let it take work again
   heartbeat leader  [--addr A] [--watch]
                                      show the leader; --watch streams changes
+  heartbeat step-down [--addr A]     make the leader hand leadership to another voter
+  heartbeat transfer ID [--addr A]   hand leadership to voter ID
+  heartbeat priority [--node ID] N   set a member's leader priority (0..100); a healthy voter
+                                     with a higher priority than the leader's is handed leadership
+  heartbeat join --id ID --peer-addr A [--nonvoter]
+                                     add a node to the cluster (then start it)
+  heartbeat leave   [--addr A]       make the node at --addr leave the cluster and stop
+  heartbeat remove  --id ID [--addr A | --peer P]
+                                     remove another member (Coordinator at --addr, or the
+                                     peer port --peer)
   heartbeat health  [--addr A]       exit 0 if the node is ready (SERVING)
-  heartbeat remove  --id ID [--peer P]
-                                     remove a member from the cluster (via any member's peer port)
   heartbeat version                  print the version
 
+Every command that asks a node takes --addr (the node's client address,
+default 127.0.0.1:7401, or HEARTBEAT_ADDR) and --timeout; the read commands
+(status, members, leader, resources list, assignments, health) print a table
+by default and JSON with --json.
 Run 'heartbeat <command> --help' for the flags of a command.
 Exit codes: 0 ok, 1 runtime failure, 2 usage error.
 `

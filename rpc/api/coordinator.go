@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -39,6 +40,17 @@ type CoordinatorConfig struct {
 	// AppHeartbeat records a heartbeat of the local application with its
 	// time to live. nil: AppHeartbeat answers Unimplemented.
 	AppHeartbeat func(ttl time.Duration)
+	// Admin serves the Coordinator's Join and Remove: they run (or are
+	// forwarded to the leader's peer port) exactly as ClusterAdmin's. nil:
+	// Join and Remove answer Unimplemented.
+	Admin *Admin
+	// Leave makes this node leave the cluster (drain, hand off leadership,
+	// record it left, take it out of the raft configuration) and returns the
+	// number of resources it handed off, once the departure is committed;
+	// the node stops afterwards, asynchronously. Its error should be a gRPC
+	// status error (FailedPrecondition for a repeat while a leave runs).
+	// nil: Leave answers Unimplemented.
+	Leave func(ctx context.Context) (moved int, err error)
 	// ForwardTimeout bounds a write forwarded to the leader (default 10s, on
 	// top of the caller's deadline).
 	ForwardTimeout time.Duration
@@ -86,6 +98,8 @@ type Coordinator struct {
 
 	connMu sync.Mutex
 	conns  map[string]*grpc.ClientConn // leader client address -> connection; nil once closed
+
+	transferring atomic.Bool // a StepDown or TransferLeadership runs on this (leading) node
 }
 
 // NewCoordinator validates cfg and returns a server.
@@ -134,7 +148,7 @@ func (c *Coordinator) StatusSnapshot() *heartbeatpb.StatusResponse {
 		Id:           c.cfg.ID,
 		State:        l.State,
 		Term:         l.Term,
-		Leader:       &heartbeatpb.Leader{Id: l.LeaderID, Address: l.LeaderAddr},
+		Leader:       c.leaderPB(l),
 		FencingToken: l.FencingToken,
 		IsLeader:     l.IsLeader,
 		ClusterId:    c.cfg.ClusterID,
@@ -175,6 +189,15 @@ func (c *Coordinator) Members(ctx context.Context, _ *heartbeatpb.MembersRequest
 // left, is listed from its record alone). The HTTP /v1/members endpoint
 // serves the same list.
 func (c *Coordinator) MembersSnapshot() ([]*heartbeatpb.Member, error) {
+	out, err := c.raftMembers()
+	if err != nil {
+		return nil, err
+	}
+	return mergeMembers(out, c.cfg.Membership), nil
+}
+
+// raftMembers lists the raft configuration with last contacts.
+func (c *Coordinator) raftMembers() ([]*heartbeatpb.Member, error) {
 	ms, err := c.cfg.Election.Members()
 	if err != nil {
 		return nil, err
@@ -194,7 +217,7 @@ func (c *Coordinator) MembersSnapshot() ([]*heartbeatpb.Member, error) {
 		}
 		out = append(out, pm)
 	}
-	return mergeMembers(out, c.cfg.Membership), nil
+	return out, nil
 }
 
 // WatchLeader sends the current leadership first, then every change, until
@@ -229,7 +252,7 @@ func (c *Coordinator) WatchLeader(_ *heartbeatpb.WatchLeaderRequest, stream grpc
 		last = c.cfg.Election.Leadership()
 	}
 	dropped := w.Dropped()
-	if err := stream.Send(leaderEvent(last, time.Now(), false)); err != nil {
+	if err := stream.Send(c.leaderEventOf(last, time.Now(), false)); err != nil {
 		return err
 	}
 	ctx := stream.Context()
@@ -251,7 +274,7 @@ func (c *Coordinator) WatchLeader(_ *heartbeatpb.WatchLeaderRequest, stream grpc
 				continue
 			}
 			last = l
-			if err := stream.Send(leaderEvent(l, now, fell)); err != nil {
+			if err := stream.Send(c.leaderEventOf(l, now, fell)); err != nil {
 				return err
 			}
 		}
@@ -265,7 +288,15 @@ func sameLeadership(a, b election.Leadership) bool {
 		a.FencingToken == b.FencingToken && a.IsLeader == b.IsLeader
 }
 
-// leaderEvent converts a leadership view into the wire event.
+// leaderEventOf is leaderEvent with the leader's client and HTTP addresses.
+func (c *Coordinator) leaderEventOf(l election.Leadership, observed time.Time, fellBehind bool) *heartbeatpb.LeaderEvent {
+	ev := leaderEvent(l, observed, fellBehind)
+	ev.Leader = c.leaderPB(l)
+	return ev
+}
+
+// leaderEvent converts a leadership view into the wire event (without the
+// leader's client and HTTP addresses: see leaderEventOf).
 func leaderEvent(l election.Leadership, observed time.Time, fellBehind bool) *heartbeatpb.LeaderEvent {
 	ev := &heartbeatpb.LeaderEvent{
 		Leader:           &heartbeatpb.Leader{Id: l.LeaderID, Address: l.LeaderAddr},

@@ -17,9 +17,20 @@ import (
 // serveCoordinator serves a Coordinator for m on a fresh loopback port.
 func serveCoordinator(t *testing.T, m *member) (*Coordinator, heartbeatpb.CoordinatorClient) {
 	t.Helper()
+	c, client, _ := serveCoordinatorWith(t, m, nil)
+	return c, client
+}
+
+// serveCoordinatorWith is serveCoordinator with a config edit; it returns
+// the client address too.
+func serveCoordinatorWith(t *testing.T, m *member, edit func(*CoordinatorConfig)) (*Coordinator, heartbeatpb.CoordinatorClient, string) {
+	t.Helper()
 	cfg := DefaultCoordinatorConfig()
 	cfg.ID, cfg.ClusterID, cfg.Election = m.id, testCluster, m.el
 	cfg.LastContact = func(addr string) time.Time { return m.tr.Acks()[raft.ServerAddress(addr)].RepliedAt }
+	if edit != nil {
+		edit(&cfg)
+	}
 	c, err := NewCoordinator(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -33,7 +44,7 @@ func serveCoordinator(t *testing.T, m *member) (*Coordinator, heartbeatpb.Coordi
 	done := make(chan struct{})
 	go func() { defer close(done); _ = s.Serve(ln) }()
 	t.Cleanup(func() { c.Close(); s.Stop(); <-done })
-	return c, heartbeatpb.NewCoordinatorClient(dial(t, ln.Addr().String()))
+	return c, heartbeatpb.NewCoordinatorClient(dial(t, ln.Addr().String())), ln.Addr().String()
 }
 
 func TestCoordinator(t *testing.T) {

@@ -11,7 +11,15 @@
 //     address (ForwardCommand, which accepts only what the API can write,
 //     never the leader's own decisions); bad input is refused with
 //     InvalidArgument / NotFound before anything is committed, and a batch
-//     is one command, applied whole or not at all.
+//     is one command, applied whole or not at all. Cluster calls too: the
+//     leader with its client and HTTP addresses (GetLeader), a watch of the
+//     full member list, StepDown and TransferLeadership (a follower
+//     forwards them to the leader's client port; the answer comes once the
+//     serving node knows the new leader), leader priorities (a membership
+//     command; the node's leader hands leadership to a healthy voter of
+//     higher priority), Join and Remove (ClusterAdmin's, reached through
+//     CoordinatorConfig.Admin) and Leave of the serving node (the node's
+//     hook, CoordinatorConfig.Leave).
 //   - ClusterAdmin (proto/raftpb), on the peer port beside the raft transport:
 //     how nodes join and leave the cluster. Only the leader can change the raft
 //     configuration, so a follower forwards each call once to the leader it
@@ -27,5 +35,7 @@
 //
 // The leadership stream never slows the node down: it reads an election
 // Watcher, which keeps only the latest state for a slow reader, and tells the
-// reader so with fell_behind=true on the next event it receives.
+// reader so with fell_behind=true on the next event it receives. The member
+// watch works alike: a goroutine of the stream computes the lists and leaves
+// the latest one in a single slot for the sender.
 package api

@@ -87,6 +87,12 @@ func newMember(t *testing.T, id string) *member {
 // start builds the member's election with the given bootstrap list.
 func (m *member) start(t *testing.T, dir string, peers []election.Peer) {
 	t.Helper()
+	m.startWith(t, dir, peers, nopFSM{})
+}
+
+// startWith is start with a state machine.
+func (m *member) startWith(t *testing.T, dir string, peers []election.Peer, fsm raft.FSM) {
+	t.Helper()
 	ec := election.DefaultConfig()
 	ec.ID, ec.ClusterID, ec.DataDir, ec.Bootstrap = m.id, testCluster, filepath.Join(dir, m.id), peers
 	ec.Acks = func() map[raft.ServerAddress]election.Ack {
@@ -101,7 +107,7 @@ func (m *member) start(t *testing.T, dir string, peers []election.Peer) {
 	// in the middle of a check.
 	ec.HeartbeatTimeout, ec.ElectionTimeout, ec.LeaseDuration = 1500*time.Millisecond, 1500*time.Millisecond, 1200*time.Millisecond
 	ec.Logger = hclog.NewNullLogger()
-	el, err := election.New(ec, m.tr, nopFSM{})
+	el, err := election.New(ec, m.tr, fsm)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,6 +127,12 @@ func (m *member) addr() string { return string(m.tr.LocalAddr()) }
 // newCluster starts n members bootstrapped together and waits for a leader.
 func newCluster(t *testing.T, n int) []*member {
 	t.Helper()
+	return newClusterWith(t, n, func(string) raft.FSM { return nopFSM{} })
+}
+
+// newClusterWith is newCluster with a state machine per member id.
+func newClusterWith(t *testing.T, n int, fsmFor func(id string) raft.FSM) []*member {
+	t.Helper()
 	dir := t.TempDir()
 	var ms []*member
 	var peers []election.Peer
@@ -135,7 +147,7 @@ func newCluster(t *testing.T, n int) []*member {
 		}
 	})
 	for _, m := range ms {
-		m.start(t, dir, peers)
+		m.startWith(t, dir, peers, fsmFor(m.id))
 	}
 	waitFor(t, "a leader known to all", func() (bool, string) {
 		var seen string

@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sort"
 	"time"
 
@@ -130,32 +129,15 @@ func (c *Coordinator) forward(ctx context.Context, fsm *membership.FSM, data []b
 	if l.LeaderID == "" || l.LeaderID == c.cfg.ID {
 		return nil, noLeaderStatus("write")
 	}
-	var addr string
-	fsm.Read(func(s *membership.State) {
-		if m, ok := s.Member(l.LeaderID); ok {
-			addr = m.ClientAddr
-		}
-	})
-	if addr == "" {
-		return nil, statusWithReason(codes.Unavailable, ReasonNoLeader, nil,
-			"write: leader %s has not registered its client address yet; retry later", l.LeaderID)
-	}
-	conn, err := c.conn(addr)
+	client, addr, err := c.leaderClient("write", l)
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "forward to leader %s at %s: %v", l.LeaderID, addr, err)
+		return nil, err
 	}
-	fctx, cancel := context.WithTimeout(ctx, c.cfg.ForwardTimeout)
+	fctx, cancel := c.forwardContext(ctx)
 	defer cancel()
-	fctx = OutgoingContext(fctx, c.cfg.ID, c.cfg.ClusterID)
-	fctx = metadata.AppendToOutgoingContext(fctx, MetadataForwarded, c.cfg.ID)
-	resp, err := heartbeatpb.NewCoordinatorClient(conn).ForwardCommand(fctx, &heartbeatpb.ForwardCommandRequest{Command: data})
+	resp, err := client.ForwardCommand(fctx, &heartbeatpb.ForwardCommandRequest{Command: data})
 	if err != nil {
-		if s, ok := status.FromError(err); ok && s.Code() != codes.Unknown {
-			p := s.Proto()
-			p.Message = fmt.Sprintf("forwarded to leader %s at %s: %s", l.LeaderID, addr, p.Message)
-			return nil, status.FromProto(p).Err()
-		}
-		return nil, status.Errorf(codes.Unavailable, "forwarded to leader %s at %s: %v", l.LeaderID, addr, err)
+		return nil, forwardedError(err, l.LeaderID, addr)
 	}
 	return &membership.Result{Revision: resp.GetRevision(), Changed: int(resp.GetChanged()), NotFound: resp.GetNotFound()}, nil
 }
@@ -402,15 +384,25 @@ func (c *Coordinator) AppHeartbeat(ctx context.Context, req *heartbeatpb.AppHear
 // mergeMembers adds the membership records to the raft configuration's
 // members (and lists the members raft no longer knows), sorted by id.
 func mergeMembers(raftMembers []*heartbeatpb.Member, fsm *membership.FSM) []*heartbeatpb.Member {
+	out, _ := mergeMembersAt(raftMembers, fsm)
+	return out
+}
+
+// mergeMembersAt is mergeMembers that also returns the revision of the
+// membership state it read (0 without one).
+func mergeMembersAt(raftMembers []*heartbeatpb.Member, fsm *membership.FSM) ([]*heartbeatpb.Member, uint64) {
 	if fsm == nil {
-		return raftMembers
+		sort.Slice(raftMembers, func(i, j int) bool { return raftMembers[i].GetId() < raftMembers[j].GetId() })
+		return raftMembers, 0
 	}
+	var rev uint64
 	byID := make(map[string]*heartbeatpb.Member, len(raftMembers))
 	for _, m := range raftMembers {
 		byID[m.GetId()] = m
 	}
 	out := raftMembers
 	fsm.Read(func(s *membership.State) {
+		rev = s.Revision()
 		for _, m := range s.Members() {
 			pm, ok := byID[m.ID]
 			if !ok {
@@ -419,9 +411,9 @@ func mergeMembers(raftMembers []*heartbeatpb.Member, fsm *membership.FSM) []*hea
 			}
 			pm.State, pm.Voter, pm.AppHealthy, pm.Draining = m.State.String(), m.Voter, m.AppHealthy, m.Draining
 			pm.ClientAddress, pm.HttpAddress = m.ClientAddr, m.HTTPAddr
-			pm.Owned = uint32(s.NumOwned(m.ID))
+			pm.Owned, pm.LeaderPriority = uint32(s.NumOwned(m.ID)), m.LeaderPriority
 		}
 	})
 	sort.Slice(out, func(i, j int) bool { return out[i].GetId() < out[j].GetId() })
-	return out
+	return out, rev
 }

@@ -46,6 +46,14 @@ func (a *directApplier) Apply(_ context.Context, data []byte) (any, error) {
 
 func serveSolo(t *testing.T) (*membership.FSM, heartbeatpb.CoordinatorClient) {
 	t.Helper()
+	fsm, _, client, _ := serveSoloWith(t, nil)
+	return fsm, client
+}
+
+// serveSoloWith is serveSolo with a config edit; it returns the server and
+// its address too.
+func serveSoloWith(t *testing.T, edit func(*CoordinatorConfig)) (*membership.FSM, *Coordinator, heartbeatpb.CoordinatorClient, string) {
+	t.Helper()
 	fsm, err := membership.NewFSM(membership.Config{FeedCapacity: membership.MaxBatch})
 	if err != nil {
 		t.Fatal(err)
@@ -53,6 +61,9 @@ func serveSolo(t *testing.T) (*membership.FSM, heartbeatpb.CoordinatorClient) {
 	cfg := DefaultCoordinatorConfig()
 	cfg.ID, cfg.ClusterID, cfg.Election = "solo", testCluster, soloElection{}
 	cfg.Membership, cfg.Applier = fsm, &directApplier{fsm: fsm, index: 10} // 0 would mean "from now"
+	if edit != nil {
+		edit(&cfg)
+	}
 	c, err := NewCoordinator(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +77,7 @@ func serveSolo(t *testing.T) (*membership.FSM, heartbeatpb.CoordinatorClient) {
 	done := make(chan struct{})
 	go func() { defer close(done); _ = s.Serve(ln) }()
 	t.Cleanup(func() { c.Close(); s.Stop(); <-done })
-	return fsm, heartbeatpb.NewCoordinatorClient(dial(t, ln.Addr().String()))
+	return fsm, c, heartbeatpb.NewCoordinatorClient(dial(t, ln.Addr().String())), ln.Addr().String()
 }
 
 func register(t *testing.T, c heartbeatpb.CoordinatorClient, prefix string, n int) *heartbeatpb.WriteResponse {

@@ -17,7 +17,11 @@ import (
 // NotLeaderError, Members with election.ErrNoLeader, Watch returns nil.
 type ElectionRef struct{ p atomic.Pointer[election.Node] }
 
-var _ Election = (*ElectionRef)(nil)
+var (
+	_ Election   = (*ElectionRef)(nil)
+	_ Transferer = (*ElectionRef)(nil)
+	_ Transferer = (*election.Node)(nil)
+)
 
 // Set fills in the election; later calls are served by it.
 func (r *ElectionRef) Set(e *election.Node) { r.p.Store(e) }
@@ -58,6 +62,14 @@ func (r *ElectionRef) Join(ctx context.Context, id, addr string, voter bool) err
 func (r *ElectionRef) Remove(ctx context.Context, id string) error {
 	if e := r.p.Load(); e != nil {
 		return e.Remove(ctx, id)
+	}
+	return &election.NotLeaderError{}
+}
+
+// Transfer implements Transferer; a NotLeaderError before Set.
+func (r *ElectionRef) Transfer(ctx context.Context, id string) error {
+	if e := r.p.Load(); e != nil {
+		return e.Transfer(ctx, id)
 	}
 	return &election.NotLeaderError{}
 }

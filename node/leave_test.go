@@ -1,0 +1,169 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/heartbeat-sidecar/heartbeat/membership"
+	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
+)
+
+// TestLeave: the leader of three voters and a non-voter leaves through its
+// Coordinator. Its resources move to the other members before it goes (no
+// resource is ever without an owner in any remaining node's view), another
+// voter leads, it is recorded left and removed from the raft configuration,
+// a second Leave meanwhile is refused, and its Run returns nil.
+func TestLeave(t *testing.T) {
+	c := startMemCluster(t, 3, 1)
+	n := c.leader()
+	c.waitMembers()
+	registerN(t, c.follower(), "r", 60)
+	c.waitSettled(60)
+	owned := n.numOwned(n.ID())
+	if owned == 0 {
+		t.Fatalf("the leader %s owns nothing: the fixture is wrong", n.ID())
+	}
+	runErr := make(chan error, 1)
+	go func() { runErr <- n.Run(context.Background()) }()
+
+	var rest []*Node
+	for _, x := range c.live() {
+		if x != n {
+			rest = append(rest, x)
+		}
+	}
+	stop := make(chan struct{})
+	unowned := make(chan string, 1)
+	sampled := make(chan int, 1)
+	go func() {
+		samples := 0
+		defer func() { sampled <- samples }()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			samples++
+			for _, x := range rest {
+				for _, r := range x.Membership().View().Resources {
+					if r.Owner == "" {
+						select {
+						case unowned <- fmt.Sprintf("%s in %s's view", r.ID, x.ID()):
+						default:
+						}
+					}
+				}
+			}
+		}
+	}()
+
+	client := heartbeatpb.NewCoordinatorClient(dialClient(t, n.ClientAddr()))
+	type result struct {
+		resp *heartbeatpb.LeaveResponse
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := client.Leave(ctxT(t), &heartbeatpb.LeaveRequest{})
+		done <- result{resp, err}
+	}()
+	waitFor(t, "the leave to start", func() (bool, string) { return n.leaving.Load(), "" })
+	if _, err := client.Leave(ctxT(t), &heartbeatpb.LeaveRequest{}); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("second leave while leaving: %v, want FailedPrecondition", err)
+	}
+	var res result
+	select {
+	case res = <-done:
+	case <-time.After(waitTimeout):
+		t.Fatal("leave did not answer")
+	}
+	if res.err != nil {
+		t.Fatalf("leave: %v", res.err)
+	}
+	if res.resp.GetNodeId() != n.ID() || int(res.resp.GetMoved()) != owned {
+		t.Errorf("leave response %v, want node %s and %d moved", res.resp, n.ID(), owned)
+	}
+	select {
+	case err := <-runErr:
+		if err != nil {
+			t.Errorf("Run after leave: %v, want nil", err)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("Run did not return after the leave")
+	}
+	close(stop)
+	if s := <-sampled; s == 0 {
+		t.Error("the owner sampler never ran")
+	}
+	select {
+	case id := <-unowned:
+		t.Errorf("resource %s had no owner during the leave", id)
+	default:
+	}
+
+	next := c.leader()
+	if next == n {
+		t.Fatalf("%s still leads after leaving", n.ID())
+	}
+	waitFor(t, n.ID()+" left and out of every configuration", func() (bool, string) {
+		for _, x := range c.live() {
+			v := x.Membership().View()
+			m, ok := findMember(v, n.ID())
+			if !ok || m.State != membership.StateLeft {
+				return false, fmt.Sprintf("%s sees %+v (%v)", x.ID(), m, ok)
+			}
+			for _, r := range v.Resources {
+				if r.Owner == n.ID() {
+					return false, fmt.Sprintf("%s: %s still owned by %s", x.ID(), r.ID, n.ID())
+				}
+			}
+			ms, err := x.Election().Members()
+			if err != nil {
+				return false, err.Error()
+			}
+			for _, rm := range ms {
+				if rm.ID == n.ID() {
+					return false, fmt.Sprintf("%s still has %s in its configuration", x.ID(), n.ID())
+				}
+			}
+		}
+		return true, ""
+	})
+	// The cluster goes on: a write through the new leader commits.
+	registerN(t, next, "after", 3)
+	c.waitSettled(63)
+}
+
+// TestLeaveRefused: the only voter cannot leave; nothing is applied and the
+// refusal can be repeated (the node is not left "leaving").
+func TestLeaveRefused(t *testing.T) {
+	c := startMemCluster(t, 1, 0)
+	n := c.leader()
+	c.waitMembers()
+	rev := n.Membership().Revision()
+	client := heartbeatpb.NewCoordinatorClient(dialClient(t, n.ClientAddr()))
+	for i := 0; i < 2; i++ {
+		_, err := client.Leave(ctxT(t), &heartbeatpb.LeaveRequest{})
+		if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "only voter") {
+			t.Fatalf("leave %d of the only voter: %v, want FailedPrecondition (only voter)", i+1, err)
+		}
+	}
+	if m, _ := findMember(n.Membership().View(), n.ID()); m.Draining || m.State != membership.StateAlive {
+		t.Errorf("refused leave changed the member: %+v", m)
+	}
+	if got := n.Membership().Revision(); got != rev {
+		t.Errorf("refused leave moved the revision %d -> %d", rev, got)
+	}
+	select {
+	case <-n.Left():
+		t.Error("Left closed after a refused leave")
+	default:
+	}
+}

@@ -1,0 +1,103 @@
+package node
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/heartbeat-sidecar/heartbeat/election"
+	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
+)
+
+const testHoldoff = 500 * time.Millisecond
+
+// startPriorityCluster starts voters n1..n3 with a short PriorityHoldoff;
+// n3 is configured with leader priority 10.
+func startPriorityCluster(t *testing.T) *cluster {
+	addrs := freeAddrs(t, 3)
+	c := &cluster{t: t, dir: t.TempDir(), nodes: map[string]*Node{}, tweak: func(cfg *Config) {
+		memTweak(cfg)
+		cfg.PriorityHoldoff = testHoldoff
+		if cfg.ID == "n3" {
+			p := uint32(10)
+			cfg.LeaderPriority = &p
+		}
+	}}
+	for i := 0; i < 3; i++ {
+		c.peers = append(c.peers, election.Peer{ID: fmt.Sprintf("n%d", i+1), Address: addrs[i], Voter: true})
+	}
+	t.Cleanup(c.stopAll)
+	for _, p := range c.peers {
+		c.start(p.ID)
+	}
+	return c
+}
+
+// holdsLeadership checks, for a few holdoffs, that id keeps leading in the
+// same term (a must-not-happen check: it watches for a while by design).
+func holdsLeadership(t *testing.T, c *cluster, id string) {
+	t.Helper()
+	l := c.leader()
+	if l.ID() != id {
+		t.Fatalf("leader %s, want %s", l.ID(), id)
+	}
+	term := l.Status().Term
+	until := time.Now().Add(4 * testHoldoff)
+	for time.Now().Before(until) {
+		if s := l.Status(); !s.IsLeader && s.Leader.ID != id || s.Term != term {
+			t.Fatalf("%s lost leadership: %+v (term was %d)", id, s, term)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func counterValue(t *testing.T, n *Node) float64 {
+	t.Helper()
+	m := &dto.Metric{}
+	if err := n.priorityTransfers.Write(m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}
+
+// TestLeaderPriority: the voter configured with a higher priority is handed
+// leadership and keeps it; a priority set through the API moves it to
+// another voter; an equal priority moves nothing.
+func TestLeaderPriority(t *testing.T) {
+	c := startPriorityCluster(t)
+	c.waitMembers()
+	waitFor(t, "n3 (priority 10 by config) leads", func() (bool, string) {
+		l := c.leader()
+		return l.ID() == "n3", "leader " + l.ID()
+	})
+	if m, _ := findMember(c.nodes["n1"].Membership().View(), "n3"); m.LeaderPriority != 10 {
+		t.Errorf("n3's registered priority %d, want 10", m.LeaderPriority)
+	}
+	holdsLeadership(t, c, "n3")
+
+	// Through a follower's Coordinator: n1 gets 20 and takes over.
+	client := heartbeatpb.NewCoordinatorClient(dialClient(t, c.nodes["n2"].ClientAddr()))
+	if _, err := client.SetLeaderPriority(ctxT(t), &heartbeatpb.SetLeaderPriorityRequest{NodeId: "n1", Priority: 20}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "n1 (priority 20) leads", func() (bool, string) {
+		l := c.leader()
+		return l.ID() == "n1", "leader " + l.ID()
+	})
+	if v := counterValue(t, c.nodes["n3"]); v < 1 {
+		t.Errorf("n3's priority transfer counter %v, want at least 1", v)
+	}
+	holdsLeadership(t, c, "n1")
+
+	// n2 gets the same priority as the leader: nothing moves.
+	if _, err := client.SetLeaderPriority(ctxT(t), &heartbeatpb.SetLeaderPriorityRequest{NodeId: "n2", Priority: 20}); err != nil {
+		t.Fatal(err)
+	}
+	before := counterValue(t, c.nodes["n1"])
+	holdsLeadership(t, c, "n1")
+	if v := counterValue(t, c.nodes["n1"]); v != before {
+		t.Errorf("n1 transferred on an equal priority (%v -> %v)", before, v)
+	}
+}
