@@ -91,6 +91,26 @@ func TestParseRunConfig(t *testing.T) {
 				t.Errorf("app health: %+v", c.Config)
 			}
 		}},
+		{name: "leader priority", args: []string{"--id", "n1", "--leader-priority", "70", "--priority-holdoff", "2s"},
+			check: func(t *testing.T, c configView) {
+				if c.LeaderPriority == nil || *c.LeaderPriority != 70 || c.PriorityHoldoff != 2*time.Second {
+					t.Errorf("leader priority: %v %v", c.LeaderPriority, c.PriorityHoldoff)
+				}
+			}},
+		{name: "leader priority unset", args: []string{"--id", "n1"},
+			check: func(t *testing.T, c configView) {
+				if c.LeaderPriority != nil {
+					t.Errorf("leader priority set without the flag: %v", *c.LeaderPriority)
+				}
+			}},
+		{name: "leader priority env", env: map[string]string{"HEARTBEAT_ID": "n1", "HEARTBEAT_LEADER_PRIORITY": "5"},
+			check: func(t *testing.T, c configView) {
+				if c.LeaderPriority == nil || *c.LeaderPriority != 5 {
+					t.Errorf("leader priority from the environment: %v", c.LeaderPriority)
+				}
+			}},
+		{name: "leader priority too high", args: []string{"--id", "n1", "--leader-priority", "101"}, wantErr: "--leader-priority 101"},
+		{name: "priority holdoff too short", args: []string{"--id", "n1", "--priority-holdoff", "10ms"}, wantErr: "--priority-holdoff"},
 		{name: "remote app health url", args: []string{"--id", "n1", "--app-health-url", "http://example.com/health"}, wantErr: "--app-health-url"},
 		{name: "drain above shutdown", args: []string{"--id", "n1", "--drain-timeout", "20s"}, wantErr: "--drain-timeout"},
 		{name: "missing id", args: nil, wantErr: "missing --id (or HEARTBEAT_ID)"},

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/heartbeat-sidecar/heartbeat/election"
+	"github.com/heartbeat-sidecar/heartbeat/membership"
 	"github.com/heartbeat-sidecar/heartbeat/node"
 )
 
@@ -40,6 +41,8 @@ type runFlags struct {
 	shutdownTimeout, drainTimeout                                  time.Duration
 	appHealthURL                                                   string
 	appHealthInterval                                              time.Duration
+	leaderPriority                                                 int
+	priorityHoldoff                                                time.Duration
 }
 
 // parseRunConfig turns the run command's arguments and environment into a
@@ -69,6 +72,8 @@ func parseRunConfig(args []string, getenv env, stdout io.Writer) (node.Config, e
 	fs.DurationVar(&f.drainTimeout, "drain-timeout", def.DrainTimeout, "on SIGTERM, wait at most this long for this node's resources to move away before leaving")
 	fs.StringVar(&f.appHealthURL, "app-health-url", "", "poll this http:// URL (loopback or this node's host) for the application's health; 2xx = healthy")
 	fs.DurationVar(&f.appHealthInterval, "app-health-interval", def.AppHealthInterval, "poll period (and timeout) of --app-health-url")
+	fs.IntVar(&f.leaderPriority, "leader-priority", -1, "this node's leader priority, 0..100: the leader hands leadership to a healthy voter with a higher one (-1: keep what the cluster has recorded, 0 for a new node)")
+	fs.DurationVar(&f.priorityHoldoff, "priority-holdoff", def.PriorityHoldoff, "how long a higher-priority voter must stay healthy before the leader hands it leadership")
 	if err := parseFlags(fs, args, getenv, stdout, runUsage); err != nil {
 		return node.Config{}, err
 	}
@@ -113,6 +118,15 @@ func (f runFlags) config(cfg node.Config) (node.Config, error) {
 	cfg.ShutdownTimeout = f.shutdownTimeout
 	cfg.DrainTimeout = f.drainTimeout
 	cfg.AppHealthURL, cfg.AppHealthInterval = f.appHealthURL, f.appHealthInterval
+	switch {
+	case f.leaderPriority == -1:
+	case f.leaderPriority < 0 || f.leaderPriority > int(membership.MaxLeaderPriority):
+		return cfg, usageErrorf("--leader-priority %d: want 0..%d (or -1: unset)", f.leaderPriority, membership.MaxLeaderPriority)
+	default:
+		p := uint32(f.leaderPriority)
+		cfg.LeaderPriority = &p
+	}
+	cfg.PriorityHoldoff = f.priorityHoldoff
 	if err := cfg.Validate(); err != nil {
 		msg := strings.TrimPrefix(err.Error(), node.ErrInvalidConfig.Error()+": ")
 		return cfg, usageErrorf("%s", fieldsToFlags.Replace(msg))
@@ -126,7 +140,8 @@ var fieldsToFlags = strings.NewReplacer(
 	"LeaseDuration", "--lease-duration", "HeartbeatInterval", "--heartbeat-interval", "PeerAddr", "--peer-addr", "ClientAddr", "--client-addr",
 	"HTTPAddr", "--http-addr", "AdvertisePeerAddr", "--advertise-peer-addr", "LogLevel", "--log-level",
 	"ClusterID", "--cluster-id", "InitialCluster", "--initial-cluster", "Join", "--join",
-	"AppHealthURL", "--app-health-url", "AppHealthInterval", "--app-health-interval", "DrainTimeout", "--drain-timeout", "ShutdownTimeout", "--shutdown-timeout")
+	"AppHealthURL", "--app-health-url", "AppHealthInterval", "--app-health-interval", "DrainTimeout", "--drain-timeout", "ShutdownTimeout", "--shutdown-timeout",
+	"LeaderPriority", "--leader-priority", "PriorityHoldoff", "--priority-holdoff")
 
 // derived describes a timing that follows --heartbeat-timeout.
 func derived(def time.Duration) string {
