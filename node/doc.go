@@ -19,8 +19,10 @@
 //     standard gRPC health service (SERVING only while the node is ready) and
 //     server reflection;
 //   - the HTTP server on HTTPAddr: /healthz, /readyz, /metrics, /v1/status,
-//     /v1/members, /v1/resources[/{id}], /v1/assignments, /v1/drain,
-//     /v1/undrain, /v1/app/heartbeat.
+//     /v1/leader (+ /step-down, /transfer), /v1/members (+ join, remove,
+//     /{id}/priority), /v1/leave, /v1/resources[/{id}], /v1/assignments,
+//     /v1/drain, /v1/undrain, /v1/app/heartbeat, and server-sent-event
+//     watches /v1/watch/leader, /v1/watch/members, /v1/watch/assignments.
 //
 // # Membership
 //
@@ -57,6 +59,21 @@
 // Readiness means the node can answer from the committed state: it knows a
 // leader, and it has applied the log up to the commit index it knew when it
 // learned of that leader. /readyz and the gRPC health status both follow it.
+//
+// Leave (Coordinator.Leave, POST /v1/leave, `heartbeat leave`) is a planned
+// stop that also takes the node out of the raft configuration: drain, hand
+// off leadership, MarkLeft, removal through the (new) leader; then Left()
+// closes and Run returns nil. An embedding program that does not use Run
+// waits on Left() and calls Shutdown itself.
+//
+// Leader priority: each member has a priority 0..100 (Config.LeaderPriority
+// at registration, or SetLeaderPriority at any time). While it leads, a node
+// looks every few hundred milliseconds for voters that are alive,
+// application-healthy, not draining, heard from within the heartbeat timeout
+// and of a higher priority than its own; one that has stayed so for
+// PriorityHoldoff is handed leadership (highest priority, then lowest id).
+// Equal priorities never move leadership, so the default (all 0) never
+// does.
 //
 // A node started with Join addresses and no raft state of its own asks those
 // addresses (any member: a follower forwards to the leader) to add it, with
