@@ -314,6 +314,11 @@ func (c *Coordinator) Assignments(ctx context.Context, req *heartbeatpb.Assignme
 			out = s.Owned(id)
 		}
 	})
+	if !known && id == c.cfg.ID {
+		// This node itself: it has not registered yet, or (just restarted)
+		// has not caught up with its own record. Retry shortly.
+		return nil, status.Errorf(codes.Unavailable, "assignments: %q has not registered yet (starting or catching up)", id)
+	}
 	if !known {
 		return nil, status.Errorf(codes.NotFound, "assignments: %q is not a member", id)
 	}

@@ -179,3 +179,23 @@ func TestMembershipDisabled(t *testing.T) {
 		t.Errorf("RegisterResources without membership: %v", err)
 	}
 }
+
+// TestAssignmentsBeforeRegistration: the serving node's own assignments
+// before it has registered (a node that is starting or catching up) answer
+// Unavailable, which clients retry; another unknown id is NotFound.
+func TestAssignmentsBeforeRegistration(t *testing.T) {
+	_, c := serveSolo(t)
+	for _, tc := range []struct {
+		id   string
+		want codes.Code
+	}{
+		{"", codes.Unavailable},
+		{"solo", codes.Unavailable},
+		{"nobody", codes.NotFound},
+	} {
+		_, err := c.Assignments(ctxT(t), &heartbeatpb.AssignmentsRequest{NodeId: tc.id})
+		if status.Code(err) != tc.want {
+			t.Errorf("Assignments(%q) before registration: %v, want %v", tc.id, err, tc.want)
+		}
+	}
+}
