@@ -1,0 +1,343 @@
+package client
+
+import (
+	"context"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
+)
+
+// Every call below retries until it succeeds, fails for good, or ctx ends:
+// give ctx a deadline. Errors from a server keep their gRPC status
+// (status.Code(err), ReasonOf(err)).
+
+// Status returns the local sidecar's view of the cluster.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var out Status
+	err := c.invoke(ctx, callSpec{name: "status", route: routeLocal}, func(ctx context.Context, s heartbeatpb.CoordinatorClient, _ string) error {
+		resp, err := s.Status(ctx, &heartbeatpb.StatusRequest{})
+		if err != nil {
+			return err
+		}
+		out = statusFromPB(resp)
+		return nil
+	})
+	if err == nil {
+		c.setLocalID(out.ID)
+	}
+	return out, err
+}
+
+// IsLeader reports whether the LOCAL node leads and its lease is valid, as
+// the local sidecar says now. The answer can be stale by the time it is
+// read: to guard work, use RunWhileLeader and pass the fencing token on.
+func (c *Client) IsLeader(ctx context.Context) (bool, error) {
+	s, err := c.Status(ctx)
+	if err != nil {
+		return false, err
+	}
+	return s.IsLeader, nil
+}
+
+// LocalID returns the node id of the local sidecar (learned once from its
+// Status, then remembered).
+func (c *Client) LocalID(ctx context.Context) (string, error) {
+	c.mu.Lock()
+	id := c.localID
+	c.mu.Unlock()
+	if id != "" {
+		return id, nil
+	}
+	s, err := c.Status(ctx)
+	if err != nil {
+		return "", err
+	}
+	return s.ID, nil
+}
+
+func (c *Client) setLocalID(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.localID == "" {
+		c.localID = id
+	}
+}
+
+// Leader returns the leadership as the local sidecar sees it (another
+// endpoint's view when the local one is unreachable; see Leader.Endpoint).
+// It uses GetLeader, and Status (with the client address looked up in the
+// member list) on a server that does not implement GetLeader.
+func (c *Client) Leader(ctx context.Context) (Leader, error) {
+	var out Leader
+	err := c.invoke(ctx, callSpec{name: "leader", route: routeRead}, func(ctx context.Context, s heartbeatpb.CoordinatorClient, addr string) error {
+		resp, err := s.GetLeader(ctx, &heartbeatpb.GetLeaderRequest{})
+		if err == nil {
+			out = c.leaderFromPB(resp, addr)
+			return nil
+		}
+		if status.Code(err) != codes.Unimplemented {
+			return err
+		}
+		st, err := s.Status(ctx, &heartbeatpb.StatusRequest{})
+		if err != nil {
+			return err
+		}
+		out = Leader{
+			ID: st.GetLeader().GetId(), PeerAddress: st.GetLeader().GetAddress(),
+			Term: st.GetTerm(), FencingToken: st.GetFencingToken(), IsSelf: st.GetIsLeader(),
+			LeaseUntil: unixNano(st.GetLeaseUntilUnixNano()), Endpoint: addr, Local: addr == c.local(),
+		}
+		if out.ID != "" && c.known(out.ID, out.PeerAddress) == "" {
+			c.refreshAddrs(ctx, addr)
+		}
+		c.fillLeaderAddr(&out)
+		return nil
+	})
+	return out, err
+}
+
+// Members lists the members (raft configuration merged with the membership
+// records) as the local sidecar knows them, or another endpoint when it is
+// unreachable.
+func (c *Client) Members(ctx context.Context) ([]Member, error) {
+	var out []Member
+	err := c.invoke(ctx, callSpec{name: "members", route: routeRead}, func(ctx context.Context, s heartbeatpb.CoordinatorClient, _ string) error {
+		resp, err := s.Members(ctx, &heartbeatpb.MembersRequest{})
+		if err != nil {
+			return err
+		}
+		out = c.membersFromPB(resp.GetMembers())
+		return nil
+	})
+	return out, err
+}
+
+// Resources lists every resource with its owner and epoch, at one revision,
+// as the answering node has applied it (a follower may lag the leader by a
+// moment; a write through this client is visible on the node that took it).
+func (c *Client) Resources(ctx context.Context) (Listing, error) {
+	var out Listing
+	err := c.invoke(ctx, callSpec{name: "list resources", route: routeRead}, func(ctx context.Context, s heartbeatpb.CoordinatorClient, _ string) error {
+		resp, err := s.ListResources(ctx, &heartbeatpb.ListResourcesRequest{})
+		if err != nil {
+			return err
+		}
+		out = listingFromPB(resp)
+		return nil
+	})
+	return out, err
+}
+
+// Assignments lists the resources one member owns ("" : the local node).
+// NotFound for an unknown member.
+func (c *Client) Assignments(ctx context.Context, nodeID string) (Listing, error) {
+	if nodeID == "" {
+		id, err := c.LocalID(ctx)
+		if err != nil {
+			return Listing{}, err
+		}
+		nodeID = id
+	}
+	var out Listing
+	err := c.invoke(ctx, callSpec{name: "assignments", route: routeRead}, func(ctx context.Context, s heartbeatpb.CoordinatorClient, _ string) error {
+		resp, err := s.Assignments(ctx, &heartbeatpb.AssignmentsRequest{NodeId: nodeID})
+		if err != nil {
+			return err
+		}
+		out = listingFromPB(resp)
+		return nil
+	})
+	return out, err
+}
+
+// MyResources lists the resources the local node owns, each with its epoch
+// (the fencing token of that assignment). Watch from the listing's revision
+// (WatchAssignments with the local id) to follow changes.
+func (c *Client) MyResources(ctx context.Context) (Listing, error) {
+	return c.Assignments(ctx, "")
+}
+
+// Register registers (or updates the weight and labels of) resources, all in
+// one committed command: all of them or none. InvalidArgument for an empty
+// or oversized id, a weight outside 1..1000, too many resources. Repeating a
+// registration changes nothing, so the client retries it freely.
+func (c *Client) Register(ctx context.Context, specs ...ResourceSpec) (WriteResult, error) {
+	req := &heartbeatpb.RegisterResourcesRequest{Resources: make([]*heartbeatpb.ResourceSpec, len(specs))}
+	for i, s := range specs {
+		req.Resources[i] = &heartbeatpb.ResourceSpec{Id: s.ID, Weight: s.Weight, Labels: s.Labels}
+	}
+	return c.write(ctx, "register", func(ctx context.Context, s heartbeatpb.CoordinatorClient) (*heartbeatpb.WriteResponse, error) {
+		return s.RegisterResources(ctx, req)
+	})
+}
+
+// Delete deletes resources by id, all in one command. NotFound (nothing
+// deleted) when an id is not registered. Caution: a retry after an attempt
+// whose outcome was unknown (the connection broke after sending) can answer
+// NotFound for a delete that the first attempt did commit.
+func (c *Client) Delete(ctx context.Context, ids ...string) (WriteResult, error) {
+	req := &heartbeatpb.DeleteResourcesRequest{Ids: ids}
+	return c.write(ctx, "delete", func(ctx context.Context, s heartbeatpb.CoordinatorClient) (*heartbeatpb.WriteResponse, error) {
+		return s.DeleteResources(ctx, req)
+	})
+}
+
+// SetDrain drains (no new resources, its own handed off) or undrains a
+// member; "" names the local node (resolved to its id first, so that the
+// call means the same node whichever endpoint takes it).
+func (c *Client) SetDrain(ctx context.Context, nodeID string, draining bool) (WriteResult, error) {
+	id, err := c.idOrLocal(ctx, nodeID)
+	if err != nil {
+		return WriteResult{}, err
+	}
+	req := &heartbeatpb.SetDrainRequest{NodeId: id, Draining: draining}
+	return c.write(ctx, "set drain", func(ctx context.Context, s heartbeatpb.CoordinatorClient) (*heartbeatpb.WriteResponse, error) {
+		return s.SetDrain(ctx, req)
+	})
+}
+
+// SetLeaderPriority sets a member's leader priority (0..100); "" names the
+// local node. While a healthy, caught-up voter has a higher priority than the
+// leader, the leader hands leadership to it.
+func (c *Client) SetLeaderPriority(ctx context.Context, nodeID string, priority uint32) (WriteResult, error) {
+	id, err := c.idOrLocal(ctx, nodeID)
+	if err != nil {
+		return WriteResult{}, err
+	}
+	req := &heartbeatpb.SetLeaderPriorityRequest{NodeId: id, Priority: priority}
+	return c.write(ctx, "set leader priority", func(ctx context.Context, s heartbeatpb.CoordinatorClient) (*heartbeatpb.WriteResponse, error) {
+		return s.SetLeaderPriority(ctx, req)
+	})
+}
+
+func (c *Client) idOrLocal(ctx context.Context, nodeID string) (string, error) {
+	if nodeID != "" {
+		return nodeID, nil
+	}
+	return c.LocalID(ctx)
+}
+
+// write runs a WriteResponse call on the write route.
+func (c *Client) write(ctx context.Context, name string, f func(context.Context, heartbeatpb.CoordinatorClient) (*heartbeatpb.WriteResponse, error)) (WriteResult, error) {
+	var out WriteResult
+	err := c.invoke(ctx, callSpec{name: name, route: routeWrite}, func(ctx context.Context, s heartbeatpb.CoordinatorClient, _ string) error {
+		resp, err := f(ctx, s)
+		if err != nil {
+			return err
+		}
+		out = writeFromPB(resp)
+		return nil
+	})
+	return out, err
+}
+
+// AppHeartbeat tells the local sidecar that the application is alive for ttl
+// more (100ms..10m; InvalidArgument outside). Send it well within ttl: when
+// it lapses the node reports its application unhealthy and drains.
+func (c *Client) AppHeartbeat(ctx context.Context, ttl time.Duration) (AppHealth, error) {
+	var out AppHealth
+	req := &heartbeatpb.AppHeartbeatRequest{TtlMs: ttl.Milliseconds()}
+	err := c.invoke(ctx, callSpec{name: "app heartbeat", route: routeLocal}, func(ctx context.Context, s heartbeatpb.CoordinatorClient, _ string) error {
+		resp, err := s.AppHeartbeat(ctx, req)
+		if err != nil {
+			return err
+		}
+		out = AppHealth{AppHealthy: resp.GetAppHealthy(), Draining: resp.GetDraining(), State: resp.GetState()}
+		return nil
+	})
+	return out, err
+}
+
+// StepDown makes the current leader hand leadership to another voter. It is
+// not repeated after an attempt whose outcome is unknown (a repeat could
+// depose the new leader too): it moves on to another endpoint only when the
+// first could not be connected to, or the server refused before acting.
+// Unavailable when no other voter can take over; FailedPrecondition when a
+// transfer is already running. The server answers once the new leader is
+// known, so an attempt may take up to 15s (above CallTimeout).
+func (c *Client) StepDown(ctx context.Context) (LeadershipChange, error) {
+	var out LeadershipChange
+	err := c.invoke(ctx, callSpec{name: "step down", route: routeWrite, once: true, minTimeout: leadershipCallTimeout}, func(ctx context.Context, s heartbeatpb.CoordinatorClient, addr string) error {
+		resp, err := s.StepDown(ctx, &heartbeatpb.StepDownRequest{})
+		if err != nil {
+			return err
+		}
+		out = c.changeFromPB(resp, addr)
+		return nil
+	})
+	return out, err
+}
+
+// TransferLeadership hands leadership to the named voter (a no-op when it
+// already leads, so it is retried freely). NotFound for an unknown id,
+// InvalidArgument for a node that cannot lead (non-voter, dead, left,
+// draining, unhealthy application).
+func (c *Client) TransferLeadership(ctx context.Context, nodeID string) (LeadershipChange, error) {
+	var out LeadershipChange
+	req := &heartbeatpb.TransferLeadershipRequest{NodeId: nodeID}
+	err := c.invoke(ctx, callSpec{name: "transfer leadership", route: routeWrite, minTimeout: leadershipCallTimeout}, func(ctx context.Context, s heartbeatpb.CoordinatorClient, addr string) error {
+		resp, err := s.TransferLeadership(ctx, req)
+		if err != nil {
+			return err
+		}
+		out = c.changeFromPB(resp, addr)
+		return nil
+	})
+	return out, err
+}
+
+// Join adds a node (by id and peer address) to the cluster as a voter or a
+// non-voter, and returns the raft index of the configuration change (0 for a
+// repeat of the same join, which changes nothing). AlreadyExists when the id
+// or the address belongs to another member.
+func (c *Client) Join(ctx context.Context, nodeID, peerAddr string, voter bool) (uint64, error) {
+	var index uint64
+	req := &heartbeatpb.JoinRequest{NodeId: nodeID, PeerAddress: peerAddr, Voter: voter}
+	err := c.invoke(ctx, callSpec{name: "join", route: routeWrite}, func(ctx context.Context, s heartbeatpb.CoordinatorClient, _ string) error {
+		resp, err := s.Join(ctx, req)
+		if err != nil {
+			return err
+		}
+		index = resp.GetIndex()
+		return nil
+	})
+	return index, err
+}
+
+// Remove removes another member from the cluster and records it as left;
+// returns the raft index of the change. NotFound for an unknown id;
+// FailedPrecondition when it would leave the cluster without a voter
+// majority. Not repeated after an attempt whose outcome is unknown.
+func (c *Client) Remove(ctx context.Context, nodeID string) (uint64, error) {
+	var index uint64
+	req := &heartbeatpb.RemoveRequest{NodeId: nodeID}
+	err := c.invoke(ctx, callSpec{name: "remove", route: routeWrite, once: true}, func(ctx context.Context, s heartbeatpb.CoordinatorClient, _ string) error {
+		resp, err := s.Remove(ctx, req)
+		if err != nil {
+			return err
+		}
+		index = resp.GetIndex()
+		return nil
+	})
+	return index, err
+}
+
+// Leave makes the LOCAL node leave the cluster gracefully: it drains, hands
+// off leadership, is recorded as left, is removed from the configuration and
+// stops. It returns once the departure is committed. Bounded by ctx only (not
+// CallTimeout) and made once: the node is gone afterwards.
+func (c *Client) Leave(ctx context.Context) (LeaveResult, error) {
+	var out LeaveResult
+	err := c.invoke(ctx, callSpec{name: "leave", route: routeLocal, once: true, noTimeout: true}, func(ctx context.Context, s heartbeatpb.CoordinatorClient, _ string) error {
+		resp, err := s.Leave(ctx, &heartbeatpb.LeaveRequest{})
+		if err != nil {
+			return err
+		}
+		out = LeaveResult{NodeID: resp.GetNodeId(), Moved: resp.GetMoved()}
+		return nil
+	})
+	return out, err
+}

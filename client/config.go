@@ -1,0 +1,145 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+)
+
+// Sentinel errors; errors from this package wrap them with %w. Errors that
+// come from a server keep their gRPC status instead (status.Code works).
+var (
+	// ErrInvalidConfig wraps every Config.Validate failure; the message names
+	// the field.
+	ErrInvalidConfig = errors.New("client: invalid config")
+	// ErrClosed is returned by calls made after (or cut short by) Close.
+	ErrClosed = errors.New("client: closed")
+)
+
+// Backoff bounds the pause between two attempts of a call or two
+// reconnections of a watch: it starts at Min, doubles up to Max, and each
+// pause is jittered by up to a fifth (so that many clients do not retry in
+// step).
+type Backoff struct {
+	// Min is the first pause. Default 50ms.
+	Min time.Duration
+	// Max caps the pause. Default 1s: a leader change takes about a second at
+	// the sidecar's default timings, and a client should notice the new leader
+	// soon after it exists.
+	Max time.Duration
+}
+
+// Config configures a Client. Start from DefaultConfig and set Endpoints.
+type Config struct {
+	// Endpoints are client (gRPC) addresses of sidecars, host:port.
+	// Endpoints[0] is the LOCAL sidecar: the node the application runs
+	// beside. Calls about "this node" (Status, IsLeader, AppHeartbeat, Leave,
+	// RunWhileLeader) go to it alone; reads and watches start there and move
+	// on to the others when it is unreachable; writes start where the last
+	// write succeeded and follow the leader. Required, no duplicates.
+	Endpoints []string
+	// DialOptions are passed to grpc.NewClient for every endpoint (and for
+	// leader addresses the client learns). nil: plaintext
+	// (insecure.NewCredentials). Options given here come after the client's
+	// own connect parameters, so they can override them.
+	DialOptions []grpc.DialOption
+	// DialTimeout bounds one connection attempt to an endpoint (gRPC's
+	// MinConnectTimeout), and the wait for a connection before a call that
+	// must not be repeated (StepDown). Default 2s.
+	DialTimeout time.Duration
+	// CallTimeout bounds one attempt of a unary call (the call as a whole is
+	// bounded by its context only: it retries until that ends). A slow
+	// attempt is abandoned and retried elsewhere, so keep it well above the
+	// time a write takes to commit (a forwarded write waits up to a few
+	// seconds while a leader is elected). Default 5s. Leave is not bounded by
+	// it (a drain takes a while).
+	CallTimeout time.Duration
+	// RetryBackoff paces the attempts of a call and the reconnections of a
+	// watch. Defaults: see Backoff.
+	RetryBackoff Backoff
+	// LeaseCheckInterval: while RunWhileLeader's fn runs, the client also asks
+	// the local sidecar this often whether it still leads with the same
+	// fencing token, each check bounded by the same interval; an answer that
+	// says no, or none in time, cancels fn (fail safe). It covers a sidecar
+	// that hangs without closing its stream (a paused process). Default 1s;
+	// negative disables the check (the watch stream alone then decides).
+	LeaseCheckInterval time.Duration
+	// Logger receives reconnections and retries at debug level and lost
+	// leadership at info. nil: discarded.
+	Logger hclog.Logger
+}
+
+// DefaultConfig returns the defaults: plaintext, DialTimeout 2s, CallTimeout
+// 5s, backoff 50ms..1s, lease check every second, no logger. Endpoints must
+// be set.
+func DefaultConfig() Config {
+	return Config{
+		DialTimeout:        2 * time.Second,
+		CallTimeout:        5 * time.Second,
+		RetryBackoff:       Backoff{Min: 50 * time.Millisecond, Max: time.Second},
+		LeaseCheckInterval: time.Second,
+	}
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
+}
+
+// Validate checks the config: at least one endpoint, each host:port with a
+// host and a port and none twice, no negative duration, backoff Min <= Max.
+// Zero durations are allowed: New replaces them with the defaults.
+func (c Config) Validate() error {
+	if len(c.Endpoints) == 0 {
+		return invalid("Endpoints is empty: give at least the local sidecar's client address")
+	}
+	seen := map[string]bool{}
+	for i, e := range c.Endpoints {
+		host, port, err := net.SplitHostPort(e)
+		switch {
+		case err != nil:
+			return invalid("Endpoints[%d] %q: %v", i, e, err)
+		case host == "" || port == "" || port == "0":
+			return invalid("Endpoints[%d] %q: want host:port with a host and a non-zero port", i, e)
+		case seen[e]:
+			return invalid("Endpoints[%d] %q is listed twice", i, e)
+		}
+		seen[e] = true
+	}
+	switch {
+	case c.DialTimeout < 0 || c.CallTimeout < 0:
+		return invalid("DialTimeout and CallTimeout may not be negative")
+	case c.RetryBackoff.Min < 0 || c.RetryBackoff.Max < 0:
+		return invalid("RetryBackoff may not be negative")
+	case c.RetryBackoff.Max > 0 && c.RetryBackoff.Min > c.RetryBackoff.Max:
+		return invalid("RetryBackoff.Min %v is above Max %v", c.RetryBackoff.Min, c.RetryBackoff.Max)
+	}
+	return nil
+}
+
+// withDefaults fills zero fields from DefaultConfig.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.DialTimeout == 0 {
+		c.DialTimeout = d.DialTimeout
+	}
+	if c.CallTimeout == 0 {
+		c.CallTimeout = d.CallTimeout
+	}
+	if c.RetryBackoff.Min == 0 {
+		c.RetryBackoff.Min = min(d.RetryBackoff.Min, max(c.RetryBackoff.Max, time.Millisecond))
+	}
+	if c.RetryBackoff.Max == 0 {
+		c.RetryBackoff.Max = max(d.RetryBackoff.Max, c.RetryBackoff.Min)
+	}
+	if c.LeaseCheckInterval == 0 {
+		c.LeaseCheckInterval = d.LeaseCheckInterval
+	}
+	if c.Logger == nil {
+		c.Logger = hclog.NewNullLogger()
+	}
+	return c
+}

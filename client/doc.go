@@ -1,0 +1,89 @@
+// Package client is the Go client of Heartbeat's Coordinator API: what an
+// application uses to ask its sidecar (and, through it, the cluster) who
+// leads, which resources it owns, and to register, drain, hand off and
+// watch.
+//
+// # Endpoints and the local node
+//
+// Config.Endpoints lists client (gRPC) addresses of sidecars. Endpoints[0]
+// is the LOCAL sidecar, the node the application runs beside; the others
+// are fallbacks. Calls differ in which nodes may answer them:
+//
+//   - About the local node, to Endpoints[0] only: Status, IsLeader,
+//     AppHeartbeat, Leave, LocalID, and RunWhileLeader's watch. No other node
+//     can say whether the local node holds a lease.
+//   - Reads (Leader, Members, Resources, Assignments, MyResources) and the
+//     watches: the local sidecar first, the next endpoint when it is
+//     unreachable. Each node answers from the state it has applied, so a
+//     follower may lag the leader by a moment; Leader.Endpoint and the
+//     events' Endpoint say who answered. Calls that default to "this node"
+//     on the server (SetDrain, SetLeaderPriority, Assignments with "") are
+//     sent with the local node's id, learned once from its Status, so they
+//     mean the same node whichever endpoint takes them.
+//
+// # Writes follow the leader
+//
+// Writes (Register, Delete, SetDrain, SetLeaderPriority, StepDown,
+// TransferLeadership, Join, Remove) may go to any node: a follower forwards
+// them to the leader. The client starts where its last write succeeded
+// (Endpoints[0] at first). A node that will not forward answers
+// FailedPrecondition with reason NOT_LEADER and names the leader; the client
+// then retries on the leader's client address (from the answer, or from the
+// member list of the node that answered). On Unavailable (node down, no
+// leader known yet) or an attempt that outlived CallTimeout it tries the next
+// endpoint; once every candidate failed in turn it pauses (RetryBackoff)
+// and starts the round again, until the call's context ends. Give every call
+// a deadline: the context is the only bound on the whole call. Errors from
+// the servers keep their gRPC status (status.Code, ReasonOf); a call whose
+// context ended during retries returns an error that wraps both ctx.Err()
+// and the last server error, whose code status.Code reports.
+//
+// Every write but two is idempotent on the server (a repeated registration,
+// drain, priority, transfer or join changes nothing), so a retry after an
+// attempt of unknown outcome is harmless; a repeated Delete may answer
+// NotFound for ids the first attempt deleted. StepDown and Remove are not
+// repeated after an attempt of unknown outcome (a second StepDown would
+// depose the new leader): they move to another endpoint only when the first
+// could not be connected to, or the server refused before acting.
+//
+// # Watches and resumption
+//
+// WatchLeader, WatchMembers and WatchAssignments each run one goroutine that
+// owns a stream and a channel. The channel closes when the watch's context
+// ends or the client is closed (Close waits for the goroutines); after a
+// final event with Err set when the server cannot serve the watch at all.
+// A broken stream is reopened (local endpoint first, then the others, with
+// backoff):
+//
+//   - WatchLeader and WatchMembers are latest-state streams: after a
+//     reconnection the current state comes again, with Reconnected set.
+//     WatchLeader also sends a Disconnected event when the stream breaks:
+//     until the next event the leadership is unknown.
+//   - WatchAssignments delivers every change in revision order, each once.
+//     After a break it asks the next stream for the last revision it
+//     delivered events of and skips the events of that revision already
+//     delivered (every node emits a revision's events in the same order, as
+//     they all apply the same log), so nothing is lost or repeated, across a
+//     leader change or a move to another endpoint alike. When the server's
+//     change feed no longer reaches back that far (OutOfRange) the client
+//     lists again and sends a KindResync event with the full current set
+//     and the listing's revision, then continues after it.
+//
+// # Leader lease and RunWhileLeader
+//
+// RunWhileLeader(ctx, fn) runs fn while the local node is the leader with a
+// valid lease, passing the fencing token (the term in which that leader was
+// elected: strictly increasing across leaderships). It watches Endpoints[0]
+// and cancels fn's context as soon as the sidecar says is_self=false, the
+// token changes, the stream breaks (fail safe: the client can no longer
+// know), or the periodic lease check (LeaseCheckInterval) gets no
+// confirmation. The sidecar's election turns is_self false when its lease
+// lapses (election.Leadership.IsLeader; the lease is recomputed every
+// heartbeat interval by election's leaseLoop), which happens before any
+// other node can win an election: a leader cut off from its quorum has its
+// fn cancelled within the lease. Cancellation is prompt, not instantaneous:
+// fn may run a little after another node leads. The fencing token is what
+// makes that safe: pass it to every system fn writes to, and have them
+// refuse tokens lower than the highest they have seen. The same holds for a
+// resource's Epoch, the fencing token of its assignment.
+package client

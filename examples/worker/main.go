@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stderr)
+	stop()
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		os.Exit(1)
+	}
+}
+
+// run parses args, then runs a worker until ctx ends; logs go to logOut.
+func run(ctx context.Context, args []string, logOut io.Writer) error {
+	cfg, err := parseFlags(args, logOut)
+	if err != nil {
+		return err
+	}
+	w, err := NewWorker(cfg)
+	if err != nil {
+		return err
+	}
+	return w.Run(ctx)
+}
+
+// parseFlags turns the command line into a Config whose Logger writes to
+// logOut.
+func parseFlags(args []string, logOut io.Writer) (Config, error) {
+	cfg := DefaultConfig()
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	fs.SetOutput(logOut)
+	sidecar := fs.String("sidecar", "127.0.0.1:7401", "client gRPC address of the local sidecar (the node this worker runs beside)")
+	peers := fs.String("peers", "", "client gRPC addresses of other nodes, comma-separated (read fallbacks)")
+	fs.StringVar(&cfg.LedgerPath, "ledger", "/tmp/hb-ledger", "fenced ledger file the leader-only job appends to (shared by the workers)")
+	fs.DurationVar(&cfg.TTL, "ttl", cfg.TTL, "application heartbeat TTL (sent every ttl/3); also how long the sidecar may be unreachable before the worker drops its resources")
+	fs.DurationVar(&cfg.WorkInterval, "work-interval", cfg.WorkInterval, "period of the work rounds on owned resources")
+	fs.DurationVar(&cfg.LeaderInterval, "leader-interval", cfg.LeaderInterval, "period of the leader-only job's ledger writes")
+	level := fs.String("log-level", "info", "trace, debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "Usage: worker --sidecar HOST:PORT [--peers HOST:PORT,...] [--ledger FILE] [flags]\n\n"+
+			"An example application beside a Heartbeat sidecar: it pushes app heartbeats, works on the\n"+
+			"resources its node owns, and appends to a fenced ledger while its node leads.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	cfg.Endpoints = []string{*sidecar}
+	for _, p := range strings.Split(*peers, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			cfg.Endpoints = append(cfg.Endpoints, p)
+		}
+	}
+	lvl := hclog.LevelFromString(*level)
+	if lvl == hclog.NoLevel {
+		return cfg, fmt.Errorf("bad --log-level %q", *level)
+	}
+	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "worker", Level: lvl, Output: logOut})
+	return cfg, cfg.Validate()
+}
