@@ -6,6 +6,7 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
@@ -198,4 +199,77 @@ func TestAssignmentsBeforeRegistration(t *testing.T) {
 			t.Errorf("Assignments(%q) before registration: %v, want %v", tc.id, err, tc.want)
 		}
 	}
+}
+
+// TestWatchAssignmentsStuckReader: a watcher that never reads does not hold
+// up writes (they commit at the pace of an unwatched node), nor a second
+// watcher that reads; once the feed has moved past it, the stuck watcher
+// is told OutOfRange instead of being fed a gap.
+func TestWatchAssignmentsStuckReader(t *testing.T) {
+	_, c := serveSolo(t)
+	from := register(t, c, "s", 1).GetRevision()
+	ctx, cancel := context.WithCancel(ctxT(t))
+	defer cancel()
+	stuck, err := c.WatchAssignments(ctx, &heartbeatpb.WatchAssignmentsRequest{FromRevision: from})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev, err := stuck.Recv(); err != nil || ev.GetKind() != "start" {
+		t.Fatalf("start: %v %v", ev, err)
+	}
+	reader, err := c.WatchAssignments(ctx, &heartbeatpb.WatchAssignmentsRequest{FromRevision: from})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Four full batches: 40,000 events, far more than the HTTP/2 flow
+	// control window and the feed (capacity one batch) hold.
+	const batches = 4
+	start := time.Now()
+	var last uint64
+	readDone := make(chan int)
+	go func() {
+		n := 0
+		for {
+			ev, err := reader.Recv()
+			if err != nil {
+				readDone <- n
+				return
+			}
+			if ev.GetKind() == "registered" {
+				n++
+			}
+			if n == batches*membership.MaxBatch {
+				readDone <- n
+				return
+			}
+		}
+	}()
+	for i := 0; i < batches; i++ {
+		last = register(t, c, fmt.Sprintf("b%d", i), membership.MaxBatch).GetRevision()
+	}
+	took := time.Since(start)
+	t.Logf("%d registrations of %d resources with a stuck watcher: %v", batches, membership.MaxBatch, took)
+	if took > 20*time.Second {
+		t.Errorf("writes with a stuck watcher took %v", took)
+	}
+	if n := <-readDone; n != batches*membership.MaxBatch {
+		t.Errorf("the reading watcher got %d of %d events", n, batches*membership.MaxBatch)
+	}
+	// The stuck watcher, when it finally reads, gets what the feed still
+	// held for it and then OutOfRange: never a silent gap.
+	var got int
+	for {
+		ev, err := stuck.Recv()
+		if err != nil {
+			if status.Code(err) != codes.OutOfRange {
+				t.Errorf("stuck watcher ended with %v, want OutOfRange", err)
+			}
+			break
+		}
+		if ev.GetRevision() >= last {
+			t.Fatalf("stuck watcher reached revision %d: it was never behind", ev.GetRevision())
+		}
+		got++
+	}
+	t.Logf("stuck watcher read %d events, then OutOfRange", got)
 }
