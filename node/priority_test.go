@@ -101,3 +101,34 @@ func TestLeaderPriority(t *testing.T) {
 		t.Errorf("n1 transferred on an equal priority (%v -> %v)", before, v)
 	}
 }
+
+// TestLeaderPriorityTakesBack: the preferred voter crashes, another leads;
+// when it comes back healthy it takes leadership back by transfer (not by
+// disrupting an election: the term grows by exactly one per hand-over).
+func TestLeaderPriorityTakesBack(t *testing.T) {
+	c := startPriorityCluster(t)
+	c.waitMembers()
+	waitFor(t, "n3 (priority 10) leads", func() (bool, string) {
+		l := c.leader()
+		return l.ID() == "n3", "leader " + l.ID()
+	})
+	c.nodes["n3"].Close()
+	interim := c.leader()
+	if interim.ID() == "n3" {
+		t.Fatal("the crashed n3 still leads")
+	}
+	termBefore := interim.Status().Term
+	delete(c.nodes, "n3")
+	back := c.start("n3")
+	waitFor(t, "n3 leads again after its restart", func() (bool, string) {
+		l := c.leader()
+		return l == back, "leader " + l.ID()
+	})
+	if term := back.Status().Term; term != termBefore+1 {
+		t.Errorf("term %d after the hand-back, want %d (one transfer, no disruptive election)", term, termBefore+1)
+	}
+	if v := counterValue(t, interim); v < 1 {
+		t.Errorf("%s's priority transfer counter %v, want at least 1", interim.ID(), v)
+	}
+	holdsLeadership(t, c, "n3")
+}
