@@ -11,6 +11,8 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -69,7 +71,7 @@ func TestClosed(t *testing.T) {
 	if err := cl.Close(); err != nil {
 		t.Fatal(err)
 	}
-	ctx := ctxT(t)
+	ctx := testcluster.Context(t)
 	if _, err := cl.Register(ctx, ResourceSpec{ID: "x"}); !errors.Is(err, ErrClosed) {
 		t.Errorf("Register after Close = %v, want ErrClosed", err)
 	}
@@ -124,10 +126,10 @@ func TestDeadEndpoints(t *testing.T) {
 // TestCalls exercises the unary calls against a real 3-node cluster.
 func TestCalls(t *testing.T) {
 	c := startCluster(t, 3)
-	leader := c.leader()
-	fs := c.followers()
+	leader := c.Leader()
+	fs := c.Followers()
 	f1, f2 := fs[0], fs[1]
-	ctx := ctxT(t)
+	ctx := testcluster.Context(t)
 
 	t.Run("status and leader", func(t *testing.T) {
 		lc := newClient(t, leader)
@@ -203,7 +205,7 @@ func TestCalls(t *testing.T) {
 			t.Fatalf("Delete = %+v, %v", del, err)
 		}
 		// MyResources is what the local node (f1) owns, once assigned.
-		waitFor(t, "every resource owned", func() (bool, string) {
+		testcluster.WaitFor(t, "every resource owned", func() (bool, string) {
 			l, err := cl.Resources(ctx)
 			if err != nil {
 				return false, err.Error()
@@ -217,7 +219,7 @@ func TestCalls(t *testing.T) {
 		})
 		var all Listing
 		var mine Listing
-		waitFor(t, "MyResources matches the listing", func() (bool, string) {
+		testcluster.WaitFor(t, "MyResources matches the listing", func() (bool, string) {
 			var err error
 			if all, err = cl.Resources(ctx); err != nil {
 				return false, err.Error()

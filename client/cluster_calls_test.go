@@ -8,6 +8,8 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
 )
 
 // TestLeadershipCalls exercises the calls that move leadership and change
@@ -19,10 +21,10 @@ import (
 // node.
 func TestLeadershipCalls(t *testing.T) {
 	c := startCluster(t, 3)
-	leader := c.leader()
-	fs := c.followers()
+	leader := c.Leader()
+	fs := c.Followers()
 	f1, f2 := fs[0], fs[1]
-	ctx := ctxT(t)
+	ctx := testcluster.Context(t)
 	cl1, cl2 := newClient(t, f1, f2), newClient(t, f2, f1)
 
 	t.Run("GetLeader names the leader's addresses", func(t *testing.T) {
@@ -82,10 +84,7 @@ func TestLeadershipCalls(t *testing.T) {
 	// RunWhileLeader on every node's client.
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	runners := map[string]*runner{}
-	for _, n := range c.live() {
-		runners[n.ID()] = startRunner(rctx, n.ID(), newClient(t, n))
-	}
+	runners := startRunners(t, rctx, c.Live())
 	first := runners[leader.ID()].waitRuns(t, 1)[0]
 	defer func() {
 		cancel()
@@ -130,7 +129,7 @@ func TestLeadershipCalls(t *testing.T) {
 			t.Errorf("StepDown = %+v", ch)
 		}
 		runners[f1.ID()].waitCancelled(t, 0)
-		c.leader()
+		c.Leader()
 	})
 
 	t.Run("Join and Remove", func(t *testing.T) {
@@ -162,7 +161,7 @@ func TestLeadershipCalls(t *testing.T) {
 		if res.NodeID != f2.ID() {
 			t.Errorf("Leave = %+v", res)
 		}
-		waitFor(t, f2.ID()+" recorded as left", func() (bool, string) {
+		testcluster.WaitFor(t, f2.ID()+" recorded as left", func() (bool, string) {
 			ms, err := cl1.Members(ctx)
 			if err != nil {
 				return false, err.Error()

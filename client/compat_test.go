@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 )
 
@@ -61,7 +62,7 @@ func startOldServer(t *testing.T) string {
 // error instead of retrying forever.
 func TestOlderServer(t *testing.T) {
 	cl := newClientAt(t, startOldServer(t))
-	ctx := ctxT(t)
+	ctx := testcluster.Context(t)
 	l, err := cl.Leader(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -94,9 +95,9 @@ func TestOlderServer(t *testing.T) {
 // running RunWhileLeader fn, which then returns ErrClosed.
 func TestCloseEndsEverything(t *testing.T) {
 	c := startCluster(t, 1)
-	n := c.leader()
+	n := c.Leader()
 	cl := newClient(t, n)
-	ctx := ctxT(t)
+	ctx := testcluster.Context(t)
 	leaders := cl.WatchLeader(ctx)
 	members := cl.WatchMembers(ctx)
 	assigns := cl.WatchAssignments(ctx, "", 0)
@@ -191,7 +192,7 @@ func TestLeaseCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	ctx, cancel := context.WithCancel(ctxT(t))
+	ctx, cancel := context.WithCancel(testcluster.Context(t))
 	// fn's slow clean-up lets events pile up behind the closing stream.
 	r := startLingeringRunner(ctx, "hung", cl, 30*time.Millisecond)
 	runs := r.waitRuns(t, 4)

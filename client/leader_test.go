@@ -8,8 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/raft"
-
+	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
 	"github.com/heartbeat-sidecar/heartbeat/node"
 )
 
@@ -30,6 +29,15 @@ type runner struct {
 
 func startRunner(ctx context.Context, name string, cl *Client) *runner {
 	return startLingeringRunner(ctx, name, cl, 0)
+}
+
+// startRunners starts a runner on each node's own client, by node id.
+func startRunners(t *testing.T, ctx context.Context, nodes []*node.Node) map[string]*runner {
+	runners := map[string]*runner{}
+	for _, n := range nodes {
+		runners[n.ID()] = startRunner(ctx, n.ID(), newClient(t, n))
+	}
+	return runners
 }
 
 // startLingeringRunner's fn takes linger to return after its context is
@@ -63,7 +71,7 @@ func (r *runner) snapshot() []run {
 func (r *runner) waitRuns(t *testing.T, n int) []run {
 	t.Helper()
 	var runs []run
-	waitFor(t, fmt.Sprintf("%s: %d runs of fn", r.name, n), func() (bool, string) {
+	testcluster.WaitFor(t, fmt.Sprintf("%s: %d runs of fn", r.name, n), func() (bool, string) {
 		runs = r.snapshot()
 		return len(runs) >= n, fmt.Sprintf("%d runs", len(runs))
 	})
@@ -74,7 +82,7 @@ func (r *runner) waitRuns(t *testing.T, n int) []run {
 func (r *runner) waitCancelled(t *testing.T, i int) run {
 	t.Helper()
 	var got run
-	waitFor(t, fmt.Sprintf("%s: run %d cancelled", r.name, i), func() (bool, string) {
+	testcluster.WaitFor(t, fmt.Sprintf("%s: run %d cancelled", r.name, i), func() (bool, string) {
 		runs := r.snapshot()
 		if len(runs) <= i {
 			return false, "not started"
@@ -137,9 +145,9 @@ func (cw *claimWatch) wait(t *testing.T) (time.Time, string) {
 // when ctx ends.
 func TestRunWhileLeader(t *testing.T) {
 	c := startCluster(t, 3)
-	leader := c.leader()
-	fs := c.followers()
-	ctx := ctxT(t)
+	leader := c.Leader()
+	fs := c.Followers()
+	ctx := testcluster.Context(t)
 
 	t.Run("fn error ends the call", func(t *testing.T) {
 		boom := errors.New("boom")
@@ -160,10 +168,7 @@ func TestRunWhileLeader(t *testing.T) {
 
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	runners := map[string]*runner{}
-	for _, n := range c.live() {
-		runners[n.ID()] = startRunner(rctx, n.ID(), newClient(t, n))
-	}
+	runners := startRunners(t, rctx, c.Live())
 	first := runners[leader.ID()].waitRuns(t, 1)[0]
 	if want := leader.Status().FencingToken; first.token != want || want == 0 {
 		t.Fatalf("fn started with token %d, the leader's fencing token is %d", first.token, want)
@@ -173,7 +178,7 @@ func TestRunWhileLeader(t *testing.T) {
 	// must give up before either of them becomes leader.
 	claims := watchClaims(fs)
 	cutAt := time.Now()
-	c.isolate(leader.ID())
+	c.Isolate(leader.ID())
 	cancelled := runners[leader.ID()].waitCancelled(t, 0)
 	claimAt, newID := claims.wait(t)
 	t.Logf("cut at 0; fn cancelled after %v; %s claimed leadership after %v", cancelled.cancelled.Sub(cutAt), newID, claimAt.Sub(cutAt))
@@ -189,8 +194,8 @@ func TestRunWhileLeader(t *testing.T) {
 	}
 
 	// Heal: the old leader comes back as a follower; its fn stays off.
-	c.net.Heal(raft.ServerAddress(leader.PeerAddr()))
-	current := c.leader()
+	c.Heal(leader.ID())
+	current := c.Leader()
 	if current.ID() != newID {
 		t.Logf("leadership moved on to %s after the heal", current.ID())
 	}
@@ -208,10 +213,10 @@ func TestRunWhileLeader(t *testing.T) {
 		before[id] = len(r.snapshot())
 	}
 	killAt := time.Now()
-	c.kill(current.ID())
+	c.Kill(current.ID())
 	killed := curRunner.waitCancelled(t, len(curRuns)-1)
 	t.Logf("fn of the closed leader cancelled %v after the kill", killed.cancelled.Sub(killAt))
-	after := c.leader()
+	after := c.Leader()
 	nr := runners[after.ID()]
 	runs := nr.waitRuns(t, before[after.ID()]+1)
 	if last := runs[len(runs)-1]; last.token <= curToken {

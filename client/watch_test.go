@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
 	"github.com/heartbeat-sidecar/heartbeat/node"
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 )
@@ -111,7 +112,7 @@ func (w *writer) finish(t *testing.T) []uint64 {
 func (w *writer) waitWrites(t *testing.T, n int) {
 	t.Helper()
 	want := w.count() + n
-	waitFor(t, fmt.Sprintf("%d writes", want), func() (bool, string) {
+	testcluster.WaitFor(t, fmt.Sprintf("%d writes", want), func() (bool, string) {
 		return w.count() >= want, fmt.Sprintf("%d writes", w.count())
 	})
 }
@@ -200,8 +201,8 @@ func replay(t *testing.T, evs []AssignmentEvent, rev uint64) map[string]owned {
 // other endpoint.
 func TestWatchesAcrossFailures(t *testing.T) {
 	c := startCluster(t, 3)
-	leader := c.leader()
-	fs := c.followers()
+	leader := c.Leader()
+	fs := c.Followers()
 	f1, f2 := fs[0], fs[1]
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -219,7 +220,7 @@ func TestWatchesAcrossFailures(t *testing.T) {
 		<-leaders.done
 	}()
 
-	waitFor(t, "the first leader event", func() (bool, string) { return len(leaders.snapshot()) > 0, "none yet" })
+	testcluster.WaitFor(t, "the first leader event", func() (bool, string) { return len(leaders.snapshot()) > 0, "none yet" })
 	first := leaders.snapshot()[0]
 	if first.ID != leader.ID() || first.IsSelf || !first.Local || first.Endpoint != f1.ClientAddr() ||
 		first.Reconnected || first.Disconnected || first.FencingToken != leader.Status().FencingToken {
@@ -231,9 +232,9 @@ func TestWatchesAcrossFailures(t *testing.T) {
 
 	// 1. The leader crashes; the watches' node stays up.
 	oldToken := first.FencingToken
-	c.kill(leader.ID())
-	newLeader := c.leader()
-	waitFor(t, "the leader watch to report the new leader", func() (bool, string) {
+	c.Kill(leader.ID())
+	newLeader := c.Leader()
+	testcluster.WaitFor(t, "the leader watch to report the new leader", func() (bool, string) {
 		for _, ev := range leaders.snapshot() {
 			if ev.ID == newLeader.ID() && ev.FencingToken > oldToken && ev.Endpoint == f1.ClientAddr() {
 				return true, ""
@@ -246,26 +247,26 @@ func TestWatchesAcrossFailures(t *testing.T) {
 	// 2. With the old leader back, leadership is handed to the node the
 	// watches use, and that node crashes: the watches must reconnect to the
 	// second endpoint and the leadership watch report a newer leader.
-	c.restart(leader.ID())
-	c.leader()
+	c.Restart(leader.ID())
+	c.Leader()
 	if _, err := newClient(t, f2).TransferLeadership(ctx, f1.ID()); err != nil {
 		t.Fatalf("transfer to %s: %v", f1.ID(), err)
 	}
-	if l := c.leader(); l.ID() != f1.ID() {
+	if l := c.Leader(); l.ID() != f1.ID() {
 		t.Fatalf("leader after the transfer is %s, want %s", l.ID(), f1.ID())
 	}
 	w.waitWrites(t, 10)
 	beforeKill := w.last()
 	f1Token := f1.Status().FencingToken
 	nLeaderEvents := len(leaders.snapshot())
-	c.kill(f1.ID())
+	c.Kill(f1.ID())
 	w.waitWrites(t, 20)
-	waitFor(t, "assignment events written after the reconnection", func() (bool, string) {
+	testcluster.WaitFor(t, "assignment events written after the reconnection", func() (bool, string) {
 		last := lastRevision(assign.snapshot())
 		return last >= w.last() && w.last() > beforeKill, fmt.Sprintf("last event revision %d, last write %d", last, w.last())
 	})
-	current := c.leader()
-	waitFor(t, "the leader watch to reconnect to the second endpoint", func() (bool, string) {
+	current := c.Leader()
+	testcluster.WaitFor(t, "the leader watch to reconnect to the second endpoint", func() (bool, string) {
 		evs := leaders.snapshot()[nLeaderEvents:]
 		disconnected, reconnected := false, false
 		for _, ev := range evs {
@@ -298,7 +299,7 @@ func TestWatchesAcrossFailures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the second fence's event", func() (bool, string) {
+	testcluster.WaitFor(t, "the second fence's event", func() (bool, string) {
 		last := lastRevision(assign.snapshot())
 		return last >= fence2.Revision, fmt.Sprintf("last event revision %d < %d", last, fence2.Revision)
 	})
@@ -339,7 +340,7 @@ func TestAssignResume(t *testing.T) {
 	ev := func(rev uint64, id string) *heartbeatpb.AssignmentEvent {
 		return &heartbeatpb.AssignmentEvent{Revision: rev, Kind: "registered", ResourceId: id}
 	}
-	ctx := ctxT(t)
+	ctx := testcluster.Context(t)
 	feed := func(evs ...*heartbeatpb.AssignmentEvent) {
 		from, skip := w.resumePoint()
 		t.Logf("resume after %d skipping %d", from, skip)
@@ -380,9 +381,9 @@ func TestAssignResume(t *testing.T) {
 // node's assignments).
 func TestWatchAssignmentsResync(t *testing.T) {
 	c := startCluster(t, 1, func(cfg *node.Config) { cfg.Membership.FeedCapacity = 10000 })
-	n := c.leader()
+	n := c.Leader()
 	cl := newClient(t, n)
-	ctx := ctxT(t)
+	ctx := testcluster.Context(t)
 	before, err := cl.Resources(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -395,7 +396,7 @@ func TestWatchAssignmentsResync(t *testing.T) {
 	if _, err := cl.Register(ctx, specs...); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "all 6000 assigned", func() (bool, string) {
+	testcluster.WaitFor(t, "all 6000 assigned", func() (bool, string) {
 		l, err := cl.MyResources(ctx)
 		if err != nil {
 			return false, err.Error()

@@ -5,15 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-
-	"github.com/heartbeat-sidecar/heartbeat/election"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
 	"github.com/heartbeat-sidecar/heartbeat/node"
 )
 
@@ -21,184 +18,17 @@ import (
 // -race).
 const cliWait = 20 * time.Second
 
-// logWriter sends node logs to t.Log (shown only when a test fails).
-type logWriter struct{ t *testing.T }
-
-func (w logWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
-}
-
-// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// cliCluster is a set of in-process nodes the CLI talks to.
-type cliCluster struct {
-	t     *testing.T
-	dir   string
-	peers []election.Peer
-	nodes map[string]*node.Node
-}
-
-// freeAddrs reserves n loopback ports and releases them.
-func freeAddrs(t *testing.T, n int) []string {
+// waitUntil is testcluster.WaitWithin bounded by cliWait.
+func waitUntil(t *testing.T, what string, cond func() (bool, string)) {
 	t.Helper()
-	var out []string
-	for _, p := range freePorts(t, n) {
-		out = append(out, fmt.Sprintf("127.0.0.1:%d", p))
-	}
-	return out
-}
-
-// config is a node config on loopback with lenient timings.
-func (c *cliCluster) config(id, peerAddr string) node.Config {
-	cfg := node.DefaultConfig()
-	cfg.ID = id
-	cfg.DataDir = filepath.Join(c.dir, id)
-	cfg.PeerAddr = peerAddr
-	cfg.ClientAddr = "127.0.0.1:0"
-	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.JoinRetryMax = 500 * time.Millisecond
-	cfg.HeartbeatTimeout = 1500 * time.Millisecond
-	cfg.Reconciler.Detector.FirstHeartbeatEstimate = 200 * time.Millisecond
-	cfg.Reconciler.Detector.MinTimeout = time.Second
-	cfg.Reconciler.Detector.MinDeadTimeout = 1500 * time.Millisecond
-	cfg.DrainTimeout = 5 * time.Second
-	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: id, Level: hclog.Warn, Output: logWriter{c.t}})
-	return cfg
+	testcluster.WaitWithin(t, cliWait, what, cond)
 }
 
 // startCLICluster starts voters n1..n<voters> and waits for a leader and
 // for every node's membership record.
-func startCLICluster(t *testing.T, voters int) *cliCluster {
+func startCLICluster(t *testing.T, voters int) *testcluster.Cluster {
 	t.Helper()
-	c := &cliCluster{t: t, dir: t.TempDir(), nodes: map[string]*node.Node{}}
-	for i, a := range freeAddrs(t, voters) {
-		c.peers = append(c.peers, election.Peer{ID: fmt.Sprintf("n%d", i+1), Address: a, Voter: true})
-	}
-	t.Cleanup(func() {
-		for _, n := range c.nodes {
-			n.Close()
-		}
-	})
-	for _, p := range c.peers {
-		cfg := c.config(p.ID, p.Address)
-		cfg.InitialCluster = c.peers
-		n, err := node.New(cfg)
-		if err != nil {
-			t.Fatalf("start %s: %v", p.ID, err)
-		}
-		c.nodes[p.ID] = n
-	}
-	c.waitAlive()
-	return c
-}
-
-// join starts a node that joins through n1 (already added, or added by the
-// join loop).
-func (c *cliCluster) join(id, peerAddr string, voter bool) *node.Node {
-	c.t.Helper()
-	cfg := c.config(id, peerAddr)
-	cfg.Join = []string{c.peers[0].Address}
-	cfg.Voter = voter
-	n, err := node.New(cfg)
-	if err != nil {
-		c.t.Fatalf("start %s: %v", id, err)
-	}
-	c.nodes[id] = n
-	return n
-}
-
-// waitAlive waits until one leader is known everywhere and every node sees
-// every node registered alive.
-func (c *cliCluster) waitAlive() {
-	c.t.Helper()
-	waitUntil(c.t, "a leader and every member alive everywhere", func() (bool, string) {
-		for id, n := range c.nodes {
-			if n.Status().Leader.ID == "" {
-				return false, id + " knows no leader"
-			}
-			ms, err := n.Members()
-			if err != nil {
-				return false, err.Error()
-			}
-			alive := 0
-			for _, m := range ms {
-				if m.State == "alive" && c.nodes[m.ID] != nil {
-					alive++
-				}
-			}
-			if alive != len(c.nodes) {
-				return false, fmt.Sprintf("%s sees %d of %d alive", id, alive, len(c.nodes))
-			}
-		}
-		return true, ""
-	})
-}
-
-// leader is the node that leads (waiting until every node agrees).
-func (c *cliCluster) leader() *node.Node {
-	c.t.Helper()
-	var l *node.Node
-	waitUntil(c.t, "one leader", func() (bool, string) {
-		l = nil
-		seen := ""
-		for id, n := range c.nodes {
-			s := n.Status()
-			if s.Leader.ID == "" || (seen != "" && s.Leader.ID != seen) {
-				return false, id + " sees leader " + s.Leader.ID + ", others " + seen
-			}
-			seen = s.Leader.ID
-			if s.IsLeader {
-				l = n
-			}
-		}
-		return l != nil && l.ID() == seen, "leader " + seen + " does not claim leadership yet"
-	})
-	return l
-}
-
-// follower is a running node that does not lead.
-func (c *cliCluster) follower() *node.Node {
-	c.t.Helper()
-	l := c.leader()
-	for _, n := range c.nodes {
-		if n != l {
-			return n
-		}
-	}
-	c.t.Fatal("no follower")
-	return nil
-}
-
-// waitUntil polls cond every 20ms until it holds or cliWait passes.
-func waitUntil(t *testing.T, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(cliWait)
-	var why string
-	for time.Now().Before(deadline) {
-		var ok bool
-		if ok, why = cond(); ok {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %v waiting for %s: %s", cliWait, what, why)
+	return testcluster.Start(t, voters, testcluster.Options{Wait: cliWait})
 }
 
 // cli runs one command line in process with an empty environment.
@@ -232,8 +62,8 @@ func cliJSON(t *testing.T, v any, args ...string) {
 // failures with exit 1.
 func TestCLICommands(t *testing.T) {
 	c := startCLICluster(t, 3)
-	leader := c.leader()
-	f := c.follower()
+	leader := c.Leader()
+	f := c.Followers()[0]
 	addr := f.ClientAddr()
 
 	t.Run("status", func(t *testing.T) {
@@ -342,13 +172,13 @@ func TestCLICommands(t *testing.T) {
 	})
 
 	t.Run("transfer and step-down", func(t *testing.T) {
-		l := c.leader()
-		target := c.follower()
+		l := c.Leader()
+		target := c.Followers()[0]
 		out := cliOK(t, "transfer", target.ID(), "--addr", addr)
 		if want := fmt.Sprintf("leader %s -> %s (term ", l.ID(), target.ID()); !strings.HasPrefix(out, want) {
 			t.Errorf("transfer: %q, want %q...", out, want)
 		}
-		if got := c.leader(); got.ID() != target.ID() {
+		if got := c.Leader(); got.ID() != target.ID() {
 			t.Fatalf("leader after transfer: %s, want %s", got.ID(), target.ID())
 		}
 		// A no-op to the leader itself, with the flags before the id.
@@ -361,7 +191,7 @@ func TestCLICommands(t *testing.T) {
 		if ch.Previous != target.ID() || ch.Leader.ID == target.ID() {
 			t.Errorf("step-down --json: %+v", ch)
 		}
-		l = c.leader()
+		l = c.Leader()
 		if l.ID() == target.ID() {
 			t.Fatalf("%s still leads after step-down", l.ID())
 		}
@@ -369,7 +199,7 @@ func TestCLICommands(t *testing.T) {
 		if !strings.HasPrefix(out, "leader "+l.ID()+" -> ") {
 			t.Errorf("step-down: %q", out)
 		}
-		if c.leader().ID() == l.ID() {
+		if c.Leader().ID() == l.ID() {
 			t.Errorf("%s still leads after step-down", l.ID())
 		}
 	})
@@ -400,12 +230,12 @@ func TestCLICommands(t *testing.T) {
 // priority change (set with priority, on the leader so that leadership
 // stays), and ends cleanly when interrupted; --json prints one object per
 // line.
-func testPriorityWatch(t *testing.T, c *cliCluster) {
-	l := c.leader()
+func testPriorityWatch(t *testing.T, c *testcluster.Cluster) {
+	l := c.Leader()
 	addr := l.ClientAddr()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var table, lines syncBuffer
+	var table, lines testcluster.SyncBuffer
 	var wg sync.WaitGroup
 	codes := make([]int, 2)
 	for i, args := range [][]string{{"members", "--watch", "--addr", addr}, {"members", "--watch", "--json", "--addr", addr}} {
@@ -481,8 +311,8 @@ func testPriorityWatch(t *testing.T, c *cliCluster) {
 // leaves through its own client port; n5 is added and never started, then
 // removed through the Coordinator (--addr), n6 through the peer port
 // (--peer).
-func testJoinLeaveRemove(t *testing.T, c *cliCluster, addr string) {
-	peers := freeAddrs(t, 3)
+func testJoinLeaveRemove(t *testing.T, c *testcluster.Cluster, addr string) {
+	peers := testcluster.FreeAddrs(t, 3)
 	out := cliOK(t, "join", "--id", "n4", "--peer-addr", peers[0], "--nonvoter", "--addr", addr)
 	if !strings.HasPrefix(out, "added n4 at "+peers[0]+" as a non-voter (log index ") {
 		t.Errorf("join: %q", out)
@@ -500,8 +330,8 @@ func testJoinLeaveRemove(t *testing.T, c *cliCluster, addr string) {
 	if jr.NodeID != "n4" || jr.Voter || jr.Index != 0 {
 		t.Errorf("repeated join --json: %+v, want index 0", jr)
 	}
-	n4 := c.join("n4", peers[0], false)
-	c.waitAlive()
+	n4 := c.Join("n4", peers[0], false)
+	c.Ready()
 
 	var lr struct {
 		NodeID string `json:"node_id"`
@@ -521,7 +351,7 @@ func testJoinLeaveRemove(t *testing.T, c *cliCluster, addr string) {
 	if err := n4.Shutdown(ctx); err != nil {
 		t.Errorf("n4 shutdown: %v", err)
 	}
-	delete(c.nodes, "n4")
+	c.Forget("n4")
 	var ms []node.Member
 	waitUntil(t, "n4 recorded as left", func() (bool, string) {
 		cliJSON(t, &ms, "members", "--addr", addr, "--json")
@@ -544,13 +374,13 @@ func testJoinLeaveRemove(t *testing.T, c *cliCluster, addr string) {
 	}
 	cliOK(t, "join", "--id", "n6", "--peer-addr", peers[2], "--nonvoter", "--addr", addr)
 	waitUntil(t, "n6 in the configuration of the leader", func() (bool, string) {
-		return hasSuffrage(t, c.leader().ClientAddr(), "n6", "nonvoter"), "not yet"
+		return hasSuffrage(t, c.Leader().ClientAddr(), "n6", "nonvoter"), "not yet"
 	})
 	var rr struct {
 		NodeID string `json:"node_id"`
 		Index  uint64 `json:"index"`
 	}
-	cliJSON(t, &rr, "remove", "--id", "n6", "--peer", c.peers[0].Address, "--json")
+	cliJSON(t, &rr, "remove", "--id", "n6", "--peer", c.Peers()[0].Address, "--json")
 	if rr.NodeID != "n6" || rr.Index == 0 {
 		t.Errorf("remove --peer --json: %+v", rr)
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
 )
 
 var (
@@ -80,29 +81,11 @@ func TestBinaryUsage(t *testing.T) {
 	}
 }
 
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var lns []net.Listener
-	var ports []int
-	for i := 0; i < n; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	for _, ln := range lns {
-		ln.Close()
-	}
-	return ports
-}
-
 // TestBinaryCluster starts three real processes and drives the CLI against them.
 func TestBinaryCluster(t *testing.T) {
 	bin := binary(t)
 	dir := t.TempDir()
-	ports := freePorts(t, 9)
+	ports := testcluster.FreePorts(t, 9)
 	var members []string
 	for i := 0; i < 3; i++ {
 		members = append(members, fmt.Sprintf("n%d=127.0.0.1:%d", i+1, ports[3*i]))

@@ -1,41 +1,22 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
-}
-
-// safeBuffer is a bytes.Buffer safe for concurrent writes (the node logs
-// from its goroutines).
-type safeBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *safeBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *safeBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestEmbedded runs the program for a few seconds, twice on the same data
@@ -62,7 +43,7 @@ func TestEmbedded(t *testing.T) {
 // runFor runs the program with --duration 3s on dir and checks its output.
 func runFor(t *testing.T, dir, resources string) string {
 	t.Helper()
-	var out, logs safeBuffer
+	var out, logs testcluster.SyncBuffer
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	start := time.Now()

@@ -13,10 +13,16 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/heartbeat-sidecar/heartbeat/client"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
 )
 
 // numResources registered by the cluster test.
 const numResources = 30
+
+// waitTimeout bounds every wait of these tests (testcluster.WaitWithin,
+// ContextWithin) and of their cluster. It is generous, above
+// testcluster.DefaultWait: the machine is shared and -race is slow.
+const waitTimeout = 45 * time.Second
 
 // TestWorkersOnCluster runs one worker beside each node of a 3-node cluster
 // and follows them through a follower crash, its restart and a leader crash:
@@ -35,12 +41,12 @@ func TestWorkersOnCluster(t *testing.T) {
 	c := startCluster(t, 3)
 	ledger := filepath.Join(t.TempDir(), "ledger")
 	workers := map[string]*runningWorker{}
-	for _, id := range c.live() {
-		workers[id] = startWorker(t, c, id, ledger, false)
+	for _, n := range c.Live() {
+		workers[n.ID()] = startWorker(t, c, n.ID(), ledger, false)
 	}
 
 	all := register(t, c, numResources)
-	waitFor(t, "every worker owns its node's assignments, together all resources", func() (bool, string) {
+	testcluster.WaitWithin(t, waitTimeout, "every worker owns its node's assignments, together all resources", func() (bool, string) {
 		return checkPartition(c, workers, all)
 	})
 	for id, w := range workers {
@@ -48,28 +54,22 @@ func TestWorkersOnCluster(t *testing.T) {
 			t.Errorf("worker %s owns nothing; want a share of %d resources over 3 nodes", id, numResources)
 		}
 	}
-	leader := c.leader()
+	leader := c.Leader().ID()
 	firstToken := waitLeaderJob(t, c, workers, leader, 0)
 
 	// A second worker beside a follower, with no other endpoint: once its
 	// node is gone it hears of no reassignment, so only the lost sidecar
 	// (no heartbeat answered for the TTL) can make it drop its set.
-	var follower string
-	for _, id := range c.live() {
-		if id != leader {
-			follower = id
-			break
-		}
-	}
+	follower := c.Followers()[0].ID()
 	alone := startWorker(t, c, follower, ledger, true)
-	waitFor(t, "the second worker owns its node's assignments", func() (bool, string) {
-		got, want := alone.Owned(), c.assignments(follower)
+	testcluster.WaitWithin(t, waitTimeout, "the second worker owns its node's assignments", func() (bool, string) {
+		got, want := alone.Owned(), assignments(c, follower)
 		return maps.Equal(got, want), fmt.Sprintf("owns %v; node assigns %v", got, want)
 	})
 
 	// Crash the follower: its workers drop everything, the others take over.
-	c.kill(follower)
-	waitFor(t, "the crashed node's workers drop their sets; the others own everything", func() (bool, string) {
+	c.Kill(follower)
+	testcluster.WaitWithin(t, waitTimeout, "the crashed node's workers drop their sets; the others own everything", func() (bool, string) {
 		for _, w := range []*runningWorker{workers[follower], alone} {
 			if !w.SidecarLost() {
 				return false, follower + "'s worker still thinks its sidecar is reachable"
@@ -82,27 +82,27 @@ func TestWorkersOnCluster(t *testing.T) {
 	})
 
 	// Restart it on the same addresses: its worker lists again.
-	c.start(follower)
-	c.waitMembers()
-	waitFor(t, "the restarted node's worker owns its share again", func() (bool, string) {
+	c.Restart(follower)
+	c.WaitMembers()
+	testcluster.WaitWithin(t, waitTimeout, "the restarted node's worker owns its share again", func() (bool, string) {
 		if workers[follower].SidecarLost() {
 			return false, follower + "'s worker has not heard from its sidecar yet"
 		}
 		if len(workers[follower].Owned()) == 0 {
 			return false, follower + "'s worker owns nothing yet"
 		}
-		if got, want := alone.Owned(), c.assignments(follower); !maps.Equal(got, want) {
+		if got, want := alone.Owned(), assignments(c, follower); !maps.Equal(got, want) {
 			return false, fmt.Sprintf("second worker owns %v; node assigns %v", got, want)
 		}
 		return checkPartition(c, workers, all)
 	})
 
 	// Crash the leader: the job moves to the new leader's worker.
-	c.kill(leader)
-	newLeader := c.leader()
+	c.Kill(leader)
+	newLeader := c.Leader().ID()
 	secondToken := waitLeaderJob(t, c, workers, newLeader, firstToken)
 	t.Logf("leader job: %s token %d, then %s token %d", leader, firstToken, newLeader, secondToken)
-	waitFor(t, "the crashed leader's worker drops its set; the others own everything", func() (bool, string) {
+	testcluster.WaitWithin(t, waitTimeout, "the crashed leader's worker drops its set; the others own everything", func() (bool, string) {
 		if got := workers[leader].Owned(); len(got) != 0 {
 			return false, fmt.Sprintf("%s's worker still owns %v", leader, got)
 		}
@@ -132,11 +132,11 @@ func TestWorkersOnCluster(t *testing.T) {
 
 // register registers n resources shard-0..shard-(n-1) through a client over
 // every node and returns their ids.
-func register(t *testing.T, c *cluster, n int) []string {
+func register(t *testing.T, c *testcluster.Cluster, n int) []string {
 	t.Helper()
 	cfg := client.DefaultConfig()
-	cfg.Endpoints = c.endpoints("n1")
-	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "register", Level: hclog.Warn, Output: c.log})
+	cfg.Endpoints = c.Endpoints("n1")
+	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "register", Level: hclog.Warn, Output: c.Log()})
 	cl, err := client.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -149,7 +149,7 @@ func register(t *testing.T, c *cluster, n int) []string {
 		specs = append(specs, client.ResourceSpec{ID: id})
 		ids = append(ids, id)
 	}
-	if _, err := cl.Register(ctxT(t), specs...); err != nil {
+	if _, err := cl.Register(testcluster.ContextWithin(t, waitTimeout), specs...); err != nil {
 		t.Fatal(err)
 	}
 	return ids
@@ -158,10 +158,11 @@ func register(t *testing.T, c *cluster, n int) []string {
 // checkPartition reports whether every live node's worker owns exactly its
 // node's assignments (as that node's state says), and the live workers'
 // sets are disjoint and cover all.
-func checkPartition(c *cluster, workers map[string]*runningWorker, all []string) (bool, string) {
+func checkPartition(c *testcluster.Cluster, workers map[string]*runningWorker, all []string) (bool, string) {
 	owner := map[string]string{}
-	for _, id := range c.live() {
-		got, want := workers[id].Owned(), c.assignments(id)
+	for _, n := range c.Live() {
+		id := n.ID()
+		got, want := workers[id].Owned(), assignments(c, id)
 		if !maps.Equal(got, want) {
 			return false, fmt.Sprintf("worker %s owns %v; its node assigns it %v", id, got, want)
 		}
@@ -188,10 +189,10 @@ func checkPartition(c *cluster, workers map[string]*runningWorker, all []string)
 // waitLeaderJob waits until the leader job runs in want's worker alone,
 // with want's fencing token (above `above`), and has written two records
 // with it to the ledger; it returns the token.
-func waitLeaderJob(t *testing.T, c *cluster, workers map[string]*runningWorker, want string, above uint64) uint64 {
+func waitLeaderJob(t *testing.T, c *testcluster.Cluster, workers map[string]*runningWorker, want string, above uint64) uint64 {
 	t.Helper()
 	var token uint64
-	waitFor(t, "the leader job running in "+want+"'s worker only", func() (bool, string) {
+	testcluster.WaitWithin(t, waitTimeout, "the leader job running in "+want+"'s worker only", func() (bool, string) {
 		token = 0
 		for id, w := range workers {
 			tok := w.LeaderToken()
@@ -202,7 +203,7 @@ func waitLeaderJob(t *testing.T, c *cluster, workers map[string]*runningWorker, 
 				token = tok
 			}
 		}
-		st := c.nodes[want].Status()
+		st := c.Node(want).Status()
 		switch {
 		case token == 0:
 			return false, "no leader job in " + want + "'s worker"
@@ -213,7 +214,7 @@ func waitLeaderJob(t *testing.T, c *cluster, workers map[string]*runningWorker, 
 		}
 		return true, ""
 	})
-	waitFor(t, "ledger records with token "+fmt.Sprint(token), func() (bool, string) {
+	testcluster.WaitWithin(t, waitTimeout, "ledger records with token "+fmt.Sprint(token), func() (bool, string) {
 		records, err := ReadLedger(workers[want].ledger.Path())
 		if err != nil {
 			return false, err.Error()
@@ -234,7 +235,7 @@ func waitLeaderJob(t *testing.T, c *cluster, workers map[string]*runningWorker, 
 // goroutine stopped (goleak checks).
 func TestWorkerWithoutSidecar(t *testing.T) {
 	cfg := DefaultConfig()
-	cfg.Endpoints = freeAddrs(t, 1)
+	cfg.Endpoints = testcluster.FreeAddrs(t, 1)
 	cfg.LedgerPath = filepath.Join(t.TempDir(), "ledger")
 	cfg.TTL = 300 * time.Millisecond
 	w, err := NewWorker(cfg)
@@ -242,7 +243,7 @@ func TestWorkerWithoutSidecar(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctxT(t), time.Second)
+	ctx, cancel := context.WithTimeout(testcluster.ContextWithin(t, waitTimeout), time.Second)
 	defer cancel()
 	err = w.Run(ctx)
 	if err == nil {

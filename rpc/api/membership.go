@@ -183,6 +183,10 @@ func commitStatus(err error) error {
 	case errors.Is(err, membership.ErrInvalidTransition), errors.Is(err, membership.ErrAddressInUse),
 		errors.Is(err, membership.ErrMemberBusy), errors.Is(err, membership.ErrUnsupportedVersion):
 		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, election.ErrTransferInProgress):
+		// The leader is handing off: the write will go to the next leader.
+		// Unavailable makes the Coordinator (and clients) retry it.
+		return status.Errorf(codes.Unavailable, "write: %v; retry", err)
 	}
 	return toStatus(err)
 }

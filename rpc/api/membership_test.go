@@ -273,3 +273,24 @@ func TestWatchAssignmentsStuckReader(t *testing.T) {
 	}
 	t.Logf("stuck watcher read %d events, then OutOfRange", got)
 }
+
+// TestCommitStatus: how a failed commit reaches the caller. A write that
+// meets a leadership transfer is retryable (the next leader takes it).
+func TestCommitStatus(t *testing.T) {
+	for _, tc := range []struct {
+		err   error
+		want  codes.Code
+		retry bool
+	}{
+		{fmt.Errorf("apply: %w", election.ErrTransferInProgress), codes.Unavailable, true},
+		{fmt.Errorf("apply: %w", election.ErrNoLeader), codes.Unavailable, true},
+		{fmt.Errorf("x: %w", membership.ErrInvalidCommand), codes.InvalidArgument, false},
+		{fmt.Errorf("x: %w", membership.ErrUnknownMember), codes.NotFound, false},
+		{fmt.Errorf("x: %w", membership.ErrInvalidTransition), codes.FailedPrecondition, false},
+	} {
+		got := commitStatus(tc.err)
+		if status.Code(got) != tc.want || retryable(got) != tc.retry {
+			t.Errorf("commitStatus(%v) = %v (retryable %v), want %v (retryable %v)", tc.err, got, retryable(got), tc.want, tc.retry)
+		}
+	}
+}

@@ -1,0 +1,83 @@
+package testcluster
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// DefaultWait bounds WaitFor, Context and a Cluster's waits unless told
+// otherwise. It is generous: the machine is shared and -race is slow.
+const DefaultWait = 30 * time.Second
+
+// pollInterval is how often WaitWithin asks its condition again.
+const pollInterval = 20 * time.Millisecond
+
+// WaitFor polls cond every 20ms until it holds or DefaultWait passes. On
+// the deadline it fails the test with what and cond's last explanation.
+func WaitFor(t testing.TB, what string, cond func() (bool, string)) {
+	t.Helper()
+	WaitWithin(t, DefaultWait, what, cond)
+}
+
+// WaitWithin is WaitFor with the deadline d from now.
+func WaitWithin(t testing.TB, d time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	var why string
+	for time.Now().Before(deadline) {
+		var ok bool
+		if ok, why = cond(); ok {
+			return
+		}
+		time.Sleep(pollInterval)
+	}
+	t.Fatalf("timed out after %v waiting for %s: %s", d, what, why)
+}
+
+// Context returns a context that ends with the test or after DefaultWait,
+// whichever comes first.
+func Context(t testing.TB) context.Context {
+	return ContextWithin(t, DefaultWait)
+}
+
+// ContextWithin returns a context that ends with the test or after d.
+func ContextWithin(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// FreePorts reserves n loopback TCP ports and releases them, for addresses
+// that must be known before a process listens on them. Another process may
+// take a port in between; on a test machine that is rare enough.
+func FreePorts(t testing.TB, n int) []int {
+	t.Helper()
+	var lns []net.Listener
+	var ports []int
+	for i := 0; i < n; i++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	for _, ln := range lns {
+		ln.Close()
+	}
+	return ports
+}
+
+// FreeAddrs is FreePorts as "127.0.0.1:port" addresses, for the peer
+// addresses of an initial cluster (or an address nothing listens on).
+func FreeAddrs(t testing.TB, n int) []string {
+	t.Helper()
+	var out []string
+	for _, p := range FreePorts(t, n) {
+		out = append(out, net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+	}
+	return out
+}
