@@ -23,10 +23,26 @@ func newTermLogger(inner hclog.Logger, node string, term func() uint64) *termLog
 	return &termLogger{inner: inner, node: node, term: term}
 }
 
+// args puts "node" and "term" first. A caller's own "node" or "term" (raft
+// logs "node" as a description of itself and "term" as, for example, the
+// term a candidate enters) is renamed "raft_node" / "raft_term", so that a
+// line never has two keys of one name: JSON output keeps only the last one,
+// which would hide the node id or the current term.
 func (l *termLogger) args(args []any) []any {
 	out := make([]any, 0, len(args)+4)
 	out = append(out, "node", l.node, "term", l.term())
-	return append(out, args...)
+	for i, a := range args {
+		if i%2 == 0 {
+			switch a {
+			case "node":
+				a = "raft_node"
+			case "term":
+				a = "raft_term"
+			}
+		}
+		out = append(out, a)
+	}
+	return out
 }
 
 // The methods below implement hclog.Logger by delegating to inner.

@@ -35,3 +35,20 @@ func TestTermLoggerAddsNodeAndTerm(t *testing.T) {
 		}
 	}
 }
+
+// TestTermLoggerRenamesClashingKeys: raft's own "node" and "term" arguments
+// do not replace the node id and current term (JSON keeps the last key).
+func TestTermLoggerRenamesClashingKeys(t *testing.T) {
+	var buf bytes.Buffer
+	base := hclog.New(&hclog.LoggerOptions{Output: &buf, JSONFormat: true, Level: hclog.Trace})
+	l := newTermLogger(base, "n3", func() uint64 { return 2 })
+	l.Info("entering candidate state", "node", "Node at 127.0.0.1:7430 [Candidate]", "term", 3)
+	var line map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &line); err != nil {
+		t.Fatal(err)
+	}
+	if line["node"] != "n3" || line["term"] != float64(2) ||
+		line["raft_node"] != "Node at 127.0.0.1:7430 [Candidate]" || line["raft_term"] != float64(3) {
+		t.Errorf("line %v: want node n3, term 2, raft_node and raft_term kept", line)
+	}
+}

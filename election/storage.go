@@ -162,3 +162,30 @@ func bootstrap(cfg Config, rc *raft.Config, s *stores, tr raft.Transport) (bool,
 	}
 	return true, nil
 }
+
+// ResetState deletes the raft log, the stable store and the snapshots under
+// dataDir and keeps the identity file, so the node starts again with no
+// raft state, as a new node would. Only for a node whose removal from the
+// configuration is committed (it left): a member's log is part of the
+// cluster's durability, and deleting it could lose committed entries.
+func ResetState(dataDir string) error {
+	for _, p := range []string{filepath.Join(dataDir, boltFile), filepath.Join(dataDir, "snapshots")} {
+		if err := os.RemoveAll(p); err != nil {
+			return fmt.Errorf("election: reset state: %w", err)
+		}
+	}
+	return syncDir(dataDir)
+}
+
+// syncDir makes the directory's entries (removals, renames) durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("election: sync %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("election: sync %s: %w", dir, err)
+	}
+	return nil
+}

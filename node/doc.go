@@ -64,7 +64,9 @@
 // stop that also takes the node out of the raft configuration: drain, hand
 // off leadership, MarkLeft, removal through the (new) leader; then Left()
 // closes and Run returns nil. An embedding program that does not use Run
-// waits on Left() and calls Shutdown itself.
+// waits on Left() and calls Shutdown itself. Leave writes left.json in the
+// data dir; started again, the node discards its stale raft state and
+// joins again through Join or the other InitialCluster members (rejoin.go).
 //
 // Leader priority: each member has a priority 0..100 (Config.LeaderPriority
 // at registration, or SetLeaderPriority at any time). While it leads, a node

@@ -47,11 +47,13 @@ func (n *Node) joinLoop(ctx context.Context) {
 		for _, addr := range n.cfg.Join {
 			if n.isMember() {
 				n.log.Info("joined cluster (found self in the configuration)")
+				n.afterJoin()
 				return
 			}
 			resp, err := n.joinOnce(ctx, addr)
 			if err == nil {
 				n.log.Info("joined cluster", "via", addr, "leader", resp.GetLeaderId(), "index", resp.GetIndex())
+				n.afterJoin()
 				return
 			}
 			if ctx.Err() != nil {
@@ -103,4 +105,11 @@ func permanentJoinError(err error) bool {
 		return api.ReasonOf(err) != api.ReasonNotLeader
 	}
 	return false
+}
+
+// afterJoin ends a rejoin after a Leave (see rejoin.go).
+func (n *Node) afterJoin() {
+	if n.rejoin {
+		n.rejoined()
+	}
 }

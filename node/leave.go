@@ -82,6 +82,7 @@ func (n *Node) Leave(ctx context.Context) (moved int, err error) {
 	if err := n.removeSelf(ctx); err != nil {
 		return 0, leaveStatus("leave the raft configuration", err)
 	}
+	n.markLeftOnDisk()
 	if n.mfsm != nil {
 		moved -= n.numOwned(n.cfg.ID)
 	}

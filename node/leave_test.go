@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -166,4 +167,68 @@ func TestLeaveRefused(t *testing.T) {
 		t.Error("Left closed after a refused leave")
 	default:
 	}
+}
+
+// TestLeaveThenRejoin: a voter that left is started again from its data dir
+// with its original flags (the initial cluster): it discards its stale raft
+// state, joins again through the other members (instead of campaigning
+// forever with a configuration that no longer holds it), is alive and owns
+// resources again; a further restart keeps its state.
+func TestLeaveThenRejoin(t *testing.T) {
+	c := startMemCluster(t, 3, 0)
+	c.leader()
+	c.waitMembers()
+	registerN(t, c.nodes["n1"], "j", 30)
+	c.waitSettled(30)
+	n := c.follower()
+	id := n.ID()
+	if _, err := n.Leave(ctxT(t)); err != nil {
+		t.Fatalf("leave: %v", err)
+	}
+	if err := n.Shutdown(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(leftPath(n.cfg.DataDir)); err != nil {
+		t.Fatalf("no left marker after the leave: %v", err)
+	}
+	inConfig := func(x *Node) bool {
+		ms, err := x.el.Members()
+		if err != nil {
+			return false
+		}
+		for _, m := range ms {
+			if m.ID == id {
+				return true
+			}
+		}
+		return false
+	}
+	leader := c.leader()
+	if inConfig(leader) {
+		t.Fatalf("%s still in the configuration after leaving", id)
+	}
+
+	delete(c.nodes, id)
+	back := c.start(id)
+	waitFor(t, id+" a voter again, alive, owning resources", func() (bool, string) {
+		l := c.leader()
+		m, _ := findMember(l.Membership().View(), id)
+		return inConfig(l) && m.State == membership.StateAlive && l.numOwned(id) > 0,
+			fmt.Sprintf("in config %v, %+v, owns %d", inConfig(l), m, l.numOwned(id))
+	})
+	waitFor(t, "the left marker removed", func() (bool, string) {
+		_, err := os.Stat(leftPath(back.cfg.DataDir))
+		return os.IsNotExist(err), fmt.Sprint(err)
+	})
+	c.waitSettled(30)
+
+	// A plain restart now keeps the state (nothing is discarded again).
+	applied := back.el.Raft().AppliedIndex()
+	back.Close()
+	delete(c.nodes, id)
+	again := c.start(id)
+	if got := again.el.Raft().LastIndex(); got < applied {
+		t.Errorf("restart after the rejoin lost raft state: last index %d < %d applied before", got, applied)
+	}
+	c.waitMembers()
 }

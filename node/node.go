@@ -75,6 +75,8 @@ type Node struct {
 	stopOnce sync.Once
 	stopErr  error
 	stopped  atomic.Bool
+
+	rejoin bool // it left the cluster before this start and joins again (see rejoin.go)
 }
 
 // New builds a node from cfg and starts it: it binds the three ports, opens
@@ -168,6 +170,9 @@ func New(cfg Config) (_ *Node, err error) {
 	}
 	undo = append(undo, func() { n.tr.Close() })
 
+	if n.rejoin, err = n.prepareRejoin(); err != nil {
+		return nil, err
+	}
 	ecfg, err := n.electionConfig()
 	if err != nil {
 		return nil, err
@@ -228,9 +233,12 @@ func New(cfg Config) (_ *Node, err error) {
 	n.wg.Add(1)
 	go func() { defer n.wg.Done(); n.healthLoop(n.bgCtx) }()
 
-	if len(cfg.Join) > 0 && !n.isMember() {
+	switch {
+	case len(n.cfg.Join) > 0 && !n.isMember():
 		n.wg.Add(1)
 		go func() { defer n.wg.Done(); n.joinLoop(n.bgCtx) }()
+	case n.rejoin:
+		n.rejoined() // restarted after its rejoin had already succeeded
 	}
 	if n.mfsm != nil {
 		n.startMembership()
@@ -246,6 +254,8 @@ func (n *Node) electionConfig() (election.Config, error) {
 	ec := election.DefaultConfig()
 	ec.ID, ec.ClusterID, ec.DataDir = cfg.ID, cfg.ClusterID, cfg.DataDir
 	switch {
+	case n.rejoin:
+		// It left this cluster: it joins again, never bootstraps.
 	case len(cfg.InitialCluster) > 0:
 		ec.Bootstrap = cfg.InitialCluster
 	case len(cfg.Join) == 0:

@@ -1,0 +1,127 @@
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/heartbeat-sidecar/heartbeat/election"
+)
+
+// leftFile marks, in the data dir, a node that left the cluster (Leave), so
+// that when it is started again it joins as a new member instead of
+// campaigning forever with a configuration that no longer holds it.
+const leftFile = "left.json"
+
+// Phases recorded in leftFile.
+const (
+	// phaseLeft: the removal from the raft configuration is committed; the
+	// raft state in the data dir is stale and is discarded at the next start.
+	phaseLeft = "left"
+	// phaseRejoining: the stale state is gone and the node is asking to join
+	// again. A restart in this phase keeps whatever state the join brought
+	// (the node may already be a member again) and asks again.
+	phaseRejoining = "rejoining"
+)
+
+// leftMarker is the content of leftFile.
+type leftMarker struct {
+	Phase     string    `json:"phase"`
+	ClusterID string    `json:"cluster_id"`
+	LeftAt    time.Time `json:"left_at"`
+}
+
+func leftPath(dataDir string) string { return filepath.Join(dataDir, leftFile) }
+
+func readLeftMarker(dataDir string) (leftMarker, bool, error) {
+	b, err := os.ReadFile(leftPath(dataDir))
+	if errors.Is(err, os.ErrNotExist) {
+		return leftMarker{}, false, nil
+	}
+	if err != nil {
+		return leftMarker{}, false, fmt.Errorf("node: read %s: %w", leftFile, err)
+	}
+	var m leftMarker
+	if err := json.Unmarshal(b, &m); err != nil {
+		return leftMarker{}, false, fmt.Errorf("node: %s is corrupt (%v); remove it to start this node as it was", leftPath(dataDir), err)
+	}
+	return m, true, nil
+}
+
+// writeLeftMarker writes the marker atomically (temp file, fsync, rename).
+func writeLeftMarker(dataDir string, m leftMarker) error {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	path := leftPath(dataDir)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o640); err != nil {
+		return fmt.Errorf("node: write %s: %w", leftFile, err)
+	}
+	f, err := os.Open(tmp)
+	if err == nil {
+		err = f.Sync()
+		f.Close()
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("node: write %s: %w", leftFile, err)
+	}
+	return nil
+}
+
+// prepareRejoin runs before the election opens the data dir. A node that
+// left (marker phase "left") has its stale raft state discarded and moves
+// to phase "rejoining"; in either phase the node must join, not bootstrap,
+// and it reports so. The join addresses are cfg.Join, or else the other
+// members of InitialCluster.
+func (n *Node) prepareRejoin() (rejoin bool, err error) {
+	m, found, err := readLeftMarker(n.cfg.DataDir)
+	if err != nil || !found {
+		return false, err
+	}
+	if m.Phase == phaseLeft {
+		n.log.Info("this node left the cluster earlier: discarding its old raft state and joining again",
+			"left_at", m.LeftAt)
+		if err := election.ResetState(n.cfg.DataDir); err != nil {
+			return false, fmt.Errorf("node: %w", err)
+		}
+		m.Phase = phaseRejoining
+		if err := writeLeftMarker(n.cfg.DataDir, m); err != nil {
+			return false, err
+		}
+	}
+	if len(n.cfg.Join) == 0 {
+		for _, p := range n.cfg.InitialCluster {
+			if p.ID != n.cfg.ID {
+				n.cfg.Join = append(n.cfg.Join, p.Address)
+			}
+		}
+	}
+	if len(n.cfg.Join) == 0 {
+		return false, fmt.Errorf("%w: this node left its cluster and has no member to join again through (set Join or InitialCluster)", ErrInvalidConfig)
+	}
+	return true, nil
+}
+
+// rejoined removes the marker once the node is a member again.
+func (n *Node) rejoined() {
+	if err := os.Remove(leftPath(n.cfg.DataDir)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		n.log.Warn("could not remove the left marker (the next start joins again, harmlessly)", "error", err)
+	}
+}
+
+// markLeftOnDisk records a committed departure, so a restart joins afresh.
+func (n *Node) markLeftOnDisk() {
+	m := leftMarker{Phase: phaseLeft, ClusterID: n.cfg.ClusterID, LeftAt: time.Now().UTC()}
+	if err := writeLeftMarker(n.cfg.DataDir, m); err != nil {
+		n.log.Warn("could not record the departure on disk: a restart of this node will not rejoin by itself", "error", err)
+	}
+}
