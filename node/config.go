@@ -129,6 +129,10 @@ type Config struct {
 	LogFormat string
 	LogLevel  string
 	LogOutput io.Writer
+	// EnablePprof serves Go's runtime profiles under /debug/pprof/ on the
+	// HTTP port (off by default: a profile costs CPU and shows internals).
+	EnablePprof bool
+
 	// WrapTransport, when set, wraps the peer transport raft uses (tests put
 	// rpc/faultnet's fault injector here). The wrapper owns the transport:
 	// its Close must close it. nil: raft uses the gRPC transport directly.

@@ -3,6 +3,7 @@ package node
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/pprof"
 	"sort"
 	"strings"
 	"time"
@@ -146,6 +147,10 @@ func (n *Node) httpHandler() http.Handler {
 	}
 	resource := route{http.MethodGet: n.handleGetResource, http.MethodPut: n.handlePutResource, http.MethodDelete: n.handleDeleteResource}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.cfg.EnablePprof && strings.HasPrefix(r.URL.Path, "/debug/pprof/") {
+			pprofHandler(w, r)
+			return
+		}
 		rt, ok := routes[r.URL.Path]
 		if !ok && n.mfsm != nil && strings.HasPrefix(r.URL.Path, resourcePrefix) {
 			rt, ok = resource, true
@@ -213,4 +218,20 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 func writeJSONError(w http.ResponseWriter, code int, msg string) {
 	writeJSON(w, code, map[string]any{"error": msg, "code": code})
+}
+
+// pprofHandler serves Go's profiles under /debug/pprof/ (Config.EnablePprof).
+func pprofHandler(w http.ResponseWriter, r *http.Request) {
+	switch strings.TrimPrefix(r.URL.Path, "/debug/pprof/") {
+	case "cmdline":
+		pprof.Cmdline(w, r)
+	case "profile":
+		pprof.Profile(w, r)
+	case "symbol":
+		pprof.Symbol(w, r)
+	case "trace":
+		pprof.Trace(w, r)
+	default:
+		pprof.Index(w, r) // the index, and named profiles: heap, goroutine, ...
+	}
 }

@@ -42,6 +42,7 @@ type runFlags struct {
 	appHealthURL                                                   string
 	appHealthInterval                                              time.Duration
 	leaderPriority                                                 int
+	enablePprof                                                    bool
 	priorityHoldoff                                                time.Duration
 }
 
@@ -72,6 +73,7 @@ func parseRunConfig(args []string, getenv env, stdout io.Writer) (node.Config, e
 	fs.DurationVar(&f.drainTimeout, "drain-timeout", def.DrainTimeout, "on SIGTERM, wait at most this long for this node's resources to move away before leaving")
 	fs.StringVar(&f.appHealthURL, "app-health-url", "", "poll this http:// URL (loopback or this node's host) for the application's health; 2xx = healthy")
 	fs.DurationVar(&f.appHealthInterval, "app-health-interval", def.AppHealthInterval, "poll period (and timeout) of --app-health-url")
+	fs.BoolVar(&f.enablePprof, "enable-pprof", false, "serve Go's runtime profiles under /debug/pprof/ on the HTTP port")
 	fs.IntVar(&f.leaderPriority, "leader-priority", -1, "this node's leader priority, 0..100: the leader hands leadership to a healthy voter with a higher one (-1: keep what the cluster has recorded, 0 for a new node)")
 	fs.DurationVar(&f.priorityHoldoff, "priority-holdoff", def.PriorityHoldoff, "how long a higher-priority voter must stay healthy before the leader hands it leadership")
 	if err := parseFlags(fs, args, getenv, stdout, runUsage); err != nil {
@@ -127,6 +129,7 @@ func (f runFlags) config(cfg node.Config) (node.Config, error) {
 		cfg.LeaderPriority = &p
 	}
 	cfg.PriorityHoldoff = f.priorityHoldoff
+	cfg.EnablePprof = f.enablePprof
 	if err := cfg.Validate(); err != nil {
 		msg := strings.TrimPrefix(err.Error(), node.ErrInvalidConfig.Error()+": ")
 		return cfg, usageErrorf("%s", fieldsToFlags.Replace(msg))
