@@ -28,6 +28,10 @@ var (
 	ErrJoinRefused = errors.New("node: join refused")
 	// ErrClosed is returned by calls made after Shutdown or Close.
 	ErrClosed = errors.New("node: closed")
+	// ErrRemoved: the leader removed this node from the cluster while it
+	// ran (heartbeat remove). Run returns it; started again, the node asks
+	// to join anew.
+	ErrRemoved = errors.New("node: removed from the cluster")
 )
 
 // Config configures a Node. Start from DefaultConfig, set ID and DataDir and

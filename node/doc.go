@@ -67,6 +67,9 @@
 // waits on Left() and calls Shutdown itself. Leave writes left.json in the
 // data dir; started again, the node discards its stale raft state and
 // joins again through Join or the other InitialCluster members (rejoin.go).
+// A node removed by the leader while it runs is told so (ClusterAdmin
+// Removed): Run returns ErrRemoved, and the next start asks to join anew,
+// keeping its raft state.
 //
 // Leader priority: each member has a priority 0..100 (Config.LeaderPriority
 // at registration, or SetLeaderPriority at any time). While it leads, a node

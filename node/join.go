@@ -45,7 +45,7 @@ func (n *Node) joinLoop(ctx context.Context) {
 	n.log.Info("joining cluster", "via", n.cfg.Join, "voter", n.cfg.Voter)
 	for attempt := 1; ; attempt++ {
 		for _, addr := range n.cfg.Join {
-			if n.isMember() {
+			if !n.rejoin && n.isMember() {
 				n.log.Info("joined cluster (found self in the configuration)")
 				n.afterJoin()
 				return

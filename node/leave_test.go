@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -231,4 +232,58 @@ func TestLeaveThenRejoin(t *testing.T) {
 		t.Errorf("restart after the rejoin lost raft state: last index %d < %d applied before", got, applied)
 	}
 	c.waitMembers()
+}
+
+// TestRemovedWhileRunning: a running voter removed by the leader (heartbeat
+// remove) is told so: its Run returns ErrRemoved instead of the node
+// campaigning forever with a configuration that no longer holds it. Started
+// again from its data dir, it asks to join anew, keeping its raft state, and
+// is a member, alive and owning resources again.
+func TestRemovedWhileRunning(t *testing.T) {
+	c := startMemCluster(t, 3, 0)
+	leader := c.leader()
+	c.waitMembers()
+	registerN(t, leader, "m", 30)
+	c.waitSettled(30)
+	victim := c.follower()
+	id := victim.ID()
+	runErr := make(chan error, 1)
+	go func() { runErr <- victim.Run(context.Background()) }()
+
+	client := heartbeatpb.NewCoordinatorClient(dialClient(t, leader.ClientAddr()))
+	if _, err := client.Remove(ctxT(t), &heartbeatpb.RemoveRequest{NodeId: id}); err != nil {
+		t.Fatalf("remove %s: %v", id, err)
+	}
+	select {
+	case err := <-runErr:
+		if !errors.Is(err, ErrRemoved) {
+			t.Fatalf("Run of the removed node returned %v, want ErrRemoved", err)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("the removed node kept running")
+	}
+	if m, found, err := readLeftMarker(victim.cfg.DataDir); err != nil || !found || m.Phase != phaseRejoining {
+		t.Fatalf("left marker after the removal: %+v %v %v", m, found, err)
+	}
+	lastBefore := victim.el.Raft().LastIndex()
+	delete(c.nodes, id)
+
+	back := c.start(id)
+	if got := back.el.Raft().LastIndex(); got < lastBefore {
+		t.Errorf("the removed node's raft state was discarded: last index %d < %d", got, lastBefore)
+	}
+	waitFor(t, id+" a member again, alive and owning resources", func() (bool, string) {
+		l := c.leader()
+		m, _ := findMember(l.Membership().View(), id)
+		ms, _ := l.el.Members()
+		in := false
+		for _, x := range ms {
+			in = in || x.ID == id
+		}
+		return in && m.State == membership.StateAlive && l.numOwned(id) > 0, fmt.Sprintf("in config %v, %+v", in, m)
+	})
+	waitFor(t, "the marker removed", func() (bool, string) {
+		_, found, err := readLeftMarker(back.cfg.DataDir)
+		return !found && err == nil, fmt.Sprint(found, err)
+	})
 }

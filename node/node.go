@@ -147,6 +147,7 @@ func New(cfg Config) (_ *Node, err error) {
 	adminCfg.ID, adminCfg.ClusterID, adminCfg.Election = cfg.ID, cfg.ClusterID, ref
 	adminCfg.Logger = n.log.Named("admin")
 	adminCfg.BeforeRemove = n.beforeRemove
+	adminCfg.OnRemoved = n.onRemoved
 	admin, err := api.NewAdmin(adminCfg)
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
@@ -234,11 +235,11 @@ func New(cfg Config) (_ *Node, err error) {
 	go func() { defer n.wg.Done(); n.healthLoop(n.bgCtx) }()
 
 	switch {
-	case len(n.cfg.Join) > 0 && !n.isMember():
+	case len(n.cfg.Join) > 0 && (n.rejoin || !n.isMember()):
+		// A rejoin asks the cluster even when the node's own (stale)
+		// configuration still lists it.
 		n.wg.Add(1)
 		go func() { defer n.wg.Done(); n.joinLoop(n.bgCtx) }()
-	case n.rejoin:
-		n.rejoined() // restarted after its rejoin had already succeeded
 	}
 	if n.mfsm != nil {
 		n.startMembership()

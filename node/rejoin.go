@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/heartbeat-sidecar/heartbeat/election"
+	"github.com/heartbeat-sidecar/heartbeat/proto/raftpb"
 )
 
 // leftFile marks, in the data dir, a node that left the cluster (Leave), so
@@ -21,9 +22,12 @@ const (
 	// phaseLeft: the removal from the raft configuration is committed; the
 	// raft state in the data dir is stale and is discarded at the next start.
 	phaseLeft = "left"
-	// phaseRejoining: the stale state is gone and the node is asking to join
-	// again. A restart in this phase keeps whatever state the join brought
-	// (the node may already be a member again) and asks again.
+	// phaseRejoining: the node asks to join again at its next start, keeping
+	// its raft state: after a Leave once the stale state is gone (a restart
+	// in this phase keeps whatever state the join brought: the node may be a
+	// member again), and at once after a removal while it ran (its state is
+	// kept: it may have acknowledged entries, and raft repairs a returning
+	// follower's log).
 	phaseRejoining = "rejoining"
 )
 
@@ -124,4 +128,22 @@ func (n *Node) markLeftOnDisk() {
 	if err := writeLeftMarker(n.cfg.DataDir, m); err != nil {
 		n.log.Warn("could not record the departure on disk: a restart of this node will not rejoin by itself", "error", err)
 	}
+}
+
+// onRemoved handles the leader's notice that this node was removed from the
+// configuration while it ran: it records a rejoin for its next start and
+// stops the node (Run returns ErrRemoved). A node that is leaving on its own
+// ignores it (Leave goes on and records its departure itself).
+func (n *Node) onRemoved(notice *raftpb.RemovedNotice) error {
+	if n.leaving.Load() {
+		return nil
+	}
+	n.log.Warn("the leader removed this node from the cluster; stopping (start it again to rejoin)",
+		"leader", notice.GetLeaderId(), "index", notice.GetIndex())
+	m := leftMarker{Phase: phaseRejoining, ClusterID: n.cfg.ClusterID, LeftAt: time.Now().UTC()}
+	if err := writeLeftMarker(n.cfg.DataDir, m); err != nil {
+		n.log.Warn("could not record the removal on disk", "error", err)
+	}
+	n.fail(fmt.Errorf("%w by %s at index %d; start it again to rejoin", ErrRemoved, notice.GetLeaderId(), notice.GetIndex()))
+	return nil
 }

@@ -239,6 +239,115 @@ func (x *RemoveResponse) GetIndex() uint64 {
 	return 0
 }
 
+// RemovedNotice tells a node it is no longer in the configuration.
+type RemovedNotice struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id of the removed node (the receiver).
+	Id        string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	ClusterId string `protobuf:"bytes,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	// index of the committed configuration change.
+	Index uint64 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
+	// leader_id is the leader that removed it.
+	LeaderId      string `protobuf:"bytes,4,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemovedNotice) Reset() {
+	*x = RemovedNotice{}
+	mi := &file_raftpb_admin_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemovedNotice) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemovedNotice) ProtoMessage() {}
+
+func (x *RemovedNotice) ProtoReflect() protoreflect.Message {
+	mi := &file_raftpb_admin_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemovedNotice.ProtoReflect.Descriptor instead.
+func (*RemovedNotice) Descriptor() ([]byte, []int) {
+	return file_raftpb_admin_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RemovedNotice) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RemovedNotice) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+func (x *RemovedNotice) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *RemovedNotice) GetLeaderId() string {
+	if x != nil {
+		return x.LeaderId
+	}
+	return ""
+}
+
+// RemovedAck acknowledges a RemovedNotice.
+type RemovedAck struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemovedAck) Reset() {
+	*x = RemovedAck{}
+	mi := &file_raftpb_admin_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemovedAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemovedAck) ProtoMessage() {}
+
+func (x *RemovedAck) ProtoReflect() protoreflect.Message {
+	mi := &file_raftpb_admin_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemovedAck.ProtoReflect.Descriptor instead.
+func (*RemovedAck) Descriptor() ([]byte, []int) {
+	return file_raftpb_admin_proto_rawDescGZIP(), []int{5}
+}
+
 var File_raftpb_admin_proto protoreflect.FileDescriptor
 
 const file_raftpb_admin_proto_rawDesc = "" +
@@ -256,10 +365,19 @@ const file_raftpb_admin_proto_rawDesc = "" +
 	"\rRemoveRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"&\n" +
 	"\x0eRemoveResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index2\xa6\x01\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"q\n" +
+	"\rRemovedNotice\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x02 \x01(\tR\tclusterId\x12\x14\n" +
+	"\x05index\x18\x03 \x01(\x04R\x05index\x12\x1b\n" +
+	"\tleader_id\x18\x04 \x01(\tR\bleaderId\"\f\n" +
+	"\n" +
+	"RemovedAck2\xf2\x01\n" +
 	"\fClusterAdmin\x12G\n" +
 	"\x04Join\x12\x1e.heartbeat.raft.v1.JoinRequest\x1a\x1f.heartbeat.raft.v1.JoinResponse\x12M\n" +
-	"\x06Remove\x12 .heartbeat.raft.v1.RemoveRequest\x1a!.heartbeat.raft.v1.RemoveResponseB5Z3github.com/heartbeat-sidecar/heartbeat/proto/raftpbb\x06proto3"
+	"\x06Remove\x12 .heartbeat.raft.v1.RemoveRequest\x1a!.heartbeat.raft.v1.RemoveResponse\x12J\n" +
+	"\aRemoved\x12 .heartbeat.raft.v1.RemovedNotice\x1a\x1d.heartbeat.raft.v1.RemovedAckB5Z3github.com/heartbeat-sidecar/heartbeat/proto/raftpbb\x06proto3"
 
 var (
 	file_raftpb_admin_proto_rawDescOnce sync.Once
@@ -273,20 +391,24 @@ func file_raftpb_admin_proto_rawDescGZIP() []byte {
 	return file_raftpb_admin_proto_rawDescData
 }
 
-var file_raftpb_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_raftpb_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_raftpb_admin_proto_goTypes = []any{
 	(*JoinRequest)(nil),    // 0: heartbeat.raft.v1.JoinRequest
 	(*JoinResponse)(nil),   // 1: heartbeat.raft.v1.JoinResponse
 	(*RemoveRequest)(nil),  // 2: heartbeat.raft.v1.RemoveRequest
 	(*RemoveResponse)(nil), // 3: heartbeat.raft.v1.RemoveResponse
+	(*RemovedNotice)(nil),  // 4: heartbeat.raft.v1.RemovedNotice
+	(*RemovedAck)(nil),     // 5: heartbeat.raft.v1.RemovedAck
 }
 var file_raftpb_admin_proto_depIdxs = []int32{
 	0, // 0: heartbeat.raft.v1.ClusterAdmin.Join:input_type -> heartbeat.raft.v1.JoinRequest
 	2, // 1: heartbeat.raft.v1.ClusterAdmin.Remove:input_type -> heartbeat.raft.v1.RemoveRequest
-	1, // 2: heartbeat.raft.v1.ClusterAdmin.Join:output_type -> heartbeat.raft.v1.JoinResponse
-	3, // 3: heartbeat.raft.v1.ClusterAdmin.Remove:output_type -> heartbeat.raft.v1.RemoveResponse
-	2, // [2:4] is the sub-list for method output_type
-	0, // [0:2] is the sub-list for method input_type
+	4, // 2: heartbeat.raft.v1.ClusterAdmin.Removed:input_type -> heartbeat.raft.v1.RemovedNotice
+	1, // 3: heartbeat.raft.v1.ClusterAdmin.Join:output_type -> heartbeat.raft.v1.JoinResponse
+	3, // 4: heartbeat.raft.v1.ClusterAdmin.Remove:output_type -> heartbeat.raft.v1.RemoveResponse
+	5, // 5: heartbeat.raft.v1.ClusterAdmin.Removed:output_type -> heartbeat.raft.v1.RemovedAck
+	3, // [3:6] is the sub-list for method output_type
+	0, // [0:3] is the sub-list for method input_type
 	0, // [0:0] is the sub-list for extension type_name
 	0, // [0:0] is the sub-list for extension extendee
 	0, // [0:0] is the sub-list for field type_name
@@ -303,7 +425,7 @@ func file_raftpb_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftpb_admin_proto_rawDesc), len(file_raftpb_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,8 +22,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ClusterAdmin_Join_FullMethodName   = "/heartbeat.raft.v1.ClusterAdmin/Join"
-	ClusterAdmin_Remove_FullMethodName = "/heartbeat.raft.v1.ClusterAdmin/Remove"
+	ClusterAdmin_Join_FullMethodName    = "/heartbeat.raft.v1.ClusterAdmin/Join"
+	ClusterAdmin_Remove_FullMethodName  = "/heartbeat.raft.v1.ClusterAdmin/Remove"
+	ClusterAdmin_Removed_FullMethodName = "/heartbeat.raft.v1.ClusterAdmin/Removed"
 )
 
 // ClusterAdminClient is the client API for ClusterAdmin service.
@@ -36,6 +37,11 @@ type ClusterAdminClient interface {
 	Join(ctx context.Context, in *JoinRequest, opts ...grpc.CallOption) (*JoinResponse, error)
 	// Remove takes a node out of the configuration.
 	Remove(ctx context.Context, in *RemoveRequest, opts ...grpc.CallOption) (*RemoveResponse, error)
+	// Removed tells a node that it was removed from the configuration
+	// (committed at index). The leader sends it after a Remove, best effort.
+	// The node records it and stops; started again, it asks to join anew.
+	// InvalidArgument when id is not the receiving node's.
+	Removed(ctx context.Context, in *RemovedNotice, opts ...grpc.CallOption) (*RemovedAck, error)
 }
 
 type clusterAdminClient struct {
@@ -66,6 +72,16 @@ func (c *clusterAdminClient) Remove(ctx context.Context, in *RemoveRequest, opts
 	return out, nil
 }
 
+func (c *clusterAdminClient) Removed(ctx context.Context, in *RemovedNotice, opts ...grpc.CallOption) (*RemovedAck, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemovedAck)
+	err := c.cc.Invoke(ctx, ClusterAdmin_Removed_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterAdminServer is the server API for ClusterAdmin service.
 // All implementations must embed UnimplementedClusterAdminServer
 // for forward compatibility.
@@ -76,6 +92,11 @@ type ClusterAdminServer interface {
 	Join(context.Context, *JoinRequest) (*JoinResponse, error)
 	// Remove takes a node out of the configuration.
 	Remove(context.Context, *RemoveRequest) (*RemoveResponse, error)
+	// Removed tells a node that it was removed from the configuration
+	// (committed at index). The leader sends it after a Remove, best effort.
+	// The node records it and stops; started again, it asks to join anew.
+	// InvalidArgument when id is not the receiving node's.
+	Removed(context.Context, *RemovedNotice) (*RemovedAck, error)
 	mustEmbedUnimplementedClusterAdminServer()
 }
 
@@ -91,6 +112,9 @@ func (UnimplementedClusterAdminServer) Join(context.Context, *JoinRequest) (*Joi
 }
 func (UnimplementedClusterAdminServer) Remove(context.Context, *RemoveRequest) (*RemoveResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Remove not implemented")
+}
+func (UnimplementedClusterAdminServer) Removed(context.Context, *RemovedNotice) (*RemovedAck, error) {
+	return nil, status.Error(codes.Unimplemented, "method Removed not implemented")
 }
 func (UnimplementedClusterAdminServer) mustEmbedUnimplementedClusterAdminServer() {}
 func (UnimplementedClusterAdminServer) testEmbeddedByValue()                      {}
@@ -149,6 +173,24 @@ func _ClusterAdmin_Remove_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClusterAdmin_Removed_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemovedNotice)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterAdminServer).Removed(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterAdmin_Removed_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterAdminServer).Removed(ctx, req.(*RemovedNotice))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ClusterAdmin_ServiceDesc is the grpc.ServiceDesc for ClusterAdmin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -163,6 +205,10 @@ var ClusterAdmin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Remove",
 			Handler:    _ClusterAdmin_Remove_Handler,
+		},
+		{
+			MethodName: "Removed",
+			Handler:    _ClusterAdmin_Removed_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -36,6 +36,13 @@ type AdminConfig struct {
 	// left (not dead) in the membership state. Its error is logged and the
 	// removal goes on.
 	BeforeRemove func(ctx context.Context, id string) error
+	// OnRemoved, when set, is called when the leader tells this node that it
+	// was removed from the configuration (ClusterAdmin.Removed). nil: the
+	// call answers Unimplemented.
+	OnRemoved func(notice *raftpb.RemovedNotice) error
+	// NotifyTimeout bounds the leader's notice to a node it removed (default
+	// 1s; the removal is committed whether or not the notice arrives).
+	NotifyTimeout time.Duration
 	// Logger receives a line per membership change. nil: discarded.
 	Logger hclog.Logger
 }
@@ -75,6 +82,9 @@ func NewAdmin(cfg AdminConfig) (*Admin, error) {
 	}
 	if cfg.ForwardTimeout == 0 {
 		cfg.ForwardTimeout = DefaultAdminConfig().ForwardTimeout
+	}
+	if cfg.NotifyTimeout <= 0 {
+		cfg.NotifyTimeout = time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
@@ -129,6 +139,7 @@ func (a *Admin) Remove(ctx context.Context, req *raftpb.RemoveRequest) (*raftpb.
 	}
 	// The election treats removing a non-member as done; the API says
 	// NotFound, checked where the configuration is authoritative: on the leader.
+	var target string // the removed node's peer address, for the notice
 	if l := a.cfg.Election.Leadership(); l.LeaderID == a.cfg.ID && l.LeaderID != "" {
 		members, err := a.cfg.Election.Members()
 		if err != nil {
@@ -136,6 +147,11 @@ func (a *Admin) Remove(ctx context.Context, req *raftpb.RemoveRequest) (*raftpb.
 		}
 		if !hasMember(members, req.GetId()) {
 			return nil, status.Errorf(codes.NotFound, "remove: %q is not a member: %v", req.GetId(), election.ErrUnknownMember)
+		}
+		for _, m := range members {
+			if m.ID == req.GetId() {
+				target = m.Address
+			}
 		}
 		if a.cfg.BeforeRemove != nil {
 			if err := a.cfg.BeforeRemove(ctx, req.GetId()); err != nil {
@@ -152,8 +168,49 @@ func (a *Admin) Remove(ctx context.Context, req *raftpb.RemoveRequest) (*raftpb.
 	if err != nil {
 		return nil, toStatus(fmt.Errorf("remove %s: %w", req.GetId(), err))
 	}
-	a.cfg.Logger.Info("node removed", "id", req.GetId())
-	return &raftpb.RemoveResponse{Index: a.lastIndex()}, nil
+	index := a.lastIndex()
+	a.cfg.Logger.Info("node removed", "id", req.GetId(), "index", index)
+	if target != "" && req.GetId() != a.cfg.ID {
+		a.notifyRemoved(ctx, target, req.GetId(), index)
+	}
+	return &raftpb.RemoveResponse{Index: index}, nil
+}
+
+// notifyRemoved tells a removed node so (best effort, bounded by
+// NotifyTimeout): otherwise a removed node that keeps running campaigns with
+// a configuration that no longer holds it and never learns why.
+func (a *Admin) notifyRemoved(ctx context.Context, addr, id string, index uint64) {
+	conn, err := grpc.NewClient(addr, a.cfg.DialOptions...)
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.NotifyTimeout)
+	defer cancel()
+	nctx = OutgoingContext(nctx, a.cfg.ID, a.cfg.ClusterID)
+	_, err = raftpb.NewClusterAdminClient(conn).Removed(nctx, &raftpb.RemovedNotice{
+		Id: id, ClusterId: a.cfg.ClusterID, Index: index, LeaderId: a.cfg.ID,
+	})
+	if err != nil {
+		a.cfg.Logger.Info("could not tell the removed node (it may be down)", "id", id, "address", addr, "error", err)
+	}
+}
+
+// Removed is the leader's notice that this node was removed from the
+// configuration; it is handed to AdminConfig.OnRemoved.
+func (a *Admin) Removed(_ context.Context, req *raftpb.RemovedNotice) (*raftpb.RemovedAck, error) {
+	switch {
+	case a.cfg.OnRemoved == nil:
+		return nil, status.Error(codes.Unimplemented, "removed: not supported by this node")
+	case req.GetId() != a.cfg.ID:
+		return nil, status.Errorf(codes.InvalidArgument, "removed: notice for %q sent to %q", req.GetId(), a.cfg.ID)
+	case req.GetClusterId() != a.cfg.ClusterID:
+		return nil, status.Errorf(codes.FailedPrecondition, "removed: notice from cluster %q, this node is in %q", req.GetClusterId(), a.cfg.ClusterID)
+	}
+	if err := a.cfg.OnRemoved(req); err != nil {
+		return nil, toStatus(err)
+	}
+	return &raftpb.RemovedAck{}, nil
 }
 
 func hasMember(ms []election.Member, id string) bool {

@@ -137,3 +137,40 @@ func TestConfigValidate(t *testing.T) {
 		t.Error("negative ForwardTimeout accepted")
 	}
 }
+
+// TestRemovedNotice: the Removed handler checks the notice is for this node
+// and this cluster before it hands it to OnRemoved.
+func TestRemovedNotice(t *testing.T) {
+	var got []*raftpb.RemovedNotice
+	cfg := DefaultAdminConfig()
+	cfg.ID, cfg.ClusterID, cfg.Election = "n3", testCluster, soloElection{}
+	cfg.OnRemoved = func(n *raftpb.RemovedNotice) error { got = append(got, n); return nil }
+	a, err := NewAdmin(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.OnRemoved = nil
+	off, err := NewAdmin(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		admin *Admin
+		req   *raftpb.RemovedNotice
+		want  codes.Code
+	}{
+		{"another node's notice", a, &raftpb.RemovedNotice{Id: "n2", ClusterId: testCluster, Index: 9, LeaderId: "n1"}, codes.InvalidArgument},
+		{"another cluster", a, &raftpb.RemovedNotice{Id: "n3", ClusterId: "other", Index: 9, LeaderId: "n1"}, codes.FailedPrecondition},
+		{"no handler", off, &raftpb.RemovedNotice{Id: "n3", ClusterId: testCluster, Index: 9, LeaderId: "n1"}, codes.Unimplemented},
+		{"valid", a, &raftpb.RemovedNotice{Id: "n3", ClusterId: testCluster, Index: 9, LeaderId: "n1"}, codes.OK},
+	} {
+		_, err := tc.admin.Removed(ctxT(t), tc.req)
+		if status.Code(err) != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+	}
+	if len(got) != 1 || got[0].GetIndex() != 9 {
+		t.Errorf("OnRemoved saw %v, want only the valid notice", got)
+	}
+}
