@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -362,9 +363,13 @@ func (w *testWriter) Write(p []byte) (int, error) {
 type testFSM struct {
 	mu      sync.Mutex
 	entries []string
+	delay   atomic.Int64 // nanoseconds each Apply takes, to let raft's FSM queue fill
 }
 
 func (f *testFSM) Apply(l *raft.Log) any {
+	if d := f.delay.Load(); d > 0 {
+		time.Sleep(time.Duration(d))
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.entries = append(f.entries, string(l.Data))

@@ -1,10 +1,12 @@
 package election
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -590,5 +592,58 @@ func TestTransfer(t *testing.T) {
 	}
 	if got := c.triggers(); got != 0 {
 		t.Fatalf("fast failover fired %v times during planned transfers", got)
+	}
+}
+
+// TestStopWhileApplying stops a single-node cluster (Close and Shutdown)
+// while writers keep applying: every Apply returns, and no goroutine waits
+// on a raft future after the stop (raft drops the committed entries still
+// queued for its FSM at shutdown without answering their futures, so stop
+// lets the futures in flight resolve first; goleak in TestMain checks).
+func TestStopWhileApplying(t *testing.T) {
+	for _, graceful := range []bool{false, true} {
+		for round := 0; round < 5; round++ {
+			c := newCluster(t, 1, clusterOpts{})
+			li := c.waitLeader(10 * time.Second)
+			n := c.nodes[li].node
+			// A slow FSM: committed entries queue up for it, as they do
+			// for the membership FSM under load.
+			c.nodes[li].fsm.delay.Store(int64(2 * time.Millisecond))
+			var wg sync.WaitGroup
+			var applied atomic.Int64
+			for w := 0; w < 32; w++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						if _, err := n.Apply(context.Background(), []byte("x")); err != nil {
+							return
+						}
+						applied.Add(1)
+					}
+				}()
+			}
+			for applied.Load() < 50 {
+				time.Sleep(time.Millisecond)
+			}
+			var err error
+			if graceful {
+				err = n.Shutdown(ctxFor(t, 5*time.Second))
+			} else {
+				err = n.Close()
+			}
+			if err != nil {
+				t.Fatalf("stop (graceful %v): %v", graceful, err)
+			}
+			done := make(chan struct{})
+			go func() { wg.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("an Apply did not return after the stop (graceful %v)", graceful)
+			}
+			c.nodes[li].node = nil
+			c.closeAll()
+		}
 	}
 }

@@ -170,6 +170,11 @@ func (n *Node) spawnOn(wg *sync.WaitGroup, f func()) bool {
 // futures after raft has shut down.
 const futureWait = 5 * time.Second
 
+// drainWait bounds how long stop lets the raft futures in flight resolve
+// before it shuts raft down (they resolve in milliseconds while the cluster
+// has a quorum; without one they wait for the shutdown to fail them).
+const drainWait = time.Second
+
 // term returns the current raft term, 0 before raft exists (logger hook).
 func (n *Node) term() uint64 {
 	if r := n.raftPtr.Load(); r != nil {
@@ -383,14 +388,20 @@ func (n *Node) stop(ctx context.Context, graceful bool) error {
 			n.tr.Goodbye()
 		}
 		n.cancel()
+		// No new goroutines from here on (Apply and the rest answer
+		// ErrShutdown). The futures already in flight get drainWait to
+		// resolve while raft still runs: raft drops the committed entries
+		// still queued for its FSM when it shuts down without answering
+		// their futures, and a waiter on one of those would never return.
+		n.goMu.Lock()
+		n.joining = true
+		n.goMu.Unlock()
+		waitTimeout(&n.futures, drainWait)
 		var errs []error
 		if err := n.raft.Shutdown().Error(); err != nil {
 			errs = append(errs, fmt.Errorf("election: raft shutdown: %w", err))
 		}
 		n.raft.DeregisterObserver(n.observer)
-		n.goMu.Lock()
-		n.joining = true
-		n.goMu.Unlock()
 		n.wg.Wait()
 		if !waitTimeout(&n.futures, futureWait) {
 			n.logger.Warn("a raft future was still unanswered after shutdown; leaving its waiter behind", "waited", futureWait)
