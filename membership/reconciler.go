@@ -191,6 +191,45 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	}
 }
 
+// RunGated is Run for a node that spends most of its time not leading:
+// while the Leader says no, it sleeps until changes delivers (instead of
+// waking every Tick to find it still does not lead), then re-checks. changes
+// must deliver after every change of the Leader's answer — a watch of the
+// node's leadership (election.Node.Watch().C()), which keeps the latest
+// value for a slow reader. A closed changes falls back to Run's ticking.
+// It returns nil when ctx ends.
+func RunGated[T any](ctx context.Context, r *Reconciler, changes <-chan T) error {
+	t := time.NewTicker(r.cfg.Tick)
+	defer t.Stop()
+	for {
+		if changes != nil && !r.leader.IsLeader() {
+			// One step forgets the detector's history if this node was
+			// leading until now; then sleep until the leadership changes.
+			if err := r.Step(ctx); err != nil && ctx.Err() == nil {
+				r.log.Debug("reconcile step failed", "error", err)
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case _, ok := <-changes:
+				if !ok {
+					changes = nil
+				}
+			}
+			t.Reset(r.cfg.Tick)
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := r.Step(ctx); err != nil && ctx.Err() == nil {
+				r.log.Debug("reconcile step failed", "error", err)
+			}
+		}
+	}
+}
+
 // Stats returns the counters; it never blocks on a running Step.
 func (r *Reconciler) Stats() ReconcilerStats {
 	c := &r.stats

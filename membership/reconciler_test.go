@@ -24,6 +24,8 @@ type sim struct {
 	silent map[string]bool      // peers that stopped answering
 	r      *Reconciler
 	ticks  int
+
+	isLeaderCalls atomic.Int64 // how often the reconciler asked
 }
 
 func (s *sim) Apply(_ context.Context, b []byte) (any, error) {
@@ -33,7 +35,10 @@ func (s *sim) Apply(_ context.Context, b []byte) (any, error) {
 	return s.f.apply(b), nil
 }
 
-func (s *sim) IsLeader() bool { return s.leader.Load() }
+func (s *sim) IsLeader() bool {
+	s.isLeaderCalls.Add(1)
+	return s.leader.Load()
+}
 
 func (s *sim) LastReplies() map[string]time.Time {
 	s.mu.Lock()
@@ -349,6 +354,75 @@ func TestReconcilerRun(t *testing.T) {
 	}
 	if s.unowned() != 0 {
 		t.Fatal("Run did not assign")
+	}
+}
+
+// TestRunGated: while the node does not lead, RunGated sleeps until the
+// leadership changes (it asks at most a couple of times in six ticks'
+// time, where Run would ask every tick); leading, it steps every tick;
+// with the change channel closed it falls back to ticking.
+func TestRunGated(t *testing.T) {
+	s := newSim(t, 3, 10, "n1")
+	s.r.now = time.Now
+	s.leader.Store(false)
+	changes := make(chan struct{}, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- RunGated(ctx, s.r, changes) }()
+	tick := s.r.cfg.Tick
+
+	// Not leading: a must-not-happen check over six ticks.
+	time.Sleep(6 * tick)
+	if n := s.isLeaderCalls.Load(); n > 3 {
+		t.Errorf("not leading, the reconciler asked %d times in 6 ticks: it polls", n)
+	}
+	if st := s.r.Stats(); st.Ticks != 0 {
+		t.Errorf("not leading, it stepped as leader: %+v", st)
+	}
+
+	// Leading: it steps every tick and assigns.
+	s.leader.Store(true)
+	changes <- struct{}{}
+	deadline := time.Now().Add(10 * time.Second)
+	for s.r.Stats().Ticks < 3 || s.unowned() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("leading, RunGated did not step: %+v", s.r.Stats())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	// Not leading again: the steps stop.
+	s.leader.Store(false)
+	changes <- struct{}{}
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		before := s.isLeaderCalls.Load()
+		time.Sleep(6 * tick)
+		if s.isLeaderCalls.Load()-before <= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("after losing leadership RunGated kept polling")
+		}
+	}
+
+	// Closed channel: back to ticking (it asks every tick again).
+	close(changes)
+	deadline = time.Now().Add(10 * time.Second)
+	for before := s.isLeaderCalls.Load(); s.isLeaderCalls.Load()-before < 5; {
+		if time.Now().After(deadline) {
+			t.Fatal("with the change channel closed RunGated does not tick")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("RunGated did not return after cancel")
 	}
 }
 

@@ -15,10 +15,14 @@ import (
 
 // Application liveness pacing.
 const (
-	// appTick is how often the node compares its application's health with
-	// what the membership state records, and how soon a lapsed push TTL is
-	// noticed.
-	appTick = 50 * time.Millisecond
+	// appRetry is how soon a failed SetAppHealth commit is retried.
+	appRetry = 50 * time.Millisecond
+	// appRecheck is how often, with nothing due, the node compares its
+	// application's health with its member record anyway (a record can
+	// change under it: a restore, another node's write). A lapsing push
+	// TTL and a changed poll result are acted on at once, not on this
+	// period.
+	appRecheck = time.Second
 	// appWriteTimeout bounds one SetAppHealth commit.
 	appWriteTimeout = 2 * time.Second
 	// appTransferEvery spaces leadership hand-offs of a leader whose
@@ -78,9 +82,11 @@ func (a *appHealth) healthy(now time.Time) bool {
 	return (!a.pushUsed || now.Before(a.pushUntil)) && (!a.pullUsed || a.pullOK)
 }
 
-// run keeps the member record in step until ctx ends.
+// run keeps the member record in step until ctx ends. It wakes when a push
+// or a poll result arrives (wake), when the latest push's TTL lapses, to
+// retry a failed commit or hand-off, and otherwise every appRecheck.
 func (a *appHealth) run(ctx context.Context) {
-	t := time.NewTicker(appTick)
+	t := time.NewTimer(0)
 	defer t.Stop()
 	var lastTransfer time.Time
 	for {
@@ -89,8 +95,16 @@ func (a *appHealth) run(ctx context.Context) {
 			return
 		case <-t.C:
 		case <-a.wake:
+			if !t.Stop() {
+				select {
+				case <-t.C:
+				default:
+				}
+			}
 		}
-		want := a.healthy(time.Now())
+		now := time.Now()
+		want := a.healthy(now)
+		t.Reset(a.nextCheck(now, want))
 		m, ok := a.n.selfMember()
 		if ok && m.State != membership.StateLeft && m.AppHealthy != want {
 			actx, cancel := context.WithTimeout(ctx, appWriteTimeout)
@@ -98,6 +112,7 @@ func (a *appHealth) run(ctx context.Context) {
 			cancel()
 			if err != nil {
 				a.n.log.Debug("recording application health failed; retrying", "healthy", want, "error", err)
+				resetTimer(t, appRetry)
 				continue
 			}
 			a.n.log.Info("application health changed", "healthy", want)
@@ -110,6 +125,34 @@ func (a *appHealth) run(ctx context.Context) {
 			a.n.log.Info("application unhealthy: handing off leadership", "error", err)
 		}
 	}
+}
+
+// nextCheck is when run should look again: when the latest push's TTL
+// lapses (if that is sooner than appRecheck), or sooner while the
+// application is unhealthy and this node leads (the hand-off is retried
+// every appTransferEvery).
+func (a *appHealth) nextCheck(now time.Time, healthy bool) time.Duration {
+	d := appRecheck
+	a.mu.Lock()
+	if a.pushUsed && a.pushUntil.After(now) {
+		d = min(d, a.pushUntil.Sub(now)+time.Millisecond)
+	}
+	a.mu.Unlock()
+	if !healthy {
+		d = min(d, appTransferEvery)
+	}
+	return d
+}
+
+// resetTimer stops t, drains a pending fire, and sets it to d.
+func resetTimer(t *time.Timer, d time.Duration) {
+	if !t.Stop() {
+		select {
+		case <-t.C:
+		default:
+		}
+	}
+	t.Reset(d)
 }
 
 // pollLoop asks the health URL every interval: a 2xx answer is healthy,

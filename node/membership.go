@@ -79,8 +79,11 @@ func (n *Node) startMembership() {
 	rctx, cancel := context.WithCancel(context.Background())
 	n.recCancel = cancel
 	n.wg.Add(4)
-	go func() { defer n.wg.Done(); _ = n.rec.Run(rctx) }()
-	go func() { defer n.wg.Done(); n.priorityLoop(n.bgCtx) }()
+	// The reconciler and the priority loop act only on the leader: each
+	// sleeps on a leadership watch while this node follows.
+	recWatch, prioWatch := n.el.Watch(), n.el.Watch()
+	go func() { defer n.wg.Done(); defer recWatch.Close(); _ = membership.RunGated(rctx, n.rec, recWatch.C()) }()
+	go func() { defer n.wg.Done(); defer prioWatch.Close(); n.priorityLoop(n.bgCtx, prioWatch.C()) }()
 	go func() { defer n.wg.Done(); n.registerLoop(n.bgCtx) }()
 	go func() { defer n.wg.Done(); n.app.run(n.bgCtx) }()
 	if n.app.url != "" {

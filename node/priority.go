@@ -35,13 +35,30 @@ type priorityCandidate struct {
 // Config.PriorityHoldoff, it transfers leadership to the highest of them
 // (ties: the lowest id). Equal priorities never move leadership, so two
 // nodes cannot bounce it between them; a failed attempt is retried no
-// sooner than a holdoff later. Owned by the node's WaitGroup; ends with ctx.
-func (n *Node) priorityLoop(ctx context.Context) {
+// sooner than a holdoff later. While this node follows it sleeps until
+// changes (a watch of its leadership) delivers. Owned by the node's
+// WaitGroup; ends with ctx.
+func (n *Node) priorityLoop(ctx context.Context, changes <-chan election.Leadership) {
 	t := time.NewTicker(priorityTick)
 	defer t.Stop()
 	since := map[string]time.Time{} // candidate -> start of its continuous eligibility
 	var lastTry time.Time
 	for {
+		if changes != nil && !n.el.Leadership().IsLeader {
+			// A follower has nothing to do: sleep until the leadership
+			// changes (a closed watch falls back to ticking).
+			clear(since)
+			select {
+			case <-ctx.Done():
+				return
+			case _, ok := <-changes:
+				if !ok {
+					changes = nil
+				}
+			}
+			t.Reset(priorityTick)
+			continue
+		}
 		select {
 		case <-ctx.Done():
 			return
