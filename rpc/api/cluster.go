@@ -26,20 +26,12 @@ func (c *Coordinator) SetLeaderPriority(ctx context.Context, req *heartbeatpb.Se
 	if err != nil {
 		return nil, err
 	}
-	id := req.GetNodeId()
-	if id == "" {
-		id = c.cfg.ID
-	}
-	if err := membership.CheckMemberID(id); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "leader priority: %v", err)
-	}
 	if p := req.GetPriority(); p > membership.MaxLeaderPriority {
 		return nil, status.Errorf(codes.InvalidArgument, "leader priority: %d outside 0..%d", p, membership.MaxLeaderPriority)
 	}
-	known := false
-	fsm.Read(func(s *membership.State) { _, known = s.Member(id) })
-	if !known {
-		return nil, status.Errorf(codes.NotFound, "leader priority: %q is not a member", id)
+	id, err := c.member(fsm, "leader priority", req.GetNodeId())
+	if err != nil {
+		return nil, err
 	}
 	res, err := c.Commit(ctx, membership.SetLeaderPriorityCmd(id, req.GetPriority()))
 	if err != nil {

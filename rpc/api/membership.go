@@ -344,20 +344,33 @@ func resourcesPB(rs []membership.Resource) []*heartbeatpb.Resource {
 	return out
 }
 
+// member resolves the member id of a request, "" meaning the serving node:
+// InvalidArgument for a malformed id, NotFound for one the membership state
+// does not hold. what names the call in the message.
+func (c *Coordinator) member(fsm *membership.FSM, what, id string) (string, error) {
+	if id == "" {
+		id = c.cfg.ID
+	}
+	if err := membership.CheckMemberID(id); err != nil {
+		return "", status.Errorf(codes.InvalidArgument, "%s: %v", what, err)
+	}
+	known := false
+	fsm.Read(func(s *membership.State) { _, known = s.Member(id) })
+	if !known {
+		return "", status.Errorf(codes.NotFound, "%s: %q is not a member", what, id)
+	}
+	return id, nil
+}
+
 // SetDrain drains or undrains a member (default: this node).
 func (c *Coordinator) SetDrain(ctx context.Context, req *heartbeatpb.SetDrainRequest) (*heartbeatpb.WriteResponse, error) {
 	fsm, err := c.membershipOn()
 	if err != nil {
 		return nil, err
 	}
-	id := req.GetNodeId()
-	if id == "" {
-		id = c.cfg.ID
-	}
-	known := false
-	fsm.Read(func(s *membership.State) { _, known = s.Member(id) })
-	if !known {
-		return nil, status.Errorf(codes.NotFound, "drain: %q is not a member", id)
+	id, err := c.member(fsm, "drain", req.GetNodeId())
+	if err != nil {
+		return nil, err
 	}
 	res, err := c.Commit(ctx, membership.SetDrainCmd(id, req.GetDraining()))
 	if err != nil {

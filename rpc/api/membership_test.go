@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"strings"
 	"testing"
 	"time"
 
@@ -292,5 +293,36 @@ func TestCommitStatus(t *testing.T) {
 		if status.Code(got) != tc.want || retryable(got) != tc.retry {
 			t.Errorf("commitStatus(%v) = %v (retryable %v), want %v (retryable %v)", tc.err, got, retryable(got), tc.want, tc.retry)
 		}
+	}
+}
+
+// TestMemberIDChecks: the calls that name a member refuse a malformed id
+// with InvalidArgument and an unknown one with NotFound, changing nothing.
+func TestMemberIDChecks(t *testing.T) {
+	fsm, c := serveSolo(t)
+	rev := fsm.Revision()
+	long := strings.Repeat("x", 300)
+	calls := map[string]func(id string) error{
+		"SetDrain": func(id string) error {
+			_, err := c.SetDrain(ctxT(t), &heartbeatpb.SetDrainRequest{NodeId: id, Draining: true})
+			return err
+		},
+		"SetLeaderPriority": func(id string) error {
+			_, err := c.SetLeaderPriority(ctxT(t), &heartbeatpb.SetLeaderPriorityRequest{NodeId: id, Priority: 5})
+			return err
+		},
+	}
+	for name, call := range calls {
+		for _, tc := range []struct {
+			id   string
+			want codes.Code
+		}{{long, codes.InvalidArgument}, {"nobody", codes.NotFound}} {
+			if err := call(tc.id); status.Code(err) != tc.want {
+				t.Errorf("%s(%.20q): %v, want %v", name, tc.id, err, tc.want)
+			}
+		}
+	}
+	if got := fsm.Revision(); got != rev {
+		t.Errorf("refused calls moved the revision %d -> %d", rev, got)
 	}
 }
