@@ -12,6 +12,8 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
+
+	"github.com/heartbeat-sidecar/heartbeat/internal/atomicfile"
 )
 
 // Files in the data dir.
@@ -98,29 +100,13 @@ func readIdentity(path string) (identity, bool, error) {
 	return id, true, nil
 }
 
-// writeIdentity writes the file atomically (temp file, fsync, rename).
+// writeIdentity writes the file atomically.
 func writeIdentity(path string, id identity) error {
 	b, err := json.MarshalIndent(id, "", "  ")
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
-	if err != nil {
-		return fmt.Errorf("election: write identity: %w", err)
-	}
-	_, err = f.Write(append(b, '\n'))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
+	if err := atomicfile.Write(path, append(b, '\n'), 0o640); err != nil {
 		return fmt.Errorf("election: write identity: %w", err)
 	}
 	return nil
@@ -174,18 +160,5 @@ func ResetState(dataDir string) error {
 			return fmt.Errorf("election: reset state: %w", err)
 		}
 	}
-	return syncDir(dataDir)
-}
-
-// syncDir makes the directory's entries (removals, renames) durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("election: sync %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("election: sync %s: %w", dir, err)
-	}
-	return nil
+	return atomicfile.SyncDir(dataDir)
 }

@@ -73,14 +73,29 @@ func (n *Node) Status() Status {
 func StatusFromProto(p *heartbeatpb.StatusResponse) Status {
 	s := Status{
 		ID: p.GetId(), State: p.GetState(), Term: p.GetTerm(),
-		Leader: LeaderRef{ID: p.GetLeader().GetId(), Address: p.GetLeader().GetAddress(),
-			ClientAddress: p.GetLeader().GetClientAddress(), HTTPAddress: p.GetLeader().GetHttpAddress()},
+		Leader:       leaderRefFromProto(p.GetLeader()),
 		FencingToken: p.GetFencingToken(), IsLeader: p.GetIsLeader(),
 		CommitIndex: p.GetCommitIndex(), AppliedIndex: p.GetAppliedIndex(),
 		ClusterID: p.GetClusterId(), Voter: p.GetVoter(),
 	}
 	s.LeaseUntil = unixNano(p.GetLeaseUntilUnixNano())
 	return s
+}
+
+// leaderRefFromProto converts a Coordinator Leader.
+func leaderRefFromProto(l *heartbeatpb.Leader) LeaderRef {
+	return LeaderRef{ID: l.GetId(), Address: l.GetAddress(), ClientAddress: l.GetClientAddress(), HTTPAddress: l.GetHttpAddress()}
+}
+
+// reply answers an HTTP request with the outcome of a Coordinator call: its
+// error as a status error (see writeStatusError), or 200 with body() as
+// JSON.
+func reply(w http.ResponseWriter, err error, body func() any) {
+	if err != nil {
+		writeStatusError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, body())
 }
 
 // Members returns the raft configuration as this node knows it.

@@ -181,11 +181,7 @@ func (n *Node) handleRegisterBatch(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := writeCtx(r)
 	defer cancel()
 	resp, err := n.coord.RegisterResources(ctx, req)
-	if err != nil {
-		writeStatusError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, writeResult(resp))
+	reply(w, err, func() any { return writeResult(resp) })
 }
 
 // writeResultJSON is the answer to a write.
@@ -248,11 +244,7 @@ func (n *Node) handlePutResource(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := writeCtx(r)
 	defer cancel()
 	resp, err := n.coord.RegisterResources(ctx, &heartbeatpb.RegisterResourcesRequest{Resources: []*heartbeatpb.ResourceSpec{spec}})
-	if err != nil {
-		writeStatusError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, writeResult(resp))
+	reply(w, err, func() any { return writeResult(resp) })
 }
 
 func (n *Node) handleDeleteResource(w http.ResponseWriter, r *http.Request) {
@@ -264,11 +256,7 @@ func (n *Node) handleDeleteResource(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := writeCtx(r)
 	defer cancel()
 	resp, err := n.coord.DeleteResources(ctx, &heartbeatpb.DeleteResourcesRequest{Ids: []string{id}})
-	if err != nil {
-		writeStatusError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, writeResult(resp))
+	reply(w, err, func() any { return writeResult(resp) })
 }
 
 // handleAssignments: GET /v1/assignments?node=ID (default: this node).
@@ -289,11 +277,7 @@ func (n *Node) handleDrain(draining bool) http.HandlerFunc {
 		ctx, cancel := writeCtx(r)
 		defer cancel()
 		resp, err := n.coord.SetDrain(ctx, &heartbeatpb.SetDrainRequest{NodeId: r.URL.Query().Get("node"), Draining: draining})
-		if err != nil {
-			writeStatusError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, writeResult(resp))
+		reply(w, err, func() any { return writeResult(resp) })
 	}
 }
 
@@ -307,9 +291,7 @@ func (n *Node) handleAppHeartbeat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp, err := n.coord.AppHeartbeat(r.Context(), &heartbeatpb.AppHeartbeatRequest{TtlMs: body.TTLMs})
-	if err != nil {
-		writeStatusError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"app_healthy": resp.GetAppHealthy(), "draining": resp.GetDraining(), "state": resp.GetState()})
+	reply(w, err, func() any {
+		return map[string]any{"app_healthy": resp.GetAppHealthy(), "draining": resp.GetDraining(), "state": resp.GetState()}
+	})
 }

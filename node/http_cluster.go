@@ -10,15 +10,13 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/heartbeat-sidecar/heartbeat/membership"
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 )
 
 // memberPrefix is the path of one member: /v1/members/{id} (DELETE: remove
 // it) and /v1/members/{id}/priority (PUT: set its leader priority).
 const memberPrefix = "/v1/members/"
-
-// maxLeaderPriority is the highest leader priority (the proto's 0..100).
-const maxLeaderPriority = 100
 
 // leadershipTimeout bounds a step-down or transfer made over HTTP: raft's
 // transfer waits for the target to win an election, which on a loaded
@@ -39,10 +37,8 @@ type LeaderInfo struct {
 
 // LeaderInfoFromProto converts a Coordinator LeaderEvent.
 func LeaderInfoFromProto(ev *heartbeatpb.LeaderEvent) LeaderInfo {
-	l := ev.GetLeader()
 	return LeaderInfo{
-		Leader: LeaderRef{ID: l.GetId(), Address: l.GetAddress(), ClientAddress: l.GetClientAddress(),
-			HTTPAddress: l.GetHttpAddress()},
+		Leader:       leaderRefFromProto(ev.GetLeader()),
 		Term:         ev.GetTerm(),
 		FencingToken: ev.GetFencingToken(),
 		IsSelf:       ev.GetIsSelf(),
@@ -62,12 +58,10 @@ type LeadershipChange struct {
 
 // LeadershipChangeFromProto converts a Coordinator LeadershipChange.
 func LeadershipChangeFromProto(p *heartbeatpb.LeadershipChange) LeadershipChange {
-	l := p.GetLeader()
 	return LeadershipChange{
 		Previous: p.GetPrevious(),
-		Leader: LeaderRef{ID: l.GetId(), Address: l.GetAddress(), ClientAddress: l.GetClientAddress(),
-			HTTPAddress: l.GetHttpAddress()},
-		Term: p.GetTerm(), FencingToken: p.GetFencingToken(),
+		Leader:   leaderRefFromProto(p.GetLeader()),
+		Term:     p.GetTerm(), FencingToken: p.GetFencingToken(),
 	}
 }
 
@@ -110,11 +104,7 @@ func memberID(r *http.Request) (string, error) {
 // handleGetLeader: GET /v1/leader.
 func (n *Node) handleGetLeader(w http.ResponseWriter, r *http.Request) {
 	ev, err := n.coord.GetLeader(r.Context(), &heartbeatpb.GetLeaderRequest{})
-	if err != nil {
-		writeStatusError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, LeaderInfoFromProto(ev))
+	reply(w, err, func() any { return LeaderInfoFromProto(ev) })
 }
 
 // handleStepDown: POST /v1/leader/step-down (no body).
@@ -127,11 +117,7 @@ func (n *Node) handleStepDown(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), leadershipTimeout)
 	defer cancel()
 	resp, err := n.coord.StepDown(ctx, &heartbeatpb.StepDownRequest{})
-	if err != nil {
-		writeStatusError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, LeadershipChangeFromProto(resp))
+	reply(w, err, func() any { return LeadershipChangeFromProto(resp) })
 }
 
 // handleTransfer: POST /v1/leader/transfer with {"id": "n2"}.
@@ -150,11 +136,7 @@ func (n *Node) handleTransfer(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), leadershipTimeout)
 	defer cancel()
 	resp, err := n.coord.TransferLeadership(ctx, &heartbeatpb.TransferLeadershipRequest{NodeId: body.ID})
-	if err != nil {
-		writeStatusError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, LeadershipChangeFromProto(resp))
+	reply(w, err, func() any { return LeadershipChangeFromProto(resp) })
 }
 
 // handleSetPriority: PUT /v1/members/{id}/priority with {"priority": N},
@@ -177,18 +159,14 @@ func (n *Node) handleSetPriority(w http.ResponseWriter, r *http.Request) {
 	case body.Priority == nil:
 		writeStatusError(w, status.Error(codes.InvalidArgument, `missing "priority" (0..100)`))
 		return
-	case *body.Priority < 0 || *body.Priority > maxLeaderPriority:
-		writeStatusError(w, status.Errorf(codes.InvalidArgument, "priority %d outside 0..%d", *body.Priority, maxLeaderPriority))
+	case *body.Priority < 0 || *body.Priority > membership.MaxLeaderPriority:
+		writeStatusError(w, status.Errorf(codes.InvalidArgument, "priority %d outside 0..%d", *body.Priority, membership.MaxLeaderPriority))
 		return
 	}
 	ctx, cancel := writeCtx(r)
 	defer cancel()
 	resp, err := n.coord.SetLeaderPriority(ctx, &heartbeatpb.SetLeaderPriorityRequest{NodeId: id, Priority: uint32(*body.Priority)})
-	if err != nil {
-		writeStatusError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, writeResult(resp))
+	reply(w, err, func() any { return writeResult(resp) })
 }
 
 // joinBody is the JSON body of POST /v1/members. Voter defaults to true.
@@ -218,11 +196,7 @@ func (n *Node) handleJoin(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := writeCtx(r)
 	defer cancel()
 	resp, err := n.coord.Join(ctx, &heartbeatpb.JoinRequest{NodeId: body.ID, PeerAddress: body.PeerAddress, Voter: voter})
-	if err != nil {
-		writeStatusError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"index": resp.GetIndex()})
+	reply(w, err, func() any { return map[string]any{"index": resp.GetIndex()} })
 }
 
 // handleRemove: DELETE /v1/members/{id} removes another member.
@@ -235,11 +209,7 @@ func (n *Node) handleRemove(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := writeCtx(r)
 	defer cancel()
 	resp, err := n.coord.Remove(ctx, &heartbeatpb.RemoveRequest{NodeId: id})
-	if err != nil {
-		writeStatusError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"index": resp.GetIndex()})
+	reply(w, err, func() any { return map[string]any{"index": resp.GetIndex()} })
 }
 
 // handleLeave: POST /v1/leave (no body) makes this node leave the cluster:
@@ -254,9 +224,5 @@ func (n *Node) handleLeave(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), n.cfg.DrainTimeout+httpWriteTimeout)
 	defer cancel()
 	resp, err := n.coord.Leave(ctx, &heartbeatpb.LeaveRequest{})
-	if err != nil {
-		writeStatusError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"node_id": resp.GetNodeId(), "moved": resp.GetMoved()})
+	reply(w, err, func() any { return map[string]any{"node_id": resp.GetNodeId(), "moved": resp.GetMoved()} })
 }

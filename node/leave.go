@@ -129,7 +129,7 @@ func (n *Node) checkLeave() error {
 	if !found {
 		return status.Error(codes.FailedPrecondition, "leave: this node is not in the raft configuration")
 	}
-	if m, ok := n.recordOf(n.cfg.ID); ok && m.State == membership.StateLeft {
+	if m, ok := n.selfMember(); ok && m.State == membership.StateLeft {
 		return status.Error(codes.FailedPrecondition, "leave: this node is already recorded as left")
 	}
 	if !selfVoter {

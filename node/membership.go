@@ -181,12 +181,7 @@ func (n *Node) retry(ctx context.Context, what string, f func(context.Context) e
 }
 
 // selfMember returns this node's member record.
-func (n *Node) selfMember() (membership.Member, bool) {
-	var m membership.Member
-	var ok bool
-	n.mfsm.Read(func(s *membership.State) { m, ok = s.Member(n.cfg.ID) })
-	return m, ok
-}
+func (n *Node) selfMember() (membership.Member, bool) { return n.recordOf(n.cfg.ID) }
 
 // leave is the membership part of a planned stop: drain this node (its
 // resources move to live members), wait until it owns nothing (bounded by

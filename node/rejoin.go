@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/heartbeat-sidecar/heartbeat/election"
+	"github.com/heartbeat-sidecar/heartbeat/internal/atomicfile"
 	"github.com/heartbeat-sidecar/heartbeat/proto/raftpb"
 )
 
@@ -55,28 +56,14 @@ func readLeftMarker(dataDir string) (leftMarker, bool, error) {
 	return m, true, nil
 }
 
-// writeLeftMarker writes the marker atomically (temp file, fsync, rename).
+// writeLeftMarker writes the marker atomically.
 func writeLeftMarker(dataDir string, m leftMarker) error {
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return err
 	}
-	path := leftPath(dataDir)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o640); err != nil {
-		return fmt.Errorf("node: write %s: %w", leftFile, err)
-	}
-	f, err := os.Open(tmp)
-	if err == nil {
-		err = f.Sync()
-		f.Close()
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("node: write %s: %w", leftFile, err)
+	if err := atomicfile.Write(leftPath(dataDir), append(b, '\n'), 0o640); err != nil {
+		return fmt.Errorf("node: %w", err)
 	}
 	return nil
 }

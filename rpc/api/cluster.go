@@ -22,14 +22,13 @@ const MaxJoinIDLen = 64
 // this node). InvalidArgument for a malformed id or a priority above
 // membership.MaxLeaderPriority, NotFound for an unknown member.
 func (c *Coordinator) SetLeaderPriority(ctx context.Context, req *heartbeatpb.SetLeaderPriorityRequest) (*heartbeatpb.WriteResponse, error) {
-	fsm, err := c.membershipOn()
-	if err != nil {
+	if _, err := c.membershipOn(); err != nil {
 		return nil, err
 	}
 	if p := req.GetPriority(); p > membership.MaxLeaderPriority {
 		return nil, status.Errorf(codes.InvalidArgument, "leader priority: %d outside 0..%d", p, membership.MaxLeaderPriority)
 	}
-	id, err := c.member(fsm, "leader priority", req.GetNodeId())
+	id, err := c.member("leader priority", req.GetNodeId())
 	if err != nil {
 		return nil, err
 	}

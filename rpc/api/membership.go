@@ -347,16 +347,14 @@ func resourcesPB(rs []membership.Resource) []*heartbeatpb.Resource {
 // member resolves the member id of a request, "" meaning the serving node:
 // InvalidArgument for a malformed id, NotFound for one the membership state
 // does not hold. what names the call in the message.
-func (c *Coordinator) member(fsm *membership.FSM, what, id string) (string, error) {
+func (c *Coordinator) member(what, id string) (string, error) {
 	if id == "" {
 		id = c.cfg.ID
 	}
 	if err := membership.CheckMemberID(id); err != nil {
 		return "", status.Errorf(codes.InvalidArgument, "%s: %v", what, err)
 	}
-	known := false
-	fsm.Read(func(s *membership.State) { _, known = s.Member(id) })
-	if !known {
+	if _, known := c.record(id); !known {
 		return "", status.Errorf(codes.NotFound, "%s: %q is not a member", what, id)
 	}
 	return id, nil
@@ -364,11 +362,10 @@ func (c *Coordinator) member(fsm *membership.FSM, what, id string) (string, erro
 
 // SetDrain drains or undrains a member (default: this node).
 func (c *Coordinator) SetDrain(ctx context.Context, req *heartbeatpb.SetDrainRequest) (*heartbeatpb.WriteResponse, error) {
-	fsm, err := c.membershipOn()
-	if err != nil {
+	if _, err := c.membershipOn(); err != nil {
 		return nil, err
 	}
-	id, err := c.member(fsm, "drain", req.GetNodeId())
+	id, err := c.member("drain", req.GetNodeId())
 	if err != nil {
 		return nil, err
 	}
