@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
+	"github.com/heartbeat-sidecar/heartbeat/internal/testport"
 	"github.com/heartbeat-sidecar/heartbeat/rpc/faultnet"
 	"github.com/heartbeat-sidecar/heartbeat/rpc/transport"
 )
@@ -75,7 +76,7 @@ func newCluster(t *testing.T, n int, opts clusterOpts) *testCluster {
 	for i := 0; i < n+opts.extra; i++ {
 		tn := &testNode{id: fmt.Sprintf("n%d", i+1), dir: filepath.Join(base, fmt.Sprintf("n%d", i+1))}
 		c.nodes = append(c.nodes, tn)
-		c.openTransport(tn, "127.0.0.1:0")
+		c.openTransport(tn, testport.Addr(t))
 		if i < n {
 			c.peers = append(c.peers, Peer{ID: tn.id, Address: string(tn.addr), Voter: true})
 		}

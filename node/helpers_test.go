@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"path/filepath"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/heartbeat-sidecar/heartbeat/election"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testport"
 )
 
 func TestMain(m *testing.M) {
@@ -40,24 +40,12 @@ func waitFor(t *testing.T, what string, cond func() (bool, string)) {
 	t.Fatalf("timed out after %v waiting for %s: %s", waitTimeout, what, why)
 }
 
-// freeAddrs reserves n loopback ports and releases them, for peer addresses
-// that must be known before the nodes start (the initial cluster).
+// freeAddrs reserves n loopback ports for the rest of the test, for peer
+// addresses that must be known before the nodes start (the initial cluster)
+// and that a restarted node binds again.
 func freeAddrs(t *testing.T, n int) []string {
 	t.Helper()
-	var lns []net.Listener
-	var out []string
-	for i := 0; i < n; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		out = append(out, ln.Addr().String())
-	}
-	for _, ln := range lns {
-		ln.Close()
-	}
-	return out
+	return testport.Addrs(t, n)
 }
 
 // testConfig is a node config on loopback ":0" client ports with a data

@@ -13,7 +13,7 @@
 //   - WaitFor and WaitWithin poll a condition every 20ms until it holds or
 //     a deadline passes (never a bare sleep to wait for a condition);
 //   - Context and ContextWithin give a context that ends with the test;
-//   - FreeAddrs and FreePorts reserve loopback ports and release them, for
+//   - FreeAddrs and FreePorts reserve loopback ports for the test, for
 //     addresses that must be known before a node starts;
 //   - Writer sends logs to t.Log and goes quiet once the test has ended
 //     (a node's late goroutines may still log); SyncBuffer is a bytes

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/heartbeat-sidecar/heartbeat/internal/testport"
 )
 
 // DefaultWait bounds WaitFor, Context and a Cluster's waits unless told
@@ -50,25 +52,13 @@ func ContextWithin(t testing.TB, d time.Duration) context.Context {
 	return ctx
 }
 
-// FreePorts reserves n loopback TCP ports and releases them, for addresses
-// that must be known before a process listens on them. Another process may
-// take a port in between; on a test machine that is rare enough.
+// FreePorts reserves n loopback TCP ports for the rest of the test, for
+// addresses that must be known before a process listens on them (see
+// internal/testport: no other test binary and no ":0" listener or outgoing
+// connection is given them meanwhile).
 func FreePorts(t testing.TB, n int) []int {
 	t.Helper()
-	var lns []net.Listener
-	var ports []int
-	for i := 0; i < n; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	for _, ln := range lns {
-		ln.Close()
-	}
-	return ports
+	return testport.Ports(t, n)
 }
 
 // FreeAddrs is FreePorts as "127.0.0.1:port" addresses, for the peer

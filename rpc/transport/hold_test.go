@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/heartbeat-sidecar/heartbeat/internal/testport"
 )
 
 // startHold runs a.Hold(ctx, target) in the background and waits until the stream has
@@ -223,11 +225,6 @@ func TestTimeoutNowSelfRespectsContext(t *testing.T) {
 // deadAddr returns a loopback address nothing listens on.
 func deadAddr(t *testing.T) raft.ServerAddress {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := lis.Addr().String()
-	_ = lis.Close()
-	return raft.ServerAddress(addr)
+	// Reserved for the test and never bound: nothing else can listen there.
+	return raft.ServerAddress(testport.Addr(t))
 }

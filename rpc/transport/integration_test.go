@@ -11,6 +11,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+
+	"github.com/heartbeat-sidecar/heartbeat/internal/testport"
 )
 
 // listFSM keeps every applied command; its snapshot is the whole list.
@@ -100,10 +102,10 @@ func raftConfig(id raft.ServerID) *raft.Config {
 // start starts n's raft over a fresh transport bound to n.addr ("" picks a port).
 func (n *raftNode) start(t *testing.T) {
 	t.Helper()
-	bind := "127.0.0.1:0"
-	if n.addr != "" {
-		bind = string(n.addr)
+	if n.addr == "" {
+		n.addr = raft.ServerAddress(testport.Addr(t)) // reserved: restarts bind it again
 	}
+	bind := string(n.addr)
 	n.tr = newTestTransport(t, string(n.id), func(c *Config) {
 		c.BindAddr = bind
 		c.HeartbeatTimeout = 250 * time.Millisecond

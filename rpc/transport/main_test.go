@@ -8,6 +8,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	"go.uber.org/goleak"
+
+	"github.com/heartbeat-sidecar/heartbeat/internal/testport"
 )
 
 func TestMain(m *testing.M) {
@@ -29,7 +31,7 @@ func newTestTransport(t testing.TB, id string, mod ...func(*Config)) *Transport 
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.ID = raft.ServerID(id)
-	cfg.BindAddr = "127.0.0.1:0"
+	cfg.BindAddr = testport.Addr(t) // reserved: some tests bind it again
 	cfg.ClusterID = "test-cluster"
 	// Generous: the shared machine and the race detector make large copies slow, and
 	// no test here relies on these deadlines expiring.
