@@ -14,7 +14,6 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/heartbeat-sidecar/heartbeat/election"
-	"github.com/heartbeat-sidecar/heartbeat/internal/testport"
 )
 
 func TestMain(m *testing.M) {
@@ -38,14 +37,6 @@ func waitFor(t *testing.T, what string, cond func() (bool, string)) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("timed out after %v waiting for %s: %s", waitTimeout, what, why)
-}
-
-// freeAddrs reserves n loopback ports for the rest of the test, for peer
-// addresses that must be known before the nodes start (the initial cluster)
-// and that a restarted node binds again.
-func freeAddrs(t *testing.T, n int) []string {
-	t.Helper()
-	return testport.Addrs(t, n)
 }
 
 // testConfig is a node config on loopback ":0" client ports with a data

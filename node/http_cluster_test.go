@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"testing"
+
+	"github.com/heartbeat-sidecar/heartbeat/internal/testport"
 )
 
 // decodeOK checks a 200 answer and decodes its JSON body into v.
@@ -203,7 +205,7 @@ func testLeadershipChanges(t *testing.T, c *cluster, base string) {
 // and registers; it then leaves over its own HTTP port and stops; a second
 // added (never started) is removed with DELETE.
 func testJoinRemoveLeave(t *testing.T, c *cluster, base string) {
-	addrs := freeAddrs(t, 2)
+	addrs := testport.Addrs(t, 2)
 	code, body := httpBody(t, "POST", base+"/v1/members", fmt.Sprintf(`{"id":"n4","peer_address":%q,"voter":false}`, addrs[0]))
 	var jr struct{ Index uint64 }
 	decodeOK(t, "join n4", code, body, &jr)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/heartbeat-sidecar/heartbeat/election"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testport"
 	"github.com/heartbeat-sidecar/heartbeat/membership"
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 )
@@ -24,7 +25,7 @@ func memTweak(cfg *Config) {
 // startMemCluster starts voters n1..n<voters> from an initial cluster plus
 // non-voters joining through n1.
 func startMemCluster(t *testing.T, voters, nonVoters int) *cluster {
-	addrs := freeAddrs(t, voters+nonVoters)
+	addrs := testport.Addrs(t, voters+nonVoters)
 	c := &cluster{t: t, dir: t.TempDir(), nodes: map[string]*Node{}, tweak: memTweak}
 	for i := 0; i < voters; i++ {
 		c.peers = append(c.peers, election.Peer{ID: fmt.Sprintf("n%d", i+1), Address: addrs[i], Voter: true})

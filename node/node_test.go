@@ -13,6 +13,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/heartbeat-sidecar/heartbeat/election"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testport"
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 )
 
@@ -21,7 +22,7 @@ import (
 // restart, a join through a follower, and a graceful stop of the leader.
 func TestCluster(t *testing.T) {
 	dir := t.TempDir()
-	addrs := freeAddrs(t, 4)
+	addrs := testport.Addrs(t, 4)
 	c := &cluster{t: t, dir: dir, nodes: map[string]*Node{}}
 	for i := 0; i < 3; i++ {
 		c.peers = append(c.peers, election.Peer{ID: fmt.Sprintf("n%d", i+1), Address: addrs[i], Voter: true})

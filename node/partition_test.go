@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/heartbeat-sidecar/heartbeat/election"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testport"
 	"github.com/heartbeat-sidecar/heartbeat/membership"
 	"github.com/heartbeat-sidecar/heartbeat/rpc/faultnet"
 	"github.com/heartbeat-sidecar/heartbeat/rpc/transport"
@@ -17,7 +18,7 @@ import (
 // transport wrapped by one fault network.
 func startFaultCluster(t *testing.T, voters int) (*cluster, *faultnet.Network) {
 	fn := faultnet.New()
-	addrs := freeAddrs(t, voters)
+	addrs := testport.Addrs(t, voters)
 	c := &cluster{t: t, dir: t.TempDir(), nodes: map[string]*Node{}, tweak: func(cfg *Config) {
 		memTweak(cfg)
 		cfg.WrapTransport = func(tr *transport.Transport) PeerTransport { return fn.Wrap(tr) }

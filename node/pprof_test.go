@@ -5,12 +5,13 @@ import (
 	"testing"
 
 	"github.com/heartbeat-sidecar/heartbeat/election"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testport"
 )
 
 // TestPprof: /debug/pprof/ is served only with EnablePprof.
 func TestPprof(t *testing.T) {
 	for _, enabled := range []bool{false, true} {
-		addrs := freeAddrs(t, 1)
+		addrs := testport.Addrs(t, 1)
 		c := &cluster{t: t, dir: t.TempDir(), nodes: map[string]*Node{}, tweak: func(cfg *Config) { cfg.EnablePprof = enabled }}
 		c.peers = []election.Peer{{ID: "n1", Address: addrs[0], Voter: true}}
 		n := c.start("n1")

@@ -8,6 +8,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/heartbeat-sidecar/heartbeat/election"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testport"
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 )
 
@@ -16,7 +17,7 @@ const testHoldoff = 500 * time.Millisecond
 // startPriorityCluster starts voters n1..n3 with a short PriorityHoldoff;
 // n3 is configured with leader priority 10.
 func startPriorityCluster(t *testing.T) *cluster {
-	addrs := freeAddrs(t, 3)
+	addrs := testport.Addrs(t, 3)
 	c := &cluster{t: t, dir: t.TempDir(), nodes: map[string]*Node{}, tweak: func(cfg *Config) {
 		memTweak(cfg)
 		cfg.PriorityHoldoff = testHoldoff

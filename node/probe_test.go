@@ -9,6 +9,7 @@ import (
 	reflectpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 
 	"github.com/heartbeat-sidecar/heartbeat/election"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testport"
 )
 
 // TestStockGRPCTools does what grpcurl (`list`) and grpc-health-probe do
@@ -16,7 +17,7 @@ import (
 // and ask the standard health service, by Check and by Watch, which turns
 // NOT_SERVING when the node loses its quorum.
 func TestStockGRPCTools(t *testing.T) {
-	addrs := freeAddrs(t, 2)
+	addrs := testport.Addrs(t, 2)
 	c := &cluster{t: t, dir: t.TempDir(), nodes: map[string]*Node{}}
 	for i := range addrs {
 		c.peers = append(c.peers, election.Peer{ID: fmt.Sprintf("n%d", i+1), Address: addrs[i], Voter: true})

@@ -2,8 +2,6 @@ package testcluster
 
 import (
 	"context"
-	"net"
-	"strconv"
 	"testing"
 	"time"
 
@@ -65,9 +63,5 @@ func FreePorts(t testing.TB, n int) []int {
 // addresses of an initial cluster (or an address nothing listens on).
 func FreeAddrs(t testing.TB, n int) []string {
 	t.Helper()
-	var out []string
-	for _, p := range FreePorts(t, n) {
-		out = append(out, net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
-	}
-	return out
+	return testport.Addrs(t, n)
 }

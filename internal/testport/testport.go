@@ -11,10 +11,9 @@ import (
 	"testing"
 )
 
-// Range is the half-open port range ports are taken from: below Linux's
-// ephemeral range (32768–60999), above the ports the project's scripts use
-// (local cluster 74xx, compose 77xx, benchmarks 27400 upwards are outside it
-// as well).
+// [RangeLow, RangeHigh) is the range ports are taken from: below Linux's
+// ephemeral range (32768–60999) and clear of the ports the project's scripts
+// use (local cluster 74xx, compose 76xx/77xx, benchmarks from 27400).
 const (
 	RangeLow  = 12000
 	RangeHigh = 27000

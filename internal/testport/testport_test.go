@@ -2,6 +2,7 @@ package testport
 
 import (
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -55,8 +56,21 @@ func TestReservedPortIsNotHandedOutAgain(t *testing.T) {
 func TestBusyPortIsSkipped(t *testing.T) {
 	// Something outside the tests listens on a port in the range: reserve
 	// must not return it.
+	// The port must not be reserved by a test elsewhere, or reserve would
+	// skip it for that reason and the probe would go untested.
+	if err := os.MkdirAll(lockDir(), 0o777); err != nil {
+		t.Fatal(err)
+	}
 	var ln net.Listener
 	for p := RangeLow; p < RangeHigh && ln == nil; p++ {
+		unlock, ok, err := tryLock(filepath.Join(lockDir(), strconv.Itoa(p)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			continue
+		}
+		unlock()
 		ln, _ = net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
 	}
 	if ln == nil {
