@@ -3,7 +3,9 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -136,44 +138,75 @@ func TestCloseEndsEverything(t *testing.T) {
 	}
 }
 
-// hungServer streams "this node leads, token 5" again and again, but its
-// Status never answers: a sidecar whose leadership stream looks alive while
-// the node cannot confirm its lease.
+// hungServer plays a sidecar that hangs: it answers the first `answer`
+// keep-alives with "this node leads, token 5, 200ms left" (and owns r1 at
+// epoch 9), then reads and drops every request while the stream stays open,
+// as a paused process's kernel keeps its sockets. The real node cannot be
+// frozen half-way like this inside a test process.
 type hungServer struct {
 	heartbeatpb.UnimplementedCoordinatorServer
+	answer int
+	mu     sync.Mutex
+	last   time.Time // when the last answer was built
 }
 
-func (hungServer) Status(ctx context.Context, _ *heartbeatpb.StatusRequest) (*heartbeatpb.StatusResponse, error) {
-	<-ctx.Done()
-	return nil, status.FromContextError(ctx.Err()).Err()
+func (h *hungServer) lastAnswer() time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.last
 }
 
-func (hungServer) WatchLeader(_ *heartbeatpb.WatchLeaderRequest, stream grpc.ServerStreamingServer[heartbeatpb.LeaderEvent]) error {
-	ev := &heartbeatpb.LeaderEvent{Leader: &heartbeatpb.Leader{Id: "n1"}, Term: 5, FencingToken: 5, IsSelf: true}
-	for {
-		if err := stream.Send(ev); err != nil {
-			return err
-		}
-		select {
-		case <-stream.Context().Done():
+func (h *hungServer) KeepAlive(stream grpc.BidiStreamingServer[heartbeatpb.KeepAliveRequest, heartbeatpb.KeepAliveResponse]) error {
+	for n := 0; ; n++ {
+		req, err := stream.Recv()
+		if err != nil {
 			return nil
-		case <-time.After(time.Millisecond):
+		}
+		if n >= h.answer {
+			continue
+		}
+		h.mu.Lock()
+		h.last = time.Now()
+		h.mu.Unlock()
+		resp := &heartbeatpb.KeepAliveResponse{Seq: req.GetSeq(), NodeId: "n1", IsLeader: true, FencingToken: 5,
+			LeaderLeaseRemainingMs: 200, OwnershipLeaseRemainingMs: 200, Revision: 9}
+		if n == 0 && req.GetOwned() {
+			resp.OwnedChanged, resp.Owned = true, []*heartbeatpb.OwnedResource{{Id: "r1", Epoch: 9}}
+		}
+		if err := stream.Send(resp); err != nil {
+			return err
 		}
 	}
 }
 
-// TestLeaseCheck: when the local sidecar stops confirming its lease, the
-// lease check cancels fn although the stream still says "leader"; the watch
-// is reopened (with events still arriving while it closes) and fn runs again
-// once the fresh stream says so, each run cancelled by the next failed
-// check. A hang anywhere in that cycle fails the test.
-func TestLeaseCheck(t *testing.T) {
+// TestHungSidecar: a sidecar that stops answering (its stream still open)
+// gets no say: the client's own lease timer cancels fn, for leadership and
+// for ownership, before the lease the sidecar last stated has run out
+// (measured from when it stated it). With the timer disabled
+// (UnsafeNoLeaseTimer, the planted violation) fn runs on past that lease,
+// and the same check reports it.
+func TestHungSidecar(t *testing.T) {
+	if v := hungSidecarViolations(t, false); len(v) > 0 {
+		t.Errorf("with the lease timer: %v", v)
+	}
+	if v := hungSidecarViolations(t, true); len(v) == 0 {
+		t.Error("planted violation (no lease timer) not caught")
+	} else {
+		t.Logf("planted violation caught: %v", v)
+	}
+}
+
+// hungSidecarViolations runs RunWhileLeader and RunWhileOwner against a
+// hungServer and returns every fn that outlived the sidecar's last lease.
+func hungSidecarViolations(t *testing.T, unsafe bool) []string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	hung := &hungServer{answer: 3}
 	s := grpc.NewServer()
-	heartbeatpb.RegisterCoordinatorServer(s, hungServer{})
+	heartbeatpb.RegisterCoordinatorServer(s, hung)
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
@@ -185,27 +218,71 @@ func TestLeaseCheck(t *testing.T) {
 	}()
 	cfg := DefaultConfig()
 	cfg.Endpoints = []string{ln.Addr().String()}
-	cfg.LeaseCheckInterval = 100 * time.Millisecond
-	cfg.RetryBackoff = Backoff{Min: 10 * time.Millisecond, Max: 50 * time.Millisecond}
+	cfg.UnsafeNoLeaseTimer = unsafe
 	cl, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
 	ctx, cancel := context.WithCancel(testcluster.Context(t))
-	// fn's slow clean-up lets events pile up behind the closing stream.
-	r := startLingeringRunner(ctx, "hung", cl, 30*time.Millisecond)
-	runs := r.waitRuns(t, 4)
+	defer cancel()
+
+	var mu sync.Mutex
+	started, cancelled := map[string]time.Time{}, map[string]time.Time{}
+	record := func(name string, ctx context.Context) error {
+		mu.Lock()
+		started[name] = time.Now()
+		mu.Unlock()
+		<-ctx.Done()
+		mu.Lock()
+		cancelled[name] = time.Now()
+		mu.Unlock()
+		return ctx.Err()
+	}
+	leaderDone, ownerDone := make(chan error, 1), make(chan error, 1)
+	go func() {
+		leaderDone <- cl.RunWhileLeader(ctx, func(ctx context.Context, _ uint64) error { return record("leader", ctx) })
+	}()
+	go func() {
+		ownerDone <- cl.RunWhileOwner(ctx, func(ctx context.Context, id string, _ uint64) error { return record("owner "+id, ctx) })
+	}()
+	const lease = 200 * time.Millisecond // what the sidecar last said was left
+	names := []string{"leader", "owner r1"}
+	testcluster.WaitFor(t, "both fns started", func() (bool, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(started) == 2, fmt.Sprint(started)
+	})
+	// Poll until both were cancelled, or for five leases at most (the
+	// planted violation runs that long).
+	for end := time.Now().Add(5 * lease); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		mu.Lock()
+		n := len(cancelled)
+		mu.Unlock()
+		if n == len(names) {
+			break
+		}
+	}
+	mu.Lock()
+	var out []string
+	last := hung.lastAnswer()
+	for _, name := range names {
+		c, ok := cancelled[name]
+		switch {
+		case !ok:
+			out = append(out, fmt.Sprintf("%s: still running %v after the sidecar's last answer (lease %v)",
+				name, time.Since(last).Round(time.Millisecond), lease))
+		case c.Sub(last) > lease:
+			out = append(out, fmt.Sprintf("%s: cancelled %v after the sidecar's last answer, past its %v lease",
+				name, c.Sub(last), lease))
+		}
+	}
+	mu.Unlock()
 	cancel()
-	if err := <-r.done; !errors.Is(err, context.Canceled) {
-		t.Errorf("RunWhileLeader = %v, want context.Canceled", err)
-	}
-	for i, x := range runs[:3] {
-		if x.token != 5 || x.cancelled.IsZero() {
-			t.Errorf("run %d: %+v", i, x)
-		}
-		if d := x.cancelled.Sub(x.started); d < 150*time.Millisecond || d > 5*time.Second {
-			t.Errorf("run %d cancelled after %v; the check (every 100ms, 100ms to answer) should take about 200ms", i, d)
+	for _, ch := range []chan error{leaderDone, ownerDone} {
+		if err := <-ch; !errors.Is(err, context.Canceled) {
+			t.Errorf("run = %v, want context.Canceled", err)
 		}
 	}
+	return out
 }

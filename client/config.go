@@ -61,27 +61,39 @@ type Config struct {
 	// RetryBackoff paces the attempts of a call and the reconnections of a
 	// watch. Defaults: see Backoff.
 	RetryBackoff Backoff
-	// LeaseCheckInterval: while RunWhileLeader's fn runs, the client also asks
-	// the local sidecar this often whether it still leads with the same
-	// fencing token, each check bounded by the same interval; an answer that
-	// says no, or none in time, cancels fn (fail safe). It covers a sidecar
-	// that hangs without closing its stream (a paused process). Default 1s;
-	// negative disables the check (the watch stream alone then decides).
-	LeaseCheckInterval time.Duration
+	// KeepAliveInterval is how often RunWhileLeader and RunWhileOwner ask the
+	// local sidecar for their leases (the KeepAlive stream). Each answer
+	// renews the lease on this process's own monotonic clock from the moment
+	// the request was SENT, for the time the sidecar said was left; work is
+	// cancelled when that runs out without a renewal. Keep it well below the
+	// sidecar's lease (200 ms by default) so that nothing stops in a healthy
+	// cluster. Default 50ms.
+	KeepAliveInterval time.Duration
+	// LeaseMargin is taken off every lease the client computes, for the
+	// difference in clock rates and the time fn takes to notice its context
+	// is cancelled. Default 20ms.
+	LeaseMargin time.Duration
+	// UnsafeNoLeaseTimer disables the client's lease timer: work is then
+	// cancelled only when the sidecar says so or the stream breaks, so a
+	// paused or cut-off sidecar lets it run past its lease. It exists only
+	// for tests that must show a checker catching the overlap that follows;
+	// never set it in an application.
+	UnsafeNoLeaseTimer bool
 	// Logger receives reconnections and retries at debug level and lost
 	// leadership at info. nil: discarded.
 	Logger hclog.Logger
 }
 
 // DefaultConfig returns the defaults: plaintext, DialTimeout 2s, CallTimeout
-// 5s, backoff 50ms..1s, lease check every second, no logger. Endpoints must
-// be set.
+// 5s, backoff 50ms..1s, keep-alive every 50ms with a 20ms lease margin, no
+// logger. Endpoints must be set.
 func DefaultConfig() Config {
 	return Config{
-		DialTimeout:        2 * time.Second,
-		CallTimeout:        5 * time.Second,
-		RetryBackoff:       Backoff{Min: 50 * time.Millisecond, Max: time.Second},
-		LeaseCheckInterval: time.Second,
+		DialTimeout:       2 * time.Second,
+		CallTimeout:       5 * time.Second,
+		RetryBackoff:      Backoff{Min: 50 * time.Millisecond, Max: time.Second},
+		KeepAliveInterval: 50 * time.Millisecond,
+		LeaseMargin:       20 * time.Millisecond,
 	}
 }
 
@@ -112,6 +124,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.DialTimeout < 0 || c.CallTimeout < 0:
 		return invalid("DialTimeout and CallTimeout may not be negative")
+	case c.KeepAliveInterval < 0 || c.LeaseMargin < 0:
+		return invalid("KeepAliveInterval and LeaseMargin may not be negative")
 	case c.RetryBackoff.Min < 0 || c.RetryBackoff.Max < 0:
 		return invalid("RetryBackoff may not be negative")
 	case c.RetryBackoff.Max > 0 && c.RetryBackoff.Min > c.RetryBackoff.Max:
@@ -135,8 +149,11 @@ func (c Config) withDefaults() Config {
 	if c.RetryBackoff.Max == 0 {
 		c.RetryBackoff.Max = max(d.RetryBackoff.Max, c.RetryBackoff.Min)
 	}
-	if c.LeaseCheckInterval == 0 {
-		c.LeaseCheckInterval = d.LeaseCheckInterval
+	if c.KeepAliveInterval == 0 {
+		c.KeepAliveInterval = d.KeepAliveInterval
+	}
+	if c.LeaseMargin == 0 {
+		c.LeaseMargin = d.LeaseMargin
 	}
 	if c.Logger == nil {
 		c.Logger = hclog.NewNullLogger()

@@ -4,57 +4,52 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
-
-	"google.golang.org/grpc"
-
-	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 )
-
-// errLeaseUnconfirmed: the periodic check could not confirm that the local
-// node still leads with the same token.
-var errLeaseUnconfirmed = errors.New("client: leadership not confirmed by the lease check")
 
 // RunWhileLeader runs fn while the LOCAL node (Endpoints[0]) is the leader
 // with a valid lease, and only then.
 //
-// It watches the local sidecar's leadership stream (WatchLeader on
-// Endpoints[0] only: no other node can vouch for the local node's lease) and
-// waits for an event saying is_self with a fencing token. It then runs fn
-// with a child context and that token, and cancels the child context the
-// moment
-//   - an event says the local node no longer leads (is_self false), or names
-//     another token,
-//   - the stream breaks (fail safe: without the stream the client cannot
-//     know that the node still leads),
-//   - the lease check (Config.LeaseCheckInterval) gets no confirmation in
-//     time, or
+// It keeps a KeepAlive stream to the local sidecar (no other node can vouch
+// for the local node's lease) and asks it every KeepAliveInterval whether it
+// leads and how long its leader lease has left. Each answer renews the
+// client's own lease: from the moment the question was SENT, for the time
+// the sidecar said was left, less LeaseMargin. That lease never outlasts the
+// sidecar's, whatever happens between them: a sidecar that hangs (a paused
+// process, a stuck machine) simply stops renewing it. fn runs with a child
+// context and the fencing token once an answer says the node leads, and the
+// child context is cancelled the moment
+//   - the client's lease runs out without a renewal,
+//   - an answer (or a push, which the sidecar sends at once) says the local
+//     node no longer leads, or names another token,
+//   - the stream breaks (a killed sidecar), or
 //   - ctx ends or the client is closed.
 //
-// The sidecar turns is_self false when its lease lapses: a leader cut off
-// from its quorum says so within the lease (election's leaseLoop recomputes
-// the lease every heartbeat interval and publishes the change), before any
-// other node can be elected; so fn's context is cancelled within the lease,
-// plus the time an event takes over loopback. That is a promise about
-// timing on one machine, not a guarantee against pauses: fn may still be
-// running some instructions after a new leader exists (a GC pause, a slow
-// cancellation). Pass the fencing token to every downstream system fn
-// writes to, and let those systems refuse a token lower than the highest
-// they have seen; that, not the cancellation, is what makes a stale leader
-// harmless.
+// The sidecar claims leadership only while no other node can lead (see the
+// README, "Leases"), so fn's context is cancelled before another node's
+// RunWhileLeader can start its fn. What the client cannot do is stop fn's
+// own code: a paused or slow application may still act after its context
+// was cancelled. Pass the fencing token to every downstream system fn writes
+// to, and let those systems refuse a token lower than the highest they have
+// seen; that, not the cancellation, is what makes a stale leader harmless.
 //
-// After fn returns, RunWhileLeader waits for the next leadership: fn runs at
-// most once per leadership (token) unless it was cancelled by a broken
-// stream or a failed check while the node still led, in which case it runs
-// again once the reconnected stream confirms the same leadership. It returns
+// After fn returns by itself, RunWhileLeader waits for the next leadership:
+// fn runs at most once per leadership (token) unless it was cancelled while
+// the node still led (the lease ran out, the stream broke), in which case it
+// runs again once a fresh answer confirms the same leadership. It returns
 // ctx.Err() when ctx ends (ErrClosed when the client is closed), or fn's
 // error when fn returns one that is not context.Canceled (fn's context is
 // cancelled and waited for first). It never returns while fn runs.
 func (c *Client) RunWhileLeader(ctx context.Context, fn func(ctx context.Context, token uint64) error) error {
+	r := &leaderRun{c: c, fn: fn}
+	return c.runLeased(ctx, r.once)
+}
+
+// runLeased runs once (one lease stream) again and again, with backoff,
+// until it returns an error or ctx ends.
+func (c *Client) runLeased(ctx context.Context, once func(context.Context) (bool, error)) error {
 	sctx, cancel := c.scope(ctx)
 	defer cancel()
-	r := &leaderRun{c: c, fn: fn}
 	bo := newBackoff(c.cfg.RetryBackoff)
 	ended := func() error {
 		if c.isClosed() && ctx.Err() == nil {
@@ -64,7 +59,7 @@ func (c *Client) RunWhileLeader(ctx context.Context, fn func(ctx context.Context
 	}
 	for {
 		began := time.Now()
-		established, err := r.once(sctx)
+		established, err := once(sctx)
 		switch {
 		case err != nil:
 			return err
@@ -95,52 +90,23 @@ func fatal(err error) bool { return err != nil && !errors.Is(err, context.Cancel
 type running struct {
 	token  uint64
 	cancel context.CancelFunc
-	result chan error    // fn's return value
-	check  chan struct{} // closed when the lease check fails
-	wg     sync.WaitGroup
+	result chan error // fn's return value
 }
 
-// once opens one leadership stream on the local endpoint and follows it
-// until it breaks or ctx ends, starting and cancelling fn as the events say.
-// It returns a non-nil error only when fn returned a fatal one.
+// once opens one KeepAlive stream to the local endpoint and follows it until
+// it breaks or ctx ends, starting and cancelling fn as the answers and the
+// lease timer say. It returns a non-nil error only when fn returned a fatal
+// one.
 func (r *leaderRun) once(ctx context.Context) (established bool, _ error) {
 	c := r.c
-	addr := c.local()
-	stream, first, cancelStream, err := openStream(c, ctx, addr, func(ctx context.Context, s heartbeatpb.CoordinatorClient) (grpc.ServerStreamingClient[heartbeatpb.LeaderEvent], error) {
-		return s.WatchLeader(ctx, &heartbeatpb.WatchLeaderRequest{})
-	})
+	s, err := c.openLeaseSession(ctx, false)
 	if err != nil {
-		cancelStream()
-		c.cfg.Logger.Debug("run while leader: local leadership watch failed", "endpoint", addr, "error", err)
+		c.cfg.Logger.Debug("run while leader: keep-alive stream failed", "endpoint", c.local(), "error", err)
 		return false, nil
 	}
-	// The receiver is owned by this call: on return, quit ends a pending
-	// hand-over and cancelStream a pending Recv, and the wait joins it.
-	events := make(chan *heartbeatpb.LeaderEvent)
-	broke := make(chan error, 1)
-	quit := make(chan struct{})
-	var recv sync.WaitGroup
-	recv.Add(1)
-	go func() {
-		defer recv.Done()
-		for {
-			ev, err := stream.Recv()
-			if err != nil {
-				broke <- err
-				return
-			}
-			select {
-			case events <- ev:
-			case <-quit:
-				return
-			}
-		}
-	}()
-	defer func() {
-		close(quit)
-		cancelStream()
-		recv.Wait()
-	}()
+	defer s.stop()
+	lease := &leaseTimer{c: c}
+	defer lease.stop()
 
 	var run *running
 	// stop cancels fn and waits for it; its error, if fatal, ends everything.
@@ -151,56 +117,59 @@ func (r *leaderRun) once(ctx context.Context) (established bool, _ error) {
 		c.cfg.Logger.Info("leadership lost or unconfirmed: cancelling fn", "token", run.token, "reason", why)
 		run.cancel()
 		err := <-run.result
-		run.wg.Wait()
 		run = nil
 		if fatal(err) {
 			return err
 		}
 		return nil
 	}
-	apply := func(ev *heartbeatpb.LeaderEvent) error {
-		leads := ev.GetIsSelf() && ev.GetFencingToken() > 0
-		if run != nil && (!leads || ev.GetFencingToken() != run.token) {
+	apply := func(m leaseMsg) error {
+		leads := m.isLeader && m.token > 0
+		if run != nil && (!leads || m.token != run.token) {
 			why := "local node no longer leads"
 			if leads {
-				why = fmt.Sprintf("fencing token changed to %d", ev.GetFencingToken())
+				why = fmt.Sprintf("fencing token changed to %d", m.token)
 			}
+			lease.set(time.Time{})
 			if err := stop(why); err != nil {
 				return err
 			}
 		}
-		if run == nil && leads && ev.GetFencingToken() != r.done {
-			run = r.start(ctx, ev.GetFencingToken())
+		if !leads || m.push {
+			return nil // a push never renews; the session asks again at once
+		}
+		if m.leaderUntil.After(lease.until) || run == nil {
+			lease.set(m.leaderUntil)
+		}
+		if run == nil && m.token != r.done && lease.valid() {
+			run = r.start(ctx, m.token)
 		}
 		return nil
 	}
 
-	if err := apply(first); err != nil {
-		return true, err
-	}
 	for {
 		var result chan error
-		var check chan struct{}
 		if run != nil {
-			result, check = run.result, run.check
+			result = run.result
 		}
 		select {
 		case <-ctx.Done():
-			return true, stop("context ended")
-		case ev := <-events:
-			if err := apply(ev); err != nil {
+			return established, stop("context ended")
+		case m := <-s.msgs:
+			established = true
+			if err := apply(m); err != nil {
 				return true, err
 			}
-		case err := <-broke:
-			c.cfg.Logger.Debug("run while leader: leadership stream broke", "error", err)
-			return true, stop(fmt.Sprintf("leadership stream broke: %v", err))
-		case <-check:
-			// The stream may be stuck: cancel fn and reconnect for a fresh state.
-			return true, stop(errLeaseUnconfirmed.Error())
+		case err := <-s.broke:
+			c.cfg.Logger.Debug("run while leader: keep-alive stream broke", "error", err)
+			return established, stop(fmt.Sprintf("keep-alive stream broke: %v", err))
+		case <-lease.C():
+			if err := stop("leader lease ran out without a renewal"); err != nil {
+				return true, err
+			}
 		case err := <-result:
 			// fn returned by itself: not again for this leadership.
 			run.cancel()
-			run.wg.Wait()
 			r.done, run = run.token, nil
 			if fatal(err) {
 				return true, err
@@ -209,58 +178,13 @@ func (r *leaderRun) once(ctx context.Context) (established bool, _ error) {
 	}
 }
 
-// start runs fn with token in a goroutine, and the lease check beside it.
+// start runs fn with token in a goroutine whose result the caller reads.
 func (r *leaderRun) start(ctx context.Context, token uint64) *running {
 	rctx, cancel := context.WithCancel(ctx)
-	run := &running{token: token, cancel: cancel, result: make(chan error, 1), check: make(chan struct{})}
+	run := &running{token: token, cancel: cancel, result: make(chan error, 1)}
 	r.c.cfg.Logger.Debug("local node leads: running fn", "token", token)
 	go func() { // joined by whoever reads run.result
 		run.result <- r.fn(rctx, token)
 	}()
-	if every := r.c.cfg.LeaseCheckInterval; every > 0 {
-		run.wg.Add(1)
-		go func() {
-			defer run.wg.Done()
-			r.checkLoop(rctx, token, every, run.check)
-		}()
-	}
 	return run
-}
-
-// checkLoop asks the local sidecar every interval whether it still leads
-// with token; it closes failed and returns when an answer says no or does
-// not come within the interval, and returns when ctx ends.
-func (r *leaderRun) checkLoop(ctx context.Context, token uint64, every time.Duration, failed chan<- struct{}) {
-	ticker := time.NewTicker(every)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticker.C:
-		}
-		if !r.confirm(ctx, token, every) {
-			if ctx.Err() == nil {
-				close(failed)
-			}
-			return
-		}
-	}
-}
-
-// confirm asks the local sidecar (one attempt, bounded by timeout) whether it
-// leads with a valid lease and the same token.
-func (r *leaderRun) confirm(ctx context.Context, token uint64, timeout time.Duration) bool {
-	stub, _, err := r.c.stub(r.c.local())
-	if err != nil {
-		return false
-	}
-	cctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	s, err := stub.Status(cctx, &heartbeatpb.StatusRequest{})
-	if err != nil {
-		r.c.cfg.Logger.Debug("lease check failed", "error", err)
-		return false
-	}
-	return s.GetIsLeader() && s.GetFencingToken() == token
 }

@@ -122,6 +122,12 @@ type Config struct {
 	// It is called from the lease loop every HeartbeatTimeout/10 on the
 	// leader and must not block.
 	Acks func() map[raft.ServerAddress]Ack
+	// Revision returns the membership revision this node has applied (the
+	// raft index of the last command its state machine applied). It turns on
+	// the ownership lease (see OwnershipLease): grants are extended only once
+	// the node has applied the granting leader's revision. Nil: no ownership
+	// leases. Called on heartbeat paths: it must be cheap and never block.
+	Revision func() uint64
 	// ErrPeerClosed and ErrGoodbye are the transport's sentinel errors of
 	// Hold (a stream closed by the peer, a graceful goodbye), compared with
 	// errors.Is. Required when FastFailover is on.

@@ -44,10 +44,12 @@ func sameView(a, b Leadership) bool {
 
 func stateName(s raft.RaftState) string { return strings.ToLower(s.String()) }
 
-// lease is the leader's current lease: valid in term until until.
+// lease is the leader's current lease: valid in term until until. The node
+// claims leadership only from claimFrom on (see Node.claimHoldoff).
 type lease struct {
-	term  uint64
-	until time.Time
+	term      uint64
+	until     time.Time
+	claimFrom time.Time
 }
 
 // leaseEnd computes when the leader's lease ends. Among the voters of the

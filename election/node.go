@@ -35,6 +35,7 @@ type Node struct {
 
 	raftPtr      atomic.Pointer[raft.Raft] // for the logger, set once raft exists
 	lease        atomic.Pointer[lease]     // the leader's current lease; nil when none
+	own          ownership                 // this node's ownership lease (ownership.go)
 	handingOff   atomic.Bool               // stopping: never claim leadership again
 	transferring atomic.Int32              // leadership transfers in flight: do not claim it
 	stopped      atomic.Bool               // raft has been shut down
@@ -223,7 +224,8 @@ func (n *Node) Leadership() Leadership {
 		l.LeaderID, l.LeaderAddr, l.FencingToken = string(id), string(addr), t1
 	}
 	if state == raft.Leader && l.LeaderID == n.cfg.ID && !n.handingOff.Load() && n.transferring.Load() == 0 {
-		if ls := n.lease.Load(); ls != nil && ls.term == t2 && time.Now().Before(ls.until) {
+		now := time.Now()
+		if ls := n.lease.Load(); ls != nil && ls.term == t2 && now.Before(ls.until) && !now.Before(ls.claimFrom) {
 			l.IsLeader, l.LeaseUntil = true, ls.until
 		}
 	}
@@ -318,9 +320,13 @@ func (n *Node) leaseLoop() {
 	for {
 		wait := time.Duration(-1)
 		if n.raft.State() == raft.Leader {
-			until := n.renewLease()
+			ls := n.renewLease()
+			n.selfGrant()
 			wait = tick
-			if d := time.Until(until); d > 0 && d < wait {
+			if d := time.Until(ls.until); d > 0 && d < wait {
+				wait = d
+			}
+			if d := time.Until(ls.claimFrom); d > 0 && d < wait {
 				wait = d
 			}
 		} else {
@@ -347,19 +353,53 @@ func (n *Node) leaseLoop() {
 	}
 }
 
-// renewLease computes and stores the lease from the transport's acks.
-func (n *Node) renewLease() time.Time {
+// renewLease computes and stores the lease from the transport's acks. The
+// first renewal of a term also fixes when the node may start to claim
+// leadership (claimFrom, see claimHoldoff).
+func (n *Node) renewLease() *lease {
 	term := n.raft.CurrentTerm()
 	servers := n.raft.GetConfiguration().Configuration().Servers
-	until := leaseEnd(raft.ServerID(n.cfg.ID), servers, n.cfg.Acks(), term, time.Now(),
+	now := time.Now()
+	until := leaseEnd(raft.ServerID(n.cfg.ID), servers, n.cfg.Acks(), term, now,
 		n.cfg.LeaseDuration, n.cfg.LeaseDriftMargin)
-	prev := n.lease.Swap(&lease{term: term, until: until})
-	valid := time.Now().Before(until)
-	wasValid := prev != nil && prev.term == term && time.Now().Before(prev.until)
+	next := &lease{term: term, until: until, claimFrom: now}
+	prev := n.lease.Load()
+	if prev != nil && prev.term == term {
+		next.claimFrom = prev.claimFrom
+	} else if hold := n.claimHoldoff(now); hold > 0 {
+		next.claimFrom = now.Add(hold)
+		n.logger.Info("elected after a TimeoutNow: claiming leadership only once the previous leader's lease has surely run out",
+			"claim_in", hold)
+	}
+	n.lease.Store(next)
+	valid := now.Before(until)
+	wasValid := prev != nil && prev.term == term && now.Before(prev.until)
 	if valid != wasValid {
 		n.logger.Info("leader lease changed", "valid", valid, "until", until)
 	}
-	return until
+	return next
+}
+
+// timeoutNowWindow: an election won within this time of a TimeoutNow may have
+// been won by it (several election rounds fit in it).
+func (c Config) timeoutNowWindow() time.Duration { return 10 * c.HeartbeatTimeout }
+
+// claimHoldoff returns how long a leader that has just been elected must wait
+// before it claims leadership. A normal vote is granted only by voters that
+// have not heard a leader for HeartbeatTimeout >= LeaseDuration, so the old
+// leader's lease has run out before such an election can be won: no wait. A
+// TimeoutNow (a hand-off, or the fast crash failover) makes voters vote at
+// once; the old leader's lease then ends before the election was won plus
+// LeaseDuration (some voter of the new quorum acknowledged the old leader's
+// last lease-bearing heartbeat before it voted), so the new leader waits that
+// long. The wait is counted from when this node noticed its win, which is
+// later than the win itself.
+func (n *Node) claimHoldoff(now time.Time) time.Duration {
+	at := n.tr.LastTimeoutNow()
+	if at.IsZero() || now.Sub(at) > n.cfg.timeoutNowWindow() {
+		return 0
+	}
+	return n.cfg.LeaseDuration
 }
 
 // Shutdown stops the node gracefully: it stops claiming leadership at once;

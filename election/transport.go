@@ -38,6 +38,10 @@ type Transport interface {
 	// Goodbye tells every peer holding a stream to this node that it is
 	// leaving gracefully.
 	Goodbye()
+	// LastTimeoutNow returns when this node last received a TimeoutNow (a
+	// hand-off from the leader, or its own fast failover); zero if never. A
+	// leader elected soon after one holds off its claim (see claimHoldoff).
+	LastTimeoutNow() time.Time
 }
 
 // Ack is the part of the transport's per-peer acknowledgement record that the

@@ -211,12 +211,23 @@ func (s *State) apply(index uint64, cmd *pb.Command) (*Result, []Event, error) {
 	case *pb.Command_Assign:
 		for _, mv := range op.Assign.GetMoves() {
 			r, ok := s.get(mv.GetResourceId())
-			to, toOK := s.members[mv.GetTo()]
-			if !ok || r.Owner != mv.GetFrom() || r.Epoch != mv.GetFromEpoch() || !toOK || !to.CanTake() || r.Owner == to.ID {
+			if !ok || r.Owner != mv.GetFrom() || r.Epoch != mv.GetFromEpoch() {
 				res.Skipped++
 				continue
 			}
 			prev := r.Owner
+			if mv.GetTo() == "" {
+				// A release: the resource becomes unowned (epoch 0).
+				s.setOwner(r, "", 0)
+				evs = append(evs, Event{Revision: index, Kind: EventAssigned, ResourceID: r.ID, PrevOwner: prev})
+				res.Changed++
+				continue
+			}
+			to, toOK := s.members[mv.GetTo()]
+			if !toOK || !to.CanTake() || r.Owner == to.ID {
+				res.Skipped++
+				continue
+			}
 			s.setOwner(r, to.ID, index)
 			evs = append(evs, Event{Revision: index, Kind: EventAssigned, ResourceID: r.ID, Owner: to.ID, PrevOwner: prev, Epoch: index})
 			res.Changed++

@@ -170,8 +170,13 @@ func ValidateCommand(cmd *pb.Command) error {
 			if err := checkResourceID(mv.GetResourceId()); err != nil {
 				return err
 			}
-			if err := checkMemberID(mv.GetTo()); err != nil {
-				return err
+			switch {
+			case mv.GetTo() == "" && mv.GetFrom() == "":
+				return invalid("assign: release of unowned resource %q", mv.GetResourceId())
+			case mv.GetTo() != "":
+				if err := checkMemberID(mv.GetTo()); err != nil {
+					return err
+				}
 			}
 			if f := mv.GetFrom(); f != "" {
 				if err := checkMemberID(f); err != nil {

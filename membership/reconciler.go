@@ -36,6 +36,17 @@ type HeartbeatSource interface {
 	LastReplies() map[string]time.Time
 }
 
+// Grants tells the reconciler when this node, as leader, last granted each
+// member an ownership lease (see election's OwnershipLease and rpc/transport's
+// "Ownership grants"). It must not block.
+type Grants interface {
+	// LastGrants returns, keyed by peer address (Member.PeerAddr), when this
+	// node last sent each member a grant.
+	LastGrants() map[string]time.Time
+	// SelfGranted returns when this node last granted itself one.
+	SelfGranted() time.Time
+}
+
 // LeaderFunc adapts a function to Leader.
 type LeaderFunc func() bool
 
@@ -72,6 +83,18 @@ type ReconcilerConfig struct {
 	Detector DetectorConfig
 	// Plan tunes the assignment strategy.
 	Plan PlanConfig
+	// Grants and OwnershipLease turn on the ownership-lease rule: a member
+	// may work on its resources for up to OwnershipLease after the last grant
+	// it got (from this leader or an earlier one), so the reconciler gives a
+	// resource to a new owner only once OwnershipLease has passed since its
+	// old owner's last grant and since this leadership began. A resource of a
+	// member that still holds a lease (alive, suspect, draining, unhealthy,
+	// left) is first released (owner "") and placed OwnershipLease after the
+	// release was applied; a dead member's resources wait until its lease has
+	// run out and then move in one step. Nil Grants: no rule (moves are made
+	// at once, as before ownership leases).
+	Grants         Grants
+	OwnershipLease time.Duration
 	// Logger; nil: no logging.
 	Logger hclog.Logger
 	// Now is the clock; nil: time.Now. Tests inject a fake one.
@@ -97,6 +120,9 @@ func (c ReconcilerConfig) Validate() error {
 	if c.Tick <= 0 || c.ApplyTimeout <= 0 || c.MaxTickGap < c.Tick {
 		return fmt.Errorf("%w: want Tick > 0, ApplyTimeout > 0, MaxTickGap >= Tick", ErrInvalidConfig)
 	}
+	if c.Grants != nil && c.OwnershipLease <= 0 {
+		return fmt.Errorf("%w: OwnershipLease %v must be > 0 with Grants", ErrInvalidConfig, c.OwnershipLease)
+	}
 	if err := c.Detector.Validate(); err != nil {
 		return err
 	}
@@ -111,6 +137,8 @@ type ReconcilerStats struct {
 	MarkedAlive   uint64
 	Moves         uint64 // moves committed (applied, not skipped)
 	Skipped       uint64 // moves the FSM skipped as stale
+	Released      uint64 // resources released (owner "") so that their old owner's lease runs out first
+	LeaseWaits    uint64 // planned moves held back a round because an ownership lease had not run out
 	Rejected      uint64 // commands the FSM rejected
 	Stalls        uint64 // tick gaps over MaxTickGap
 	Errors        uint64 // commits that failed
@@ -141,13 +169,15 @@ type Reconciler struct {
 	planned     bool
 	plannedMRev uint64               // MemberRevision at the last full plan
 	pending     bool                 // the last full plan was rate-limited or could not place something
+	held        bool                 // the last plan held moves back for ownership leases: plan again
 	deadSince   map[string]time.Time // member id -> when this leadership first saw it dead
+	releasedAt  map[string]time.Time // resource id -> when this leadership's release of it was applied
 
 	stats reconcilerCounters // atomics: Stats never waits for a Step
 }
 
 type reconcilerCounters struct {
-	ticks, suspect, dead, alive, moves, skipped, rejected, stalls, errors, fullPlans atomic.Uint64
+	ticks, suspect, dead, alive, moves, skipped, rejected, stalls, errors, fullPlans, released, leaseWaits atomic.Uint64
 }
 
 // NewReconciler builds a reconciler; it starts nothing (call Run).
@@ -163,7 +193,7 @@ func NewReconciler(cfg ReconcilerConfig, state StateReader, ap Applier, leader L
 		return nil, err
 	}
 	r := &Reconciler{cfg: cfg, state: state, apply: ap, leader: leader, hb: hb, log: cfg.Logger, now: cfg.Now, det: det,
-		deadSince: make(map[string]time.Time)}
+		deadSince: make(map[string]time.Time), releasedAt: make(map[string]time.Time)}
 	if r.log == nil {
 		r.log = hclog.NewNullLogger()
 	}
@@ -237,6 +267,7 @@ func (r *Reconciler) Stats() ReconcilerStats {
 		Ticks: c.ticks.Load(), MarkedSuspect: c.suspect.Load(), MarkedDead: c.dead.Load(),
 		MarkedAlive: c.alive.Load(), Moves: c.moves.Load(), Skipped: c.skipped.Load(),
 		Rejected: c.rejected.Load(), Stalls: c.stalls.Load(), Errors: c.errors.Load(), FullPlans: c.fullPlans.Load(),
+		Released: c.released.Load(), LeaseWaits: c.leaseWaits.Load(),
 	}
 }
 
@@ -262,6 +293,7 @@ func (r *Reconciler) Step(ctx context.Context) error {
 		r.leading, r.leaderSince, r.planned = true, now, false
 		r.det.Reset()
 		clear(r.deadSince)
+		clear(r.releasedAt)
 	} else if gap := now.Sub(r.lastTick); gap > r.cfg.MaxTickGap {
 		r.det.Forgive(gap - r.cfg.Tick)
 		r.stats.stalls.Add(1)
@@ -273,7 +305,7 @@ func (r *Reconciler) Step(ctx context.Context) error {
 	if err := r.detect(ctx, now); err != nil {
 		return err
 	}
-	return r.assign(ctx)
+	return r.assign(ctx, now)
 }
 
 // detect feeds replies to the detector and commits state changes.
@@ -356,17 +388,23 @@ func (r *Reconciler) repliedSinceDeath(id, addr string) bool {
 	return ok && at.After(r.deadSince[id])
 }
 
-// assign plans on the current state and commits the moves in batches.
-func (r *Reconciler) assign(ctx context.Context) error {
+// assign plans on the current state, holds back or turns into releases the
+// moves that an ownership lease forbids (gate), and commits the rest in
+// batches.
+func (r *Reconciler) assign(ctx context.Context, now time.Time) error {
 	var plan PlanResult
 	var rev, mrev uint64
+	var members []Member
 	full, skip := false, false
 	r.state.Read(func(s *State) {
+		if r.cfg.Grants != nil {
+			members = s.Members()
+		}
 		rev, mrev = s.Revision(), s.MemberRevision()
 		switch {
-		case r.planned && rev == r.plannedRev:
+		case r.planned && rev == r.plannedRev && !r.held:
 			skip = true // nothing changed since the last plan
-		case !r.planned || mrev != r.plannedMRev || r.pending:
+		case !r.planned || mrev != r.plannedMRev || r.pending || r.held:
 			full = true
 			plan = Plan(s, r.cfg.Plan)
 		case s.NumUnowned() == 0:
@@ -385,8 +423,16 @@ func (r *Reconciler) assign(ctx context.Context) error {
 		// fair shares enough to matter.)
 		r.stats.fullPlans.Add(1)
 	}
-	for i := 0; i < len(plan.Moves); i += MaxBatch {
-		batch := plan.Moves[i:min(i+MaxBatch, len(plan.Moves))]
+	moves := plan.Moves
+	if r.cfg.Grants != nil {
+		var held int
+		moves, held = r.gate(moves, members, now)
+		// Plan everything again next round, when the leases may have run out.
+		r.held = held > 0
+		r.stats.leaseWaits.Add(uint64(held))
+	}
+	for i := 0; i < len(moves); i += MaxBatch {
+		batch := moves[i:min(i+MaxBatch, len(moves))]
 		res, err := r.commit(ctx, AssignCmd(batch))
 		if err != nil {
 			r.planned = false // the next step plans everything again
@@ -395,6 +441,7 @@ func (r *Reconciler) assign(ctx context.Context) error {
 		if res != nil {
 			r.stats.moves.Add(uint64(res.Changed))
 			r.stats.skipped.Add(uint64(res.Skipped))
+			r.noteReleases(batch)
 		}
 	}
 	if len(plan.Moves) > 0 {
@@ -403,6 +450,77 @@ func (r *Reconciler) assign(ctx context.Context) error {
 	}
 	r.planned, r.plannedRev = true, rev
 	return nil
+}
+
+// gate applies the ownership-lease rule (ReconcilerConfig.Grants) to the
+// planned moves: a move whose old owner's lease has surely run out goes
+// ahead; one from a dead member waits for that; one from any other member
+// becomes a release (To ""), so that the member stops working on the resource
+// (it sees the release, or its lease runs out) before anyone else starts; an
+// unowned resource is placed once OwnershipLease has passed since this
+// leadership released it. Nothing moves before OwnershipLease has passed
+// since this leadership began: grants of an earlier leader are unknown here,
+// but all were sent before it.
+func (r *Reconciler) gate(moves []Move, members []Member, now time.Time) (out []Move, held int) {
+	wait := r.cfg.OwnershipLease
+	if now.Before(r.leaderSince.Add(wait)) {
+		return nil, len(moves)
+	}
+	grants := r.cfg.Grants.LastGrants()
+	self := r.cfg.Grants.SelfGranted()
+	byMember := make(map[string]Member, len(members))
+	for _, m := range members {
+		byMember[m.ID] = m
+	}
+	out = moves[:0:0]
+	for _, mv := range moves {
+		if mv.From == "" {
+			if at, ok := r.releasedAt[mv.ResourceID]; ok && now.Before(at.Add(wait)) {
+				held++
+				continue
+			}
+			out = append(out, mv)
+			continue
+		}
+		last := self
+		m := byMember[mv.From]
+		if mv.From != r.cfg.SelfID {
+			last = grants[m.PeerAddr]
+		}
+		switch {
+		case !now.Before(last.Add(wait)):
+			out = append(out, mv)
+		case m.State == StateDead:
+			held++
+		default:
+			out = append(out, Move{ResourceID: mv.ResourceID, From: mv.From, FromEpoch: mv.FromEpoch})
+		}
+	}
+	return out, held
+}
+
+// noteReleases records when the releases among batch were applied, and
+// forgets resources that were placed.
+func (r *Reconciler) noteReleases(batch []Move) {
+	if r.cfg.Grants == nil {
+		return
+	}
+	at := r.now()
+	for _, mv := range batch {
+		switch {
+		case mv.To == "":
+			r.releasedAt[mv.ResourceID] = at
+			r.stats.released.Add(1)
+		case mv.From == "":
+			delete(r.releasedAt, mv.ResourceID)
+		}
+	}
+	// A released resource that was deleted before it was placed.
+	for id, t := range r.releasedAt {
+		if at.Sub(t) > 100*r.cfg.OwnershipLease {
+			delete(r.releasedAt, id)
+		}
+	}
 }
 
 // commit re-checks leadership and applies cmd. A command the FSM rejected is

@@ -148,12 +148,15 @@ type Config struct {
 }
 
 // PeerTransport is what the node needs of its peer transport: raft's
-// transport with held streams (election.Transport) and the per-peer
-// heartbeat acknowledgments that feed the lease and the failure detector.
+// transport with held streams (election.Transport), the per-peer heartbeat
+// acknowledgments that feed the lease and the failure detector, and the
+// ownership grants that ride the heartbeats.
 // *transport.Transport and *faultnet.Transport implement it.
 type PeerTransport interface {
 	election.Transport
 	Acks() map[raft.ServerAddress]transport.Ack
+	SetGrantHooks(transport.GrantHooks)
+	Grants() map[raft.ServerAddress]time.Time
 }
 
 // DefaultConfig returns the defaults: loopback ports 7400/7401/7402, cluster

@@ -50,6 +50,7 @@ func (n *Node) setupMembership() error {
 	if rc.Logger == nil {
 		rc.Logger = n.log.Named("reconciler")
 	}
+	rc.Grants, rc.OwnershipLease = grantSource{n}, n.el.LeaseDuration()
 	leader := membership.LeaderFunc(func() bool { return n.el.Leadership().IsLeader })
 	hb := membership.HeartbeatSourceFunc(n.lastReplies)
 	rec, err := membership.NewReconciler(rc, n.mfsm, n.el, leader, hb)
@@ -59,6 +60,21 @@ func (n *Node) setupMembership() error {
 	n.rec = rec
 	return nil
 }
+
+// grantSource gives the reconciler the ownership grants this node sent as
+// leader (membership.Grants).
+type grantSource struct{ n *Node }
+
+func (g grantSource) LastGrants() map[string]time.Time {
+	src := g.n.tr.Grants()
+	out := make(map[string]time.Time, len(src))
+	for addr, t := range src {
+		out[string(addr)] = t
+	}
+	return out
+}
+
+func (g grantSource) SelfGranted() time.Time { return g.n.el.SelfGrantedAt() }
 
 // lastReplies converts the transport's acks for the failure detector.
 func (n *Node) lastReplies() map[string]time.Time {

@@ -184,6 +184,14 @@ func New(cfg Config) (_ *Node, err error) {
 	}
 	undo = append(undo, func() { n.el.Close() })
 	ref.Set(n.el)
+	if n.mfsm != nil {
+		n.tr.SetGrantHooks(transport.GrantHooks{
+			Source: n.el.GrantSource,
+			Receive: func(g transport.Grant) {
+				n.el.ReceiveGrant(election.Grant{Anchor: g.Anchor, Revision: g.Revision, Term: g.Term})
+			},
+		})
+	}
 
 	ccfg := api.DefaultCoordinatorConfig()
 	ccfg.ID, ccfg.ClusterID, ccfg.Election = cfg.ID, cfg.ClusterID, n.el
@@ -265,6 +273,9 @@ func (n *Node) electionConfig() (election.Config, error) {
 	}
 	ec = cfg.electionTimings(ec)
 	ec.Acks = n.acks
+	if n.mfsm != nil {
+		ec.Revision = n.mfsm.Revision
+	}
 	ec.ErrPeerClosed, ec.ErrGoodbye = transport.ErrPeerClosed, transport.ErrGoodbye
 	ec.Logger = n.base
 	ec.Registerer = n.registry

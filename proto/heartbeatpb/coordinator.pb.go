@@ -1396,6 +1396,12 @@ type LeaderEvent struct {
 	FellBehind bool `protobuf:"varint,6,opt,name=fell_behind,json=fellBehind,proto3" json:"fell_behind,omitempty"`
 	// observed_unix_nano is when the serving node saw the change.
 	ObservedUnixNano int64 `protobuf:"varint,7,opt,name=observed_unix_nano,json=observedUnixNano,proto3" json:"observed_unix_nano,omitempty"`
+	// lease_remaining_ms is how long the serving node's leader lease has left,
+	// measured when the message was sent (0 unless is_self). Start a monotonic
+	// timer when the message arrives, less a margin for the trip (or, strictly,
+	// when the request was sent: GetLeader), and stop leader work when it runs
+	// out without a renewal. A watch sends a renewal at every lease renewal.
+	LeaseRemainingMs int64 `protobuf:"varint,8,opt,name=lease_remaining_ms,json=leaseRemainingMs,proto3" json:"lease_remaining_ms,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -1479,6 +1485,245 @@ func (x *LeaderEvent) GetObservedUnixNano() int64 {
 	return 0
 }
 
+func (x *LeaderEvent) GetLeaseRemainingMs() int64 {
+	if x != nil {
+		return x.LeaseRemainingMs
+	}
+	return 0
+}
+
+// KeepAliveRequest renews the caller's view of this node's leases.
+type KeepAliveRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// seq numbers the request (1, 2, ...); the answer carries it back.
+	Seq uint64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// owned: answer with this node's owned resources too (read on the first
+	// request of the stream; a leader-only client leaves it false).
+	Owned         bool `protobuf:"varint,2,opt,name=owned,proto3" json:"owned,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeepAliveRequest) Reset() {
+	*x = KeepAliveRequest{}
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeepAliveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeepAliveRequest) ProtoMessage() {}
+
+func (x *KeepAliveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeepAliveRequest.ProtoReflect.Descriptor instead.
+func (*KeepAliveRequest) Descriptor() ([]byte, []int) {
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *KeepAliveRequest) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *KeepAliveRequest) GetOwned() bool {
+	if x != nil {
+		return x.Owned
+	}
+	return false
+}
+
+// OwnedResource is a resource this node owns and the epoch of its assignment.
+type OwnedResource struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OwnedResource) Reset() {
+	*x = OwnedResource{}
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OwnedResource) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OwnedResource) ProtoMessage() {}
+
+func (x *OwnedResource) ProtoReflect() protoreflect.Message {
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OwnedResource.ProtoReflect.Descriptor instead.
+func (*OwnedResource) Descriptor() ([]byte, []int) {
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *OwnedResource) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *OwnedResource) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+// KeepAliveResponse is the state of this node's leases.
+type KeepAliveResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// seq of the request this answers; 0 for a push (a change the node sent
+	// without a request: it can revoke, never renew).
+	Seq uint64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// node_id of the serving node.
+	NodeId string `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// is_leader: this node leads with a valid lease, and fencing_token is the
+	// token of that leadership.
+	IsLeader     bool   `protobuf:"varint,3,opt,name=is_leader,json=isLeader,proto3" json:"is_leader,omitempty"`
+	FencingToken uint64 `protobuf:"varint,4,opt,name=fencing_token,json=fencingToken,proto3" json:"fencing_token,omitempty"`
+	// leader_lease_remaining_ms: how long the leader lease has left (0 unless
+	// is_leader), measured after the request arrived.
+	LeaderLeaseRemainingMs int64 `protobuf:"varint,5,opt,name=leader_lease_remaining_ms,json=leaderLeaseRemainingMs,proto3" json:"leader_lease_remaining_ms,omitempty"`
+	// ownership_lease_remaining_ms: how long this node's ownership of the
+	// resources listed (now or in an earlier message) has left. 0: no lease;
+	// do no work on any owned resource.
+	OwnershipLeaseRemainingMs int64 `protobuf:"varint,6,opt,name=ownership_lease_remaining_ms,json=ownershipLeaseRemainingMs,proto3" json:"ownership_lease_remaining_ms,omitempty"`
+	// revision of the membership state the owned list reflects.
+	Revision uint64 `protobuf:"varint,7,opt,name=revision,proto3" json:"revision,omitempty"`
+	// owned_changed: owned lists every resource this node owns (first message,
+	// and after every change); false: the list is the same as in the last
+	// message that had owned_changed. Only with KeepAliveRequest.owned.
+	OwnedChanged  bool             `protobuf:"varint,8,opt,name=owned_changed,json=ownedChanged,proto3" json:"owned_changed,omitempty"`
+	Owned         []*OwnedResource `protobuf:"bytes,9,rep,name=owned,proto3" json:"owned,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeepAliveResponse) Reset() {
+	*x = KeepAliveResponse{}
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeepAliveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeepAliveResponse) ProtoMessage() {}
+
+func (x *KeepAliveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeepAliveResponse.ProtoReflect.Descriptor instead.
+func (*KeepAliveResponse) Descriptor() ([]byte, []int) {
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *KeepAliveResponse) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *KeepAliveResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *KeepAliveResponse) GetIsLeader() bool {
+	if x != nil {
+		return x.IsLeader
+	}
+	return false
+}
+
+func (x *KeepAliveResponse) GetFencingToken() uint64 {
+	if x != nil {
+		return x.FencingToken
+	}
+	return 0
+}
+
+func (x *KeepAliveResponse) GetLeaderLeaseRemainingMs() int64 {
+	if x != nil {
+		return x.LeaderLeaseRemainingMs
+	}
+	return 0
+}
+
+func (x *KeepAliveResponse) GetOwnershipLeaseRemainingMs() int64 {
+	if x != nil {
+		return x.OwnershipLeaseRemainingMs
+	}
+	return 0
+}
+
+func (x *KeepAliveResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *KeepAliveResponse) GetOwnedChanged() bool {
+	if x != nil {
+		return x.OwnedChanged
+	}
+	return false
+}
+
+func (x *KeepAliveResponse) GetOwned() []*OwnedResource {
+	if x != nil {
+		return x.Owned
+	}
+	return nil
+}
+
 // GetLeaderRequest takes no arguments.
 type GetLeaderRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1488,7 +1733,7 @@ type GetLeaderRequest struct {
 
 func (x *GetLeaderRequest) Reset() {
 	*x = GetLeaderRequest{}
-	mi := &file_heartbeatpb_coordinator_proto_msgTypes[23]
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1500,7 +1745,7 @@ func (x *GetLeaderRequest) String() string {
 func (*GetLeaderRequest) ProtoMessage() {}
 
 func (x *GetLeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_heartbeatpb_coordinator_proto_msgTypes[23]
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1513,7 +1758,7 @@ func (x *GetLeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLeaderRequest.ProtoReflect.Descriptor instead.
 func (*GetLeaderRequest) Descriptor() ([]byte, []int) {
-	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{23}
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{26}
 }
 
 // WatchMembersRequest opens a membership watch.
@@ -1525,7 +1770,7 @@ type WatchMembersRequest struct {
 
 func (x *WatchMembersRequest) Reset() {
 	*x = WatchMembersRequest{}
-	mi := &file_heartbeatpb_coordinator_proto_msgTypes[24]
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1537,7 +1782,7 @@ func (x *WatchMembersRequest) String() string {
 func (*WatchMembersRequest) ProtoMessage() {}
 
 func (x *WatchMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_heartbeatpb_coordinator_proto_msgTypes[24]
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1550,7 +1795,7 @@ func (x *WatchMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchMembersRequest.ProtoReflect.Descriptor instead.
 func (*WatchMembersRequest) Descriptor() ([]byte, []int) {
-	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{24}
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{27}
 }
 
 // MembersEvent is the full member list at one point.
@@ -1567,7 +1812,7 @@ type MembersEvent struct {
 
 func (x *MembersEvent) Reset() {
 	*x = MembersEvent{}
-	mi := &file_heartbeatpb_coordinator_proto_msgTypes[25]
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1579,7 +1824,7 @@ func (x *MembersEvent) String() string {
 func (*MembersEvent) ProtoMessage() {}
 
 func (x *MembersEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_heartbeatpb_coordinator_proto_msgTypes[25]
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1592,7 +1837,7 @@ func (x *MembersEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersEvent.ProtoReflect.Descriptor instead.
 func (*MembersEvent) Descriptor() ([]byte, []int) {
-	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{25}
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *MembersEvent) GetMembers() []*Member {
@@ -1625,7 +1870,7 @@ type StepDownRequest struct {
 
 func (x *StepDownRequest) Reset() {
 	*x = StepDownRequest{}
-	mi := &file_heartbeatpb_coordinator_proto_msgTypes[26]
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1637,7 +1882,7 @@ func (x *StepDownRequest) String() string {
 func (*StepDownRequest) ProtoMessage() {}
 
 func (x *StepDownRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_heartbeatpb_coordinator_proto_msgTypes[26]
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1650,7 +1895,7 @@ func (x *StepDownRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepDownRequest.ProtoReflect.Descriptor instead.
 func (*StepDownRequest) Descriptor() ([]byte, []int) {
-	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{26}
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{29}
 }
 
 // TransferLeadershipRequest names the voter that should lead.
@@ -1663,7 +1908,7 @@ type TransferLeadershipRequest struct {
 
 func (x *TransferLeadershipRequest) Reset() {
 	*x = TransferLeadershipRequest{}
-	mi := &file_heartbeatpb_coordinator_proto_msgTypes[27]
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1675,7 +1920,7 @@ func (x *TransferLeadershipRequest) String() string {
 func (*TransferLeadershipRequest) ProtoMessage() {}
 
 func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_heartbeatpb_coordinator_proto_msgTypes[27]
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1688,7 +1933,7 @@ func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
-	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{27}
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *TransferLeadershipRequest) GetNodeId() string {
@@ -1713,7 +1958,7 @@ type LeadershipChange struct {
 
 func (x *LeadershipChange) Reset() {
 	*x = LeadershipChange{}
-	mi := &file_heartbeatpb_coordinator_proto_msgTypes[28]
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1725,7 +1970,7 @@ func (x *LeadershipChange) String() string {
 func (*LeadershipChange) ProtoMessage() {}
 
 func (x *LeadershipChange) ProtoReflect() protoreflect.Message {
-	mi := &file_heartbeatpb_coordinator_proto_msgTypes[28]
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1738,7 +1983,7 @@ func (x *LeadershipChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeadershipChange.ProtoReflect.Descriptor instead.
 func (*LeadershipChange) Descriptor() ([]byte, []int) {
-	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{28}
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *LeadershipChange) GetPrevious() string {
@@ -1782,7 +2027,7 @@ type SetLeaderPriorityRequest struct {
 
 func (x *SetLeaderPriorityRequest) Reset() {
 	*x = SetLeaderPriorityRequest{}
-	mi := &file_heartbeatpb_coordinator_proto_msgTypes[29]
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1794,7 +2039,7 @@ func (x *SetLeaderPriorityRequest) String() string {
 func (*SetLeaderPriorityRequest) ProtoMessage() {}
 
 func (x *SetLeaderPriorityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_heartbeatpb_coordinator_proto_msgTypes[29]
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1807,7 +2052,7 @@ func (x *SetLeaderPriorityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetLeaderPriorityRequest.ProtoReflect.Descriptor instead.
 func (*SetLeaderPriorityRequest) Descriptor() ([]byte, []int) {
-	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{29}
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SetLeaderPriorityRequest) GetNodeId() string {
@@ -1839,7 +2084,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_heartbeatpb_coordinator_proto_msgTypes[30]
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1851,7 +2096,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_heartbeatpb_coordinator_proto_msgTypes[30]
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1864,7 +2109,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{30}
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *JoinRequest) GetNodeId() string {
@@ -1899,7 +2144,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_heartbeatpb_coordinator_proto_msgTypes[31]
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1911,7 +2156,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_heartbeatpb_coordinator_proto_msgTypes[31]
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1924,7 +2169,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{31}
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *JoinResponse) GetIndex() uint64 {
@@ -1943,7 +2188,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_heartbeatpb_coordinator_proto_msgTypes[32]
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1955,7 +2200,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_heartbeatpb_coordinator_proto_msgTypes[32]
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1968,7 +2213,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{32}
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{35}
 }
 
 // LeaveResponse reports the departure.
@@ -1984,7 +2229,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_heartbeatpb_coordinator_proto_msgTypes[33]
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1996,7 +2241,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_heartbeatpb_coordinator_proto_msgTypes[33]
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2009,7 +2254,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{33}
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *LeaveResponse) GetNodeId() string {
@@ -2036,7 +2281,7 @@ type RemoveRequest struct {
 
 func (x *RemoveRequest) Reset() {
 	*x = RemoveRequest{}
-	mi := &file_heartbeatpb_coordinator_proto_msgTypes[34]
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2048,7 +2293,7 @@ func (x *RemoveRequest) String() string {
 func (*RemoveRequest) ProtoMessage() {}
 
 func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_heartbeatpb_coordinator_proto_msgTypes[34]
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2061,7 +2306,7 @@ func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRequest) Descriptor() ([]byte, []int) {
-	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{34}
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RemoveRequest) GetNodeId() string {
@@ -2081,7 +2326,7 @@ type RemoveResponse struct {
 
 func (x *RemoveResponse) Reset() {
 	*x = RemoveResponse{}
-	mi := &file_heartbeatpb_coordinator_proto_msgTypes[35]
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2093,7 +2338,7 @@ func (x *RemoveResponse) String() string {
 func (*RemoveResponse) ProtoMessage() {}
 
 func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_heartbeatpb_coordinator_proto_msgTypes[35]
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2106,7 +2351,7 @@ func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveResponse.ProtoReflect.Descriptor instead.
 func (*RemoveResponse) Descriptor() ([]byte, []int) {
-	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{35}
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RemoveResponse) GetIndex() uint64 {
@@ -2217,7 +2462,7 @@ const file_heartbeatpb_coordinator_proto_rawDesc = "" +
 	"\acommand\x18\x01 \x01(\fR\acommand\"A\n" +
 	"\x0fMembersResponse\x12.\n" +
 	"\amembers\x18\x01 \x03(\v2\x14.heartbeat.v1.MemberR\amembers\"\x14\n" +
-	"\x12WatchLeaderRequest\"\x8f\x02\n" +
+	"\x12WatchLeaderRequest\"\xbd\x02\n" +
 	"\vLeaderEvent\x12,\n" +
 	"\x06leader\x18\x01 \x01(\v2\x14.heartbeat.v1.LeaderR\x06leader\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x12#\n" +
@@ -2226,7 +2471,24 @@ const file_heartbeatpb_coordinator_proto_rawDesc = "" +
 	"\x15lease_until_unix_nano\x18\x05 \x01(\x03R\x12leaseUntilUnixNano\x12\x1f\n" +
 	"\vfell_behind\x18\x06 \x01(\bR\n" +
 	"fellBehind\x12,\n" +
-	"\x12observed_unix_nano\x18\a \x01(\x03R\x10observedUnixNano\"\x12\n" +
+	"\x12observed_unix_nano\x18\a \x01(\x03R\x10observedUnixNano\x12,\n" +
+	"\x12lease_remaining_ms\x18\b \x01(\x03R\x10leaseRemainingMs\":\n" +
+	"\x10KeepAliveRequest\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x14\n" +
+	"\x05owned\x18\x02 \x01(\bR\x05owned\"5\n" +
+	"\rOwnedResource\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\"\xf0\x02\n" +
+	"\x11KeepAliveResponse\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x1b\n" +
+	"\tis_leader\x18\x03 \x01(\bR\bisLeader\x12#\n" +
+	"\rfencing_token\x18\x04 \x01(\x04R\ffencingToken\x129\n" +
+	"\x19leader_lease_remaining_ms\x18\x05 \x01(\x03R\x16leaderLeaseRemainingMs\x12?\n" +
+	"\x1cownership_lease_remaining_ms\x18\x06 \x01(\x03R\x19ownershipLeaseRemainingMs\x12\x1a\n" +
+	"\brevision\x18\a \x01(\x04R\brevision\x12#\n" +
+	"\rowned_changed\x18\b \x01(\bR\fownedChanged\x121\n" +
+	"\x05owned\x18\t \x03(\v2\x1b.heartbeat.v1.OwnedResourceR\x05owned\"\x12\n" +
 	"\x10GetLeaderRequest\"\x15\n" +
 	"\x13WatchMembersRequest\"{\n" +
 	"\fMembersEvent\x12.\n" +
@@ -2258,7 +2520,7 @@ const file_heartbeatpb_coordinator_proto_rawDesc = "" +
 	"\rRemoveRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"&\n" +
 	"\x0eRemoveResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index2\xfa\v\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index2\xcc\f\n" +
 	"\vCoordinator\x12C\n" +
 	"\x06Status\x12\x1b.heartbeat.v1.StatusRequest\x1a\x1c.heartbeat.v1.StatusResponse\x12F\n" +
 	"\aMembers\x12\x1c.heartbeat.v1.MembersRequest\x1a\x1d.heartbeat.v1.MembersResponse\x12L\n" +
@@ -2277,7 +2539,8 @@ const file_heartbeatpb_coordinator_proto_rawDesc = "" +
 	"\x11SetLeaderPriority\x12&.heartbeat.v1.SetLeaderPriorityRequest\x1a\x1b.heartbeat.v1.WriteResponse\x12=\n" +
 	"\x04Join\x12\x19.heartbeat.v1.JoinRequest\x1a\x1a.heartbeat.v1.JoinResponse\x12@\n" +
 	"\x05Leave\x12\x1a.heartbeat.v1.LeaveRequest\x1a\x1b.heartbeat.v1.LeaveResponse\x12C\n" +
-	"\x06Remove\x12\x1b.heartbeat.v1.RemoveRequest\x1a\x1c.heartbeat.v1.RemoveResponse\x12R\n" +
+	"\x06Remove\x12\x1b.heartbeat.v1.RemoveRequest\x1a\x1c.heartbeat.v1.RemoveResponse\x12P\n" +
+	"\tKeepAlive\x12\x1e.heartbeat.v1.KeepAliveRequest\x1a\x1f.heartbeat.v1.KeepAliveResponse(\x010\x01\x12R\n" +
 	"\x0eForwardCommand\x12#.heartbeat.v1.ForwardCommandRequest\x1a\x1b.heartbeat.v1.WriteResponseB:Z8github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpbb\x06proto3"
 
 var (
@@ -2292,7 +2555,7 @@ func file_heartbeatpb_coordinator_proto_rawDescGZIP() []byte {
 	return file_heartbeatpb_coordinator_proto_rawDescData
 }
 
-var file_heartbeatpb_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_heartbeatpb_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_heartbeatpb_coordinator_proto_goTypes = []any{
 	(*StatusRequest)(nil),             // 0: heartbeat.v1.StatusRequest
 	(*Leader)(nil),                    // 1: heartbeat.v1.Leader
@@ -2317,75 +2580,81 @@ var file_heartbeatpb_coordinator_proto_goTypes = []any{
 	(*MembersResponse)(nil),           // 20: heartbeat.v1.MembersResponse
 	(*WatchLeaderRequest)(nil),        // 21: heartbeat.v1.WatchLeaderRequest
 	(*LeaderEvent)(nil),               // 22: heartbeat.v1.LeaderEvent
-	(*GetLeaderRequest)(nil),          // 23: heartbeat.v1.GetLeaderRequest
-	(*WatchMembersRequest)(nil),       // 24: heartbeat.v1.WatchMembersRequest
-	(*MembersEvent)(nil),              // 25: heartbeat.v1.MembersEvent
-	(*StepDownRequest)(nil),           // 26: heartbeat.v1.StepDownRequest
-	(*TransferLeadershipRequest)(nil), // 27: heartbeat.v1.TransferLeadershipRequest
-	(*LeadershipChange)(nil),          // 28: heartbeat.v1.LeadershipChange
-	(*SetLeaderPriorityRequest)(nil),  // 29: heartbeat.v1.SetLeaderPriorityRequest
-	(*JoinRequest)(nil),               // 30: heartbeat.v1.JoinRequest
-	(*JoinResponse)(nil),              // 31: heartbeat.v1.JoinResponse
-	(*LeaveRequest)(nil),              // 32: heartbeat.v1.LeaveRequest
-	(*LeaveResponse)(nil),             // 33: heartbeat.v1.LeaveResponse
-	(*RemoveRequest)(nil),             // 34: heartbeat.v1.RemoveRequest
-	(*RemoveResponse)(nil),            // 35: heartbeat.v1.RemoveResponse
-	nil,                               // 36: heartbeat.v1.ResourceSpec.LabelsEntry
-	nil,                               // 37: heartbeat.v1.Resource.LabelsEntry
+	(*KeepAliveRequest)(nil),          // 23: heartbeat.v1.KeepAliveRequest
+	(*OwnedResource)(nil),             // 24: heartbeat.v1.OwnedResource
+	(*KeepAliveResponse)(nil),         // 25: heartbeat.v1.KeepAliveResponse
+	(*GetLeaderRequest)(nil),          // 26: heartbeat.v1.GetLeaderRequest
+	(*WatchMembersRequest)(nil),       // 27: heartbeat.v1.WatchMembersRequest
+	(*MembersEvent)(nil),              // 28: heartbeat.v1.MembersEvent
+	(*StepDownRequest)(nil),           // 29: heartbeat.v1.StepDownRequest
+	(*TransferLeadershipRequest)(nil), // 30: heartbeat.v1.TransferLeadershipRequest
+	(*LeadershipChange)(nil),          // 31: heartbeat.v1.LeadershipChange
+	(*SetLeaderPriorityRequest)(nil),  // 32: heartbeat.v1.SetLeaderPriorityRequest
+	(*JoinRequest)(nil),               // 33: heartbeat.v1.JoinRequest
+	(*JoinResponse)(nil),              // 34: heartbeat.v1.JoinResponse
+	(*LeaveRequest)(nil),              // 35: heartbeat.v1.LeaveRequest
+	(*LeaveResponse)(nil),             // 36: heartbeat.v1.LeaveResponse
+	(*RemoveRequest)(nil),             // 37: heartbeat.v1.RemoveRequest
+	(*RemoveResponse)(nil),            // 38: heartbeat.v1.RemoveResponse
+	nil,                               // 39: heartbeat.v1.ResourceSpec.LabelsEntry
+	nil,                               // 40: heartbeat.v1.Resource.LabelsEntry
 }
 var file_heartbeatpb_coordinator_proto_depIdxs = []int32{
 	1,  // 0: heartbeat.v1.StatusResponse.leader:type_name -> heartbeat.v1.Leader
-	36, // 1: heartbeat.v1.ResourceSpec.labels:type_name -> heartbeat.v1.ResourceSpec.LabelsEntry
+	39, // 1: heartbeat.v1.ResourceSpec.labels:type_name -> heartbeat.v1.ResourceSpec.LabelsEntry
 	6,  // 2: heartbeat.v1.RegisterResourcesRequest.resources:type_name -> heartbeat.v1.ResourceSpec
-	37, // 3: heartbeat.v1.Resource.labels:type_name -> heartbeat.v1.Resource.LabelsEntry
+	40, // 3: heartbeat.v1.Resource.labels:type_name -> heartbeat.v1.Resource.LabelsEntry
 	10, // 4: heartbeat.v1.ListResourcesResponse.resources:type_name -> heartbeat.v1.Resource
 	4,  // 5: heartbeat.v1.MembersResponse.members:type_name -> heartbeat.v1.Member
 	1,  // 6: heartbeat.v1.LeaderEvent.leader:type_name -> heartbeat.v1.Leader
-	4,  // 7: heartbeat.v1.MembersEvent.members:type_name -> heartbeat.v1.Member
-	1,  // 8: heartbeat.v1.LeadershipChange.leader:type_name -> heartbeat.v1.Leader
-	0,  // 9: heartbeat.v1.Coordinator.Status:input_type -> heartbeat.v1.StatusRequest
-	3,  // 10: heartbeat.v1.Coordinator.Members:input_type -> heartbeat.v1.MembersRequest
-	21, // 11: heartbeat.v1.Coordinator.WatchLeader:input_type -> heartbeat.v1.WatchLeaderRequest
-	7,  // 12: heartbeat.v1.Coordinator.RegisterResources:input_type -> heartbeat.v1.RegisterResourcesRequest
-	8,  // 13: heartbeat.v1.Coordinator.DeleteResources:input_type -> heartbeat.v1.DeleteResourcesRequest
-	11, // 14: heartbeat.v1.Coordinator.ListResources:input_type -> heartbeat.v1.ListResourcesRequest
-	13, // 15: heartbeat.v1.Coordinator.Assignments:input_type -> heartbeat.v1.AssignmentsRequest
-	14, // 16: heartbeat.v1.Coordinator.WatchAssignments:input_type -> heartbeat.v1.WatchAssignmentsRequest
-	16, // 17: heartbeat.v1.Coordinator.SetDrain:input_type -> heartbeat.v1.SetDrainRequest
-	17, // 18: heartbeat.v1.Coordinator.AppHeartbeat:input_type -> heartbeat.v1.AppHeartbeatRequest
-	23, // 19: heartbeat.v1.Coordinator.GetLeader:input_type -> heartbeat.v1.GetLeaderRequest
-	24, // 20: heartbeat.v1.Coordinator.WatchMembers:input_type -> heartbeat.v1.WatchMembersRequest
-	26, // 21: heartbeat.v1.Coordinator.StepDown:input_type -> heartbeat.v1.StepDownRequest
-	27, // 22: heartbeat.v1.Coordinator.TransferLeadership:input_type -> heartbeat.v1.TransferLeadershipRequest
-	29, // 23: heartbeat.v1.Coordinator.SetLeaderPriority:input_type -> heartbeat.v1.SetLeaderPriorityRequest
-	30, // 24: heartbeat.v1.Coordinator.Join:input_type -> heartbeat.v1.JoinRequest
-	32, // 25: heartbeat.v1.Coordinator.Leave:input_type -> heartbeat.v1.LeaveRequest
-	34, // 26: heartbeat.v1.Coordinator.Remove:input_type -> heartbeat.v1.RemoveRequest
-	19, // 27: heartbeat.v1.Coordinator.ForwardCommand:input_type -> heartbeat.v1.ForwardCommandRequest
-	2,  // 28: heartbeat.v1.Coordinator.Status:output_type -> heartbeat.v1.StatusResponse
-	20, // 29: heartbeat.v1.Coordinator.Members:output_type -> heartbeat.v1.MembersResponse
-	22, // 30: heartbeat.v1.Coordinator.WatchLeader:output_type -> heartbeat.v1.LeaderEvent
-	9,  // 31: heartbeat.v1.Coordinator.RegisterResources:output_type -> heartbeat.v1.WriteResponse
-	9,  // 32: heartbeat.v1.Coordinator.DeleteResources:output_type -> heartbeat.v1.WriteResponse
-	12, // 33: heartbeat.v1.Coordinator.ListResources:output_type -> heartbeat.v1.ListResourcesResponse
-	12, // 34: heartbeat.v1.Coordinator.Assignments:output_type -> heartbeat.v1.ListResourcesResponse
-	15, // 35: heartbeat.v1.Coordinator.WatchAssignments:output_type -> heartbeat.v1.AssignmentEvent
-	9,  // 36: heartbeat.v1.Coordinator.SetDrain:output_type -> heartbeat.v1.WriteResponse
-	18, // 37: heartbeat.v1.Coordinator.AppHeartbeat:output_type -> heartbeat.v1.AppHeartbeatResponse
-	22, // 38: heartbeat.v1.Coordinator.GetLeader:output_type -> heartbeat.v1.LeaderEvent
-	25, // 39: heartbeat.v1.Coordinator.WatchMembers:output_type -> heartbeat.v1.MembersEvent
-	28, // 40: heartbeat.v1.Coordinator.StepDown:output_type -> heartbeat.v1.LeadershipChange
-	28, // 41: heartbeat.v1.Coordinator.TransferLeadership:output_type -> heartbeat.v1.LeadershipChange
-	9,  // 42: heartbeat.v1.Coordinator.SetLeaderPriority:output_type -> heartbeat.v1.WriteResponse
-	31, // 43: heartbeat.v1.Coordinator.Join:output_type -> heartbeat.v1.JoinResponse
-	33, // 44: heartbeat.v1.Coordinator.Leave:output_type -> heartbeat.v1.LeaveResponse
-	35, // 45: heartbeat.v1.Coordinator.Remove:output_type -> heartbeat.v1.RemoveResponse
-	9,  // 46: heartbeat.v1.Coordinator.ForwardCommand:output_type -> heartbeat.v1.WriteResponse
-	28, // [28:47] is the sub-list for method output_type
-	9,  // [9:28] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	24, // 7: heartbeat.v1.KeepAliveResponse.owned:type_name -> heartbeat.v1.OwnedResource
+	4,  // 8: heartbeat.v1.MembersEvent.members:type_name -> heartbeat.v1.Member
+	1,  // 9: heartbeat.v1.LeadershipChange.leader:type_name -> heartbeat.v1.Leader
+	0,  // 10: heartbeat.v1.Coordinator.Status:input_type -> heartbeat.v1.StatusRequest
+	3,  // 11: heartbeat.v1.Coordinator.Members:input_type -> heartbeat.v1.MembersRequest
+	21, // 12: heartbeat.v1.Coordinator.WatchLeader:input_type -> heartbeat.v1.WatchLeaderRequest
+	7,  // 13: heartbeat.v1.Coordinator.RegisterResources:input_type -> heartbeat.v1.RegisterResourcesRequest
+	8,  // 14: heartbeat.v1.Coordinator.DeleteResources:input_type -> heartbeat.v1.DeleteResourcesRequest
+	11, // 15: heartbeat.v1.Coordinator.ListResources:input_type -> heartbeat.v1.ListResourcesRequest
+	13, // 16: heartbeat.v1.Coordinator.Assignments:input_type -> heartbeat.v1.AssignmentsRequest
+	14, // 17: heartbeat.v1.Coordinator.WatchAssignments:input_type -> heartbeat.v1.WatchAssignmentsRequest
+	16, // 18: heartbeat.v1.Coordinator.SetDrain:input_type -> heartbeat.v1.SetDrainRequest
+	17, // 19: heartbeat.v1.Coordinator.AppHeartbeat:input_type -> heartbeat.v1.AppHeartbeatRequest
+	26, // 20: heartbeat.v1.Coordinator.GetLeader:input_type -> heartbeat.v1.GetLeaderRequest
+	27, // 21: heartbeat.v1.Coordinator.WatchMembers:input_type -> heartbeat.v1.WatchMembersRequest
+	29, // 22: heartbeat.v1.Coordinator.StepDown:input_type -> heartbeat.v1.StepDownRequest
+	30, // 23: heartbeat.v1.Coordinator.TransferLeadership:input_type -> heartbeat.v1.TransferLeadershipRequest
+	32, // 24: heartbeat.v1.Coordinator.SetLeaderPriority:input_type -> heartbeat.v1.SetLeaderPriorityRequest
+	33, // 25: heartbeat.v1.Coordinator.Join:input_type -> heartbeat.v1.JoinRequest
+	35, // 26: heartbeat.v1.Coordinator.Leave:input_type -> heartbeat.v1.LeaveRequest
+	37, // 27: heartbeat.v1.Coordinator.Remove:input_type -> heartbeat.v1.RemoveRequest
+	23, // 28: heartbeat.v1.Coordinator.KeepAlive:input_type -> heartbeat.v1.KeepAliveRequest
+	19, // 29: heartbeat.v1.Coordinator.ForwardCommand:input_type -> heartbeat.v1.ForwardCommandRequest
+	2,  // 30: heartbeat.v1.Coordinator.Status:output_type -> heartbeat.v1.StatusResponse
+	20, // 31: heartbeat.v1.Coordinator.Members:output_type -> heartbeat.v1.MembersResponse
+	22, // 32: heartbeat.v1.Coordinator.WatchLeader:output_type -> heartbeat.v1.LeaderEvent
+	9,  // 33: heartbeat.v1.Coordinator.RegisterResources:output_type -> heartbeat.v1.WriteResponse
+	9,  // 34: heartbeat.v1.Coordinator.DeleteResources:output_type -> heartbeat.v1.WriteResponse
+	12, // 35: heartbeat.v1.Coordinator.ListResources:output_type -> heartbeat.v1.ListResourcesResponse
+	12, // 36: heartbeat.v1.Coordinator.Assignments:output_type -> heartbeat.v1.ListResourcesResponse
+	15, // 37: heartbeat.v1.Coordinator.WatchAssignments:output_type -> heartbeat.v1.AssignmentEvent
+	9,  // 38: heartbeat.v1.Coordinator.SetDrain:output_type -> heartbeat.v1.WriteResponse
+	18, // 39: heartbeat.v1.Coordinator.AppHeartbeat:output_type -> heartbeat.v1.AppHeartbeatResponse
+	22, // 40: heartbeat.v1.Coordinator.GetLeader:output_type -> heartbeat.v1.LeaderEvent
+	28, // 41: heartbeat.v1.Coordinator.WatchMembers:output_type -> heartbeat.v1.MembersEvent
+	31, // 42: heartbeat.v1.Coordinator.StepDown:output_type -> heartbeat.v1.LeadershipChange
+	31, // 43: heartbeat.v1.Coordinator.TransferLeadership:output_type -> heartbeat.v1.LeadershipChange
+	9,  // 44: heartbeat.v1.Coordinator.SetLeaderPriority:output_type -> heartbeat.v1.WriteResponse
+	34, // 45: heartbeat.v1.Coordinator.Join:output_type -> heartbeat.v1.JoinResponse
+	36, // 46: heartbeat.v1.Coordinator.Leave:output_type -> heartbeat.v1.LeaveResponse
+	38, // 47: heartbeat.v1.Coordinator.Remove:output_type -> heartbeat.v1.RemoveResponse
+	25, // 48: heartbeat.v1.Coordinator.KeepAlive:output_type -> heartbeat.v1.KeepAliveResponse
+	9,  // 49: heartbeat.v1.Coordinator.ForwardCommand:output_type -> heartbeat.v1.WriteResponse
+	30, // [30:50] is the sub-list for method output_type
+	10, // [10:30] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_heartbeatpb_coordinator_proto_init() }
@@ -2399,7 +2668,7 @@ func file_heartbeatpb_coordinator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_heartbeatpb_coordinator_proto_rawDesc), len(file_heartbeatpb_coordinator_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   38,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

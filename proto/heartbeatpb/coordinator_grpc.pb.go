@@ -40,6 +40,7 @@ const (
 	Coordinator_Join_FullMethodName               = "/heartbeat.v1.Coordinator/Join"
 	Coordinator_Leave_FullMethodName              = "/heartbeat.v1.Coordinator/Leave"
 	Coordinator_Remove_FullMethodName             = "/heartbeat.v1.Coordinator/Remove"
+	Coordinator_KeepAlive_FullMethodName          = "/heartbeat.v1.Coordinator/KeepAlive"
 	Coordinator_ForwardCommand_FullMethodName     = "/heartbeat.v1.Coordinator/ForwardCommand"
 )
 
@@ -124,6 +125,18 @@ type CoordinatorClient interface {
 	// records it as left. NotFound for an unknown id; FailedPrecondition when
 	// removing it would leave the cluster without a voter majority.
 	Remove(ctx context.Context, in *RemoveRequest, opts ...grpc.CallOption) (*RemoveResponse, error)
+	// KeepAlive is how an application keeps its leases on this node: the
+	// leadership lease (while this node leads) and the ownership lease on the
+	// resources this node owns. The client sends a KeepAliveRequest every
+	// interval (50 ms is right for the default timings); the node answers each
+	// one, in order, with the time each lease has left, measured after the
+	// request arrived. A client that starts its own monotonic timer when it SENT
+	// the request, for the remaining time, can never outlive the node's lease,
+	// whatever the delays between them. The node also pushes a message (seq 0)
+	// at once when it stops leading or its owned set changes: a push may end
+	// work early, never extend it. Work stops when the timer runs out without a
+	// renewal, when an answer revokes it, or when the stream breaks.
+	KeepAlive(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[KeepAliveRequest, KeepAliveResponse], error)
 	// ForwardCommand is internal: a follower forwards an encoded membership
 	// command to the leader's client port. Applications do not call it.
 	ForwardCommand(ctx context.Context, in *ForwardCommandRequest, opts ...grpc.CallOption) (*WriteResponse, error)
@@ -344,6 +357,19 @@ func (c *coordinatorClient) Remove(ctx context.Context, in *RemoveRequest, opts 
 	return out, nil
 }
 
+func (c *coordinatorClient) KeepAlive(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[KeepAliveRequest, KeepAliveResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Coordinator_ServiceDesc.Streams[3], Coordinator_KeepAlive_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[KeepAliveRequest, KeepAliveResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Coordinator_KeepAliveClient = grpc.BidiStreamingClient[KeepAliveRequest, KeepAliveResponse]
+
 func (c *coordinatorClient) ForwardCommand(ctx context.Context, in *ForwardCommandRequest, opts ...grpc.CallOption) (*WriteResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(WriteResponse)
@@ -435,6 +461,18 @@ type CoordinatorServer interface {
 	// records it as left. NotFound for an unknown id; FailedPrecondition when
 	// removing it would leave the cluster without a voter majority.
 	Remove(context.Context, *RemoveRequest) (*RemoveResponse, error)
+	// KeepAlive is how an application keeps its leases on this node: the
+	// leadership lease (while this node leads) and the ownership lease on the
+	// resources this node owns. The client sends a KeepAliveRequest every
+	// interval (50 ms is right for the default timings); the node answers each
+	// one, in order, with the time each lease has left, measured after the
+	// request arrived. A client that starts its own monotonic timer when it SENT
+	// the request, for the remaining time, can never outlive the node's lease,
+	// whatever the delays between them. The node also pushes a message (seq 0)
+	// at once when it stops leading or its owned set changes: a push may end
+	// work early, never extend it. Work stops when the timer runs out without a
+	// renewal, when an answer revokes it, or when the stream breaks.
+	KeepAlive(grpc.BidiStreamingServer[KeepAliveRequest, KeepAliveResponse]) error
 	// ForwardCommand is internal: a follower forwards an encoded membership
 	// command to the leader's client port. Applications do not call it.
 	ForwardCommand(context.Context, *ForwardCommandRequest) (*WriteResponse, error)
@@ -501,6 +539,9 @@ func (UnimplementedCoordinatorServer) Leave(context.Context, *LeaveRequest) (*Le
 }
 func (UnimplementedCoordinatorServer) Remove(context.Context, *RemoveRequest) (*RemoveResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Remove not implemented")
+}
+func (UnimplementedCoordinatorServer) KeepAlive(grpc.BidiStreamingServer[KeepAliveRequest, KeepAliveResponse]) error {
+	return status.Error(codes.Unimplemented, "method KeepAlive not implemented")
 }
 func (UnimplementedCoordinatorServer) ForwardCommand(context.Context, *ForwardCommandRequest) (*WriteResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ForwardCommand not implemented")
@@ -829,6 +870,13 @@ func _Coordinator_Remove_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Coordinator_KeepAlive_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(CoordinatorServer).KeepAlive(&grpc.GenericServerStream[KeepAliveRequest, KeepAliveResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Coordinator_KeepAliveServer = grpc.BidiStreamingServer[KeepAliveRequest, KeepAliveResponse]
+
 func _Coordinator_ForwardCommand_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ForwardCommandRequest)
 	if err := dec(in); err != nil {
@@ -934,6 +982,12 @@ var Coordinator_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "WatchMembers",
 			Handler:       _Coordinator_WatchMembers_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "KeepAlive",
+			Handler:       _Coordinator_KeepAlive_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "heartbeatpb/coordinator.proto",

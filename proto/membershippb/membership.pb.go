@@ -1033,7 +1033,9 @@ func (x *DeleteResources) GetIds() []string {
 type Move struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	ResourceId string                 `protobuf:"bytes,1,opt,name=resource_id,json=resourceId,proto3" json:"resource_id,omitempty"`
-	// to is the new owner.
+	// to is the new owner; "" releases the resource (it becomes unowned), which
+	// the leader does before it gives a live member's resource to another, so
+	// that the old owner's ownership lease runs out first.
 	To string `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
 	// from is the owner the planner saw ("" for an unowned resource).
 	From string `protobuf:"bytes,3,opt,name=from,proto3" json:"from,omitempty"`

@@ -192,8 +192,15 @@ type AppendEntriesRequest struct {
 	PrevLogTerm       uint64                 `protobuf:"varint,5,opt,name=prev_log_term,json=prevLogTerm,proto3" json:"prev_log_term,omitempty"`
 	Entries           []*Log                 `protobuf:"bytes,6,rep,name=entries,proto3" json:"entries,omitempty"`
 	LeaderCommitIndex uint64                 `protobuf:"varint,7,opt,name=leader_commit_index,json=leaderCommitIndex,proto3" json:"leader_commit_index,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Not in raft's struct: the ownership-lease grant a leader attaches to a
+	// heartbeat on the heartbeat stream (see rpc/transport, "Ownership grants").
+	// grant is true when the sender's leader lease was valid when it sent this
+	// heartbeat and the previous answer on the same stream had reached it;
+	// grant_revision is the sender's membership revision at that moment.
+	Grant         bool   `protobuf:"varint,8,opt,name=grant,proto3" json:"grant,omitempty"`
+	GrantRevision uint64 `protobuf:"varint,9,opt,name=grant_revision,json=grantRevision,proto3" json:"grant_revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AppendEntriesRequest) Reset() {
@@ -271,6 +278,20 @@ func (x *AppendEntriesRequest) GetEntries() []*Log {
 func (x *AppendEntriesRequest) GetLeaderCommitIndex() uint64 {
 	if x != nil {
 		return x.LeaderCommitIndex
+	}
+	return 0
+}
+
+func (x *AppendEntriesRequest) GetGrant() bool {
+	if x != nil {
+		return x.Grant
+	}
+	return false
+}
+
+func (x *AppendEntriesRequest) GetGrantRevision() uint64 {
+	if x != nil {
+		return x.GrantRevision
 	}
 	return 0
 }
@@ -1211,7 +1232,7 @@ const file_raftpb_transport_proto_rawDesc = "" +
 	"extensions\x18\x05 \x01(\fR\n" +
 	"extensions\x12&\n" +
 	"\x0fappended_at_set\x18\x06 \x01(\bR\rappendedAtSet\x121\n" +
-	"\x15appended_at_unix_nano\x18\a \x01(\x03R\x12appendedAtUnixNano\"\xa4\x02\n" +
+	"\x15appended_at_unix_nano\x18\a \x01(\x03R\x12appendedAtUnixNano\"\xe1\x02\n" +
 	"\x14AppendEntriesRequest\x124\n" +
 	"\x06header\x18\x01 \x01(\v2\x1c.heartbeat.raft.v1.RPCHeaderR\x06header\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x12\x16\n" +
@@ -1219,7 +1240,9 @@ const file_raftpb_transport_proto_rawDesc = "" +
 	"\x0eprev_log_entry\x18\x04 \x01(\x04R\fprevLogEntry\x12\"\n" +
 	"\rprev_log_term\x18\x05 \x01(\x04R\vprevLogTerm\x120\n" +
 	"\aentries\x18\x06 \x03(\v2\x16.heartbeat.raft.v1.LogR\aentries\x12.\n" +
-	"\x13leader_commit_index\x18\a \x01(\x04R\x11leaderCommitIndex\"\xd6\x01\n" +
+	"\x13leader_commit_index\x18\a \x01(\x04R\x11leaderCommitIndex\x12\x14\n" +
+	"\x05grant\x18\b \x01(\bR\x05grant\x12%\n" +
+	"\x0egrant_revision\x18\t \x01(\x04R\rgrantRevision\"\xd6\x01\n" +
 	"\x15AppendEntriesResponse\x124\n" +
 	"\x06header\x18\x01 \x01(\v2\x1c.heartbeat.raft.v1.RPCHeaderR\x06header\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x12\x19\n" +

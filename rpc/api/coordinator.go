@@ -256,12 +256,27 @@ func (c *Coordinator) WatchLeader(_ *heartbeatpb.WatchLeaderRequest, stream grpc
 		return err
 	}
 	ctx := stream.Context()
+	// While this node leads, a renewal with the lease's remaining time goes
+	// out every leaseRenewEvery (the watcher itself is not told of renewals).
+	renew := time.NewTicker(leaseRenewEvery)
+	defer renew.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-c.done:
 			return status.Error(codes.Unavailable, ErrClosed.Error())
+		case <-renew.C:
+			if !last.IsLeader {
+				continue
+			}
+			l := c.cfg.Election.Leadership()
+			if !sameLeadership(l, last) {
+				continue // the watcher brings the change
+			}
+			if err := stream.Send(c.leaderEventOf(l, time.Now(), false)); err != nil {
+				return err
+			}
 		case l, ok := <-w.C():
 			if !ok {
 				return status.Error(codes.Unavailable, "leadership watch ended: node shutting down")
@@ -308,6 +323,12 @@ func leaderEvent(l election.Leadership, observed time.Time, fellBehind bool) *he
 	}
 	if l.IsLeader && !l.LeaseUntil.IsZero() {
 		ev.LeaseUntilUnixNano = l.LeaseUntil.UnixNano()
+		ev.LeaseRemainingMs = remainingMs(l.LeaseUntil)
 	}
 	return ev
 }
+
+// leaseRenewEvery is how often a leadership watch on the leader sends the
+// lease's remaining time again: the default heartbeat interval, at which the
+// lease itself is renewed.
+const leaseRenewEvery = 50 * time.Millisecond

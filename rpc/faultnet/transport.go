@@ -84,6 +84,16 @@ func (w *Transport) Goodbye() { w.inner.Goodbye() }
 // TimeoutNowSelf hands the local raft a TimeoutNow; no link is involved.
 func (w *Transport) TimeoutNowSelf(ctx context.Context) error { return w.inner.TimeoutNowSelf(ctx) }
 
+// LastTimeoutNow is the wrapped transport's (see transport.Transport.LastTimeoutNow).
+func (w *Transport) LastTimeoutNow() time.Time { return w.inner.LastTimeoutNow() }
+
+// SetGrantHooks installs the wrapped transport's grant hooks: grants ride the
+// heartbeats that pass the faults (see transport.Transport.SetGrantHooks).
+func (w *Transport) SetGrantHooks(h transport.GrantHooks) { w.inner.SetGrantHooks(h) }
+
+// Grants is the wrapped transport's (see transport.Transport.Grants).
+func (w *Transport) Grants() map[raft.ServerAddress]time.Time { return w.inner.Grants() }
+
 // Acks returns a copy of the acknowledgments seen through the faults (see
 // transport.Transport.Acks).
 func (w *Transport) Acks() map[raft.ServerAddress]transport.Ack {

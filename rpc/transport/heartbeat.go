@@ -36,6 +36,9 @@ type hbStream struct {
 	// watchdog cancels the stream when a heartbeat is not answered within
 	// HeartbeatTimeout; armed only while a heartbeat is in flight.
 	watchdog *time.Timer
+	// answered: the current stream has carried an answer, so the next
+	// heartbeat on it may carry an ownership grant (see grant.go).
+	answered bool
 	// unary: the peer does not serve HeartbeatStream (an older version); heartbeats to
 	// it go as unary Heartbeat RPCs from then on.
 	unary bool
@@ -57,6 +60,7 @@ func (h *hbStream) teardown() {
 		h.cancel()
 	}
 	h.stream, h.cancel, h.watchdog = nil, nil, nil
+	h.answered = false
 }
 
 // heartbeat sends args to target on its heartbeat stream and fills resp with the
@@ -85,6 +89,15 @@ func (t *Transport) heartbeat(pc *peerConns, target raft.ServerAddress,
 		h.watchdog.Reset(t.cfg.HeartbeatTimeout)
 	}
 	appendReqIntoProto(args, &h.req, &h.reqHdr)
+	h.req.Grant, h.req.GrantRevision = false, 0
+	if h.answered {
+		if src := t.hooks().Source; src != nil {
+			if rev, ok := src(); ok {
+				h.req.Grant, h.req.GrantRevision = true, rev
+				t.grants.record(target, time.Now())
+			}
+		}
+	}
 	err := h.stream.Send(&h.req)
 	if err == nil || errors.Is(err, io.EOF) {
 		// io.EOF: the stream ended; RecvMsg returns its status.
@@ -98,6 +111,8 @@ func (t *Transport) heartbeat(pc *peerConns, target raft.ServerAddress,
 		// An answer that beat the watchdog by a hair still counts; the stream is
 		// canceled either way.
 		h.teardown()
+	} else {
+		h.answered = true
 	}
 	if err != nil {
 		if status.Code(err) == codes.Unimplemented && t.closeCtx.Err() == nil {
@@ -156,8 +171,11 @@ func (t *Transport) finishAppend(name string, target raft.ServerAddress, args *r
 
 // HeartbeatStream serves one sender's heartbeat stream: it reads the requests in
 // order, hands each to the heartbeat handler (or Consumer(), see serveAppend) and
-// answers it before reading the next. The cluster check ran once when it opened. It
-// ends when the sender leaves, the stream breaks, or the transport closes.
+// answers it before reading the next. A request marked as an ownership grant, that
+// raft accepted, after an earlier answer on this stream, goes to the grant hook
+// with the time of that answer as its anchor (see grant.go). The cluster check ran
+// once when it opened. It ends when the sender leaves, the stream breaks, or the
+// transport closes.
 func (s *rpcServer) HeartbeatStream(stream grpc.BidiStreamingServer[raftpb.AppendEntriesRequest, raftpb.AppendEntriesResponse]) error {
 	t := s.t
 	t.hbStreams.Add(1)
@@ -169,6 +187,9 @@ func (s *rpcServer) HeartbeatStream(stream grpc.BidiStreamingServer[raftpb.Appen
 		out    raftpb.AppendEntriesResponse
 		outHdr raftpb.RPCHeader
 		respCh = make(chan raft.RPCResponse, 1)
+		// lastAnswer is when the previous answer on this stream was sent (taken
+		// before the send); zero before the first.
+		lastAnswer time.Time
 	)
 	for {
 		if err := stream.RecvMsg(&req); err != nil {
@@ -177,11 +198,20 @@ func (s *rpcServer) HeartbeatStream(stream grpc.BidiStreamingServer[raftpb.Appen
 			}
 			return err
 		}
-		r, err := t.serveAppend(ctx, appendReqFromProto(&req), respCh)
+		cmd := appendReqFromProto(&req)
+		r, err := t.serveAppend(ctx, cmd, respCh)
 		if err != nil {
 			return toStatus(err)
 		}
+		if req.Grant && !lastAnswer.IsZero() {
+			if resp, ok := r.Response.(*raft.AppendEntriesResponse); ok && r.Error == nil && resp.Term == cmd.Term {
+				if recv := t.hooks().Receive; recv != nil {
+					recv(Grant{Leader: t.DecodePeer(cmd.Leader), Term: cmd.Term, Anchor: lastAnswer, Revision: req.GrantRevision})
+				}
+			}
+		}
 		appendResultInto(r, &out, &outHdr)
+		lastAnswer = time.Now()
 		if err := stream.Send(&out); err != nil {
 			return err
 		}

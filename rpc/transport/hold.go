@@ -175,6 +175,7 @@ func (t *Transport) TimeoutNowSelf(ctx context.Context) error {
 	if t.closeCtx.Err() != nil {
 		return ErrTransportShutdown
 	}
+	t.noteTimeoutNow()
 	cmd := &raft.TimeoutNowRequest{RPCHeader: raft.RPCHeader{
 		ProtocolVersion: raft.ProtocolVersionMax,
 		ID:              []byte(t.cfg.ID),

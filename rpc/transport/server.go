@@ -184,6 +184,7 @@ func (s *rpcServer) RequestPreVote(ctx context.Context, p *raftpb.RequestPreVote
 
 // TimeoutNow serves a leadership-transfer request.
 func (s *rpcServer) TimeoutNow(ctx context.Context, p *raftpb.TimeoutNowRequest) (*raftpb.TimeoutNowResponse, error) {
+	s.t.noteTimeoutNow()
 	r, err := s.t.dispatch(ctx, timeoutNowReqFromProto(p), nil)
 	if err != nil {
 		return nil, toStatus(err)

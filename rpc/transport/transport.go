@@ -82,6 +82,13 @@ type Transport struct {
 	acks ackTable
 	held heldState
 
+	// Ownership grants and TimeoutNow arrivals (grant.go).
+	grantMu      sync.Mutex
+	grantHooks   GrantHooks
+	grants       grantTable
+	epoch        time.Time    // monotonic base of timeoutNowAt
+	timeoutNowAt atomic.Int64 // nanoseconds since epoch; 0: never
+
 	goodbyeCh   chan struct{}
 	goodbyeOnce sync.Once
 
@@ -152,6 +159,7 @@ func newTransport(cfg Config, legacy bool) (*Transport, error) {
 		pipelines:   make(map[*pipeline]struct{}),
 		goodbyeCh:   make(chan struct{}),
 		legacy:      legacy,
+		epoch:       time.Now(),
 	}
 	t.server = grpc.NewServer(append(t.windowOptions(),
 		grpc.MaxRecvMsgSize(cfg.MaxMsgSize),
