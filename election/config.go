@@ -128,6 +128,9 @@ type Config struct {
 	// the node has applied the granting leader's revision. Nil: no ownership
 	// leases. Called on heartbeat paths: it must be cheap and never block.
 	Revision func() uint64
+	// noClaimHoldoff turns the claim hold-off off (see Node.claimHoldoff):
+	// only tests set it, to plant the overlap the hold-off prevents.
+	noClaimHoldoff bool
 	// ErrPeerClosed and ErrGoodbye are the transport's sentinel errors of
 	// Hold (a stream closed by the peer, a graceful goodbye), compared with
 	// errors.Is. Required when FastFailover is on.

@@ -396,7 +396,7 @@ func (c Config) timeoutNowWindow() time.Duration { return 10 * c.HeartbeatTimeou
 // later than the win itself.
 func (n *Node) claimHoldoff(now time.Time) time.Duration {
 	at := n.tr.LastTimeoutNow()
-	if at.IsZero() || now.Sub(at) > n.cfg.timeoutNowWindow() {
+	if n.cfg.noClaimHoldoff || at.IsZero() || now.Sub(at) > n.cfg.timeoutNowWindow() {
 		return 0
 	}
 	return n.cfg.LeaseDuration

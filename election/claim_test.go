@@ -1,0 +1,111 @@
+package election
+
+import (
+	"sync"
+	"testing"
+	"time"
+)
+
+// claimSampler records, for every node of a cluster, the latest lease end it
+// promised while claiming leadership and the first time it claimed after a
+// mark, sampling every 200µs.
+type claimSampler struct {
+	mu         sync.Mutex
+	promised   map[int]time.Time // node -> the latest LeaseUntil it claimed with
+	firstClaim map[int]time.Time // node -> first claim after mark
+	mark       time.Time
+	stop, done chan struct{}
+}
+
+func sampleClaims(c *testCluster) *claimSampler {
+	s := &claimSampler{promised: map[int]time.Time{}, firstClaim: map[int]time.Time{},
+		stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		for {
+			select {
+			case <-s.stop:
+				return
+			default:
+			}
+			for _, i := range c.alive() {
+				l := c.nodes[i].node.Leadership()
+				now := time.Now()
+				if !l.IsLeader {
+					continue
+				}
+				s.mu.Lock()
+				if l.LeaseUntil.After(s.promised[i]) {
+					s.promised[i] = l.LeaseUntil
+				}
+				if _, ok := s.firstClaim[i]; !ok && !s.mark.IsZero() && now.After(s.mark) {
+					s.firstClaim[i] = now
+				}
+				s.mu.Unlock()
+			}
+			time.Sleep(200 * time.Microsecond)
+		}
+	}()
+	return s
+}
+
+func (s *claimSampler) setMark() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mark = time.Now()
+}
+
+func (s *claimSampler) close() {
+	close(s.stop)
+	<-s.done
+}
+
+// TestTransferClaimWaitsForOldLease: a hand-off elects the new leader through
+// a TimeoutNow, which bypasses the votes that keep a normal election out of
+// the old leader's lease. The new leader must not claim leadership before
+// the last lease end the old leader promised has passed. With the hold-off
+// off (the planted violation) it claims within milliseconds, inside the old
+// lease, and the same check fails.
+func TestTransferClaimWaitsForOldLease(t *testing.T) {
+	for _, planted := range []bool{false, true} {
+		name := "hold-off"
+		if planted {
+			name = "planted: no hold-off"
+		}
+		t.Run(name, func(t *testing.T) {
+			c := newCluster(t, 3, clusterOpts{tweak: func(cfg *Config) { cfg.noClaimHoldoff = planted }})
+			old := c.waitLeader(10 * time.Second)
+			s := sampleClaims(c)
+			defer s.close()
+			// Let the old leader renew its lease a few times under sampling.
+			waitFor(t, 5*time.Second, func() bool {
+				s.mu.Lock()
+				defer s.mu.Unlock()
+				return time.Until(s.promised[old]) > 0
+			}, func() string { return "old leader's claim not sampled" })
+			target := (old + 1) % 3
+			s.setMark()
+			if err := c.nodes[old].node.Transfer(ctxFor(t, 10*time.Second), c.nodes[target].id); err != nil {
+				t.Fatalf("transfer: %v", err)
+			}
+			var first, promised time.Time
+			waitFor(t, 10*time.Second, func() bool {
+				s.mu.Lock()
+				defer s.mu.Unlock()
+				first, promised = s.firstClaim[target], s.promised[old]
+				return !first.IsZero()
+			}, func() string { return "the new leader never claimed" })
+			early := promised.Sub(first)
+			switch {
+			case planted && early <= 0:
+				t.Fatalf("planted violation not caught: the new leader claimed %v after the old lease ended", -early)
+			case planted:
+				t.Logf("planted violation caught: the new leader claimed %v inside the old leader's lease", early)
+			case early > 0:
+				t.Fatalf("the new leader claimed %v before the old leader's promised lease ended", early)
+			default:
+				t.Logf("new leader claimed %v after the old lease ended", -early)
+			}
+		})
+	}
+}
