@@ -69,21 +69,28 @@
 //     lists again and sends a KindResync event with the full current set
 //     and the listing's revision, then continues after it.
 //
-// # Leader lease and RunWhileLeader
+// # Leases: RunWhileLeader and RunWhileOwner
 //
 // RunWhileLeader(ctx, fn) runs fn while the local node is the leader with a
 // valid lease, passing the fencing token (the term in which that leader was
-// elected: strictly increasing across leaderships). It watches Endpoints[0]
-// and cancels fn's context as soon as the sidecar says is_self=false, the
-// token changes, the stream breaks (fail safe: the client can no longer
-// know), or the periodic lease check (LeaseCheckInterval) gets no
-// confirmation. The sidecar's election turns is_self false when its lease
-// lapses (election.Leadership.IsLeader; the lease is recomputed every
-// heartbeat interval by election's leaseLoop), which happens before any
-// other node can win an election: a leader cut off from its quorum has its
-// fn cancelled within the lease. Cancellation is prompt, not instantaneous:
-// fn may run a little after another node leads. The fencing token is what
-// makes that safe: pass it to every system fn writes to, and have them
-// refuse tokens lower than the highest they have seen. The same holds for a
-// resource's Epoch, the fencing token of its assignment.
+// elected: strictly increasing across leaderships). RunWhileOwner(ctx, fn)
+// runs fn(resource, epoch) for each resource the local node owns, while it
+// holds its ownership lease. Both keep a KeepAlive stream to Endpoints[0]
+// (lease.go): every KeepAliveInterval the client asks, and each answer says
+// how long the sidecar's leases have left, measured after the question
+// arrived. The client's own lease runs from the moment it SENT the question
+// for that long, less LeaseMargin, on this process's monotonic clock; so it
+// can never outlast the sidecar's, whatever the delays between them, and a
+// sidecar that hangs simply stops renewing it. fn's context is cancelled
+// when that lease runs out, when an answer or a push says the node no
+// longer leads (or owns the resource, or at that epoch), when the stream
+// breaks, or when ctx ends. The sidecar claims leadership, and the leader
+// moves a resource, only once the previous holder's lease has surely run
+// out (README, "Leases"), so the old holder's fn is cancelled before the
+// new holder's starts. Cancellation stops fn's context, not fn's code: a
+// paused application runs on when it resumes. The fencing token (and a
+// resource's epoch) is what makes that safe: pass it to every system fn
+// writes to, and have them refuse tokens lower than the highest they have
+// seen. Config.UnsafeNoLeaseTimer turns the client's timer off; it exists
+// only for tests that show a checker catching the overlap that follows.
 package client

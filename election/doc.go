@@ -49,11 +49,30 @@
 // transfer, and the fast failover below) makes voters vote although they
 // still know a leader. So a leader stops claiming leadership for as long as
 // a transfer it started runs (Transfer and Shutdown), and claims it again if
-// the transfer fails. After a fast failover the old leader is dead by the
-// evidence required. Only if that evidence lied (a live leader whose sockets
-// were reset and whose port refused a redial, confirmed by a second member)
-// could its lease overlap the new leader's, for at most LeaseDuration;
-// fencing tokens still differ and grow.
+// the transfer fails. The node that wins such an election, or a fast
+// failover's, may have been elected inside the old leader's lease, so it
+// holds off its claim (claimHoldoff): a leader elected within ten heartbeat
+// timeouts of a TimeoutNow it received (the transport records them) claims
+// leadership only LeaseDuration after it noticed its win. The old lease
+// ended before the win plus LeaseDuration: some voter of the new quorum
+// acknowledged the old leader's last lease-bearing heartbeat before it
+// voted. So even if a fast failover's evidence lied (a live leader whose
+// sockets were reset and whose port refused a redial), the two claims never
+// overlap. The hold-off delays the claim only; raft leadership, grants and
+// the named leader are not delayed.
+//
+// # The ownership lease
+//
+// A member works on its resources only while it holds an ownership lease
+// (ownership.go), and the leader's reconciler gives a resource to another
+// member only once its old owner's lease has surely run out. The leader
+// grants on the heartbeat stream (rpc/transport, "Ownership grants") while
+// its leader lease is valid (GrantSource), and grants itself in the lease
+// loop. A member extends its lease to the grant's anchor (its own previous
+// heartbeat answer) plus LeaseDuration less LeaseDriftMargin, but only once
+// it has applied the leader's membership revision carried by the grant
+// (Config.Revision): a release of one of its resources committed before the
+// grant is then already in its state. OwnershipLease reports the end.
 //
 // # Leadership view and watchers
 //

@@ -18,6 +18,7 @@ type metrics struct {
 	electionsStarted prometheus.Counter
 	leaderChanges    prometheus.Counter
 	failoverTriggers prometheus.Counter
+	claimHoldoffs    prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, n *Node) (*metrics, error) {
@@ -35,13 +36,17 @@ func newMetrics(reg prometheus.Registerer, n *Node) (*metrics, error) {
 			Name: "heartbeat_fast_failover_triggers_total",
 			Help: "Times this node stood for election after detecting a leader crash (TimeoutNow to itself).",
 		}),
+		claimHoldoffs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "heartbeat_claim_holdoffs_total",
+			Help: "Times this node, elected after a TimeoutNow, waited one lease before claiming leadership.",
+		}),
 	}
 	r := func() *raft.Raft { return n.raft }
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
 	m.collectors = []prometheus.Collector{
-		m.electionsStarted, m.leaderChanges, m.failoverTriggers,
+		m.electionsStarted, m.leaderChanges, m.failoverTriggers, m.claimHoldoffs,
 		gauge("heartbeat_raft_state", "Raft state: 0 follower, 1 candidate, 2 leader, 3 shutdown.",
 			func() float64 { return float64(r().State()) }),
 		gauge("heartbeat_raft_term", "Current raft term.",
@@ -71,6 +76,13 @@ func newMetrics(reg prometheus.Registerer, n *Node) (*metrics, error) {
 					return 0
 				}
 				return time.Until(l.LeaseUntil).Seconds()
+			}),
+		gauge("heartbeat_ownership_lease_remaining_seconds", "Seconds left on this node's ownership lease (how long it may still work on its resources without another grant); 0 when none.",
+			func() float64 {
+				if d := time.Until(n.OwnershipLease()); d > 0 {
+					return d.Seconds()
+				}
+				return 0
 			}),
 	}
 	if reg == nil {

@@ -368,6 +368,7 @@ func (n *Node) renewLease() *lease {
 		next.claimFrom = prev.claimFrom
 	} else if hold := n.claimHoldoff(now); hold > 0 {
 		next.claimFrom = now.Add(hold)
+		n.m.claimHoldoffs.Inc()
 		n.logger.Info("elected after a TimeoutNow: claiming leadership only once the previous leader's lease has surely run out",
 			"claim_in", hold)
 	}

@@ -115,8 +115,18 @@
 // than MinDeadTimeout after a leader change. If the reconciler itself stalls
 // (a tick gap above MaxTickGap) it forgives every peer the gap instead of
 // blaming them for its own pause. It declares only the interfaces it needs
-// (Leader, Applier, HeartbeatSource, StateReader) and imports neither the
-// raft node nor the transport.
+// (Leader, Applier, HeartbeatSource, Grants, StateReader) and imports neither
+// the raft node nor the transport.
+//
+// With ownership leases (ReconcilerConfig.Grants) the planned moves pass a
+// gate before they are committed: a member may work on its resources for up
+// to OwnershipLease after the last grant it got, so a resource gets a new
+// owner only once that has passed since its old owner's last grant and since
+// this leadership began. A dead member's resources wait for that and move in
+// one command; a live member's (drain, unhealthy application, rebalance,
+// leave) are released first (an Assign move with To "": owner none, epoch
+// 0) and placed OwnershipLease after the release was applied, so the old
+// owner, which sees the release or whose lease runs out, stops first.
 //
 // # Invariants
 //

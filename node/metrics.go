@@ -48,6 +48,8 @@ func newMembershipCollector(n *Node) *membershipCollector {
 	counter("stalls", "Reconciler tick gaps long enough to forgive peers.", func(s membership.ReconcilerStats) uint64 { return s.Stalls })
 	counter("errors", "Reconciler commits that failed.", func(s membership.ReconcilerStats) uint64 { return s.Errors })
 	counter("full_plans", "Assignment plans over all resources.", func(s membership.ReconcilerStats) uint64 { return s.FullPlans })
+	counter("released", "Resources released (owner none) so that their live owner's ownership lease runs out before anyone else gets them.", func(s membership.ReconcilerStats) uint64 { return s.Released })
+	counter("lease_waits", "Planned moves held back a round because the old owner's ownership lease could still hold.", func(s membership.ReconcilerStats) uint64 { return s.LeaseWaits })
 	return c
 }
 

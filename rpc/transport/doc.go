@@ -75,6 +75,17 @@
 // Acks returns a copy; the election package computes the leader lease from the send
 // times, so a lease is never longer than what a quorum really acknowledged.
 //
+// # Ownership grants
+//
+// The leader attaches an ownership-lease grant to heartbeats on the heartbeat stream
+// (grant.go): the stream is lock-step, so a heartbeat left the leader after the
+// follower's previous answer, and the follower anchors its lease on that answer's send
+// time; a delayed or replayed heartbeat can only make the anchor older. The leader
+// records when it sent each peer a grant (Grants); the first heartbeat of a stream and
+// unary heartbeats carry none. GrantHooks connect both ends to the node. The
+// transport also records the last TimeoutNow it received (LastTimeoutNow), which the
+// election uses to hold off a leadership claim after a TimeoutNow election.
+//
 // # Held streams (fast crash failover)
 //
 // A follower holds a server stream open to its leader (Hold). The server sends one
