@@ -252,39 +252,16 @@ func testPlannedStop(t *testing.T, c *cluster) string {
 	if !n.Status().Voter {
 		t.Fatalf("picked the non-voter %s", n.ID())
 	}
-	stop := make(chan struct{})
-	unowned := make(chan string, 1)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(5 * time.Millisecond):
-			}
-			for _, r := range leader.Membership().View().Resources {
-				if r.Owner == "" {
-					select {
-					case unowned <- r.ID:
-					default:
-					}
-				}
-			}
-		}
-	}()
+	// Its resources are released, then placed one ownership lease later;
+	// nothing else is ever without an owner.
+	releases := watchReleases(leader)
+	mine := ownedBy(leader, n.ID())
 	start := time.Now()
 	if err := n.Shutdown(ctxT(t)); err != nil {
 		t.Fatalf("shutdown: %v", err)
 	}
 	took := time.Since(start)
-	close(stop)
-	<-done
-	select {
-	case id := <-unowned:
-		t.Errorf("resource %s had no owner during the planned stop", id)
-	default:
-	}
+	releases.check(t, mine, 3*time.Second)
 	v := leader.Membership().View()
 	m, _ := findMember(v, n.ID())
 	if m.State != membership.StateLeft {
