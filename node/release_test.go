@@ -94,4 +94,3 @@ func ownedBy(n *Node, id string) map[string]bool {
 	}
 	return out
 }
-
