@@ -14,15 +14,18 @@ import (
 // give ctx a deadline. Errors from a server keep their gRPC status
 // (status.Code(err), ReasonOf(err)).
 
-// Status returns the local sidecar's view of the cluster.
-func (c *Client) Status(ctx context.Context) (Status, error) {
+// Status returns the local sidecar's view of the cluster (consistent
+// unless Stale: see ReadOption; Status.Read says how fresh it is).
+func (c *Client) Status(ctx context.Context, opts ...ReadOption) (Status, error) {
+	o := readOptions(opts)
 	var out Status
 	err := c.invoke(ctx, callSpec{name: "status", route: routeLocal}, func(ctx context.Context, s heartbeatpb.CoordinatorClient, _ string) error {
-		resp, err := s.Status(ctx, &heartbeatpb.StatusRequest{})
+		resp, err := s.Status(ctx, &heartbeatpb.StatusRequest{Consistency: o.consistency()})
 		if err != nil {
 			return err
 		}
 		out = statusFromPB(resp)
+		out.Read = o.got(resp.GetRead())
 		return nil
 	})
 	if err == nil {
@@ -35,7 +38,7 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 // the local sidecar says now. The answer can be stale by the time it is
 // read: to guard work, use RunWhileLeader and pass the fencing token on.
 func (c *Client) IsLeader(ctx context.Context) (bool, error) {
-	s, err := c.Status(ctx)
+	s, err := c.Status(ctx, Stale())
 	if err != nil {
 		return false, err
 	}
@@ -51,7 +54,7 @@ func (c *Client) LocalID(ctx context.Context) (string, error) {
 	if id != "" {
 		return id, nil
 	}
-	s, err := c.Status(ctx)
+	s, err := c.Status(ctx, Stale())
 	if err != nil {
 		return "", err
 	}
@@ -69,19 +72,22 @@ func (c *Client) setLocalID(id string) {
 // Leader returns the leadership as the local sidecar sees it (another
 // endpoint's view when the local one is unreachable; see Leader.Endpoint).
 // It uses GetLeader, and Status (with the client address looked up in the
-// member list) on a server that does not implement GetLeader.
-func (c *Client) Leader(ctx context.Context) (Leader, error) {
+// member list) on a server that does not implement GetLeader. Consistent
+// unless Stale (Leader.Read says how fresh it is).
+func (c *Client) Leader(ctx context.Context, opts ...ReadOption) (Leader, error) {
+	o := readOptions(opts)
 	var out Leader
 	err := c.invoke(ctx, callSpec{name: "leader", route: routeRead}, func(ctx context.Context, s heartbeatpb.CoordinatorClient, addr string) error {
-		resp, err := s.GetLeader(ctx, &heartbeatpb.GetLeaderRequest{})
+		resp, err := s.GetLeader(ctx, &heartbeatpb.GetLeaderRequest{Consistency: o.consistency()})
 		if err == nil {
 			out = c.leaderFromPB(resp, addr)
+			out.Read = o.got(resp.GetRead())
 			return nil
 		}
 		if status.Code(err) != codes.Unimplemented {
 			return err
 		}
-		st, err := s.Status(ctx, &heartbeatpb.StatusRequest{})
+		st, err := s.Status(ctx, &heartbeatpb.StatusRequest{Consistency: o.consistency()})
 		if err != nil {
 			return err
 		}
@@ -101,39 +107,44 @@ func (c *Client) Leader(ctx context.Context) (Leader, error) {
 
 // Members lists the members (raft configuration merged with the membership
 // records) as the local sidecar knows them, or another endpoint when it is
-// unreachable.
-func (c *Client) Members(ctx context.Context) ([]Member, error) {
+// unreachable. Consistent unless Stale; WithReadInfo tells how fresh.
+func (c *Client) Members(ctx context.Context, opts ...ReadOption) ([]Member, error) {
+	o := readOptions(opts)
 	var out []Member
 	err := c.invoke(ctx, callSpec{name: "members", route: routeRead}, func(ctx context.Context, s heartbeatpb.CoordinatorClient, _ string) error {
-		resp, err := s.Members(ctx, &heartbeatpb.MembersRequest{})
+		resp, err := s.Members(ctx, &heartbeatpb.MembersRequest{Consistency: o.consistency()})
 		if err != nil {
 			return err
 		}
+		o.got(resp.GetRead())
 		out = c.membersFromPB(resp.GetMembers())
 		return nil
 	})
 	return out, err
 }
 
-// Resources lists every resource with its owner and epoch, at one revision,
-// as the answering node has applied it (a follower may lag the leader by a
-// moment; a write through this client is visible on the node that took it).
-func (c *Client) Resources(ctx context.Context) (Listing, error) {
+// Resources lists every resource with its owner and epoch, at one revision.
+// Consistent unless Stale: it reflects every write acknowledged before the
+// call (a stale listing may lag the leader). Listing.Read says how fresh.
+func (c *Client) Resources(ctx context.Context, opts ...ReadOption) (Listing, error) {
+	o := readOptions(opts)
 	var out Listing
 	err := c.invoke(ctx, callSpec{name: "list resources", route: routeRead}, func(ctx context.Context, s heartbeatpb.CoordinatorClient, _ string) error {
-		resp, err := s.ListResources(ctx, &heartbeatpb.ListResourcesRequest{})
+		resp, err := s.ListResources(ctx, &heartbeatpb.ListResourcesRequest{Consistency: o.consistency()})
 		if err != nil {
 			return err
 		}
 		out = listingFromPB(resp)
+		out.Read = o.got(resp.GetRead())
 		return nil
 	})
 	return out, err
 }
 
 // Assignments lists the resources one member owns ("" : the local node).
-// NotFound for an unknown member.
-func (c *Client) Assignments(ctx context.Context, nodeID string) (Listing, error) {
+// NotFound for an unknown member. Consistent unless Stale.
+func (c *Client) Assignments(ctx context.Context, nodeID string, opts ...ReadOption) (Listing, error) {
+	o := readOptions(opts)
 	if nodeID == "" {
 		id, err := c.LocalID(ctx)
 		if err != nil {
@@ -143,11 +154,12 @@ func (c *Client) Assignments(ctx context.Context, nodeID string) (Listing, error
 	}
 	var out Listing
 	err := c.invoke(ctx, callSpec{name: "assignments", route: routeRead}, func(ctx context.Context, s heartbeatpb.CoordinatorClient, _ string) error {
-		resp, err := s.Assignments(ctx, &heartbeatpb.AssignmentsRequest{NodeId: nodeID})
+		resp, err := s.Assignments(ctx, &heartbeatpb.AssignmentsRequest{NodeId: nodeID, Consistency: o.consistency()})
 		if err != nil {
 			return err
 		}
 		out = listingFromPB(resp)
+		out.Read = o.got(resp.GetRead())
 		return nil
 	})
 	return out, err
@@ -156,8 +168,8 @@ func (c *Client) Assignments(ctx context.Context, nodeID string) (Listing, error
 // MyResources lists the resources the local node owns, each with its epoch
 // (the fencing token of that assignment). Watch from the listing's revision
 // (WatchAssignments with the local id) to follow changes.
-func (c *Client) MyResources(ctx context.Context) (Listing, error) {
-	return c.Assignments(ctx, "")
+func (c *Client) MyResources(ctx context.Context, opts ...ReadOption) (Listing, error) {
+	return c.Assignments(ctx, "", opts...)
 }
 
 // Register registers (or updates the weight and labels of) resources, all in

@@ -34,9 +34,10 @@ import (
 // Read the channel promptly: while it is full the stream is not read; a
 // reader far behind eventually gets a resync instead of the events it
 // missed.
-func (c *Client) WatchAssignments(ctx context.Context, nodeID string, fromRevision uint64) <-chan AssignmentEvent {
+func (c *Client) WatchAssignments(ctx context.Context, nodeID string, fromRevision uint64, opts ...ReadOption) <-chan AssignmentEvent {
+	o := readOptions(opts)
 	return startWatch(c, ctx, func(ctx context.Context, out chan<- AssignmentEvent) {
-		w := &assignWatch{c: c, node: nodeID, last: fromRevision, fromNow: fromRevision == 0}
+		w := &assignWatch{c: c, node: nodeID, last: fromRevision, fromNow: fromRevision == 0, consistency: o.consistency()}
 		w.run(ctx, out)
 	})
 }
@@ -45,6 +46,8 @@ func (c *Client) WatchAssignments(ctx context.Context, nodeID string, fromRevisi
 type assignWatch struct {
 	c    *Client
 	node string
+	// consistency of the stream's start (every reconnection too).
+	consistency heartbeatpb.Consistency
 	// last is the highest revision delivered (or the one the watch starts
 	// after); atLast counts the events of revision last delivered so far (0:
 	// the watch is known to be complete through last).
@@ -89,7 +92,7 @@ func (w *assignWatch) run(ctx context.Context, out chan<- AssignmentEvent) {
 // ends; established reports whether it opened (its first message came).
 func (w *assignWatch) stream(ctx context.Context, addr string, out chan<- AssignmentEvent) (established bool, err error) {
 	from, skip := w.resumePoint()
-	req := &heartbeatpb.WatchAssignmentsRequest{FromRevision: from, NodeId: w.node}
+	req := &heartbeatpb.WatchAssignmentsRequest{FromRevision: from, NodeId: w.node, Consistency: w.consistency}
 	stream, first, cancel, err := openStream(w.c, ctx, addr, func(ctx context.Context, s heartbeatpb.CoordinatorClient) (grpc.ServerStreamingClient[heartbeatpb.AssignmentEvent], error) {
 		return s.WatchAssignments(ctx, req)
 	})

@@ -31,6 +31,8 @@ type Status struct {
 	ClusterID string
 	// Voter: the node has a vote.
 	Voter bool
+	// Read says how fresh this answer is.
+	Read ReadInfo
 }
 
 // Leader is the leadership as one node sees it.
@@ -56,6 +58,8 @@ type Leader struct {
 	// that is Endpoints[0], the local sidecar.
 	Endpoint string
 	Local    bool
+	// Read says how fresh this answer is (Leader only; zero in events).
+	Read ReadInfo
 }
 
 // LocalLeads reports whether the local sidecar said it leads with a valid
@@ -161,6 +165,8 @@ type Listing struct {
 	// miss nothing after the listing.
 	Revision  uint64
 	Resources []Resource
+	// Read says how fresh the listing is.
+	Read ReadInfo
 }
 
 // WriteResult reports a committed write.

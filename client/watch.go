@@ -89,19 +89,20 @@ func openStream[T any](c *Client, ctx context.Context, addr string,
 //
 // Read the channel promptly: while it is full the stream is not read, and
 // the server then skips to the latest state (FellBehind).
-func (c *Client) WatchLeader(ctx context.Context) <-chan LeaderEvent {
+func (c *Client) WatchLeader(ctx context.Context, opts ...ReadOption) <-chan LeaderEvent {
+	o := readOptions(opts)
 	return startWatch(c, ctx, func(ctx context.Context, out chan<- LeaderEvent) {
-		c.watchLeader(ctx, out)
+		c.watchLeader(ctx, o, out)
 	})
 }
 
-func (c *Client) watchLeader(ctx context.Context, out chan<- LeaderEvent) {
+func (c *Client) watchLeader(ctx context.Context, o readOpts, out chan<- LeaderEvent) {
 	r := c.newReconnector()
 	reconnected := false
 	for ctx.Err() == nil {
 		addr := r.addr()
 		began := time.Now()
-		established, err := c.leaderStream(ctx, addr, reconnected, out)
+		established, err := c.leaderStream(ctx, o, addr, reconnected, out)
 		if ctx.Err() != nil {
 			return
 		}
@@ -162,9 +163,9 @@ func (r *reconnector) after(ctx context.Context, established bool, lived time.Du
 
 // leaderStream runs one WatchLeader stream on addr until it breaks or ctx
 // ends; established reports whether it opened (and sent its first event).
-func (c *Client) leaderStream(ctx context.Context, addr string, reconnected bool, out chan<- LeaderEvent) (established bool, err error) {
+func (c *Client) leaderStream(ctx context.Context, o readOpts, addr string, reconnected bool, out chan<- LeaderEvent) (established bool, err error) {
 	stream, first, cancel, err := openStream(c, ctx, addr, func(ctx context.Context, s heartbeatpb.CoordinatorClient) (grpc.ServerStreamingClient[heartbeatpb.LeaderEvent], error) {
-		return s.WatchLeader(ctx, &heartbeatpb.WatchLeaderRequest{})
+		return s.WatchLeader(ctx, &heartbeatpb.WatchLeaderRequest{Consistency: o.consistency()})
 	})
 	defer cancel()
 	if err != nil {
@@ -190,14 +191,15 @@ func (c *Client) leaderStream(ctx context.Context, addr string, reconnected bool
 // and sends the current list with Reconnected set. The channel is closed when
 // ctx ends or the client is closed, or after an event with Err when the
 // server cannot serve the watch (Unimplemented on an older server).
-func (c *Client) WatchMembers(ctx context.Context) <-chan MembersEvent {
+func (c *Client) WatchMembers(ctx context.Context, opts ...ReadOption) <-chan MembersEvent {
+	o := readOptions(opts)
 	return startWatch(c, ctx, func(ctx context.Context, out chan<- MembersEvent) {
 		r := c.newReconnector()
 		reconnected := false
 		for ctx.Err() == nil {
 			addr := r.addr()
 			began := time.Now()
-			established, err := c.membersStream(ctx, addr, reconnected, out)
+			established, err := c.membersStream(ctx, o, addr, reconnected, out)
 			switch {
 			case ctx.Err() != nil:
 				return
@@ -215,9 +217,9 @@ func (c *Client) WatchMembers(ctx context.Context) <-chan MembersEvent {
 	})
 }
 
-func (c *Client) membersStream(ctx context.Context, addr string, reconnected bool, out chan<- MembersEvent) (established bool, err error) {
+func (c *Client) membersStream(ctx context.Context, o readOpts, addr string, reconnected bool, out chan<- MembersEvent) (established bool, err error) {
 	stream, first, cancel, err := openStream(c, ctx, addr, func(ctx context.Context, s heartbeatpb.CoordinatorClient) (grpc.ServerStreamingClient[heartbeatpb.MembersEvent], error) {
-		return s.WatchMembers(ctx, &heartbeatpb.WatchMembersRequest{})
+		return s.WatchMembers(ctx, &heartbeatpb.WatchMembersRequest{Consistency: o.consistency()})
 	})
 	defer cancel()
 	if err != nil {

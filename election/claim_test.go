@@ -73,7 +73,11 @@ func TestTransferClaimWaitsForOldLease(t *testing.T) {
 			name = "planted: no hold-off"
 		}
 		t.Run(name, func(t *testing.T) {
-			c := newCluster(t, 3, clusterOpts{tweak: func(cfg *Config) { cfg.noClaimHoldoff = planted }})
+			// A long lease (1.2 s) against a transfer of a few tens of
+			// milliseconds, so that the planted claim lands inside the old
+			// lease even on a loaded machine.
+			c := newCluster(t, 3, clusterOpts{heartbeat: 1500 * time.Millisecond,
+				tweak: func(cfg *Config) { cfg.noClaimHoldoff = planted }})
 			old := c.waitLeader(10 * time.Second)
 			s := sampleClaims(c)
 			defer s.close()

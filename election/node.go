@@ -10,6 +10,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+
+	"github.com/heartbeat-sidecar/heartbeat/internal/batch"
 )
 
 // resyncInterval is how often the observer loop re-reads raft's state
@@ -36,6 +38,8 @@ type Node struct {
 	raftPtr      atomic.Pointer[raft.Raft] // for the logger, set once raft exists
 	lease        atomic.Pointer[lease]     // the leader's current lease; nil when none
 	own          ownership                 // this node's ownership lease (ownership.go)
+	readyTerm    atomic.Uint64             // the term whose first barrier completed (readindex.go)
+	reads        *batch.Batcher[uint64]    // ReadIndex rounds
 	handingOff   atomic.Bool               // stopping: never claim leadership again
 	transferring atomic.Int32              // leadership transfers in flight: do not claim it
 	stopped      atomic.Bool               // raft has been shut down
@@ -129,6 +133,7 @@ func New(cfg Config, tr Transport, fsm raft.FSM) (*Node, error) {
 	r.RegisterObserver(n.observer)
 
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.reads = n.newReadBatcher()
 	n.wg.Add(2)
 	go n.observeLoop()
 	go n.leaseLoop()
@@ -366,11 +371,15 @@ func (n *Node) renewLease() *lease {
 	prev := n.lease.Load()
 	if prev != nil && prev.term == term {
 		next.claimFrom = prev.claimFrom
-	} else if hold := n.claimHoldoff(now); hold > 0 {
-		next.claimFrom = now.Add(hold)
-		n.m.claimHoldoffs.Inc()
-		n.logger.Info("elected after a TimeoutNow: claiming leadership only once the previous leader's lease has surely run out",
-			"claim_in", hold)
+	} else {
+		// A new term of leadership.
+		n.prepareReads(term)
+		if hold := n.claimHoldoff(now); hold > 0 {
+			next.claimFrom = now.Add(hold)
+			n.m.claimHoldoffs.Inc()
+			n.logger.Info("elected after a TimeoutNow: claiming leadership only once the previous leader's lease has surely run out",
+				"claim_in", hold)
+		}
 	}
 	n.lease.Store(next)
 	valid := now.Before(until)

@@ -24,9 +24,68 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// StatusRequest takes no arguments.
+// Consistency says how fresh a read must be (etcd: linearizable vs
+// serializable; Consul: default/consistent vs stale).
+type Consistency int32
+
+const (
+	// CONSISTENCY_CONSISTENT, the default: the serving node first gets a read
+	// index from the leader (one round trip; the leader confirms through a
+	// quorum that it still leads; concurrent reads share it), waits until it
+	// has applied that far, then answers from its own state. The answer
+	// reflects every write acknowledged before the read began. Without a
+	// leader, or past the deadline: Unavailable, never an old answer.
+	Consistency_CONSISTENCY_CONSISTENT Consistency = 0
+	// CONSISTENCY_STALE: answer from this node's state at once (it may lag
+	// the cluster; ReadInfo says by how much it may).
+	Consistency_CONSISTENCY_STALE Consistency = 1
+)
+
+// Enum value maps for Consistency.
+var (
+	Consistency_name = map[int32]string{
+		0: "CONSISTENCY_CONSISTENT",
+		1: "CONSISTENCY_STALE",
+	}
+	Consistency_value = map[string]int32{
+		"CONSISTENCY_CONSISTENT": 0,
+		"CONSISTENCY_STALE":      1,
+	}
+)
+
+func (x Consistency) Enum() *Consistency {
+	p := new(Consistency)
+	*p = x
+	return p
+}
+
+func (x Consistency) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Consistency) Descriptor() protoreflect.EnumDescriptor {
+	return file_heartbeatpb_coordinator_proto_enumTypes[0].Descriptor()
+}
+
+func (Consistency) Type() protoreflect.EnumType {
+	return &file_heartbeatpb_coordinator_proto_enumTypes[0]
+}
+
+func (x Consistency) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Consistency.Descriptor instead.
+func (Consistency) EnumDescriptor() ([]byte, []int) {
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{0}
+}
+
+// StatusRequest asks for this node's view.
 type StatusRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// consistency: CONSISTENT (the default) waits until this node has applied
+	// every write acknowledged before the call; STALE answers at once.
+	Consistency   Consistency `protobuf:"varint,1,opt,name=consistency,proto3,enum=heartbeat.v1.Consistency" json:"consistency,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -59,6 +118,13 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
 	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *StatusRequest) GetConsistency() Consistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return Consistency_CONSISTENCY_CONSISTENT
 }
 
 // Leader identifies a node that leads (or is empty when no leader is known).
@@ -157,7 +223,9 @@ type StatusResponse struct {
 	// cluster_id names the cluster this node belongs to.
 	ClusterId string `protobuf:"bytes,10,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
 	// voter is true when this node has a vote.
-	Voter         bool `protobuf:"varint,11,opt,name=voter,proto3" json:"voter,omitempty"`
+	Voter bool `protobuf:"varint,11,opt,name=voter,proto3" json:"voter,omitempty"`
+	// read says how fresh this answer is.
+	Read          *ReadInfo `protobuf:"bytes,12,opt,name=read,proto3" json:"read,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -269,9 +337,19 @@ func (x *StatusResponse) GetVoter() bool {
 	return false
 }
 
-// MembersRequest takes no arguments.
+func (x *StatusResponse) GetRead() *ReadInfo {
+	if x != nil {
+		return x.Read
+	}
+	return nil
+}
+
+// MembersRequest asks for the member list.
 type MembersRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// consistency: CONSISTENT (the default) waits until this node has applied
+	// every write acknowledged before the call; STALE answers at once.
+	Consistency   Consistency `protobuf:"varint,1,opt,name=consistency,proto3,enum=heartbeat.v1.Consistency" json:"consistency,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -304,6 +382,13 @@ func (x *MembersRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
 func (*MembersRequest) Descriptor() ([]byte, []int) {
 	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *MembersRequest) GetConsistency() Consistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return Consistency_CONSISTENCY_CONSISTENT
 }
 
 // Member is one node: its place in the raft configuration merged with its
@@ -810,9 +895,12 @@ func (x *Resource) GetLabels() map[string]string {
 	return nil
 }
 
-// ListResourcesRequest takes no arguments.
+// ListResourcesRequest asks for every resource.
 type ListResourcesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// consistency: CONSISTENT (the default) waits until this node has applied
+	// every write acknowledged before the call; STALE answers at once.
+	Consistency   Consistency `protobuf:"varint,1,opt,name=consistency,proto3,enum=heartbeat.v1.Consistency" json:"consistency,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -847,11 +935,20 @@ func (*ListResourcesRequest) Descriptor() ([]byte, []int) {
 	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{11}
 }
 
+func (x *ListResourcesRequest) GetConsistency() Consistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return Consistency_CONSISTENCY_CONSISTENT
+}
+
 // ListResourcesResponse is a consistent listing at one revision.
 type ListResourcesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Revision      uint64                 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
-	Resources     []*Resource            `protobuf:"bytes,2,rep,name=resources,proto3" json:"resources,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Revision  uint64                 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	Resources []*Resource            `protobuf:"bytes,2,rep,name=resources,proto3" json:"resources,omitempty"`
+	// read says how fresh this answer is.
+	Read          *ReadInfo `protobuf:"bytes,3,opt,name=read,proto3" json:"read,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -900,10 +997,20 @@ func (x *ListResourcesResponse) GetResources() []*Resource {
 	return nil
 }
 
+func (x *ListResourcesResponse) GetRead() *ReadInfo {
+	if x != nil {
+		return x.Read
+	}
+	return nil
+}
+
 // AssignmentsRequest names a member; empty: the serving node.
 type AssignmentsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// consistency: CONSISTENT (the default) waits until this node has applied
+	// every write acknowledged before the call; STALE answers at once.
+	Consistency   Consistency `protobuf:"varint,2,opt,name=consistency,proto3,enum=heartbeat.v1.Consistency" json:"consistency,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -945,6 +1052,13 @@ func (x *AssignmentsRequest) GetNodeId() string {
 	return ""
 }
 
+func (x *AssignmentsRequest) GetConsistency() Consistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return Consistency_CONSISTENCY_CONSISTENT
+}
+
 // WatchAssignmentsRequest opens a watch of resource changes.
 type WatchAssignmentsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -953,7 +1067,10 @@ type WatchAssignmentsRequest struct {
 	FromRevision uint64 `protobuf:"varint,1,opt,name=from_revision,json=fromRevision,proto3" json:"from_revision,omitempty"`
 	// node_id, when set, limits the stream to changes that give a resource to
 	// or take one from that member.
-	NodeId        string `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	NodeId string `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// consistency: CONSISTENT (the default) waits until this node has applied
+	// every write acknowledged before the call; STALE answers at once.
+	Consistency   Consistency `protobuf:"varint,3,opt,name=consistency,proto3,enum=heartbeat.v1.Consistency" json:"consistency,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1002,6 +1119,13 @@ func (x *WatchAssignmentsRequest) GetNodeId() string {
 	return ""
 }
 
+func (x *WatchAssignmentsRequest) GetConsistency() Consistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return Consistency_CONSISTENCY_CONSISTENT
+}
+
 // AssignmentEvent is one resource change.
 type AssignmentEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1015,7 +1139,9 @@ type AssignmentEvent struct {
 	Owner     string `protobuf:"bytes,4,opt,name=owner,proto3" json:"owner,omitempty"`
 	PrevOwner string `protobuf:"bytes,5,opt,name=prev_owner,json=prevOwner,proto3" json:"prev_owner,omitempty"`
 	// epoch of the new assignment (assigned events).
-	Epoch         uint64 `protobuf:"varint,6,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Epoch uint64 `protobuf:"varint,6,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// read says how fresh this answer is.
+	Read          *ReadInfo `protobuf:"bytes,7,opt,name=read,proto3" json:"read,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1090,6 +1216,13 @@ func (x *AssignmentEvent) GetEpoch() uint64 {
 		return x.Epoch
 	}
 	return 0
+}
+
+func (x *AssignmentEvent) GetRead() *ReadInfo {
+	if x != nil {
+		return x.Read
+	}
+	return nil
 }
 
 // SetDrainRequest drains or undrains a member.
@@ -1302,8 +1435,10 @@ func (x *ForwardCommandRequest) GetCommand() []byte {
 
 // MembersResponse lists members.
 type MembersResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Members       []*Member              `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Members []*Member              `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
+	// read says how fresh this answer is.
+	Read          *ReadInfo `protobuf:"bytes,2,opt,name=read,proto3" json:"read,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1345,9 +1480,19 @@ func (x *MembersResponse) GetMembers() []*Member {
 	return nil
 }
 
+func (x *MembersResponse) GetRead() *ReadInfo {
+	if x != nil {
+		return x.Read
+	}
+	return nil
+}
+
 // WatchLeaderRequest opens a leadership watch.
 type WatchLeaderRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// consistency: CONSISTENT (the default) waits until this node has applied
+	// every write acknowledged before the call; STALE answers at once.
+	Consistency   Consistency `protobuf:"varint,1,opt,name=consistency,proto3,enum=heartbeat.v1.Consistency" json:"consistency,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1382,6 +1527,13 @@ func (*WatchLeaderRequest) Descriptor() ([]byte, []int) {
 	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{21}
 }
 
+func (x *WatchLeaderRequest) GetConsistency() Consistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return Consistency_CONSISTENCY_CONSISTENT
+}
+
 // LeaderEvent is one leadership state, as seen by the serving node.
 type LeaderEvent struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
@@ -1402,8 +1554,10 @@ type LeaderEvent struct {
 	// when the request was sent: GetLeader), and stop leader work when it runs
 	// out without a renewal. A watch sends a renewal at every lease renewal.
 	LeaseRemainingMs int64 `protobuf:"varint,8,opt,name=lease_remaining_ms,json=leaseRemainingMs,proto3" json:"lease_remaining_ms,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// read says how fresh this answer is.
+	Read          *ReadInfo `protobuf:"bytes,9,opt,name=read,proto3" json:"read,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LeaderEvent) Reset() {
@@ -1490,6 +1644,13 @@ func (x *LeaderEvent) GetLeaseRemainingMs() int64 {
 		return x.LeaseRemainingMs
 	}
 	return 0
+}
+
+func (x *LeaderEvent) GetRead() *ReadInfo {
+	if x != nil {
+		return x.Read
+	}
+	return nil
 }
 
 // KeepAliveRequest renews the caller's view of this node's leases.
@@ -1724,9 +1885,12 @@ func (x *KeepAliveResponse) GetOwned() []*OwnedResource {
 	return nil
 }
 
-// GetLeaderRequest takes no arguments.
+// GetLeaderRequest asks for the leader.
 type GetLeaderRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// consistency: CONSISTENT (the default) waits until this node has applied
+	// every write acknowledged before the call; STALE answers at once.
+	Consistency   Consistency `protobuf:"varint,1,opt,name=consistency,proto3,enum=heartbeat.v1.Consistency" json:"consistency,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1761,9 +1925,19 @@ func (*GetLeaderRequest) Descriptor() ([]byte, []int) {
 	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{26}
 }
 
+func (x *GetLeaderRequest) GetConsistency() Consistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return Consistency_CONSISTENCY_CONSISTENT
+}
+
 // WatchMembersRequest opens a membership watch.
 type WatchMembersRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// consistency: CONSISTENT (the default) waits until this node has applied
+	// every write acknowledged before the call; STALE answers at once.
+	Consistency   Consistency `protobuf:"varint,1,opt,name=consistency,proto3,enum=heartbeat.v1.Consistency" json:"consistency,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1798,6 +1972,13 @@ func (*WatchMembersRequest) Descriptor() ([]byte, []int) {
 	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{27}
 }
 
+func (x *WatchMembersRequest) GetConsistency() Consistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return Consistency_CONSISTENCY_CONSISTENT
+}
+
 // MembersEvent is the full member list at one point.
 type MembersEvent struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -1805,7 +1986,9 @@ type MembersEvent struct {
 	// revision of the membership state the list reflects (0 without membership).
 	Revision uint64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
 	// fell_behind is true when lists were skipped because the reader was slow.
-	FellBehind    bool `protobuf:"varint,3,opt,name=fell_behind,json=fellBehind,proto3" json:"fell_behind,omitempty"`
+	FellBehind bool `protobuf:"varint,3,opt,name=fell_behind,json=fellBehind,proto3" json:"fell_behind,omitempty"`
+	// read says how fresh this answer is.
+	Read          *ReadInfo `protobuf:"bytes,4,opt,name=read,proto3" json:"read,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1859,6 +2042,13 @@ func (x *MembersEvent) GetFellBehind() bool {
 		return x.FellBehind
 	}
 	return false
+}
+
+func (x *MembersEvent) GetRead() *ReadInfo {
+	if x != nil {
+		return x.Read
+	}
+	return nil
 }
 
 // StepDownRequest asks the current leader to hand off leadership.
@@ -2361,17 +2551,101 @@ func (x *RemoveResponse) GetIndex() uint64 {
 	return 0
 }
 
+// ReadInfo says how fresh an answer is.
+type ReadInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// revision of the membership state the answer reflects (at least).
+	Revision uint64 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	// consistent: the answer reflects every write acknowledged before the
+	// read began (false for a stale read).
+	Consistent bool `protobuf:"varint,2,opt,name=consistent,proto3" json:"consistent,omitempty"`
+	// known_leader: this node knew a leader when it answered; leader_id names it.
+	KnownLeader bool   `protobuf:"varint,3,opt,name=known_leader,json=knownLeader,proto3" json:"known_leader,omitempty"`
+	LeaderId    string `protobuf:"bytes,4,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	// last_contact_ms: time since this node last heard from the leader (0 on
+	// the leader itself; -1 when it never has).
+	LastContactMs int64 `protobuf:"varint,5,opt,name=last_contact_ms,json=lastContactMs,proto3" json:"last_contact_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadInfo) Reset() {
+	*x = ReadInfo{}
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadInfo) ProtoMessage() {}
+
+func (x *ReadInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_heartbeatpb_coordinator_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadInfo.ProtoReflect.Descriptor instead.
+func (*ReadInfo) Descriptor() ([]byte, []int) {
+	return file_heartbeatpb_coordinator_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *ReadInfo) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *ReadInfo) GetConsistent() bool {
+	if x != nil {
+		return x.Consistent
+	}
+	return false
+}
+
+func (x *ReadInfo) GetKnownLeader() bool {
+	if x != nil {
+		return x.KnownLeader
+	}
+	return false
+}
+
+func (x *ReadInfo) GetLeaderId() string {
+	if x != nil {
+		return x.LeaderId
+	}
+	return ""
+}
+
+func (x *ReadInfo) GetLastContactMs() int64 {
+	if x != nil {
+		return x.LastContactMs
+	}
+	return 0
+}
+
 var File_heartbeatpb_coordinator_proto protoreflect.FileDescriptor
 
 const file_heartbeatpb_coordinator_proto_rawDesc = "" +
 	"\n" +
-	"\x1dheartbeatpb/coordinator.proto\x12\fheartbeat.v1\"\x0f\n" +
-	"\rStatusRequest\"|\n" +
+	"\x1dheartbeatpb/coordinator.proto\x12\fheartbeat.v1\"L\n" +
+	"\rStatusRequest\x12;\n" +
+	"\vconsistency\x18\x01 \x01(\x0e2\x19.heartbeat.v1.ConsistencyR\vconsistency\"|\n" +
 	"\x06Leader\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12%\n" +
 	"\x0eclient_address\x18\x03 \x01(\tR\rclientAddress\x12!\n" +
-	"\fhttp_address\x18\x04 \x01(\tR\vhttpAddress\"\xea\x02\n" +
+	"\fhttp_address\x18\x04 \x01(\tR\vhttpAddress\"\x96\x03\n" +
 	"\x0eStatusResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x12\n" +
@@ -2385,8 +2659,10 @@ const file_heartbeatpb_coordinator_proto_rawDesc = "" +
 	"\n" +
 	"cluster_id\x18\n" +
 	" \x01(\tR\tclusterId\x12\x14\n" +
-	"\x05voter\x18\v \x01(\bR\x05voter\"\x10\n" +
-	"\x0eMembersRequest\"\x92\x03\n" +
+	"\x05voter\x18\v \x01(\bR\x05voter\x12*\n" +
+	"\x04read\x18\f \x01(\v2\x16.heartbeat.v1.ReadInfoR\x04read\"M\n" +
+	"\x0eMembersRequest\x12;\n" +
+	"\vconsistency\x18\x01 \x01(\x0e2\x19.heartbeat.v1.ConsistencyR\vconsistency\"\x92\x03\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1a\n" +
@@ -2429,16 +2705,20 @@ const file_heartbeatpb_coordinator_proto_rawDesc = "" +
 	"\x06labels\x18\x05 \x03(\v2\".heartbeat.v1.Resource.LabelsEntryR\x06labels\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x16\n" +
-	"\x14ListResourcesRequest\"i\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"S\n" +
+	"\x14ListResourcesRequest\x12;\n" +
+	"\vconsistency\x18\x01 \x01(\x0e2\x19.heartbeat.v1.ConsistencyR\vconsistency\"\x95\x01\n" +
 	"\x15ListResourcesResponse\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x04R\brevision\x124\n" +
-	"\tresources\x18\x02 \x03(\v2\x16.heartbeat.v1.ResourceR\tresources\"-\n" +
+	"\tresources\x18\x02 \x03(\v2\x16.heartbeat.v1.ResourceR\tresources\x12*\n" +
+	"\x04read\x18\x03 \x01(\v2\x16.heartbeat.v1.ReadInfoR\x04read\"j\n" +
 	"\x12AssignmentsRequest\x12\x17\n" +
-	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"W\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12;\n" +
+	"\vconsistency\x18\x02 \x01(\x0e2\x19.heartbeat.v1.ConsistencyR\vconsistency\"\x94\x01\n" +
 	"\x17WatchAssignmentsRequest\x12#\n" +
 	"\rfrom_revision\x18\x01 \x01(\x04R\ffromRevision\x12\x17\n" +
-	"\anode_id\x18\x02 \x01(\tR\x06nodeId\"\xad\x01\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12;\n" +
+	"\vconsistency\x18\x03 \x01(\x0e2\x19.heartbeat.v1.ConsistencyR\vconsistency\"\xd9\x01\n" +
 	"\x0fAssignmentEvent\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x04R\brevision\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x1f\n" +
@@ -2447,7 +2727,8 @@ const file_heartbeatpb_coordinator_proto_rawDesc = "" +
 	"\x05owner\x18\x04 \x01(\tR\x05owner\x12\x1d\n" +
 	"\n" +
 	"prev_owner\x18\x05 \x01(\tR\tprevOwner\x12\x14\n" +
-	"\x05epoch\x18\x06 \x01(\x04R\x05epoch\"F\n" +
+	"\x05epoch\x18\x06 \x01(\x04R\x05epoch\x12*\n" +
+	"\x04read\x18\a \x01(\v2\x16.heartbeat.v1.ReadInfoR\x04read\"F\n" +
 	"\x0fSetDrainRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1a\n" +
 	"\bdraining\x18\x02 \x01(\bR\bdraining\",\n" +
@@ -2459,10 +2740,12 @@ const file_heartbeatpb_coordinator_proto_rawDesc = "" +
 	"\bdraining\x18\x02 \x01(\bR\bdraining\x12\x14\n" +
 	"\x05state\x18\x03 \x01(\tR\x05state\"1\n" +
 	"\x15ForwardCommandRequest\x12\x18\n" +
-	"\acommand\x18\x01 \x01(\fR\acommand\"A\n" +
+	"\acommand\x18\x01 \x01(\fR\acommand\"m\n" +
 	"\x0fMembersResponse\x12.\n" +
-	"\amembers\x18\x01 \x03(\v2\x14.heartbeat.v1.MemberR\amembers\"\x14\n" +
-	"\x12WatchLeaderRequest\"\xbd\x02\n" +
+	"\amembers\x18\x01 \x03(\v2\x14.heartbeat.v1.MemberR\amembers\x12*\n" +
+	"\x04read\x18\x02 \x01(\v2\x16.heartbeat.v1.ReadInfoR\x04read\"Q\n" +
+	"\x12WatchLeaderRequest\x12;\n" +
+	"\vconsistency\x18\x01 \x01(\x0e2\x19.heartbeat.v1.ConsistencyR\vconsistency\"\xe9\x02\n" +
 	"\vLeaderEvent\x12,\n" +
 	"\x06leader\x18\x01 \x01(\v2\x14.heartbeat.v1.LeaderR\x06leader\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x12#\n" +
@@ -2472,7 +2755,8 @@ const file_heartbeatpb_coordinator_proto_rawDesc = "" +
 	"\vfell_behind\x18\x06 \x01(\bR\n" +
 	"fellBehind\x12,\n" +
 	"\x12observed_unix_nano\x18\a \x01(\x03R\x10observedUnixNano\x12,\n" +
-	"\x12lease_remaining_ms\x18\b \x01(\x03R\x10leaseRemainingMs\":\n" +
+	"\x12lease_remaining_ms\x18\b \x01(\x03R\x10leaseRemainingMs\x12*\n" +
+	"\x04read\x18\t \x01(\v2\x16.heartbeat.v1.ReadInfoR\x04read\":\n" +
 	"\x10KeepAliveRequest\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x14\n" +
 	"\x05owned\x18\x02 \x01(\bR\x05owned\"5\n" +
@@ -2488,14 +2772,17 @@ const file_heartbeatpb_coordinator_proto_rawDesc = "" +
 	"\x1cownership_lease_remaining_ms\x18\x06 \x01(\x03R\x19ownershipLeaseRemainingMs\x12\x1a\n" +
 	"\brevision\x18\a \x01(\x04R\brevision\x12#\n" +
 	"\rowned_changed\x18\b \x01(\bR\fownedChanged\x121\n" +
-	"\x05owned\x18\t \x03(\v2\x1b.heartbeat.v1.OwnedResourceR\x05owned\"\x12\n" +
-	"\x10GetLeaderRequest\"\x15\n" +
-	"\x13WatchMembersRequest\"{\n" +
+	"\x05owned\x18\t \x03(\v2\x1b.heartbeat.v1.OwnedResourceR\x05owned\"O\n" +
+	"\x10GetLeaderRequest\x12;\n" +
+	"\vconsistency\x18\x01 \x01(\x0e2\x19.heartbeat.v1.ConsistencyR\vconsistency\"R\n" +
+	"\x13WatchMembersRequest\x12;\n" +
+	"\vconsistency\x18\x01 \x01(\x0e2\x19.heartbeat.v1.ConsistencyR\vconsistency\"\xa7\x01\n" +
 	"\fMembersEvent\x12.\n" +
 	"\amembers\x18\x01 \x03(\v2\x14.heartbeat.v1.MemberR\amembers\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x04R\brevision\x12\x1f\n" +
 	"\vfell_behind\x18\x03 \x01(\bR\n" +
-	"fellBehind\"\x11\n" +
+	"fellBehind\x12*\n" +
+	"\x04read\x18\x04 \x01(\v2\x16.heartbeat.v1.ReadInfoR\x04read\"\x11\n" +
 	"\x0fStepDownRequest\"4\n" +
 	"\x19TransferLeadershipRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"\x95\x01\n" +
@@ -2520,7 +2807,18 @@ const file_heartbeatpb_coordinator_proto_rawDesc = "" +
 	"\rRemoveRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"&\n" +
 	"\x0eRemoveResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index2\xcc\f\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"\xae\x01\n" +
+	"\bReadInfo\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision\x12\x1e\n" +
+	"\n" +
+	"consistent\x18\x02 \x01(\bR\n" +
+	"consistent\x12!\n" +
+	"\fknown_leader\x18\x03 \x01(\bR\vknownLeader\x12\x1b\n" +
+	"\tleader_id\x18\x04 \x01(\tR\bleaderId\x12&\n" +
+	"\x0flast_contact_ms\x18\x05 \x01(\x03R\rlastContactMs*@\n" +
+	"\vConsistency\x12\x1a\n" +
+	"\x16CONSISTENCY_CONSISTENT\x10\x00\x12\x15\n" +
+	"\x11CONSISTENCY_STALE\x10\x012\xcc\f\n" +
 	"\vCoordinator\x12C\n" +
 	"\x06Status\x12\x1b.heartbeat.v1.StatusRequest\x1a\x1c.heartbeat.v1.StatusResponse\x12F\n" +
 	"\aMembers\x12\x1c.heartbeat.v1.MembersRequest\x1a\x1d.heartbeat.v1.MembersResponse\x12L\n" +
@@ -2555,106 +2853,123 @@ func file_heartbeatpb_coordinator_proto_rawDescGZIP() []byte {
 	return file_heartbeatpb_coordinator_proto_rawDescData
 }
 
-var file_heartbeatpb_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_heartbeatpb_coordinator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_heartbeatpb_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_heartbeatpb_coordinator_proto_goTypes = []any{
-	(*StatusRequest)(nil),             // 0: heartbeat.v1.StatusRequest
-	(*Leader)(nil),                    // 1: heartbeat.v1.Leader
-	(*StatusResponse)(nil),            // 2: heartbeat.v1.StatusResponse
-	(*MembersRequest)(nil),            // 3: heartbeat.v1.MembersRequest
-	(*Member)(nil),                    // 4: heartbeat.v1.Member
-	(*Label)(nil),                     // 5: heartbeat.v1.Label
-	(*ResourceSpec)(nil),              // 6: heartbeat.v1.ResourceSpec
-	(*RegisterResourcesRequest)(nil),  // 7: heartbeat.v1.RegisterResourcesRequest
-	(*DeleteResourcesRequest)(nil),    // 8: heartbeat.v1.DeleteResourcesRequest
-	(*WriteResponse)(nil),             // 9: heartbeat.v1.WriteResponse
-	(*Resource)(nil),                  // 10: heartbeat.v1.Resource
-	(*ListResourcesRequest)(nil),      // 11: heartbeat.v1.ListResourcesRequest
-	(*ListResourcesResponse)(nil),     // 12: heartbeat.v1.ListResourcesResponse
-	(*AssignmentsRequest)(nil),        // 13: heartbeat.v1.AssignmentsRequest
-	(*WatchAssignmentsRequest)(nil),   // 14: heartbeat.v1.WatchAssignmentsRequest
-	(*AssignmentEvent)(nil),           // 15: heartbeat.v1.AssignmentEvent
-	(*SetDrainRequest)(nil),           // 16: heartbeat.v1.SetDrainRequest
-	(*AppHeartbeatRequest)(nil),       // 17: heartbeat.v1.AppHeartbeatRequest
-	(*AppHeartbeatResponse)(nil),      // 18: heartbeat.v1.AppHeartbeatResponse
-	(*ForwardCommandRequest)(nil),     // 19: heartbeat.v1.ForwardCommandRequest
-	(*MembersResponse)(nil),           // 20: heartbeat.v1.MembersResponse
-	(*WatchLeaderRequest)(nil),        // 21: heartbeat.v1.WatchLeaderRequest
-	(*LeaderEvent)(nil),               // 22: heartbeat.v1.LeaderEvent
-	(*KeepAliveRequest)(nil),          // 23: heartbeat.v1.KeepAliveRequest
-	(*OwnedResource)(nil),             // 24: heartbeat.v1.OwnedResource
-	(*KeepAliveResponse)(nil),         // 25: heartbeat.v1.KeepAliveResponse
-	(*GetLeaderRequest)(nil),          // 26: heartbeat.v1.GetLeaderRequest
-	(*WatchMembersRequest)(nil),       // 27: heartbeat.v1.WatchMembersRequest
-	(*MembersEvent)(nil),              // 28: heartbeat.v1.MembersEvent
-	(*StepDownRequest)(nil),           // 29: heartbeat.v1.StepDownRequest
-	(*TransferLeadershipRequest)(nil), // 30: heartbeat.v1.TransferLeadershipRequest
-	(*LeadershipChange)(nil),          // 31: heartbeat.v1.LeadershipChange
-	(*SetLeaderPriorityRequest)(nil),  // 32: heartbeat.v1.SetLeaderPriorityRequest
-	(*JoinRequest)(nil),               // 33: heartbeat.v1.JoinRequest
-	(*JoinResponse)(nil),              // 34: heartbeat.v1.JoinResponse
-	(*LeaveRequest)(nil),              // 35: heartbeat.v1.LeaveRequest
-	(*LeaveResponse)(nil),             // 36: heartbeat.v1.LeaveResponse
-	(*RemoveRequest)(nil),             // 37: heartbeat.v1.RemoveRequest
-	(*RemoveResponse)(nil),            // 38: heartbeat.v1.RemoveResponse
-	nil,                               // 39: heartbeat.v1.ResourceSpec.LabelsEntry
-	nil,                               // 40: heartbeat.v1.Resource.LabelsEntry
+	(Consistency)(0),                  // 0: heartbeat.v1.Consistency
+	(*StatusRequest)(nil),             // 1: heartbeat.v1.StatusRequest
+	(*Leader)(nil),                    // 2: heartbeat.v1.Leader
+	(*StatusResponse)(nil),            // 3: heartbeat.v1.StatusResponse
+	(*MembersRequest)(nil),            // 4: heartbeat.v1.MembersRequest
+	(*Member)(nil),                    // 5: heartbeat.v1.Member
+	(*Label)(nil),                     // 6: heartbeat.v1.Label
+	(*ResourceSpec)(nil),              // 7: heartbeat.v1.ResourceSpec
+	(*RegisterResourcesRequest)(nil),  // 8: heartbeat.v1.RegisterResourcesRequest
+	(*DeleteResourcesRequest)(nil),    // 9: heartbeat.v1.DeleteResourcesRequest
+	(*WriteResponse)(nil),             // 10: heartbeat.v1.WriteResponse
+	(*Resource)(nil),                  // 11: heartbeat.v1.Resource
+	(*ListResourcesRequest)(nil),      // 12: heartbeat.v1.ListResourcesRequest
+	(*ListResourcesResponse)(nil),     // 13: heartbeat.v1.ListResourcesResponse
+	(*AssignmentsRequest)(nil),        // 14: heartbeat.v1.AssignmentsRequest
+	(*WatchAssignmentsRequest)(nil),   // 15: heartbeat.v1.WatchAssignmentsRequest
+	(*AssignmentEvent)(nil),           // 16: heartbeat.v1.AssignmentEvent
+	(*SetDrainRequest)(nil),           // 17: heartbeat.v1.SetDrainRequest
+	(*AppHeartbeatRequest)(nil),       // 18: heartbeat.v1.AppHeartbeatRequest
+	(*AppHeartbeatResponse)(nil),      // 19: heartbeat.v1.AppHeartbeatResponse
+	(*ForwardCommandRequest)(nil),     // 20: heartbeat.v1.ForwardCommandRequest
+	(*MembersResponse)(nil),           // 21: heartbeat.v1.MembersResponse
+	(*WatchLeaderRequest)(nil),        // 22: heartbeat.v1.WatchLeaderRequest
+	(*LeaderEvent)(nil),               // 23: heartbeat.v1.LeaderEvent
+	(*KeepAliveRequest)(nil),          // 24: heartbeat.v1.KeepAliveRequest
+	(*OwnedResource)(nil),             // 25: heartbeat.v1.OwnedResource
+	(*KeepAliveResponse)(nil),         // 26: heartbeat.v1.KeepAliveResponse
+	(*GetLeaderRequest)(nil),          // 27: heartbeat.v1.GetLeaderRequest
+	(*WatchMembersRequest)(nil),       // 28: heartbeat.v1.WatchMembersRequest
+	(*MembersEvent)(nil),              // 29: heartbeat.v1.MembersEvent
+	(*StepDownRequest)(nil),           // 30: heartbeat.v1.StepDownRequest
+	(*TransferLeadershipRequest)(nil), // 31: heartbeat.v1.TransferLeadershipRequest
+	(*LeadershipChange)(nil),          // 32: heartbeat.v1.LeadershipChange
+	(*SetLeaderPriorityRequest)(nil),  // 33: heartbeat.v1.SetLeaderPriorityRequest
+	(*JoinRequest)(nil),               // 34: heartbeat.v1.JoinRequest
+	(*JoinResponse)(nil),              // 35: heartbeat.v1.JoinResponse
+	(*LeaveRequest)(nil),              // 36: heartbeat.v1.LeaveRequest
+	(*LeaveResponse)(nil),             // 37: heartbeat.v1.LeaveResponse
+	(*RemoveRequest)(nil),             // 38: heartbeat.v1.RemoveRequest
+	(*RemoveResponse)(nil),            // 39: heartbeat.v1.RemoveResponse
+	(*ReadInfo)(nil),                  // 40: heartbeat.v1.ReadInfo
+	nil,                               // 41: heartbeat.v1.ResourceSpec.LabelsEntry
+	nil,                               // 42: heartbeat.v1.Resource.LabelsEntry
 }
 var file_heartbeatpb_coordinator_proto_depIdxs = []int32{
-	1,  // 0: heartbeat.v1.StatusResponse.leader:type_name -> heartbeat.v1.Leader
-	39, // 1: heartbeat.v1.ResourceSpec.labels:type_name -> heartbeat.v1.ResourceSpec.LabelsEntry
-	6,  // 2: heartbeat.v1.RegisterResourcesRequest.resources:type_name -> heartbeat.v1.ResourceSpec
-	40, // 3: heartbeat.v1.Resource.labels:type_name -> heartbeat.v1.Resource.LabelsEntry
-	10, // 4: heartbeat.v1.ListResourcesResponse.resources:type_name -> heartbeat.v1.Resource
-	4,  // 5: heartbeat.v1.MembersResponse.members:type_name -> heartbeat.v1.Member
-	1,  // 6: heartbeat.v1.LeaderEvent.leader:type_name -> heartbeat.v1.Leader
-	24, // 7: heartbeat.v1.KeepAliveResponse.owned:type_name -> heartbeat.v1.OwnedResource
-	4,  // 8: heartbeat.v1.MembersEvent.members:type_name -> heartbeat.v1.Member
-	1,  // 9: heartbeat.v1.LeadershipChange.leader:type_name -> heartbeat.v1.Leader
-	0,  // 10: heartbeat.v1.Coordinator.Status:input_type -> heartbeat.v1.StatusRequest
-	3,  // 11: heartbeat.v1.Coordinator.Members:input_type -> heartbeat.v1.MembersRequest
-	21, // 12: heartbeat.v1.Coordinator.WatchLeader:input_type -> heartbeat.v1.WatchLeaderRequest
-	7,  // 13: heartbeat.v1.Coordinator.RegisterResources:input_type -> heartbeat.v1.RegisterResourcesRequest
-	8,  // 14: heartbeat.v1.Coordinator.DeleteResources:input_type -> heartbeat.v1.DeleteResourcesRequest
-	11, // 15: heartbeat.v1.Coordinator.ListResources:input_type -> heartbeat.v1.ListResourcesRequest
-	13, // 16: heartbeat.v1.Coordinator.Assignments:input_type -> heartbeat.v1.AssignmentsRequest
-	14, // 17: heartbeat.v1.Coordinator.WatchAssignments:input_type -> heartbeat.v1.WatchAssignmentsRequest
-	16, // 18: heartbeat.v1.Coordinator.SetDrain:input_type -> heartbeat.v1.SetDrainRequest
-	17, // 19: heartbeat.v1.Coordinator.AppHeartbeat:input_type -> heartbeat.v1.AppHeartbeatRequest
-	26, // 20: heartbeat.v1.Coordinator.GetLeader:input_type -> heartbeat.v1.GetLeaderRequest
-	27, // 21: heartbeat.v1.Coordinator.WatchMembers:input_type -> heartbeat.v1.WatchMembersRequest
-	29, // 22: heartbeat.v1.Coordinator.StepDown:input_type -> heartbeat.v1.StepDownRequest
-	30, // 23: heartbeat.v1.Coordinator.TransferLeadership:input_type -> heartbeat.v1.TransferLeadershipRequest
-	32, // 24: heartbeat.v1.Coordinator.SetLeaderPriority:input_type -> heartbeat.v1.SetLeaderPriorityRequest
-	33, // 25: heartbeat.v1.Coordinator.Join:input_type -> heartbeat.v1.JoinRequest
-	35, // 26: heartbeat.v1.Coordinator.Leave:input_type -> heartbeat.v1.LeaveRequest
-	37, // 27: heartbeat.v1.Coordinator.Remove:input_type -> heartbeat.v1.RemoveRequest
-	23, // 28: heartbeat.v1.Coordinator.KeepAlive:input_type -> heartbeat.v1.KeepAliveRequest
-	19, // 29: heartbeat.v1.Coordinator.ForwardCommand:input_type -> heartbeat.v1.ForwardCommandRequest
-	2,  // 30: heartbeat.v1.Coordinator.Status:output_type -> heartbeat.v1.StatusResponse
-	20, // 31: heartbeat.v1.Coordinator.Members:output_type -> heartbeat.v1.MembersResponse
-	22, // 32: heartbeat.v1.Coordinator.WatchLeader:output_type -> heartbeat.v1.LeaderEvent
-	9,  // 33: heartbeat.v1.Coordinator.RegisterResources:output_type -> heartbeat.v1.WriteResponse
-	9,  // 34: heartbeat.v1.Coordinator.DeleteResources:output_type -> heartbeat.v1.WriteResponse
-	12, // 35: heartbeat.v1.Coordinator.ListResources:output_type -> heartbeat.v1.ListResourcesResponse
-	12, // 36: heartbeat.v1.Coordinator.Assignments:output_type -> heartbeat.v1.ListResourcesResponse
-	15, // 37: heartbeat.v1.Coordinator.WatchAssignments:output_type -> heartbeat.v1.AssignmentEvent
-	9,  // 38: heartbeat.v1.Coordinator.SetDrain:output_type -> heartbeat.v1.WriteResponse
-	18, // 39: heartbeat.v1.Coordinator.AppHeartbeat:output_type -> heartbeat.v1.AppHeartbeatResponse
-	22, // 40: heartbeat.v1.Coordinator.GetLeader:output_type -> heartbeat.v1.LeaderEvent
-	28, // 41: heartbeat.v1.Coordinator.WatchMembers:output_type -> heartbeat.v1.MembersEvent
-	31, // 42: heartbeat.v1.Coordinator.StepDown:output_type -> heartbeat.v1.LeadershipChange
-	31, // 43: heartbeat.v1.Coordinator.TransferLeadership:output_type -> heartbeat.v1.LeadershipChange
-	9,  // 44: heartbeat.v1.Coordinator.SetLeaderPriority:output_type -> heartbeat.v1.WriteResponse
-	34, // 45: heartbeat.v1.Coordinator.Join:output_type -> heartbeat.v1.JoinResponse
-	36, // 46: heartbeat.v1.Coordinator.Leave:output_type -> heartbeat.v1.LeaveResponse
-	38, // 47: heartbeat.v1.Coordinator.Remove:output_type -> heartbeat.v1.RemoveResponse
-	25, // 48: heartbeat.v1.Coordinator.KeepAlive:output_type -> heartbeat.v1.KeepAliveResponse
-	9,  // 49: heartbeat.v1.Coordinator.ForwardCommand:output_type -> heartbeat.v1.WriteResponse
-	30, // [30:50] is the sub-list for method output_type
-	10, // [10:30] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	0,  // 0: heartbeat.v1.StatusRequest.consistency:type_name -> heartbeat.v1.Consistency
+	2,  // 1: heartbeat.v1.StatusResponse.leader:type_name -> heartbeat.v1.Leader
+	40, // 2: heartbeat.v1.StatusResponse.read:type_name -> heartbeat.v1.ReadInfo
+	0,  // 3: heartbeat.v1.MembersRequest.consistency:type_name -> heartbeat.v1.Consistency
+	41, // 4: heartbeat.v1.ResourceSpec.labels:type_name -> heartbeat.v1.ResourceSpec.LabelsEntry
+	7,  // 5: heartbeat.v1.RegisterResourcesRequest.resources:type_name -> heartbeat.v1.ResourceSpec
+	42, // 6: heartbeat.v1.Resource.labels:type_name -> heartbeat.v1.Resource.LabelsEntry
+	0,  // 7: heartbeat.v1.ListResourcesRequest.consistency:type_name -> heartbeat.v1.Consistency
+	11, // 8: heartbeat.v1.ListResourcesResponse.resources:type_name -> heartbeat.v1.Resource
+	40, // 9: heartbeat.v1.ListResourcesResponse.read:type_name -> heartbeat.v1.ReadInfo
+	0,  // 10: heartbeat.v1.AssignmentsRequest.consistency:type_name -> heartbeat.v1.Consistency
+	0,  // 11: heartbeat.v1.WatchAssignmentsRequest.consistency:type_name -> heartbeat.v1.Consistency
+	40, // 12: heartbeat.v1.AssignmentEvent.read:type_name -> heartbeat.v1.ReadInfo
+	5,  // 13: heartbeat.v1.MembersResponse.members:type_name -> heartbeat.v1.Member
+	40, // 14: heartbeat.v1.MembersResponse.read:type_name -> heartbeat.v1.ReadInfo
+	0,  // 15: heartbeat.v1.WatchLeaderRequest.consistency:type_name -> heartbeat.v1.Consistency
+	2,  // 16: heartbeat.v1.LeaderEvent.leader:type_name -> heartbeat.v1.Leader
+	40, // 17: heartbeat.v1.LeaderEvent.read:type_name -> heartbeat.v1.ReadInfo
+	25, // 18: heartbeat.v1.KeepAliveResponse.owned:type_name -> heartbeat.v1.OwnedResource
+	0,  // 19: heartbeat.v1.GetLeaderRequest.consistency:type_name -> heartbeat.v1.Consistency
+	0,  // 20: heartbeat.v1.WatchMembersRequest.consistency:type_name -> heartbeat.v1.Consistency
+	5,  // 21: heartbeat.v1.MembersEvent.members:type_name -> heartbeat.v1.Member
+	40, // 22: heartbeat.v1.MembersEvent.read:type_name -> heartbeat.v1.ReadInfo
+	2,  // 23: heartbeat.v1.LeadershipChange.leader:type_name -> heartbeat.v1.Leader
+	1,  // 24: heartbeat.v1.Coordinator.Status:input_type -> heartbeat.v1.StatusRequest
+	4,  // 25: heartbeat.v1.Coordinator.Members:input_type -> heartbeat.v1.MembersRequest
+	22, // 26: heartbeat.v1.Coordinator.WatchLeader:input_type -> heartbeat.v1.WatchLeaderRequest
+	8,  // 27: heartbeat.v1.Coordinator.RegisterResources:input_type -> heartbeat.v1.RegisterResourcesRequest
+	9,  // 28: heartbeat.v1.Coordinator.DeleteResources:input_type -> heartbeat.v1.DeleteResourcesRequest
+	12, // 29: heartbeat.v1.Coordinator.ListResources:input_type -> heartbeat.v1.ListResourcesRequest
+	14, // 30: heartbeat.v1.Coordinator.Assignments:input_type -> heartbeat.v1.AssignmentsRequest
+	15, // 31: heartbeat.v1.Coordinator.WatchAssignments:input_type -> heartbeat.v1.WatchAssignmentsRequest
+	17, // 32: heartbeat.v1.Coordinator.SetDrain:input_type -> heartbeat.v1.SetDrainRequest
+	18, // 33: heartbeat.v1.Coordinator.AppHeartbeat:input_type -> heartbeat.v1.AppHeartbeatRequest
+	27, // 34: heartbeat.v1.Coordinator.GetLeader:input_type -> heartbeat.v1.GetLeaderRequest
+	28, // 35: heartbeat.v1.Coordinator.WatchMembers:input_type -> heartbeat.v1.WatchMembersRequest
+	30, // 36: heartbeat.v1.Coordinator.StepDown:input_type -> heartbeat.v1.StepDownRequest
+	31, // 37: heartbeat.v1.Coordinator.TransferLeadership:input_type -> heartbeat.v1.TransferLeadershipRequest
+	33, // 38: heartbeat.v1.Coordinator.SetLeaderPriority:input_type -> heartbeat.v1.SetLeaderPriorityRequest
+	34, // 39: heartbeat.v1.Coordinator.Join:input_type -> heartbeat.v1.JoinRequest
+	36, // 40: heartbeat.v1.Coordinator.Leave:input_type -> heartbeat.v1.LeaveRequest
+	38, // 41: heartbeat.v1.Coordinator.Remove:input_type -> heartbeat.v1.RemoveRequest
+	24, // 42: heartbeat.v1.Coordinator.KeepAlive:input_type -> heartbeat.v1.KeepAliveRequest
+	20, // 43: heartbeat.v1.Coordinator.ForwardCommand:input_type -> heartbeat.v1.ForwardCommandRequest
+	3,  // 44: heartbeat.v1.Coordinator.Status:output_type -> heartbeat.v1.StatusResponse
+	21, // 45: heartbeat.v1.Coordinator.Members:output_type -> heartbeat.v1.MembersResponse
+	23, // 46: heartbeat.v1.Coordinator.WatchLeader:output_type -> heartbeat.v1.LeaderEvent
+	10, // 47: heartbeat.v1.Coordinator.RegisterResources:output_type -> heartbeat.v1.WriteResponse
+	10, // 48: heartbeat.v1.Coordinator.DeleteResources:output_type -> heartbeat.v1.WriteResponse
+	13, // 49: heartbeat.v1.Coordinator.ListResources:output_type -> heartbeat.v1.ListResourcesResponse
+	13, // 50: heartbeat.v1.Coordinator.Assignments:output_type -> heartbeat.v1.ListResourcesResponse
+	16, // 51: heartbeat.v1.Coordinator.WatchAssignments:output_type -> heartbeat.v1.AssignmentEvent
+	10, // 52: heartbeat.v1.Coordinator.SetDrain:output_type -> heartbeat.v1.WriteResponse
+	19, // 53: heartbeat.v1.Coordinator.AppHeartbeat:output_type -> heartbeat.v1.AppHeartbeatResponse
+	23, // 54: heartbeat.v1.Coordinator.GetLeader:output_type -> heartbeat.v1.LeaderEvent
+	29, // 55: heartbeat.v1.Coordinator.WatchMembers:output_type -> heartbeat.v1.MembersEvent
+	32, // 56: heartbeat.v1.Coordinator.StepDown:output_type -> heartbeat.v1.LeadershipChange
+	32, // 57: heartbeat.v1.Coordinator.TransferLeadership:output_type -> heartbeat.v1.LeadershipChange
+	10, // 58: heartbeat.v1.Coordinator.SetLeaderPriority:output_type -> heartbeat.v1.WriteResponse
+	35, // 59: heartbeat.v1.Coordinator.Join:output_type -> heartbeat.v1.JoinResponse
+	37, // 60: heartbeat.v1.Coordinator.Leave:output_type -> heartbeat.v1.LeaveResponse
+	39, // 61: heartbeat.v1.Coordinator.Remove:output_type -> heartbeat.v1.RemoveResponse
+	26, // 62: heartbeat.v1.Coordinator.KeepAlive:output_type -> heartbeat.v1.KeepAliveResponse
+	10, // 63: heartbeat.v1.Coordinator.ForwardCommand:output_type -> heartbeat.v1.WriteResponse
+	44, // [44:64] is the sub-list for method output_type
+	24, // [24:44] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_heartbeatpb_coordinator_proto_init() }
@@ -2667,13 +2982,14 @@ func file_heartbeatpb_coordinator_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_heartbeatpb_coordinator_proto_rawDesc), len(file_heartbeatpb_coordinator_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   41,
+			NumEnums:      1,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_heartbeatpb_coordinator_proto_goTypes,
 		DependencyIndexes: file_heartbeatpb_coordinator_proto_depIdxs,
+		EnumInfos:         file_heartbeatpb_coordinator_proto_enumTypes,
 		MessageInfos:      file_heartbeatpb_coordinator_proto_msgTypes,
 	}.Build()
 	File_heartbeatpb_coordinator_proto = out.File

@@ -348,6 +348,98 @@ func (*RemovedAck) Descriptor() ([]byte, []int) {
 	return file_raftpb_admin_proto_rawDescGZIP(), []int{5}
 }
 
+// ReadIndexRequest takes no arguments.
+type ReadIndexRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadIndexRequest) Reset() {
+	*x = ReadIndexRequest{}
+	mi := &file_raftpb_admin_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadIndexRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadIndexRequest) ProtoMessage() {}
+
+func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftpb_admin_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
+func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
+	return file_raftpb_admin_proto_rawDescGZIP(), []int{6}
+}
+
+// ReadIndexResponse carries the read index.
+type ReadIndexResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// revision: apply up to it, then read.
+	Revision uint64 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	// leader_id of the answering leader.
+	LeaderId      string `protobuf:"bytes,2,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadIndexResponse) Reset() {
+	*x = ReadIndexResponse{}
+	mi := &file_raftpb_admin_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadIndexResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadIndexResponse) ProtoMessage() {}
+
+func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftpb_admin_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
+func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
+	return file_raftpb_admin_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ReadIndexResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *ReadIndexResponse) GetLeaderId() string {
+	if x != nil {
+		return x.LeaderId
+	}
+	return ""
+}
+
 var File_raftpb_admin_proto protoreflect.FileDescriptor
 
 const file_raftpb_admin_proto_rawDesc = "" +
@@ -373,11 +465,16 @@ const file_raftpb_admin_proto_rawDesc = "" +
 	"\x05index\x18\x03 \x01(\x04R\x05index\x12\x1b\n" +
 	"\tleader_id\x18\x04 \x01(\tR\bleaderId\"\f\n" +
 	"\n" +
-	"RemovedAck2\xf2\x01\n" +
+	"RemovedAck\"\x12\n" +
+	"\x10ReadIndexRequest\"L\n" +
+	"\x11ReadIndexResponse\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision\x12\x1b\n" +
+	"\tleader_id\x18\x02 \x01(\tR\bleaderId2\xca\x02\n" +
 	"\fClusterAdmin\x12G\n" +
 	"\x04Join\x12\x1e.heartbeat.raft.v1.JoinRequest\x1a\x1f.heartbeat.raft.v1.JoinResponse\x12M\n" +
 	"\x06Remove\x12 .heartbeat.raft.v1.RemoveRequest\x1a!.heartbeat.raft.v1.RemoveResponse\x12J\n" +
-	"\aRemoved\x12 .heartbeat.raft.v1.RemovedNotice\x1a\x1d.heartbeat.raft.v1.RemovedAckB5Z3github.com/heartbeat-sidecar/heartbeat/proto/raftpbb\x06proto3"
+	"\aRemoved\x12 .heartbeat.raft.v1.RemovedNotice\x1a\x1d.heartbeat.raft.v1.RemovedAck\x12V\n" +
+	"\tReadIndex\x12#.heartbeat.raft.v1.ReadIndexRequest\x1a$.heartbeat.raft.v1.ReadIndexResponseB5Z3github.com/heartbeat-sidecar/heartbeat/proto/raftpbb\x06proto3"
 
 var (
 	file_raftpb_admin_proto_rawDescOnce sync.Once
@@ -391,24 +488,28 @@ func file_raftpb_admin_proto_rawDescGZIP() []byte {
 	return file_raftpb_admin_proto_rawDescData
 }
 
-var file_raftpb_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_raftpb_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_raftpb_admin_proto_goTypes = []any{
-	(*JoinRequest)(nil),    // 0: heartbeat.raft.v1.JoinRequest
-	(*JoinResponse)(nil),   // 1: heartbeat.raft.v1.JoinResponse
-	(*RemoveRequest)(nil),  // 2: heartbeat.raft.v1.RemoveRequest
-	(*RemoveResponse)(nil), // 3: heartbeat.raft.v1.RemoveResponse
-	(*RemovedNotice)(nil),  // 4: heartbeat.raft.v1.RemovedNotice
-	(*RemovedAck)(nil),     // 5: heartbeat.raft.v1.RemovedAck
+	(*JoinRequest)(nil),       // 0: heartbeat.raft.v1.JoinRequest
+	(*JoinResponse)(nil),      // 1: heartbeat.raft.v1.JoinResponse
+	(*RemoveRequest)(nil),     // 2: heartbeat.raft.v1.RemoveRequest
+	(*RemoveResponse)(nil),    // 3: heartbeat.raft.v1.RemoveResponse
+	(*RemovedNotice)(nil),     // 4: heartbeat.raft.v1.RemovedNotice
+	(*RemovedAck)(nil),        // 5: heartbeat.raft.v1.RemovedAck
+	(*ReadIndexRequest)(nil),  // 6: heartbeat.raft.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil), // 7: heartbeat.raft.v1.ReadIndexResponse
 }
 var file_raftpb_admin_proto_depIdxs = []int32{
 	0, // 0: heartbeat.raft.v1.ClusterAdmin.Join:input_type -> heartbeat.raft.v1.JoinRequest
 	2, // 1: heartbeat.raft.v1.ClusterAdmin.Remove:input_type -> heartbeat.raft.v1.RemoveRequest
 	4, // 2: heartbeat.raft.v1.ClusterAdmin.Removed:input_type -> heartbeat.raft.v1.RemovedNotice
-	1, // 3: heartbeat.raft.v1.ClusterAdmin.Join:output_type -> heartbeat.raft.v1.JoinResponse
-	3, // 4: heartbeat.raft.v1.ClusterAdmin.Remove:output_type -> heartbeat.raft.v1.RemoveResponse
-	5, // 5: heartbeat.raft.v1.ClusterAdmin.Removed:output_type -> heartbeat.raft.v1.RemovedAck
-	3, // [3:6] is the sub-list for method output_type
-	0, // [0:3] is the sub-list for method input_type
+	6, // 3: heartbeat.raft.v1.ClusterAdmin.ReadIndex:input_type -> heartbeat.raft.v1.ReadIndexRequest
+	1, // 4: heartbeat.raft.v1.ClusterAdmin.Join:output_type -> heartbeat.raft.v1.JoinResponse
+	3, // 5: heartbeat.raft.v1.ClusterAdmin.Remove:output_type -> heartbeat.raft.v1.RemoveResponse
+	5, // 6: heartbeat.raft.v1.ClusterAdmin.Removed:output_type -> heartbeat.raft.v1.RemovedAck
+	7, // 7: heartbeat.raft.v1.ClusterAdmin.ReadIndex:output_type -> heartbeat.raft.v1.ReadIndexResponse
+	4, // [4:8] is the sub-list for method output_type
+	0, // [0:4] is the sub-list for method input_type
 	0, // [0:0] is the sub-list for extension type_name
 	0, // [0:0] is the sub-list for extension extendee
 	0, // [0:0] is the sub-list for field type_name
@@ -425,7 +526,7 @@ func file_raftpb_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftpb_admin_proto_rawDesc), len(file_raftpb_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

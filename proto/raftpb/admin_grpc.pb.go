@@ -22,9 +22,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ClusterAdmin_Join_FullMethodName    = "/heartbeat.raft.v1.ClusterAdmin/Join"
-	ClusterAdmin_Remove_FullMethodName  = "/heartbeat.raft.v1.ClusterAdmin/Remove"
-	ClusterAdmin_Removed_FullMethodName = "/heartbeat.raft.v1.ClusterAdmin/Removed"
+	ClusterAdmin_Join_FullMethodName      = "/heartbeat.raft.v1.ClusterAdmin/Join"
+	ClusterAdmin_Remove_FullMethodName    = "/heartbeat.raft.v1.ClusterAdmin/Remove"
+	ClusterAdmin_Removed_FullMethodName   = "/heartbeat.raft.v1.ClusterAdmin/Removed"
+	ClusterAdmin_ReadIndex_FullMethodName = "/heartbeat.raft.v1.ClusterAdmin/ReadIndex"
 )
 
 // ClusterAdminClient is the client API for ClusterAdmin service.
@@ -42,6 +43,12 @@ type ClusterAdminClient interface {
 	// The node records it and stops; started again, it asks to join anew.
 	// InvalidArgument when id is not the receiving node's.
 	Removed(ctx context.Context, in *RemovedNotice, opts ...grpc.CallOption) (*RemovedAck, error)
+	// ReadIndex asks the leader for a read index: a membership revision that
+	// every write acknowledged before the call is at or below, returned once the
+	// leader has confirmed through a quorum that it still leads. A follower
+	// that has applied up to it answers a read consistently. Concurrent calls
+	// share one confirmation. Not the leader: FailedPrecondition naming it.
+	ReadIndex(ctx context.Context, in *ReadIndexRequest, opts ...grpc.CallOption) (*ReadIndexResponse, error)
 }
 
 type clusterAdminClient struct {
@@ -82,6 +89,16 @@ func (c *clusterAdminClient) Removed(ctx context.Context, in *RemovedNotice, opt
 	return out, nil
 }
 
+func (c *clusterAdminClient) ReadIndex(ctx context.Context, in *ReadIndexRequest, opts ...grpc.CallOption) (*ReadIndexResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReadIndexResponse)
+	err := c.cc.Invoke(ctx, ClusterAdmin_ReadIndex_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterAdminServer is the server API for ClusterAdmin service.
 // All implementations must embed UnimplementedClusterAdminServer
 // for forward compatibility.
@@ -97,6 +114,12 @@ type ClusterAdminServer interface {
 	// The node records it and stops; started again, it asks to join anew.
 	// InvalidArgument when id is not the receiving node's.
 	Removed(context.Context, *RemovedNotice) (*RemovedAck, error)
+	// ReadIndex asks the leader for a read index: a membership revision that
+	// every write acknowledged before the call is at or below, returned once the
+	// leader has confirmed through a quorum that it still leads. A follower
+	// that has applied up to it answers a read consistently. Concurrent calls
+	// share one confirmation. Not the leader: FailedPrecondition naming it.
+	ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error)
 	mustEmbedUnimplementedClusterAdminServer()
 }
 
@@ -115,6 +138,9 @@ func (UnimplementedClusterAdminServer) Remove(context.Context, *RemoveRequest) (
 }
 func (UnimplementedClusterAdminServer) Removed(context.Context, *RemovedNotice) (*RemovedAck, error) {
 	return nil, status.Error(codes.Unimplemented, "method Removed not implemented")
+}
+func (UnimplementedClusterAdminServer) ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReadIndex not implemented")
 }
 func (UnimplementedClusterAdminServer) mustEmbedUnimplementedClusterAdminServer() {}
 func (UnimplementedClusterAdminServer) testEmbeddedByValue()                      {}
@@ -191,6 +217,24 @@ func _ClusterAdmin_Removed_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClusterAdmin_ReadIndex_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReadIndexRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterAdminServer).ReadIndex(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterAdmin_ReadIndex_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterAdminServer).ReadIndex(ctx, req.(*ReadIndexRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ClusterAdmin_ServiceDesc is the grpc.ServiceDesc for ClusterAdmin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -209,6 +253,10 @@ var ClusterAdmin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Removed",
 			Handler:    _ClusterAdmin_Removed_Handler,
+		},
+		{
+			MethodName: "ReadIndex",
+			Handler:    _ClusterAdmin_ReadIndex_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

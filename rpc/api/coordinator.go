@@ -51,6 +51,10 @@ type CoordinatorConfig struct {
 	// status error (FailedPrecondition for a repeat while a leave runs).
 	// nil: Leave answers Unimplemented.
 	Leave func(ctx context.Context) (moved int, err error)
+	// ReadTimeout bounds a consistent read's wait for a read index and for
+	// this node to apply up to it (default DefaultReadTimeout, within the
+	// caller's deadline).
+	ReadTimeout time.Duration
 	// ForwardTimeout bounds a write forwarded to the leader (default 10s, on
 	// top of the caller's deadline).
 	ForwardTimeout time.Duration
@@ -100,6 +104,9 @@ type Coordinator struct {
 	conns  map[string]*grpc.ClientConn // leader client address -> connection; nil once closed
 
 	transferring atomic.Bool // a StepDown or TransferLeadership runs on this (leading) node
+
+	reads      *readIndexer       // read indexes for consistent reads
+	readCancel context.CancelFunc // ends read-index rounds on Close
 }
 
 // NewCoordinator validates cfg and returns a server.
@@ -116,7 +123,14 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 	if cfg.DialOptions == nil {
 		cfg.DialOptions = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 	}
-	return &Coordinator{cfg: cfg, done: make(chan struct{}), conns: make(map[string]*grpc.ClientConn)}, nil
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = DefaultReadTimeout
+	}
+	c := &Coordinator{cfg: cfg, done: make(chan struct{}), conns: make(map[string]*grpc.ClientConn)}
+	var ctx context.Context
+	ctx, c.readCancel = context.WithCancel(context.Background())
+	c.reads = newReadIndexer(ctx, cfg.ID, cfg.ClusterID, cfg.Election, cfg.DialOptions, cfg.ReadTimeout)
+	return c, nil
 }
 
 // Register adds the Coordinator service to s (before s.Serve).
@@ -131,12 +145,20 @@ func (c *Coordinator) Close() {
 	c.closeOnce.Do(func() {
 		close(c.done)
 		c.closeConns()
+		c.readCancel()
+		c.reads.close()
 	})
 }
 
 // Status answers with this node's view; see StatusSnapshot.
-func (c *Coordinator) Status(ctx context.Context, _ *heartbeatpb.StatusRequest) (*heartbeatpb.StatusResponse, error) {
-	return c.StatusSnapshot(), nil
+func (c *Coordinator) Status(ctx context.Context, req *heartbeatpb.StatusRequest) (*heartbeatpb.StatusResponse, error) {
+	info, err := c.read(ctx, req.GetConsistency())
+	if err != nil {
+		return nil, err
+	}
+	resp := c.StatusSnapshot()
+	resp.Read = info
+	return resp, nil
 }
 
 // StatusSnapshot builds this node's status from the election's leadership
@@ -175,12 +197,16 @@ func (c *Coordinator) StatusSnapshot() *heartbeatpb.StatusResponse {
 
 // Members lists the raft configuration as this node knows it, merged with
 // the membership state (state, health, drain, addresses) when there is one.
-func (c *Coordinator) Members(ctx context.Context, _ *heartbeatpb.MembersRequest) (*heartbeatpb.MembersResponse, error) {
+func (c *Coordinator) Members(ctx context.Context, req *heartbeatpb.MembersRequest) (*heartbeatpb.MembersResponse, error) {
+	info, err := c.read(ctx, req.GetConsistency())
+	if err != nil {
+		return nil, err
+	}
 	members, err := c.MembersSnapshot()
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &heartbeatpb.MembersResponse{Members: members}, nil
+	return &heartbeatpb.MembersResponse{Members: members, Read: info}, nil
 }
 
 // MembersSnapshot returns the members as the API reports them, sorted by
@@ -224,11 +250,15 @@ func (c *Coordinator) raftMembers() ([]*heartbeatpb.Member, error) {
 // the client goes away or the server closes. A slow client never holds up the
 // node: the election watcher keeps only the latest state, and the next event
 // sent after a drop carries fell_behind=true.
-func (c *Coordinator) WatchLeader(_ *heartbeatpb.WatchLeaderRequest, stream grpc.ServerStreamingServer[heartbeatpb.LeaderEvent]) error {
+func (c *Coordinator) WatchLeader(req *heartbeatpb.WatchLeaderRequest, stream grpc.ServerStreamingServer[heartbeatpb.LeaderEvent]) error {
 	select {
 	case <-c.done:
 		return status.Error(codes.Unavailable, ErrClosed.Error())
 	default:
+	}
+	info, err := c.read(stream.Context(), req.GetConsistency())
+	if err != nil {
+		return err
 	}
 	w := c.cfg.Election.Watch()
 	if w == nil {
@@ -252,7 +282,9 @@ func (c *Coordinator) WatchLeader(_ *heartbeatpb.WatchLeaderRequest, stream grpc
 		last = c.cfg.Election.Leadership()
 	}
 	dropped := w.Dropped()
-	if err := stream.Send(c.leaderEventOf(last, time.Now(), false)); err != nil {
+	first := c.leaderEventOf(last, time.Now(), false)
+	first.Read = info
+	if err := stream.Send(first); err != nil {
 		return err
 	}
 	ctx := stream.Context()

@@ -44,8 +44,14 @@ func (c *Coordinator) leaderPB(l election.Leadership) *heartbeatpb.Leader {
 }
 
 // GetLeader reports the leader as this node knows it; see LeaderEvent.
-func (c *Coordinator) GetLeader(ctx context.Context, _ *heartbeatpb.GetLeaderRequest) (*heartbeatpb.LeaderEvent, error) {
-	return c.leaderEventOf(c.cfg.Election.Leadership(), time.Now(), false), nil
+func (c *Coordinator) GetLeader(ctx context.Context, req *heartbeatpb.GetLeaderRequest) (*heartbeatpb.LeaderEvent, error) {
+	info, err := c.read(ctx, req.GetConsistency())
+	if err != nil {
+		return nil, err
+	}
+	ev := c.leaderEventOf(c.cfg.Election.Leadership(), time.Now(), false)
+	ev.Read = info
+	return ev, nil
 }
 
 // StepDown makes the leader hand leadership to another voter that raft

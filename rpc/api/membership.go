@@ -290,18 +290,27 @@ func clip(s []string, n int) []string {
 }
 
 // ListResources lists every resource with its owner and epoch.
-func (c *Coordinator) ListResources(ctx context.Context, _ *heartbeatpb.ListResourcesRequest) (*heartbeatpb.ListResourcesResponse, error) {
+func (c *Coordinator) ListResources(ctx context.Context, req *heartbeatpb.ListResourcesRequest) (*heartbeatpb.ListResourcesResponse, error) {
 	fsm, err := c.membershipOn()
 	if err != nil {
 		return nil, err
 	}
+	info, err := c.read(ctx, req.GetConsistency())
+	if err != nil {
+		return nil, err
+	}
 	v := fsm.View()
-	return &heartbeatpb.ListResourcesResponse{Revision: v.Revision, Resources: resourcesPB(v.Resources)}, nil
+	info.Revision = v.Revision
+	return &heartbeatpb.ListResourcesResponse{Revision: v.Revision, Resources: resourcesPB(v.Resources), Read: info}, nil
 }
 
 // Assignments lists the resources one member owns (default: this node).
 func (c *Coordinator) Assignments(ctx context.Context, req *heartbeatpb.AssignmentsRequest) (*heartbeatpb.ListResourcesResponse, error) {
 	fsm, err := c.membershipOn()
+	if err != nil {
+		return nil, err
+	}
+	info, err := c.read(ctx, req.GetConsistency())
 	if err != nil {
 		return nil, err
 	}
@@ -326,7 +335,8 @@ func (c *Coordinator) Assignments(ctx context.Context, req *heartbeatpb.Assignme
 	if !known {
 		return nil, status.Errorf(codes.NotFound, "assignments: %q is not a member", id)
 	}
-	return &heartbeatpb.ListResourcesResponse{Revision: rev, Resources: resourcesPB(out)}, nil
+	info.Revision = rev
+	return &heartbeatpb.ListResourcesResponse{Revision: rev, Resources: resourcesPB(out), Read: info}, nil
 }
 
 func resourcesPB(rs []membership.Resource) []*heartbeatpb.Resource {

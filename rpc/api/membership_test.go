@@ -32,6 +32,9 @@ func (soloElection) Join(context.Context, string, string, bool) error { return n
 func (soloElection) Remove(context.Context, string) error             { return nil }
 func (soloElection) Raft() *raft.Raft                                 { return nil }
 
+// ReadIndex: every write went through directApplier, applied at once.
+func (soloElection) ReadIndex(context.Context) (uint64, error) { return 0, nil }
+
 // directApplier applies commands straight to an FSM at increasing indexes.
 type directApplier struct {
 	mu    sync.Mutex

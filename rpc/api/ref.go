@@ -81,3 +81,11 @@ func (r *ElectionRef) Raft() *raft.Raft {
 	}
 	return nil
 }
+
+// ReadIndex implements ReadIndexer; a NotLeaderError before Set.
+func (r *ElectionRef) ReadIndex(ctx context.Context) (uint64, error) {
+	if e := r.p.Load(); e != nil {
+		return e.ReadIndex(ctx)
+	}
+	return 0, &election.NotLeaderError{}
+}

@@ -30,10 +30,20 @@ func (c *Coordinator) WatchAssignments(req *heartbeatpb.WatchAssignmentsRequest,
 	if err != nil {
 		return err
 	}
-	from := req.GetFromRevision()
-	if from == 0 {
-		from = fsm.Revision()
+	// The stream starts from a state at least as new as every write
+	// acknowledged before the call (unless stale), and never ahead of what
+	// this node has applied.
+	info, err := c.read(stream.Context(), req.GetConsistency())
+	if err != nil {
+		return err
 	}
+	from := req.GetFromRevision()
+	if cur := fsm.Revision(); from == 0 {
+		from = cur
+	} else if from > cur {
+		return status.Errorf(codes.OutOfRange, "watch assignments: revision %d is ahead of this node's %d (of a consistent read); list the resources and watch from the listing's revision", from, cur)
+	}
+	info.Revision = from
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	go func() { // ends with the stream: cancel runs on return
@@ -43,7 +53,7 @@ func (c *Coordinator) WatchAssignments(req *heartbeatpb.WatchAssignmentsRequest,
 		case <-ctx.Done():
 		}
 	}()
-	if err := stream.Send(&heartbeatpb.AssignmentEvent{Revision: from, Kind: "start"}); err != nil {
+	if err := stream.Send(&heartbeatpb.AssignmentEvent{Revision: from, Kind: "start", Read: info}); err != nil {
 		return err
 	}
 	sub := fsm.Subscribe(from)
@@ -106,11 +116,15 @@ const membersPoll = time.Second
 // one in a single slot: it never waits for the reader, and a list replaced
 // before it was sent makes the next one carry fell_behind=true. Close ends
 // the stream with Unavailable.
-func (c *Coordinator) WatchMembers(_ *heartbeatpb.WatchMembersRequest, stream grpc.ServerStreamingServer[heartbeatpb.MembersEvent]) error {
+func (c *Coordinator) WatchMembers(req *heartbeatpb.WatchMembersRequest, stream grpc.ServerStreamingServer[heartbeatpb.MembersEvent]) error {
 	select {
 	case <-c.done:
 		return status.Error(codes.Unavailable, ErrClosed.Error())
 	default:
+	}
+	info, err := c.read(stream.Context(), req.GetConsistency())
+	if err != nil {
+		return err
 	}
 	ctx, cancel := context.WithCancel(stream.Context())
 	slot := &membersSlot{ready: make(chan struct{}, 1)}
@@ -133,6 +147,9 @@ func (c *Coordinator) WatchMembers(_ *heartbeatpb.WatchMembersRequest, stream gr
 			}
 			if ev == nil {
 				continue
+			}
+			if info != nil {
+				ev.Read, info = info, nil // the first list says how fresh it is
 			}
 			if err := stream.Send(ev); err != nil {
 				return err

@@ -65,7 +65,7 @@ func TestWatchMembers(t *testing.T) {
 	if len(first.GetMembers()) != n+1 || first.GetRevision() != fsm.Revision() || first.GetFellBehind() {
 		t.Fatalf("first list: %d members at revision %d (fsm %d), fell_behind %v", len(first.GetMembers()), first.GetRevision(), fsm.Revision(), first.GetFellBehind())
 	}
-	if !proto.Equal(&heartbeatpb.MembersResponse{Members: first.GetMembers()}, list) {
+	if !proto.Equal(&heartbeatpb.MembersResponse{Members: first.GetMembers(), Read: list.GetRead()}, list) {
 		t.Errorf("first list differs from Members")
 	}
 
