@@ -1,0 +1,102 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
+)
+
+// TestConsistentReadsAfterFullRestart is the reproduction: register
+// resources (every write acknowledged), kill every node, start them again
+// and read from every node in a loop while they catch up. A consistent read
+// never answers with fewer resources than were acknowledged (it waits, or
+// fails with Unavailable); a stale read may, and says it is not consistent.
+// The stale reads, taken first in each round, do come back short while a
+// node catches up (logged): what the check would see of a node that served
+// its old state as current, as every read did before read modes.
+func TestConsistentReadsAfterFullRestart(t *testing.T) {
+	const n = 2000
+	c := testcluster.Start(t, 3, testcluster.Options{FaultNet: true, FixedClientAddrs: true})
+	ctx := testcluster.Context(t)
+	admin := newClientAt(t, c.Endpoints("n1")...)
+	var specs []ResourceSpec
+	for i := 0; i < n; i++ {
+		specs = append(specs, ResourceSpec{ID: fmt.Sprintf("r-%04d", i)})
+	}
+	for i := 0; i < n; i += 500 {
+		if _, err := admin.Register(ctx, specs[i:i+500]...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids := []string{"n1", "n2", "n3"}
+	for _, id := range ids {
+		c.Kill(id)
+	}
+	for _, id := range ids {
+		c.Restart(id)
+	}
+	type tally struct{ consistent, short, unavailable, stale, staleShort int }
+	var mu sync.Mutex
+	results := map[string]*tally{}
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(15 * time.Second)
+	for _, id := range ids {
+		cl := newClientAt(t, c.Endpoints(id)[0]) // this node only
+		tl := &tally{}
+		results[id] = tl
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(deadline) {
+				rctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+				s, serr := cl.Resources(rctx, Stale()) // first: catches the node before it caught up
+				l, err := cl.Resources(rctx)
+				cancel()
+				mu.Lock()
+				switch {
+				case err == nil && len(l.Resources) < n:
+					tl.short++
+				case err == nil && l.Read.Consistent:
+					tl.consistent++
+				case err == nil:
+					tl.short++ // a "consistent" answer not marked so is as bad
+				case status.Code(err) == codes.Unavailable || status.Code(err) == codes.DeadlineExceeded:
+					tl.unavailable++
+				}
+				if serr == nil {
+					tl.stale++
+					if s.Read.Consistent {
+						tl.short++ // a stale answer must say it is stale
+					}
+					if len(s.Resources) < n {
+						tl.staleShort++
+					}
+				}
+				done := tl.consistent >= 20
+				mu.Unlock()
+				if done {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, id := range ids {
+		tl := results[id]
+		t.Logf("%s: %d consistent reads with all %d, %d unavailable while catching up, %d stale reads (%d of them short)",
+			id, tl.consistent, n, tl.unavailable, tl.stale, tl.staleShort)
+		if tl.short > 0 {
+			t.Errorf("%s: %d consistent reads answered with fewer than %d resources (or unmarked)", id, tl.short, n)
+		}
+		if tl.consistent == 0 {
+			t.Errorf("%s: no consistent read succeeded in 15s", id)
+		}
+	}
+}
