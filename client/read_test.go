@@ -1,8 +1,12 @@
 package client
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -98,5 +102,82 @@ func TestConsistentReadsAfterFullRestart(t *testing.T) {
 		if tl.consistent == 0 {
 			t.Errorf("%s: no consistent read succeeded in 15s", id)
 		}
+	}
+}
+
+// metric scrapes one un-labelled metric from a node's /metrics.
+func metric(t *testing.T, httpAddr, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + httpAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) == 2 && f[0] == name {
+			v, err := strconv.ParseFloat(f[1], 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+	}
+	t.Fatalf("metric %s not found", name)
+	return 0
+}
+
+// TestConsistentReadsAreBatched: 200 concurrent consistent reads on a
+// follower cost a handful of read-index requests to the leader and of
+// quorum rounds there, not one each; and they all see a write acknowledged
+// just before them.
+func TestConsistentReadsAreBatched(t *testing.T) {
+	c := startCluster(t, 3)
+	leader := c.Leader()
+	follower := c.Followers()[0]
+	ctx := testcluster.Context(t)
+	writer := newClient(t, leader)
+	reader := newClient(t, follower)
+	served0 := metric(t, leader.HTTPAddr(), "heartbeat_read_index_served_total")
+	rounds0 := metric(t, leader.HTTPAddr(), "heartbeat_read_index_rounds_total")
+	const reads = 200
+	for round := 0; round < 3; round++ {
+		id := fmt.Sprintf("batch-%d", round)
+		if _, err := writer.Register(ctx, ResourceSpec{ID: id}); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, reads)
+		for i := 0; i < reads; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				l, err := reader.Resources(ctx)
+				switch {
+				case err != nil:
+					errs <- err
+				case !l.Read.Consistent:
+					errs <- fmt.Errorf("answer not marked consistent: %+v", l.Read)
+				default:
+					for _, r := range l.Resources {
+						if r.ID == id {
+							return
+						}
+					}
+					errs <- fmt.Errorf("a consistent read on %s missed %s, acknowledged before it", follower.ID(), id)
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+	}
+	served := metric(t, leader.HTTPAddr(), "heartbeat_read_index_served_total") - served0
+	rounds := metric(t, leader.HTTPAddr(), "heartbeat_read_index_rounds_total") - rounds0
+	t.Logf("%d consistent reads on %s: %v read-index requests to the leader, %v quorum rounds", 3*reads, follower.ID(), served, rounds)
+	if served == 0 || served > 3*reads/4 || rounds > served {
+		t.Errorf("%d reads cost %v read-index requests and %v rounds: not batched", 3*reads, served, rounds)
 	}
 }

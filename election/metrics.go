@@ -77,6 +77,9 @@ func newMetrics(reg prometheus.Registerer, n *Node) (*metrics, error) {
 				}
 				return time.Until(l.LeaseUntil).Seconds()
 			}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "heartbeat_read_index_rounds_total",
+			Help: "Leadership confirmations (quorum rounds) this node ran as leader for consistent reads; concurrent reads share one."},
+			func() float64 { return float64(n.readRounds.Load()) }),
 		gauge("heartbeat_ownership_lease_remaining_seconds", "Seconds left on this node's ownership lease (how long it may still work on its resources without another grant); 0 when none.",
 			func() float64 {
 				if d := time.Until(n.OwnershipLease()); d > 0 {

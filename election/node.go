@@ -40,6 +40,7 @@ type Node struct {
 	own          ownership                 // this node's ownership lease (ownership.go)
 	readyTerm    atomic.Uint64             // the term whose first barrier completed (readindex.go)
 	reads        *batch.Batcher[uint64]    // ReadIndex rounds
+	readRounds   atomic.Uint64             // ReadIndex rounds run (metric)
 	handingOff   atomic.Bool               // stopping: never claim leadership again
 	transferring atomic.Int32              // leadership transfers in flight: do not claim it
 	stopped      atomic.Bool               // raft has been shut down

@@ -50,6 +50,7 @@ func (n *Node) confirmRead(ctx context.Context) (uint64, error) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, readIndexTimeout)
 	defer cancel()
+	n.readRounds.Add(1)
 	if err := n.await(cctx, n.raft.VerifyLeader()); err != nil {
 		return 0, err
 	}

@@ -222,6 +222,10 @@ func New(cfg Config) (_ *Node, err error) {
 	reflection.Register(n.grpcServer)
 	n.httpServer = &http.Server{Handler: n.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
 
+	n.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "heartbeat_read_index_served_total",
+		Help: "Read-index requests this node served to followers as leader (each stands for a batch of their consistent reads).",
+	}, func() float64 { return float64(n.admin.ReadIndexServed()) }))
 	n.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "heartbeat_node_ready",
 		Help: "1 when the node knows a leader and has applied the committed state (see /readyz).",

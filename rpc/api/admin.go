@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -73,6 +74,8 @@ func (c AdminConfig) Validate() error {
 type Admin struct {
 	raftpb.UnimplementedClusterAdminServer
 	cfg AdminConfig
+
+	readIndexServed atomic.Uint64 // ReadIndex calls served (readindex.go)
 }
 
 // NewAdmin validates cfg and returns a server.

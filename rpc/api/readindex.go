@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 
@@ -34,12 +33,17 @@ func (a *Admin) ReadIndex(ctx context.Context, _ *raftpb.ReadIndexRequest) (*raf
 	if !ok {
 		return nil, status.Error(codes.Unimplemented, "read index: the election serves none")
 	}
+	a.readIndexServed.Add(1)
 	rev, err := ri.ReadIndex(ctx)
 	if err != nil {
 		return nil, readIndexStatus(err)
 	}
 	return &raftpb.ReadIndexResponse{Revision: rev, LeaderId: a.cfg.ID}, nil
 }
+
+// ReadIndexServed counts the ReadIndex calls this node has served to
+// followers (each stands for a batch of their consistent reads).
+func (a *Admin) ReadIndexServed() uint64 { return a.readIndexServed.Load() }
 
 // readIndexStatus maps a read-index failure to a status: not the leader
 // (FailedPrecondition naming it), no leader, or not ready (Unavailable).
@@ -156,5 +160,3 @@ func (r *readIndexer) close() {
 		r.conn = nil
 	}
 }
-
-var _ = fmt.Sprintf
