@@ -253,7 +253,21 @@ func TestHTTPWatchSlowReader(t *testing.T) {
 				}
 				break
 			}
-			return unowned == 0 && seen >= rev, fmt.Sprintf("%d unowned, revision %d, reader at %d", unowned, rev, seen)
+			// Caught up: no resource event after what the reader saw (a
+			// member command may be the latest revision; it sends nothing).
+			pending := 0
+			if seen < rev {
+				evs, err := n.Membership().Changes(seen, 0)
+				if err != nil {
+					return false, err.Error()
+				}
+				for _, e := range evs {
+					if e.Revision > seen && e.Kind != membership.EventMember && e.Kind != membership.EventMemberRemoved {
+						pending++
+					}
+				}
+			}
+			return unowned == 0 && pending == 0, fmt.Sprintf("%d unowned, revision %d, reader at %d, %d resource events unseen", unowned, rev, seen, pending)
 		})
 	}
 
