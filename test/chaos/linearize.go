@@ -1,0 +1,212 @@
+package chaos
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+)
+
+// The linearizability check of the resource API (issue 10). Clients register,
+// update and delete resources and read them back (consistent reads) through
+// different nodes while faults run; every operation is recorded with its
+// invocation and return times and its outcome, and the history is checked
+// with porcupine (as etcd's robustness tests do) against a model of the
+// resource set: each resource is absent or present with a weight.
+//
+// Resources are independent, so the history is partitioned per resource id
+// (a listing read counts as one read of each id it was asked about, all at
+// the listing's single revision). A write whose outcome is unknown (the call
+// timed out or the node answered Unavailable after it may have committed)
+// may have taken effect at any moment after its invocation: its return time
+// is the end of the history and the model lets it apply or not.
+
+// LinOpKind is what an operation did.
+type LinOpKind string
+
+// Operation kinds.
+const (
+	LinRegister LinOpKind = "register" // register or update Key with Weight
+	LinDelete   LinOpKind = "delete"   // delete Key
+	LinRead     LinOpKind = "read"     // read Key (consistent)
+)
+
+// LinOutcome is how an operation ended.
+type LinOutcome string
+
+// Outcomes.
+const (
+	LinOK      LinOutcome = "ok"      // acknowledged (a delete of an absent key is ok with Found false)
+	LinFail    LinOutcome = "fail"    // refused: it surely did not take effect
+	LinUnknown LinOutcome = "unknown" // it may or may not have taken effect
+)
+
+// LinOp is one operation of a client, times in nanoseconds of one monotonic
+// clock (the test process's).
+type LinOp struct {
+	Client  int
+	Kind    LinOpKind
+	Key     string
+	Weight  uint32 // register: the weight written; read: the weight seen
+	Found   bool   // read: present; delete: it existed
+	Outcome LinOutcome
+	Node    string // the node the client asked
+	Call    int64
+	Return  int64
+}
+
+// linState is one resource in the model: absent, or present with a weight.
+type linState struct {
+	present bool
+	weight  uint32
+}
+
+// resourceModel is the sequential specification of one resource.
+var resourceModel = porcupine.NondeterministicModel{
+	Partition: func(h []porcupine.Operation) [][]porcupine.Operation {
+		by := map[string][]porcupine.Operation{}
+		var keys []string
+		for _, op := range h {
+			k := op.Input.(LinOp).Key
+			if _, ok := by[k]; !ok {
+				keys = append(keys, k)
+			}
+			by[k] = append(by[k], op)
+		}
+		sort.Strings(keys)
+		out := make([][]porcupine.Operation, 0, len(keys))
+		for _, k := range keys {
+			out = append(out, by[k])
+		}
+		return out
+	},
+	Init: func() []interface{} { return []interface{}{linState{}} },
+	Step: func(state, input, _ interface{}) []interface{} {
+		s, op := state.(linState), input.(LinOp)
+		next := s
+		switch op.Kind {
+		case LinRegister:
+			next = linState{present: true, weight: op.Weight}
+		case LinDelete:
+			next = linState{}
+			if op.Outcome == LinOK && op.Found != s.present {
+				return nil // it said the resource was (not) there
+			}
+		case LinRead:
+			if op.Found != s.present || (op.Found && op.Weight != s.weight) {
+				return nil
+			}
+			return []interface{}{s}
+		}
+		if op.Outcome == LinUnknown {
+			return []interface{}{s, next} // it may not have happened
+		}
+		return []interface{}{next}
+	},
+	DescribeOperation: func(input, _ interface{}) string {
+		op := input.(LinOp)
+		switch op.Kind {
+		case LinRegister:
+			return fmt.Sprintf("%s register(%s, %d) %s", op.Node, op.Key, op.Weight, op.Outcome)
+		case LinDelete:
+			return fmt.Sprintf("%s delete(%s) %s found=%v", op.Node, op.Key, op.Outcome, op.Found)
+		}
+		if !op.Found {
+			return fmt.Sprintf("%s read(%s) -> absent", op.Node, op.Key)
+		}
+		return fmt.Sprintf("%s read(%s) -> %d", op.Node, op.Key, op.Weight)
+	},
+	DescribeState: func(state interface{}) string {
+		s := state.(linState)
+		if !s.present {
+			return "absent"
+		}
+		return fmt.Sprintf("weight %d", s.weight)
+	},
+}
+
+// LinResult is the verdict on a history.
+type LinResult struct {
+	Ops     int    // operations checked (failed ones are left out: they did nothing)
+	Verdict string // "ok", "violation" or "unknown" (the checker ran out of time)
+	// Detail names the resource whose history is not linearizable and its
+	// operations around the violation (empty when ok).
+	Detail string
+}
+
+// CheckLinearizable checks ops with porcupine within timeout.
+func CheckLinearizable(ops []LinOp, timeout time.Duration) LinResult {
+	var end int64
+	for _, op := range ops {
+		end = max(end, op.Return)
+	}
+	var hist []porcupine.Operation
+	for _, op := range ops {
+		if !checked(op) {
+			continue
+		}
+		ret := op.Return
+		if op.Outcome == LinUnknown {
+			ret = end + 1 // it may take effect until the end
+		}
+		hist = append(hist, porcupine.Operation{ClientId: op.Client, Input: op, Call: op.Call, Output: nil, Return: ret})
+	}
+	res, info := porcupine.CheckOperationsVerbose(resourceModel.ToModel(), hist, timeout)
+	out := LinResult{Ops: len(hist)}
+	switch res {
+	case porcupine.Ok:
+		out.Verdict = "ok"
+	case porcupine.Unknown:
+		out.Verdict = "unknown"
+	default:
+		out.Verdict = "violation"
+		out.Detail = describeViolation(ops, info)
+	}
+	return out
+}
+
+// checked: the operation enters the history (a failed one did nothing, a
+// read without an answer told nothing).
+func checked(op LinOp) bool {
+	return op.Outcome != LinFail && (op.Kind != LinRead || op.Outcome == LinOK)
+}
+
+// describeViolation names the first resource whose partial linearization
+// stops short, with its operations in call order.
+func describeViolation(ops []LinOp, info porcupine.LinearizationInfo) string {
+	partials := info.PartialLinearizations()
+	by := map[string][]LinOp{}
+	for _, op := range ops {
+		if checked(op) {
+			by[op.Key] = append(by[op.Key], op)
+		}
+	}
+	var keys []string
+	for k := range by {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for i, k := range keys {
+		hist := by[k]
+		if i < len(partials) {
+			longest := 0
+			for _, p := range partials[i] {
+				longest = max(longest, len(p))
+			}
+			if longest >= len(hist) {
+				continue
+			}
+		}
+		sort.Slice(hist, func(a, b int) bool { return hist[a].Call < hist[b].Call })
+		var b strings.Builder
+		fmt.Fprintf(&b, "resource %s:", k)
+		for _, op := range hist {
+			fmt.Fprintf(&b, " [%s %.3fs-%.3fs]", resourceModel.DescribeOperation(op, nil),
+				float64(op.Call)/1e9, float64(op.Return)/1e9)
+		}
+		return b.String()
+	}
+	return "no linearization exists (porcupine)"
+}
