@@ -149,6 +149,7 @@ func (n *Node) httpHandler() http.Handler {
 		"/readyz":     get(n.handleReadyz),
 		"/metrics":    get(metrics.ServeHTTP),
 		"/v1/status":  get(n.handleStatus),
+		"/v1/lease":   get(n.handleLease),
 		"/v1/members": {http.MethodGet: n.handleMembers, http.MethodHead: n.handleMembers, http.MethodPost: n.handleJoin},
 	}
 	n.clusterRoutes(routes)

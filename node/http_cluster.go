@@ -24,27 +24,34 @@ const memberPrefix = "/v1/members/"
 const leadershipTimeout = 30 * time.Second
 
 // LeaderInfo is the leadership as one node sees it: the body of GET
-// /v1/leader and the data of each /v1/watch/leader event.
+// /v1/leader and the data of each /v1/watch/leader event. While the serving
+// node leads, its leader watch sends the event again every 50 ms with the
+// lease's remaining time (a renewal: the rest is unchanged).
 type LeaderInfo struct {
 	Leader       LeaderRef  `json:"leader"`
 	Term         uint64     `json:"term"`
 	FencingToken uint64     `json:"fencing_token"`
 	IsSelf       bool       `json:"is_self"`     // the serving node leads with a valid lease
 	LeaseUntil   *time.Time `json:"lease_until"` // null unless IsSelf
-	FellBehind   bool       `json:"fell_behind"` // watch only: changes were skipped; this is the latest
-	Observed     *time.Time `json:"observed"`    // when the serving node saw it; null if unknown
+	// LeaseRemainingMs is how long the serving node's leader lease has left,
+	// measured when the answer or event was built (0 unless IsSelf). See
+	// docs/leases-http.md for how a client turns it into its own timer.
+	LeaseRemainingMs int64      `json:"lease_remaining_ms"`
+	FellBehind       bool       `json:"fell_behind"` // watch only: changes were skipped; this is the latest
+	Observed         *time.Time `json:"observed"`    // when the serving node saw it; null if unknown
 }
 
 // LeaderInfoFromProto converts a Coordinator LeaderEvent.
 func LeaderInfoFromProto(ev *heartbeatpb.LeaderEvent) LeaderInfo {
 	return LeaderInfo{
-		Leader:       leaderRefFromProto(ev.GetLeader()),
-		Term:         ev.GetTerm(),
-		FencingToken: ev.GetFencingToken(),
-		IsSelf:       ev.GetIsSelf(),
-		LeaseUntil:   unixNano(ev.GetLeaseUntilUnixNano()),
-		FellBehind:   ev.GetFellBehind(),
-		Observed:     unixNano(ev.GetObservedUnixNano()),
+		Leader:           leaderRefFromProto(ev.GetLeader()),
+		Term:             ev.GetTerm(),
+		FencingToken:     ev.GetFencingToken(),
+		IsSelf:           ev.GetIsSelf(),
+		LeaseUntil:       unixNano(ev.GetLeaseUntilUnixNano()),
+		LeaseRemainingMs: ev.GetLeaseRemainingMs(),
+		FellBehind:       ev.GetFellBehind(),
+		Observed:         unixNano(ev.GetObservedUnixNano()),
 	}
 }
 

@@ -134,6 +134,17 @@ func (c *sseClient) next() sseMsg {
 	}
 }
 
+// nextChange is next without the "lease" events that a watch of this
+// node's assignments sends every 50 ms.
+func (c *sseClient) nextChange() sseMsg {
+	c.t.Helper()
+	for {
+		if m := c.next(); m.event != "lease" {
+			return m
+		}
+	}
+}
+
 // nextAny returns the next message (comments included); ok is false when
 // the stream ended or nothing came within d.
 func (c *sseClient) nextAny(d time.Duration) (sseMsg, bool) {

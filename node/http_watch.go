@@ -16,12 +16,13 @@ import (
 
 	"github.com/heartbeat-sidecar/heartbeat/membership"
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
+	"github.com/heartbeat-sidecar/heartbeat/rpc/api"
 )
 
 // The watches are served as server-sent events (text/event-stream): each
 // message is an "event:" line (leader, members, start, registered, assigned,
-// deleted), an "id:" line where the message has a revision, and one "data:"
-// line of JSON. A stream that ends for a reason other than the client going
+// deleted, lease), an "id:" line where the message has a revision, and one
+// "data:" line of JSON. A stream that ends for a reason other than the client going
 // away ends with an "error" event whose data is {"error", "code"} (the HTTP
 // status the error would have had). A comment line is sent every
 // sseKeepAlive so that proxies keep an idle stream open.
@@ -64,7 +65,28 @@ type AssignmentEvent struct {
 	Owner      string `json:"owner,omitempty"`      // after the change ("" unassigned)
 	PrevOwner  string `json:"prev_owner,omitempty"` // before it
 	Epoch      uint64 `json:"epoch,omitempty"`      // assigned: the new epoch
+	// LeaseRemainingMs is set, on a watch of this node, on the last event
+	// of each batch that brings the stream up to date with this node's
+	// state: how long this node's ownership lease has left, measured when
+	// the event was built. Absent (0) it renews nothing and revokes nothing.
+	LeaseRemainingMs int64 `json:"lease_remaining_ms,omitempty"`
 }
+
+// LeaseEvent is the data of a /v1/watch/assignments "lease" event, sent on
+// a watch of this node every leaseEventEvery: the stream has sent every
+// change up to Revision (those the watch selects), and this node may work
+// on the resources it owns at that revision for LeaseRemainingMs more,
+// measured when the event was built. 0: the node holds no ownership lease;
+// stop all work.
+type LeaseEvent struct {
+	LeaseRemainingMs int64  `json:"lease_remaining_ms"`
+	Revision         uint64 `json:"revision"`
+}
+
+// leaseEventEvery is how often a watch of this node's assignments sends a
+// "lease" event: the rate at which the leader renews ownership leases (its
+// heartbeat interval by default).
+const leaseEventEvery = 50 * time.Millisecond
 
 // sseEvent is one message of a stream.
 type sseEvent struct {
@@ -122,6 +144,12 @@ func (n *Node) handleWatchMembers(w http.ResponseWriter, r *http.Request) {
 // revision it saw part of. A revision the change feed no longer holds
 // answers 400 (or, once streaming, an "error" event with code 400): list
 // again and resume from the listing's revision.
+//
+// A watch of this node (node empty or this node's id) also carries this
+// node's ownership lease: a "lease" event (LeaseEvent) as soon as the
+// stream is up to date and every leaseEventEvery after, and
+// lease_remaining_ms on the last event of a batch that brings it up to
+// date (see feedAssignments).
 func (n *Node) handleWatchAssignments(w http.ResponseWriter, r *http.Request) {
 	from, err := watchFrom(r)
 	if err != nil {
@@ -146,8 +174,9 @@ func (n *Node) handleWatchAssignments(w http.ResponseWriter, r *http.Request) {
 		writeStatusError(w, feedStatus(err))
 		return
 	}
+	lease := nodeID == "" || nodeID == n.cfg.ID
 	n.serveSSE(w, r, func(ctx context.Context, out chan<- sseEvent) error {
-		return n.feedAssignments(ctx, from, nodeID, out)
+		return n.feedAssignments(ctx, from, nodeID, lease, out)
 	})
 }
 
@@ -178,34 +207,81 @@ func feedStatus(err error) error {
 
 // feedAssignments sends the "start" event and then the resource changes
 // after from (of member nodeID, when set) until ctx ends or the feed fails.
-func (n *Node) feedAssignments(ctx context.Context, from uint64, nodeID string, out chan<- sseEvent) error {
+//
+// With lease set it also carries this node's ownership lease. The lease is
+// read first and the change feed after it, as KeepAlive reads the lease
+// before the owned set: a lease is good for the owned set of any state
+// applied after it was read, so it is only sent once the stream has sent
+// every change of such a state. That is, on a "lease" event when a read of
+// the feed, made after the lease was read, found nothing more to send; and
+// on the last event of a batch that was not cut short (fewer than
+// DefaultChangesMax events: the feed had nothing after it). The remaining
+// time is measured when the event is built.
+func (n *Node) feedAssignments(ctx context.Context, from uint64, nodeID string, lease bool, out chan<- sseEvent) error {
 	id := strconv.FormatUint(from, 10)
 	if !send(ctx, out, sseEvent{name: "start", id: id, data: AssignmentEvent{Revision: from, Kind: "start"}}) {
 		return nil
 	}
-	sub := n.mfsm.Subscribe(from)
+	var tick <-chan time.Time
+	if lease {
+		t := time.NewTicker(leaseEventEvery)
+		defer t.Stop()
+		tick = t.C
+	}
+	cursor := from
+	leaseDue := lease // one at once, as soon as the stream is up to date
 	for {
-		evs, err := sub.Next(ctx) // whole revisions
+		var until time.Time
+		if lease {
+			until = n.el.OwnershipLease() // before the feed: see above
+		}
+		rev, changed := n.mfsm.Changed()
+		evs, err := n.mfsm.Changes(cursor, membership.DefaultChangesMax)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
 			return feedStatus(err)
 		}
-		var batch []AssignmentEvent
-		for _, e := range evs {
-			if a, ok := assignmentFrom(e); ok && (nodeID == "" || a.Owner == nodeID || a.PrevOwner == nodeID) {
-				batch = append(batch, a)
+		// complete: the read was not cut short, so the stream is up to
+		// date once this batch is sent: every change up to rev (read after
+		// the lease) and up to cursor.
+		complete := len(evs) < membership.DefaultChangesMax
+		if len(evs) > 0 {
+			cursor = evs[len(evs)-1].Revision
+			var batch []AssignmentEvent
+			for _, e := range evs {
+				if a, ok := assignmentFrom(e); ok && (nodeID == "" || a.Owner == nodeID || a.PrevOwner == nodeID) {
+					batch = append(batch, a)
+				}
+			}
+			for i, a := range batch {
+				last := i == len(batch)-1
+				if last && lease && complete {
+					a.LeaseRemainingMs = api.RemainingMs(until)
+				}
+				ev := sseEvent{name: a.Kind, data: a}
+				if last || batch[i+1].Revision != a.Revision {
+					ev.id = strconv.FormatUint(a.Revision, 10)
+				}
+				if !send(ctx, out, ev) {
+					return nil
+				}
 			}
 		}
-		for i, a := range batch {
-			ev := sseEvent{name: a.Kind, data: a}
-			if i == len(batch)-1 || batch[i+1].Revision != a.Revision {
-				ev.id = strconv.FormatUint(a.Revision, 10)
-			}
-			if !send(ctx, out, ev) {
+		if !complete {
+			continue
+		}
+		if leaseDue {
+			leaseDue = false
+			le := LeaseEvent{LeaseRemainingMs: api.RemainingMs(until), Revision: max(rev, cursor)}
+			if !send(ctx, out, sseEvent{name: "lease", data: le}) {
 				return nil
 			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		case <-tick:
+			leaseDue = true
 		}
 	}
 }

@@ -117,6 +117,10 @@ func TestCLICommands(t *testing.T) {
 		}
 	})
 
+	t.Run("leader --watch", func(t *testing.T) {
+		testLeaderWatch(t, leader, addr)
+	})
+
 	t.Run("health", func(t *testing.T) {
 		if out := cliOK(t, "health", "--addr", addr); strings.TrimSpace(out) != "SERVING" {
 			t.Errorf("health: %q", out)
@@ -224,6 +228,79 @@ func TestCLICommands(t *testing.T) {
 			}
 		}
 	})
+}
+
+// testLeaderWatch: leader --watch on the leader shows its lease on every
+// line, renewals at most once a second (--json: every renewal, one object
+// per line); on a follower (at followerAddr) no lease. All end cleanly when
+// interrupted.
+func testLeaderWatch(t *testing.T, leader *node.Node, followerAddr string) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var table, lines, follower testcluster.SyncBuffer
+	var wg sync.WaitGroup
+	runs := []struct {
+		args []string
+		out  *testcluster.SyncBuffer
+	}{
+		{[]string{"leader", "--watch", "--addr", leader.ClientAddr()}, &table},
+		{[]string{"leader", "--watch", "--json", "--addr", leader.ClientAddr()}, &lines},
+		{[]string{"leader", "--watch", "--addr", followerAddr}, &follower},
+	}
+	codes := make([]int, len(runs))
+	began := time.Now()
+	for i, r := range runs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			codes[i] = run(ctx, r.args, r.out, &bytes.Buffer{}, mapEnv(nil))
+		}()
+	}
+	leaseMs := leader.Election().LeaseDuration().Milliseconds()
+	// 20 renewals with a lease left: a second at least.
+	waitUntil(t, "20 renewals on leader --watch --json", func() (bool, string) {
+		renewals := 0
+		for _, line := range strings.Split(strings.TrimSpace(lines.String()), "\n") {
+			var li node.LeaderInfo
+			if err := json.Unmarshal([]byte(line), &li); err != nil {
+				return false, fmt.Sprintf("line %q: %v", line, err)
+			}
+			if !li.IsSelf || li.Leader.ID != leader.ID() || li.LeaseRemainingMs < 0 || li.LeaseRemainingMs > leaseMs {
+				t.Fatalf("leader --watch --json on the leader: %q", line)
+			}
+			if li.LeaseRemainingMs > 0 {
+				renewals++
+			}
+		}
+		return renewals >= 20, lines.String()
+	})
+	textLines := strings.Split(strings.TrimSpace(table.String()), "\n")
+	elapsed := time.Since(began)
+	cancel()
+	wg.Wait()
+	for i, code := range codes {
+		if code != exitOK {
+			t.Errorf("heartbeat %s after an interrupt: exit %d", strings.Join(runs[i].args, " "), code)
+		}
+	}
+	for _, l := range textLines {
+		var ms int64
+		i := strings.Index(l, " is_self=true lease_remaining=")
+		if i < 0 || !strings.Contains(l, "leader="+leader.ID()+" ") {
+			t.Errorf("leader --watch on the leader: line %q without its lease", l)
+			continue
+		}
+		if _, err := fmt.Sscanf(l[i:], " is_self=true lease_remaining=%dms", &ms); err != nil || ms < 0 || ms > leaseMs {
+			t.Errorf("leader --watch on the leader: line %q: lease %d ms, %v", l, ms, err)
+		}
+	}
+	// The first line, then a renewal at most every second.
+	if most := 2 + int(elapsed/renewalLineEvery); len(textLines) == 0 || len(textLines) > most {
+		t.Errorf("leader --watch printed %d lines in %v, want 1..%d:\n%s", len(textLines), elapsed, most, table.String())
+	}
+	if out := follower.String(); !strings.Contains(out, "leader="+leader.ID()+" ") || strings.Contains(out, "lease_remaining") {
+		t.Errorf("leader --watch on a follower:\n%s", out)
+	}
 }
 
 // testPriorityWatch: members --watch prints the list, then again after a

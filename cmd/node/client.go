@@ -243,7 +243,10 @@ func dash(s string) string {
 
 func cmdLeader(ctx context.Context, args []string, stdout, _ io.Writer, getenv env) error {
 	var watch bool
-	c, err := parseClient("leader", "Prints the leader the node knows (id, peer, client and HTTP addresses, term, fencing\ntoken); --watch streams every change until Ctrl-C (--json: one object per line).",
+	c, err := parseClient("leader", "Prints the leader the node knows (id, peer, client and HTTP addresses, term, fencing\n"+
+		"token; on the leader itself, the time its lease has left). --watch streams every change\n"+
+		"until Ctrl-C; while the node at --addr leads it also sends a lease renewal every 50 ms,\n"+
+		"printed at most once a second (--json: one object per line, renewals included).",
 		args, getenv, stdout, func(fs *flag.FlagSet) {
 			fs.BoolVar(&watch, "watch", false, "stream leadership changes until interrupted")
 		})
@@ -272,6 +275,8 @@ func cmdLeader(ctx context.Context, args []string, stdout, _ io.Writer, getenv e
 	if err != nil {
 		return fmt.Errorf("leader from %s: %w", c.addr, err)
 	}
+	var last *heartbeatpb.LeaderEvent // last printed (text only)
+	var lastAt time.Time
 	for {
 		ev, err := stream.Recv()
 		if err != nil {
@@ -284,10 +289,25 @@ func cmdLeader(ctx context.Context, args []string, stdout, _ io.Writer, getenv e
 			if err := printJSONLine(stdout, node.LeaderInfoFromProto(ev)); err != nil {
 				return err
 			}
-		} else {
-			printLeaderLine(stdout, ev, true)
+			continue
 		}
+		if last != nil && renewalOf(ev, last) && time.Since(lastAt) < renewalLineEvery {
+			continue
+		}
+		printLeaderLine(stdout, ev, true)
+		last, lastAt = ev, time.Now()
 	}
+}
+
+// renewalLineEvery is how often leader --watch prints a lease renewal that
+// changes nothing else (the node sends one every 50 ms while it leads).
+const renewalLineEvery = time.Second
+
+// renewalOf reports whether ev only renews the leadership prev described:
+// same leader, term, token and is_self, and nothing skipped.
+func renewalOf(ev, prev *heartbeatpb.LeaderEvent) bool {
+	return ev.GetLeader().GetId() == prev.GetLeader().GetId() && ev.GetTerm() == prev.GetTerm() &&
+		ev.GetFencingToken() == prev.GetFencingToken() && ev.GetIsSelf() == prev.GetIsSelf() && !ev.GetFellBehind()
 }
 
 func printLeaderLine(w io.Writer, ev *heartbeatpb.LeaderEvent, stamp bool) {
@@ -308,7 +328,7 @@ func printLeaderLine(w io.Writer, ev *heartbeatpb.LeaderEvent, stamp bool) {
 	}
 	fmt.Fprintf(&b, " term=%d fencing_token=%d", ev.GetTerm(), ev.GetFencingToken())
 	if ev.GetIsSelf() {
-		b.WriteString(" is_self=true")
+		fmt.Fprintf(&b, " is_self=true lease_remaining=%dms", ev.GetLeaseRemainingMs())
 	}
 	if ev.GetFellBehind() {
 		b.WriteString(" fell_behind=true")

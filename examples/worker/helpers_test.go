@@ -7,6 +7,8 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -21,11 +23,12 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// startCluster starts n voters, each on its reserved client port, and
-// waits for a leader and for every node's membership record.
+// startCluster starts n voters, each on its reserved client port, behind a
+// fault network (Isolate, Heal), and waits for a leader and for every
+// node's membership record.
 func startCluster(t *testing.T, n int) *testcluster.Cluster {
 	t.Helper()
-	return testcluster.Start(t, n, testcluster.Options{Wait: waitTimeout, FixedClientAddrs: true})
+	return testcluster.Start(t, n, testcluster.Options{Wait: waitTimeout, FixedClientAddrs: true, FaultNet: true})
 }
 
 // assignments returns what node id's own state says id owns (id -> epoch).
@@ -58,19 +61,17 @@ func (r *runningWorker) stop() error {
 }
 
 // startWorker runs a worker beside node id, stopped at the end of the test.
-// Its endpoints are id's client address first, then the others'; or only
-// id's with alone set.
-func startWorker(t *testing.T, c *testcluster.Cluster, id, ledger string, alone bool) *runningWorker {
+// Its endpoints are id's client address first, then the others'. The start
+// and end of its work on each resource go to h.
+func startWorker(t *testing.T, c *testcluster.Cluster, id, ledger string, h *history) *runningWorker {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Endpoints = c.Endpoints(id)
-	if alone {
-		cfg.Endpoints = cfg.Endpoints[:1]
-	}
 	cfg.LedgerPath = ledger
 	cfg.TTL = 3 * time.Second
 	cfg.WorkInterval = 500 * time.Millisecond
 	cfg.LeaderInterval = 100 * time.Millisecond
+	cfg.observe = h.observer(id)
 	cfg.RetryBackoff.Min, cfg.RetryBackoff.Max = 20*time.Millisecond, 300*time.Millisecond
 	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "worker-" + id, Level: hclog.Info, Output: c.Log()})
 	w, err := NewWorker(cfg)
@@ -86,4 +87,82 @@ func startWorker(t *testing.T, c *testcluster.Cluster, id, ledger string, alone 
 		}
 	})
 	return r
+}
+
+// span is one stretch of work of one worker on one resource at one epoch.
+type span struct {
+	worker, resource string
+	epoch            uint64
+	start, end       time.Time // end is zero while it runs
+}
+
+func (s span) String() string {
+	end := "running"
+	if !s.end.IsZero() {
+		end = s.end.Format("15:04:05.000000")
+	}
+	return fmt.Sprintf("%s on %s@%d %s..%s", s.worker, s.resource, s.epoch, s.start.Format("15:04:05.000000"), end)
+}
+
+// history records the workers' spans (Config.observe), safe for concurrent
+// use.
+type history struct {
+	mu    sync.Mutex
+	spans []span
+}
+
+// observer is the Config.observe of worker's worker.
+func (h *history) observer(worker string) func(resource string, epoch uint64, running bool) {
+	return func(resource string, epoch uint64, running bool) {
+		now := time.Now()
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if running {
+			h.spans = append(h.spans, span{worker: worker, resource: resource, epoch: epoch, start: now})
+			return
+		}
+		for i := len(h.spans) - 1; i >= 0; i-- {
+			s := &h.spans[i]
+			if s.worker == worker && s.resource == resource && s.epoch == epoch && s.end.IsZero() {
+				s.end = now
+				return
+			}
+		}
+	}
+}
+
+// snapshot copies the spans.
+func (h *history) snapshot() []span {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]span(nil), h.spans...)
+}
+
+// checkSpans reports the first two spans of one resource that overlap in
+// time (one began before the other had ended, or while it still runs): two
+// workers working on one resource at once.
+func checkSpans(spans []span) error {
+	byResource := map[string][]span{}
+	for _, s := range spans {
+		byResource[s.resource] = append(byResource[s.resource], s)
+	}
+	ids := make([]string, 0, len(byResource))
+	for id := range byResource {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		ss := byResource[id]
+		sort.SliceStable(ss, func(i, j int) bool { return ss[i].start.Before(ss[j].start) })
+		last := ss[0] // the span that ends last among those seen
+		for _, s := range ss[1:] {
+			if last.end.IsZero() || !last.end.Before(s.start) {
+				return fmt.Errorf("%s: %v overlaps %v", id, s, last)
+			}
+			if s.end.IsZero() || s.end.After(last.end) {
+				last = s
+			}
+		}
+	}
+	return nil
 }

@@ -48,14 +48,16 @@ func parseFlags(args []string, logOut io.Writer) (Config, error) {
 	sidecar := fs.String("sidecar", "127.0.0.1:7401", "client gRPC address of the local sidecar (the node this worker runs beside)")
 	peers := fs.String("peers", "", "client gRPC addresses of other nodes, comma-separated (read fallbacks)")
 	fs.StringVar(&cfg.LedgerPath, "ledger", "/tmp/hb-ledger", "fenced ledger file the leader-only job appends to (shared by the workers)")
-	fs.DurationVar(&cfg.TTL, "ttl", cfg.TTL, "application heartbeat TTL (sent every ttl/3); also how long the sidecar may be unreachable before the worker drops its resources")
-	fs.DurationVar(&cfg.WorkInterval, "work-interval", cfg.WorkInterval, "period of the work rounds on owned resources")
+	fs.StringVar(&cfg.ShardLedgers, "shard-ledgers", "", "directory of the per-resource fenced ledgers (default: the --ledger path + \".shards\")")
+	fs.DurationVar(&cfg.TTL, "ttl", cfg.TTL, "application heartbeat TTL (sent every ttl/3)")
+	fs.DurationVar(&cfg.WorkInterval, "work-interval", cfg.WorkInterval, "period of the work on each owned resource (one record in its ledger)")
 	fs.DurationVar(&cfg.LeaderInterval, "leader-interval", cfg.LeaderInterval, "period of the leader-only job's ledger writes")
 	level := fs.String("log-level", "info", "trace, debug, info, warn or error")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), "Usage: worker --sidecar HOST:PORT [--peers HOST:PORT,...] [--ledger FILE] [flags]\n\n"+
 			"An example application beside a Heartbeat sidecar: it pushes app heartbeats, works on the\n"+
-			"resources its node owns, and appends to a fenced ledger while its node leads.\n\nFlags:\n")
+			"resources its node owns while its ownership lease holds (one fenced ledger per resource,\n"+
+			"the epoch as token), and appends to a fenced ledger while its node leads.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

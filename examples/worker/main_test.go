@@ -10,14 +10,14 @@ import (
 
 func TestParseFlags(t *testing.T) {
 	cfg, err := parseFlags([]string{"--sidecar", "127.0.0.1:7411", "--peers", "127.0.0.1:7421, 127.0.0.1:7431",
-		"--ledger", "/tmp/x", "--ttl", "6s", "--work-interval", "1s"}, io.Discard)
+		"--ledger", "/tmp/x", "--shard-ledgers", "/tmp/s", "--ttl", "6s", "--work-interval", "1s"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := []string{"127.0.0.1:7411", "127.0.0.1:7421", "127.0.0.1:7431"}; !slices.Equal(cfg.Endpoints, want) {
 		t.Errorf("Endpoints = %v; want %v (local sidecar first)", cfg.Endpoints, want)
 	}
-	if cfg.LedgerPath != "/tmp/x" || cfg.TTL != 6*time.Second || cfg.WorkInterval != time.Second || cfg.LeaderInterval != time.Second {
+	if cfg.LedgerPath != "/tmp/x" || cfg.ShardLedgers != "/tmp/s" || cfg.TTL != 6*time.Second || cfg.WorkInterval != time.Second || cfg.LeaderInterval != time.Second {
 		t.Errorf("cfg = %+v", cfg)
 	}
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -16,20 +18,26 @@ import (
 // LedgerPath.
 type Config struct {
 	// Endpoints are sidecar client addresses; Endpoints[0] is the local
-	// sidecar (the node this worker runs beside), the others let the worker
-	// read while it is briefly unreachable. Required.
+	// sidecar (the node this worker runs beside): its leases are the ones
+	// the worker follows. The others let the worker's reads go on while the
+	// local sidecar is briefly unreachable. Required.
 	Endpoints []string
 	// LedgerPath is the fenced ledger file the leader-only job appends to.
 	// Required.
 	LedgerPath string
+	// ShardLedgers is the directory of the per-resource fenced ledgers: the
+	// work on a resource appends a record to the file named after it, with
+	// the resource's epoch as its fencing token. Default: LedgerPath +
+	// ".shards".
+	ShardLedgers string
 	// TTL is the application heartbeat's time to live: the worker pushes one
 	// every TTL/3, and the sidecar reports the application unhealthy (and
-	// moves its resources away) when it hears nothing for TTL. It is also
-	// how long the local sidecar may stay unreachable before the worker
-	// drops its resources. Default 3s; 300ms..10m.
+	// moves its resources away) when it hears nothing for TTL. Default 3s;
+	// 300ms..10m. It has nothing to do with how long the worker works on a
+	// resource: that is the ownership lease's business (RunWhileOwner).
 	TTL time.Duration
-	// WorkInterval is the period of the work rounds on owned resources.
-	// Default 2s.
+	// WorkInterval is the period of the work on each owned resource (one
+	// ledger record) and of the "working on" summary line. Default 2s.
 	WorkInterval time.Duration
 	// LeaderInterval is the period of the leader-only job's ledger writes.
 	// Default 1s.
@@ -38,6 +46,10 @@ type Config struct {
 	RetryBackoff client.Backoff
 	// Logger receives the worker's log; nil: discarded.
 	Logger hclog.Logger
+
+	// observe, when set (by tests), is called as the work on a resource
+	// starts (running true) and once it has stopped (running false).
+	observe func(resource string, epoch uint64, running bool)
 }
 
 // DefaultConfig returns TTL 3s, work every 2s, a ledger write every second.
@@ -65,24 +77,20 @@ func (c Config) Validate() error {
 
 // Worker is an application instance beside one Heartbeat sidecar: it keeps
 // the sidecar told that it is alive, works on the resources the sidecar's
-// node owns (and only those), and runs a leader-only job while that node
-// leads. Build it with NewWorker and call Run once.
+// node owns (and only while that node's ownership lease holds), and runs a
+// leader-only job while that node leads. Build it with NewWorker and call
+// Run once.
 type Worker struct {
 	cfg    Config
 	log    hclog.Logger
 	cl     *client.Client
 	ledger *Ledger
-	// wake is signalled (never blocking) when the sidecar's reachability
-	// changes; the resource loop reads the state under mu.
-	wake chan struct{}
 
-	mu      sync.Mutex
-	id      string   // local node id, once known
-	owned   ownedSet // what this worker works on
-	lost    bool     // the local sidecar has not answered for longer than TTL
-	lostSeq uint64   // number of times it was lost
-	token   uint64   // fencing token of the running leader job; 0 when none
-	rounds  uint64   // work rounds done
+	mu     sync.Mutex
+	id     string   // local node id, once known
+	owned  ownedSet // resources whose work runs, id -> epoch
+	token  uint64   // fencing token of the running leader job; 0 when none
+	rounds uint64   // summary lines logged
 }
 
 // NewWorker validates cfg, opens the ledger and builds the client (it
@@ -93,6 +101,9 @@ func NewWorker(cfg Config) (*Worker, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.ShardLedgers == "" {
+		cfg.ShardLedgers = cfg.LedgerPath + ".shards"
 	}
 	ledger, err := OpenLedger(cfg.LedgerPath)
 	if err != nil {
@@ -108,10 +119,7 @@ func NewWorker(cfg Config) (*Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
-	return &Worker{
-		cfg: cfg, log: cfg.Logger, cl: cl, ledger: ledger,
-		wake: make(chan struct{}, 1), owned: ownedSet{},
-	}, nil
+	return &Worker{cfg: cfg, log: cfg.Logger, cl: cl, ledger: ledger, owned: ownedSet{}}, nil
 }
 
 // Run works until ctx ends, then stops every goroutine it started, closes
@@ -126,19 +134,22 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.log.Info(fmt.Sprintf("serving node %s (sidecar %s)", id, w.cfg.Endpoints[0]))
 
 	var wg sync.WaitGroup
-	wg.Add(3)
-	go func() {
-		defer wg.Done()
-		w.heartbeatLoop(ctx)
-	}()
-	go func() {
-		defer wg.Done()
-		w.resourceLoop(ctx, id)
-	}()
-	go func() {
-		defer wg.Done()
-		w.leaderLoop(ctx)
-	}()
+	for _, loop := range []func(context.Context){
+		w.heartbeatLoop,
+		w.summaryLoop,
+		func(ctx context.Context) {
+			w.retry(ctx, "run while owner", func() error { return w.cl.RunWhileOwner(ctx, w.work) })
+		},
+		func(ctx context.Context) {
+			w.retry(ctx, "run while leader", func() error { return w.cl.RunWhileLeader(ctx, w.leaderJob) })
+		},
+	} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			loop(ctx)
+		}()
+	}
 	wg.Wait()
 	w.log.Info("stopped")
 	return nil
@@ -163,15 +174,12 @@ func (w *Worker) localID(ctx context.Context) (string, error) {
 	}
 }
 
-// heartbeatLoop pushes an application heartbeat every TTL/3. When none has
-// succeeded for longer than TTL, it marks the sidecar lost (the resource
-// loop then drops every resource: the worker can no longer know that its
-// node owns them); the first success after that marks it found again.
+// heartbeatLoop pushes an application heartbeat every TTL/3 until ctx ends,
+// and logs when the sidecar reports its node draining or not.
 func (w *Worker) heartbeatLoop(ctx context.Context) {
 	period := w.cfg.TTL / 3
 	ticker := time.NewTicker(period)
 	defer ticker.Stop()
-	lastOK := time.Now()
 	draining := false
 	for {
 		cctx, cancel := context.WithTimeout(ctx, period)
@@ -180,20 +188,12 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if err == nil {
-			lastOK = time.Now()
-			w.setLost(false)
-			if h.Draining != draining {
-				draining = h.Draining
-				w.log.Info(fmt.Sprintf("sidecar reports draining=%v (state %s)", draining, h.State))
-			}
-		} else {
+		switch {
+		case err != nil:
 			w.log.Debug("app heartbeat failed", "error", err)
-			if since := time.Since(lastOK); since > w.cfg.TTL {
-				if w.setLost(true) {
-					w.log.Warn(fmt.Sprintf("local sidecar unreachable for %v: dropping all resources", since.Round(time.Millisecond)))
-				}
-			}
+		case h.Draining != draining:
+			draining = h.Draining
+			w.log.Info(fmt.Sprintf("sidecar reports draining=%v (state %s)", draining, h.State))
 		}
 		select {
 		case <-ctx.Done():
@@ -203,151 +203,16 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 	}
 }
 
-// setLost records the sidecar's reachability and wakes the resource loop on
-// a change; it reports whether the state changed.
-func (w *Worker) setLost(lost bool) bool {
-	w.mu.Lock()
-	changed := w.lost != lost
-	w.lost = lost
-	if changed && lost {
-		w.lostSeq++
-	}
-	w.mu.Unlock()
-	if changed {
-		if !lost {
-			w.log.Info("local sidecar answers again: listing my resources")
-		}
-		select {
-		case w.wake <- struct{}{}:
-		default:
-		}
-	}
-	return changed
-}
-
-func (w *Worker) sidecarState() (lost bool, seq uint64) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.lost, w.lostSeq
-}
-
-// resourceLoop lists the node's resources, follows their changes, and works
-// on them every WorkInterval, until ctx ends. While the sidecar is lost it
-// owns nothing and waits for it.
-func (w *Worker) resourceLoop(ctx context.Context, self string) {
-	work := time.NewTicker(w.cfg.WorkInterval)
-	defer work.Stop()
-	for ctx.Err() == nil {
-		lost, seq := w.sidecarState()
-		if lost {
-			w.dropAll("local sidecar unreachable")
-			select {
-			case <-ctx.Done():
-			case <-w.wake:
-			case <-work.C:
-				w.workRound()
-			}
-			continue
-		}
-		cctx, cancel := context.WithTimeout(ctx, w.cfg.TTL)
-		l, err := w.cl.MyResources(cctx)
-		cancel()
-		if err != nil {
-			if ctx.Err() == nil {
-				w.log.Warn("listing my resources failed; retrying", "error", err)
-				retry := time.NewTimer(time.Second)
-				select {
-				case <-ctx.Done():
-				case <-w.wake:
-				case <-retry.C:
-				}
-				retry.Stop()
-			}
-			continue
-		}
-		w.update(func(s ownedSet) []change { return s.replace(l.Resources, "not in the listing") })
-		w.log.Info(fmt.Sprintf("listed %d resources at revision %d; watching from there", len(l.Resources), l.Revision))
-		w.follow(ctx, self, l.Revision, seq, work.C)
-	}
-}
-
-// follow applies the watch of self's assignments from revision rev until
-// ctx ends, the watch ends, or the sidecar is lost (lost count other than
-// seq), working on every tick.
-func (w *Worker) follow(ctx context.Context, self string, rev, seq uint64, work <-chan time.Time) {
-	wctx, cancel := context.WithCancel(ctx)
-	events := w.cl.WatchAssignments(wctx, self, rev)
-	defer func() {
-		cancel()
-		for range events { // the client closes the channel once its goroutine ends
-		}
-	}()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-w.wake:
-			if lost, now := w.sidecarState(); lost || now != seq {
-				w.dropAll("local sidecar unreachable")
-				return
-			}
-		case <-work:
-			w.workRound()
-		case ev, ok := <-events:
-			if !ok {
-				return
-			}
-			if ev.Err != nil {
-				w.log.Warn("assignment watch ended; listing again", "error", ev.Err)
-				return
-			}
-			w.update(func(s ownedSet) []change { return s.apply(self, ev) })
-		}
-	}
-}
-
-// update applies f to the owned set under the lock and logs its changes.
-func (w *Worker) update(f func(ownedSet) []change) {
-	w.mu.Lock()
-	changes := f(w.owned)
-	w.mu.Unlock()
-	for _, c := range changes {
-		w.log.Info(c.String())
-	}
-}
-
-// dropAll releases every resource.
-func (w *Worker) dropAll(why string) {
-	w.update(func(s ownedSet) []change { return s.replace(nil, why) })
-}
-
-// workRound "works" on every owned resource: here, one log line. A real
-// worker would pass each resource's epoch to whatever it writes, as its
-// fencing token for that resource.
-func (w *Worker) workRound() {
-	w.mu.Lock()
-	w.rounds++
-	n, summary, lost := len(w.owned), w.owned.summary(), w.lost
-	w.mu.Unlock()
-	switch {
-	case lost:
-		w.log.Info("working on 0 resources (local sidecar unreachable)")
-	case n == 0:
-		w.log.Info("working on 0 resources")
-	default:
-		w.log.Info(fmt.Sprintf("working on %d resources: %s", n, summary))
-	}
-}
-
-// leaderLoop runs the leader-only job whenever the local node leads, until
+// retry runs f (RunWhileOwner or RunWhileLeader, which return only when
+// ctx ends or the client is closed) again a second after it failed, until
 // ctx ends.
-func (w *Worker) leaderLoop(ctx context.Context) {
+func (w *Worker) retry(ctx context.Context, what string, f func() error) {
 	for {
-		err := w.cl.RunWhileLeader(ctx, w.leaderJob)
+		err := f()
 		if ctx.Err() != nil {
 			return
 		}
-		w.log.Error("run while leader failed; retrying in a second", "error", err)
+		w.log.Error(what+" failed; retrying in a second", "error", err)
 		t := time.NewTimer(time.Second)
 		select {
 		case <-ctx.Done():
@@ -358,9 +223,108 @@ func (w *Worker) leaderLoop(ctx context.Context) {
 	}
 }
 
+// work is the RunWhileOwner fn: it works on one resource at one epoch (a
+// record in the resource's fenced ledger every WorkInterval, the epoch as
+// its token) until ctx is cancelled (the resource moved, the ownership
+// lease ran out, the sidecar went away) or the ledger refuses the epoch (a
+// newer owner has written). Cancelled, it returns ctx.Err(): RunWhileOwner
+// takes a nil return for "done with this resource at this epoch" and would
+// not start it again after a lease that lapsed and came back.
+func (w *Worker) work(ctx context.Context, resource string, epoch uint64) error {
+	self := w.acquire(resource, epoch)
+	why := "ownership ended: moved, lease not renewed, or sidecar gone"
+	defer func() { w.release(resource, epoch, why) }()
+	ticker := time.NewTicker(w.cfg.WorkInterval)
+	defer ticker.Stop()
+	for seq := uint64(1); ctx.Err() == nil; {
+		err := w.appendShard(resource, Record{Token: epoch, Node: self, Seq: seq, At: time.Now()})
+		switch {
+		case errors.Is(err, ErrStaleToken):
+			why = "the ledger holds a newer epoch"
+			w.log.Error(fmt.Sprintf("work on %s stopped: the ledger refused epoch %d", resource, epoch), "error", err)
+			return nil
+		case err != nil:
+			w.log.Error("shard ledger write failed", "resource", resource, "error", err)
+		default:
+			seq++
+		}
+		select {
+		case <-ctx.Done():
+		case <-ticker.C:
+		}
+	}
+	return ctx.Err()
+}
+
+// appendShard appends r to resource's fenced ledger.
+func (w *Worker) appendShard(resource string, r Record) error {
+	l, err := OpenLedger(w.shardPath(resource))
+	if err != nil {
+		return err
+	}
+	return l.Append(r)
+}
+
+// shardPath is the ledger file of a resource: its id path-escaped, behind a
+// prefix so that no id names "." or "..".
+func (w *Worker) shardPath(resource string) string {
+	return filepath.Join(w.cfg.ShardLedgers, "r-"+url.PathEscape(resource))
+}
+
+// acquire records that the work on resource at epoch runs, and returns the
+// local node id.
+func (w *Worker) acquire(resource string, epoch uint64) string {
+	w.mu.Lock()
+	w.owned[resource] = epoch
+	self := w.id
+	w.mu.Unlock()
+	w.log.Info(fmt.Sprintf("acquired %s epoch %d", resource, epoch))
+	if w.cfg.observe != nil {
+		w.cfg.observe(resource, epoch, true)
+	}
+	return self
+}
+
+// release records that the work on resource at epoch stopped.
+func (w *Worker) release(resource string, epoch uint64, why string) {
+	if w.cfg.observe != nil {
+		w.cfg.observe(resource, epoch, false)
+	}
+	w.mu.Lock()
+	if w.owned[resource] == epoch {
+		delete(w.owned, resource)
+	}
+	w.mu.Unlock()
+	w.log.Info(fmt.Sprintf("released %s epoch %d (%s)", resource, epoch, why))
+}
+
+// summaryLoop logs the resources being worked on every WorkInterval until
+// ctx ends.
+func (w *Worker) summaryLoop(ctx context.Context) {
+	t := time.NewTicker(w.cfg.WorkInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		w.mu.Lock()
+		w.rounds++
+		n, summary := len(w.owned), w.owned.summary()
+		w.mu.Unlock()
+		if n == 0 {
+			w.log.Info("working on 0 resources")
+		} else {
+			w.log.Info(fmt.Sprintf("working on %d resources: %s", n, summary))
+		}
+	}
+}
+
 // leaderJob appends a record to the fenced ledger every LeaderInterval,
 // with the leadership's fencing token, until ctx is cancelled (leadership
-// lost) or the ledger refuses the token (a newer leader has written).
+// lost; it returns ctx.Err()) or the ledger refuses the token (a newer
+// leader has written; it returns nil: done with this leadership).
 func (w *Worker) leaderJob(ctx context.Context, token uint64) error {
 	w.mu.Lock()
 	w.token = token
@@ -379,7 +343,7 @@ func (w *Worker) leaderJob(ctx context.Context, token uint64) error {
 		select {
 		case <-ctx.Done():
 			w.log.Info(fmt.Sprintf("leader job stopped (token %d, %d records written)", token, seq))
-			return nil
+			return ctx.Err()
 		case <-ticker.C:
 		}
 		err := w.ledger.Append(Record{Token: token, Node: self, Seq: seq + 1, At: time.Now()})
@@ -403,7 +367,7 @@ func (w *Worker) ID() string {
 	return w.id
 }
 
-// Owned returns a copy of the owned set, resource id -> epoch.
+// Owned returns the resources being worked on, resource id -> epoch.
 func (w *Worker) Owned() map[string]uint64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -416,10 +380,4 @@ func (w *Worker) LeaderToken() uint64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.token
-}
-
-// SidecarLost reports whether the local sidecar is considered unreachable.
-func (w *Worker) SidecarLost() bool {
-	lost, _ := w.sidecarState()
-	return lost
 }

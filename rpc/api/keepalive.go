@@ -127,6 +127,22 @@ type keepAlive struct {
 	sentOnce   bool
 }
 
+// Leases builds one keep-alive answer outside a stream (seq 0): the
+// node's leases, each measured now, and the whole owned list when the node
+// has a membership state. HTTP's GET /v1/lease serves it. As with a
+// KeepAlive answer, a client that starts its timer when it sent the
+// request that led to this call, for the remaining time, never outlives
+// the node's lease.
+func (c *Coordinator) Leases() *heartbeatpb.KeepAliveResponse {
+	ka := &keepAlive{c: c, owned: c.cfg.Membership != nil}
+	return ka.answer(0)
+}
+
+// RemainingMs is how long until until, in whole milliseconds, measured now
+// (rounded down; 0 when past or zero): the unit of every lease_remaining_ms
+// this package sends.
+func RemainingMs(until time.Time) int64 { return remainingMs(until) }
+
 // remainingMs is how long until until, in whole milliseconds, measured now
 // (rounded down; 0 when past).
 func remainingMs(until time.Time) int64 {
