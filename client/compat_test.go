@@ -146,6 +146,9 @@ func TestCloseEndsEverything(t *testing.T) {
 type hungServer struct {
 	heartbeatpb.UnimplementedCoordinatorServer
 	answer int
+	// resume, when > 0: answer again from that request on (a sidecar that
+	// hung for a while and came back).
+	resume int
 	mu     sync.Mutex
 	last   time.Time // when the last answer was built
 }
@@ -162,7 +165,7 @@ func (h *hungServer) KeepAlive(stream grpc.BidiStreamingServer[heartbeatpb.KeepA
 		if err != nil {
 			return nil
 		}
-		if n >= h.answer {
+		if n >= h.answer && (h.resume == 0 || n < h.resume) {
 			continue
 		}
 		h.mu.Lock()
@@ -170,7 +173,7 @@ func (h *hungServer) KeepAlive(stream grpc.BidiStreamingServer[heartbeatpb.KeepA
 		h.mu.Unlock()
 		resp := &heartbeatpb.KeepAliveResponse{Seq: req.GetSeq(), NodeId: "n1", IsLeader: true, FencingToken: 5,
 			LeaderLeaseRemainingMs: 200, OwnershipLeaseRemainingMs: 200, Revision: 9}
-		if n == 0 && req.GetOwned() {
+		if (n == 0 || n == h.resume) && req.GetOwned() {
 			resp.OwnedChanged, resp.Owned = true, []*heartbeatpb.OwnedResource{{Id: "r1", Epoch: 9}}
 		}
 		if err := stream.Send(resp); err != nil {
@@ -285,4 +288,58 @@ func hungSidecarViolations(t *testing.T, unsafe bool) []string {
 		}
 	}
 	return out
+}
+
+// TestOwnerWorkResumesAfterLapse: an fn that returns nil when its context is
+// cancelled because the ownership lease ran out (not because it finished) is
+// started again once the sidecar renews the lease.
+func TestOwnerWorkResumesAfterLapse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Answers 1-3, drops the next 6 (longer than the 200 ms lease at the
+	// client's default pace), answers again from the 10th.
+	s := grpc.NewServer()
+	heartbeatpb.RegisterCoordinatorServer(s, &hungServer{answer: 3, resume: 9})
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		s.Serve(ln)
+	}()
+	defer func() {
+		s.Stop()
+		<-served
+	}()
+	cfg := DefaultConfig()
+	cfg.Endpoints = []string{ln.Addr().String()}
+	cfg.KeepAliveInterval = 50 * time.Millisecond
+	cl, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithCancel(testcluster.Context(t))
+	defer cancel()
+	var mu sync.Mutex
+	starts := 0
+	done := make(chan error, 1)
+	go func() {
+		done <- cl.RunWhileOwner(ctx, func(ctx context.Context, id string, epoch uint64) error {
+			mu.Lock()
+			starts++
+			mu.Unlock()
+			<-ctx.Done()
+			return nil // a clean stop, as a worker would
+		})
+	}()
+	testcluster.WaitFor(t, "the work started again after the lease came back", func() (bool, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		return starts >= 2, fmt.Sprint(starts, " starts")
+	})
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("RunWhileOwner = %v, want context.Canceled", err)
+	}
 }

@@ -66,8 +66,9 @@ type Config struct {
 	// renews the lease on this process's own monotonic clock from the moment
 	// the request was SENT, for the time the sidecar said was left; work is
 	// cancelled when that runs out without a renewal. Keep it well below the
-	// sidecar's lease (200 ms by default) so that nothing stops in a healthy
-	// cluster. Default 50ms.
+	// sidecar's leases (200 ms for leadership, 250 ms for ownership, by
+	// default) so that nothing stops in a healthy cluster: a renewal reaches
+	// the client at most this long after the sidecar got it. Default 25ms.
 	KeepAliveInterval time.Duration
 	// LeaseMargin is taken off every lease the client computes, for the
 	// difference in clock rates and the time fn takes to notice its context
@@ -85,14 +86,14 @@ type Config struct {
 }
 
 // DefaultConfig returns the defaults: plaintext, DialTimeout 2s, CallTimeout
-// 5s, backoff 50ms..1s, keep-alive every 50ms with a 20ms lease margin, no
+// 5s, backoff 50ms..1s, keep-alive every 25ms with a 20ms lease margin, no
 // logger. Endpoints must be set.
 func DefaultConfig() Config {
 	return Config{
 		DialTimeout:       2 * time.Second,
 		CallTimeout:       5 * time.Second,
 		RetryBackoff:      Backoff{Min: 50 * time.Millisecond, Max: time.Second},
-		KeepAliveInterval: 50 * time.Millisecond,
+		KeepAliveInterval: 25 * time.Millisecond,
 		LeaseMargin:       20 * time.Millisecond,
 	}
 }

@@ -47,8 +47,9 @@ type ownerRun struct {
 
 // ownedWork is one fn running for a resource.
 type ownedWork struct {
-	epoch  uint64
-	cancel context.CancelFunc
+	epoch     uint64
+	cancel    context.CancelFunc
+	cancelled bool // RunWhileOwner cancelled it: its return is not "done"
 }
 
 // ownedResult is what an fn returned.
@@ -79,7 +80,7 @@ func (o *ownerRun) once(ctx context.Context) (established bool, _ error) {
 		if w, ok := runs[r.id]; ok && w.epoch == r.epoch {
 			w.cancel()
 			delete(runs, r.id)
-			if owned[r.id] == r.epoch && r.err == nil {
+			if !w.cancelled && owned[r.id] == r.epoch && r.err == nil {
 				o.done[r.id] = r.epoch // returned by itself: not again at this epoch
 			}
 		}
@@ -94,6 +95,7 @@ func (o *ownerRun) once(ctx context.Context) (established bool, _ error) {
 			return
 		}
 		c.cfg.Logger.Debug("ownership lost or unconfirmed: cancelling fn", "resource", id, "epoch", w.epoch, "reason", why)
+		w.cancelled = true
 		w.cancel()
 		for {
 			r := <-results

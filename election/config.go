@@ -92,6 +92,16 @@ type Config struct {
 	// LeaseDriftMargin is subtracted from every lease for clock-rate drift
 	// between nodes and scheduling delay. Must be < LeaseDuration.
 	LeaseDriftMargin time.Duration
+	// OwnershipLease is how long a member may work on its resources after
+	// the heartbeat answer a grant is anchored on (less LeaseDriftMargin),
+	// and so how long the leader waits after a member's last grant before
+	// it gives the member's resources to another (see OwnershipLease). It
+	// must stay below the failure-detection time (a member is declared dead
+	// no sooner than 300 ms after its last answer, by default) so that a
+	// dead member's resources move as fast as before, and well above twice
+	// the heartbeat interval so that it never lapses between grants. 0: the
+	// heartbeat timeout (250 ms by default).
+	OwnershipLease time.Duration
 
 	// FastFailover enables crash detection through a stream held to the
 	// leader: a follower that sees it closed by the peer, cannot redial and
@@ -198,6 +208,8 @@ func (c Config) Validate() error {
 		return invalid("LeaseDuration (%s) must be >= 3 x the heartbeat interval (%s), or the lease lapses between heartbeats", c.LeaseDuration, c.heartbeatInterval())
 	case c.LeaseDuration > c.HeartbeatTimeout:
 		return invalid("LeaseDuration (%s) must be <= HeartbeatTimeout (%s): a longer lease could overlap the next leader", c.LeaseDuration, c.HeartbeatTimeout)
+	case c.OwnershipLease < 0 || (c.OwnershipLease > 0 && c.OwnershipLease < 3*c.heartbeatInterval()):
+		return invalid("OwnershipLease (%s) must be 0 (the heartbeat timeout) or >= 3 x the heartbeat interval (%s), or it lapses between grants", c.OwnershipLease, c.heartbeatInterval())
 	case c.LeaseDriftMargin < 0 || c.LeaseDriftMargin >= c.LeaseDuration:
 		return invalid("LeaseDriftMargin (%s) must be >= 0 and < LeaseDuration (%s)", c.LeaseDriftMargin, c.LeaseDuration)
 	case c.FailoverRankStep < 0:

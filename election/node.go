@@ -391,6 +391,14 @@ func (n *Node) renewLease() *lease {
 	return next
 }
 
+// ownershipLease is OwnershipLease with its default applied.
+func (c Config) ownershipLease() time.Duration {
+	if c.OwnershipLease > 0 {
+		return c.OwnershipLease
+	}
+	return c.HeartbeatTimeout
+}
+
 // timeoutNowWindow: an election won within this time of a TimeoutNow may have
 // been won by it (several election rounds fit in it).
 func (c Config) timeoutNowWindow() time.Duration { return 10 * c.HeartbeatTimeout }

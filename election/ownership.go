@@ -25,7 +25,7 @@ const maxPendingGrants = 8
 
 // ownership is this node's ownership lease: until when it may work on the
 // resources its applied membership state gives it. A grant extends it to
-// Anchor + LeaseDuration - LeaseDriftMargin, but only once the node has
+// Anchor + OwnershipLease - LeaseDriftMargin, but only once the node has
 // applied the grant's revision: a release of one of its resources that the
 // leader committed before granting is then in the state the node answers
 // from, so the grant never covers a resource that was already taken away.
@@ -87,7 +87,7 @@ func (o *ownership) selfGrantedAt() time.Time {
 
 // ownershipLength is how long a grant lasts past its anchor on this node.
 func (n *Node) ownershipLength() time.Duration {
-	return n.cfg.LeaseDuration - n.cfg.LeaseDriftMargin
+	return n.cfg.ownershipLease() - n.cfg.LeaseDriftMargin
 }
 
 // applied is the membership revision this node has applied (0 without a
@@ -157,7 +157,11 @@ func (n *Node) OwnershipLease() time.Time {
 // before it gives this node's resources to another member.
 func (n *Node) SelfGrantedAt() time.Time { return n.own.selfGrantedAt() }
 
-// LeaseDuration is the length of the leader lease and of the ownership
-// lease (Config.LeaseDuration): a member may work on its resources for at
-// most this long after the leader's last grant to it.
+// OwnershipLeaseDuration is Config.OwnershipLease with its default applied:
+// a member may work on its resources for at most this long after the
+// leader's last grant to it, so the leader waits that long before it gives
+// them to another member.
+func (n *Node) OwnershipLeaseDuration() time.Duration { return n.cfg.ownershipLease() }
+
+// LeaseDuration is Config.LeaseDuration: the length of the leader lease.
 func (n *Node) LeaseDuration() time.Duration { return n.cfg.LeaseDuration }

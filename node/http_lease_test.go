@@ -55,7 +55,7 @@ func TestHTTPLeases(t *testing.T) {
 	f := c.follower()
 	other := c.follower(f.ID())
 	lbase, fbase := "http://"+leader.HTTPAddr(), "http://"+f.HTTPAddr()
-	leaseMs := leader.Election().LeaseDuration().Milliseconds()
+	leaseMs := max(leader.Election().LeaseDuration(), leader.Election().OwnershipLeaseDuration()).Milliseconds()
 	inLease := func(ms int64) bool { return ms > 0 && ms <= leaseMs }
 
 	// Watches opened before any resource exists.

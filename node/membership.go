@@ -50,7 +50,7 @@ func (n *Node) setupMembership() error {
 	if rc.Logger == nil {
 		rc.Logger = n.log.Named("reconciler")
 	}
-	rc.Grants, rc.OwnershipLease = grantSource{n}, n.el.LeaseDuration()
+	rc.Grants, rc.OwnershipLease = grantSource{n}, n.el.OwnershipLeaseDuration()
 	leader := membership.LeaderFunc(func() bool { return n.el.Leadership().IsLeader })
 	hb := membership.HeartbeatSourceFunc(n.lastReplies)
 	rec, err := membership.NewReconciler(rc, n.mfsm, n.el, leader, hb)

@@ -256,7 +256,7 @@ func testLeaderWatch(t *testing.T, leader *node.Node, followerAddr string) {
 			codes[i] = run(ctx, r.args, r.out, &bytes.Buffer{}, mapEnv(nil))
 		}()
 	}
-	leaseMs := leader.Election().LeaseDuration().Milliseconds()
+	leaseMs := max(leader.Election().LeaseDuration(), leader.Election().OwnershipLeaseDuration()).Milliseconds()
 	// 20 renewals with a lease left: a second at least.
 	waitUntil(t, "20 renewals on leader --watch --json", func() (bool, string) {
 		renewals := 0
