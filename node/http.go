@@ -211,17 +211,34 @@ func (n *Node) handleReadyz(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write([]byte(strings.Join(lines, "\n") + "\n"))
 }
 
-func (n *Node) handleStatus(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, n.Status())
-}
-
-func (n *Node) handleMembers(w http.ResponseWriter, _ *http.Request) {
-	ms, err := n.Members()
+func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
+	mode, err := readMode(r)
 	if err != nil {
-		writeJSONError(w, http.StatusServiceUnavailable, err.Error())
+		writeStatusError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, ms)
+	resp, err := n.coord.Status(r.Context(), &heartbeatpb.StatusRequest{Consistency: mode})
+	if err != nil {
+		writeStatusError(w, err)
+		return
+	}
+	setReadHeaders(w, resp.GetRead())
+	writeJSON(w, http.StatusOK, StatusFromProto(resp))
+}
+
+func (n *Node) handleMembers(w http.ResponseWriter, r *http.Request) {
+	mode, err := readMode(r)
+	if err != nil {
+		writeStatusError(w, err)
+		return
+	}
+	resp, err := n.coord.Members(r.Context(), &heartbeatpb.MembersRequest{Consistency: mode})
+	if err != nil {
+		writeStatusError(w, err)
+		return
+	}
+	setReadHeaders(w, resp.GetRead())
+	writeJSON(w, http.StatusOK, MembersFromProto(resp.GetMembers()))
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -148,12 +148,17 @@ func resourceID(r *http.Request) (string, error) {
 }
 
 func (n *Node) handleListResources(w http.ResponseWriter, r *http.Request) {
-	resp, err := n.coord.ListResources(r.Context(), &heartbeatpb.ListResourcesRequest{})
+	mode, err := readMode(r)
 	if err != nil {
 		writeStatusError(w, err)
 		return
 	}
-	w.Header().Set("X-Heartbeat-Revision", fmt.Sprint(resp.GetRevision()))
+	resp, err := n.coord.ListResources(r.Context(), &heartbeatpb.ListResourcesRequest{Consistency: mode})
+	if err != nil {
+		writeStatusError(w, err)
+		return
+	}
+	setReadHeaders(w, resp.GetRead())
 	writeJSON(w, http.StatusOK, ResourcesFromProto(resp.GetResources()))
 }
 
@@ -201,9 +206,20 @@ func (n *Node) handleGetResource(w http.ResponseWriter, r *http.Request) {
 		writeStatusError(w, err)
 		return
 	}
+	mode, err := readMode(r)
+	if err != nil {
+		writeStatusError(w, err)
+		return
+	}
+	info, err := n.coord.Read(r.Context(), mode)
+	if err != nil {
+		writeStatusError(w, err)
+		return
+	}
 	var res membership.Resource
 	var ok bool
-	n.mfsm.Read(func(s *membership.State) { res, ok = s.Resource(id) })
+	n.mfsm.Read(func(s *membership.State) { res, ok = s.Resource(id); info.Revision = s.Revision() })
+	setReadHeaders(w, info)
 	if !ok {
 		writeJSONError(w, http.StatusNotFound, fmt.Sprintf("resource %q is not registered", id))
 		return
@@ -261,12 +277,17 @@ func (n *Node) handleDeleteResource(w http.ResponseWriter, r *http.Request) {
 
 // handleAssignments: GET /v1/assignments?node=ID (default: this node).
 func (n *Node) handleAssignments(w http.ResponseWriter, r *http.Request) {
-	resp, err := n.coord.Assignments(r.Context(), &heartbeatpb.AssignmentsRequest{NodeId: r.URL.Query().Get("node")})
+	mode, err := readMode(r)
 	if err != nil {
 		writeStatusError(w, err)
 		return
 	}
-	w.Header().Set("X-Heartbeat-Revision", fmt.Sprint(resp.GetRevision()))
+	resp, err := n.coord.Assignments(r.Context(), &heartbeatpb.AssignmentsRequest{NodeId: r.URL.Query().Get("node"), Consistency: mode})
+	if err != nil {
+		writeStatusError(w, err)
+		return
+	}
+	setReadHeaders(w, resp.GetRead())
 	writeJSON(w, http.StatusOK, ResourcesFromProto(resp.GetResources()))
 }
 

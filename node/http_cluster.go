@@ -39,6 +39,8 @@ type LeaderInfo struct {
 	LeaseRemainingMs int64      `json:"lease_remaining_ms"`
 	FellBehind       bool       `json:"fell_behind"` // watch only: changes were skipped; this is the latest
 	Observed         *time.Time `json:"observed"`    // when the serving node saw it; null if unknown
+	// Read says how fresh the answer (or a watch's first event) is.
+	Read *ReadInfo `json:"read,omitempty"`
 }
 
 // LeaderInfoFromProto converts a Coordinator LeaderEvent.
@@ -52,6 +54,7 @@ func LeaderInfoFromProto(ev *heartbeatpb.LeaderEvent) LeaderInfo {
 		LeaseRemainingMs: ev.GetLeaseRemainingMs(),
 		FellBehind:       ev.GetFellBehind(),
 		Observed:         unixNano(ev.GetObservedUnixNano()),
+		Read:             readInfoFromProto(ev.GetRead()),
 	}
 }
 
@@ -110,7 +113,15 @@ func memberID(r *http.Request) (string, error) {
 
 // handleGetLeader: GET /v1/leader.
 func (n *Node) handleGetLeader(w http.ResponseWriter, r *http.Request) {
-	ev, err := n.coord.GetLeader(r.Context(), &heartbeatpb.GetLeaderRequest{})
+	mode, err := readMode(r)
+	if err != nil {
+		writeStatusError(w, err)
+		return
+	}
+	ev, err := n.coord.GetLeader(r.Context(), &heartbeatpb.GetLeaderRequest{Consistency: mode})
+	if err == nil {
+		setReadHeaders(w, ev.GetRead())
+	}
 	reply(w, err, func() any { return LeaderInfoFromProto(ev) })
 }
 

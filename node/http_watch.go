@@ -54,6 +54,8 @@ type MembersInfo struct {
 	Revision   uint64   `json:"revision"` // of the membership state (0 without membership)
 	FellBehind bool     `json:"fell_behind"`
 	Members    []Member `json:"members"`
+	// Read says how fresh the first list of a watch is (absent after it).
+	Read *ReadInfo `json:"read,omitempty"`
 }
 
 // AssignmentEvent is the data of a /v1/watch/assignments event: one
@@ -108,11 +110,16 @@ func (n *Node) watchRoutes(routes map[string]route) {
 // LeaderInfo), the current leadership first, on the Coordinator's
 // WatchLeader.
 func (n *Node) handleWatchLeader(w http.ResponseWriter, r *http.Request) {
+	mode, err := readMode(r)
+	if err != nil {
+		writeStatusError(w, err)
+		return
+	}
 	n.serveSSE(w, r, func(ctx context.Context, out chan<- sseEvent) error {
 		s := &streamAdapter[heartbeatpb.LeaderEvent]{ctx: ctx, out: out, convert: func(ev *heartbeatpb.LeaderEvent) sseEvent {
 			return sseEvent{name: "leader", data: LeaderInfoFromProto(ev)}
 		}}
-		return n.coord.WatchLeader(&heartbeatpb.WatchLeaderRequest{}, s)
+		return n.coord.WatchLeader(&heartbeatpb.WatchLeaderRequest{Consistency: mode}, s)
 	})
 }
 
@@ -120,16 +127,21 @@ func (n *Node) handleWatchLeader(w http.ResponseWriter, r *http.Request) {
 // MembersInfo, id: its revision), the full list first and again after each
 // change, on the Coordinator's WatchMembers.
 func (n *Node) handleWatchMembers(w http.ResponseWriter, r *http.Request) {
+	mode, err := readMode(r)
+	if err != nil {
+		writeStatusError(w, err)
+		return
+	}
 	n.serveSSE(w, r, func(ctx context.Context, out chan<- sseEvent) error {
 		s := &streamAdapter[heartbeatpb.MembersEvent]{ctx: ctx, out: out, convert: func(ev *heartbeatpb.MembersEvent) sseEvent {
 			e := sseEvent{name: "members", data: MembersInfo{Revision: ev.GetRevision(), FellBehind: ev.GetFellBehind(),
-				Members: MembersFromProto(ev.GetMembers())}}
+				Members: MembersFromProto(ev.GetMembers()), Read: readInfoFromProto(ev.GetRead())}}
 			if ev.GetRevision() > 0 {
 				e.id = strconv.FormatUint(ev.GetRevision(), 10)
 			}
 			return e
 		}}
-		return n.coord.WatchMembers(&heartbeatpb.WatchMembersRequest{}, s)
+		return n.coord.WatchMembers(&heartbeatpb.WatchMembersRequest{Consistency: mode}, s)
 	})
 }
 
@@ -156,6 +168,19 @@ func (n *Node) handleWatchAssignments(w http.ResponseWriter, r *http.Request) {
 		writeStatusError(w, err)
 		return
 	}
+	// The stream starts from a state at least as new as every write
+	// acknowledged before the call (unless stale), never ahead of it.
+	mode, err := readMode(r)
+	if err != nil {
+		writeStatusError(w, err)
+		return
+	}
+	info, err := n.coord.Read(r.Context(), mode)
+	if err != nil {
+		writeStatusError(w, err)
+		return
+	}
+	setReadHeaders(w, info)
 	nodeID := r.URL.Query().Get("node")
 	var known bool
 	var rev uint64
@@ -169,6 +194,9 @@ func (n *Node) handleWatchAssignments(w http.ResponseWriter, r *http.Request) {
 	}
 	if from == 0 {
 		from = rev
+	} else if from > rev {
+		writeStatusError(w, status.Errorf(codes.OutOfRange, "watch assignments: revision %d is ahead of this node's %d (of a consistent read); list the resources and watch from the listing's revision", from, rev))
+		return
 	}
 	if _, err := n.mfsm.Changes(from, 1); err != nil {
 		writeStatusError(w, feedStatus(err))

@@ -1,0 +1,73 @@
+package node
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
+)
+
+// ReadInfo says how fresh an HTTP answer is (the gRPC ReadInfo); the same
+// is in the X-Heartbeat-* headers of every read.
+type ReadInfo struct {
+	Revision      uint64 `json:"revision"`
+	Consistent    bool   `json:"consistent"`
+	KnownLeader   bool   `json:"known_leader"`
+	LeaderID      string `json:"leader_id,omitempty"`
+	LastContactMs int64  `json:"last_contact_ms"`
+}
+
+// readInfoFromProto converts a ReadInfo (nil for none).
+func readInfoFromProto(p *heartbeatpb.ReadInfo) *ReadInfo {
+	if p == nil {
+		return nil
+	}
+	return &ReadInfo{Revision: p.GetRevision(), Consistent: p.GetConsistent(), KnownLeader: p.GetKnownLeader(),
+		LeaderID: p.GetLeaderId(), LastContactMs: p.GetLastContactMs()}
+}
+
+// readMode is the consistency a read asks for: ?stale (or ?stale=true),
+// ?consistency=stale|consistent; consistent by default.
+func readMode(r *http.Request) (heartbeatpb.Consistency, error) {
+	q := r.URL.Query()
+	mode := heartbeatpb.Consistency_CONSISTENCY_CONSISTENT
+	if v, ok := q["stale"]; ok {
+		switch strings.ToLower(strings.Join(v, "")) {
+		case "", "1", "true":
+			mode = heartbeatpb.Consistency_CONSISTENCY_STALE
+		case "0", "false":
+		default:
+			return mode, status.Errorf(codes.InvalidArgument, "stale=%q: want no value, true or false", strings.Join(v, ","))
+		}
+	}
+	if v := q.Get("consistency"); v != "" {
+		switch strings.ToLower(v) {
+		case "stale":
+			mode = heartbeatpb.Consistency_CONSISTENCY_STALE
+		case "consistent":
+			if _, ok := q["stale"]; ok && mode == heartbeatpb.Consistency_CONSISTENCY_STALE {
+				return mode, status.Error(codes.InvalidArgument, "stale and consistency=consistent together")
+			}
+			mode = heartbeatpb.Consistency_CONSISTENCY_CONSISTENT
+		default:
+			return mode, status.Errorf(codes.InvalidArgument, "consistency=%q: want consistent or stale", v)
+		}
+	}
+	return mode, nil
+}
+
+// setReadHeaders writes the freshness headers of a read.
+func setReadHeaders(w http.ResponseWriter, info *heartbeatpb.ReadInfo) {
+	if info == nil {
+		return
+	}
+	h := w.Header()
+	h.Set("X-Heartbeat-Revision", strconv.FormatUint(info.GetRevision(), 10))
+	h.Set("X-Heartbeat-Consistent", strconv.FormatBool(info.GetConsistent()))
+	h.Set("X-Heartbeat-Known-Leader", strconv.FormatBool(info.GetKnownLeader()))
+	h.Set("X-Heartbeat-Last-Contact-Ms", strconv.FormatInt(info.GetLastContactMs(), 10))
+}
