@@ -326,6 +326,11 @@ func (n *Node) leaseLoop() {
 	for {
 		wait := time.Duration(-1)
 		if n.raft.State() == raft.Leader {
+			// A lease that lapsed since the last pass (this loop woke late)
+			// is told before it is renewed: a watcher that saw the node stop
+			// leading (IsLeader read between the lapse and now) must also be
+			// told that it leads again.
+			n.publish()
 			ls := n.renewLease()
 			n.selfGrant()
 			wait = tick

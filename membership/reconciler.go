@@ -221,12 +221,17 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	}
 }
 
+// gatedRecheck is how often RunGated re-checks the leadership while it
+// sleeps without being told of a change.
+const gatedRecheck = time.Second
+
 // RunGated is Run for a node that spends most of its time not leading:
 // while the Leader says no, it sleeps until changes delivers (instead of
 // waking every Tick to find it still does not lead), then re-checks. changes
 // must deliver after every change of the Leader's answer — a watch of the
 // node's leadership (election.Node.Watch().C()), which keeps the latest
-// value for a slow reader. A closed changes falls back to Run's ticking.
+// value for a slow reader; it also re-checks every second in case a change
+// went untold. A closed changes falls back to Run's ticking.
 // It returns nil when ctx ends.
 func RunGated[T any](ctx context.Context, r *Reconciler, changes <-chan T) error {
 	t := time.NewTicker(r.cfg.Tick)
@@ -238,14 +243,20 @@ func RunGated[T any](ctx context.Context, r *Reconciler, changes <-chan T) error
 			if err := r.Step(ctx); err != nil && ctx.Err() == nil {
 				r.log.Debug("reconcile step failed", "error", err)
 			}
+			// A re-check now and then in case a change went untold (the
+			// leadership came back between two reads of it).
+			recheck := time.NewTimer(gatedRecheck)
 			select {
 			case <-ctx.Done():
+				recheck.Stop()
 				return nil
 			case _, ok := <-changes:
 				if !ok {
 					changes = nil
 				}
+			case <-recheck.C:
 			}
+			recheck.Stop()
 			t.Reset(r.cfg.Tick)
 			continue
 		}

@@ -406,6 +406,20 @@ func TestRunGated(t *testing.T) {
 		}
 	}
 
+	// Leading again, untold (the change was never published): the re-check
+	// finds it within a second or so.
+	s.leader.Store(true)
+	before := s.r.Stats().Ticks
+	deadline = time.Now().Add(10 * time.Second)
+	for s.r.Stats().Ticks < before+3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("leading again without being told, RunGated never re-checked: %+v", s.r.Stats())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	s.leader.Store(false)
+	changes <- struct{}{}
+
 	// Closed channel: back to ticking (it asks every tick again).
 	close(changes)
 	deadline = time.Now().Add(10 * time.Second)

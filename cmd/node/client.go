@@ -94,7 +94,8 @@ func dial(addr string) (*grpc.ClientConn, error) {
 }
 
 func cmdStatus(ctx context.Context, args []string, stdout, _ io.Writer, getenv env) error {
-	c, err := parseClient("status", "Prints the node's view: state, term, leader, fencing token, lease, indexes.", args, getenv, stdout, nil)
+	var rf readFlags
+	c, err := parseClient("status", "Prints the node's view: state, term, leader, fencing token, lease, indexes.", args, getenv, stdout, rf.define(nil))
 	if err != nil {
 		return err
 	}
@@ -105,7 +106,7 @@ func cmdStatus(ctx context.Context, args []string, stdout, _ io.Writer, getenv e
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	resp, err := heartbeatpb.NewCoordinatorClient(conn).Status(ctx, &heartbeatpb.StatusRequest{})
+	resp, err := heartbeatpb.NewCoordinatorClient(conn).Status(ctx, &heartbeatpb.StatusRequest{Consistency: rf.consistency()})
 	if err != nil {
 		return fmt.Errorf("status from %s: %w", c.addr, err)
 	}
@@ -128,7 +129,11 @@ func cmdStatus(ctx context.Context, args []string, stdout, _ io.Writer, getenv e
 	for _, r := range rows {
 		fmt.Fprintf(tw, "%s\t%s\n", r[0], r[1])
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	printReadLine(stdout, resp.GetRead())
+	return nil
 }
 
 func leaderString(id, addr string) string {
@@ -140,26 +145,28 @@ func leaderString(id, addr string) string {
 
 func cmdMembers(ctx context.Context, args []string, stdout, _ io.Writer, getenv env) error {
 	var watch bool
+	var rf readFlags
 	c, err := parseClient("members", "Lists the members as the node knows them: membership state (alive, suspect, dead,\n"+
 		"left), raft suffrage, leader, application health, drain, resources owned, leader\n"+
 		"priority. --watch prints the list again after every change until Ctrl-C\n"+
 		"(--json: one JSON object {revision, fell_behind, members} per line).", args, getenv, stdout,
-		func(fs *flag.FlagSet) {
+		rf.define(func(fs *flag.FlagSet) {
 			fs.BoolVar(&watch, "watch", false, "print the list again after every change until interrupted")
-		})
+		}))
 	if err != nil {
 		return err
 	}
 	if watch {
-		return watchMembers(ctx, c, stdout)
+		return watchMembers(ctx, c, rf, stdout)
 	}
 	var ms []node.Member
+	var info *heartbeatpb.ReadInfo
 	err = withClient(ctx, c, func(ctx context.Context, cl heartbeatpb.CoordinatorClient) error {
-		resp, err := cl.Members(ctx, &heartbeatpb.MembersRequest{})
+		resp, err := cl.Members(ctx, &heartbeatpb.MembersRequest{Consistency: rf.consistency()})
 		if err != nil {
 			return fmt.Errorf("members from %s: %w", c.addr, err)
 		}
-		ms = node.MembersFromProto(resp.GetMembers())
+		ms, info = node.MembersFromProto(resp.GetMembers()), resp.GetRead()
 		return nil
 	})
 	if err != nil {
@@ -168,18 +175,22 @@ func cmdMembers(ctx context.Context, args []string, stdout, _ io.Writer, getenv 
 	if c.json {
 		return printJSON(stdout, ms)
 	}
-	return printMembers(stdout, ms)
+	if err := printMembers(stdout, ms); err != nil {
+		return err
+	}
+	printReadLine(stdout, info)
+	return nil
 }
 
 // watchMembers prints the member list at every change until ctx ends (a
 // normal end) or the stream fails.
-func watchMembers(ctx context.Context, c clientFlags, stdout io.Writer) error {
+func watchMembers(ctx context.Context, c clientFlags, rf readFlags, stdout io.Writer) error {
 	conn, err := dial(c.addr)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	stream, err := heartbeatpb.NewCoordinatorClient(conn).WatchMembers(ctx, &heartbeatpb.WatchMembersRequest{})
+	stream, err := heartbeatpb.NewCoordinatorClient(conn).WatchMembers(ctx, &heartbeatpb.WatchMembersRequest{Consistency: rf.consistency()})
 	if err != nil {
 		return fmt.Errorf("members from %s: %w", c.addr, err)
 	}
@@ -243,19 +254,20 @@ func dash(s string) string {
 
 func cmdLeader(ctx context.Context, args []string, stdout, _ io.Writer, getenv env) error {
 	var watch bool
+	var rf readFlags
 	c, err := parseClient("leader", "Prints the leader the node knows (id, peer, client and HTTP addresses, term, fencing\n"+
 		"token; on the leader itself, the time its lease has left). --watch streams every change\n"+
 		"until Ctrl-C; while the node at --addr leads it also sends a lease renewal every 50 ms,\n"+
 		"printed at most once a second (--json: one object per line, renewals included).",
-		args, getenv, stdout, func(fs *flag.FlagSet) {
+		args, getenv, stdout, rf.define(func(fs *flag.FlagSet) {
 			fs.BoolVar(&watch, "watch", false, "stream leadership changes until interrupted")
-		})
+		}))
 	if err != nil {
 		return err
 	}
 	if !watch {
 		return withClient(ctx, c, func(ctx context.Context, cl heartbeatpb.CoordinatorClient) error {
-			ev, err := cl.GetLeader(ctx, &heartbeatpb.GetLeaderRequest{})
+			ev, err := cl.GetLeader(ctx, &heartbeatpb.GetLeaderRequest{Consistency: rf.consistency()})
 			if err != nil {
 				return fmt.Errorf("leader from %s: %w", c.addr, err)
 			}
@@ -263,6 +275,7 @@ func cmdLeader(ctx context.Context, args []string, stdout, _ io.Writer, getenv e
 				return printJSON(stdout, node.LeaderInfoFromProto(ev))
 			}
 			printLeaderLine(stdout, ev, false)
+			printReadLine(stdout, ev.GetRead())
 			return nil
 		})
 	}
@@ -271,7 +284,7 @@ func cmdLeader(ctx context.Context, args []string, stdout, _ io.Writer, getenv e
 		return err
 	}
 	defer conn.Close()
-	stream, err := heartbeatpb.NewCoordinatorClient(conn).WatchLeader(ctx, &heartbeatpb.WatchLeaderRequest{})
+	stream, err := heartbeatpb.NewCoordinatorClient(conn).WatchLeader(ctx, &heartbeatpb.WatchLeaderRequest{Consistency: rf.consistency()})
 	if err != nil {
 		return fmt.Errorf("leader from %s: %w", c.addr, err)
 	}

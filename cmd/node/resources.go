@@ -76,16 +76,21 @@ func withClient(ctx context.Context, c clientFlags, f func(context.Context, hear
 }
 
 func resourcesList(ctx context.Context, args []string, stdout io.Writer, getenv env) error {
-	c, err := parseClient("resources list", "Lists the resources with their owners and epochs.", args, getenv, stdout, nil)
+	var rf readFlags
+	c, err := parseClient("resources list", "Lists the resources with their owners and epochs.", args, getenv, stdout, rf.define(nil))
 	if err != nil {
 		return err
 	}
 	return withClient(ctx, c, func(ctx context.Context, cl heartbeatpb.CoordinatorClient) error {
-		resp, err := cl.ListResources(ctx, &heartbeatpb.ListResourcesRequest{})
+		resp, err := cl.ListResources(ctx, &heartbeatpb.ListResourcesRequest{Consistency: rf.consistency()})
 		if err != nil {
 			return fmt.Errorf("resources from %s: %w", c.addr, err)
 		}
-		return printResources(stdout, c.json, node.ResourcesFromProto(resp.GetResources()))
+		if err := printResources(stdout, c.json, node.ResourcesFromProto(resp.GetResources())); err != nil || c.json {
+			return err
+		}
+		printReadLine(stdout, resp.GetRead())
+		return nil
 	})
 }
 
@@ -149,17 +154,22 @@ func resourcesDelete(ctx context.Context, id string, args []string, stdout io.Wr
 // cmdAssignments lists the resources one member owns.
 func cmdAssignments(ctx context.Context, args []string, stdout, _ io.Writer, getenv env) error {
 	var id string
+	var rf readFlags
 	c, err := parseClient("assignments", "Lists the resources a member owns (default: the node asked).", args, getenv, stdout,
-		func(fs *flag.FlagSet) { fs.StringVar(&id, "node", "", "member id (default: the node at --addr)") })
+		rf.define(func(fs *flag.FlagSet) { fs.StringVar(&id, "node", "", "member id (default: the node at --addr)") }))
 	if err != nil {
 		return err
 	}
 	return withClient(ctx, c, func(ctx context.Context, cl heartbeatpb.CoordinatorClient) error {
-		resp, err := cl.Assignments(ctx, &heartbeatpb.AssignmentsRequest{NodeId: id})
+		resp, err := cl.Assignments(ctx, &heartbeatpb.AssignmentsRequest{NodeId: id, Consistency: rf.consistency()})
 		if err != nil {
 			return fmt.Errorf("assignments from %s: %w", c.addr, err)
 		}
-		return printResources(stdout, c.json, node.ResourcesFromProto(resp.GetResources()))
+		if err := printResources(stdout, c.json, node.ResourcesFromProto(resp.GetResources())); err != nil || c.json {
+			return err
+		}
+		printReadLine(stdout, resp.GetRead())
+		return nil
 	})
 }
 
