@@ -26,6 +26,15 @@
 //     the poll samples and check, against GET /v1/resources before and after, that exactly
 //     the dead node's resources moved. The busy phase also polls GET /v1/members and
 //     counts false deaths (FalseDeathCounter).
+//   - Lease (lease.go) is issue 9's lease phase, Heartbeat only, on a fresh cluster: beside
+//     every node one application (LeaseApps, a client.Client whose Endpoints[0] is that
+//     node) runs RunWhileLeader and RunWhileOwner with fns that record their start and
+//     their context's cancellation in a WorkLog; the leader's sidecar, then a sidecar that
+//     owns resources, is SIGSTOPped until the work has started elsewhere. ComputeHandover
+//     (lease_calc.go) gives each hand-over's gap, from the old work's cancellation to the
+//     new work's start, which must be positive; Overlaps checks every run of the phase for
+//     two runs of one key at once, and Restarts counts work that stopped and resumed in
+//     place (a lease that lapsed and was renewed).
 //
 // Apply throughput is measured in process by package bench/throughput, since Heartbeat has
 // no user write API yet. The command is bench/cmd/hbbench; bench/README.md explains the

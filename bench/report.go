@@ -24,7 +24,9 @@ type SystemResult struct {
 	Busy       *BusyResult `json:"busy,omitempty"`
 	// Reassign is the reassign phase, one entry per resource count (Heartbeat only).
 	Reassign []ReassignResult `json:"reassign,omitempty"`
-	Errors   []string         `json:"errors,omitempty"`
+	// Lease is issue 9's lease phase (Heartbeat only; nil when not run).
+	Lease  *LeaseResult `json:"lease,omitempty"`
+	Errors []string     `json:"errors,omitempty"`
 }
 
 func (r *SystemResult) fail(phase string, err error) {
@@ -181,6 +183,7 @@ func EvaluateTargets(hb *SystemResult, tp *ThroughputResult) []TargetCheck {
 	}
 	add("0 elections with both cores busy", busy != nil, bv, elections, 0, busy != nil && busy.Pass)
 	out = append(out, membershipTargets(hb)...)
+	out = append(out, leaseTargets(hb)...)
 	tpOK := tp != nil && tp.Error == "" && tp.Ratio > 0
 	var ratio float64
 	if tpOK {
@@ -255,6 +258,44 @@ func membershipTargets(hb *SystemResult) []TargetCheck {
 	return append(out, fd)
 }
 
+// LeaseMinPauses is the number of pauses of each kind issue 9's benchmark asks for.
+const LeaseMinPauses = 20
+
+// leaseTargets checks issue 9's benchmark: over at least LeaseMinPauses pauses of each kind
+// (the leader's sidecar, an owner's sidecar), every hand-over left a positive gap from the
+// old work's cancellation to the new work's start, no pause failed, and no two runs of one
+// key overlapped anywhere in the phase. A run with the lease timers disabled never meets it.
+func leaseTargets(hb *SystemResult) []TargetCheck {
+	var l *LeaseResult
+	if hb != nil {
+		l = hb.Lease
+	}
+	var out []TargetCheck
+	for _, k := range []struct {
+		name string
+		set  func(*LeaseResult) PauseSet
+	}{
+		{"leader's sidecar", func(l *LeaseResult) PauseSet { return l.Leader }},
+		{"owner's sidecar", func(l *LeaseResult) PauseSet { return l.Owner }},
+	} {
+		c := TargetCheck{Target: fmt.Sprintf("pauses of the %s: cancel -> start gap min > 0 (>= %d pauses, no overlap)",
+			k.name, LeaseMinPauses), Value: "not measured"}
+		if l != nil && k.set(l).Handovers > 0 {
+			s := k.set(l)
+			c.Measured, c.Got = true, s.Gap.MinMs
+			c.Value = fmt.Sprintf("min %.1f ms over %d hand-overs in %d pauses (%d failed), %d gaps <= 0, %d overlapping runs",
+				s.Gap.MinMs, s.Handovers, len(s.Pauses), s.Failed, s.NonPositive, l.Overlaps)
+			if l.UnsafeNoLeaseTimer {
+				c.Value += ", lease timers DISABLED"
+			}
+			c.Met = s.NonPositive == 0 && l.Overlaps == 0 && s.Failed == 0 && len(s.Pauses) >= LeaseMinPauses &&
+				!l.UnsafeNoLeaseTimer
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
 // Results is one benchmark run, written as results.json and rendered as results.md.
 type Results struct {
 	StartedAt  time.Time         `json:"started_at"`
@@ -288,8 +329,12 @@ func (r *Results) Markdown() string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	w("# hbbench results\n\n%s, %s, took %s on %s\n\n", r.StartedAt.UTC().Format(time.RFC3339), r.Command, r.Duration, r.Host)
-	w("Phases: %d SIGKILLs, %d SIGSTOPs of the leader; idle %v; busy %v.\n\n",
+	w("Phases: %d SIGKILLs, %d SIGSTOPs of the leader; idle %v; busy %v",
 		r.Phases.Kills, r.Phases.Stops, r.Phases.Idle, r.Phases.Busy)
+	if r.Phases.LeasePauses > 0 {
+		w("; lease: %d pauses of each kind", r.Phases.LeasePauses)
+	}
+	w(".\n\n")
 	w("| system | timing | crash failover p50 / p99 / max | silent failover p50 / p99 / max | idle CPU leader / follower mean / max | RSS leader / max | busy: term incr. / leader changes |\n")
 	w("|---|---|---|---|---|---|---|\n")
 	for _, s := range r.Systems {
@@ -327,6 +372,7 @@ func (r *Results) Markdown() string {
 		w("%s", rows)
 		w("\nReassignment: SIGKILL of a follower owning resources -> every survivor's GET /v1/members shows it owning 0 (polled every 15 ms), detection included; moves checked against GET /v1/resources before and after.\n")
 	}
+	w("%s", r.leaseSection())
 	if tp := r.Throughput; tp != nil {
 		w("\n## Apply throughput (in process, 3 nodes)\n\n")
 		if tp.Error != "" {
@@ -374,6 +420,18 @@ func (r *Results) Markdown() string {
 		for _, rr := range s.Reassign {
 			for _, e := range rr.Errors {
 				errs = append(errs, fmt.Sprintf("%s reassign %d: %s", s.Name, rr.Resources, e))
+			}
+		}
+		if s.Lease != nil {
+			for _, e := range s.Lease.Errors {
+				errs = append(errs, s.Name+" lease: "+e)
+			}
+			for _, set := range []PauseSet{s.Lease.Leader, s.Lease.Owner} {
+				for _, p := range set.Pauses {
+					if p.Error != "" {
+						errs = append(errs, fmt.Sprintf("%s lease pause of %s: %s", s.Name, p.Victim, p.Error))
+					}
+				}
 			}
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // goodHB is a Heartbeat result that meets every target.
@@ -22,7 +23,23 @@ func goodHB() *SystemResult {
 			{Resources: 100000, RegisterPerSec: 80000, Reassign: Summary{N: 5, P50Ms: 600, P99Ms: 900, MaxMs: 900},
 				Moves: []MoveCheck{{VictimHad: 20000, Moved: 20000, Exact: true}}, MovedExact: true, MaxRSSMB: 150},
 		},
+		Lease: goodLease(),
 	}
+}
+
+// goodLease is a lease phase of 20 pauses of each kind, every gap positive.
+func goodLease() *LeaseResult {
+	l := &LeaseResult{Resources: 50, Pauses: 20, Runs: 900}
+	for i := range 20 {
+		gap := time.Duration(300+i) * time.Millisecond
+		l.Leader.Pauses = append(l.Leader.Pauses, PauseRun{Victim: "n1", MinGap: gap,
+			Handovers: []Handover{{Key: LeaderKey, From: "n1", To: "n2", Gap: gap, ToCancel: 180 * time.Millisecond, ToStart: gap + 180*time.Millisecond}}})
+		l.Owner.Pauses = append(l.Owner.Pauses, PauseRun{Victim: "n3", MinGap: gap - 100*time.Millisecond,
+			Handovers: []Handover{{Key: "r1", From: "n3", To: "n4", Gap: gap - 100*time.Millisecond}, {Key: "r2", From: "n3", To: "n5", Gap: gap}}})
+	}
+	l.Leader.summarize()
+	l.Owner.summarize()
+	return l
 }
 
 func TestEvaluateTargets(t *testing.T) {
@@ -34,8 +51,8 @@ func TestEvaluateTargets(t *testing.T) {
 		return m
 	}
 	all := checks(goodHB(), &ThroughputResult{Ratio: 0.9})
-	if len(all) != 14 {
-		t.Fatalf("%d targets, want 14", len(all))
+	if len(all) != 16 {
+		t.Fatalf("%d targets, want 16", len(all))
 	}
 	for name, c := range all {
 		if !c.Measured || !c.Met {
@@ -62,6 +79,22 @@ func TestEvaluateTargets(t *testing.T) {
 		}, "moved resources = exactly the dead node's"},
 		{"rss at 100k", func(hb *SystemResult, _ *ThroughputResult) { hb.Reassign[1].MaxRSSMB = 201 }, "RSS <= 200 MB per node at 100000 resources"},
 		{"a false death", func(hb *SystemResult, _ *ThroughputResult) { *hb.Busy.FalseDeaths = 1 }, "0 false deaths with both cores busy"},
+		{"a negative leader gap", func(hb *SystemResult, _ *ThroughputResult) {
+			hb.Lease.Leader.Pauses[3].Handovers[0].Gap = -time.Millisecond
+			hb.Lease.Leader.summarize()
+		}, "pauses of the leader's sidecar: cancel -> start gap min > 0 (>= 20 pauses, no overlap)"},
+		{"an owner's old work still running", func(hb *SystemResult, _ *ThroughputResult) {
+			hb.Lease.Owner.Pauses[3].Handovers[1].OldRunning = true
+			hb.Lease.Owner.summarize()
+		}, "pauses of the owner's sidecar: cancel -> start gap min > 0 (>= 20 pauses, no overlap)"},
+		{"a failed owner pause", func(hb *SystemResult, _ *ThroughputResult) {
+			hb.Lease.Owner.Pauses[0].Error = "not handed over"
+			hb.Lease.Owner.summarize()
+		}, "pauses of the owner's sidecar: cancel -> start gap min > 0 (>= 20 pauses, no overlap)"},
+		{"too few leader pauses", func(hb *SystemResult, _ *ThroughputResult) {
+			hb.Lease.Leader.Pauses = hb.Lease.Leader.Pauses[:19]
+			hb.Lease.Leader.summarize()
+		}, "pauses of the leader's sidecar: cancel -> start gap min > 0 (>= 20 pauses, no overlap)"},
 	} {
 		hb, tp := goodHB(), &ThroughputResult{Ratio: 0.9}
 		tc.plant(hb, tp)
@@ -81,6 +114,20 @@ func TestEvaluateTargets(t *testing.T) {
 	for name, c := range none {
 		if c.Measured || c.Met || c.Value != "not measured" {
 			t.Errorf("nothing measured: %s = %+v", name, c)
+		}
+	}
+	// Overlapping runs anywhere in the phase, or disabled lease timers, miss both lease targets.
+	for name, plant := range map[string]func(*LeaseResult){
+		"overlaps": func(l *LeaseResult) { l.Overlaps = 1 },
+		"unsafe":   func(l *LeaseResult) { l.UnsafeNoLeaseTimer = true },
+	} {
+		hb := goodHB()
+		plant(hb.Lease)
+		got := checks(hb, &ThroughputResult{Ratio: 0.9})
+		for _, target := range []string{"pauses of the leader's sidecar: cancel -> start gap min > 0 (>= 20 pauses, no overlap)", "pauses of the owner's sidecar: cancel -> start gap min > 0 (>= 20 pauses, no overlap)"} {
+			if c := got[target]; !c.Measured || c.Met {
+				t.Errorf("%s: %s = %+v, want measured and missed", name, target, c)
+			}
 		}
 	}
 	noBusy := goodHB()
@@ -108,6 +155,11 @@ func TestResultsMarkdownAndWrite(t *testing.T) {
 		"| heartbeat | 100000 | 80000 resources/s | 0.00 s | 600 / 900 / 900 ms | yes (1 kills, 20000 moved) | 150.0 MB |",
 		"| reassignment p99 <= 1000 ms at 100000 resources | 900.0 ms (n=5, failed 0) | met |",
 		"0 / 0 in 600 s, 0 false deaths",
+		"## Leases (heartbeat)",
+		"| the leader's sidecar | 20 (0) | 20 | 300.0 / 309.0 / 319.0 / 319.0 ms | 180.0 / 180.0 / 180.0 / 180.0 ms | 480.0 / 489.0 / 499.0 / 499.0 ms | 0 |",
+		"| an owner's sidecar | 20 (0) | 40 | 200.0 / ",
+		"0 of 900 runs",
+		"| pauses of the leader's sidecar: cancel -> start gap min > 0 (>= 20 pauses, no overlap) | min 300.0 ms over 20 hand-overs in 20 pauses (0 failed), 0 gaps <= 0, 0 overlapping runs | met |",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
@@ -115,6 +167,14 @@ func TestResultsMarkdownAndWrite(t *testing.T) {
 	}
 	if strings.Contains(md, "Missed:") {
 		t.Errorf("all targets met, but markdown has a Missed note:\n%s", md)
+	}
+	if strings.Contains(md, "VIOLATIONS") {
+		t.Errorf("clean lease phase reported as violated:\n%s", md)
+	}
+	r.Systems[0].Lease.Owner.Pauses[2].Handovers[0].Gap = -3 * time.Millisecond // planted
+	r.Systems[0].Lease.Owner.summarize()
+	if md := r.Markdown(); !strings.Contains(md, "**VIOLATIONS**") || !strings.Contains(md, "owner pause of n3: r1 n3 -> n4 gap -3ms") {
+		t.Errorf("planted negative gap not shown:\n%s", md)
 	}
 	r.Systems[0].Crash.Summary.P50Ms = 60
 	r.Throughput.Ratio = 0.5

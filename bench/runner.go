@@ -75,6 +75,15 @@ type Phases struct {
 	// on its own fresh cluster; ReassignKills is the number of follower kills per count.
 	Reassign      []int `json:",omitempty"`
 	ReassignKills int   `json:",omitempty"`
+	// LeasePauses is the number of pauses of each kind in the lease phase (Heartbeat
+	// systems only, on a fresh cluster of its own): SIGSTOPs of the leader's sidecar, then
+	// of a sidecar that owns resources. LeaseResources is the number of resources it
+	// registers (0: DefaultLeaseResources).
+	LeasePauses    int `json:",omitempty"`
+	LeaseResources int `json:",omitempty"`
+	// LeaseUnsafeNoTimer runs the lease phase's clients without their lease timers
+	// (client.Config.UnsafeNoLeaseTimer): a planted violation that the phase must report.
+	LeaseUnsafeNoTimer bool `json:",omitempty"`
 }
 
 // base reports whether any phase needs the shared cluster (all but reassign).
@@ -105,8 +114,9 @@ func (r *Runner) progress(sys, format string, args ...any) {
 }
 
 // Run starts a fresh cluster of sys and measures the phases in this order: idle, crash,
-// silent, busy; then, for a Heartbeat system, the reassign phase on fresh clusters of its
-// own (the shared cluster is not started when only reassign is asked). A phase that fails is recorded in the result's Errors and the next phase
+// silent, busy; then, for a Heartbeat system, the reassign phase and the lease phase, each
+// on fresh clusters of its own (the shared cluster is not started when only those are
+// asked). A phase that fails is recorded in the result's Errors and the next phase
 // still runs when the cluster is usable; the cluster is always killed before Run returns.
 // Only ctx's cancellation aborts the run (its error is returned with the partial result).
 func (r *Runner) Run(ctx context.Context, sys System, ph Phases) (SystemResult, error) {
@@ -118,6 +128,9 @@ func (r *Runner) Run(ctx context.Context, sys System, ph Phases) (SystemResult, 
 	}
 	if len(ph.Reassign) > 0 && sys.Kind == KindHeartbeat && ctx.Err() == nil {
 		res.Reassign = r.Reassign(ctx, sys, ph.Reassign, ph.ReassignKills)
+	}
+	if ph.LeasePauses > 0 && sys.Kind == KindHeartbeat && ctx.Err() == nil {
+		res.Lease = r.Lease(ctx, sys, ph.LeasePauses, ph.LeaseResources, ph.LeaseUnsafeNoTimer)
 	}
 	r.progress(sys.Name, "done")
 	return res, ctx.Err()

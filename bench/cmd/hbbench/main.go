@@ -45,7 +45,7 @@ func DefaultConfig() Config {
 	return Config{
 		Run: bench.DefaultRunConfig(),
 		Phases: bench.Phases{Kills: 20, Stops: 20, Idle: 30 * time.Second, Busy: 10 * time.Minute,
-			Reassign: []int{10000, 100000}, ReassignKills: 5},
+			Reassign: []int{10000, 100000}, ReassignKills: 5, LeaseResources: bench.DefaultLeaseResources},
 		Systems:      []string{"heartbeat", "rafttcp-default", "rafttcp-hb"},
 		CurveTimings: []time.Duration{100 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond, time.Second},
 		CurvePhases:  bench.Phases{Kills: 10, Stops: 10, Idle: 15 * time.Second},
@@ -70,7 +70,8 @@ func (c Config) Validate() error {
 			return err
 		}
 	}
-	if c.Phases.Kills < 0 || c.Phases.Stops < 0 || c.Phases.Idle < 0 || c.Phases.Busy < 0 || c.Phases.ReassignKills < 0 {
+	if c.Phases.Kills < 0 || c.Phases.Stops < 0 || c.Phases.Idle < 0 || c.Phases.Busy < 0 || c.Phases.ReassignKills < 0 ||
+		c.Phases.LeasePauses < 0 || c.Phases.LeaseResources < 0 {
 		return fmt.Errorf("%w: negative phase", errUsage)
 	}
 	if err := c.Run.Validate(); err != nil {
@@ -163,6 +164,9 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.TP.Store, "tp-store", cfg.TP.Store, "throughput log store: mem or bolt")
 	reassign := fs.String("reassign", "10000,100000", "resource counts of the reassign phase (heartbeat only; empty or 0: skip)")
 	fs.IntVar(&cfg.Phases.ReassignKills, "reassign-kills", cfg.Phases.ReassignKills, "follower SIGKILLs per reassign count")
+	fs.IntVar(&cfg.Phases.LeasePauses, "lease-pauses", 0, "lease phase (heartbeat only; 0: skip): SIGSTOPs of the leader's sidecar, then of an owner's sidecar, this many of each, timing the application work's hand-over")
+	fs.IntVar(&cfg.Phases.LeaseResources, "lease-resources", cfg.Phases.LeaseResources, "resources registered for the lease phase")
+	fs.BoolVar(&cfg.Phases.LeaseUnsafeNoTimer, "lease-unsafe-no-timer", false, "lease phase with the clients' lease timers DISABLED: a planted violation the phase must report (exit status 1)")
 	quick := fs.Bool("quick", false, "3 kills, 3 stops, 5s idle, 20s busy, reassign 10000 x2 kills, smaller throughput and curve runs")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -287,7 +291,34 @@ func run(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 		return fmt.Errorf("write results: %w", err)
 	}
 	fmt.Fprintf(stderr, "results written to %s/results.{json,md}\n", cfg.Out)
+	if err := leaseViolations(res); err != nil {
+		return err
+	}
 	return ctx.Err()
+}
+
+// errLeaseViolated: the lease phase saw two applications work on one thing at once.
+var errLeaseViolated = errors.New("lease bound violated: old work not cancelled before new work started")
+
+// leaseViolations returns errLeaseViolated, with what was seen, when any system's lease
+// phase had a hand-over gap that was not positive or overlapping runs.
+func leaseViolations(res *bench.Results) error {
+	var all []string
+	for _, s := range res.Systems {
+		if s.Lease == nil {
+			continue
+		}
+		for _, v := range s.Lease.Violations() {
+			all = append(all, s.Name+": "+v)
+		}
+	}
+	if len(all) == 0 {
+		return nil
+	}
+	if len(all) > 10 {
+		all = append(all[:10], fmt.Sprintf("… %d more", len(all)-10))
+	}
+	return fmt.Errorf("%w:\n  %s", errLeaseViolated, strings.Join(all, "\n  "))
 }
 
 // curve runs heartbeat and rafttcp at each curve timing.

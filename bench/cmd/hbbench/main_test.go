@@ -21,7 +21,7 @@ func TestParseFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(full.Phases, bench.Phases{Kills: 20, Stops: 20, Idle: 30 * time.Second, Busy: 10 * time.Minute,
-		Reassign: []int{10000, 100000}, ReassignKills: 5}) ||
+		Reassign: []int{10000, 100000}, ReassignKills: 5, LeaseResources: 50}) ||
 		!slices.Equal(full.Systems, []string{"heartbeat", "rafttcp-default", "rafttcp-hb"}) ||
 		len(full.CurveTimings) != 4 || full.CurveTimings[3] != time.Second || full.Run.Nodes != 5 {
 		t.Errorf("defaults: %+v", full)
@@ -32,7 +32,7 @@ func TestParseFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(q.Phases, bench.Phases{Kills: 7, Stops: 3, Idle: 5 * time.Second, Busy: 20 * time.Second,
-		Reassign: []int{10000}, ReassignKills: 2}) {
+		Reassign: []int{10000}, ReassignKills: 2, LeaseResources: 50}) {
 		t.Errorf("--quick with --kills 7: phases %+v (an explicit flag must win)", q.Phases)
 	}
 	if !slices.Equal(q.CurveTimings, []time.Duration{50 * time.Millisecond, 2 * time.Second}) || q.TP.Rounds != 3 {
@@ -50,10 +50,20 @@ func TestParseFlags(t *testing.T) {
 		t.Errorf("empty --reassign: %v %v, want the phase skipped", off.Phases.Reassign, err)
 	}
 
+	l, err := parseFlags([]string{"--lease-pauses", "20", "--lease-resources", "30", "--lease-unsafe-no-timer"}, io.Discard)
+	if err != nil || l.Phases.LeasePauses != 20 || l.Phases.LeaseResources != 30 || !l.Phases.LeaseUnsafeNoTimer {
+		t.Errorf("lease flags: %+v %v", l.Phases, err)
+	}
+	if full.Phases.LeasePauses != 0 || q.Phases.LeasePauses != 0 {
+		t.Errorf("the lease phase must be off unless asked: %d, quick %d", full.Phases.LeasePauses, q.Phases.LeasePauses)
+	}
+
 	for name, args := range map[string][]string{
 		"bad reassign":      {"--reassign", "10k"},
 		"negative reassign": {"--reassign", "-5"},
 		"negative r-kills":  {"--reassign-kills", "-1"},
+		"negative pauses":   {"--lease-pauses", "-1"},
+		"negative lease rs": {"--lease-resources", "-2"},
 		"unknown system":    {"--systems", "etcd"},
 		"no systems":        {"--systems", ","},
 		"bad timing":        {"--curve-timings", "fast"},
@@ -85,5 +95,37 @@ func TestSystems(t *testing.T) {
 	}
 	if !slices.Contains(nf.Args, "--fast-failover=false") {
 		t.Errorf("heartbeat-nofast args %v", nf.Args)
+	}
+}
+
+// TestLeaseViolations: a lease phase with a gap that is not positive, or with overlapping
+// runs, makes the command fail; a clean one, or none, does not.
+func TestLeaseViolations(t *testing.T) {
+	clean := func() *bench.LeaseResult {
+		return &bench.LeaseResult{
+			Leader: bench.PauseSet{Pauses: []bench.PauseRun{{Victim: "n1", Handovers: []bench.Handover{{Key: bench.LeaderKey, Gap: time.Millisecond}}}}},
+			Owner:  bench.PauseSet{Pauses: []bench.PauseRun{{Victim: "n2", Handovers: []bench.Handover{{Key: "r1", Gap: 300 * time.Millisecond}}}}},
+		}
+	}
+	res := func(l *bench.LeaseResult) *bench.Results {
+		return &bench.Results{Systems: []bench.SystemResult{{Name: "heartbeat", Lease: l}}}
+	}
+	if err := leaseViolations(res(nil)); err != nil {
+		t.Errorf("no lease phase: %v", err)
+	}
+	if err := leaseViolations(res(clean())); err != nil {
+		t.Errorf("clean: %v", err)
+	}
+	for name, plant := range map[string]func(*bench.LeaseResult){
+		"zero leader gap":    func(l *bench.LeaseResult) { l.Leader.Pauses[0].Handovers[0].Gap = 0 },
+		"negative owner gap": func(l *bench.LeaseResult) { l.Owner.Pauses[0].Handovers[0].Gap = -time.Microsecond },
+		"old still running":  func(l *bench.LeaseResult) { l.Owner.Pauses[0].Handovers[0].OldRunning = true },
+		"overlapping runs":   func(l *bench.LeaseResult) { l.Overlaps = 1 },
+	} {
+		l := clean()
+		plant(l)
+		if err := leaseViolations(res(l)); !errors.Is(err, errLeaseViolated) {
+			t.Errorf("%s: err = %v, want errLeaseViolated", name, err)
+		}
 	}
 }
