@@ -80,7 +80,7 @@ func TestCLICommands(t *testing.T) {
 
 	t.Run("members", func(t *testing.T) {
 		out := cliOK(t, "members", "--addr", addr)
-		lines := strings.Split(strings.TrimSpace(out), "\n")
+		lines := tableLines(out)
 		if len(lines) != 4 || !strings.HasPrefix(lines[0], "ID") || !strings.Contains(lines[0], "PRIORITY") {
 			t.Fatalf("members table:\n%s", out)
 		}

@@ -172,7 +172,7 @@ func TestBinaryCluster(t *testing.T) {
 	var lines []string
 	for deadline := time.Now().Add(20 * time.Second); ; {
 		code, out, errOut = exitCode(t, "members", "--addr", clientAddr(1))
-		lines = strings.Split(strings.TrimSpace(out), "\n")
+		lines = tableLines(out)
 		if code != 0 || len(lines) != 4 || !strings.HasPrefix(lines[0], "ID") {
 			t.Fatalf("members: exit %d\n%s%s", code, out, errOut)
 		}

@@ -24,3 +24,13 @@ func TestCLIReadModes(t *testing.T) {
 		}
 	}
 }
+
+// tableLines splits a command's table output into lines, without the
+// trailing "read:" line that says how fresh it was.
+func tableLines(out string) []string {
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if n := len(lines); n > 0 && strings.HasPrefix(lines[n-1], "read: ") {
+		lines = lines[:n-1]
+	}
+	return lines
+}
