@@ -30,9 +30,11 @@ func NewStatusClient(timeout time.Duration) *http.Client {
 	return &http.Client{Transport: tr, Timeout: timeout}
 }
 
-// FetchStatus does one GET http://addr/v1/status and decodes the reply.
+// FetchStatus does one GET http://addr/v1/status?stale (the node's own view, at once:
+// a consistent read would wait for a leader, and the poller watches nodes that have none)
+// and decodes the reply.
 func FetchStatus(ctx context.Context, c *http.Client, addr string) (Status, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/status", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/status?stale", nil)
 	if err != nil {
 		return Status{}, err
 	}

@@ -70,14 +70,14 @@ func getJSON(ctx context.Context, c *http.Client, url string, v any) error {
 // fetchMembers returns a node's member list.
 func fetchMembers(ctx context.Context, c *http.Client, addr string) ([]member, error) {
 	var ms []member
-	err := getJSON(ctx, c, "http://"+addr+"/v1/members", &ms)
+	err := getJSON(ctx, c, "http://"+addr+"/v1/members?stale", &ms)
 	return ms, err
 }
 
 // fetchOwners returns resource id -> owner as one node sees it.
 func fetchOwners(ctx context.Context, c *http.Client, addr string) (map[string]string, error) {
 	var rs []resourceOwner
-	if err := getJSON(ctx, c, "http://"+addr+"/v1/resources", &rs); err != nil {
+	if err := getJSON(ctx, c, "http://"+addr+"/v1/resources?stale", &rs); err != nil {
 		return nil, err
 	}
 	out := make(map[string]string, len(rs))

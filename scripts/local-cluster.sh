@@ -84,12 +84,12 @@ start_node() {
 
 # leader_seen_by I: prints the leader id node nI knows, or nothing.
 leader_seen_by() {
-	"$bin" leader --addr "127.0.0.1:$(client_port "$1")" --timeout 1s 2>/dev/null |
+	"$bin" leader --addr "127.0.0.1:$(client_port "$1")" --stale --timeout 1s 2>/dev/null |
 		sed -n 's/^leader=\(n[0-9]*\) .*/\1/p'
 }
 
 role_of() {
-	"$bin" status --addr "127.0.0.1:$(client_port "$1")" --json --timeout 1s 2>/dev/null |
+	"$bin" status --addr "127.0.0.1:$(client_port "$1")" --stale --json --timeout 1s 2>/dev/null |
 		sed -n 's/^  "state": "\(.*\)",$/\1/p'
 }
 
