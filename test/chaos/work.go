@@ -124,29 +124,29 @@ func CheckExclusiveWork(s Snapshot) []Violation {
 	return vs
 }
 
-// Handover is a change of holder: Gap is from the cancellation of the
-// previous holder's run (From) to the start of the next one's (To);
-// negative when they overlapped.
+// Handover is a run of fn after another (the earlier run that ended last):
+// Gap is from that run's cancellation to this one's start, negative when
+// they overlapped. From != To is a change of holder; From == To with the same
+// Token is an interruption: the node kept the holding, but its fn was
+// cancelled and started again (a lapsed lease renewed, a stream reopened).
 type Handover struct {
 	Kind, Resource string
 	From, To       string
+	Token          uint64        // To's token
+	Interrupted    bool          // same node, same token
 	At             time.Duration // To's start
 	Gap            time.Duration
 }
 
-// Handovers lists every change of holder of the leader job and of each
-// resource. The previous holder of a run is the earlier run that ended last;
-// when it ran on the same node (the client renewed a lapsed lease, or a new
-// epoch on the same owner) it is not a handover.
+// Handovers lists every run of the leader job and of each resource that
+// followed another, in order of start.
 func Handovers(s Snapshot) []Handover {
 	var out []Handover
 	for _, g := range s.workByHolding() {
 		prev := g[0] // of the runs so far, the one that ended last
 		for _, w := range g[1:] {
-			if prev.Node != w.Node {
-				out = append(out, Handover{Kind: w.Kind, Resource: w.Resource, From: prev.Node, To: w.Node,
-					At: w.Start, Gap: w.Start - prev.until(s)})
-			}
+			out = append(out, Handover{Kind: w.Kind, Resource: w.Resource, From: prev.Node, To: w.Node, Token: w.Token,
+				Interrupted: prev.Node == w.Node && prev.Token == w.Token, At: w.Start, Gap: w.Start - prev.until(s)})
 			if w.until(s) >= prev.until(s) {
 				prev = w
 			}
@@ -163,10 +163,11 @@ type WorkRow struct {
 	// Leaders are the leader job's holders during the window, in order:
 	// "n1(2)" is n1 with fencing token 2.
 	Leaders []string
-	// LeaderRuns and ResourceRuns count the fns started in the window.
-	LeaderRuns, ResourceRuns int
-	// Leader and Resource are the handovers that started in the window.
-	Leader, Resource []Handover
+	// Leader and Resource are the changes of holder that began in the
+	// window; LeaderInterrupted and ResourceInterrupted count the
+	// interruptions (see Handover).
+	Leader, Resource                       []Handover
+	LeaderInterrupted, ResourceInterrupted int
 	// Violations counts CheckOneHolder findings in the window.
 	Violations int
 }
@@ -188,31 +189,31 @@ func WorkSummary(s Snapshot, vs []Violation) []WorkRow {
 		}
 		return lo, hi
 	}
-	work := append([]Work(nil), s.Work...)
-	sort.SliceStable(work, func(i, j int) bool { return work[i].Start < work[j].Start })
-	for _, w := range work {
-		r := &rows[s.faultAt(w.Start)+1]
-		if w.Kind == WorkLeader {
-			r.LeaderRuns++
-		} else {
-			r.ResourceRuns++
-		}
-		if w.Kind != WorkLeader {
+	for _, g := range s.workByHolding() {
+		if g[0].Kind != WorkLeader {
 			continue
 		}
-		for i := range rows {
-			lo, hi := bounds(i)
+		for _, w := range g {
 			name := fmt.Sprintf("%s(%d)", w.Node, w.Token)
-			if w.Start < hi && w.until(s) > lo && (len(rows[i].Leaders) == 0 || rows[i].Leaders[len(rows[i].Leaders)-1] != name) {
-				rows[i].Leaders = append(rows[i].Leaders, name)
+			for i := range rows {
+				lo, hi := bounds(i)
+				if w.Start < hi && w.until(s) > lo && (len(rows[i].Leaders) == 0 || rows[i].Leaders[len(rows[i].Leaders)-1] != name) {
+					rows[i].Leaders = append(rows[i].Leaders, name)
+				}
 			}
 		}
 	}
 	for _, h := range Handovers(s) {
 		r := &rows[s.faultAt(h.At)+1]
-		if h.Kind == WorkLeader {
+		switch {
+		case h.Interrupted && h.Kind == WorkLeader:
+			r.LeaderInterrupted++
+		case h.Interrupted:
+			r.ResourceInterrupted++
+		case h.From == h.To: // same node, new token: neither
+		case h.Kind == WorkLeader:
 			r.Leader = append(r.Leader, h)
-		} else {
+		default:
 			r.Resource = append(r.Resource, h)
 		}
 	}
@@ -221,7 +222,13 @@ func WorkSummary(s Snapshot, vs []Violation) []WorkRow {
 			rows[v.Fault+1].Violations++
 		}
 	}
-	if rows[0].LeaderRuns+rows[0].ResourceRuns == 0 {
+	first := time.Duration(-1)
+	for _, w := range s.Work {
+		if first < 0 || w.Start < first {
+			first = w.Start
+		}
+	}
+	if len(s.Faults) > 0 && (first < 0 || first >= s.Faults[0].Start) {
 		rows = rows[1:]
 	}
 	return rows
@@ -261,10 +268,12 @@ func writeWork(b *strings.Builder, s Snapshot, vs []Violation) {
 		"context was cancelled. *A1*: no two nodes' runs of the leader job (any token), or of one resource, overlap. " +
 		"*Handovers*: a run whose previous holder (the earlier run that ended last) was another node; *min gap*: the shortest " +
 		"time in ms from that holder's cancellation to the next holder's start (negative: overlap), over the handovers that " +
-		"began in the window. Runs and handovers count where they began.\n\n")
-	b.WriteString("| # | fault | leader job holders | leader handovers | min leader gap | resource runs | resource handovers | min resource gap | A1 violations |\n")
-	b.WriteString("|---:|---|---|---:|---|---:|---:|---|---:|\n")
+		"began in the window. *Interrupted*: fn cancelled and run again on the same node with the same token (the node kept " +
+		"the holding: a lapsed client lease renewed, a stream reopened). Counted where the run began.\n\n")
+	b.WriteString("| # | fault | leader job holders | leader handovers | min leader gap | leader interrupted | resource handovers | min resource gap | resource interrupted | A1 violations |\n")
+	b.WriteString("|---:|---|---|---:|---|---:|---:|---|---:|---:|\n")
 	var leader, resource []Handover
+	li, ri := 0, 0
 	for _, r := range WorkSummary(s, vs) {
 		label := "(before the first fault)"
 		if r.Fault >= 0 {
@@ -274,10 +283,11 @@ func writeWork(b *strings.Builder, s Snapshot, vs []Violation) {
 		if holders == "" {
 			holders = "none"
 		}
-		fmt.Fprintf(b, "| %d | %s | %s | %d | %s | %d | %d | %s | %d |\n", r.Fault, label, holders, len(r.Leader), gapText(r.Leader),
-			r.ResourceRuns, len(r.Resource), gapText(r.Resource), r.Violations)
+		fmt.Fprintf(b, "| %d | %s | %s | %d | %s | %d | %d | %s | %d | %d |\n", r.Fault, label, holders, len(r.Leader), gapText(r.Leader),
+			r.LeaderInterrupted, len(r.Resource), gapText(r.Resource), r.ResourceInterrupted, r.Violations)
 		leader, resource = append(leader, r.Leader...), append(resource, r.Resource...)
+		li, ri = li+r.LeaderInterrupted, ri+r.ResourceInterrupted
 	}
-	fmt.Fprintf(b, "\nWhole run: %d leader handovers, min gap %s; %d resource handovers, min gap %s.\n",
-		len(leader), gapText(leader), len(resource), gapText(resource))
+	fmt.Fprintf(b, "\nWhole run: %d leader handovers, min gap %s, %d leader job interruptions; %d resource handovers, min gap %s, %d resource interruptions.\n",
+		len(leader), gapText(leader), li, len(resource), gapText(resource), ri)
 }

@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"bytes"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -44,9 +45,9 @@ func TestExclusiveWorkCleanHistoryPasses(t *testing.T) {
 	}
 	var got []string
 	for _, h := range Handovers(s) {
-		got = append(got, h.Kind+" "+h.Resource+" "+h.From+"->"+h.To+" "+ms(h.Gap))
+		got = append(got, fmt.Sprintf("%s %s %s->%s %s %v", h.Kind, h.Resource, h.From, h.To, ms(h.Gap), h.Interrupted))
 	}
-	want := "leader  n1->n2 295|resource r1 n1->n3 395|resource r3 n3->n1 1100"
+	want := "resource r2 n2->n2 50 true|leader  n1->n2 295 false|resource r1 n1->n3 395 false|resource r3 n3->n1 1100 false"
 	if strings.Join(got, "|") != want {
 		t.Fatalf("handovers %q, want %q", strings.Join(got, "|"), want)
 	}
@@ -100,9 +101,9 @@ func TestReportShowsApplicationWork(t *testing.T) {
 	out := b.String()
 	for _, want := range []string{
 		"PASS: no violation", "## Application work",
-		"| 0 | quiet/none#1 | n1(2) | 0 | – | 5 | 0 | – | 0 |",
-		"| 1 | kill/leader#1 | n1(2) → n2(3) | 1 | 295 (n1→n2) | 2 | 2 | 395 (r1 n1→n3) | 0 |",
-		"Whole run: 1 leader handovers, min gap 295 (n1→n2); 2 resource handovers, min gap 395 (r1 n1→n3).",
+		"| 0 | quiet/none#1 | n1(2) | 0 | – | 0 | 0 | – | 1 | 0 |",
+		"| 1 | kill/leader#1 | n1(2) → n2(3) | 1 | 295 (n1→n2) | 0 | 2 | 395 (r1 n1→n3) | 0 | 0 |",
+		"Whole run: 1 leader handovers, min gap 295 (n1→n2), 0 leader job interruptions; 2 resource handovers, min gap 395 (r1 n1→n3), 1 resource interruptions.",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
@@ -116,7 +117,7 @@ func TestReportShowsApplicationWork(t *testing.T) {
 	}
 	out = b.String()
 	for _, want := range []string{"FAIL: 1 violation(s)", "`" + CheckOneHolder + "` [kill/leader#1]",
-		"| 1 | kill/leader#1 | n1(2) → n3(2) → n2(3) | 2 | -5 (n1→n3) | 2 | 2 | 395 (r1 n1→n3) | 1 |",
+		"| 1 | kill/leader#1 | n1(2) → n3(2) → n2(3) | 2 | -5 (n1→n3) | 0 | 2 | 395 (r1 n1→n3) | 0 | 1 |",
 		"| kill | leader | 1 |"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
@@ -157,5 +158,17 @@ func TestConfigFromEnvWorkload(t *testing.T) {
 	}
 	if c, _ := ConfigFromEnv(func(string) string { return "" }); c.UnsafeNoLeaseTimer || c.Faults != nil {
 		t.Fatalf("default config %+v", c)
+	}
+}
+
+func TestWorkSummaryRowBeforeTheFirstFault(t *testing.T) {
+	s := cleanWork()
+	if rows := WorkSummary(s, nil); len(rows) != len(s.Faults) || rows[0].Fault != 0 {
+		t.Fatalf("rows %+v, want one per fault", rows)
+	}
+	s.Faults[0].Start = msd(200) // the runs at 100 ms began before it
+	rows := WorkSummary(s, nil)
+	if len(rows) != len(s.Faults)+1 || rows[0].Fault != -1 || strings.Join(rows[0].Leaders, ",") != "n1(2)" {
+		t.Fatalf("rows %+v, want a row -1 first", rows)
 	}
 }
