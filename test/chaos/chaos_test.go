@@ -106,11 +106,22 @@ func TestChaos(t *testing.T) {
 		netem: cl.NetemSupported(ctx, cl.Nodes[0])}
 	loadStart := loadAvg()
 
+	plan := selectFaults(faultPlan(cfg), cfg.Faults)
+	if len(plan) == 0 {
+		t.Fatalf("CHAOS_FAULTS=%s selects no fault", strings.Join(cfg.Faults, ","))
+	}
+	app, err := StartWorkload(h, cl.Nodes, cl.ClientAddr, cfg.UnsafeNoLeaseTimer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = app.Stop() })
+
 	var stopErr error
 	if _, err := r.waitStable(time.Minute); err != nil {
 		stopErr = fmt.Errorf("cluster never formed: %w", err)
+	} else {
+		stopErr = r.startWork(app)
 	}
-	plan := faultPlan(cfg)
 	for run := 1; run <= cfg.Runs && stopErr == nil; run++ {
 		if stopErr = r.quiet(3*time.Second, run); stopErr != nil {
 			break
@@ -124,6 +135,12 @@ func TestChaos(t *testing.T) {
 	}
 	if stopErr != nil {
 		t.Errorf("suite stopped: %v", stopErr)
+	} else if !r.waitFor(cfg.RestartBound, func() bool { ok, _ := app.Live(workResources); return ok }) {
+		_, desc := app.Live(workResources)
+		t.Errorf("application workload not live after the last fault, within %s: %s", cfg.RestartBound, desc)
+	}
+	if err := app.Stop(); err != nil {
+		t.Errorf("application workload: %v", err)
 	}
 	rec.Close()
 
@@ -140,6 +157,10 @@ func TestChaos(t *testing.T) {
 	}
 	info.Notes = append(info.Notes, fmt.Sprintf("host load average (1/5/15 min) at start %s, at end %s, on %d CPUs (the machine is shared)",
 		loadStart, loadAvg(), runtime.NumCPU()))
+	info.Notes = append(info.Notes, fmt.Sprintf("application workload: %d clients (one per node), leader job + %d resources", len(cl.Nodes), workResources))
+	if cfg.UnsafeNoLeaseTimer {
+		info.Notes = append(info.Notes, "**the application clients ran with UnsafeNoLeaseTimer=true** (client lease timer off): A1 violations are planted, expected")
+	}
 	if stopErr != nil {
 		info.Notes = append(info.Notes, "the suite stopped early: "+stopErr.Error())
 	}
@@ -212,6 +233,12 @@ func reproduce(c Config) string {
 	}
 	if c.LeaseDuration > 0 {
 		env = append(env, "CHAOS_LEASE_DURATION="+c.LeaseDuration.String())
+	}
+	if len(c.Faults) > 0 {
+		env = append(env, "CHAOS_FAULTS="+strings.Join(c.Faults, ","))
+	}
+	if c.UnsafeNoLeaseTimer {
+		env = append(env, "CHAOS_UNSAFE_NO_LEASE_TIMER=1")
 	}
 	return strings.Join(env, " ") + " go test -tags chaos -count=1 -v -timeout 60m ./test/chaos/ -run TestChaos"
 }

@@ -15,6 +15,7 @@ const (
 	CheckDurable          = "S4-acknowledged-kept"
 	CheckFailover         = "L1-new-leader-within-bound"
 	CheckStable           = "L2-no-election-without-fault"
+	CheckOneHolder        = "A1-one-holder-at-a-time"
 )
 
 // Violation is one broken invariant.
@@ -54,6 +55,7 @@ func CheckAll(s Snapshot, o CheckOptions) []Violation {
 	vs = append(vs, CheckS4(s)...)
 	vs = append(vs, CheckL1(s)...)
 	vs = append(vs, CheckL2(s)...)
+	vs = append(vs, CheckExclusiveWork(s)...)
 	for i := range vs {
 		if vs[i].Fault < 0 {
 			vs[i].Fault = s.faultAt(vs[i].At)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -59,6 +60,13 @@ type Config struct {
 	// Out is where report.md, timeline.svg and (on failure) histories and
 	// node logs go.
 	Out string
+	// Faults, when not empty, runs only these faults: a kind ("pause-long")
+	// or kind/target ("pause-long/leader"). The quiet window always runs.
+	Faults []string
+	// UnsafeNoLeaseTimer runs the application workload's clients with
+	// client.Config.UnsafeNoLeaseTimer: only to watch the A1 checker catch
+	// the overlaps that follow (a planted violation).
+	UnsafeNoLeaseTimer bool
 }
 
 // DefaultConfig is the full suite on 5 nodes with the nodes' own timings.
@@ -84,7 +92,8 @@ func DefaultConfig() Config {
 // CHAOS_SEED, CHAOS_NODES, CHAOS_PROJECT, CHAOS_SUBNET, CHAOS_PORT_PREFIX,
 // CHAOS_IMAGE, CHAOS_HEARTBEAT_TIMEOUT, CHAOS_ELECTION_TIMEOUT,
 // CHAOS_LEASE_DURATION, CHAOS_CRASH_BOUND, CHAOS_SILENT_BOUND,
-// CHAOS_RESTART_BOUND and CHAOS_OUT, then validates.
+// CHAOS_RESTART_BOUND, CHAOS_OUT, CHAOS_FAULTS (comma-separated) and
+// CHAOS_UNSAFE_NO_LEASE_TIMER, then validates.
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	c := DefaultConfig()
 	var errs []error
@@ -111,8 +120,14 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 			*dst = d
 		}
 	}
-	if v := getenv("CHAOS_QUICK"); v != "" && v != "0" && v != "false" {
-		c.Quick = true
+	flag := func(name string) bool {
+		v := getenv(name)
+		return v != "" && v != "0" && v != "false"
+	}
+	c.Quick = flag("CHAOS_QUICK")
+	c.UnsafeNoLeaseTimer = flag("CHAOS_UNSAFE_NO_LEASE_TIMER")
+	if v := getenv("CHAOS_FAULTS"); v != "" {
+		c.Faults = strings.Split(v, ",")
 	}
 	num("CHAOS_RUNS", &c.Runs)
 	if v := getenv("CHAOS_SEED"); v != "" {

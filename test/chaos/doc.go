@@ -10,7 +10,8 @@
 // windows the suite opened; the checkers that read a History and return
 // Violations (S1 one leader per term, S2 fencing tokens only grow, no two
 // leaders claiming at once, L1 a new leader within the bound, L2 no election
-// when nothing failed, S4 nothing acknowledged lost after a full restart); the
+// when nothing failed, S4 nothing acknowledged lost after a full restart, A1
+// no two nodes' applications holding the leader job or a resource at once); the
 // measurements per fault window; and the report (report.md) and timeline
 // (timeline.svg) writers. Every checker has a unit test that plants a
 // violation and sees it caught.
@@ -21,6 +22,8 @@
 // from the host (iptables and tc netem run inside a container's network
 // namespace through nsenter; only the filter table is touched), a Recorder that
 // follows every node's WatchLeader stream and polls its /v1/status every ~20 ms,
+// a Workload (an application beside every node: a client running a leader job
+// and per-resource work, recording when each fn starts and is cancelled),
 // and TestChaos, which builds the image, brings the cluster up under the
 // project name heartbeat-chaos, runs every fault, checks, and writes the report.
 // cmd/chaos-replay re-checks a saved history without Docker.

@@ -128,6 +128,7 @@ type History struct {
 	events []Event
 	last   map[string]int // node+source -> index of its latest event
 	faults []Fault
+	work   []Work // application fns, in the order they started
 }
 
 // NewHistory starts a History now for the given nodes.
@@ -181,6 +182,8 @@ type Snapshot struct {
 	Nodes  []string      `json:"nodes"`
 	Events []Event       `json:"events"`
 	Faults []Fault       `json:"faults"`
+	// Work is the application workload's runs (see Work), if it ran.
+	Work []Work `json:"work,omitempty"`
 }
 
 // Snapshot copies the History.
@@ -193,6 +196,7 @@ func (h *History) Snapshot() Snapshot {
 		Nodes:  append([]string(nil), h.Nodes...),
 		Events: append([]Event(nil), h.events...),
 		Faults: append([]Fault(nil), h.faults...),
+		Work:   append([]Work(nil), h.work...),
 	}
 	s.sort()
 	return s
