@@ -112,7 +112,7 @@ func (r *Recorder) pollLoop(ctx context.Context, t RecorderTarget) {
 	defer r.wg.Done()
 	client := &http.Client{Timeout: r.tmo, Transport: &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true}}
 	defer client.CloseIdleConnections()
-	url := "http://" + t.HTTPAddr + "/v1/status"
+	url := "http://" + t.HTTPAddr + "/v1/status?stale" // the node's own view, at once
 	tick := time.NewTicker(r.poll)
 	defer tick.Stop()
 	for {
@@ -182,7 +182,7 @@ func (r *Recorder) watchLoop(ctx context.Context, node string, client heartbeatp
 func (r *Recorder) watchOnce(ctx context.Context, node string, client heartbeatpb.CoordinatorClient) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := client.WatchLeader(ctx, &heartbeatpb.WatchLeaderRequest{}, grpc.WaitForReady(true))
+	stream, err := client.WatchLeader(ctx, &heartbeatpb.WatchLeaderRequest{Consistency: heartbeatpb.Consistency_CONSISTENCY_STALE}, grpc.WaitForReady(true))
 	if err != nil {
 		return
 	}
