@@ -175,23 +175,14 @@ func gapText(s PauseSet) string {
 func (r *Runner) leaseRun(ctx context.Context, sys System, res *LeaseResult) (err error) {
 	n := res.Resources
 	dir := filepath.Join(r.cfg.WorkDir, sys.Name+"-lease")
-	r.progress(sys.Name, "lease: starting a fresh %d-node cluster, logs under %s", r.cfg.Nodes, dir)
-	c, err := StartCluster(sys, r.cfg.Nodes, r.cfg.BasePort, dir)
+	c, leader, err := r.freshCluster(ctx, sys, dir, "lease")
+	if c != nil {
+		defer c.Close()
+	}
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	if err := r.waitFirstLeader(ctx, c); err != nil {
-		return err
-	}
 	ids := c.IDs()
-	if _, err := waitSettled(ctx, c, ids, 0, r.cfg.StartTimeout, "all members alive"); err != nil {
-		return err
-	}
-	leader, ok := StableLeader(ids, snapshot(ctx, c, r.cfg.PollTimeout))
-	if !ok {
-		return fmt.Errorf("no stable leader before registering")
-	}
 	hc := &http.Client{Timeout: 30 * time.Second}
 	defer hc.CloseIdleConnections()
 	if err := register(ctx, hc, c.Proc(leader).Spec.HTTPAddr, n); err != nil {

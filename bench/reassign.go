@@ -241,25 +241,39 @@ func (r *Runner) Reassign(ctx context.Context, sys System, counts []int, kills i
 	return out
 }
 
-func (r *Runner) reassignOne(ctx context.Context, sys System, n, kills int, res *ReassignResult) error {
-	dir := filepath.Join(r.cfg.WorkDir, fmt.Sprintf("%s-reassign-%d", sys.Name, n))
-	r.progress(sys.Name, "reassign %d: starting a fresh %d-node cluster, logs under %s", n, r.cfg.Nodes, dir)
+// freshCluster starts a fresh cluster of sys under dir, waits until every
+// member is alive under one stable leader, and returns it with that leader;
+// the caller closes it (also on error, when it is not nil).
+func (r *Runner) freshCluster(ctx context.Context, sys System, dir, what string) (*Cluster, string, error) {
+	r.progress(sys.Name, "%s: starting a fresh %d-node cluster, logs under %s", what, r.cfg.Nodes, dir)
 	c, err := StartCluster(sys, r.cfg.Nodes, r.cfg.BasePort, dir)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
-	defer c.Close()
 	if err := r.waitFirstLeader(ctx, c); err != nil {
-		return err
+		return c, "", err
 	}
 	ids := c.IDs()
 	if _, err := waitSettled(ctx, c, ids, 0, r.cfg.StartTimeout, "all members alive"); err != nil {
-		return err
+		return c, "", err
 	}
 	leader, ok := StableLeader(ids, snapshot(ctx, c, r.cfg.PollTimeout))
 	if !ok {
-		return fmt.Errorf("no stable leader before registering")
+		return c, "", fmt.Errorf("no stable leader before registering")
 	}
+	return c, leader, nil
+}
+
+func (r *Runner) reassignOne(ctx context.Context, sys System, n, kills int, res *ReassignResult) error {
+	dir := filepath.Join(r.cfg.WorkDir, fmt.Sprintf("%s-reassign-%d", sys.Name, n))
+	c, leader, err := r.freshCluster(ctx, sys, dir, fmt.Sprintf("reassign %d", n))
+	if c != nil {
+		defer c.Close()
+	}
+	if err != nil {
+		return err
+	}
+	ids := c.IDs()
 	client := &http.Client{Timeout: 60 * time.Second}
 	defer client.CloseIdleConnections()
 	start := time.Now()

@@ -40,22 +40,7 @@ func (oldServer) Members(context.Context, *heartbeatpb.MembersRequest) (*heartbe
 
 func startOldServer(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := grpc.NewServer()
-	heartbeatpb.RegisterCoordinatorServer(s, oldServer{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		s.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		s.Stop()
-		<-done
-	})
-	return ln.Addr().String()
+	return serveFake(t, oldServer{})
 }
 
 // TestOlderServer: Leader falls back to Status (and finds the leader's
@@ -203,24 +188,9 @@ func TestHungSidecar(t *testing.T) {
 // hungServer and returns every fn that outlived the sidecar's last lease.
 func hungSidecarViolations(t *testing.T, unsafe bool) []string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	hung := &hungServer{answer: 3}
-	s := grpc.NewServer()
-	heartbeatpb.RegisterCoordinatorServer(s, hung)
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		s.Serve(ln)
-	}()
-	defer func() {
-		s.Stop()
-		<-served
-	}()
 	cfg := DefaultConfig()
-	cfg.Endpoints = []string{ln.Addr().String()}
+	cfg.Endpoints = []string{serveFake(t, hung)}
 	cfg.UnsafeNoLeaseTimer = unsafe
 	cl, err := New(cfg)
 	if err != nil {
@@ -294,25 +264,11 @@ func hungSidecarViolations(t *testing.T, unsafe bool) []string {
 // cancelled because the ownership lease ran out (not because it finished) is
 // started again once the sidecar renews the lease.
 func TestOwnerWorkResumesAfterLapse(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Answers 1-3, drops the next 6 (longer than the 200 ms lease at the
 	// client's default pace), answers again from the 10th.
-	s := grpc.NewServer()
-	heartbeatpb.RegisterCoordinatorServer(s, &hungServer{answer: 3, resume: 9})
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		s.Serve(ln)
-	}()
-	defer func() {
-		s.Stop()
-		<-served
-	}()
+	addr := serveFake(t, &hungServer{answer: 3, resume: 9})
 	cfg := DefaultConfig()
-	cfg.Endpoints = []string{ln.Addr().String()}
+	cfg.Endpoints = []string{addr}
 	cfg.KeepAliveInterval = 50 * time.Millisecond
 	cl, err := New(cfg)
 	if err != nil {
@@ -342,4 +298,26 @@ func TestOwnerWorkResumesAfterLapse(t *testing.T) {
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Errorf("RunWhileOwner = %v, want context.Canceled", err)
 	}
+}
+
+// serveFake serves srv as a Coordinator on a loopback port until the test
+// ends and returns its address.
+func serveFake(t *testing.T, srv heartbeatpb.CoordinatorServer) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer()
+	heartbeatpb.RegisterCoordinatorServer(s, srv)
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		s.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		s.Stop()
+		<-served
+	})
+	return ln.Addr().String()
 }

@@ -206,12 +206,7 @@ func (n *Node) handleGetResource(w http.ResponseWriter, r *http.Request) {
 		writeStatusError(w, err)
 		return
 	}
-	mode, err := readMode(r)
-	if err != nil {
-		writeStatusError(w, err)
-		return
-	}
-	info, err := n.coord.Read(r.Context(), mode)
+	info, err := n.readyRead(r)
 	if err != nil {
 		writeStatusError(w, err)
 		return

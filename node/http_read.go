@@ -60,6 +60,18 @@ func readMode(r *http.Request) (heartbeatpb.Consistency, error) {
 	return mode, nil
 }
 
+// readyRead readies a read the HTTP face makes from the node's state itself
+// (one resource, the assignments watch): the mode of r, then the
+// Coordinator's wait for it; the state read after it returns is fresh
+// enough.
+func (n *Node) readyRead(r *http.Request) (*heartbeatpb.ReadInfo, error) {
+	mode, err := readMode(r)
+	if err != nil {
+		return nil, err
+	}
+	return n.coord.Read(r.Context(), mode)
+}
+
 // setReadHeaders writes the freshness headers of a read.
 func setReadHeaders(w http.ResponseWriter, info *heartbeatpb.ReadInfo) {
 	if info == nil {

@@ -170,12 +170,7 @@ func (n *Node) handleWatchAssignments(w http.ResponseWriter, r *http.Request) {
 	}
 	// The stream starts from a state at least as new as every write
 	// acknowledged before the call (unless stale), never ahead of it.
-	mode, err := readMode(r)
-	if err != nil {
-		writeStatusError(w, err)
-		return
-	}
-	info, err := n.coord.Read(r.Context(), mode)
+	info, err := n.readyRead(r)
 	if err != nil {
 		writeStatusError(w, err)
 		return
