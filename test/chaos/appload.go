@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/heartbeat-sidecar/heartbeat/client"
@@ -122,7 +123,7 @@ func (w *Workload) Live(resources int) (bool, string) {
 	defer w.mu.Unlock()
 	held, multi := 0, 0
 	for k, nodes := range w.live {
-		if len(nodes) > 0 && k != "leader job" {
+		if len(nodes) > 0 && strings.HasPrefix(k, "resource r-") { // not the reads-and-writes workload's lin-*
 			held++
 		}
 		if len(nodes) > 1 {

@@ -115,6 +115,11 @@ func TestChaos(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = app.Stop() })
+	rw, err := StartLinWorkload(h, cl.Nodes, cl.ClientAddr, cfg.StaleReads, cfg.Seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rw.Stop)
 
 	var stopErr error
 	if _, err := r.waitStable(time.Minute); err != nil {
@@ -142,6 +147,7 @@ func TestChaos(t *testing.T) {
 	if err := app.Stop(); err != nil {
 		t.Errorf("application workload: %v", err)
 	}
+	rw.Stop()
 	rec.Close()
 
 	snap := h.Snapshot()
@@ -158,6 +164,10 @@ func TestChaos(t *testing.T) {
 	info.Notes = append(info.Notes, fmt.Sprintf("host load average (1/5/15 min) at start %s, at end %s, on %d CPUs (the machine is shared)",
 		loadStart, loadAvg(), runtime.NumCPU()))
 	info.Notes = append(info.Notes, fmt.Sprintf("application workload: %d clients (one per node), leader job + %d resources", len(cl.Nodes), workResources))
+	info.Notes = append(info.Notes, fmt.Sprintf("reads-and-writes workload: %d clients on %d resources (lin-*), consistent reads", linClients, linKeys))
+	if cfg.StaleReads {
+		info.Notes = append(info.Notes, "**the reads-and-writes clients read stale** (CHAOS_STALE_READS): R1 violations are planted, expected")
+	}
 	if cfg.UnsafeNoLeaseTimer {
 		info.Notes = append(info.Notes, "**the application clients ran with UnsafeNoLeaseTimer=true** (client lease timer off): A1 violations are planted, expected")
 	}

@@ -16,6 +16,7 @@ const (
 	CheckFailover         = "L1-new-leader-within-bound"
 	CheckStable           = "L2-no-election-without-fault"
 	CheckOneHolder        = "A1-one-holder-at-a-time"
+	CheckReadsWrites      = "R1-linearizable-reads-and-writes"
 )
 
 // Violation is one broken invariant.
@@ -56,6 +57,7 @@ func CheckAll(s Snapshot, o CheckOptions) []Violation {
 	vs = append(vs, CheckL1(s)...)
 	vs = append(vs, CheckL2(s)...)
 	vs = append(vs, CheckExclusiveWork(s)...)
+	vs = append(vs, CheckLinearizableOps(s, linTimeout)...)
 	for i := range vs {
 		if vs[i].Fault < 0 {
 			vs[i].Fault = s.faultAt(vs[i].At)

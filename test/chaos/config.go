@@ -67,6 +67,10 @@ type Config struct {
 	// client.Config.UnsafeNoLeaseTimer: only to watch the A1 checker catch
 	// the overlaps that follow (a planted violation).
 	UnsafeNoLeaseTimer bool
+	// StaleReads makes the reads-and-writes workload read stale: only to
+	// watch the R1 checker catch a node answering from its old state (a
+	// planted violation).
+	StaleReads bool
 }
 
 // DefaultConfig is the full suite on 5 nodes with the nodes' own timings.
@@ -93,7 +97,7 @@ func DefaultConfig() Config {
 // CHAOS_IMAGE, CHAOS_HEARTBEAT_TIMEOUT, CHAOS_ELECTION_TIMEOUT,
 // CHAOS_LEASE_DURATION, CHAOS_CRASH_BOUND, CHAOS_SILENT_BOUND,
 // CHAOS_RESTART_BOUND, CHAOS_OUT, CHAOS_FAULTS (comma-separated) and
-// CHAOS_UNSAFE_NO_LEASE_TIMER, then validates.
+// CHAOS_UNSAFE_NO_LEASE_TIMER and CHAOS_STALE_READS, then validates.
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	c := DefaultConfig()
 	var errs []error
@@ -126,6 +130,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	}
 	c.Quick = flag("CHAOS_QUICK")
 	c.UnsafeNoLeaseTimer = flag("CHAOS_UNSAFE_NO_LEASE_TIMER")
+	c.StaleReads = flag("CHAOS_STALE_READS")
 	if v := getenv("CHAOS_FAULTS"); v != "" {
 		c.Faults = strings.Split(v, ",")
 	}

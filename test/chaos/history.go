@@ -128,7 +128,8 @@ type History struct {
 	events []Event
 	last   map[string]int // node+source -> index of its latest event
 	faults []Fault
-	work   []Work // application fns, in the order they started
+	work   []Work  // application fns, in the order they started
+	lin    []LinOp // the reads-and-writes workload's operations (linearizability)
 }
 
 // NewHistory starts a History now for the given nodes.
@@ -160,6 +161,13 @@ func (h *History) Observe(e Event) {
 	h.events = append(h.events, e)
 }
 
+// AddLin records one finished operation of the reads-and-writes workload.
+func (h *History) AddLin(op LinOp) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.lin = append(h.lin, op)
+}
+
 // AddFault records a fault window and returns its index, for UpdateFault.
 func (h *History) AddFault(f Fault) int {
 	h.mu.Lock()
@@ -184,6 +192,9 @@ type Snapshot struct {
 	Faults []Fault       `json:"faults"`
 	// Work is the application workload's runs (see Work), if it ran.
 	Work []Work `json:"work,omitempty"`
+	// Lin is the reads-and-writes workload's operations (see LinOp), if it
+	// ran; CheckLinearizable reads them.
+	Lin []LinOp `json:"lin,omitempty"`
 }
 
 // Snapshot copies the History.
@@ -197,6 +208,7 @@ func (h *History) Snapshot() Snapshot {
 		Events: append([]Event(nil), h.events...),
 		Faults: append([]Fault(nil), h.faults...),
 		Work:   append([]Work(nil), h.work...),
+		Lin:    append([]LinOp(nil), h.lin...),
 	}
 	s.sort()
 	return s

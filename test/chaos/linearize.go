@@ -50,7 +50,7 @@ type LinOp struct {
 	Kind    LinOpKind
 	Key     string
 	Weight  uint32 // register: the weight written; read: the weight seen
-	Found   bool   // read: present; delete: it existed
+	Found   bool   // read: present; delete: it existed (false: NotFound, which may answer a retry of an attempt that deleted it)
 	Outcome LinOutcome
 	Node    string // the node the client asked
 	Call    int64
@@ -91,9 +91,11 @@ var resourceModel = porcupine.NondeterministicModel{
 			next = linState{present: true, weight: op.Weight}
 		case LinDelete:
 			next = linState{}
-			if op.Outcome == LinOK && op.Found != s.present {
-				return nil // it said the resource was (not) there
+			if op.Outcome == LinOK && op.Found && !s.present {
+				return nil // it said it deleted a resource that was not there
 			}
+			// Found false (NotFound) asserts nothing about before: it may be
+			// the answer to a retry of an attempt that did delete it.
 		case LinRead:
 			if op.Found != s.present || (op.Found && op.Weight != s.weight) {
 				return nil
@@ -209,4 +211,106 @@ func describeViolation(ops []LinOp, info porcupine.LinearizationInfo) string {
 		return b.String()
 	}
 	return "no linearization exists (porcupine)"
+}
+
+// linTimeout bounds the linearizability check of one history.
+const linTimeout = 60 * time.Second
+
+// CheckLinearizableOps is R1: the reads-and-writes workload's history (if it
+// ran) is linearizable. A verdict of "unknown" (the checker ran out of
+// time) is not a violation; the report shows it.
+func CheckLinearizableOps(s Snapshot, timeout time.Duration) []Violation {
+	if len(s.Lin) == 0 {
+		return nil
+	}
+	r := CheckLinearizable(s.Lin, timeout)
+	if r.Verdict != "violation" {
+		return nil
+	}
+	at := time.Duration(0)
+	if key := violatingKey(r.Detail); key != "" {
+		for _, op := range s.Lin {
+			if op.Key == key && time.Duration(op.Return) > at {
+				at = time.Duration(op.Return)
+			}
+		}
+	}
+	return []Violation{{Check: CheckReadsWrites, At: at, Fault: -1, Msg: r.Detail}}
+}
+
+// violatingKey extracts the resource id from a LinResult.Detail.
+func violatingKey(detail string) string {
+	rest, ok := strings.CutPrefix(detail, "resource ")
+	if !ok {
+		return ""
+	}
+	key, _, _ := strings.Cut(rest, ":")
+	return key
+}
+
+// LinRow is the reads-and-writes workload in one fault window: operations
+// invoked in it, by outcome.
+type LinRow struct {
+	Fault              int // -1: before the first fault
+	OK, Fail, Unknown  int
+	Reads, Writes      int // of the ok ones
+	ViolatingResources int // violations attributed to the window (R1)
+}
+
+// LinRows counts the operations per fault window (by invocation time).
+func LinRows(s Snapshot, vs []Violation) []LinRow {
+	rows := map[int]*LinRow{}
+	row := func(f int) *LinRow {
+		if rows[f] == nil {
+			rows[f] = &LinRow{Fault: f}
+		}
+		return rows[f]
+	}
+	for _, op := range s.Lin {
+		r := row(s.faultAt(time.Duration(op.Call)))
+		switch op.Outcome {
+		case LinOK:
+			r.OK++
+			if op.Kind == LinRead {
+				r.Reads++
+			} else {
+				r.Writes++
+			}
+		case LinFail:
+			r.Fail++
+		default:
+			r.Unknown++
+		}
+	}
+	for _, v := range vs {
+		if v.Check == CheckReadsWrites {
+			row(v.Fault).ViolatingResources++
+		}
+	}
+	out := make([]LinRow, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, *r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Fault < out[j].Fault })
+	return out
+}
+
+// writeLin writes the report's "Reads and writes" section.
+func writeLin(b *strings.Builder, s Snapshot, vs []Violation) {
+	verdict := CheckLinearizable(s.Lin, linTimeout)
+	fmt.Fprintf(b, "\n## Reads and writes (linearizability)\n\n"+
+		"Clients register, update and delete resources and read them back with consistent reads, through "+
+		"different nodes, during every fault; every operation is recorded with its invocation and return "+
+		"times and its outcome (*ok*; *fail*: surely not applied; *unknown*: a write that may have been "+
+		"applied, or a read without an answer). *R1*: the whole history is checked with porcupine against "+
+		"a model of the resource set (per resource: absent, or present with a weight). "+
+		"Verdict over %d operations: **%s**.\n\n", verdict.Ops, verdict.Verdict)
+	b.WriteString("| # | fault | ok (reads / writes) | fail | unknown | R1 violations |\n|---:|---|---|---:|---:|---:|\n")
+	for _, r := range LinRows(s, vs) {
+		label := "(before the first fault)"
+		if r.Fault >= 0 && r.Fault < len(s.Faults) {
+			label = s.Faults[r.Fault].Label()
+		}
+		fmt.Fprintf(b, "| %d | %s | %d (%d / %d) | %d | %d | %d |\n", r.Fault, label, r.OK, r.Reads, r.Writes, r.Fail, r.Unknown, r.ViolatingResources)
+	}
 }

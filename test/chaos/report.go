@@ -53,7 +53,8 @@ func WriteReport(w io.Writer, s Snapshot, vs []Violation, info ReportInfo) error
 	if len(vs) == 0 {
 		b.WriteString("None. Checked: S1 one leader per term, S1b no two leaders claiming at once, S2 fencing tokens " +
 			"only grow, S4 commit index kept across kill-all, L1 new leader within the bound, L2 no election without a fault, " +
-			"A1 one holder of the leader job or of a resource at a time (application workload).\n")
+			"A1 one holder of the leader job or of a resource at a time (application workload), " +
+			"R1 linearizable reads and writes (reads-and-writes workload).\n")
 	}
 	for _, v := range vs {
 		label := "no fault"
@@ -64,6 +65,9 @@ func WriteReport(w io.Writer, s Snapshot, vs []Violation, info ReportInfo) error
 	}
 	if len(s.Work) > 0 {
 		writeWork(&b, s, vs)
+	}
+	if len(s.Lin) > 0 {
+		writeLin(&b, s, vs)
 	}
 
 	b.WriteString("\n## Fault windows\n\nTimes from the start of the run; detection and new leader in ms as above, per window.\n\n" +
