@@ -11,7 +11,8 @@
 // Violations (S1 one leader per term, S2 fencing tokens only grow, no two
 // leaders claiming at once, L1 a new leader within the bound, L2 no election
 // when nothing failed, S4 nothing acknowledged lost after a full restart, A1
-// no two nodes' applications holding the leader job or a resource at once); the
+// no two nodes' applications holding the leader job or a resource at once, R1
+// the reads-and-writes history is linearizable (linearize.go, porcupine)); the
 // measurements per fault window; and the report (report.md) and timeline
 // (timeline.svg) writers. Every checker has a unit test that plants a
 // violation and sees it caught.
