@@ -248,8 +248,7 @@ func (c *Coordinator) RegisterResources(ctx context.Context, req *heartbeatpb.Re
 // this node's state fail the whole call with NotFound before anything is
 // committed.
 func (c *Coordinator) DeleteResources(ctx context.Context, req *heartbeatpb.DeleteResourcesRequest) (*heartbeatpb.WriteResponse, error) {
-	fsm, err := c.membershipOn()
-	if err != nil {
+	if _, err := c.membershipOn(); err != nil {
 		return nil, err
 	}
 	ids := req.GetIds()
@@ -263,21 +262,16 @@ func (c *Coordinator) DeleteResources(ctx context.Context, req *heartbeatpb.Dele
 	if _, err := membership.EncodeCommand(cmd); err != nil { // validate before the lookup
 		return nil, commitStatus(err)
 	}
-	var missing []string
-	fsm.Read(func(s *membership.State) {
-		for _, id := range ids {
-			if _, ok := s.Resource(id); !ok {
-				missing = append(missing, id)
-			}
-		}
-	})
-	if len(missing) > 0 {
-		return nil, status.Errorf(codes.NotFound, "delete: %d of %d resources not registered (nothing deleted): %q",
-			len(missing), len(ids), clip(missing, 10))
-	}
+	// Whether a resource was there is decided where the delete is applied,
+	// in log order: a check of this node's state first could answer from a
+	// state that is not current (two concurrent deletes both "found" it).
 	res, err := c.Commit(ctx, cmd)
 	if err != nil {
 		return nil, err
+	}
+	if res.Changed == 0 && len(res.NotFound) > 0 {
+		return nil, status.Errorf(codes.NotFound, "delete: %d of %d resources not registered (nothing deleted): %q",
+			len(res.NotFound), len(ids), clip(res.NotFound, 10))
 	}
 	return writeResponse(res), nil
 }
