@@ -164,7 +164,7 @@ func CheckLinearizable(ops []LinOp, timeout time.Duration) LinResult {
 		out.Verdict = "unknown"
 	default:
 		out.Verdict = "violation"
-		out.Detail = describeViolation(ops, info)
+		out.Detail = describeViolation(hist, info)
 	}
 	return out
 }
@@ -175,38 +175,50 @@ func checked(op LinOp) bool {
 	return op.Outcome != LinFail && (op.Kind != LinRead || op.Outcome == LinOK)
 }
 
-// describeViolation names the first resource whose partial linearization
-// stops short, with its operations in call order.
-func describeViolation(ops []LinOp, info porcupine.LinearizationInfo) string {
+// describeViolation names the first resource whose history cannot be
+// linearized, with where the checker got stuck: the last operations of the
+// longest linearizable prefix it found, and the earliest operations it
+// could not place after them.
+func describeViolation(hist []porcupine.Operation, info porcupine.LinearizationInfo) string {
+	partitions := resourceModel.Partition(hist)
 	partials := info.PartialLinearizations()
-	by := map[string][]LinOp{}
-	for _, op := range ops {
-		if checked(op) {
-			by[op.Key] = append(by[op.Key], op)
+	for i, part := range partitions {
+		if i >= len(partials) {
+			break
 		}
-	}
-	var keys []string
-	for k := range by {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for i, k := range keys {
-		hist := by[k]
-		if i < len(partials) {
-			longest := 0
-			for _, p := range partials[i] {
-				longest = max(longest, len(p))
-			}
-			if longest >= len(hist) {
-				continue
+		var longest []int
+		for _, p := range partials[i] {
+			if len(p) > len(longest) {
+				longest = p
 			}
 		}
-		sort.Slice(hist, func(a, b int) bool { return hist[a].Call < hist[b].Call })
+		if len(longest) >= len(part) {
+			continue
+		}
+		done := map[int]bool{}
+		for _, j := range longest {
+			done[j] = true
+		}
+		var rest []int
+		for j := range part {
+			if !done[j] {
+				rest = append(rest, j)
+			}
+		}
+		sort.Slice(rest, func(a, b int) bool { return part[rest[a]].Call < part[rest[b]].Call })
+		describe := func(op porcupine.Operation) string {
+			in := op.Input.(LinOp)
+			return fmt.Sprintf("[%s %.3fs-%.3fs]", resourceModel.DescribeOperation(in, nil),
+				float64(in.Call)/1e9, float64(in.Return)/1e9)
+		}
 		var b strings.Builder
-		fmt.Fprintf(&b, "resource %s:", k)
-		for _, op := range hist {
-			fmt.Fprintf(&b, " [%s %.3fs-%.3fs]", resourceModel.DescribeOperation(op, nil),
-				float64(op.Call)/1e9, float64(op.Return)/1e9)
+		fmt.Fprintf(&b, "resource %s: %d of its %d operations linearize; the last of them:", part[0].Input.(LinOp).Key, len(longest), len(part))
+		for _, j := range longest[max(0, len(longest)-3):] {
+			b.WriteString(" " + describe(part[j]))
+		}
+		b.WriteString("; none of these can come next:")
+		for _, j := range rest[:min(6, len(rest))] {
+			b.WriteString(" " + describe(part[j]))
 		}
 		return b.String()
 	}
