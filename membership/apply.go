@@ -203,6 +203,9 @@ func (s *State) apply(index uint64, cmd *pb.Command) (*Result, []Event, error) {
 				continue
 			}
 			prev := r.Owner
+			if prev != "" {
+				s.noteGone(id, index)
+			}
 			s.setOwner(r, "", 0)
 			s.remove(id)
 			evs = append(evs, Event{Revision: index, Kind: EventResourceDeleted, ResourceID: id, PrevOwner: prev})

@@ -69,6 +69,11 @@ func ownershipLeaseViolations(t *testing.T, grants bool) map[string][]string {
 		}
 		s.tick()
 		cur := s.f.owners()
+		for id, p := range prev {
+			if _, ok := cur[id]; !ok && p != "" {
+				free[id] = bound[id] // deleted while owned
+			}
+		}
 		for id, o := range cur {
 			p := prev[id]
 			if p != "" && o != p {
@@ -107,6 +112,25 @@ func ownershipLeaseViolations(t *testing.T, grants bool) map[string][]string {
 	phase = "drain"
 	s.f.ok(SetDrainCmd("n4", true))
 	run(100, "n4 drained", func() bool { return len(s.f.ownedBy("n4")) == 0 && s.unowned() == 0 })
+	// A delete of an owned resource and the same id registered again: the
+	// old owner may still work on the old one until its lease runs out.
+	// n2 is drained first so that the new ones go elsewhere.
+	phase = "delete and register again"
+	var again []string
+	for id, o := range s.f.owners() {
+		if o == "n2" && len(again) < 20 {
+			again = append(again, id)
+		}
+	}
+	if len(again) == 0 {
+		t.Fatal("n2 owns nothing")
+	}
+	s.f.ok(DeleteCmd(again))
+	s.f.ok(SetDrainCmd("n2", true))
+	for _, id := range again {
+		s.f.ok(RegisterCmd([]ResourceSpec{{ID: id}}))
+	}
+	run(100, "re-registered resources placed", func() bool { return s.unowned() == 0 && len(s.f.ownedBy("n2")) == 0 })
 	if grants && r.Stats().Released == 0 {
 		bad[phase] = append(bad[phase], "the drain released nothing")
 	}
@@ -123,7 +147,7 @@ func TestReconcilerOwnershipLeaseRule(t *testing.T) {
 		t.Errorf("%s: %d early moves, first: %s", phase, len(b), b[0])
 	}
 	planted := ownershipLeaseViolations(t, false)
-	for _, phase := range []string{"start", "death", "drain"} {
+	for _, phase := range []string{"start", "death", "drain", "delete and register again"} {
 		if b := planted[phase]; len(b) == 0 {
 			t.Errorf("%s: planted violation (no ownership-lease rule) not caught", phase)
 		} else {

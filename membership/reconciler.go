@@ -406,11 +406,23 @@ func (r *Reconciler) assign(ctx context.Context, now time.Time) error {
 	var plan PlanResult
 	var rev, mrev uint64
 	var members []Member
+	var gone map[string]bool // unowned resources planned here whose id was deleted while owned
 	full, skip := false, false
 	r.state.Read(func(s *State) {
-		if r.cfg.Grants != nil {
+		defer func() {
+			if r.cfg.Grants == nil {
+				return
+			}
 			members = s.Members()
-		}
+			for _, mv := range plan.Moves {
+				if mv.From == "" && s.Gone(mv.ResourceID) {
+					if gone == nil {
+						gone = map[string]bool{}
+					}
+					gone[mv.ResourceID] = true
+				}
+			}
+		}()
 		rev, mrev = s.Revision(), s.MemberRevision()
 		switch {
 		case r.planned && rev == r.plannedRev && !r.held:
@@ -436,6 +448,13 @@ func (r *Reconciler) assign(ctx context.Context, now time.Time) error {
 	}
 	moves := plan.Moves
 	if r.cfg.Grants != nil {
+		// A resource deleted while owned and registered again: its old
+		// owner may still work on the old one; wait as after a release.
+		for id := range gone {
+			if _, ok := r.releasedAt[id]; !ok {
+				r.releasedAt[id] = now
+			}
+		}
 		var held int
 		moves, held = r.gate(moves, members, now)
 		// Plan everything again next round, when the leases may have run out.

@@ -95,6 +95,10 @@ type State struct {
 	byID      map[string]int32               // resource id -> position in res
 	owned     map[string]map[string]struct{} // owner id -> resource ids
 	unowned   map[string]struct{}            // resource ids without an owner
+	// gone: ids of resources deleted while owned (-> the delete's
+	// revision), until one of that id is placed again. Advisory, for the
+	// leader's reconciler (see Gone); not in snapshots.
+	gone map[string]uint64
 }
 
 // NewState returns an empty state at revision 0.
@@ -104,7 +108,36 @@ func NewState() *State {
 		byID:    make(map[string]int32),
 		owned:   make(map[string]map[string]struct{}),
 		unowned: make(map[string]struct{}),
+		gone:    make(map[string]uint64),
 	}
+}
+
+// maxGone bounds the gone set; past it, entries more than goneKeep
+// revisions old are forgotten (far more than one ownership lease ago).
+const (
+	maxGone  = 1 << 16
+	goneKeep = 100_000
+)
+
+// Gone reports whether a resource of this id was deleted while it had an
+// owner and none of that id has been placed since: its old owner may still
+// work on it until its ownership lease runs out, so the leader waits before
+// it places a resource registered again under the id (as after a release).
+func (s *State) Gone(id string) bool {
+	_, ok := s.gone[id]
+	return ok
+}
+
+// noteGone records that id was deleted from owner-ship at index.
+func (s *State) noteGone(id string, index uint64) {
+	if len(s.gone) >= maxGone {
+		for k, rev := range s.gone {
+			if rev+goneKeep < index {
+				delete(s.gone, k)
+			}
+		}
+	}
+	s.gone[id] = index
 }
 
 // Revision is the raft index of the last applied command.
@@ -335,6 +368,9 @@ func (s *State) setOwner(r *resEntry, owner string, epoch uint64) {
 		}
 	}
 	r.Owner, r.Epoch = owner, epoch
+	if owner != "" {
+		delete(s.gone, r.ID)
+	}
 	if owner == "" {
 		s.unowned[r.ID] = struct{}{}
 	} else {
