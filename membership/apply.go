@@ -196,12 +196,22 @@ func (s *State) apply(index uint64, cmd *pb.Command) (*Result, []Event, error) {
 			res.Changed++
 		}
 	case *pb.Command_DeleteResources:
+		// All or none, decided here in log order: concurrent deletes of one
+		// resource cannot both find it.
+		var missing []string
 		for _, id := range op.DeleteResources.GetIds() {
-			r, ok := s.get(id)
-			if !ok {
-				res.NotFound = append(res.NotFound, id)
-				continue
+			if _, ok := s.get(id); !ok {
+				missing = append(missing, id)
 			}
+		}
+		if len(missing) > 0 {
+			if len(missing) > 10 {
+				missing = append(missing[:10:10], "...")
+			}
+			return nil, nil, fmt.Errorf("%w: %q (nothing deleted)", ErrUnknownResource, missing)
+		}
+		for _, id := range op.DeleteResources.GetIds() {
+			r, _ := s.get(id)
 			prev := r.Owner
 			if prev != "" {
 				s.noteGone(id, index)

@@ -14,6 +14,10 @@ var (
 	ErrUnsupportedVersion = errors.New("membership: unsupported command version")
 	// ErrUnknownMember: the command names a member id the state does not hold.
 	ErrUnknownMember = errors.New("membership: unknown member")
+
+	// ErrUnknownResource: a delete named a resource that is not registered
+	// when the command is applied; nothing was deleted.
+	ErrUnknownResource = errors.New("membership: resource not registered")
 	// ErrInvalidTransition: the member's current state does not allow the
 	// change (for example marking a member that has left as dead).
 	ErrInvalidTransition = errors.New("membership: invalid state transition")

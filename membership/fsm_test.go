@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -182,9 +183,13 @@ func TestFSMAssignEpochsAndStaleMoves(t *testing.T) {
 	if a.Owner != "n2" || a.Epoch != res.Revision || a.Epoch <= epoch {
 		t.Fatalf("moved a = %+v", a)
 	}
-	// Deleting an owned resource clears the index; unknown ids are reported.
-	res = f.ok(DeleteCmd([]string{"a", "nope"}))
-	if res.Changed != 1 || len(res.NotFound) != 1 || res.NotFound[0] != "nope" {
+	// A delete naming an unknown id deletes nothing; deleting an owned
+	// resource clears the index.
+	if err := f.rejected(DeleteCmd([]string{"a", "nope"})); !errors.Is(err, ErrUnknownResource) || !strings.Contains(err.Error(), "nope") {
+		t.Fatalf("delete with an unknown id: %v", err)
+	}
+	res = f.ok(DeleteCmd([]string{"a"}))
+	if res.Changed != 1 {
 		t.Fatalf("delete %+v", res)
 	}
 	// A member that owns resources cannot be removed, even when dead.

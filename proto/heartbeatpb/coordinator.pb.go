@@ -759,7 +759,8 @@ type WriteResponse struct {
 	Revision uint64 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
 	// changed is the number of members or resources the command changed.
 	Changed uint32 `protobuf:"varint,2,opt,name=changed,proto3" json:"changed,omitempty"`
-	// not_found lists ids a delete did not find.
+	// not_found: unused (a delete that does not find an id fails with
+	// NotFound and deletes nothing).
 	NotFound      []string `protobuf:"bytes,3,rep,name=not_found,json=notFound,proto3" json:"not_found,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

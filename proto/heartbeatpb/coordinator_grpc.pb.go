@@ -63,10 +63,10 @@ type CoordinatorClient interface {
 	// accepts it; a follower forwards it to the leader. InvalidArgument for an
 	// empty or oversized id, a weight outside 1..1000, too many resources.
 	RegisterResources(ctx context.Context, in *RegisterResourcesRequest, opts ...grpc.CallOption) (*WriteResponse, error)
-	// DeleteResources deletes resources by id (all in one command). Whether
-	// each was registered is decided where the command is applied, in log
-	// order: NotFound when none of the ids was (so of concurrent deletes of
-	// one resource exactly one succeeds); not_found lists the missing ones.
+	// DeleteResources deletes resources by id, all in one command: all of
+	// them or none. NotFound (nothing deleted) when one of the ids is not
+	// registered where the command is applied, in log order (so of concurrent
+	// deletes of one resource exactly one succeeds).
 	DeleteResources(ctx context.Context, in *DeleteResourcesRequest, opts ...grpc.CallOption) (*WriteResponse, error)
 	// ListResources lists the resources with owners and epochs, as this node's
 	// committed state holds them, with the revision of that state.
@@ -401,10 +401,10 @@ type CoordinatorServer interface {
 	// accepts it; a follower forwards it to the leader. InvalidArgument for an
 	// empty or oversized id, a weight outside 1..1000, too many resources.
 	RegisterResources(context.Context, *RegisterResourcesRequest) (*WriteResponse, error)
-	// DeleteResources deletes resources by id (all in one command). Whether
-	// each was registered is decided where the command is applied, in log
-	// order: NotFound when none of the ids was (so of concurrent deletes of
-	// one resource exactly one succeeds); not_found lists the missing ones.
+	// DeleteResources deletes resources by id, all in one command: all of
+	// them or none. NotFound (nothing deleted) when one of the ids is not
+	// registered where the command is applied, in log order (so of concurrent
+	// deletes of one resource exactly one succeeds).
 	DeleteResources(context.Context, *DeleteResourcesRequest) (*WriteResponse, error)
 	// ListResources lists the resources with owners and epochs, as this node's
 	// committed state holds them, with the revision of that state.

@@ -178,7 +178,7 @@ func commitStatus(err error) error {
 	switch {
 	case errors.Is(err, membership.ErrInvalidCommand):
 		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, membership.ErrUnknownMember):
+	case errors.Is(err, membership.ErrUnknownMember), errors.Is(err, membership.ErrUnknownResource):
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, membership.ErrInvalidTransition), errors.Is(err, membership.ErrAddressInUse),
 		errors.Is(err, membership.ErrMemberBusy), errors.Is(err, membership.ErrUnsupportedVersion):
@@ -262,16 +262,14 @@ func (c *Coordinator) DeleteResources(ctx context.Context, req *heartbeatpb.Dele
 	if _, err := membership.EncodeCommand(cmd); err != nil { // validate before the lookup
 		return nil, commitStatus(err)
 	}
-	// Whether a resource was there is decided where the delete is applied,
-	// in log order: a check of this node's state first could answer from a
-	// state that is not current (two concurrent deletes both "found" it).
+	// Whether the resources are there is decided where the delete is
+	// applied, in log order (the state machine refuses the whole command,
+	// NotFound, if one is not): a check of this node's state first could
+	// answer from a state that is not current (two concurrent deletes of one
+	// resource both "found" it).
 	res, err := c.Commit(ctx, cmd)
 	if err != nil {
 		return nil, err
-	}
-	if res.Changed == 0 && len(res.NotFound) > 0 {
-		return nil, status.Errorf(codes.NotFound, "delete: %d of %d resources not registered (nothing deleted): %q",
-			len(res.NotFound), len(ids), clip(res.NotFound, 10))
 	}
 	return writeResponse(res), nil
 }
