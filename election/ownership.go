@@ -109,14 +109,25 @@ func (n *Node) ReceiveGrant(g Grant) {
 }
 
 // GrantSource tells the transport whether this node may grant ownership
-// leases now (it leads and its leader lease is valid) and its membership
-// revision, read after that check. Grants do not wait for a new leader's
-// claim hold-off: the lease, not the claim, bounds them.
+// leases now and its membership revision, read after that check. It may
+// while it leads with a valid leader lease and has applied everything its
+// predecessors committed (the first barrier of its term has completed, as
+// for read indexes): before that its revision could predate a move it has
+// not applied yet, and a member whose state is just as old (restarted,
+// replaying its log) would take the grant for ownership of a resource that
+// has moved on. Grants do not wait for a new leader's claim hold-off: the
+// lease, not the claim, bounds them.
 func (n *Node) GrantSource() (revision uint64, ok bool) {
-	if n.cfg.Revision == nil || !n.leaseValid(time.Now()) {
+	if n.cfg.Revision == nil || !n.grantReady(time.Now()) {
 		return 0, false
 	}
 	return n.applied(), true
+}
+
+// grantReady: this node leads with a valid lease and its term's first
+// barrier has completed.
+func (n *Node) grantReady(now time.Time) bool {
+	return n.leaseValid(now) && n.readyTerm.Load() == n.raft.CurrentTerm()
 }
 
 // leaseValid reports whether this node is the raft leader with a valid
@@ -133,7 +144,7 @@ func (n *Node) leaseValid(now time.Time) bool {
 // from each heartbeat: anchored now, at the revision read after now.
 func (n *Node) selfGrant() {
 	now := time.Now()
-	if n.cfg.Revision == nil || !n.leaseValid(now) {
+	if n.cfg.Revision == nil || !n.grantReady(now) {
 		return
 	}
 	n.own.setLastSelf(now)
