@@ -96,12 +96,12 @@ func (w *LinWorkload) begin(ctx context.Context) (context.Context, context.Cance
 	return octx, cancel, int64(w.h.Since())
 }
 
-// record adds op unless the workload was stopping (an op cut short by Stop
-// tells nothing).
+// record adds a write. One cut short by Stop may still have been applied
+// (a later read can see it): it is recorded as unknown, never dropped.
 func (w *LinWorkload) record(ctx context.Context, op LinOp) {
 	op.Return = int64(w.h.Since())
 	if ctx.Err() != nil && op.Outcome != LinOK {
-		return
+		op.Outcome = LinUnknown
 	}
 	w.h.AddLin(op)
 }
