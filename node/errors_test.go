@@ -26,7 +26,13 @@ func TestStartErrors(t *testing.T) {
 		ok, why := n1.Ready()
 		return ok, strings.Join(why, "; ")
 	})
-	if s := n1.Status(); !s.IsLeader || s.Leader.Address != n1.PeerAddr() {
+	// Ready does not wait for the leader lease (its first quorum-acknowledged
+	// heartbeat round comes a moment after the win); the claim follows it.
+	waitFor(t, "single node claims its lease", func() (bool, string) {
+		s := n1.Status()
+		return s.IsLeader, s.State
+	})
+	if s := n1.Status(); s.Leader.Address != n1.PeerAddr() {
 		t.Errorf("single node status %+v", s)
 	}
 
