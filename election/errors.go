@@ -1,57 +1,56 @@
 package election
 
-import (
-	"errors"
-	"fmt"
-)
+import "fmt"
 
 // Sentinel errors. Errors returned by this package wrap one of these with %w
 // (or, for ErrNotLeader, are a *NotLeaderError whose Is matches it); test them
-// with errors.Is.
+// with errors.Is. Each says whether retrying may help (a Retryable method,
+// read by internal/retry's one rule): only ErrNotLeader, ErrNoLeader and
+// ErrTransferInProgress do.
 var (
 	// ErrNotLeader: the operation must run on the leader and this node is not
 	// it. The error is a *NotLeaderError that names the leader when one is
 	// known, so a caller can retry there.
-	ErrNotLeader = errors.New("election: not the leader")
+	ErrNotLeader error = &sentinel{msg: "election: not the leader", retryable: true}
 
 	// ErrNoLeader: no leader is known right now (an election is running or the
 	// cluster has no quorum). A *NotLeaderError without a leader matches it.
-	ErrNoLeader = errors.New("election: no leader known")
+	ErrNoLeader error = &sentinel{msg: "election: no leader known", retryable: true}
 
 	// ErrClusterMismatch: the data directory belongs to another cluster or to
 	// another node id. The node refuses to start rather than mix two histories.
-	ErrClusterMismatch = errors.New("election: data dir belongs to another cluster or node")
+	ErrClusterMismatch error = &sentinel{msg: "election: data dir belongs to another cluster or node", retryable: false}
 
 	// ErrDataDirLocked: another process (or another node in this process) has
 	// the data directory's bolt file open.
-	ErrDataDirLocked = errors.New("election: data dir is in use")
+	ErrDataDirLocked error = &sentinel{msg: "election: data dir is in use", retryable: false}
 
 	// ErrIDInUse: Join was given an id that is already a member with a
 	// different address.
-	ErrIDInUse = errors.New("election: node id already in use with another address")
+	ErrIDInUse error = &sentinel{msg: "election: node id already in use with another address", retryable: false}
 
 	// ErrAddressInUse: Join was given an address that already belongs to a
 	// member with a different id.
-	ErrAddressInUse = errors.New("election: address already in use by another node id")
+	ErrAddressInUse error = &sentinel{msg: "election: address already in use by another node id", retryable: false}
 
 	// ErrUnknownMember: the id named is not in the cluster configuration.
-	ErrUnknownMember = errors.New("election: unknown member")
+	ErrUnknownMember error = &sentinel{msg: "election: unknown member", retryable: false}
 
 	// ErrNotVoter: the member named is not a voter (leadership can only go to
 	// a voter).
-	ErrNotVoter = errors.New("election: member is not a voter")
+	ErrNotVoter error = &sentinel{msg: "election: member is not a voter", retryable: false}
 
 	// ErrTransferInProgress: a leadership transfer is running on this
 	// leader (raft refuses writes and new transfers meanwhile); retry
 	// shortly, or at the new leader.
-	ErrTransferInProgress = errors.New("election: leadership transfer in progress")
+	ErrTransferInProgress error = &sentinel{msg: "election: leadership transfer in progress", retryable: true}
 
 	// ErrShutdown: the node has been shut down or closed.
-	ErrShutdown = errors.New("election: node is shut down")
+	ErrShutdown error = &sentinel{msg: "election: node is shut down", retryable: false}
 
 	// ErrInvalidConfig: Config.Validate rejected a value; the wrapped message
 	// names the field.
-	ErrInvalidConfig = errors.New("election: invalid config")
+	ErrInvalidConfig error = &sentinel{msg: "election: invalid config", retryable: false}
 )
 
 // NotLeaderError is returned by leader-only operations on a node that is not
@@ -76,3 +75,21 @@ func (e *NotLeaderError) Error() string {
 func (e *NotLeaderError) Is(target error) bool {
 	return target == ErrNotLeader || target == ErrNoLeader && e.LeaderID == "" && e.LeaderAddr == ""
 }
+
+// Retryable implements internal/retry's marker: the leader may be found (or
+// elected) by the next attempt.
+func (e *NotLeaderError) Retryable() bool { return true }
+
+// sentinel is the type of this package's sentinel errors: a message and
+// whether retrying may help.
+type sentinel struct {
+	msg       string
+	retryable bool
+}
+
+// Error implements error.
+func (e *sentinel) Error() string { return e.msg }
+
+// Retryable reports whether the condition may pass by itself (see
+// internal/retry.Retryable).
+func (e *sentinel) Retryable() bool { return e.retryable }
