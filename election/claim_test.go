@@ -89,7 +89,7 @@ func TestTransferClaimWaitsForOldLease(t *testing.T) {
 			}, func() string { return "old leader's claim not sampled" })
 			target := (old + 1) % 3
 			s.setMark()
-			if err := c.nodes[old].node.Transfer(ctxFor(t, 10*time.Second), c.nodes[target].id); err != nil {
+			if err := transferTo(c.nodes[old].node, ctxFor(t, 10*time.Second), c.nodes[target].id); err != nil {
 				t.Fatalf("transfer: %v", err)
 			}
 			var first, promised time.Time

@@ -138,6 +138,14 @@ type Config struct {
 	// the node has applied the granting leader's revision. Nil: no ownership
 	// leases. Called on heartbeat paths: it must be cheap and never block.
 	Revision func() uint64
+	// CanLead tells TransferLeadership what the replicated membership state
+	// knows about a voter, beyond the raft configuration: nil when it may
+	// lead; an error wrapping ErrUnknownMember when the state has no record
+	// of it (raft alone decides then); one wrapping ErrMemberGone when it
+	// is dead or has left; any other error when it is alive but unfit
+	// (draining, its application unhealthy). Nil: the raft configuration
+	// alone decides. Called on the caller's goroutine; must not block.
+	CanLead func(id string) error
 	// noClaimHoldoff turns the claim hold-off off (see Node.claimHoldoff):
 	// only tests set it, to plant the overlap the hold-off prevents.
 	noClaimHoldoff bool

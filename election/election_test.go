@@ -359,10 +359,10 @@ func TestJoinRemove(t *testing.T) {
 	if err := c.nodes[fi].node.Remove(ctxFor(t, 5*time.Second), n5.id); !errors.Is(err, ErrNotLeader) {
 		t.Fatalf("remove on follower: %v, want ErrNotLeader", err)
 	}
-	if err := lead.Transfer(ctxFor(t, 5*time.Second), n5.id); !errors.Is(err, ErrNotVoter) {
+	if err := transferTo(lead, ctxFor(t, 5*time.Second), n5.id); !errors.Is(err, ErrNotVoter) {
 		t.Fatalf("transfer to non-voter: %v, want ErrNotVoter", err)
 	}
-	if err := lead.Transfer(ctxFor(t, 5*time.Second), "nobody"); !errors.Is(err, ErrUnknownMember) {
+	if err := transferTo(lead, ctxFor(t, 5*time.Second), "nobody"); !errors.Is(err, ErrUnknownMember) {
 		t.Fatalf("transfer to unknown: %v, want ErrUnknownMember", err)
 	}
 }
@@ -555,7 +555,7 @@ func TestTransfer(t *testing.T) {
 	// it claims leadership again after the failure.
 	c.isolate(target)
 	failed := make(chan error, 1)
-	go func() { failed <- old.Transfer(ctxFor(t, 10*time.Second), c.nodes[target].id) }()
+	go func() { failed <- transferTo(old, ctxFor(t, 10*time.Second), c.nodes[target].id) }()
 	waitFor(t, 5*time.Second, func() bool {
 		l := old.Leadership()
 		return l.State == "leader" && !l.IsLeader
@@ -575,16 +575,16 @@ func TestTransfer(t *testing.T) {
 		if c.nodes[target].node.Leadership().IsLeader {
 			return true
 		}
-		err = old.Transfer(ctxFor(t, 10*time.Second), c.nodes[target].id)
+		err = transferTo(old, ctxFor(t, 10*time.Second), c.nodes[target].id)
 		return err == nil
 	}, func() string { return fmt.Sprintf("last transfer error: %v%s", err, c.describe()) })
 	if got := c.waitLeader(15 * time.Second); got != target {
 		t.Fatalf("leader after transfer is %s, want %s", c.nodes[got].id, c.nodes[target].id)
 	}
-	if err := old.Transfer(ctxFor(t, 5*time.Second), ""); !errors.Is(err, ErrNotLeader) {
+	if err := transferTo(old, ctxFor(t, 5*time.Second), ""); !errors.Is(err, ErrNotLeader) {
 		t.Fatalf("transfer from the old leader: %v, want ErrNotLeader", err)
 	}
-	if err := c.nodes[target].node.Transfer(ctxFor(t, 10*time.Second), ""); err != nil {
+	if err := transferTo(c.nodes[target].node, ctxFor(t, 10*time.Second), ""); err != nil {
 		t.Fatalf("transfer to any voter: %v", err)
 	}
 	if got := c.waitLeader(15 * time.Second); got == target {
@@ -646,4 +646,10 @@ func TestStopWhileApplying(t *testing.T) {
 			c.closeAll()
 		}
 	}
+}
+
+// transferTo runs TransferLeadership and keeps its error only.
+func transferTo(n *Node, ctx context.Context, id string) error {
+	_, err := n.TransferLeadership(ctx, id)
+	return err
 }

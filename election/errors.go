@@ -40,6 +40,20 @@ var (
 	// a voter).
 	ErrNotVoter error = &sentinel{msg: "election: member is not a voter", retryable: false}
 
+	// ErrCannotLead: TransferLeadership named a voter that the membership
+	// state says cannot lead now (see Config.CanLead): not in the raft
+	// configuration, dead, left, draining, or its application is
+	// unhealthy. The message says which.
+	ErrCannotLead error = &sentinel{msg: "election: member cannot lead", retryable: false}
+
+	// ErrMemberGone: Config.CanLead's verdict on a member that is dead or
+	// has left (it never counts as a voter that could take over).
+	ErrMemberGone error = &sentinel{msg: "election: member is dead or left", retryable: false}
+
+	// ErrNoOtherVoter: a step-down (TransferLeadership to "") found no
+	// voter but this node that could take over.
+	ErrNoOtherVoter error = &sentinel{msg: "election: no other voter can take over", retryable: false}
+
 	// ErrTransferInProgress: a leadership transfer is running on this
 	// leader (raft refuses writes and new transfers meanwhile); retry
 	// shortly, or at the new leader.

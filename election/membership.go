@@ -171,55 +171,6 @@ func (n *Node) Remove(ctx context.Context, id string) error {
 	return n.await(ctx, n.raft.RemoveServer(raft.ServerID(id), 0, timeout(ctx)))
 }
 
-// Transfer hands leadership to the voter id ("" lets raft pick the most
-// up-to-date voter) and waits until this node has stepped down (raft bounds
-// the wait by ElectionTimeout). Leader only. While the transfer runs this
-// node reports IsLeader false.
-func (n *Node) Transfer(ctx context.Context, id string) error {
-	if err := n.leaderCheck(); err != nil {
-		return err
-	}
-	if id == "" {
-		return n.transfer(ctx, n.raft.LeadershipTransfer)
-	}
-	for _, s := range n.raft.GetConfiguration().Configuration().Servers {
-		if s.ID != raft.ServerID(id) {
-			continue
-		}
-		if s.Suffrage != raft.Voter {
-			return fmt.Errorf("%w: %s", ErrNotVoter, id)
-		}
-		return n.transfer(ctx, func() raft.Future { return n.raft.LeadershipTransferToServer(s.ID, s.Address) })
-	}
-	return fmt.Errorf("%w: %s", ErrUnknownMember, id)
-}
-
-// transfer runs a leadership transfer. This node stops claiming leadership
-// (IsLeader false, watchers told) from the start until raft has answered:
-// the target is elected by a TimeoutNow, which voters honour although they
-// still know this leader, so this node's lease cannot be trusted meanwhile.
-func (n *Node) transfer(ctx context.Context, start func() raft.Future) error {
-	n.transferring.Add(1)
-	n.publish()
-	f := start()
-	done := make(chan error, 1)
-	if !n.spawnFuture(func() {
-		err := f.Error()
-		n.transferring.Add(-1)
-		n.publish()
-		done <- err
-	}) {
-		n.transferring.Add(-1)
-		return ErrShutdown
-	}
-	select {
-	case err := <-done:
-		return n.mapErr(err)
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
 // Members returns the latest cluster configuration known to this node
 // (possibly not yet committed), sorted by id.
 func (n *Node) Members() ([]Member, error) {

@@ -43,6 +43,7 @@ type Node struct {
 	readRounds   atomic.Uint64             // ReadIndex rounds run (metric)
 	handingOff   atomic.Bool               // stopping: never claim leadership again
 	transferring atomic.Int32              // leadership transfers in flight: do not claim it
+	transferOne  atomic.Bool               // a TransferLeadership runs (one at a time)
 	stopped      atomic.Bool               // raft has been shut down
 	nudging      atomic.Bool               // a commit nudge (barrier) is in flight
 

@@ -12,31 +12,6 @@ import (
 	"github.com/heartbeat-sidecar/heartbeat/membership"
 )
 
-func TestCheckAppHealthURL(t *testing.T) {
-	own := []string{"10.0.0.5:7400", "0.0.0.0:7401"}
-	for _, tc := range []struct {
-		url string
-		ok  bool
-	}{
-		{"http://127.0.0.1:8080/health", true},
-		{"http://localhost:8080/health", true},
-		{"http://[::1]:8080/health", true},
-		{"http://10.0.0.5:8080/health", true},
-		{"https://127.0.0.1:8080/health", false},
-		{"http://example.com/health", false},
-		{"http://10.0.0.6:8080/health", false},
-		{"http://0.0.0.0:8080/health", false},
-		{"http://user:pw@127.0.0.1/", false},
-		{"file:///etc/passwd", false},
-		{"::bad", false},
-	} {
-		err := checkAppHealthURL(tc.url, own...)
-		if (err == nil) != tc.ok {
-			t.Errorf("%q: %v, want ok=%v", tc.url, err, tc.ok)
-		}
-	}
-}
-
 // TestAppHealthPull: a single node polls its application's health URL; a
 // failing answer records the application unhealthy, a good one healthy again.
 // (Alone, it keeps its resources while unhealthy: nobody else can take them.

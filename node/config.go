@@ -12,7 +12,9 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
+	"github.com/heartbeat-sidecar/heartbeat/apphealth"
 	"github.com/heartbeat-sidecar/heartbeat/election"
+	"github.com/heartbeat-sidecar/heartbeat/lifecycle"
 	"github.com/heartbeat-sidecar/heartbeat/membership"
 	"github.com/heartbeat-sidecar/heartbeat/rpc/transport"
 )
@@ -24,14 +26,14 @@ var (
 	ErrInvalidConfig = errors.New("node: invalid config")
 	// ErrJoinRefused: the cluster refused this node's join for good (wrong
 	// cluster id, id or address already in use, malformed request). Run
-	// returns it.
-	ErrJoinRefused = errors.New("node: join refused")
+	// returns it. (It is lifecycle.ErrJoinRefused.)
+	ErrJoinRefused = lifecycle.ErrJoinRefused
 	// ErrClosed is returned by calls made after Shutdown or Close.
 	ErrClosed = errors.New("node: closed")
 	// ErrRemoved: the leader removed this node from the cluster while it
 	// ran (heartbeat remove). Run returns it; started again, the node asks
-	// to join anew.
-	ErrRemoved = errors.New("node: removed from the cluster")
+	// to join anew. (It is lifecycle.ErrRemoved.)
+	ErrRemoved = lifecycle.ErrRemoved
 )
 
 // Config configures a Node. Start from DefaultConfig, set ID and DataDir and
@@ -214,7 +216,7 @@ func (c Config) Validate() error {
 		return invalid("AppHealthInterval %v: at least 50ms", c.AppHealthInterval)
 	}
 	if c.AppHealthURL != "" {
-		if err := checkAppHealthURL(c.AppHealthURL, c.PeerAddr, c.AdvertisePeerAddr, c.ClientAddr, c.HTTPAddr); err != nil {
+		if err := apphealth.CheckURL(c.AppHealthURL, c.PeerAddr, c.AdvertisePeerAddr, c.ClientAddr, c.HTTPAddr); err != nil {
 			return invalid("AppHealthURL: %v", err)
 		}
 	}

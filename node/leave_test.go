@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/heartbeat-sidecar/heartbeat/lifecycle"
 	"github.com/heartbeat-sidecar/heartbeat/membership"
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 )
@@ -55,7 +56,7 @@ func TestLeave(t *testing.T) {
 		resp, err := client.Leave(ctxT(t), &heartbeatpb.LeaveRequest{})
 		done <- result{resp, err}
 	}()
-	waitFor(t, "the leave to start", func() (bool, string) { return n.leaving.Load(), "" })
+	waitFor(t, "the leave to start", func() (bool, string) { return n.life.Leaving(), "" })
 	if _, err := client.Leave(ctxT(t), &heartbeatpb.LeaveRequest{}); status.Code(err) != codes.FailedPrecondition {
 		t.Errorf("second leave while leaving: %v, want FailedPrecondition", err)
 	}
@@ -160,7 +161,7 @@ func TestLeaveThenRejoin(t *testing.T) {
 	if err := n.Shutdown(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(leftPath(n.cfg.DataDir)); err != nil {
+	if _, err := os.Stat(lifecycle.MarkerPath(n.cfg.DataDir)); err != nil {
 		t.Fatalf("no left marker after the leave: %v", err)
 	}
 	inConfig := func(x *Node) bool {
@@ -189,7 +190,7 @@ func TestLeaveThenRejoin(t *testing.T) {
 			fmt.Sprintf("in config %v, %+v, owns %d", inConfig(l), m, l.numOwned(id))
 	})
 	waitFor(t, "the left marker removed", func() (bool, string) {
-		_, err := os.Stat(leftPath(back.cfg.DataDir))
+		_, err := os.Stat(lifecycle.MarkerPath(back.cfg.DataDir))
 		return os.IsNotExist(err), fmt.Sprint(err)
 	})
 	c.waitSettled(30)
@@ -233,7 +234,7 @@ func TestRemovedWhileRunning(t *testing.T) {
 	case <-time.After(waitTimeout):
 		t.Fatal("the removed node kept running")
 	}
-	if m, found, err := readLeftMarker(victim.cfg.DataDir); err != nil || !found || m.Phase != phaseRejoining {
+	if m, found, err := lifecycle.ReadMarker(victim.cfg.DataDir); err != nil || !found || m.Phase != lifecycle.PhaseRejoining {
 		t.Fatalf("left marker after the removal: %+v %v %v", m, found, err)
 	}
 	lastBefore := victim.el.Raft().LastIndex()
@@ -254,7 +255,7 @@ func TestRemovedWhileRunning(t *testing.T) {
 		return in && m.State == membership.StateAlive && l.numOwned(id) > 0, fmt.Sprintf("in config %v, %+v", in, m)
 	})
 	waitFor(t, "the marker removed", func() (bool, string) {
-		_, found, err := readLeftMarker(back.cfg.DataDir)
+		_, found, err := lifecycle.ReadMarker(back.cfg.DataDir)
 		return !found && err == nil, fmt.Sprint(found, err)
 	})
 }

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"time"
@@ -10,18 +9,11 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/heartbeat-sidecar/heartbeat/apphealth"
+	"github.com/heartbeat-sidecar/heartbeat/leadership"
+	"github.com/heartbeat-sidecar/heartbeat/lifecycle"
 	"github.com/heartbeat-sidecar/heartbeat/membership"
 	mpb "github.com/heartbeat-sidecar/heartbeat/proto/membershippb"
-)
-
-// Retry pacing of the node's own membership writes (registration, health,
-// drain): they go through the leader and fail while none is known.
-const (
-	writeRetryMin     = 50 * time.Millisecond
-	writeRetryMax     = time.Second
-	writeAttemptLimit = 5 * time.Second
-	// leaveTimeout bounds the MarkLeft of a planned stop, after the drain.
-	leaveTimeout = 2 * time.Second
 )
 
 // Membership is the node's replicated membership state; nil when Config.FSM
@@ -43,8 +35,77 @@ func (n *Node) Commit(ctx context.Context, cmd *mpb.Command) (*membership.Result
 	return n.coord.Commit(ctx, cmd)
 }
 
-// setupMembership builds the reconciler over the election and transport.
-func (n *Node) setupMembership() error {
+// Leave makes this node leave the cluster for good: see
+// lifecycle.Local.Leave for the steps and errors. Once it has, Left closes
+// and Run returns nil after a graceful Shutdown.
+func (n *Node) Leave(ctx context.Context) (moved int, err error) { return n.life.Leave(ctx) }
+
+// Left is closed once Leave has taken this node out of the cluster; Run
+// then shuts the node down and returns nil. An application that does not
+// use Run selects on it and calls Shutdown itself.
+func (n *Node) Left() <-chan struct{} { return n.life.Left() }
+
+// setupLifecycle builds the node's membership lifecycle (package
+// lifecycle) over the election, the membership state and ClusterAdmin.
+func (n *Node) setupLifecycle(rejoin bool) error {
+	lc := lifecycle.DefaultConfig()
+	lc.ID, lc.ClusterID, lc.DataDir = n.cfg.ID, n.cfg.ClusterID, n.cfg.DataDir
+	lc.PeerAddr = n.PeerAddr()
+	lc.ClientAddr, lc.HTTPAddr = n.advertised(n.ClientAddr()), n.advertised(n.HTTPAddr())
+	lc.LeaderPriority = n.cfg.LeaderPriority
+	lc.Join, lc.Voter, lc.Rejoin = n.cfg.Join, n.cfg.Voter, rejoin
+	if n.cfg.JoinRetryMax > 0 {
+		lc.JoinRetryMax = n.cfg.JoinRetryMax
+	}
+	if n.cfg.DrainTimeout > 0 {
+		lc.DrainTimeout = n.cfg.DrainTimeout
+	}
+	lc.Logger = n.log
+	var (
+		state  lifecycle.State
+		commit lifecycle.Committer
+	)
+	if n.mfsm != nil {
+		state, commit = n.mfsm, n
+	}
+	life, err := lifecycle.New(lc, n.el, state, commit, n.admin, n.fail, n.stopped.Load)
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	n.life = life
+	return nil
+}
+
+// newAppHealth builds the application-health watcher (package apphealth).
+func (n *Node) newAppHealth() (*apphealth.Watcher, error) {
+	ac := apphealth.DefaultConfig()
+	ac.SelfID, ac.URL = n.cfg.ID, n.cfg.AppHealthURL
+	ac.OwnAddrs = []string{n.cfg.PeerAddr, n.cfg.AdvertisePeerAddr, n.cfg.ClientAddr, n.cfg.HTTPAddr}
+	if n.cfg.AppHealthInterval > 0 {
+		ac.Interval = n.cfg.AppHealthInterval
+	}
+	ac.Logger = n.log
+	w, err := apphealth.New(ac, selfRecord{n}, n.el)
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	return w, nil
+}
+
+// selfRecord gives the application-health watcher this node's record and
+// writes (apphealth.Member).
+type selfRecord struct{ n *Node }
+
+func (s selfRecord) SelfMember() (membership.Member, bool) { return s.n.life.Self() }
+
+func (s selfRecord) Commit(ctx context.Context, cmd *mpb.Command) (*membership.Result, error) {
+	return s.n.Commit(ctx, cmd)
+}
+
+// setupMembership builds the reconciler over the election and transport,
+// and the leader-priority loop (ackFresh: the election's heartbeat
+// timeout).
+func (n *Node) setupMembership(ackFresh time.Duration) error {
 	rc := n.cfg.Reconciler
 	rc.SelfID = n.cfg.ID
 	if rc.Logger == nil {
@@ -58,6 +119,16 @@ func (n *Node) setupMembership() error {
 		return fmt.Errorf("node: reconciler: %w", err)
 	}
 	n.rec = rec
+
+	pc := leadership.DefaultConfig()
+	pc.SelfID, pc.AckFresh = n.cfg.ID, ackFresh
+	if n.cfg.PriorityHoldoff > 0 {
+		pc.Holdoff = n.cfg.PriorityHoldoff
+	}
+	pc.Logger, pc.Registerer = n.log, n.registry
+	if n.prio, err = leadership.NewPriority(pc, n.el, n.mfsm, n.peerReplies, n.life.Leaving); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
 	return nil
 }
 
@@ -86,8 +157,18 @@ func (n *Node) lastReplies() map[string]time.Time {
 	return out
 }
 
+// peerReplies converts the transport's acks for the leader-priority loop.
+func (n *Node) peerReplies() map[string]leadership.Reply {
+	acks := n.tr.Acks()
+	out := make(map[string]leadership.Reply, len(acks))
+	for addr, a := range acks {
+		out[string(addr)] = leadership.Reply{Term: a.Term, RepliedAt: a.RepliedAt}
+	}
+	return out
+}
+
 // startMembership starts the reconciler, the leader-priority loop, the
-// self-registration and the application-health loops, all owned by the
+// self-registration and the application-health watcher, all owned by the
 // node's WaitGroup and ended by bgCancel (the reconciler by recCancel, which
 // Shutdown calls later so that a draining leader still moves its own
 // resources).
@@ -97,34 +178,11 @@ func (n *Node) startMembership() {
 	n.wg.Add(4)
 	// The reconciler and the priority loop act only on the leader: each
 	// sleeps on a leadership watch while this node follows.
-	recWatch, prioWatch := n.el.Watch(), n.el.Watch()
+	recWatch := n.el.Watch()
 	go func() { defer n.wg.Done(); defer recWatch.Close(); _ = membership.RunGated(rctx, n.rec, recWatch.C()) }()
-	go func() { defer n.wg.Done(); defer prioWatch.Close(); n.priorityLoop(n.bgCtx, prioWatch.C()) }()
-	go func() { defer n.wg.Done(); n.registerLoop(n.bgCtx) }()
-	go func() { defer n.wg.Done(); n.app.run(n.bgCtx) }()
-	if n.app.url != "" {
-		n.wg.Add(1)
-		go func() { defer n.wg.Done(); n.app.pollLoop(n.bgCtx) }()
-	}
-}
-
-// selfSpec is this node's member record: its peer address exactly as the raft
-// configuration holds it (the detector keys heartbeats by it), its dialable
-// client and HTTP addresses, and its suffrage.
-func (n *Node) selfSpec() (membership.MemberSpec, bool) {
-	spec := membership.MemberSpec{ID: n.cfg.ID, ClientAddr: n.advertised(n.ClientAddr()), HTTPAddr: n.advertised(n.HTTPAddr()),
-		LeaderPriority: n.cfg.LeaderPriority}
-	ms, err := n.el.Members()
-	if err != nil {
-		return spec, false
-	}
-	for _, m := range ms {
-		if m.ID == n.cfg.ID {
-			spec.PeerAddr, spec.Voter = m.Address, m.Voter
-			return spec, true
-		}
-	}
-	return spec, false // not in the configuration yet (joining)
+	go func() { defer n.wg.Done(); n.prio.Run(n.bgCtx) }()
+	go func() { defer n.wg.Done(); n.life.Register(n.bgCtx) }()
+	go func() { defer n.wg.Done(); n.app.Run(n.bgCtx) }()
 }
 
 // advertised turns a bound wildcard address into one other nodes can dial,
@@ -144,153 +202,8 @@ func (n *Node) advertised(bound string) string {
 	return net.JoinHostPort(phost, port)
 }
 
-// registerLoop commits UpsertMember for this node, retrying until it
-// succeeds (once the node is in the raft configuration and a leader with
-// the membership state is reachable) or ctx ends.
-func (n *Node) registerLoop(ctx context.Context) {
-	err := n.retry(ctx, "register", func(actx context.Context) error {
-		spec, ok := n.selfSpec()
-		if !ok {
-			return errors.New("not in the raft configuration yet")
-		}
-		_, err := n.Commit(actx, membership.UpsertMemberCmd(spec))
-		return err
-	})
-	if err == nil {
-		n.log.Debug("registered in the membership state")
-	}
-}
-
-// retry calls f with a bounded context until it returns nil or ctx ends
-// (returning ctx's error). A refusal that retrying cannot cure
-// (InvalidArgument, NotFound, FailedPrecondition other than a moved leader,
-// PermissionDenied) is returned at once.
-func (n *Node) retry(ctx context.Context, what string, f func(context.Context) error) error {
-	backoff := writeRetryMin
-	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, writeAttemptLimit)
-		err := f(actx)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		switch status.Code(err) {
-		case codes.InvalidArgument, codes.NotFound, codes.PermissionDenied, codes.Unimplemented:
-			n.log.Warn("membership write refused", "what", what, "error", err)
-			return err
-		}
-		if attempt%20 == 0 {
-			n.log.Warn("membership write still failing", "what", what, "attempt", attempt, "error", err)
-		} else {
-			n.log.Debug("membership write failed", "what", what, "attempt", attempt, "error", err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, writeRetryMax)
-	}
-}
-
 // selfMember returns this node's member record.
-func (n *Node) selfMember() (membership.Member, bool) { return n.recordOf(n.cfg.ID) }
+func (n *Node) selfMember() (membership.Member, bool) { return n.life.Self() }
 
-// leave is the membership part of a planned stop: drain this node (its
-// resources move to live members), wait until it owns nothing (bounded by
-// Config.DrainTimeout and ctx; at once when no other member can take work),
-// then record it as left. A node that never registered, or already left,
-// has nothing to do. Failures are logged: the stop goes on.
-func (n *Node) leave(ctx context.Context) {
-	if n.mfsm == nil {
-		return
-	}
-	if m, ok := n.selfMember(); !ok || m.State == membership.StateLeft {
-		return
-	}
-	if n.el.Leadership().LeaderID == "" {
-		// No leader (the rest of the cluster is gone or has no quorum):
-		// nothing can commit, do not wait for DrainTimeout in vain.
-		n.log.Warn("no leader known: stopping without draining")
-		return
-	}
-	if err := n.drain(ctx); err != nil {
-		n.log.Warn("drain before stop failed", "error", err)
-	}
-	if err := n.markLeft(ctx); err != nil {
-		n.log.Warn("could not record the departure (the leader will declare this node dead instead)", "error", err)
-	}
-}
-
-// drain commits SetDrain for this node and waits until it owns nothing
-// (bounded by Config.DrainTimeout and ctx; at once when no other member can
-// take work). It returns the drain command's error; a drain that did not
-// finish in time is logged, not an error: the departure goes on and the
-// leader moves what is left once the node is recorded left.
-func (n *Node) drain(ctx context.Context) error {
-	dctx, cancel := context.WithTimeout(ctx, n.cfg.DrainTimeout)
-	defer cancel()
-	start := time.Now()
-	if err := n.retry(dctx, "drain", func(actx context.Context) error {
-		_, err := n.Commit(actx, membership.SetDrainCmd(n.cfg.ID, true))
-		return err
-	}); err != nil {
-		return err
-	}
-	err := n.mfsm.WaitFor(dctx, func(s *membership.State) bool {
-		if s.NumOwned(n.cfg.ID) == 0 {
-			return true
-		}
-		for _, m := range s.Members() {
-			if m.ID != n.cfg.ID && m.CanTake() {
-				return false
-			}
-		}
-		return true // nobody could take them: do not wait for nothing
-	})
-	if err != nil {
-		n.log.Warn("drain did not finish before the timeout", "owned", n.numOwned(n.cfg.ID), "error", err)
-	} else {
-		n.log.Info("drained", "took", time.Since(start))
-	}
-	return nil
-}
-
-// markLeft records this node as left. It gets its own bound (leaveTimeout):
-// a drain that used the whole DrainTimeout still records the departure.
-func (n *Node) markLeft(ctx context.Context) error {
-	lctx, lcancel := context.WithTimeout(ctx, leaveTimeout)
-	defer lcancel()
-	return n.retry(lctx, "leave", func(actx context.Context) error {
-		_, err := n.Commit(actx, membership.MarkLeftCmd(n.cfg.ID))
-		return err
-	})
-}
-
-func (n *Node) numOwned(id string) int {
-	var c int
-	n.mfsm.Read(func(s *membership.State) { c = s.NumOwned(id) })
-	return c
-}
-
-// beforeRemove records a member that is being removed from the raft
-// configuration as left, so that the detector does not declare it dead.
-func (n *Node) beforeRemove(ctx context.Context, id string) error {
-	if n.mfsm == nil {
-		return nil
-	}
-	var known bool
-	n.mfsm.Read(func(s *membership.State) { _, known = s.Member(id) })
-	if !known {
-		return nil
-	}
-	_, err := membership.Commit(ctx, n.el, membership.MarkLeftCmd(id))
-	var rej *membership.RejectedError
-	if errors.As(err, &rej) && errors.Is(err, membership.ErrInvalidTransition) {
-		return nil
-	}
-	return err
-}
+// numOwned is the number of resources id owns.
+func (n *Node) numOwned(id string) int { return n.life.NumOwned(id) }

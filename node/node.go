@@ -19,9 +19,13 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/heartbeat-sidecar/heartbeat/apphealth"
 	"github.com/heartbeat-sidecar/heartbeat/election"
+	"github.com/heartbeat-sidecar/heartbeat/leadership"
+	"github.com/heartbeat-sidecar/heartbeat/lifecycle"
 	"github.com/heartbeat-sidecar/heartbeat/membership"
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
+	"github.com/heartbeat-sidecar/heartbeat/proto/raftpb"
 	"github.com/heartbeat-sidecar/heartbeat/rpc/api"
 	"github.com/heartbeat-sidecar/heartbeat/rpc/transport"
 )
@@ -46,20 +50,17 @@ type Node struct {
 	tr    PeerTransport // the gRPC transport, or Config.WrapTransport's wrapper of it
 	el    *election.Node
 	mfsm  *membership.FSM // nil when Config.FSM is another state machine
-	rec   *membership.Reconciler
-	app   *appHealth
 	coord *api.Coordinator
 	ready readiness
 
+	// The parts with one job each (see doc.go).
+	life *lifecycle.Local     // join, register, drain, leave, rejoin
+	rec  *membership.Reconciler // nil without the membership state
+	prio *leadership.Priority   // leader-priority hand-offs; nil without the membership state
+	app  *apphealth.Watcher     // application health; nil without the membership state
+
 	recCancel context.CancelFunc // ends the reconciler (after the drain of a planned stop)
 	admin     *api.Admin         // ClusterAdmin on the peer port; Leave removes this node through it
-
-	ackFresh          time.Duration      // a peer whose last heartbeat reply is older is not caught up (priority loop)
-	priorityTransfers prometheus.Counter // leadership hand-offs to a voter of higher priority
-
-	leaving  atomic.Bool   // a Leave runs or has finished
-	left     chan struct{} // closed once Leave took the node out of the cluster; Run stops on it
-	leftOnce sync.Once
 
 	health     *health.Server
 	grpcServer *grpc.Server
@@ -75,8 +76,6 @@ type Node struct {
 	stopOnce sync.Once
 	stopErr  error
 	stopped  atomic.Bool
-
-	rejoin bool // it left the cluster before this start and joins again (see rejoin.go)
 }
 
 // New builds a node from cfg and starts it: it binds the three ports, opens
@@ -89,7 +88,7 @@ func New(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	base := cfg.newLogger()
-	n := &Node{cfg: cfg, log: base.With("node", cfg.ID), base: base, fatal: make(chan error, 1), left: make(chan struct{})}
+	n := &Node{cfg: cfg, log: base.With("node", cfg.ID), base: base, fatal: make(chan error, 1)}
 	fsm := cfg.FSM
 	switch f := cfg.FSM.(type) {
 	case nil:
@@ -104,16 +103,6 @@ func New(cfg Config) (_ *Node, err error) {
 	case *membership.FSM:
 		n.mfsm = f
 	}
-	if cfg.DrainTimeout == 0 {
-		n.cfg.DrainTimeout = DefaultConfig().DrainTimeout
-	}
-	if cfg.AppHealthInterval == 0 {
-		n.cfg.AppHealthInterval = DefaultConfig().AppHealthInterval
-	}
-	if cfg.PriorityHoldoff == 0 {
-		n.cfg.PriorityHoldoff = DefaultConfig().PriorityHoldoff
-	}
-	n.app = newAppHealth(n)
 	n.bgCtx, n.bgCancel = context.WithCancel(context.Background())
 
 	var undo []func()
@@ -146,8 +135,10 @@ func New(cfg Config) (_ *Node, err error) {
 	adminCfg := api.DefaultAdminConfig()
 	adminCfg.ID, adminCfg.ClusterID, adminCfg.Election = cfg.ID, cfg.ClusterID, ref
 	adminCfg.Logger = n.log.Named("admin")
-	adminCfg.BeforeRemove = n.beforeRemove
-	adminCfg.OnRemoved = n.onRemoved
+	// The lifecycle is built with the election, before any leader can ask
+	// this node to remove a member or tell it it was removed.
+	adminCfg.BeforeRemove = func(ctx context.Context, id string) error { return n.life.BeforeRemove(ctx, id) }
+	adminCfg.OnRemoved = func(notice *raftpb.RemovedNotice) error { return n.life.OnRemoved(notice) }
 	admin, err := api.NewAdmin(adminCfg)
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
@@ -171,18 +162,26 @@ func New(cfg Config) (_ *Node, err error) {
 	}
 	undo = append(undo, func() { n.tr.Close() })
 
-	if n.rejoin, err = n.prepareRejoin(); err != nil {
+	// A node that left discards its stale raft state before the election
+	// opens the data dir, and joins again instead of bootstrapping.
+	join, rejoin, err := lifecycle.PrepareRejoin(cfg.DataDir, cfg.ID, cfg.Join, cfg.InitialCluster, n.log)
+	if errors.Is(err, lifecycle.ErrInvalidConfig) {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	} else if err != nil {
 		return nil, err
 	}
-	ecfg, err := n.electionConfig()
+	n.cfg.Join = join
+	ecfg, err := n.electionConfig(rejoin)
 	if err != nil {
 		return nil, err
 	}
-	n.ackFresh = ecfg.HeartbeatTimeout
 	if n.el, err = election.New(ecfg, n.tr, fsm); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	undo = append(undo, func() { n.el.Close() })
+	if err := n.setupLifecycle(rejoin); err != nil {
+		return nil, err
+	}
 	ref.Set(n.el)
 	if n.mfsm != nil {
 		n.tr.SetGrantHooks(transport.GrantHooks{
@@ -199,18 +198,19 @@ func New(cfg Config) (_ *Node, err error) {
 	ccfg.Admin, ccfg.Leave = admin, n.Leave
 	ccfg.Logger = n.log.Named("coordinator")
 	if n.mfsm != nil {
-		ccfg.Membership, ccfg.Applier, ccfg.AppHeartbeat = n.mfsm, n.el, n.app.push
+		if n.app, err = n.newAppHealth(); err != nil {
+			return nil, err
+		}
+		ccfg.Membership, ccfg.Applier, ccfg.AppHeartbeat = n.mfsm, n.el, n.app.Push
 	}
 	if n.coord, err = api.NewCoordinator(ccfg); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	if n.mfsm != nil {
-		if err := n.setupMembership(); err != nil {
+		if err := n.setupMembership(ecfg.HeartbeatTimeout); err != nil {
 			return nil, err
 		}
 		n.registry.MustRegister(newMembershipCollector(n))
-		n.priorityTransfers = newPriorityTransfers()
-		n.registry.MustRegister(n.priorityTransfers)
 	}
 
 	n.health = health.NewServer()
@@ -246,12 +246,11 @@ func New(cfg Config) (_ *Node, err error) {
 	n.wg.Add(1)
 	go func() { defer n.wg.Done(); n.healthLoop(n.bgCtx) }()
 
-	switch {
-	case len(n.cfg.Join) > 0 && (n.rejoin || !n.isMember()):
+	if n.life.NeedsJoin() {
 		// A rejoin asks the cluster even when the node's own (stale)
 		// configuration still lists it.
 		n.wg.Add(1)
-		go func() { defer n.wg.Done(); n.joinLoop(n.bgCtx) }()
+		go func() { defer n.wg.Done(); n.life.Join(n.bgCtx) }()
 	}
 	if n.mfsm != nil {
 		n.startMembership()
@@ -262,12 +261,12 @@ func New(cfg Config) (_ *Node, err error) {
 }
 
 // electionConfig derives the election config from the node's.
-func (n *Node) electionConfig() (election.Config, error) {
+func (n *Node) electionConfig(rejoin bool) (election.Config, error) {
 	cfg := n.cfg
 	ec := election.DefaultConfig()
 	ec.ID, ec.ClusterID, ec.DataDir = cfg.ID, cfg.ClusterID, cfg.DataDir
 	switch {
-	case n.rejoin:
+	case rejoin:
 		// It left this cluster: it joins again, never bootstraps.
 	case len(cfg.InitialCluster) > 0:
 		ec.Bootstrap = cfg.InitialCluster
@@ -279,6 +278,9 @@ func (n *Node) electionConfig() (election.Config, error) {
 	ec.Acks = n.acks
 	if n.mfsm != nil {
 		ec.Revision = n.mfsm.Revision
+		// A transfer's target must be fit to lead as the membership
+		// state says (leadership.CanLead), whoever asks for it.
+		ec.CanLead = leadership.CanLead(n.mfsm)
 	}
 	ec.ErrPeerClosed, ec.ErrGoodbye = transport.ErrPeerClosed, transport.ErrGoodbye
 	ec.Logger = n.base
@@ -386,7 +388,7 @@ func (n *Node) Ready() (bool, []string) {
 func (n *Node) Shutdown(ctx context.Context) error {
 	n.stopOnce.Do(func() {
 		n.log.Info("shutting down")
-		n.leave(ctx)
+		n.life.PlannedStop(ctx)
 		n.stopped.Store(true)
 		var errs []error
 		n.health.Shutdown()
@@ -460,7 +462,7 @@ func (n *Node) Run(ctx context.Context) error {
 	var failure error
 	select {
 	case <-ctx.Done():
-	case <-n.left:
+	case <-n.life.Left():
 		n.log.Info("left the cluster: stopping")
 	case failure = <-n.fatal:
 	}

@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-
 	"github.com/heartbeat-sidecar/heartbeat/election"
 	"github.com/heartbeat-sidecar/heartbeat/internal/testport"
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
@@ -56,11 +54,17 @@ func holdsLeadership(t *testing.T, c *cluster, id string) {
 
 func counterValue(t *testing.T, n *Node) float64 {
 	t.Helper()
-	m := &dto.Metric{}
-	if err := n.priorityTransfers.Write(m); err != nil {
+	mfs, err := n.Registry().Gather()
+	if err != nil {
 		t.Fatal(err)
 	}
-	return m.GetCounter().GetValue()
+	for _, mf := range mfs {
+		if mf.GetName() == "heartbeat_leader_priority_transfers_total" {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatal("heartbeat_leader_priority_transfers_total is not registered")
+	return 0
 }
 
 // TestLeaderPriority: the voter configured with a higher priority is handed

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -357,13 +358,30 @@ func testLeadershipChanges(t *testing.T, cs []*coordNode) {
 	if got := coordLeader(t, cs); got != leader {
 		t.Fatalf("leadership moved during refused transfers: %s", got.id)
 	}
+}
 
-	// One transfer at a time on the leader.
-	leader.coord.transferring.Store(true)
-	_, err = leader.client.StepDown(ctxT(t), &heartbeatpb.StepDownRequest{})
-	leader.coord.transferring.Store(false)
-	if status.Code(err) != codes.FailedPrecondition {
-		t.Errorf("step down while a transfer runs: %v, want FailedPrecondition", err)
+// TestTransferStatus: the one table of codes for leadership-transfer
+// errors (one transfer at a time is election's rule, tested there; here its
+// answer's code).
+func TestTransferStatus(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want codes.Code
+	}{
+		{fmt.Errorf("%w: raft", election.ErrTransferInProgress), codes.FailedPrecondition},
+		{fmt.Errorf("%w: x is a nonvoter", election.ErrNotVoter), codes.InvalidArgument},
+		{fmt.Errorf("%w: x is draining", election.ErrCannotLead), codes.InvalidArgument},
+		{fmt.Errorf("%w: x", election.ErrUnknownMember), codes.NotFound},
+		{election.ErrNoOtherVoter, codes.Unavailable},
+		{&election.NotLeaderError{LeaderID: "n2", LeaderAddr: "a:1"}, codes.FailedPrecondition},
+		{&election.NotLeaderError{}, codes.Unavailable},
+		{election.ErrShutdown, codes.Unavailable},
+		{context.DeadlineExceeded, codes.DeadlineExceeded},
+		{errors.New("raft: timed out"), codes.Unavailable},
+	} {
+		if got := status.Code(transferStatus("step down", tc.err)); got != tc.want {
+			t.Errorf("transferStatus(%v) = %v, want %v", tc.err, got, tc.want)
+		}
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -103,7 +102,6 @@ type Coordinator struct {
 	connMu sync.Mutex
 	conns  map[string]*grpc.ClientConn // leader client address -> connection; nil once closed
 
-	transferring atomic.Bool // a StepDown or TransferLeadership runs on this (leading) node
 
 	reads      *readIndexer       // read indexes for consistent reads
 	readCancel context.CancelFunc // ends read-index rounds on Close

@@ -15,18 +15,20 @@ import (
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 )
 
-// leaderChangeWait bounds the wait, after a step-down or transfer, until the
-// serving node knows the new leader (raft itself bounds the transfer by its
-// election timeout).
+// leaderChangeWait bounds the wait, after a forwarded step-down or
+// transfer, until the serving node knows the new leader too.
 const leaderChangeWait = 10 * time.Second
 
 // Transferer is the optional part of an Election that hands leadership
 // over; *election.Node and *ElectionRef implement it. Without it StepDown
 // and TransferLeadership answer Unimplemented.
 type Transferer interface {
-	// Transfer hands leadership to the voter id ("" lets raft pick one) and
-	// waits until this node has stepped down. Leader only.
-	Transfer(ctx context.Context, id string) error
+	// TransferLeadership hands leadership to the voter target ("" lets
+	// raft pick one), with every check (see election.Node), and returns
+	// the leadership once another node is known to lead. Leader only.
+	TransferLeadership(ctx context.Context, target string) (election.Leadership, error)
+	// CheckTransferTarget runs the target checks on any node.
+	CheckTransferTarget(target string) error
 }
 
 // leaderPB names the leader of l, with its client and HTTP addresses from
@@ -73,11 +75,12 @@ func (c *Coordinator) TransferLeadership(ctx context.Context, req *heartbeatpb.T
 }
 
 // changeLeader runs a step-down (target "") or a transfer to target. The
-// target is checked on the serving node and again on the leader. A follower
-// forwards the call to the leader's client port once; the leader runs the
-// transfer (one at a time: a second concurrent one is FailedPrecondition)
-// and answers once it knows the new leader. The serving node answers after
-// it knows the new leader too (both waits bounded by leaderChangeWait).
+// target is checked on the serving node and again on the leader (both by
+// election.Node.CheckTransferTarget). A follower forwards the call to the
+// leader's client port once; the leader runs election.TransferLeadership
+// (one at a time: a second concurrent one is FailedPrecondition), which
+// answers once it knows the new leader. The serving node answers after it
+// knows the new leader too (bounded by leaderChangeWait).
 func (c *Coordinator) changeLeader(ctx context.Context, target string) (*heartbeatpb.LeadershipChange, error) {
 	what := "step down"
 	if target != "" {
@@ -94,8 +97,8 @@ func (c *Coordinator) changeLeader(ctx context.Context, target string) (*heartbe
 	}
 	l := c.cfg.Election.Leadership()
 	if target != "" {
-		if err := c.checkTarget(what, target, l.LeaderID); err != nil {
-			return nil, err
+		if err := tr.CheckTransferTarget(target); err != nil {
+			return nil, transferStatus(what, err)
 		}
 		if l.LeaderID == target {
 			return c.leadershipChange(l.LeaderID, l), nil // already leads: nothing to do
@@ -118,22 +121,11 @@ func (c *Coordinator) changeLeader(ctx context.Context, target string) (*heartbe
 		}
 		return resp, nil
 	}
-	if target == "" {
-		if err := c.checkOtherVoter(what); err != nil {
-			return nil, err
-		}
-	}
-	if !c.transferring.CompareAndSwap(false, true) {
-		return nil, status.Errorf(codes.FailedPrecondition, "%s: %v", what, election.ErrTransferInProgress)
-	}
-	defer c.transferring.Store(false)
 	start := time.Now()
-	if err := tr.Transfer(ctx, target); err != nil {
+	nl, err := tr.TransferLeadership(ctx, target)
+	if err != nil {
 		return nil, transferStatus(what, err)
 	}
-	nl, _ := c.awaitLeadership(ctx, func(x election.Leadership) bool {
-		return x.LeaderID != "" && x.LeaderID != c.cfg.ID && (target == "" || x.LeaderID == target)
-	})
 	c.cfg.Logger.Info("leadership handed over", "request", what, "new_leader", nl.LeaderID, "term", nl.Term, "took", time.Since(start))
 	return c.leadershipChange(c.cfg.ID, nl), nil
 }
@@ -143,78 +135,23 @@ func (c *Coordinator) leadershipChange(previous string, l election.Leadership) *
 	return &heartbeatpb.LeadershipChange{Previous: previous, Leader: c.leaderPB(l), Term: l.Term, FencingToken: l.FencingToken}
 }
 
-// transferStatus maps an error of election.Transfer.
+// transferStatus maps an error of election.TransferLeadership and
+// CheckTransferTarget: the one table of their codes.
 func transferStatus(what string, err error) error {
 	switch {
 	case errors.Is(err, election.ErrTransferInProgress):
 		return status.Errorf(codes.FailedPrecondition, "%s: %v", what, err)
-	case errors.Is(err, election.ErrNotVoter):
+	case errors.Is(err, election.ErrNotVoter), errors.Is(err, election.ErrCannotLead):
 		return status.Errorf(codes.InvalidArgument, "%s: %v", what, err)
 	case errors.Is(err, election.ErrUnknownMember):
 		return status.Errorf(codes.NotFound, "%s: %v", what, err)
+	case errors.Is(err, election.ErrNoOtherVoter):
+		return status.Errorf(codes.Unavailable, "%s: %v", what, err)
 	case errors.Is(err, election.ErrNotLeader), errors.Is(err, election.ErrShutdown),
 		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return toStatus(fmt.Errorf("%s: %w", what, err))
 	}
 	return status.Errorf(codes.Unavailable, "%s: leadership transfer failed: %v; retry", what, err)
-}
-
-// checkTarget checks that target can lead, as this node knows it: NotFound
-// when neither the raft configuration nor the membership state knows it;
-// InvalidArgument for a non-voter, a member outside the configuration, or
-// one that is not alive, drains or whose application is unhealthy. The
-// current leader (leaderID) passes once it is a known voter: transferring
-// to it is a no-op.
-func (c *Coordinator) checkTarget(what, target, leaderID string) error {
-	ms, err := c.cfg.Election.Members()
-	if err != nil {
-		return toStatus(fmt.Errorf("%s: %w", what, err))
-	}
-	var rm *election.Member
-	for i := range ms {
-		if ms[i].ID == target {
-			rm = &ms[i]
-		}
-	}
-	rec, hasRec := c.record(target)
-	switch {
-	case rm == nil && !hasRec:
-		return status.Errorf(codes.NotFound, "%s: %q is not a member", what, target)
-	case rm == nil:
-		return status.Errorf(codes.InvalidArgument, "%s: %q is not in the raft configuration (it is %s)", what, target, rec.State)
-	case !rm.Voter:
-		return status.Errorf(codes.InvalidArgument, "%s: %q is a %s; only a voter can lead", what, target, rm.Suffrage)
-	case target == leaderID:
-		return nil
-	case !hasRec:
-		return nil // registered nothing yet: raft alone decides
-	case rec.State != membership.StateAlive:
-		return status.Errorf(codes.InvalidArgument, "%s: %q is %s", what, target, rec.State)
-	case rec.Draining:
-		return status.Errorf(codes.InvalidArgument, "%s: %q is draining", what, target)
-	case !rec.AppHealthy:
-		return status.Errorf(codes.InvalidArgument, "%s: the application beside %q is unhealthy", what, target)
-	}
-	return nil
-}
-
-// checkOtherVoter answers Unavailable when no voter but this node could
-// take over (none in the configuration, or all of them dead or left).
-func (c *Coordinator) checkOtherVoter(what string) error {
-	ms, err := c.cfg.Election.Members()
-	if err != nil {
-		return toStatus(fmt.Errorf("%s: %w", what, err))
-	}
-	for _, m := range ms {
-		if m.ID == c.cfg.ID || !m.Voter {
-			continue
-		}
-		if rec, ok := c.record(m.ID); ok && (rec.State == membership.StateDead || rec.State == membership.StateLeft) {
-			continue
-		}
-		return nil
-	}
-	return status.Errorf(codes.Unavailable, "%s: no other voter can take over", what)
 }
 
 // record returns a member's membership record, if there is a membership

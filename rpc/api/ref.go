@@ -66,12 +66,20 @@ func (r *ElectionRef) Remove(ctx context.Context, id string) error {
 	return &election.NotLeaderError{}
 }
 
-// Transfer implements Transferer; a NotLeaderError before Set.
-func (r *ElectionRef) Transfer(ctx context.Context, id string) error {
+// TransferLeadership implements Transferer; a NotLeaderError before Set.
+func (r *ElectionRef) TransferLeadership(ctx context.Context, target string) (election.Leadership, error) {
 	if e := r.p.Load(); e != nil {
-		return e.Transfer(ctx, id)
+		return e.TransferLeadership(ctx, target)
 	}
-	return &election.NotLeaderError{}
+	return election.Leadership{}, &election.NotLeaderError{}
+}
+
+// CheckTransferTarget implements Transferer; ErrNoLeader before Set.
+func (r *ElectionRef) CheckTransferTarget(target string) error {
+	if e := r.p.Load(); e != nil {
+		return e.CheckTransferTarget(target)
+	}
+	return election.ErrNoLeader
 }
 
 // Raft implements Election; nil before Set.
