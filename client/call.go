@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/status"
 
+	"github.com/heartbeat-sidecar/heartbeat/internal/retry"
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 )
 
@@ -218,10 +219,13 @@ func (c *Client) retryTo(ctx context.Context, spec callSpec, addr string, err er
 		}
 		return c.nextEndpoint(addr), true
 	case unreachable, code == codes.Unavailable && reason == ReasonNoLeader:
+		// Nothing was sent, or nothing was done: even a call that must
+		// not be repeated is tried again.
 	case spec.once:
 		return "", false
-	case code == codes.Unavailable:
-	case code == codes.DeadlineExceeded && ctx.Err() == nil: // the attempt's own CallTimeout
+	case ctx.Err() == nil && retry.Retryable(err):
+		// The project's one rule: no leader, a node going away, the
+		// attempt's own CallTimeout.
 	default:
 		return "", false
 	}

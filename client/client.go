@@ -4,14 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/heartbeat-sidecar/heartbeat/internal/retry"
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 )
 
@@ -202,30 +201,14 @@ func (c *Client) known(id, peerAddr string) string {
 	return ""
 }
 
-// backoffTimer paces retries: Min, doubling up to Max, jittered.
-type backoffTimer struct {
-	b    Backoff
-	next time.Duration
-}
+// backoffTimer paces retries: Min, doubling up to Max, jittered (the
+// project's one backoff, internal/retry).
+type backoffTimer struct{ b *retry.Backoff }
 
-func newBackoff(b Backoff) *backoffTimer { return &backoffTimer{b: b, next: b.Min} }
+func newBackoff(b Backoff) *backoffTimer { return &backoffTimer{b: retry.NewBackoff(b.Min, b.Max)} }
 
 // reset starts over at Min (after a success).
-func (t *backoffTimer) reset() { t.next = t.b.Min }
+func (t *backoffTimer) reset() { t.b.Reset() }
 
 // wait sleeps for the next pause; false when ctx ended first.
-func (t *backoffTimer) wait(ctx context.Context) bool {
-	d := t.next
-	if j := int64(d / 5); j > 0 {
-		d += time.Duration(rand.Int64N(2*j+1) - j)
-	}
-	t.next = min(2*t.next, t.b.Max)
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-timer.C:
-		return true
-	}
-}
+func (t *backoffTimer) wait(ctx context.Context) bool { return retry.Sleep(ctx, t.b.Next()) }

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/heartbeat-sidecar/heartbeat/election"
+	"github.com/heartbeat-sidecar/heartbeat/internal/retry"
 	"github.com/heartbeat-sidecar/heartbeat/membership"
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 	mpb "github.com/heartbeat-sidecar/heartbeat/proto/membershippb"
@@ -60,46 +61,50 @@ func (c *Coordinator) Commit(ctx context.Context, cmd *mpb.Command) (*membership
 	if c.cfg.Applier == nil {
 		return nil, status.Error(codes.Unimplemented, "membership API: no applier")
 	}
-	until := time.Now().Add(writeRetryFor)
-	backoff := 20 * time.Millisecond
-	for {
+	// The retries end with the caller's context, the budget, or Close.
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
 		select {
 		case <-c.done:
-			return nil, status.Error(codes.Unavailable, ErrClosed.Error())
+			cancel()
+		case <-rctx.Done():
+		}
+	}()
+	p := retry.Policy{
+		Min: 20 * time.Millisecond, Max: 500 * time.Millisecond, Budget: writeRetryFor,
+		// A forwarded call is answered once, by the leader: its sender
+		// retries.
+		Retryable: func(err error) bool { return !isForwarded(ctx) && retry.Retryable(err) },
+	}
+	var (
+		res       *membership.Result
+		forwarded bool
+		last      error
+	)
+	err = retry.Do(rctx, p, func(actx context.Context) error {
+		select {
+		case <-c.done:
+			return retry.Mark(status.Error(codes.Unavailable, ErrClosed.Error()), false)
 		default:
 		}
-		res, forwarded, err := c.commitOnce(ctx, fsm, cmd)
-		if err == nil {
-			if forwarded {
-				wctx, cancel := context.WithTimeout(ctx, readYourWritesTimeout)
-				_ = fsm.WaitRevision(wctx, res.Revision) // best effort: the write is committed either way
-				cancel()
-			}
-			return res, nil
+		var err error
+		res, forwarded, err = c.commitOnce(actx, fsm, cmd)
+		last = err
+		return err
+	})
+	if err != nil {
+		if last == nil { // closed before the first attempt
+			return nil, status.Error(codes.Unavailable, ErrClosed.Error())
 		}
-		if isForwarded(ctx) || !retryable(err) || time.Now().Add(backoff).After(until) {
-			return nil, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, err
-		case <-c.done:
-			return nil, err
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 500*time.Millisecond)
+		return nil, last // the last answer, its status intact
 	}
-}
-
-// retryable: no leader known yet, or the leader moved.
-func retryable(err error) bool {
-	switch status.Code(err) {
-	case codes.Unavailable:
-		return true
-	case codes.FailedPrecondition:
-		return ReasonOf(err) == ReasonNotLeader
+	if forwarded {
+		wctx, cancel := context.WithTimeout(ctx, readYourWritesTimeout)
+		_ = fsm.WaitRevision(wctx, res.Revision) // best effort: the write is committed either way
+		cancel()
 	}
-	return false
+	return res, nil
 }
 
 // commitOnce applies cmd here, or forwards it once when this node follows.

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/heartbeat-sidecar/heartbeat/election"
+	"github.com/heartbeat-sidecar/heartbeat/internal/retry"
 	"github.com/heartbeat-sidecar/heartbeat/membership"
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 )
@@ -291,10 +292,14 @@ func TestCommitStatus(t *testing.T) {
 		{fmt.Errorf("x: %w", membership.ErrInvalidCommand), codes.InvalidArgument, false},
 		{fmt.Errorf("x: %w", membership.ErrUnknownMember), codes.NotFound, false},
 		{fmt.Errorf("x: %w", membership.ErrInvalidTransition), codes.FailedPrecondition, false},
+		// The server's NOT_LEADER answer is what internal/retry's rule
+		// knows as "the leader moved" (their constants agree).
+		{&election.NotLeaderError{LeaderID: "n2", LeaderAddr: "127.0.0.1:1"}, codes.FailedPrecondition, true},
+		{statusWithReason(codes.FailedPrecondition, ReasonWrongCluster, nil, "wrong cluster"), codes.FailedPrecondition, false},
 	} {
 		got := commitStatus(tc.err)
-		if status.Code(got) != tc.want || retryable(got) != tc.retry {
-			t.Errorf("commitStatus(%v) = %v (retryable %v), want %v (retryable %v)", tc.err, got, retryable(got), tc.want, tc.retry)
+		if status.Code(got) != tc.want || retry.Retryable(got) != tc.retry {
+			t.Errorf("commitStatus(%v) = %v (retryable %v), want %v (retryable %v)", tc.err, got, retry.Retryable(got), tc.want, tc.retry)
 		}
 	}
 }
