@@ -284,7 +284,7 @@ func (l *Local) BeforeRemove(ctx context.Context, id string) error {
 // configuration while it ran: it records a rejoin for its next start and
 // stops the node (fail with ErrRemoved). A node that is leaving on its own
 // ignores it (Leave goes on and records its departure itself).
-func (l *Local) OnRemoved(notice *raftpb.RemovedNotice) error {
+func (l *Local) OnRemoved(notice *raftpb.RemovedRequest) error {
 	if l.leaving.Load() {
 		return nil
 	}

@@ -138,7 +138,7 @@ func New(cfg Config) (_ *Node, err error) {
 	// The lifecycle is built with the election, before any leader can ask
 	// this node to remove a member or tell it it was removed.
 	adminCfg.BeforeRemove = func(ctx context.Context, id string) error { return n.life.BeforeRemove(ctx, id) }
-	adminCfg.OnRemoved = func(notice *raftpb.RemovedNotice) error { return n.life.OnRemoved(notice) }
+	adminCfg.OnRemoved = func(notice *raftpb.RemovedRequest) error { return n.life.OnRemoved(notice) }
 	admin, err := api.NewAdmin(adminCfg)
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)

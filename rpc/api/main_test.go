@@ -15,7 +15,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/heartbeat-sidecar/heartbeat/election"
-	"github.com/heartbeat-sidecar/heartbeat/leadership"
+	leaderpolicy "github.com/heartbeat-sidecar/heartbeat/leadership"
 	"github.com/heartbeat-sidecar/heartbeat/membership"
 	"github.com/heartbeat-sidecar/heartbeat/rpc/transport"
 )
@@ -110,7 +110,7 @@ func (m *member) startWith(t *testing.T, dir string, peers []election.Peer, fsm 
 	ec.HeartbeatTimeout, ec.ElectionTimeout, ec.LeaseDuration = 1500*time.Millisecond, 1500*time.Millisecond, 1200*time.Millisecond
 	ec.Logger = hclog.NewNullLogger()
 	if mf, ok := fsm.(*membership.FSM); ok {
-		ec.CanLead = leadership.CanLead(mf) // as node wires it
+		ec.CanLead = leaderpolicy.CanLead(mf) // as node wires it
 	}
 	el, err := election.New(ec, m.tr, fsm)
 	if err != nil {
