@@ -15,6 +15,12 @@
 //     assignment loop), fed by the transport's per-peer heartbeat replies
 //     and committing through the election; it runs on every node and acts
 //     only while the node leads with a valid lease;
+//   - the node's own membership lifecycle (package lifecycle): join,
+//     register, drain on a planned stop, Leave, rejoin after a departure;
+//   - the leader-priority loop and the membership veto on leadership
+//     transfers (package leadership);
+//   - the application-health watcher (package apphealth): push TTL and
+//     polled URL, an unhealthy application drains the node;
 //   - the client gRPC server on ClientAddr: the Coordinator service, the
 //     standard gRPC health service (SERVING only while the node is ready) and
 //     server reflection;
@@ -24,33 +30,26 @@
 //     /v1/drain, /v1/undrain, /v1/app/heartbeat, and server-sent-event
 //     watches /v1/watch/leader, /v1/watch/members, /v1/watch/assignments.
 //
+// Each part does one job and declares the small interfaces it needs; this
+// package builds the parts, wires them (New, in dependency order: ports,
+// admin, transport, rejoin preparation, election, lifecycle, application
+// health, coordinator, membership loops, servers) and stops them in the
+// order Shutdown documents. Leadership is handed over in one place,
+// election.Node.TransferLeadership; retries follow one rule,
+// internal/retry.
+//
 // # Membership
 //
-// Once it is in the raft configuration, every node commits an UpsertMember
-// for itself (its peer address exactly as raft knows it, its dialable client
-// and HTTP addresses, its suffrage), retrying until a leader accepts it.
 // Every write — the node's own and the API's — goes through the leader: a
 // follower forwards it once to the leader's client port (found in the
 // membership state), and then waits briefly until it has applied the write
 // itself, so a read on the same node sees it. Until the leader has
 // registered its client address, a follower's writes fail with Unavailable.
-//
-// A planned stop (Shutdown, SIGTERM) first drains the node: SetDrain, then
-// a wait until the leader's reconciler has moved all of its resources to
-// live members (bounded by DrainTimeout; skipped when nobody could take
-// them), then MarkLeft, then the election's leadership hand-off. A member
-// removed through ClusterAdmin is marked left before it leaves the raft
-// configuration. So a member that goes away on purpose is left, never dead;
-// only a crash (Close, SIGKILL) makes the leader declare it dead.
-//
-// Application liveness: the local application pushes AppHeartbeat(ttl)
-// calls, or the node polls AppHealthURL every AppHealthInterval (2xx is
-// healthy; only http:// on loopback or the node's own host). Either unused
-// source counts as healthy. When the application turns unhealthy the node
-// commits SetAppHealth(false): its resources move to other members, and if
-// it leads it hands leadership to another voter (every 2 s while it stays
-// unhealthy and leading). Healthy again, it commits SetAppHealth(true) and
-// receives its fair share back (rate-limited by the strategy).
+// A member that goes away on purpose (Shutdown, Leave, a removal through
+// ClusterAdmin) is recorded left, never dead; only a crash (Close, SIGKILL)
+// makes the leader declare it dead. See package lifecycle for the steps,
+// package apphealth for application liveness and package leadership for
+// leader priority.
 //
 // Every node has its own Prometheus registry (Go and process collectors plus
 // what the transport, election and membership register), so several nodes
@@ -61,27 +60,9 @@
 // learned of that leader. /readyz and the gRPC health status both follow it.
 //
 // Leave (Coordinator.Leave, POST /v1/leave, `heartbeat leave`) is a planned
-// stop that also takes the node out of the raft configuration: drain, hand
-// off leadership, MarkLeft, removal through the (new) leader; then Left()
-// closes and Run returns nil. An embedding program that does not use Run
-// waits on Left() and calls Shutdown itself. Leave writes left.json in the
-// data dir; started again, the node discards its stale raft state and
-// joins again through Join or the other InitialCluster members (rejoin.go).
-// A node removed by the leader while it runs is told so (ClusterAdmin
-// Removed): Run returns ErrRemoved, and the next start asks to join anew,
-// keeping its raft state.
-//
-// Leader priority: each member has a priority 0..100 (Config.LeaderPriority
-// at registration, or SetLeaderPriority at any time). While it leads, a node
-// looks every few hundred milliseconds for voters that are alive,
-// application-healthy, not draining, heard from within the heartbeat timeout
-// and of a higher priority than its own; one that has stayed so for
-// PriorityHoldoff is handed leadership (highest priority, then lowest id).
-// Equal priorities never move leadership, so the default (all 0) never
-// does.
-//
-// A node started with Join addresses and no raft state of its own asks those
-// addresses (any member: a follower forwards to the leader) to add it, with
-// backoff, until it succeeds, the request is refused for good, or the node
-// stops.
+// stop that also takes the node out of the raft configuration
+// (lifecycle.Local.Leave); then Left() closes and Run returns nil. An
+// embedding program that does not use Run waits on Left() and calls
+// Shutdown itself. A node removed by the leader while it runs is told so:
+// Run returns ErrRemoved, and the next start asks to join anew.
 package node

@@ -192,6 +192,9 @@ func New(cfg Config) (_ *Node, err error) {
 		})
 	}
 
+	// The Coordinator serves the client port; the membership parts
+	// (application health, reconciler, priority loop) hang off it and the
+	// election.
 	ccfg := api.DefaultCoordinatorConfig()
 	ccfg.ID, ccfg.ClusterID, ccfg.Election = cfg.ID, cfg.ClusterID, n.el
 	ccfg.LastContact = n.lastContact
@@ -236,6 +239,7 @@ func New(cfg Config) (_ *Node, err error) {
 		return 0
 	}))
 
+	// Everything is built: start serving, then the background loops.
 	n.goServe("client gRPC", func() error { return n.grpcServer.Serve(n.clientLn) })
 	n.goServe("HTTP", func() error {
 		if err := n.httpServer.Serve(n.httpLn); !errors.Is(err, http.ErrServerClosed) {
@@ -370,13 +374,16 @@ func (n *Node) Ready() (bool, []string) {
 
 // Shutdown stops the node gracefully, in this order:
 //
-//  0. leave the membership: drain (this node's resources move to live
-//     members; bounded by Config.DrainTimeout), then record the node as
-//     left, so nobody declares it dead;
+//  0. leave the membership (lifecycle.Local.PlannedStop): drain (this
+//     node's resources move to live members; bounded by
+//     Config.DrainTimeout), then record the node as left, so nobody
+//     declares it dead;
 //  1. stop client traffic: the health service says NOT_SERVING, open
 //     leadership watches end, the client gRPC server stops (gracefully
 //     within ctx);
-//  2. stop the node's own background work (join loop, health updates);
+//  2. stop the node's own background work (join, registration, health
+//     updates, the priority loop, the application-health watcher), then
+//     the reconciler;
 //  3. election.Shutdown: a leader hands leadership to another voter, the
 //     node says goodbye to the peers holding streams to it, raft stops;
 //  4. close the transport (raft RPCs and ClusterAdmin);
