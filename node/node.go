@@ -54,7 +54,7 @@ type Node struct {
 	ready readiness
 
 	// The parts with one job each (see doc.go).
-	life *lifecycle.Local     // join, register, drain, leave, rejoin
+	life *lifecycle.Local       // join, register, drain, leave, rejoin
 	rec  *membership.Reconciler // nil without the membership state
 	prio *leadership.Priority   // leader-priority hand-offs; nil without the membership state
 	app  *apphealth.Watcher     // application health; nil without the membership state

@@ -104,7 +104,6 @@ type Coordinator struct {
 	connMu sync.Mutex
 	conns  map[string]*grpc.ClientConn // leader client address -> connection; nil once closed
 
-
 	reads      *readIndexer       // read indexes for consistent reads
 	readCancel context.CancelFunc // ends read-index rounds on Close
 }
