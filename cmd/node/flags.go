@@ -144,6 +144,7 @@ func printUsage(w io.Writer, fs *flag.FlagSet, usage string, noEnv map[string]bo
 		if def == "" {
 			def = `""`
 		}
-		fmt.Fprintf(w, "  --%-22s %s\n  %24s (%s; %s)\n", n, f.Usage, "", env, def)
+		usage := strings.ReplaceAll(f.Usage, "\n", "\n"+strings.Repeat(" ", 27)) // under the first line
+		fmt.Fprintf(w, "  --%-22s %s\n  %24s (%s; %s)\n", n, usage, "", env, def)
 	}
 }
