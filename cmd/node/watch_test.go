@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
 )
@@ -35,6 +36,7 @@ func TestCLILeaderWatchSurvivesKill(t *testing.T) {
 			text.String() + lines.String()
 	})
 
+	killed := time.Now()
 	c.Kill(old.ID())
 	next := c.Leader() // waits until the survivors agree on a new leader
 	if next.ID() == old.ID() {
@@ -51,6 +53,8 @@ func TestCLILeaderWatchSurvivesKill(t *testing.T) {
 		after := out[i:]
 		return strings.Contains(after, " reconnected=true endpoint=") && strings.Contains(after, "leader="+next.ID()+" "), out
 	})
+	t.Logf("leader --watch printed the new leader %s, served by another node, %v after the kill of %s (polled every 20ms)",
+		next.ID(), time.Since(killed).Round(time.Millisecond), old.ID())
 	// The JSON watch: the same, one object per line.
 	waitUntil(t, "leader --watch --json to reconnect and name "+next.ID(), func() (bool, string) {
 		var disconnected, reconnected, newLeader bool
