@@ -2,12 +2,13 @@ package node
 
 import (
 	"encoding/json"
-	"google.golang.org/protobuf/types/known/timestamppb"
 	"net/http"
 	"net/http/pprof"
 	"sort"
 	"strings"
 	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 

@@ -355,7 +355,7 @@ func (n *Node) serveSSE(w http.ResponseWriter, r *http.Request, produce func(ctx
 	defer func() {
 		cancel()
 		if !producerDone {
-			<-errc
+			<-errc //nolint:errcheck // the producer's error was already reported to the stream
 		}
 	}()
 

@@ -2,11 +2,12 @@ package node
 
 import (
 	"fmt"
-	"google.golang.org/protobuf/types/known/durationpb"
 	"sort"
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/heartbeat-sidecar/heartbeat/election"
 	"github.com/heartbeat-sidecar/heartbeat/internal/testport"

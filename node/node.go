@@ -160,7 +160,7 @@ func New(cfg Config) (_ *Node, err error) {
 	if cfg.WrapTransport != nil {
 		n.tr = cfg.WrapTransport(inner)
 	}
-	undo = append(undo, func() { n.tr.Close() })
+	undo = append(undo, func() { _ = n.tr.Close() })
 
 	// A node that left discards its stale raft state before the election
 	// opens the data dir, and joins again instead of bootstrapping.
