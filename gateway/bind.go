@@ -37,8 +37,8 @@ func bind(rt Route, w http.ResponseWriter, r *http.Request, req proto.Message, m
 	for _, v := range rt.pathVars() {
 		fd := m.Descriptor().Fields().ByName(protoreflect.Name(v))
 		val := r.PathValue(v)
-		if val == "" {
-			return status.Errorf(codes.InvalidArgument, "empty %s in the path", v)
+		if val == "" { // only a "{x...}" wildcard can be empty: no such resource
+			return status.Errorf(codes.NotFound, "no such endpoint: %s (empty %s)", r.URL.Path, v)
 		}
 		if fromBody.Has(fd) && !fd.IsList() {
 			if prev := scalarString(fromBody.Get(fd), fd); prev != val {

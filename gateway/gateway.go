@@ -87,6 +87,17 @@ type gateway struct {
 	mux  *http.ServeMux
 	done <-chan struct{} // cfg.Context's, or nil
 	doc  []byte          // the OpenAPI document
+	bare map[string]bool // patterns registered only to stop a redirect (see New)
+}
+
+// subtreeRoot is the root of a pattern ending in a "{x...}" wildcard:
+// "/v1/resources" for "/v1/resources/{ids...}".
+func subtreeRoot(pattern string) (string, bool) {
+	i := strings.LastIndex(pattern, "/{")
+	if i <= 0 || !strings.HasSuffix(pattern, "...}") {
+		return "", false
+	}
+	return pattern[:i], true
 }
 
 // fallback is the pattern of the catch-all route: 404 or 405.
@@ -128,6 +139,24 @@ func New(cfg Config) (http.Handler, error) {
 			continue // a Handler route the node does not serve
 		}
 		if err := register(g.mux, rt.String(), h); err != nil {
+			return nil, err
+		}
+	}
+	// A "{x...}" pattern is a subtree: ServeMux would redirect its bare
+	// root ("/v1/resources") to it ("/v1/resources/") for a method the root
+	// lacks. Answer those with 404 / 405 instead, like any other miss.
+	g.bare = map[string]bool{}
+	for _, rt := range cfg.Routes {
+		root, ok := subtreeRoot(rt.Pattern)
+		if !ok {
+			continue
+		}
+		p := rt.Method + " " + root
+		if g.bare[p] || slices.ContainsFunc(cfg.Routes, func(o Route) bool { return o.String() == p }) {
+			continue
+		}
+		g.bare[p] = true
+		if err := register(g.mux, p, http.HandlerFunc(g.notFound)); err != nil {
 			return nil, err
 		}
 	}
@@ -315,7 +344,7 @@ func (g *gateway) allowed(r *http.Request) []string {
 		}
 		probe := r.Clone(r.Context())
 		probe.Method = m
-		if _, pattern := g.mux.Handler(probe); pattern != fallback && pattern != "" {
+		if _, pattern := g.mux.Handler(probe); pattern != fallback && pattern != "" && !g.bare[pattern] {
 			allow = append(allow, m)
 		}
 	}
