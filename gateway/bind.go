@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -35,7 +36,7 @@ func bind(rt Route, w http.ResponseWriter, r *http.Request, req proto.Message, m
 	}
 	fromBody := proto.Clone(req).ProtoReflect()
 	for _, v := range rt.pathVars() {
-		fd := m.Descriptor().Fields().ByName(protoreflect.Name(v))
+		fd := m.Descriptor().Fields().ByName(protoreflect.Name(rt.field(v)))
 		val := r.PathValue(v)
 		if val == "" { // only a "{x...}" wildcard can be empty: no such resource
 			return status.Errorf(codes.NotFound, "no such endpoint: %s (empty %s)", r.URL.Path, v)
@@ -105,6 +106,9 @@ func bindQuery(rt Route, r *http.Request, m protoreflect.Message) error {
 			continue
 		}
 		fd := fields.ByName(protoreflect.Name(k))
+		if fd != nil && slices.ContainsFunc(rt.pathVars(), func(v string) bool { return rt.field(v) == k }) {
+			return status.Errorf(codes.InvalidArgument, "query parameter %q: the path gives it", k)
+		}
 		if fd == nil || !isScalar(fd) {
 			return status.Errorf(codes.InvalidArgument, "unknown query parameter %q (%s takes %s)", k, rt, queryNames(m.Descriptor()))
 		}

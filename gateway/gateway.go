@@ -88,6 +88,9 @@ type gateway struct {
 	done <-chan struct{} // cfg.Context's, or nil
 	doc  []byte          // the OpenAPI document
 	bare map[string]bool // patterns registered only to stop a redirect (see New)
+	// needValue: patterns of RPC routes, whose wildcards must not be empty
+	// (see nonEmpty).
+	needValue map[string]bool
 }
 
 // subtreeRoot is the root of a pattern ending in a "{x...}" wildcard:
@@ -122,7 +125,7 @@ func New(cfg Config) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &gateway{cfg: cfg, mux: http.NewServeMux(), doc: doc}
+	g := &gateway{cfg: cfg, mux: http.NewServeMux(), doc: doc, needValue: map[string]bool{}}
 	if cfg.Context != nil {
 		g.done = cfg.Context.Done()
 	}
@@ -137,6 +140,10 @@ func New(cfg Config) (http.Handler, error) {
 		}
 		if h == nil {
 			continue // a Handler route the node does not serve
+		}
+		if len(rt.pathVars()) > 0 && rt.Handler == "" {
+			h = g.nonEmpty(rt, h)
+			g.needValue[rt.String()] = true
 		}
 		if err := register(g.mux, rt.String(), h); err != nil {
 			return nil, err
@@ -217,6 +224,20 @@ func (g *gateway) handler(rt Route) (http.Handler, error) {
 		return g.stream(rt, in, out), nil
 	}
 	return g.unary(rt, in, out), nil
+}
+
+// nonEmpty answers a request whose "{x...}" wildcard is empty
+// ("/v1/resources/") as a miss: no route serves that path.
+func (g *gateway) nonEmpty(rt Route, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for _, v := range rt.pathVars() {
+			if r.PathValue(v) == "" {
+				g.notFound(w, r)
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // timeout is the bound of rt's call.
@@ -344,9 +365,15 @@ func (g *gateway) allowed(r *http.Request) []string {
 		}
 		probe := r.Clone(r.Context())
 		probe.Method = m
-		if _, pattern := g.mux.Handler(probe); pattern != fallback && pattern != "" && !g.bare[pattern] {
-			allow = append(allow, m)
+		_, pattern := g.mux.Handler(probe)
+		if pattern == fallback || pattern == "" || g.bare[pattern] {
+			continue
 		}
+		_, path, _ := strings.Cut(pattern, " ")
+		if root, ok := subtreeRoot(path); ok && g.needValue[pattern] && r.URL.Path == root+"/" {
+			continue // an empty "{x...}": see nonEmpty
+		}
+		allow = append(allow, m)
 	}
 	slices.Sort(allow)
 	return allow

@@ -255,6 +255,16 @@ func (c *sseClient) nextAny(d time.Duration) (sseMsg, bool) {
 	}
 }
 
+// poll returns a message already received, if any, without waiting.
+func (c *sseClient) poll() (sseMsg, bool) {
+	select {
+	case m, ok := <-c.msgs:
+		return m, ok
+	default:
+		return sseMsg{}, false
+	}
+}
+
 // until returns the first event that satisfies cond, failing the test if
 // none comes within waitTimeout.
 func (c *sseClient) until(what string, cond func(sseMsg) bool) sseMsg {

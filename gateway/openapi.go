@@ -210,8 +210,8 @@ func pathParams(rt Route, in protoreflect.MessageDescriptor) []any {
 	for _, v := range rt.pathVars() {
 		schema := obj{"type": "string"}
 		if in != nil {
-			if fd := in.Fields().ByName(protoreflect.Name(v)); fd != nil {
-				schema = scalarSchema(fd)
+			if fd := in.Fields().ByName(protoreflect.Name(rt.field(v))); fd != nil {
+				schema = scalarSchema(fd) // of one value, when the field is repeated
 			}
 		}
 		p := obj{"name": v, "in": "path", "required": true, "schema": schema}
@@ -227,7 +227,7 @@ func pathParams(rt Route, in protoreflect.MessageDescriptor) []any {
 func (d *docBuilder) queryParams(rt Route, in protoreflect.MessageDescriptor) []any {
 	path := map[string]bool{}
 	for _, v := range rt.pathVars() {
-		path[v] = true
+		path[rt.field(v)] = true
 	}
 	var params []any
 	fs := in.Fields()

@@ -3,6 +3,7 @@ package gateway
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -67,6 +68,10 @@ type Route struct {
 	// the request and response message types come from its descriptor.
 	// Empty for a Handler route.
 	RPC string
+	// Fields maps a wildcard to the request field it fills when their
+	// names differ ({"id": "ids"}: DELETE /v1/resources/{id...} fills the
+	// repeated ids). A wildcard fills the field of its own name otherwise.
+	Fields map[string]string
 	// Body says where the request body goes.
 	Body Body
 	// SSE is set for a server-streaming RPC: the route answers with
@@ -117,6 +122,14 @@ func (r Route) pathVars() []string {
 		}
 		rest = rest[i+j+1:]
 	}
+}
+
+// field is the request field path variable v fills.
+func (r Route) field(v string) string {
+	if f, ok := r.Fields[v]; ok {
+		return f
+	}
+	return v
 }
 
 // method resolves the route's RPC to its descriptor.
@@ -175,10 +188,15 @@ func (r Route) check(md protoreflect.MethodDescriptor) error {
 		return fmt.Errorf("%s: an SSE route is a GET", r)
 	}
 	in, out := md.Input(), md.Output()
+	for v := range r.Fields {
+		if !slices.Contains(r.pathVars(), v) {
+			return fmt.Errorf("%s: Fields names %q, which is no path variable", r, v)
+		}
+	}
 	for _, v := range r.pathVars() {
-		f := in.Fields().ByName(protoreflect.Name(v))
+		f := in.Fields().ByName(protoreflect.Name(r.field(v)))
 		if f == nil {
-			return fmt.Errorf("%s: path variable %q is no field of %s", r, v, in.FullName())
+			return fmt.Errorf("%s: path variable %q: %q is no field of %s", r, v, r.field(v), in.FullName())
 		}
 		if !isScalar(f) {
 			return fmt.Errorf("%s: path variable %q: field of kind %v", r, v, f.Kind())

@@ -81,8 +81,8 @@ func Routes() []Route {
 		{Method: http.MethodGet, Pattern: "/v1/resources/{id...}", RPC: c + "GetResource",
 			Pending: "TODO(#11): GET /v1/resources/{id} waits for a unary GetResource RPC",
 			Summary: "One resource (its id path-escaped)."},
-		{Method: http.MethodDelete, Pattern: "/v1/resources/{ids...}", RPC: heartbeatpb.Coordinator_DeleteResources_FullMethodName,
-			Timeout: WriteTimeout, Summary: "Delete one resource (its id path-escaped)."},
+		{Method: http.MethodDelete, Pattern: "/v1/resources/{id...}", RPC: heartbeatpb.Coordinator_DeleteResources_FullMethodName,
+			Fields: map[string]string{"id": "ids"}, Timeout: WriteTimeout, Summary: "Delete one resource (its id path-escaped)."},
 		{Method: http.MethodGet, Pattern: "/v1/assignments", RPC: heartbeatpb.Coordinator_Assignments_FullMethodName,
 			Summary: "The resources one member owns (default: this node)."},
 
