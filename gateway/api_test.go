@@ -75,7 +75,10 @@ func testBadInput(t *testing.T, c *testcluster.Cluster, base string) {
 		// Members.
 		{"drain unknown node", "PUT", "/v1/members/nobody/drain", `{"draining":true}`, 404},
 		{"drain: path and body disagree", "PUT", "/v1/members/n1/drain", `{"node_id":"n2","draining":true}`, 400},
-		{"ttl too small", "POST", "/v1/app/heartbeat", `{"ttl_ms":"5"}`, 400},
+		{"ttl too small", "POST", "/v1/app/heartbeat", `{"ttl":"0.005s"}`, 400},
+		{"ttl the old field", "POST", "/v1/app/heartbeat", `{"ttl_ms":"60000"}`, 400},
+		{"get unknown", "GET", "/v1/resources/no-such", "", 404},
+		{"join: the old voter field", "POST", "/v1/members", `{"node_id":"n9","peer_address":"127.0.0.1:1","voter":false}`, 400},
 		{"priority: too high", "PUT", "/v1/members/n1/priority", `{"priority":101}`, 400},
 		{"priority: negative", "PUT", "/v1/members/n1/priority", `{"priority":-1}`, 400},
 		{"priority: a string", "PUT", "/v1/members/n1/priority", `{"priority":"high"}`, 400},
@@ -110,13 +113,11 @@ func testBadInput(t *testing.T, c *testcluster.Cluster, base string) {
 		{"watch assignments: bad revision", "GET", "/v1/watch/assignments?from_revision=soon", ``, 400},
 		{"watch assignments: bad Last-Event-ID", "GET", "/v1/watch/assignments", ``, 400},
 		{"watch assignments: ahead", "GET", "/v1/watch/assignments?from_revision=999999999", ``, 400},
-		{"watch assignments: unknown node", "GET", "/v1/watch/assignments?node_id=nobody", ``, 404},
 		// Unknown paths.
 		{"unknown path", "GET", "/nope", ``, 404},
 		{"unknown version", "GET", "/v2/status", ``, 404},
 		{"old drain route", "POST", "/v1/drain?node=n1", ``, 404},
 		{"status: POST", "POST", "/v1/status", ``, 405},
-		{"pending: GetLease", "GET", "/v1/lease", ``, 501},
 	}
 	for _, tc := range cases {
 		req, err := http.NewRequest(tc.method, base+tc.path, strings.NewReader(tc.body))
@@ -165,7 +166,7 @@ func testBadInput(t *testing.T, c *testcluster.Cluster, base string) {
 // path (escaped); listings and assignments; a body over the limit is 400.
 func testResources(t *testing.T, c *testcluster.Cluster, base string) {
 	leader := c.Leader()
-	var wr heartbeatpb.WriteResponse
+	var wr heartbeatpb.RegisterResourcesResponse
 	do(t, "POST", base+"/v1/resources", `{"resources":[{"id":"solo/one","weight":7,"labels":{"zone":"a"}},{"id":"r-1"},{"id":"r-2","weight":2}]}`).
 		ok(t, "register a batch", &wr)
 	if wr.GetRevision() == 0 || wr.GetChanged() != 3 {
@@ -178,7 +179,7 @@ func testResources(t *testing.T, c *testcluster.Cluster, base string) {
 		do(t, "GET", base+"/v1/resources", "").ok(t, "list", &list)
 		owned := 0
 		for _, r := range list.GetResources() {
-			if r.GetOwner() != "" && r.GetEpoch() > 0 {
+			if r.GetOwnerNodeId() != "" && r.GetEpoch() > 0 {
 				owned++
 			}
 		}
@@ -193,14 +194,14 @@ func testResources(t *testing.T, c *testcluster.Cluster, base string) {
 		}
 	}
 	// Assignments: of this node by default, and of another by name.
-	var mine heartbeatpb.ListResourcesResponse
+	var mine heartbeatpb.ListAssignmentsResponse
 	do(t, "GET", base+"/v1/assignments", "").ok(t, "assignments", &mine)
 	var all int
 	for _, id := range []string{"n1", "n2", "n3"} {
-		var theirs heartbeatpb.ListResourcesResponse
+		var theirs heartbeatpb.ListAssignmentsResponse
 		do(t, "GET", base+"/v1/assignments?node_id="+id, "").ok(t, "assignments of "+id, &theirs)
 		for _, r := range theirs.GetResources() {
-			if r.GetOwner() != id {
+			if r.GetOwnerNodeId() != id {
 				t.Errorf("assignments of %s list %v", id, r)
 			}
 		}
@@ -210,8 +211,14 @@ func testResources(t *testing.T, c *testcluster.Cluster, base string) {
 		t.Errorf("assignments of n1..n3 list %d resources, want 3", all)
 	}
 
-	// Delete by id, escaped '/': the id is "solo/one".
-	do(t, "DELETE", base+"/v1/resources/solo%2Fone", "").ok(t, "delete solo/one", &wr)
+	// Get by id, escaped '/': the id is "solo/one".
+	var got heartbeatpb.GetResourceResponse
+	do(t, "GET", base+"/v1/resources/solo%2Fone", "").ok(t, "get solo/one", &got)
+	if r := got.GetResource(); r.GetId() != "solo/one" || r.GetWeight() != 7 || r.GetLabels()["zone"] != "a" || got.GetRead() == nil {
+		t.Errorf("GET solo/one: %v", &got)
+	}
+	var dr heartbeatpb.DeleteResourcesResponse
+	do(t, "DELETE", base+"/v1/resources/solo%2Fone", "").ok(t, "delete solo/one", &dr)
 	if _, ok := resourceOf(leader, "solo/one"); ok {
 		t.Error("solo/one still registered after DELETE")
 	}
@@ -224,27 +231,26 @@ func testResources(t *testing.T, c *testcluster.Cluster, base string) {
 	if r := do(t, "POST", base+"/v1/resources", big); r.code != 400 || !strings.Contains(r.body, "body over") {
 		t.Errorf("oversized body: %d %.200s", r.code, r.body)
 	}
-	// GET of one resource waits for its RPC.
-	if r := do(t, "GET", base+"/v1/resources/r-1", ""); r.code != 501 {
-		t.Errorf("GET /v1/resources/r-1: %d %s, want 501 until GetResource exists", r.code, r.body)
+	if r := do(t, "GET", base+"/v1/resources/solo%2Fone", ""); r.code != 404 {
+		t.Errorf("GET after DELETE: %d %s", r.code, r.body)
 	}
 }
 
 // testMembers: the member list, drain and undrain of a member by name,
 // the application heartbeat.
 func testMembers(t *testing.T, c *testcluster.Cluster, base string) {
-	var ms heartbeatpb.MembersResponse
+	var ms heartbeatpb.ListMembersResponse
 	do(t, "GET", base+"/v1/members", "").ok(t, "members", &ms)
 	if len(ms.GetMembers()) != 3 || ms.GetRead() == nil {
 		t.Fatalf("members: %v", &ms)
 	}
 	for _, m := range ms.GetMembers() {
-		if m.GetState() != "alive" || !m.GetAppHealthy() || m.GetDraining() || m.GetClientAddress() == "" || m.GetHttpAddress() == "" {
+		if m.GetState() != heartbeatpb.MemberState_MEMBER_STATE_ALIVE || !m.GetAppHealthy() || m.GetDraining() || m.GetClientAddress() == "" || m.GetHttpAddress() == "" {
 			t.Errorf("member %v", m)
 		}
 	}
 	target := c.Leader().ID()
-	var wr heartbeatpb.WriteResponse
+	var wr heartbeatpb.SetDrainResponse
 	do(t, "PUT", base+"/v1/members/"+target+"/drain", `{"draining":true}`).ok(t, "drain", &wr)
 	testcluster.WaitFor(t, target+" drained", func() (bool, string) {
 		ms, err := c.Leader().Members()
@@ -266,8 +272,8 @@ func testMembers(t *testing.T, c *testcluster.Cluster, base string) {
 		return false, fmt.Sprint(err)
 	})
 	var hb heartbeatpb.AppHeartbeatResponse
-	do(t, "POST", base+"/v1/app/heartbeat", `{"ttl_ms":"60000"}`).ok(t, "app heartbeat", &hb)
-	if !hb.GetAppHealthy() || hb.GetState() != "alive" {
+	do(t, "POST", base+"/v1/app/heartbeat", `{"ttl":"60s"}`).ok(t, "app heartbeat", &hb)
+	if !hb.GetAppHealthy() || hb.GetState() != heartbeatpb.MemberState_MEMBER_STATE_ALIVE {
 		t.Errorf("app heartbeat: %v", &hb)
 	}
 }
@@ -281,14 +287,14 @@ func testMembers(t *testing.T, c *testcluster.Cluster, base string) {
 func testReadModes(t *testing.T, c *testcluster.Cluster, f *node.Node) {
 	leader := c.Leader()
 	lbase, fbase := "http://"+leader.HTTPAddr(), "http://"+f.HTTPAddr()
-	reads := []string{"/v1/status", "/v1/members", "/v1/resources", "/v1/assignments", "/v1/leader"}
+	reads := []string{"/v1/status", "/v1/members", "/v1/resources", "/v1/resources/seen", "/v1/assignments", "/v1/leader"}
 
 	do(t, "POST", lbase+"/v1/resources", `{"resources":[{"id":"seen"}]}`).ok(t, "register on the leader", nil)
 	for _, path := range reads {
 		r := do(t, "GET", fbase+path, "")
 		h := r.header
 		if r.code != 200 || h.Get("X-Heartbeat-Consistent") != "true" || h.Get("X-Heartbeat-Known-Leader") != "true" ||
-			h.Get("X-Heartbeat-Revision") == "" || h.Get("X-Heartbeat-Last-Contact-Ms") == "" || h.Get("X-Heartbeat-Leader-Id") != leader.ID() {
+			h.Get("X-Heartbeat-Revision") == "" || h.Get("X-Heartbeat-Last-Contact-Ms") == "" || h.Get("X-Heartbeat-Leader-Node-Id") != leader.ID() {
 			t.Errorf("consistent GET %s on a follower: %d %v %s", path, r.code, h, r.body)
 		}
 		if path == "/v1/resources" && !strings.Contains(r.body, `"seen"`) {
@@ -326,8 +332,8 @@ func testReadModes(t *testing.T, c *testcluster.Cluster, f *node.Node) {
 			t.Errorf("consistent GET %s on a cut-off follower: %d %s, want 503 naming the missing leader", path, r.code, r.body)
 		}
 		r := do(t, "GET", fbase+path+"?stale", "")
-		if path == "/v1/assignments" {
-			continue // the default member is this node: answered, whatever its state
+		if path == "/v1/assignments" || path == "/v1/resources/seen" {
+			continue // as before the gateway: only these four are checked stale
 		}
 		if r.code != 200 || r.header.Get("X-Heartbeat-Known-Leader") != "false" || r.header.Get("X-Heartbeat-Consistent") != "false" {
 			t.Errorf("stale GET %s on a cut-off follower: %d %v %s", path, r.code, r.header, r.body)
@@ -341,24 +347,26 @@ func testReadModes(t *testing.T, c *testcluster.Cluster, f *node.Node) {
 // addresses; on the leader it says so, with the lease.
 func testLeader(t *testing.T, c *testcluster.Cluster, base string) {
 	leader := c.Leader()
-	var li heartbeatpb.LeaderEvent
+	var resp heartbeatpb.GetLeaderResponse
 	testcluster.WaitFor(t, "GET /v1/leader with the leader's addresses", func() (bool, string) {
 		r := do(t, "GET", base+"/v1/leader", "")
-		r.ok(t, "GET /v1/leader", &li)
-		return li.GetLeader().GetClientAddress() != "" && li.GetLeader().GetId() == leader.ID(), r.body
+		r.ok(t, "GET /v1/leader", &resp)
+		l := resp.GetLeadership().GetLeader()
+		return l.GetClientAddress() != "" && l.GetNodeId() == leader.ID(), r.body
 	})
+	li := resp.GetLeadership()
 	l := li.GetLeader()
-	if l.GetAddress() != leader.PeerAddr() || l.GetClientAddress() != leader.ClientAddr() || l.GetHttpAddress() != leader.HTTPAddr() ||
-		li.GetTerm() == 0 || li.GetFencingToken() == 0 || li.GetIsSelf() || li.GetLeaseUntilUnixNano() != 0 {
-		t.Errorf("GET /v1/leader on a follower: %v, want leader %s", &li, leader.ID())
+	if l.GetPeerAddress() != leader.PeerAddr() || l.GetClientAddress() != leader.ClientAddr() || l.GetHttpAddress() != leader.HTTPAddr() ||
+		li.GetTerm() == 0 || li.GetFencingToken() == 0 || li.GetIsLeader() || li.GetLeaseUntil() != nil || resp.GetRead() == nil {
+		t.Errorf("GET /v1/leader on a follower: %v, want leader %s", &resp, leader.ID())
 	}
-	do(t, "GET", "http://"+leader.HTTPAddr()+"/v1/leader", "").ok(t, "GET /v1/leader on the leader", &li)
-	if !li.GetIsSelf() || li.GetLeaseUntilUnixNano() == 0 || li.GetLeader().GetId() != leader.ID() {
-		t.Errorf("GET /v1/leader on the leader: %v", &li)
+	do(t, "GET", "http://"+leader.HTTPAddr()+"/v1/leader", "").ok(t, "GET /v1/leader on the leader", &resp)
+	if li := resp.GetLeadership(); !li.GetIsLeader() || li.GetLeaseUntil() == nil || li.GetLeaseRemaining() == nil || li.GetLeader().GetNodeId() != leader.ID() {
+		t.Errorf("GET /v1/leader on the leader: %v", &resp)
 	}
 	// Every field is in the answer, zero values too (EmitUnpopulated).
 	r := do(t, "GET", base+"/v1/status", "")
-	for _, k := range []string{`"id"`, `"state"`, `"term"`, `"leader"`, `"fencing_token"`, `"is_leader"`, `"commit_index"`, `"cluster_id"`, `"read"`} {
+	for _, k := range []string{`"node_id"`, `"state"`, `"term"`, `"leader"`, `"fencing_token"`, `"is_leader"`, `"commit_index"`, `"cluster_id"`, `"read"`} {
 		if !strings.Contains(r.body, k) {
 			t.Errorf("/v1/status lacks %s: %s", k, r.body)
 		}
@@ -374,26 +382,27 @@ func testLeadershipChanges(t *testing.T, c *testcluster.Cluster, base string) {
 	members := openSSE(t, base+"/v1/watch/members", nil)
 
 	first := leaders.next()
-	var li heartbeatpb.LeaderEvent
-	first.decode(t, &li)
-	if first.event != "leader" || li.GetLeader().GetId() != leader.ID() || li.GetFencingToken() == 0 || li.GetObservedUnixNano() == 0 {
-		t.Fatalf("first leader event %+v: %v", first, &li)
+	var le heartbeatpb.WatchLeaderResponse
+	first.decode(t, &le)
+	li := le.GetLeadership()
+	if first.event != "leader" || li.GetLeader().GetNodeId() != leader.ID() || li.GetFencingToken() == 0 || li.GetObserved() == nil {
+		t.Fatalf("first leader event %+v: %v", first, &le)
 	}
 	m0 := members.next()
-	var mi heartbeatpb.MembersEvent
+	var mi heartbeatpb.WatchMembersResponse
 	m0.decode(t, &mi)
 	if m0.event != "members" || len(mi.GetMembers()) != 3 || mi.GetRevision() == 0 || m0.id != fmt.Sprint(mi.GetRevision()) || mi.GetRead() == nil {
 		t.Fatalf("first members event %+v: %v", m0, &mi)
 	}
 
 	// The leader's own priority: no transfer follows (nobody is higher).
-	var wr heartbeatpb.WriteResponse
+	var wr heartbeatpb.SetLeaderPriorityResponse
 	do(t, "PUT", base+"/v1/members/"+leader.ID()+"/priority", `{"priority":50}`).ok(t, "PUT priority", &wr)
 	members.until("with the new priority", func(m sseMsg) bool {
-		var mi heartbeatpb.MembersEvent
+		var mi heartbeatpb.WatchMembersResponse
 		m.decode(t, &mi)
 		for _, mm := range mi.GetMembers() {
-			if mm.GetId() == leader.ID() && mm.GetLeaderPriority() == 50 {
+			if mm.GetNodeId() == leader.ID() && mm.GetLeaderPriority() == 50 {
 				return mi.GetRevision() >= wr.GetRevision()
 			}
 		}
@@ -410,31 +419,33 @@ func testLeadershipChanges(t *testing.T, c *testcluster.Cluster, base string) {
 			break
 		}
 	}
-	var ch heartbeatpb.LeadershipChange
-	do(t, "POST", base+"/v1/leader/transfer", fmt.Sprintf(`{"node_id":%q}`, target.ID())).ok(t, "transfer", &ch)
-	if ch.GetPrevious() != leader.ID() || ch.GetLeader().GetId() != target.ID() || ch.GetFencingToken() <= li.GetFencingToken() {
-		t.Errorf("transfer to %s: %v (token before %d)", target.ID(), &ch, li.GetFencingToken())
+	var tr heartbeatpb.TransferLeadershipResponse
+	do(t, "POST", base+"/v1/leader/transfer", fmt.Sprintf(`{"node_id":%q}`, target.ID())).ok(t, "transfer", &tr)
+	if ch := tr.GetChange(); ch.GetPreviousNodeId() != leader.ID() || ch.GetLeader().GetNodeId() != target.ID() || ch.GetFencingToken() <= li.GetFencingToken() {
+		t.Errorf("transfer to %s: %v (token before %d)", target.ID(), &tr, li.GetFencingToken())
 	}
 	ev := leaders.until("naming "+target.ID(), func(m sseMsg) bool {
-		var l heartbeatpb.LeaderEvent
+		var l heartbeatpb.WatchLeaderResponse
 		m.decode(t, &l)
-		return l.GetLeader().GetId() == target.ID()
+		return l.GetLeadership().GetLeader().GetNodeId() == target.ID()
 	})
-	var after heartbeatpb.LeaderEvent
+	var after heartbeatpb.WatchLeaderResponse
 	ev.decode(t, &after)
-	if after.GetFencingToken() <= li.GetFencingToken() {
-		t.Errorf("fencing token after the transfer %d, not above %d", after.GetFencingToken(), li.GetFencingToken())
+	if after.GetLeadership().GetFencingToken() <= li.GetFencingToken() {
+		t.Errorf("fencing token after the transfer %d, not above %d", after.GetLeadership().GetFencingToken(), li.GetFencingToken())
 	}
 
 	// Step down (an empty body is the empty request): another voter leads.
-	do(t, "POST", base+"/v1/leader/step-down", "").ok(t, "step-down", &ch)
-	if ch.GetPrevious() != target.ID() {
-		t.Errorf("step-down: %v, want previous %s", &ch, target.ID())
+	var sd heartbeatpb.StepDownResponse
+	do(t, "POST", base+"/v1/leader/step-down", "").ok(t, "step-down", &sd)
+	if sd.GetChange().GetPreviousNodeId() != target.ID() {
+		t.Errorf("step-down: %v, want previous %s", &sd, target.ID())
 	}
 	leaders.until("naming a leader other than "+target.ID(), func(m sseMsg) bool {
-		var l heartbeatpb.LeaderEvent
+		var l heartbeatpb.WatchLeaderResponse
 		m.decode(t, &l)
-		return l.GetLeader().GetId() != "" && l.GetLeader().GetId() != target.ID() && l.GetFencingToken() > after.GetFencingToken()
+		id := l.GetLeadership().GetLeader().GetNodeId()
+		return id != "" && id != target.ID() && l.GetLeadership().GetFencingToken() > after.GetLeadership().GetFencingToken()
 	})
 	if l := c.Leader(); l.ID() == target.ID() {
 		t.Errorf("%s still leads after stepping down", l.ID())
@@ -447,8 +458,8 @@ func testLeadershipChanges(t *testing.T, c *testcluster.Cluster, base string) {
 func testJoinRemoveLeave(t *testing.T, c *testcluster.Cluster, base string) {
 	addrs := testcluster.FreeAddrs(t, 2)
 	var jr heartbeatpb.JoinResponse
-	do(t, "POST", base+"/v1/members", fmt.Sprintf(`{"node_id":"n4","peer_address":%q}`, addrs[0])).ok(t, "join n4", &jr)
-	if jr.GetIndex() == 0 {
+	do(t, "POST", base+"/v1/members", fmt.Sprintf(`{"node_id":"n4","peer_address":%q,"nonvoter":true}`, addrs[0])).ok(t, "join n4", &jr)
+	if jr.GetRevision() == 0 {
 		t.Errorf("join n4: %v", &jr)
 	}
 	// The node asked decides on its own copy of the configuration: wait
@@ -456,20 +467,20 @@ func testJoinRemoveLeave(t *testing.T, c *testcluster.Cluster, base string) {
 	applied := func(id string) {
 		t.Helper()
 		testcluster.WaitFor(t, id+" in the configuration of the node asked", func() (bool, string) {
-			var ms heartbeatpb.MembersResponse
+			var ms heartbeatpb.ListMembersResponse
 			do(t, "GET", base+"/v1/members", "").ok(t, "members", &ms)
 			for _, m := range ms.GetMembers() {
-				if m.GetId() == id {
-					return m.GetSuffrage() == "nonvoter", m.String()
+				if m.GetNodeId() == id {
+					return m.GetSuffrage() == heartbeatpb.Suffrage_SUFFRAGE_NONVOTER, m.String()
 				}
 			}
 			return false, id + " not listed"
 		})
 	}
 	applied("n4")
-	do(t, "POST", base+"/v1/members", fmt.Sprintf(`{"node_id":"n4","peer_address":%q}`, addrs[0])).ok(t, "join n4 again", &jr)
-	if jr.GetIndex() != 0 {
-		t.Errorf("join n4 again: %v, want index 0", &jr)
+	do(t, "POST", base+"/v1/members", fmt.Sprintf(`{"node_id":"n4","peer_address":%q,"nonvoter":true}`, addrs[0])).ok(t, "join n4 again", &jr)
+	if jr.GetRevision() != 0 {
+		t.Errorf("join n4 again: %v, want revision 0", &jr)
 	}
 	n4 := c.Join("n4", addrs[0], false)
 	c.WaitMembers()
@@ -505,11 +516,11 @@ func testJoinRemoveLeave(t *testing.T, c *testcluster.Cluster, base string) {
 	c.Forget("n4")
 
 	// n5 is added but never started; DELETE removes it.
-	do(t, "POST", base+"/v1/members", fmt.Sprintf(`{"node_id":"n5","peer_address":%q}`, addrs[1])).ok(t, "join n5", &jr)
+	do(t, "POST", base+"/v1/members", fmt.Sprintf(`{"node_id":"n5","peer_address":%q,"nonvoter":true}`, addrs[1])).ok(t, "join n5", &jr)
 	applied("n5")
 	var rr heartbeatpb.RemoveResponse
 	do(t, "DELETE", base+"/v1/members/n5", "").ok(t, "remove n5", &rr)
-	if rr.GetIndex() == 0 {
+	if rr.GetRevision() == 0 {
 		t.Errorf("remove n5: %v", &rr)
 	}
 	testcluster.WaitFor(t, "n5 out of the raft configuration", func() (bool, string) {

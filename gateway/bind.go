@@ -260,8 +260,12 @@ func parseScalar(fd protoreflect.FieldDescriptor, s string) (protoreflect.Value,
 }
 
 // enumPrefix is the prefix protobuf style gives an enum's value names:
-// CONSISTENCY_ for Consistency, RAFT_STATE_ for RaftState.
+// CONSISTENCY_ for Consistency, RAFT_STATE_ for RaftState. It is read off
+// the zero value (PREFIX_UNSPECIFIED), else derived from the enum's name.
 func enumPrefix(ed protoreflect.EnumDescriptor) string {
+	if zero := ed.Values().ByNumber(0); zero != nil && strings.HasSuffix(string(zero.Name()), "_UNSPECIFIED") {
+		return strings.TrimSuffix(string(zero.Name()), "UNSPECIFIED")
+	}
 	var b strings.Builder
 	for i, r := range string(ed.Name()) {
 		if i > 0 && r >= 'A' && r <= 'Z' {

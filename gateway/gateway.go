@@ -295,32 +295,35 @@ var eventJSON = protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: t
 const readInfoName = "heartbeat.v1.ReadInfo"
 
 // setReadHeaders sets one X-Heartbeat-* header per field of the message's
-// read field (heartbeat.v1.ReadInfo), named after the field:
+// read field (heartbeat.v1.ReadInfo), named after the field (readHeader):
 // X-Heartbeat-Revision, X-Heartbeat-Consistent, X-Heartbeat-Known-Leader,
-// X-Heartbeat-Leader-Id (when known), X-Heartbeat-Last-Contact-Ms. A
-// google.protobuf.Duration field is given in milliseconds, its header
-// ending in -Ms.
+// X-Heartbeat-Leader-Node-Id (when known), X-Heartbeat-Last-Contact-Ms.
+// A google.protobuf.Duration is given in milliseconds, -1 when unset.
 func setReadHeaders(h http.Header, m proto.Message) {
-	fd := m.ProtoReflect().Descriptor().Fields().ByName("read")
-	if fd == nil || fd.Message() == nil || fd.Message().FullName() != readInfoName || !m.ProtoReflect().Has(fd) {
+	pm := m.ProtoReflect()
+	fd := readField(pm.Descriptor())
+	if fd == nil || !pm.Has(fd) {
 		return
 	}
-	read := m.ProtoReflect().Get(fd).Message()
+	read := pm.Get(fd).Message()
 	fs := read.Descriptor().Fields()
 	for i := range fs.Len() {
 		f := fs.Get(i)
-		name, v := string(f.Name()), read.Get(f)
+		header, ok := readHeader(f)
+		if !ok {
+			continue
+		}
+		v := read.Get(f)
 		var text string
 		switch {
-		case f.IsList() || f.IsMap():
-			continue
-		case f.Message() != nil && f.Message().FullName() == "google.protobuf.Duration":
-			d := v.Message()
-			secs := d.Get(d.Descriptor().Fields().ByName("seconds")).Int()
-			nanos := d.Get(d.Descriptor().Fields().ByName("nanos")).Int()
-			name, text = strings.TrimSuffix(name, "_ms")+"_ms", strconv.FormatInt(secs*1000+nanos/1e6, 10)
-		case f.Message() != nil:
-			continue
+		case isDuration(f):
+			text = "-1"
+			if read.Has(f) {
+				d := v.Message()
+				secs := d.Get(d.Descriptor().Fields().ByName("seconds")).Int()
+				nanos := d.Get(d.Descriptor().Fields().ByName("nanos")).Int()
+				text = strconv.FormatInt(secs*1000+nanos/1e6, 10)
+			}
 		case f.Kind() == protoreflect.EnumKind:
 			text = scalarString(v, f)
 		default:
@@ -329,20 +332,51 @@ func setReadHeaders(h http.Header, m proto.Message) {
 		if f.Kind() == protoreflect.StringKind && text == "" {
 			continue
 		}
-		h.Set(readHeader(name), text)
+		h.Set(header, text)
 	}
 }
 
+// readField is a message's "read" field of type heartbeat.v1.ReadInfo, or
+// nil.
+func readField(md protoreflect.MessageDescriptor) protoreflect.FieldDescriptor {
+	fd := md.Fields().ByName("read")
+	if fd == nil || fd.Message() == nil || fd.Message().FullName() != readInfoName {
+		return nil
+	}
+	return fd
+}
+
+// readHeaderNames keeps the header of a ReadInfo field that was renamed.
+var readHeaderNames = map[protoreflect.Name]string{
+	"since_leader_contact": "X-Heartbeat-Last-Contact-Ms",
+}
+
 // readHeader is the header of a ReadInfo field: known_leader →
-// X-Heartbeat-Known-Leader.
-func readHeader(field string) string {
-	parts := strings.Split(field, "_")
+// X-Heartbeat-Known-Leader, a Duration with -Ms; ok is false for a field
+// no header carries (lists, maps, other messages).
+func readHeader(f protoreflect.FieldDescriptor) (string, bool) {
+	if f.IsList() || f.IsMap() || (f.Message() != nil && !isDuration(f)) {
+		return "", false
+	}
+	if h, ok := readHeaderNames[f.Name()]; ok {
+		return h, true
+	}
+	name := string(f.Name())
+	if isDuration(f) {
+		name += "_ms"
+	}
+	parts := strings.Split(name, "_")
 	for i, p := range parts {
 		if p != "" {
 			parts[i] = strings.ToUpper(p[:1]) + p[1:]
 		}
 	}
-	return "X-Heartbeat-" + strings.Join(parts, "-")
+	return "X-Heartbeat-" + strings.Join(parts, "-"), true
+}
+
+// isDuration reports whether f is a google.protobuf.Duration.
+func isDuration(f protoreflect.FieldDescriptor) bool {
+	return f.Message() != nil && f.Message().FullName() == "google.protobuf.Duration"
 }
 
 // notFound answers a request no route took: 405 with Allow when the path

@@ -257,29 +257,32 @@ func (d *docBuilder) queryParams(rt Route, in protoreflect.MessageDescriptor) []
 // readHeaders documents the freshness headers of a message with a read
 // field (see setReadHeaders).
 func readHeaders(md protoreflect.MessageDescriptor) obj {
-	fd := md.Fields().ByName("read")
-	if fd == nil || fd.Message() == nil || fd.Message().FullName() != readInfoName {
+	fd := readField(md)
+	if fd == nil {
 		return nil
 	}
 	h := obj{}
 	fs := fd.Message().Fields()
 	for i := range fs.Len() {
 		f := fs.Get(i)
-		name := string(f.Name())
+		header, ok := readHeader(f)
+		if !ok {
+			continue
+		}
 		schema := obj{"type": "string"}
+		desc := "The answer's read." + string(f.Name()) + "."
 		switch {
-		case f.IsList() || f.IsMap():
-			continue
-		case f.Message() != nil && f.Message().FullName() == "google.protobuf.Duration":
-			name, schema = strings.TrimSuffix(name, "_ms")+"_ms", obj{"type": "integer", "format": "int64"}
-		case f.Message() != nil:
-			continue
+		case isDuration(f):
+			schema = obj{"type": "integer", "format": "int64"}
+			desc += " In milliseconds; -1 when unset."
 		case f.Kind() == protoreflect.BoolKind:
 			schema = obj{"type": "boolean"}
-		case f.Kind() != protoreflect.StringKind && f.Kind() != protoreflect.EnumKind:
+		case f.Kind() == protoreflect.StringKind:
+			desc += " Absent when empty."
+		case f.Kind() != protoreflect.EnumKind:
 			schema = obj{"type": "integer"}
 		}
-		h[readHeader(name)] = obj{"description": "The answer's read." + string(f.Name()) + ".", "schema": schema}
+		h[header] = obj{"description": desc, "schema": schema}
 	}
 	return h
 }

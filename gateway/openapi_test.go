@@ -54,9 +54,16 @@ func TestOpenAPIValid(t *testing.T) {
 		t.Fatalf("the document is not valid OpenAPI 3: %v", err)
 	}
 	// Int64 as a string, as protojson writes it; a $ref per message.
-	s := doc.Components.Schemas["heartbeat.v1.StatusResponse"]
+	s := doc.Components.Schemas["heartbeat.v1.GetStatusResponse"]
 	if s == nil || s.Value.Properties["term"].Value.Type.Is("string") != true || s.Value.Properties["leader"].Ref == "" {
 		t.Errorf("StatusResponse schema: %+v", s)
+	}
+	if e := doc.Components.Schemas["heartbeat.v1.RaftState"]; e == nil || !e.Value.Type.Is("string") || len(e.Value.Enum) != 5 {
+		t.Errorf("RaftState enum schema: %+v", e)
+	}
+	ts := doc.Components.Schemas["heartbeat.v1.GetStatusResponse"].Value.Properties["lease_until"]
+	if ts == nil || ts.Value.Format != "date-time" {
+		t.Errorf("a Timestamp field: %+v", ts)
 	}
 	// A query parameter of an enum field takes the short names.
 	var consistency *openapi3.Parameter
@@ -65,7 +72,7 @@ func TestOpenAPIValid(t *testing.T) {
 			consistency = p.Value
 		}
 	}
-	if consistency == nil || len(consistency.Schema.Value.Enum) != 2 {
+	if consistency == nil || len(consistency.Schema.Value.Enum) != 3 {
 		t.Errorf("/v1/status consistency parameter: %+v", consistency)
 	}
 }

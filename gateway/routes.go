@@ -41,11 +41,10 @@ var Unrouted = map[string]string{
 // routes first. A new RPC needs one entry here and nothing else in this
 // package. The table is a fresh copy on each call.
 func Routes() []Route {
-	const c = "/heartbeat.v1.Coordinator/"
 	sse := func(s SSE) *SSE { return &s }
 	return []Route{
 		// The node's view and the leadership.
-		{Method: http.MethodGet, Pattern: "/v1/status", RPC: heartbeatpb.Coordinator_Status_FullMethodName,
+		{Method: http.MethodGet, Pattern: "/v1/status", RPC: heartbeatpb.Coordinator_GetStatus_FullMethodName,
 			Summary: "This node's view of the cluster."},
 		{Method: http.MethodGet, Pattern: "/v1/leader", RPC: heartbeatpb.Coordinator_GetLeader_FullMethodName,
 			Summary: "The leader as this node knows it."},
@@ -53,12 +52,11 @@ func Routes() []Route {
 			Body: BodyAll, Timeout: LeadershipTimeout, Summary: "The leader hands leadership to another voter."},
 		{Method: http.MethodPost, Pattern: "/v1/leader/transfer", RPC: heartbeatpb.Coordinator_TransferLeadership_FullMethodName,
 			Body: BodyAll, Timeout: LeadershipTimeout, Summary: "Hand leadership to the named voter."},
-		{Method: http.MethodGet, Pattern: "/v1/lease", RPC: c + "GetLease",
-			Pending: "TODO(#11): GET /v1/lease waits for the unary GetLease RPC",
+		{Method: http.MethodGet, Pattern: "/v1/lease", RPC: heartbeatpb.Coordinator_GetLease_FullMethodName,
 			Summary: "This node's leader and ownership leases, measured after the request arrived."},
 
 		// Members.
-		{Method: http.MethodGet, Pattern: "/v1/members", RPC: heartbeatpb.Coordinator_Members_FullMethodName,
+		{Method: http.MethodGet, Pattern: "/v1/members", RPC: heartbeatpb.Coordinator_ListMembers_FullMethodName,
 			Summary: "The members: raft configuration merged with membership records."},
 		{Method: http.MethodPost, Pattern: "/v1/members", RPC: heartbeatpb.Coordinator_Join_FullMethodName,
 			Body: BodyAll, Timeout: WriteTimeout, Summary: "Add a node to the cluster."},
@@ -78,12 +76,11 @@ func Routes() []Route {
 			Summary: "Every resource with its owner and epoch."},
 		{Method: http.MethodPost, Pattern: "/v1/resources", RPC: heartbeatpb.Coordinator_RegisterResources_FullMethodName,
 			Body: BodyAll, Timeout: WriteTimeout, Summary: "Register or update resources: all of them or none."},
-		{Method: http.MethodGet, Pattern: "/v1/resources/{id...}", RPC: c + "GetResource",
-			Pending: "TODO(#11): GET /v1/resources/{id} waits for a unary GetResource RPC",
+		{Method: http.MethodGet, Pattern: "/v1/resources/{id...}", RPC: heartbeatpb.Coordinator_GetResource_FullMethodName,
 			Summary: "One resource (its id path-escaped)."},
 		{Method: http.MethodDelete, Pattern: "/v1/resources/{id...}", RPC: heartbeatpb.Coordinator_DeleteResources_FullMethodName,
 			Fields: map[string]string{"id": "ids"}, Timeout: WriteTimeout, Summary: "Delete one resource (its id path-escaped)."},
-		{Method: http.MethodGet, Pattern: "/v1/assignments", RPC: heartbeatpb.Coordinator_Assignments_FullMethodName,
+		{Method: http.MethodGet, Pattern: "/v1/assignments", RPC: heartbeatpb.Coordinator_ListAssignments_FullMethodName,
 			Summary: "The resources one member owns (default: this node)."},
 
 		// Server-sent-event watches.

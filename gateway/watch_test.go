@@ -26,7 +26,7 @@ func register(t *testing.T, base, prefix string, count int) uint64 {
 	for i := 0; i < count; i++ {
 		items = append(items, fmt.Sprintf(`{"id":"%s-%03d","weight":%d}`, prefix, i, 1+i%3))
 	}
-	var wr heartbeatpb.WriteResponse
+	var wr heartbeatpb.RegisterResourcesResponse
 	do(t, "POST", base+"/v1/resources", `{"resources":[`+strings.Join(items, ",")+`]}`).ok(t, "register "+prefix, &wr)
 	return wr.GetRevision()
 }
@@ -48,10 +48,10 @@ func TestWatchAssignments(t *testing.T) {
 
 	w := openSSE(t, base+"/v1/watch/assignments", nil)
 	start := w.next()
-	var a heartbeatpb.AssignmentEvent
+	var a heartbeatpb.WatchAssignmentsResponse
 	start.decode(t, &a)
 	r0 := n.Membership().Revision()
-	if start.event != "start" || a.GetKind() != "start" || a.GetRevision() > r0 || start.id != fmt.Sprint(a.GetRevision()) || a.GetRead() == nil {
+	if start.event != "start" || a.GetKind() != heartbeatpb.ChangeKind_CHANGE_KIND_START || a.GetRevision() > r0 || start.id != fmt.Sprint(a.GetRevision()) || a.GetRead() == nil {
 		t.Fatalf("first event %+v (%v), want start at revision <= %d", start, &a, r0)
 	}
 	from := a.GetRevision()
@@ -106,7 +106,7 @@ func TestWatchAssignments(t *testing.T) {
 	}
 	register(t, base, "x", 1)
 	for _, m := range readUntil(t, r, "x-000") {
-		var e heartbeatpb.AssignmentEvent
+		var e heartbeatpb.WatchAssignmentsResponse
 		m.decode(t, &e)
 		if strings.HasPrefix(e.GetResourceId(), "w-") {
 			t.Errorf("after resuming from %s: an event of a revision seen in full: %+v", last, m)
@@ -122,9 +122,9 @@ func TestWatchAssignments(t *testing.T) {
 	}
 	for i := 0; i < 3; i++ {
 		m := f.next()
-		var e heartbeatpb.AssignmentEvent
+		var e heartbeatpb.WatchAssignmentsResponse
 		m.decode(t, &e)
-		if m.event != "assigned" || e.GetOwner() != "n1" || e.GetEpoch() == 0 || !strings.HasPrefix(e.GetResourceId(), "w-") {
+		if m.event != "assigned" || e.GetOwnerNodeId() != "n1" || e.GetEpoch() == 0 || !strings.HasPrefix(e.GetResourceId(), "w-") {
 			t.Errorf("filtered event %d: %+v %v", i, m, &e)
 		}
 	}
@@ -139,15 +139,15 @@ func readChanges(t *testing.T, w *sseClient, resources int) []sseMsg {
 	assigned := 0
 	for assigned < resources {
 		m := w.next()
-		var e heartbeatpb.AssignmentEvent
+		var e heartbeatpb.WatchAssignmentsResponse
 		m.decode(t, &e)
-		if m.event != e.GetKind() || e.GetRevision() == 0 {
+		if m.event != heartbeatpb.Short(e.GetKind()) || e.GetRevision() == 0 {
 			t.Fatalf("event %+v: data %v", m, &e)
 		}
 		switch e.GetKind() {
-		case "registered":
-		case "assigned":
-			if e.GetOwner() == "" || e.GetEpoch() != e.GetRevision() {
+		case heartbeatpb.ChangeKind_CHANGE_KIND_REGISTERED:
+		case heartbeatpb.ChangeKind_CHANGE_KIND_ASSIGNED:
+			if e.GetOwnerNodeId() == "" || e.GetEpoch() != e.GetRevision() {
 				t.Errorf("assigned event %v", &e)
 			}
 			assigned++
@@ -189,7 +189,7 @@ func checkIDs(t *testing.T, evs []sseMsg, lastID string) {
 	t.Helper()
 	var prev uint64
 	for i, m := range evs {
-		var e heartbeatpb.AssignmentEvent
+		var e heartbeatpb.WatchAssignmentsResponse
 		m.decode(t, &e)
 		if e.GetRevision() < prev {
 			t.Errorf("revision went down at event %d: %d after %d", i, e.GetRevision(), prev)
@@ -307,7 +307,7 @@ func TestWatchSlowReader(t *testing.T) {
 				if !ok {
 					break
 				}
-				var e heartbeatpb.AssignmentEvent
+				var e heartbeatpb.WatchAssignmentsResponse
 				if m.data != "" {
 					m.decode(t, &e)
 					seen = max(seen, e.GetRevision())

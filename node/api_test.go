@@ -49,7 +49,7 @@ func testBadInput(t *testing.T, c *cluster) {
 			return err
 		}, codes.NotFound},
 		{"assignments of unknown node", func() error {
-			_, err := client.Assignments(ctxT(t), &heartbeatpb.AssignmentsRequest{NodeId: "nobody"})
+			_, err := client.ListAssignments(ctxT(t), &heartbeatpb.ListAssignmentsRequest{NodeId: "nobody"})
 			return err
 		}, codes.NotFound},
 		{"drain unknown node", func() error {
@@ -89,7 +89,7 @@ func testBadInput(t *testing.T, c *cluster) {
 func testMembersAPI(t *testing.T, c *cluster) {
 	n := c.follower()
 	client := heartbeatpb.NewCoordinatorClient(dialClient(t, n.ClientAddr()))
-	resp, err := client.Members(ctxT(t), &heartbeatpb.MembersRequest{})
+	resp, err := client.ListMembers(ctxT(t), &heartbeatpb.ListMembersRequest{})
 	if err != nil || len(resp.GetMembers()) != 5 {
 		t.Fatalf("members: %v %v", resp, err)
 	}
@@ -116,7 +116,7 @@ func testMembersAPI(t *testing.T, c *cluster) {
 	}
 
 	// Assignments of this node (default).
-	mine, err := client.Assignments(ctxT(t), &heartbeatpb.AssignmentsRequest{})
+	mine, err := client.ListAssignments(ctxT(t), &heartbeatpb.ListAssignmentsRequest{})
 	if err != nil {
 		t.Fatalf("assignments: %v", err)
 	}
@@ -124,7 +124,7 @@ func testMembersAPI(t *testing.T, c *cluster) {
 		t.Errorf("assignments lists %d, node owns %d", len(mine.GetResources()), n.numOwned(n.ID()))
 	}
 	for _, r := range mine.GetResources() {
-		if r.GetOwner() != n.ID() {
+		if r.GetOwnerNodeId() != n.ID() {
 			t.Errorf("assignments of %s lists %v", n.ID(), r)
 		}
 	}

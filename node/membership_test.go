@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"sort"
 	"testing"
 	"time"
@@ -305,7 +306,7 @@ func testAppUnhealthy(t *testing.T, c *cluster) {
 		t.Fatal("no follower owning resources")
 	}
 	client := heartbeatpb.NewCoordinatorClient(dialClient(t, n.ClientAddr()))
-	if _, err := client.AppHeartbeat(ctxT(t), &heartbeatpb.AppHeartbeatRequest{TtlMs: 300}); err != nil {
+	if _, err := client.AppHeartbeat(ctxT(t), &heartbeatpb.AppHeartbeatRequest{Ttl: durationpb.New(300 * time.Millisecond)}); err != nil {
 		t.Fatal(err)
 	}
 	// No further heartbeat: the TTL lapses, the node reports its
@@ -322,7 +323,7 @@ func testAppUnhealthy(t *testing.T, c *cluster) {
 		return !m.AppHealthy && owned == 0 && m.State == membership.StateAlive, fmt.Sprintf("%+v owns %d", m, owned)
 	})
 	// Healthy again: it takes work again.
-	resp, err := client.AppHeartbeat(ctxT(t), &heartbeatpb.AppHeartbeatRequest{TtlMs: 60000})
+	resp, err := client.AppHeartbeat(ctxT(t), &heartbeatpb.AppHeartbeatRequest{Ttl: durationpb.New(60000 * time.Millisecond)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +335,7 @@ func testAppUnhealthy(t *testing.T, c *cluster) {
 
 	// The leader's application lapses: it drains and hands leadership off.
 	lclient := heartbeatpb.NewCoordinatorClient(dialClient(t, leader.ClientAddr()))
-	if _, err := lclient.AppHeartbeat(ctxT(t), &heartbeatpb.AppHeartbeatRequest{TtlMs: 300}); err != nil {
+	if _, err := lclient.AppHeartbeat(ctxT(t), &heartbeatpb.AppHeartbeatRequest{Ttl: durationpb.New(300 * time.Millisecond)}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "unhealthy leader "+leader.ID()+" hands off and drains", func() (bool, string) {
@@ -343,7 +344,7 @@ func testAppUnhealthy(t *testing.T, c *cluster) {
 		return next != leader && !m.AppHealthy && next.numOwned(leader.ID()) == 0,
 			fmt.Sprintf("leader %s, old leader %+v owns %d", next.ID(), m, next.numOwned(leader.ID()))
 	})
-	if _, err := lclient.AppHeartbeat(ctxT(t), &heartbeatpb.AppHeartbeatRequest{TtlMs: 600000}); err != nil {
+	if _, err := lclient.AppHeartbeat(ctxT(t), &heartbeatpb.AppHeartbeatRequest{Ttl: durationpb.New(600000 * time.Millisecond)}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, leader.ID()+" healthy again", func() (bool, string) {

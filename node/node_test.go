@@ -58,10 +58,10 @@ func TestCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if first.GetLeader().GetId() != leader.ID() || first.GetFencingToken() == 0 {
+	if first.GetLeadership().GetLeader().GetNodeId() != leader.ID() || first.GetLeadership().GetFencingToken() == 0 {
 		t.Fatalf("first watch event %v, want the current leader %s with a token", first, leader.ID())
 	}
-	oldToken := first.GetFencingToken()
+	oldToken := first.GetLeadership().GetFencingToken()
 	if err := leader.Close(); err != nil {
 		t.Fatalf("close leader: %v", err)
 	}
@@ -70,9 +70,9 @@ func TestCluster(t *testing.T) {
 		if err != nil {
 			t.Fatalf("watch after the crash: %v", err)
 		}
-		if id := ev.GetLeader().GetId(); id != "" && id != leader.ID() {
-			if ev.GetFencingToken() <= oldToken {
-				t.Fatalf("new leader %s with fencing token %d, not above %d", id, ev.GetFencingToken(), oldToken)
+		if id := ev.GetLeadership().GetLeader().GetNodeId(); id != "" && id != leader.ID() {
+			if ev.GetLeadership().GetFencingToken() <= oldToken {
+				t.Fatalf("new leader %s with fencing token %d, not above %d", id, ev.GetLeadership().GetFencingToken(), oldToken)
 			}
 			break
 		}
@@ -118,7 +118,7 @@ func testHTTP(t *testing.T, c *cluster, leader *Node) {
 		if code != 200 {
 			t.Fatalf("%s /v1/status: %d %s", id, code, body)
 		}
-		var sp heartbeatpb.StatusResponse
+		var sp heartbeatpb.GetStatusResponse
 		if err := protojson.Unmarshal([]byte(body), &sp); err != nil {
 			t.Fatalf("%s /v1/status: %v in %s", id, err, body)
 		}
@@ -149,7 +149,7 @@ func testHTTP(t *testing.T, c *cluster, leader *Node) {
 	}
 
 	code, body = httpDo(t, http.MethodGet, base+"/v1/members")
-	var ms heartbeatpb.MembersResponse
+	var ms heartbeatpb.ListMembersResponse
 	if err := protojson.Unmarshal([]byte(body), &ms); err != nil || code != 200 || len(ms.GetMembers()) != 3 {
 		t.Fatalf("/v1/members: %d %s (%v)", code, body, err)
 	}
@@ -167,27 +167,27 @@ func testHTTP(t *testing.T, c *cluster, leader *Node) {
 func testCoordinator(t *testing.T, c *cluster, leader *Node) {
 	follower := c.follower()
 	client := heartbeatpb.NewCoordinatorClient(dialClient(t, follower.ClientAddr()))
-	st, err := client.Status(ctxT(t), &heartbeatpb.StatusRequest{})
+	st, err := client.GetStatus(ctxT(t), &heartbeatpb.GetStatusRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.GetId() != follower.ID() || st.GetState() != "follower" || st.GetLeader().GetId() != leader.ID() ||
+	if st.GetNodeId() != follower.ID() || heartbeatpb.Short(st.GetState()) != "follower" || st.GetLeader().GetNodeId() != leader.ID() ||
 		st.GetIsLeader() || st.GetFencingToken() == 0 {
 		t.Errorf("follower Status: %v", st)
 	}
-	ms, err := client.Members(ctxT(t), &heartbeatpb.MembersRequest{})
+	ms, err := client.ListMembers(ctxT(t), &heartbeatpb.ListMembersRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	leaders := 0
 	for _, m := range ms.GetMembers() {
-		if m.GetSuffrage() != "voter" {
+		if heartbeatpb.Short(m.GetSuffrage()) != "voter" {
 			t.Errorf("member %v is not a voter", m)
 		}
-		if m.GetIsLeader() {
+		if m.GetRaftLeader() {
 			leaders++
-			if m.GetId() != leader.ID() {
-				t.Errorf("member %s marked leader, want %s", m.GetId(), leader.ID())
+			if m.GetNodeId() != leader.ID() {
+				t.Errorf("member %s marked leader, want %s", m.GetNodeId(), leader.ID())
 			}
 		}
 	}
@@ -198,13 +198,13 @@ func testCoordinator(t *testing.T, c *cluster, leader *Node) {
 	// The leader reports when it last heard from each follower.
 	lclient := heartbeatpb.NewCoordinatorClient(dialClient(t, leader.ClientAddr()))
 	waitFor(t, "leader's last contact with followers", func() (bool, string) {
-		ms, err := lclient.Members(ctxT(t), &heartbeatpb.MembersRequest{})
+		ms, err := lclient.ListMembers(ctxT(t), &heartbeatpb.ListMembersRequest{})
 		if err != nil {
 			return false, err.Error()
 		}
 		for _, m := range ms.GetMembers() {
-			if m.GetId() != leader.ID() && m.GetLastContactUnixNano() == 0 {
-				return false, "no contact with " + m.GetId()
+			if m.GetNodeId() != leader.ID() && m.GetLastContact() == nil {
+				return false, "no contact with " + m.GetNodeId()
 			}
 		}
 		return true, ""
@@ -221,8 +221,8 @@ func testCoordinator(t *testing.T, c *cluster, leader *Node) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ev.GetLeader().GetId() != leader.ID() || !ev.GetIsSelf() || ev.GetLeaseUntilUnixNano() == 0 ||
-		ev.GetFencingToken() != st.GetFencingToken() || ev.GetObservedUnixNano() == 0 {
+	if ev.GetLeadership().GetLeader().GetNodeId() != leader.ID() || !ev.GetLeadership().GetIsLeader() || ev.GetLeadership().GetLeaseUntil() == nil ||
+		ev.GetLeadership().GetFencingToken() != st.GetFencingToken() || ev.GetLeadership().GetObserved() == nil {
 		t.Errorf("first event on the leader: %v", ev)
 	}
 }

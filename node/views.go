@@ -10,10 +10,12 @@ package node
 import (
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 )
 
-// Status is this node's view (the Coordinator's Status as Go values).
+// Status is this node's view (the Coordinator's GetStatus as Go values).
 type Status struct {
 	ID           string     `json:"id"`
 	State        string     `json:"state"` // leader, follower, candidate, shutdown
@@ -70,21 +72,21 @@ func (n *Node) Status() Status {
 }
 
 // StatusFromProto converts a Coordinator StatusResponse.
-func StatusFromProto(p *heartbeatpb.StatusResponse) Status {
+func StatusFromProto(p *heartbeatpb.GetStatusResponse) Status {
 	s := Status{
-		ID: p.GetId(), State: p.GetState(), Term: p.GetTerm(),
+		ID: p.GetNodeId(), State: heartbeatpb.Short(p.GetState()), Term: p.GetTerm(),
 		Leader:       leaderRefFromProto(p.GetLeader()),
 		FencingToken: p.GetFencingToken(), IsLeader: p.GetIsLeader(),
 		CommitIndex: p.GetCommitIndex(), AppliedIndex: p.GetAppliedIndex(),
-		ClusterID: p.GetClusterId(), Voter: p.GetVoter(),
+		ClusterID: p.GetClusterId(), Voter: p.GetSuffrage() == heartbeatpb.Suffrage_SUFFRAGE_VOTER,
 	}
-	s.LeaseUntil = unixNano(p.GetLeaseUntilUnixNano())
+	s.LeaseUntil = instant(p.GetLeaseUntil())
 	return s
 }
 
-// leaderRefFromProto converts a Coordinator Leader.
-func leaderRefFromProto(l *heartbeatpb.Leader) LeaderRef {
-	return LeaderRef{ID: l.GetId(), Address: l.GetAddress(), ClientAddress: l.GetClientAddress(), HTTPAddress: l.GetHttpAddress()}
+// leaderRefFromProto converts a Coordinator NodeRef.
+func leaderRefFromProto(l *heartbeatpb.NodeRef) LeaderRef {
+	return LeaderRef{ID: l.GetNodeId(), Address: l.GetPeerAddress(), ClientAddress: l.GetClientAddress(), HTTPAddress: l.GetHttpAddress()}
 }
 
 // Members returns the raft configuration as this node knows it.
@@ -100,24 +102,25 @@ func (n *Node) Members() ([]Member, error) {
 func MembersFromProto(ms []*heartbeatpb.Member) []Member {
 	out := make([]Member, 0, len(ms))
 	for _, m := range ms {
-		voter := m.GetVoter() || m.GetSuffrage() == "voter"
+		voter := m.GetSuffrage() == heartbeatpb.Suffrage_SUFFRAGE_VOTER
 		out = append(out, Member{
-			ID: m.GetId(), State: m.GetState(), Voter: voter, AppHealthy: m.GetAppHealthy(), Draining: m.GetDraining(),
+			ID: m.GetNodeId(), State: heartbeatpb.Short(m.GetState()), Voter: voter, AppHealthy: m.GetAppHealthy(), Draining: m.GetDraining(),
 			Owned:     m.GetOwned(),
-			Addresses: Addresses{Peer: m.GetAddress(), Client: m.GetClientAddress(), HTTP: m.GetHttpAddress()},
-			Address:   m.GetAddress(), Suffrage: m.GetSuffrage(), IsLeader: m.GetIsLeader(),
-			LastContact:    unixNano(m.GetLastContactUnixNano()),
+			Addresses: Addresses{Peer: m.GetPeerAddress(), Client: m.GetClientAddress(), HTTP: m.GetHttpAddress()},
+			Address:   m.GetPeerAddress(), Suffrage: heartbeatpb.Short(m.GetSuffrage()), IsLeader: m.GetRaftLeader(),
+			LastContact:    instant(m.GetLastContact()),
 			LeaderPriority: m.GetLeaderPriority(),
 		})
 	}
 	return out
 }
 
-func unixNano(ns int64) *time.Time {
-	if ns == 0 {
+// instant converts a Timestamp (nil when unset).
+func instant(p *timestamppb.Timestamp) *time.Time {
+	if p == nil {
 		return nil
 	}
-	t := time.Unix(0, ns).UTC()
+	t := p.AsTime().UTC()
 	return &t
 }
 
@@ -134,13 +137,13 @@ type Resource struct {
 func ResourcesFromProto(rs []*heartbeatpb.Resource) []Resource {
 	out := make([]Resource, len(rs))
 	for i, r := range rs {
-		out[i] = Resource{ID: r.GetId(), Owner: r.GetOwner(), Epoch: r.GetEpoch(), Weight: r.GetWeight(), Labels: r.GetLabels()}
+		out[i] = Resource{ID: r.GetId(), Owner: r.GetOwnerNodeId(), Epoch: r.GetEpoch(), Weight: r.GetWeight(), Labels: r.GetLabels()}
 	}
 	return out
 }
 
 // LeaderInfo is the leadership as one node sees it (a Coordinator
-// LeaderEvent as Go values).
+// Leadership as Go values).
 type LeaderInfo struct {
 	Leader       LeaderRef  `json:"leader"`
 	Term         uint64     `json:"term"`
@@ -158,17 +161,17 @@ type LeaderInfo struct {
 }
 
 // LeaderInfoFromProto converts a Coordinator LeaderEvent.
-func LeaderInfoFromProto(ev *heartbeatpb.LeaderEvent) LeaderInfo {
+func LeaderInfoFromProto(l *heartbeatpb.Leadership, fellBehind bool, read *heartbeatpb.ReadInfo) LeaderInfo {
 	return LeaderInfo{
-		Leader:           leaderRefFromProto(ev.GetLeader()),
-		Term:             ev.GetTerm(),
-		FencingToken:     ev.GetFencingToken(),
-		IsSelf:           ev.GetIsSelf(),
-		LeaseUntil:       unixNano(ev.GetLeaseUntilUnixNano()),
-		LeaseRemainingMs: ev.GetLeaseRemainingMs(),
-		FellBehind:       ev.GetFellBehind(),
-		Observed:         unixNano(ev.GetObservedUnixNano()),
-		Read:             readInfoFromProto(ev.GetRead()),
+		Leader:           leaderRefFromProto(l.GetLeader()),
+		Term:             l.GetTerm(),
+		FencingToken:     l.GetFencingToken(),
+		IsSelf:           l.GetIsLeader(),
+		LeaseUntil:       instant(l.GetLeaseUntil()),
+		LeaseRemainingMs: l.GetLeaseRemaining().AsDuration().Milliseconds(),
+		FellBehind:       fellBehind,
+		Observed:         instant(l.GetObserved()),
+		Read:             readInfoFromProto(read),
 	}
 }
 
@@ -183,14 +186,14 @@ type LeadershipChange struct {
 // LeadershipChangeFromProto converts a Coordinator LeadershipChange.
 func LeadershipChangeFromProto(p *heartbeatpb.LeadershipChange) LeadershipChange {
 	return LeadershipChange{
-		Previous: p.GetPrevious(),
+		Previous: p.GetPreviousNodeId(),
 		Leader:   leaderRefFromProto(p.GetLeader()),
 		Term:     p.GetTerm(), FencingToken: p.GetFencingToken(),
 	}
 }
 
 // MembersInfo is the full member list at one revision (a Coordinator
-// MembersEvent as Go values).
+// WatchMembersResponse as Go values).
 type MembersInfo struct {
 	Revision   uint64   `json:"revision"` // of the membership state (0 without membership)
 	FellBehind bool     `json:"fell_behind"`
@@ -214,5 +217,14 @@ func readInfoFromProto(p *heartbeatpb.ReadInfo) *ReadInfo {
 		return nil
 	}
 	return &ReadInfo{Revision: p.GetRevision(), Consistent: p.GetConsistent(), KnownLeader: p.GetKnownLeader(),
-		LeaderID: p.GetLeaderId(), LastContactMs: p.GetLastContactMs()}
+		LeaderID: p.GetLeaderNodeId(), LastContactMs: lastContactMs(p)}
+}
+
+// lastContactMs is the ReadInfo's time since the leader's last contact in
+// milliseconds; -1 when the node never heard from a leader.
+func lastContactMs(p *heartbeatpb.ReadInfo) int64 {
+	if p.GetSinceLeaderContact() == nil {
+		return -1
+	}
+	return p.GetSinceLeaderContact().AsDuration().Milliseconds()
 }

@@ -59,7 +59,7 @@ func cmdRemove(ctx context.Context, args []string, stdout, _ io.Writer, getenv e
 		if err != nil {
 			return fmt.Errorf("remove %s via %s: %w", id, addr, err)
 		}
-		index = resp.GetIndex()
+		index = resp.GetRevision()
 	} else {
 		via = peer
 		conn, err := dial(peer)

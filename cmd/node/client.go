@@ -106,7 +106,7 @@ func cmdStatus(ctx context.Context, args []string, stdout, _ io.Writer, getenv e
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	resp, err := heartbeatpb.NewCoordinatorClient(conn).Status(ctx, &heartbeatpb.StatusRequest{Consistency: rf.consistency()})
+	resp, err := heartbeatpb.NewCoordinatorClient(conn).GetStatus(ctx, &heartbeatpb.GetStatusRequest{Consistency: rf.consistency()})
 	if err != nil {
 		return fmt.Errorf("status from %s: %w", c.addr, err)
 	}
@@ -162,7 +162,7 @@ func cmdMembers(ctx context.Context, args []string, stdout, _ io.Writer, getenv 
 	var ms []node.Member
 	var info *heartbeatpb.ReadInfo
 	err = withClient(ctx, c, func(ctx context.Context, cl heartbeatpb.CoordinatorClient) error {
-		resp, err := cl.Members(ctx, &heartbeatpb.MembersRequest{Consistency: rf.consistency()})
+		resp, err := cl.ListMembers(ctx, &heartbeatpb.ListMembersRequest{Consistency: rf.consistency()})
 		if err != nil {
 			return fmt.Errorf("members from %s: %w", c.addr, err)
 		}
@@ -272,9 +272,9 @@ func cmdLeader(ctx context.Context, args []string, stdout, _ io.Writer, getenv e
 				return fmt.Errorf("leader from %s: %w", c.addr, err)
 			}
 			if c.json {
-				return printJSON(stdout, node.LeaderInfoFromProto(ev))
+				return printJSON(stdout, node.LeaderInfoFromProto(ev.GetLeadership(), false, ev.GetRead()))
 			}
-			printLeaderLine(stdout, ev, false)
+			printLeaderLine(stdout, &heartbeatpb.WatchLeaderResponse{Leadership: ev.GetLeadership()}, false)
 			printReadLine(stdout, ev.GetRead())
 			return nil
 		})
@@ -288,7 +288,7 @@ func cmdLeader(ctx context.Context, args []string, stdout, _ io.Writer, getenv e
 	if err != nil {
 		return fmt.Errorf("leader from %s: %w", c.addr, err)
 	}
-	var last *heartbeatpb.LeaderEvent // last printed (text only)
+	var last *heartbeatpb.WatchLeaderResponse // last printed (text only)
 	var lastAt time.Time
 	for {
 		ev, err := stream.Recv()
@@ -299,7 +299,7 @@ func cmdLeader(ctx context.Context, args []string, stdout, _ io.Writer, getenv e
 			return fmt.Errorf("leader from %s: %w", c.addr, err)
 		}
 		if c.json {
-			if err := printJSONLine(stdout, node.LeaderInfoFromProto(ev)); err != nil {
+			if err := printJSONLine(stdout, node.LeaderInfoFromProto(ev.GetLeadership(), ev.GetFellBehind(), ev.GetRead())); err != nil {
 				return err
 			}
 			continue
@@ -318,20 +318,22 @@ const renewalLineEvery = time.Second
 
 // renewalOf reports whether ev only renews the leadership prev described:
 // same leader, term, token and is_self, and nothing skipped.
-func renewalOf(ev, prev *heartbeatpb.LeaderEvent) bool {
-	return ev.GetLeader().GetId() == prev.GetLeader().GetId() && ev.GetTerm() == prev.GetTerm() &&
-		ev.GetFencingToken() == prev.GetFencingToken() && ev.GetIsSelf() == prev.GetIsSelf() && !ev.GetFellBehind()
+func renewalOf(w, prevW *heartbeatpb.WatchLeaderResponse) bool {
+	ev, prev := w.GetLeadership(), prevW.GetLeadership()
+	return ev.GetLeader().GetNodeId() == prev.GetLeader().GetNodeId() && ev.GetTerm() == prev.GetTerm() &&
+		ev.GetFencingToken() == prev.GetFencingToken() && ev.GetIsLeader() == prev.GetIsLeader() && !w.GetFellBehind()
 }
 
-func printLeaderLine(w io.Writer, ev *heartbeatpb.LeaderEvent, stamp bool) {
+func printLeaderLine(w io.Writer, resp *heartbeatpb.WatchLeaderResponse, stamp bool) {
+	ev := resp.GetLeadership()
 	var b strings.Builder
 	if stamp {
-		b.WriteString(time.Unix(0, ev.GetObservedUnixNano()).Format("15:04:05.000") + "  ")
+		b.WriteString(ev.GetObserved().AsTime().Local().Format("15:04:05.000") + "  ")
 	}
-	if ev.GetLeader().GetId() == "" {
+	if ev.GetLeader().GetNodeId() == "" {
 		b.WriteString("leader=(none)")
 	} else {
-		fmt.Fprintf(&b, "leader=%s address=%s", ev.GetLeader().GetId(), ev.GetLeader().GetAddress())
+		fmt.Fprintf(&b, "leader=%s address=%s", ev.GetLeader().GetNodeId(), ev.GetLeader().GetPeerAddress())
 		if a := ev.GetLeader().GetClientAddress(); a != "" {
 			fmt.Fprintf(&b, " client=%s", a)
 		}
@@ -340,10 +342,10 @@ func printLeaderLine(w io.Writer, ev *heartbeatpb.LeaderEvent, stamp bool) {
 		}
 	}
 	fmt.Fprintf(&b, " term=%d fencing_token=%d", ev.GetTerm(), ev.GetFencingToken())
-	if ev.GetIsSelf() {
-		fmt.Fprintf(&b, " is_self=true lease_remaining=%dms", ev.GetLeaseRemainingMs())
+	if ev.GetIsLeader() {
+		fmt.Fprintf(&b, " is_self=true lease_remaining=%dms", ev.GetLeaseRemaining().AsDuration().Milliseconds())
 	}
-	if ev.GetFellBehind() {
+	if resp.GetFellBehind() {
 		b.WriteString(" fell_behind=true")
 	}
 	fmt.Fprintln(w, b.String())

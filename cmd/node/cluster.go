@@ -43,7 +43,7 @@ func cmdStepDown(ctx context.Context, args []string, stdout, _ io.Writer, getenv
 		if err != nil {
 			return fmt.Errorf("step-down via %s: %w", c.addr, err)
 		}
-		return printLeadershipChange(stdout, c.json, resp)
+		return printLeadershipChange(stdout, c.json, resp.GetChange())
 	})
 }
 
@@ -73,7 +73,7 @@ func cmdTransfer(ctx context.Context, args []string, stdout, _ io.Writer, getenv
 		if err != nil {
 			return fmt.Errorf("transfer to %s via %s: %w", id, c.addr, err)
 		}
-		return printLeadershipChange(stdout, c.json, resp)
+		return printLeadershipChange(stdout, c.json, resp.GetChange())
 	})
 }
 
@@ -159,21 +159,21 @@ func cmdJoin(ctx context.Context, args []string, stdout, _ io.Writer, getenv env
 		return usageErrorf("missing --peer-addr (the peer address of the node to add)")
 	}
 	return withClient(ctx, c, func(ctx context.Context, cl heartbeatpb.CoordinatorClient) error {
-		resp, err := cl.Join(ctx, &heartbeatpb.JoinRequest{NodeId: id, PeerAddress: peer, Voter: !nonVoter})
+		resp, err := cl.Join(ctx, &heartbeatpb.JoinRequest{NodeId: id, PeerAddress: peer, Nonvoter: nonVoter})
 		if err != nil {
 			return fmt.Errorf("join %s via %s: %w", id, c.addr, err)
 		}
 		if c.json {
-			return printJSON(stdout, map[string]any{"node_id": id, "peer_address": peer, "voter": !nonVoter, "index": resp.GetIndex()})
+			return printJSON(stdout, map[string]any{"node_id": id, "peer_address": peer, "voter": !nonVoter, "index": resp.GetRevision()})
 		}
 		kind := "voter"
 		if nonVoter {
 			kind = "non-voter"
 		}
-		if resp.GetIndex() == 0 {
+		if resp.GetRevision() == 0 {
 			_, err = fmt.Fprintf(stdout, "%s is already a member at %s (no change)\n", id, peer)
 		} else {
-			_, err = fmt.Fprintf(stdout, "added %s at %s as a %s (log index %d)\n", id, peer, kind, resp.GetIndex())
+			_, err = fmt.Fprintf(stdout, "added %s at %s as a %s (log index %d)\n", id, peer, kind, resp.GetRevision())
 		}
 		return err
 	})

@@ -42,8 +42,12 @@ func printReadLine(w io.Writer, info *heartbeatpb.ReadInfo) {
 	}
 	leader := "no leader known"
 	if info.GetKnownLeader() {
-		leader = "leader " + info.GetLeaderId()
-		switch ms := info.GetLastContactMs(); {
+		leader = "leader " + info.GetLeaderNodeId()
+		ms := int64(-1)
+		if d := info.GetSinceLeaderContact(); d != nil {
+			ms = d.AsDuration().Milliseconds()
+		}
+		switch {
 		case ms > 0 && !info.GetConsistent():
 			leader += fmt.Sprintf(" last heard %dms ago", ms)
 		case ms < 0:

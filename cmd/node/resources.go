@@ -161,7 +161,7 @@ func cmdAssignments(ctx context.Context, args []string, stdout, _ io.Writer, get
 		return err
 	}
 	return withClient(ctx, c, func(ctx context.Context, cl heartbeatpb.CoordinatorClient) error {
-		resp, err := cl.Assignments(ctx, &heartbeatpb.AssignmentsRequest{NodeId: id, Consistency: rf.consistency()})
+		resp, err := cl.ListAssignments(ctx, &heartbeatpb.ListAssignmentsRequest{NodeId: id, Consistency: rf.consistency()})
 		if err != nil {
 			return fmt.Errorf("assignments from %s: %w", c.addr, err)
 		}
