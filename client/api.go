@@ -2,8 +2,9 @@ package client
 
 import (
 	"context"
-	"google.golang.org/protobuf/types/known/durationpb"
 	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"

@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"google.golang.org/protobuf/types/known/durationpb"
 	"net"
 	"sync"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -150,7 +151,7 @@ func (h *hungServer) KeepAlive(stream grpc.BidiStreamingServer[heartbeatpb.KeepA
 	for n := 0; ; n++ {
 		req, err := stream.Recv()
 		if err != nil {
-			return nil
+			return nil //nolint:nilerr // the client ended the stream
 		}
 		if n >= h.answer && (h.resume == 0 || n < h.resume) {
 			continue

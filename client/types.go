@@ -1,8 +1,9 @@
 package client
 
 import (
-	"google.golang.org/protobuf/types/known/timestamppb"
 	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 )

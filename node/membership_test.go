@@ -2,10 +2,11 @@ package node
 
 import (
 	"fmt"
-	"google.golang.org/protobuf/types/known/durationpb"
 	"sort"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/heartbeat-sidecar/heartbeat/election"
 	"github.com/heartbeat-sidecar/heartbeat/internal/testport"

@@ -295,7 +295,8 @@ func testGracefulShutdown(t *testing.T, c *cluster) {
 			next.ID(), next.Status().FencingToken, leader.ID(), old.FencingToken)
 	}
 	// The stopped node's servers are closed.
-	if _, err := httpClient.Get("http://" + leader.HTTPAddr() + "/healthz"); err == nil {
+	if resp, err := httpClient.Get("http://" + leader.HTTPAddr() + "/healthz"); err == nil {
+		resp.Body.Close()
 		t.Error("HTTP still answers after Shutdown")
 	}
 	if ok, _ := leader.Ready(); ok {

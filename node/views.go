@@ -1,11 +1,8 @@
 package node
 
-// The views below are this node's state as Go values: Status and Members
-// are the embedding API (Node.Status, Node.Members). The other types and
-// converters are what the heartbeat CLI (cmd/node) prints today; they go
-// once the CLI runs over package client (issue #11, item 3). The HTTP API
-// no longer uses any of them: it serves the proto messages (package
-// gateway).
+// Status and Members are this node's state as Go values: the embedding
+// API (Node.Status, Node.Members). The HTTP API does not use them: it serves
+// the proto messages (package gateway).
 
 import (
 	"time"
@@ -122,109 +119,4 @@ func instant(p *timestamppb.Timestamp) *time.Time {
 	}
 	t := p.AsTime().UTC()
 	return &t
-}
-
-// Resource is one resource as the CLI prints it.
-type Resource struct {
-	ID     string            `json:"id"`
-	Owner  string            `json:"owner"` // "" while unassigned
-	Epoch  uint64            `json:"epoch"` // the owner's fencing token
-	Weight uint32            `json:"weight"`
-	Labels map[string]string `json:"labels,omitempty"`
-}
-
-// ResourcesFromProto converts Coordinator resources.
-func ResourcesFromProto(rs []*heartbeatpb.Resource) []Resource {
-	out := make([]Resource, len(rs))
-	for i, r := range rs {
-		out[i] = Resource{ID: r.GetId(), Owner: r.GetOwnerNodeId(), Epoch: r.GetEpoch(), Weight: r.GetWeight(), Labels: r.GetLabels()}
-	}
-	return out
-}
-
-// LeaderInfo is the leadership as one node sees it (a Coordinator
-// Leadership as Go values).
-type LeaderInfo struct {
-	Leader       LeaderRef  `json:"leader"`
-	Term         uint64     `json:"term"`
-	FencingToken uint64     `json:"fencing_token"`
-	IsSelf       bool       `json:"is_self"`     // the serving node leads with a valid lease
-	LeaseUntil   *time.Time `json:"lease_until"` // null unless IsSelf
-	// LeaseRemainingMs is how long the serving node's leader lease has left,
-	// measured when the answer or event was built (0 unless IsSelf). See
-	// docs/leases-http.md for how a client turns it into its own timer.
-	LeaseRemainingMs int64      `json:"lease_remaining_ms"`
-	FellBehind       bool       `json:"fell_behind"` // watch only: changes were skipped; this is the latest
-	Observed         *time.Time `json:"observed"`    // when the serving node saw it; null if unknown
-	// Read says how fresh the answer (or a watch's first event) is.
-	Read *ReadInfo `json:"read,omitempty"`
-}
-
-// LeaderInfoFromProto converts a Coordinator LeaderEvent.
-func LeaderInfoFromProto(l *heartbeatpb.Leadership, fellBehind bool, read *heartbeatpb.ReadInfo) LeaderInfo {
-	return LeaderInfo{
-		Leader:           leaderRefFromProto(l.GetLeader()),
-		Term:             l.GetTerm(),
-		FencingToken:     l.GetFencingToken(),
-		IsSelf:           l.GetIsLeader(),
-		LeaseUntil:       instant(l.GetLeaseUntil()),
-		LeaseRemainingMs: l.GetLeaseRemaining().AsDuration().Milliseconds(),
-		FellBehind:       fellBehind,
-		Observed:         instant(l.GetObserved()),
-		Read:             readInfoFromProto(read),
-	}
-}
-
-// LeadershipChange is the answer to a step-down or a transfer.
-type LeadershipChange struct {
-	Previous     string    `json:"previous"` // leader id before the call
-	Leader       LeaderRef `json:"leader"`   // leader after it, as the serving node sees it
-	Term         uint64    `json:"term"`
-	FencingToken uint64    `json:"fencing_token"`
-}
-
-// LeadershipChangeFromProto converts a Coordinator LeadershipChange.
-func LeadershipChangeFromProto(p *heartbeatpb.LeadershipChange) LeadershipChange {
-	return LeadershipChange{
-		Previous: p.GetPreviousNodeId(),
-		Leader:   leaderRefFromProto(p.GetLeader()),
-		Term:     p.GetTerm(), FencingToken: p.GetFencingToken(),
-	}
-}
-
-// MembersInfo is the full member list at one revision (a Coordinator
-// WatchMembersResponse as Go values).
-type MembersInfo struct {
-	Revision   uint64   `json:"revision"` // of the membership state (0 without membership)
-	FellBehind bool     `json:"fell_behind"`
-	Members    []Member `json:"members"`
-	// Read says how fresh the first list of a watch is (absent after it).
-	Read *ReadInfo `json:"read,omitempty"`
-}
-
-// ReadInfo says how fresh an answer is (the Coordinator's ReadInfo).
-type ReadInfo struct {
-	Revision      uint64 `json:"revision"`
-	Consistent    bool   `json:"consistent"`
-	KnownLeader   bool   `json:"known_leader"`
-	LeaderID      string `json:"leader_id,omitempty"`
-	LastContactMs int64  `json:"last_contact_ms"`
-}
-
-// readInfoFromProto converts a ReadInfo (nil for none).
-func readInfoFromProto(p *heartbeatpb.ReadInfo) *ReadInfo {
-	if p == nil {
-		return nil
-	}
-	return &ReadInfo{Revision: p.GetRevision(), Consistent: p.GetConsistent(), KnownLeader: p.GetKnownLeader(),
-		LeaderID: p.GetLeaderNodeId(), LastContactMs: lastContactMs(p)}
-}
-
-// lastContactMs is the ReadInfo's time since the leader's last contact in
-// milliseconds; -1 when the node never heard from a leader.
-func lastContactMs(p *heartbeatpb.ReadInfo) int64 {
-	if p.GetSinceLeaderContact() == nil {
-		return -1
-	}
-	return p.GetSinceLeaderContact().AsDuration().Milliseconds()
 }

@@ -270,13 +270,6 @@ func (c *Coordinator) DeleteResources(ctx context.Context, req *heartbeatpb.Dele
 	return &heartbeatpb.DeleteResourcesResponse{Revision: res.Revision, Changed: uint32(res.Changed)}, nil
 }
 
-func clip(s []string, n int) []string {
-	if len(s) > n {
-		return append(s[:n:n], "...")
-	}
-	return s
-}
-
 // ListResources lists every resource with its owner and epoch.
 func (c *Coordinator) ListResources(ctx context.Context, req *heartbeatpb.ListResourcesRequest) (*heartbeatpb.ListResourcesResponse, error) {
 	fsm, err := c.membershipOn()
