@@ -72,7 +72,7 @@ func (g *gateway) stream(rt Route, in, out protoreflect.MessageType) http.Handle
 		defer func() {
 			cancel()
 			if !received {
-				<-errc
+				<-errc //nolint:errcheck // the receiver's end: the stream already ended or was answered
 			}
 		}()
 		s := sseStream{g: g, rt: rt, w: w, r: r, stopping: stopping}
