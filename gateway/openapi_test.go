@@ -152,9 +152,19 @@ func TestOpenAPILive(t *testing.T) {
 					s.next()
 					s.close()
 				}
+				if r := do(t, "HEAD", u, ""); r.code != 200 || r.body != "" || !strings.HasPrefix(r.header.Get("Content-Type"), "text/event-stream") {
+					t.Errorf("HEAD %s: %d %v %q", path, r.code, r.header, r.body)
+				}
 				continue
 			case m != "GET":
 				u += "?zz_probe=1"
+			}
+			if m == "GET" {
+				// HEAD answers like GET, without a body, and never blocks (a
+				// watch's HEAD opens no stream).
+				if r := do(t, "HEAD", u, ""); r.code != 200 && !strings.Contains(path, "{") && path != "/readyz" || r.body != "" {
+					t.Errorf("HEAD %s: %d %q", path, r.code, r.body)
+				}
 			}
 			if r := do(t, m, u, ""); routeMiss(r) || r.code == 0 {
 				t.Errorf("documented %s %s: %d %s", m, path, r.code, r.body)
@@ -169,6 +179,10 @@ func TestOpenAPILive(t *testing.T) {
 	paths := map[string]string{} // concrete → template ("" for a near miss)
 	for p := range ops {
 		paths[concrete(p)] = p
+	}
+	for _, rt := range gateway.Routes() { // the table's paths, documented or not
+		template := strings.ReplaceAll(rt.Pattern, "...}", "}")
+		paths[concrete(template)] = template
 	}
 	for _, p := range []string{"/", "/v1", "/v1/", "/v2/status", "/V1/status", "/v1/statuss", "/v1/status/", "/v1/status/x",
 		"/v1/members/", "/v1/members/nobody/", "/v1/members/nobody/bogus", "/v1/members/nobody/priority/x",

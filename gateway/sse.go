@@ -47,6 +47,12 @@ func (g *gateway) stream(rt Route, in, out protoreflect.MessageType) http.Handle
 			writeError(w, err)
 			return
 		}
+		if r.Method == http.MethodHead { // the headers of a stream, without opening one
+			w.Header().Set("Content-Type", "text/event-stream")
+			w.Header().Set("Cache-Control", "no-cache")
+			w.WriteHeader(http.StatusOK)
+			return
+		}
 		ctx, cancel := context.WithCancel(r.Context())
 		defer cancel()
 		stopping := make(chan struct{}) // closed when the node stops
