@@ -19,7 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/heartbeat-sidecar/heartbeat/internal/testport"
-	"github.com/heartbeat-sidecar/heartbeat/rpc/faultnet"
+	"github.com/heartbeat-sidecar/heartbeat/internal/faultnet"
 	"github.com/heartbeat-sidecar/heartbeat/rpc/transport"
 )
 

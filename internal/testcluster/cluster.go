@@ -13,7 +13,7 @@ import (
 	"github.com/heartbeat-sidecar/heartbeat/election"
 	"github.com/heartbeat-sidecar/heartbeat/membership"
 	"github.com/heartbeat-sidecar/heartbeat/node"
-	"github.com/heartbeat-sidecar/heartbeat/rpc/faultnet"
+	"github.com/heartbeat-sidecar/heartbeat/internal/faultnet"
 	"github.com/heartbeat-sidecar/heartbeat/rpc/transport"
 )
 

@@ -21,7 +21,7 @@
 //   - Cluster starts voters n1..nN with an initial cluster on free loopback
 //     peer ports and ":0" (or, with Options.FixedClientAddrs, reserved)
 //     client ports, optionally every peer transport wrapped by one
-//     rpc/faultnet network; it kills, restarts, joins and isolates nodes,
+//     internal/faultnet network; it kills, restarts, joins and isolates nodes,
 //     finds the leader and the followers, waits for every membership
 //     record, and closes what still runs when the test ends (t.Cleanup).
 //
