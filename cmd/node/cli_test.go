@@ -11,18 +11,13 @@ import (
 	"time"
 
 	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
 	"github.com/heartbeat-sidecar/heartbeat/node"
 )
 
 // cliWait bounds every wait of the in-process CLI tests (shared machine,
 // -race).
 const cliWait = 20 * time.Second
-
-// waitUntil is testcluster.WaitWithin bounded by cliWait.
-func waitUntil(t *testing.T, what string, cond func() (bool, string)) {
-	t.Helper()
-	testcluster.WaitWithin(t, cliWait, what, cond)
-}
 
 // startCLICluster starts voters n1..n<voters> and waits for a leader and
 // for every node's membership record.
@@ -140,7 +135,7 @@ func TestCLICommands(t *testing.T) {
 			t.Errorf("resources put: %q", out)
 		}
 		var rs []node.Resource
-		waitUntil(t, "db-1 owned", func() (bool, string) {
+		testwait.Eventually(t, cliWait, "db-1 owned", func() (bool, string) {
 			cliJSON(t, &rs, "resources", "list", "--addr", addr, "--json")
 			return len(rs) == 1 && rs[0].Owner != "" && rs[0].Epoch > 0, fmt.Sprintf("%+v", rs)
 		})
@@ -258,7 +253,7 @@ func testLeaderWatch(t *testing.T, leader *node.Node, followerAddr string) {
 	}
 	leaseMs := max(leader.Election().LeaseDuration(), leader.Election().OwnershipLeaseDuration()).Milliseconds()
 	// 20 renewals with a lease left: a second at least.
-	waitUntil(t, "20 renewals on leader --watch --json", func() (bool, string) {
+	testwait.Eventually(t, cliWait, "20 renewals on leader --watch --json", func() (bool, string) {
 		renewals := 0
 		for _, line := range strings.Split(strings.TrimSpace(lines.String()), "\n") {
 			var li node.LeaderInfo
@@ -326,7 +321,7 @@ func testPriorityWatch(t *testing.T, c *testcluster.Cluster) {
 			codes[i] = run(ctx, args, out, &bytes.Buffer{}, mapEnv(nil))
 		}()
 	}
-	waitUntil(t, "the first lists", func() (bool, string) {
+	testwait.Eventually(t, cliWait, "the first lists", func() (bool, string) {
 		return strings.Contains(table.String(), "PRIORITY") && strings.Count(lines.String(), "\n") >= 1, table.String() + lines.String()
 	})
 
@@ -342,7 +337,7 @@ func testPriorityWatch(t *testing.T, c *testcluster.Cluster) {
 		}
 		return 1000
 	}
-	waitUntil(t, "the watches to show priority 40", func() (bool, string) {
+	testwait.Eventually(t, cliWait, "the watches to show priority 40", func() (bool, string) {
 		var tableOK bool
 		for _, line := range strings.Split(table.String(), "\n") {
 			if fs := strings.Fields(line); len(fs) > 7 && fs[0] == l.ID() && fs[7] == "40" {
@@ -395,7 +390,7 @@ func testJoinLeaveRemove(t *testing.T, c *testcluster.Cluster, addr string) {
 		t.Errorf("join: %q", out)
 	}
 	// A repeat is a no-op once the node asked has applied the first.
-	waitUntil(t, "n4 in the configuration of the node asked", func() (bool, string) {
+	testwait.Eventually(t, cliWait, "n4 in the configuration of the node asked", func() (bool, string) {
 		return hasSuffrage(t, addr, "n4", "nonvoter"), "not yet"
 	})
 	var jr struct {
@@ -430,7 +425,7 @@ func testJoinLeaveRemove(t *testing.T, c *testcluster.Cluster, addr string) {
 	}
 	c.Forget("n4")
 	var ms []node.Member
-	waitUntil(t, "n4 recorded as left", func() (bool, string) {
+	testwait.Eventually(t, cliWait, "n4 recorded as left", func() (bool, string) {
 		cliJSON(t, &ms, "members", "--addr", addr, "--json")
 		for _, m := range ms {
 			if m.ID == "n4" {
@@ -443,14 +438,14 @@ func testJoinLeaveRemove(t *testing.T, c *testcluster.Cluster, addr string) {
 	// The node asked decides on its own copy of the configuration: wait
 	// until it has applied each join before the remove.
 	cliOK(t, "join", "--id", "n5", "--peer-addr", peers[1], "--nonvoter", "--addr", addr)
-	waitUntil(t, "n5 in the configuration of the node asked", func() (bool, string) {
+	testwait.Eventually(t, cliWait, "n5 in the configuration of the node asked", func() (bool, string) {
 		return hasSuffrage(t, addr, "n5", "nonvoter"), "not yet"
 	})
 	if out := cliOK(t, "remove", "--id", "n5", "--addr", addr); !strings.HasPrefix(out, "removed n5 (log index ") {
 		t.Errorf("remove --addr: %q", out)
 	}
 	cliOK(t, "join", "--id", "n6", "--peer-addr", peers[2], "--nonvoter", "--addr", addr)
-	waitUntil(t, "n6 in the configuration of the leader", func() (bool, string) {
+	testwait.Eventually(t, cliWait, "n6 in the configuration of the leader", func() (bool, string) {
 		return hasSuffrage(t, c.Leader().ClientAddr(), "n6", "nonvoter"), "not yet"
 	})
 	var rr struct {
@@ -461,7 +456,7 @@ func testJoinLeaveRemove(t *testing.T, c *testcluster.Cluster, addr string) {
 	if rr.NodeID != "n6" || rr.Index == 0 {
 		t.Errorf("remove --peer --json: %+v", rr)
 	}
-	waitUntil(t, "n5 and n6 out of the raft configuration", func() (bool, string) {
+	testwait.Eventually(t, cliWait, "n5 and n6 out of the raft configuration", func() (bool, string) {
 		return !hasSuffrage(t, addr, "n5", "") && !hasSuffrage(t, addr, "n6", ""), "not yet"
 	})
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/heartbeat-sidecar/heartbeat/client"
 	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
 	"github.com/heartbeat-sidecar/heartbeat/node"
 )
 
@@ -156,7 +157,7 @@ func waitLogged(t *testing.T, what string, cond func() (bool, string)) {
 	t.Helper()
 	var last string
 	var logged time.Time
-	testcluster.WaitWithin(t, waitTimeout, what, func() (bool, string) {
+	testwait.Eventually(t, waitTimeout, what, func() (bool, string) {
 		ok, why := cond()
 		if !ok && why != last && time.Since(logged) > 2*time.Second {
 			t.Logf("waiting for %s: %s", what, why)

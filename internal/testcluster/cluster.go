@@ -11,9 +11,10 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/heartbeat-sidecar/heartbeat/election"
+	"github.com/heartbeat-sidecar/heartbeat/internal/faultnet"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
 	"github.com/heartbeat-sidecar/heartbeat/membership"
 	"github.com/heartbeat-sidecar/heartbeat/node"
-	"github.com/heartbeat-sidecar/heartbeat/internal/faultnet"
 	"github.com/heartbeat-sidecar/heartbeat/rpc/transport"
 )
 
@@ -233,7 +234,7 @@ func (c *Cluster) Live() []*node.Node {
 func (c *Cluster) Leader() *node.Node {
 	c.t.Helper()
 	var leader *node.Node
-	WaitWithin(c.t, c.opts.Wait, "one leader known to all", func() (bool, string) {
+	testwait.Eventually(c.t, c.opts.Wait, "one leader known to all", func() (bool, string) {
 		leader = nil
 		var seen string
 		for _, n := range c.Live() {
@@ -276,7 +277,7 @@ func (c *Cluster) Followers() []*node.Node {
 func (c *Cluster) WaitMembers() {
 	c.t.Helper()
 	live := c.Live()
-	WaitWithin(c.t, c.opts.Wait, "every node registered alive everywhere", func() (bool, string) {
+	testwait.Eventually(c.t, c.opts.Wait, "every node registered alive everywhere", func() (bool, string) {
 		for _, n := range live {
 			v := n.Membership().View()
 			for _, m := range live {

@@ -10,8 +10,9 @@
 //
 // What it provides:
 //
-//   - WaitFor and WaitWithin poll a condition every 20ms until it holds or
-//     a deadline passes (never a bare sleep to wait for a condition);
+//   - the one polling helper is internal/testwait's Eventually (a leaf
+//     package, so that tests this package cannot serve use it too);
+//     DefaultWait is the usual bound of a wait on a Cluster;
 //   - Context and ContextWithin give a context that ends with the test;
 //   - FreeAddrs and FreePorts reserve loopback ports for the test, for
 //     addresses that must be known before a node starts;

@@ -16,37 +16,6 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// fakeTB records Fatalf instead of ending the test, to see WaitWithin fail.
-type fakeTB struct {
-	testing.TB
-	fatal string
-}
-
-func (f *fakeTB) Helper() {}
-
-func (f *fakeTB) Fatalf(format string, args ...any) { f.fatal = fmt.Sprintf(format, args...) }
-
-func TestWaitWithin(t *testing.T) {
-	calls := 0
-	WaitWithin(t, time.Second, "the third call", func() (bool, string) {
-		calls++
-		return calls == 3, "not yet"
-	})
-	if calls != 3 {
-		t.Errorf("cond called %d times; want 3 (it returns once cond holds)", calls)
-	}
-
-	f := &fakeTB{TB: t}
-	start := time.Now()
-	WaitWithin(f, 200*time.Millisecond, "never", func() (bool, string) { return false, "still no" })
-	if d := time.Since(start); d < 200*time.Millisecond {
-		t.Errorf("gave up after %v; want the whole 200ms", d)
-	}
-	if want := "timed out after 200ms waiting for never: still no"; f.fatal != want {
-		t.Errorf("failure %q; want %q", f.fatal, want)
-	}
-}
-
 func TestContextEndsWithTest(t *testing.T) {
 	var ctx interface{ Err() error }
 	t.Run("inner", func(t *testing.T) {
