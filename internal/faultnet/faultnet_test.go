@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/raft"
 	"go.uber.org/goleak"
 
+	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
 	"github.com/heartbeat-sidecar/heartbeat/rpc/transport"
 )
 
@@ -131,21 +132,6 @@ func pair(t *testing.T, n *Network) (a, b *node) {
 	return ns[0], ns[1]
 }
 
-// eventually retries f until it succeeds or 5 s pass.
-func eventually(t *testing.T, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
-}
-
 func answer(rpc raft.RPC) {
 	switch req := rpc.Command.(type) {
 	case *raft.AppendEntriesRequest:
@@ -253,10 +239,10 @@ func TestIsolateAndHeal(t *testing.T) {
 			t.Fatalf("pair %d went through an isolation", i)
 		}
 	}
-	eventually(t, "a->c with b isolated", func() error { return heartbeat(a, c) })
+	testwait.Eventually(t, 5*time.Second, "a->c with b isolated", func() (bool, string) { return errString(heartbeat(a, c)) })
 	n.Heal(b.LocalAddr())
 	for _, pair := range [][2]*node{{a, b}, {b, a}, {c, b}, {b, c}} {
-		eventually(t, "heartbeat after Heal", func() error { return heartbeat(pair[0], pair[1]) })
+		testwait.Eventually(t, 5*time.Second, "heartbeat after Heal", func() (bool, string) { return errString(heartbeat(pair[0], pair[1])) })
 	}
 	if ack := a.Acks()[b.LocalAddr()]; ack.Term != 1 || ack.RepliedAt.Before(ack.SentAt) {
 		t.Fatalf("ack after heal = %+v", ack)
@@ -264,8 +250,8 @@ func TestIsolateAndHeal(t *testing.T) {
 	n.Cut(a.LocalAddr(), c.LocalAddr())
 	n.Isolate(b.LocalAddr())
 	n.HealAll()
-	eventually(t, "a->c after HealAll", func() error { return heartbeat(a, c) })
-	eventually(t, "a->b after HealAll", func() error { return heartbeat(a, b) })
+	testwait.Eventually(t, 5*time.Second, "a->c after HealAll", func() (bool, string) { return errString(heartbeat(a, c)) })
+	testwait.Eventually(t, 5*time.Second, "a->b after HealAll", func() (bool, string) { return errString(heartbeat(a, b)) })
 }
 
 func TestDelay(t *testing.T) {
@@ -308,7 +294,7 @@ func TestDrop(t *testing.T) {
 		t.Fatalf("%d of %d heartbeats passed a 50%% drop", ok, calls)
 	}
 	n.Drop(a.LocalAddr(), b.LocalAddr(), 0)
-	eventually(t, "heartbeat after removing the drop", func() error { return heartbeat(a, b) })
+	testwait.Eventually(t, 5*time.Second, "heartbeat after removing the drop", func() (bool, string) { return errString(heartbeat(a, b)) })
 }
 
 func TestPipelineThroughCut(t *testing.T) {
@@ -469,4 +455,12 @@ func TestReachableAndConfirmThroughCut(t *testing.T) {
 	if err := a.TimeoutNowSelf(ctx); err != nil {
 		t.Fatalf("TimeoutNowSelf is local and must work: %v", err)
 	}
+}
+
+// errString turns an error into a testwait.Eventually answer.
+func errString(err error) (bool, string) {
+	if err != nil {
+		return false, err.Error()
+	}
+	return true, ""
 }
