@@ -124,7 +124,7 @@ func (c *Cluster) config(id string, s spec) node.Config {
 	if fn := c.net; fn != nil {
 		cfg.WrapTransport = func(tr *transport.Transport) node.PeerTransport { return fn.Wrap(tr) }
 	}
-	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: id, Level: hclog.Warn, Output: c.log})
+	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: id, Level: LogLevel(), Output: c.log})
 	if c.opts.Tweak != nil {
 		c.opts.Tweak(&cfg)
 	}
