@@ -1,4 +1,4 @@
-package api
+package api_test
 
 import (
 	"context"
@@ -14,11 +14,12 @@ import (
 
 	"github.com/heartbeat-sidecar/heartbeat/membership"
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
+	"github.com/heartbeat-sidecar/heartbeat/rpc/api"
 )
 
 // soloMembers registers n members m00.. (and "solo" itself) on a solo
 // Coordinator.
-func soloMembers(t *testing.T, c *Coordinator, n int) {
+func soloMembers(t *testing.T, c *api.Coordinator, n int) {
 	t.Helper()
 	specs := []membership.MemberSpec{{ID: "solo", PeerAddr: "127.0.0.1:1", ClientAddr: "127.0.0.1:2", Voter: true}}
 	for i := 0; i < n; i++ {
@@ -196,10 +197,10 @@ func TestSetLeaderPriority(t *testing.T) {
 func TestMembersKeyIgnoresVolatileFields(t *testing.T) {
 	base := &heartbeatpb.Member{Id: "n1", Address: "a", Suffrage: "voter", State: "alive", Voter: true, AppHealthy: true,
 		ClientAddress: "c", HttpAddress: "h", LeaderPriority: 3, Owned: 4, LastContactUnixNano: 5}
-	key := membersKey([]*heartbeatpb.Member{base})
+	key := api.MembersKey([]*heartbeatpb.Member{base})
 	vol := proto.Clone(base).(*heartbeatpb.Member)
 	vol.Owned, vol.LastContactUnixNano = 40, 50
-	if membersKey([]*heartbeatpb.Member{vol}) != key {
+	if api.MembersKey([]*heartbeatpb.Member{vol}) != key {
 		t.Error("owned or last contact changed the key")
 	}
 	for i, edit := range []func(*heartbeatpb.Member){
@@ -216,7 +217,7 @@ func TestMembersKeyIgnoresVolatileFields(t *testing.T) {
 	} {
 		m := proto.Clone(base).(*heartbeatpb.Member)
 		edit(m)
-		if membersKey([]*heartbeatpb.Member{m}) == key {
+		if api.MembersKey([]*heartbeatpb.Member{m}) == key {
 			t.Errorf("edit %d not seen: %v", i, m)
 		}
 	}
