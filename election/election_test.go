@@ -294,7 +294,7 @@ func TestJoinRemove(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Join on a follower: election.ErrNotLeader naming the leader.
+	// Join on a follower: ErrNotLeader naming the leader.
 	fi := (li + 1) % 3
 	err := c.Node(fi).Node.Join(testcluster.ContextWithin(t, 5*time.Second), n4.ID, string(n4.Addr), true)
 	var nle *election.NotLeaderError
