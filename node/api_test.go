@@ -1,4 +1,4 @@
-package node
+package node_test
 
 import (
 	"encoding/json"
@@ -11,7 +11,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
 	"github.com/heartbeat-sidecar/heartbeat/membership"
+	"github.com/heartbeat-sidecar/heartbeat/node"
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 )
 
@@ -37,15 +40,15 @@ func httpBody(t *testing.T, method, url, body string) (int, string) {
 
 // testBadInput: every malformed request is refused with the right HTTP
 // status / gRPC code and a message, and nothing of it is applied.
-func testBadInput(t *testing.T, c *cluster) {
-	n := c.follower()
+func testBadInput(t *testing.T, c *testcluster.Cluster) {
+	n := c.Follower()
 	base := "http://" + n.HTTPAddr()
 	long := strings.Repeat("x", membership.MaxResourceIDLen+1)
 	var tooMany []string
 	for i := 0; i <= membership.MaxBatch; i++ {
 		tooMany = append(tooMany, fmt.Sprintf(`{"id":"many-%d"}`, i))
 	}
-	revBefore := c.leader().Membership().Revision()
+	revBefore := c.Leader().Membership().Revision()
 	cases := []struct {
 		name, method, path, body string
 		code                     int
@@ -145,7 +148,7 @@ func testBadInput(t *testing.T, c *cluster) {
 		t.Errorf("r-000 was deleted by a refused batch: %d", code)
 	}
 	// Nothing was committed by any refused request.
-	leader := c.leader()
+	leader := c.Leader()
 	if v := leader.Membership().View(); len(v.Resources) != 120 {
 		t.Errorf("%d resources after refused requests, want 120 (revision %d -> %d)", len(v.Resources), revBefore, v.Revision)
 	}
@@ -153,11 +156,11 @@ func testBadInput(t *testing.T, c *cluster) {
 
 // testMembersAPI: /v1/members lists membership states; a single PUT and
 // DELETE through a follower; assignments per node; drain and undrain.
-func testMembersAPI(t *testing.T, c *cluster) {
-	n := c.follower()
+func testMembersAPI(t *testing.T, c *testcluster.Cluster) {
+	n := c.Follower()
 	base := "http://" + n.HTTPAddr()
 	code, body := httpDo(t, "GET", base+"/v1/members")
-	var ms []Member
+	var ms []node.Member
 	if err := json.Unmarshal([]byte(body), &ms); err != nil || code != 200 || len(ms) != 5 {
 		t.Fatalf("/v1/members: %d %s (%v)", code, body, err)
 	}
@@ -172,13 +175,13 @@ func testMembersAPI(t *testing.T, c *cluster) {
 		t.Fatalf("PUT: %d %s", code, body)
 	}
 	code, body = httpDo(t, "GET", base+"/v1/resources/solo%2Fone")
-	var r Resource
+	var r node.Resource
 	if err := json.Unmarshal([]byte(body), &r); err != nil || code != 200 || r.ID != "solo/one" || r.Weight != 7 || r.Labels["zone"] != "a" {
 		t.Fatalf("GET solo/one: %d %s", code, body)
 	}
-	waitFor(t, "solo/one assigned", func() (bool, string) {
+	testwait.Eventually(t, waitTimeout, "solo/one assigned", func() (bool, string) {
 		code, body := httpDo(t, "GET", base+"/v1/resources")
-		var rs []Resource
+		var rs []node.Resource
 		if err := json.Unmarshal([]byte(body), &rs); err != nil || code != 200 {
 			return false, body
 		}
@@ -198,12 +201,12 @@ func testMembersAPI(t *testing.T, c *cluster) {
 
 	// Assignments of this node (default) and of another, by name.
 	code, body = httpDo(t, "GET", base+"/v1/assignments")
-	var mine []Resource
+	var mine []node.Resource
 	if err := json.Unmarshal([]byte(body), &mine); err != nil || code != 200 {
 		t.Fatalf("/v1/assignments: %d %s", code, body)
 	}
-	if len(mine) != n.numOwned(n.ID()) {
-		t.Errorf("/v1/assignments lists %d, node owns %d", len(mine), n.numOwned(n.ID()))
+	if len(mine) != node.NumOwned(n, n.ID()) {
+		t.Errorf("/v1/assignments lists %d, node owns %d", len(mine), node.NumOwned(n, n.ID()))
 	}
 	for _, r := range mine {
 		if r.Owner != n.ID() {
@@ -215,15 +218,15 @@ func testMembersAPI(t *testing.T, c *cluster) {
 	if code, body := httpDo(t, "POST", base+"/v1/drain?node=n5"); code != 200 {
 		t.Fatalf("drain n5: %d %s", code, body)
 	}
-	waitFor(t, "n5 drained", func() (bool, string) {
-		c := c.nodes["n5"].numOwned("n5")
+	testwait.Eventually(t, waitTimeout, "n5 drained", func() (bool, string) {
+		c := node.NumOwned(c.Node("n5"), "n5")
 		return c == 0, fmt.Sprint(c, " owned")
 	})
 	if code, body := httpDo(t, "POST", base+"/v1/undrain?node=n5"); code != 200 {
 		t.Fatalf("undrain n5: %d %s", code, body)
 	}
-	waitFor(t, "n5 owns again", func() (bool, string) {
-		c := c.nodes["n5"].numOwned("n5")
+	testwait.Eventually(t, waitTimeout, "n5 owns again", func() (bool, string) {
+		c := node.NumOwned(c.Node("n5"), "n5")
 		return c > 0, fmt.Sprint(c, " owned")
 	})
 

@@ -1,10 +1,20 @@
 package node
 
+// The internal test harness of package node: what node/http_*_test.go
+// (and the single-node tests errors_test.go and apphealth_test.go) run on.
+// It stays only as long as those do: they are internal tests, which cannot
+// import internal/testcluster (it imports node), and node/http*.go is being
+// replaced by the gateway package. Every other cluster test of node is an
+// external test (package node_test) on internal/testcluster.
+
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"path/filepath"
+	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +24,11 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/heartbeat-sidecar/heartbeat/election"
+	"github.com/heartbeat-sidecar/heartbeat/internal/faultnet"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testport"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
+	"github.com/heartbeat-sidecar/heartbeat/membership"
+	"github.com/heartbeat-sidecar/heartbeat/rpc/transport"
 )
 
 func TestMain(m *testing.M) {
@@ -23,20 +38,11 @@ func TestMain(m *testing.M) {
 // waitTimeout is generous: the machine is shared and -race is slow.
 const waitTimeout = 20 * time.Second
 
-// waitFor polls cond every 20ms until it holds or the deadline passes; the
-// failure message is cond's last explanation.
+// waitFor is testwait.Eventually bounded by waitTimeout, under the name
+// node/http_*_test.go call it by.
 func waitFor(t *testing.T, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	var why string
-	for time.Now().Before(deadline) {
-		var ok bool
-		if ok, why = cond(); ok {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %v waiting for %s: %s", waitTimeout, what, why)
+	testwait.Eventually(t, waitTimeout, what, cond)
 }
 
 // testConfig is a node config on loopback ":0" client ports with a data
@@ -184,4 +190,139 @@ func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// memTweak sets detector floors that a loaded, -race test machine cannot
+// trip by accident (a real death is still seen in about two seconds).
+func memTweak(cfg *Config) {
+	cfg.Reconciler.Detector.FirstHeartbeatEstimate = 200 * time.Millisecond
+	cfg.Reconciler.Detector.MinTimeout = time.Second
+	cfg.Reconciler.Detector.MinDeadTimeout = 1500 * time.Millisecond
+	cfg.DrainTimeout = 5 * time.Second
+}
+
+// startMemCluster starts voters n1..n<voters> from an initial cluster plus
+// non-voters joining through n1.
+func startMemCluster(t *testing.T, voters, nonVoters int) *cluster {
+	addrs := testport.Addrs(t, voters+nonVoters)
+	c := &cluster{t: t, dir: t.TempDir(), nodes: map[string]*Node{}, tweak: memTweak}
+	for i := 0; i < voters; i++ {
+		c.peers = append(c.peers, election.Peer{ID: fmt.Sprintf("n%d", i+1), Address: addrs[i], Voter: true})
+	}
+	t.Cleanup(c.stopAll)
+	for _, p := range c.peers {
+		c.start(p.ID)
+	}
+	for i := 0; i < nonVoters; i++ {
+		c.join(fmt.Sprintf("n%d", voters+i+1), addrs[voters+i], false)
+	}
+	return c
+}
+
+// join starts a node that joins through the first initial member.
+func (c *cluster) join(id, addr string, voter bool) *Node {
+	c.t.Helper()
+	cfg := testConfig(c.t, id, addr, c.dir)
+	cfg.Join = []string{c.peers[0].Address}
+	cfg.Voter = voter
+	if c.tweak != nil {
+		c.tweak(&cfg)
+	}
+	n, err := New(cfg)
+	if err != nil {
+		c.t.Fatalf("start %s: %v", id, err)
+	}
+	c.nodes[id] = n
+	return n
+}
+
+// live returns the running nodes sorted by id.
+func (c *cluster) live() []*Node {
+	var out []*Node
+	for _, n := range c.nodes {
+		if !n.stopped.Load() {
+			out = append(out, n)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID() < out[j].ID() })
+	return out
+}
+
+// waitMembers waits until every running node sees every running node
+// registered as alive.
+func (c *cluster) waitMembers() {
+	c.t.Helper()
+	live := c.live()
+	waitFor(c.t, "every node registered alive everywhere", func() (bool, string) {
+		for _, n := range live {
+			v := n.Membership().View()
+			for _, m := range live {
+				mm, ok := findMember(v, m.ID())
+				if !ok || mm.State != membership.StateAlive || mm.ClientAddr != m.ClientAddr() {
+					return false, fmt.Sprintf("%s sees %s as %+v", n.ID(), m.ID(), mm)
+				}
+			}
+		}
+		return true, ""
+	})
+}
+
+func findMember(v membership.View, id string) (membership.Member, bool) {
+	for _, m := range v.Members {
+		if m.ID == id {
+			return m, true
+		}
+	}
+	return membership.Member{}, false
+}
+
+func registerN(t *testing.T, n *Node, prefix string, count int) {
+	t.Helper()
+	var items []string
+	for i := 0; i < count; i++ {
+		items = append(items, fmt.Sprintf(`{"id":"%s-%03d","weight":%d}`, prefix, i, 1+i%3))
+	}
+	code, body := httpBody(t, "POST", "http://"+n.HTTPAddr()+"/v1/resources", "["+strings.Join(items, ",")+"]")
+	if code != 200 {
+		t.Fatalf("register %d resources via %s: %d %s", count, n.ID(), code, body)
+	}
+}
+
+// startFaultCluster is startMemCluster (voters only) with every node's peer
+// transport wrapped by one fault network.
+func startFaultCluster(t *testing.T, voters int) (*cluster, *faultnet.Network) {
+	fn := faultnet.New()
+	addrs := testport.Addrs(t, voters)
+	c := &cluster{t: t, dir: t.TempDir(), nodes: map[string]*Node{}, tweak: func(cfg *Config) {
+		memTweak(cfg)
+		cfg.WrapTransport = func(tr *transport.Transport) PeerTransport { return fn.Wrap(tr) }
+	}}
+	for i := 0; i < voters; i++ {
+		c.peers = append(c.peers, election.Peer{ID: fmt.Sprintf("n%d", i+1), Address: addrs[i], Voter: true})
+	}
+	t.Cleanup(c.stopAll)
+	for _, p := range c.peers {
+		c.start(p.ID)
+	}
+	return c, fn
+}
+
+// httpBody sends a request with a body and returns the status and body.
+func httpBody(t *testing.T, method, url, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
 }

@@ -1,4 +1,4 @@
-package node
+package node_test
 
 import (
 	"context"
@@ -12,8 +12,9 @@ import (
 
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
-	"github.com/heartbeat-sidecar/heartbeat/election"
-	"github.com/heartbeat-sidecar/heartbeat/internal/testport"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
+	"github.com/heartbeat-sidecar/heartbeat/node"
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 )
 
@@ -21,32 +22,27 @@ import (
 // HTTP, the Coordinator, a crash of the leader seen on a watch stream, a
 // restart, a join through a follower, and a graceful stop of the leader.
 func TestCluster(t *testing.T) {
-	dir := t.TempDir()
-	addrs := testport.Addrs(t, 4)
-	c := &cluster{t: t, dir: dir, nodes: map[string]*Node{}}
-	for i := 0; i < 3; i++ {
-		c.peers = append(c.peers, election.Peer{ID: fmt.Sprintf("n%d", i+1), Address: addrs[i], Voter: true})
-	}
-	t.Cleanup(c.stopAll)
+	c := testcluster.New(t, 3, testcluster.Options{Wait: waitTimeout, Tweak: defaultDetector})
+	n4Addr := testcluster.FreeAddrs(t, 1)[0]
 
 	// Alone, n1 has no quorum: it knows no leader and is not ready.
-	n1 := c.start("n1")
+	n1 := c.StartNode("n1")
 	code, body := httpDo(t, http.MethodGet, "http://"+n1.HTTPAddr()+"/readyz")
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "[-]leader") {
 		t.Fatalf("readyz before a leader: %d %q, want 503 with [-]leader", code, body)
 	}
 	checkHealth(t, n1, healthpb.HealthCheckResponse_NOT_SERVING)
-	c.start("n2")
-	c.start("n3")
-	leader := c.leader()
+	c.StartNode("n2")
+	c.StartNode("n3")
+	leader := c.Leader()
 
 	t.Run("http", func(t *testing.T) { testHTTP(t, c, leader) })
-	t.Run("coordinator", func(t *testing.T) { testCoordinator(t, c, c.leader()) })
+	t.Run("coordinator", func(t *testing.T) { testCoordinator(t, c, c.Leader()) })
 
 	// Crash the leader while a follower's watch stream is open: a new event
 	// names another leader with a higher fencing token.
-	leader = c.leader()
-	follower := c.follower()
+	leader = c.Leader()
+	follower := c.Follower()
 	conn := dialClient(t, follower.ClientAddr())
 	wctx, wcancel := context.WithCancel(ctxT(t))
 	defer wcancel()
@@ -62,9 +58,7 @@ func TestCluster(t *testing.T) {
 		t.Fatalf("first watch event %v, want the current leader %s with a token", first, leader.ID())
 	}
 	oldToken := first.GetFencingToken()
-	if err := leader.Close(); err != nil {
-		t.Fatalf("close leader: %v", err)
-	}
+	c.Kill(leader.ID())
 	for {
 		ev, err := stream.Recv()
 		if err != nil {
@@ -80,20 +74,18 @@ func TestCluster(t *testing.T) {
 	wcancel()
 
 	// The crashed node restarts from its data dir and rejoins.
-	crashed := leader.ID()
-	delete(c.nodes, crashed)
-	c.start(crashed)
-	leader = c.leader()
+	c.Restart(leader.ID())
+	leader = c.Leader()
 
-	t.Run("join via follower", func(t *testing.T) { testJoin(t, c, addrs[3]) })
+	t.Run("join via follower", func(t *testing.T) { testJoin(t, c, n4Addr) })
 	t.Run("apply", func(t *testing.T) { testApply(t, c) })
 	t.Run("graceful shutdown", func(t *testing.T) { testGracefulShutdown(t, c) })
 }
 
-func checkHealth(t *testing.T, n *Node, want healthpb.HealthCheckResponse_ServingStatus) {
+func checkHealth(t *testing.T, n *node.Node, want healthpb.HealthCheckResponse_ServingStatus) {
 	t.Helper()
 	client := healthpb.NewHealthClient(dialClient(t, n.ClientAddr()))
-	waitFor(t, "health "+want.String(), func() (bool, string) {
+	testwait.Eventually(t, waitTimeout, "health "+want.String(), func() (bool, string) {
 		resp, err := client.Check(ctxT(t), &healthpb.HealthCheckRequest{})
 		if err != nil {
 			return false, err.Error()
@@ -102,13 +94,14 @@ func checkHealth(t *testing.T, n *Node, want healthpb.HealthCheckResponse_Servin
 	})
 }
 
-func testHTTP(t *testing.T, c *cluster, leader *Node) {
-	for id, n := range c.nodes {
+func testHTTP(t *testing.T, c *testcluster.Cluster, leader *node.Node) {
+	for _, n := range c.Live() {
+		id := n.ID()
 		base := "http://" + n.HTTPAddr()
 		if code, body := httpDo(t, http.MethodGet, base+"/healthz"); code != 200 || strings.TrimSpace(body) != "ok" {
 			t.Errorf("%s /healthz: %d %q", id, code, body)
 		}
-		waitFor(t, id+" ready", func() (bool, string) {
+		testwait.Eventually(t, waitTimeout, id+" ready", func() (bool, string) {
 			code, body := httpDo(t, http.MethodGet, base+"/readyz")
 			return code == 200 && strings.Contains(body, "[+]leader ok") && strings.Contains(body, "[+]applied ok"), body
 		})
@@ -128,7 +121,7 @@ func testHTTP(t *testing.T, c *cluster, leader *Node) {
 				t.Errorf("%s /v1/status lacks %q: %s", id, k, body)
 			}
 		}
-		var s Status
+		var s node.Status
 		if err := json.Unmarshal([]byte(body), &s); err != nil {
 			t.Fatal(err)
 		}
@@ -158,7 +151,7 @@ func testHTTP(t *testing.T, c *cluster, leader *Node) {
 	}
 
 	code, body = httpDo(t, http.MethodGet, base+"/v1/members")
-	var ms []Member
+	var ms []node.Member
 	if err := json.Unmarshal([]byte(body), &ms); err != nil || code != 200 || len(ms) != 3 {
 		t.Fatalf("/v1/members: %d %s (%v)", code, body, err)
 	}
@@ -173,8 +166,8 @@ func testHTTP(t *testing.T, c *cluster, leader *Node) {
 	}
 }
 
-func testCoordinator(t *testing.T, c *cluster, leader *Node) {
-	follower := c.follower()
+func testCoordinator(t *testing.T, c *testcluster.Cluster, leader *node.Node) {
+	follower := c.Follower()
 	client := heartbeatpb.NewCoordinatorClient(dialClient(t, follower.ClientAddr()))
 	st, err := client.Status(ctxT(t), &heartbeatpb.StatusRequest{})
 	if err != nil {
@@ -206,7 +199,7 @@ func testCoordinator(t *testing.T, c *cluster, leader *Node) {
 
 	// The leader reports when it last heard from each follower.
 	lclient := heartbeatpb.NewCoordinatorClient(dialClient(t, leader.ClientAddr()))
-	waitFor(t, "leader's last contact with followers", func() (bool, string) {
+	testwait.Eventually(t, waitTimeout, "leader's last contact with followers", func() (bool, string) {
 		ms, err := lclient.Members(ctxT(t), &heartbeatpb.MembersRequest{})
 		if err != nil {
 			return false, err.Error()
@@ -236,17 +229,14 @@ func testCoordinator(t *testing.T, c *cluster, leader *Node) {
 	}
 }
 
-func testJoin(t *testing.T, c *cluster, peerAddr string) {
-	follower := c.follower()
-	cfg := testConfig(t, "n4", peerAddr, c.dir)
+func testJoin(t *testing.T, c *testcluster.Cluster, peerAddr string) {
+	follower := c.Follower()
+	cfg := c.Config("n4", peerAddr)
+	defaultDetector(&cfg)
 	cfg.Join = []string{follower.PeerAddr()}
-	n4, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.nodes["n4"] = n4
-	leader := c.leader()
-	waitFor(t, "n4 in the leader's members", func() (bool, string) {
+	n4 := c.StartConfig("n4", cfg)
+	leader := c.Leader()
+	testwait.Eventually(t, waitTimeout, "n4 in the leader's members", func() (bool, string) {
 		ms, err := leader.Members()
 		if err != nil {
 			return false, err.Error()
@@ -258,16 +248,17 @@ func testJoin(t *testing.T, c *cluster, peerAddr string) {
 		}
 		return false, fmt.Sprintf("%d members", len(ms))
 	})
-	waitFor(t, "n4 ready", func() (bool, string) {
+	testwait.Eventually(t, waitTimeout, "n4 ready", func() (bool, string) {
 		ok, why := n4.Ready()
 		return ok && n4.Status().Voter, strings.Join(why, "; ")
 	})
 
 	// A node of another cluster is refused for good: Run returns the error.
-	bad := testConfig(t, "x1", "127.0.0.1:0", c.dir)
+	bad := c.Config("x1", "127.0.0.1:0")
+	defaultDetector(&bad)
 	bad.ClusterID = "other"
 	bad.Join = []string{follower.PeerAddr()}
-	xn, err := New(bad)
+	xn, err := node.New(bad)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,8 +266,8 @@ func testJoin(t *testing.T, c *cluster, peerAddr string) {
 	go func() { runErr <- xn.Run(context.Background()) }()
 	select {
 	case err := <-runErr:
-		if !errors.Is(err, ErrJoinRefused) {
-			t.Errorf("join of another cluster: %v, want ErrJoinRefused", err)
+		if !errors.Is(err, node.ErrJoinRefused) {
+			t.Errorf("join of another cluster: %v, want node.ErrJoinRefused", err)
 		}
 	case <-time.After(waitTimeout):
 		xn.Close()
@@ -285,8 +276,8 @@ func testJoin(t *testing.T, c *cluster, peerAddr string) {
 	}
 }
 
-func testGracefulShutdown(t *testing.T, c *cluster) {
-	leader := c.leader()
+func testGracefulShutdown(t *testing.T, c *testcluster.Cluster) {
+	leader := c.Leader()
 	old := leader.Status()
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
@@ -298,7 +289,8 @@ func testGracefulShutdown(t *testing.T, c *cluster) {
 	if err := leader.Shutdown(ctx); err != nil {
 		t.Errorf("second Shutdown: %v", err)
 	}
-	next := c.leader()
+	c.Forget(leader.ID())
+	next := c.Leader()
 	if next == leader || next.Status().FencingToken <= old.FencingToken {
 		t.Fatalf("after graceful shutdown: leader %s token %d (old %s token %d)",
 			next.ID(), next.Status().FencingToken, leader.ID(), old.FencingToken)
@@ -315,23 +307,21 @@ func testGracefulShutdown(t *testing.T, c *cluster) {
 // testApply: entries applied on the leader reach every node's FSM (a
 // malformed entry is rejected by the membership FSM but still advances its
 // revision), and every node's readiness follows.
-func testApply(t *testing.T, c *cluster) {
-	leader := c.leader()
+func testApply(t *testing.T, c *testcluster.Cluster) {
+	leader := c.Leader()
 	for i := 0; i < 5; i++ {
 		if _, err := leader.Election().Apply(ctxT(t), []byte("x")); err != nil {
 			t.Fatalf("apply %d: %v", i, err)
 		}
 	}
 	want := leader.Membership().Revision()
-	for id, n := range c.nodes {
-		if n.stopped.Load() {
-			continue
-		}
-		waitFor(t, id+" applied the entries", func() (bool, string) {
+	for _, n := range c.Live() {
+		id := n.ID()
+		testwait.Eventually(t, waitTimeout, id+" applied the entries", func() (bool, string) {
 			got := n.Membership().Revision()
 			return got >= want, fmt.Sprintf("%d < %d", got, want)
 		})
-		waitFor(t, id+" ready", func() (bool, string) {
+		testwait.Eventually(t, waitTimeout, id+" ready", func() (bool, string) {
 			ok, why := n.Ready()
 			return ok, strings.Join(why, "; ")
 		})

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
 )
 
 func TestMain(m *testing.M) {
@@ -126,4 +128,97 @@ func TestCluster(t *testing.T) {
 	if len(c.Live()) != 3 {
 		t.Errorf("Live after restart = %v", ids())
 	}
+}
+
+// TestClusterNewAndStartConfig: New starts nothing; StartNode starts the
+// initial nodes in the test's order; Follower skips the ids it is told; a
+// node started from Config joins and is one of the cluster's nodes.
+func TestClusterNewAndStartConfig(t *testing.T) {
+	c := New(t, 2, Options{})
+	if got := len(c.Live()); got != 0 {
+		t.Fatalf("New started %d nodes; want none", got)
+	}
+	c.StartNode("n1")
+	c.StartNode("n2")
+	c.Ready()
+	leader := c.Leader()
+	f := c.Follower()
+	if f == leader {
+		t.Fatalf("Follower returned the leader %s", f.ID())
+	}
+	cfg := c.Config("n3", FreeAddrs(t, 1)[0])
+	cfg.Join = []string{f.PeerAddr()}
+	n3 := c.StartConfig("n3", cfg)
+	c.WaitMembers()
+	if got := len(c.Live()); got != 3 {
+		t.Fatalf("Live after StartConfig: %d nodes; want 3", got)
+	}
+	if got := c.Follower(f.ID(), "n3"); got == f || got == n3 || got == leader {
+		t.Fatalf("Follower(%s, n3) = %s", f.ID(), got.ID())
+	}
+	v := c.WaitSettled(0)
+	if len(v.Members) != 3 {
+		t.Errorf("settled view has %d members; want 3", len(v.Members))
+	}
+}
+
+// TestElectionCluster: election nodes elect one leader that every member
+// names; the LogFSM gets what the leader applies; Isolate takes the leader
+// out (the majority elects another, with a higher fencing token) and Heal
+// brings it back; a killed node restarts from its data with its log; a
+// Hook refuses redials and breaks a running Hold on demand.
+func TestElectionCluster(t *testing.T) {
+	c := StartElections(t, 3, ElectionOptions{FastFailover: true})
+	li := c.WaitLeader(15 * time.Second)
+	old := c.Node(li).Node.Leadership()
+	if _, err := c.Node(li).Node.Apply(ContextWithin(t, 5*time.Second), []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	applied := func(i int) func() (bool, string) {
+		return func() (bool, string) {
+			got := c.Node(i).FSM.(*LogFSM).Entries()
+			return slices.Equal(got, []string{"a"}), fmt.Sprint(got)
+		}
+	}
+	for _, i := range c.Alive() {
+		testwait.Eventually(t, 10*time.Second, c.Node(i).ID+" applied the entry", applied(i))
+	}
+	if got := c.Metric(li, "heartbeat_raft_state"); got == 0 {
+		t.Errorf("raft_state gauge of the leader is 0")
+	}
+
+	c.Isolate(li)
+	testwait.Eventually(t, 15*time.Second, "another leader", func() (bool, string) {
+		ni := c.Leader()
+		return ni >= 0 && ni != li, c.Describe()
+	})
+	c.Heal(li)
+	ni := c.WaitLeader(15 * time.Second)
+	if l := c.Node(ni).Node.Leadership(); l.FencingToken <= old.FencingToken {
+		t.Errorf("leader after the heal %+v, not above %+v", l, old)
+	}
+
+	f := (ni + 1) % 3
+	c.Kill(f)
+	if slices.Contains(c.Alive(), f) {
+		t.Fatalf("Alive after Kill(%d) = %v", f, c.Alive())
+	}
+	c.Restart(f)
+	c.WaitLeader(15 * time.Second)
+	testwait.Eventually(t, 10*time.Second, "the restarted node's log", applied(f))
+
+	h := c.Node(f).Hook
+	h.SetRefuse(true)
+	if err := h.Reachable(ContextWithin(t, time.Second), c.Node(ni).Addr); err == nil {
+		t.Error("Reachable with SetRefuse(true) succeeded")
+	}
+	h.SetRefuse(false)
+	if err := h.Reachable(ContextWithin(t, 5*time.Second), c.Node(ni).Addr); err != nil {
+		t.Errorf("Reachable after SetRefuse(false): %v", err)
+	}
+	// The follower holds a stream to the leader (fast failover): BreakHold
+	// finds it running and breaks it.
+	testwait.Eventually(t, 10*time.Second, "a running Hold to break", func() (bool, string) {
+		return h.BreakHold(), "no Hold running"
+	})
 }
