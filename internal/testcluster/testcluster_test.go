@@ -153,8 +153,12 @@ func TestClusterNewAndStartConfig(t *testing.T) {
 	if got := len(c.Live()); got != 3 {
 		t.Fatalf("Live after StartConfig: %d nodes; want 3", got)
 	}
-	if got := c.Follower(f.ID(), "n3"); got == f || got == n3 || got == leader {
-		t.Fatalf("Follower(%s, n3) = %s", f.ID(), got.ID())
+	if got := c.Follower(f.ID()); got == f || got == leader {
+		t.Fatalf("Follower(%s) = %s (leader %s)", f.ID(), got.ID(), leader.ID())
+	}
+	// f (n1 or n2) is still the follower with the lowest id.
+	if got := c.Follower(); got != f || got == n3 {
+		t.Errorf("Follower() = %s; want the lowest id, %s", got.ID(), f.ID())
 	}
 	v := c.WaitSettled(0)
 	if len(v.Members) != 3 {
