@@ -104,7 +104,7 @@ func NodeArgs(sys System, s NodeSpec, initial string) []string {
 	t := sys.Timing
 	switch sys.Kind {
 	case KindHeartbeat:
-		args = []string{"run", "--id", s.ID, "--cluster-id", "bench", "--data-dir", s.DataDir,
+		args = []string{"run", "--node-id", s.ID, "--cluster-id", "bench", "--data-dir", s.DataDir,
 			"--peer-addr", s.PeerAddr, "--client-addr", s.ClientAddr, "--http-addr", s.HTTPAddr,
 			"--initial-cluster", initial, "--log-format", "text", "--log-level", "info"}
 		args = appendDur(args, "--lease-duration", t.LeaseTimeout)

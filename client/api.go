@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"google.golang.org/protobuf/types/known/durationpb"
+
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -20,7 +22,7 @@ func (c *Client) Status(ctx context.Context, opts ...ReadOption) (Status, error)
 	o := readOptions(opts)
 	var out Status
 	err := c.invoke(ctx, callSpec{name: "status", route: routeLocal}, func(ctx context.Context, s heartbeatpb.CoordinatorClient, _ string) error {
-		resp, err := s.Status(ctx, &heartbeatpb.StatusRequest{Consistency: o.consistency()})
+		resp, err := s.GetStatus(ctx, &heartbeatpb.GetStatusRequest{Consistency: o.consistency()})
 		if err != nil {
 			return err
 		}
@@ -80,21 +82,21 @@ func (c *Client) Leader(ctx context.Context, opts ...ReadOption) (Leader, error)
 	err := c.invoke(ctx, callSpec{name: "leader", route: routeRead}, func(ctx context.Context, s heartbeatpb.CoordinatorClient, addr string) error {
 		resp, err := s.GetLeader(ctx, &heartbeatpb.GetLeaderRequest{Consistency: o.consistency()})
 		if err == nil {
-			out = c.leaderFromPB(resp, addr)
+			out = c.leaderFromPB(resp.GetLeadership(), addr)
 			out.Read = o.got(resp.GetRead())
 			return nil
 		}
 		if status.Code(err) != codes.Unimplemented {
 			return err
 		}
-		st, err := s.Status(ctx, &heartbeatpb.StatusRequest{Consistency: o.consistency()})
+		st, err := s.GetStatus(ctx, &heartbeatpb.GetStatusRequest{Consistency: o.consistency()})
 		if err != nil {
 			return err
 		}
 		out = Leader{
-			ID: st.GetLeader().GetId(), PeerAddress: st.GetLeader().GetAddress(),
+			ID: st.GetLeader().GetNodeId(), PeerAddress: st.GetLeader().GetPeerAddress(),
 			Term: st.GetTerm(), FencingToken: st.GetFencingToken(), IsSelf: st.GetIsLeader(),
-			LeaseUntil: unixNano(st.GetLeaseUntilUnixNano()), Endpoint: addr, Local: addr == c.local(),
+			LeaseUntil: instant(st.GetLeaseUntil()), Endpoint: addr, Local: addr == c.local(),
 		}
 		if out.ID != "" && c.known(out.ID, out.PeerAddress) == "" {
 			c.refreshAddrs(ctx, addr)
@@ -112,7 +114,7 @@ func (c *Client) Members(ctx context.Context, opts ...ReadOption) ([]Member, err
 	o := readOptions(opts)
 	var out []Member
 	err := c.invoke(ctx, callSpec{name: "members", route: routeRead}, func(ctx context.Context, s heartbeatpb.CoordinatorClient, _ string) error {
-		resp, err := s.Members(ctx, &heartbeatpb.MembersRequest{Consistency: o.consistency()})
+		resp, err := s.ListMembers(ctx, &heartbeatpb.ListMembersRequest{Consistency: o.consistency()})
 		if err != nil {
 			return err
 		}
@@ -154,7 +156,7 @@ func (c *Client) Assignments(ctx context.Context, nodeID string, opts ...ReadOpt
 	}
 	var out Listing
 	err := c.invoke(ctx, callSpec{name: "assignments", route: routeRead}, func(ctx context.Context, s heartbeatpb.CoordinatorClient, _ string) error {
-		resp, err := s.Assignments(ctx, &heartbeatpb.AssignmentsRequest{NodeId: nodeID, Consistency: o.consistency()})
+		resp, err := s.ListAssignments(ctx, &heartbeatpb.ListAssignmentsRequest{NodeId: nodeID, Consistency: o.consistency()})
 		if err != nil {
 			return err
 		}
@@ -181,7 +183,7 @@ func (c *Client) Register(ctx context.Context, specs ...ResourceSpec) (WriteResu
 	for i, s := range specs {
 		req.Resources[i] = &heartbeatpb.ResourceSpec{Id: s.ID, Weight: s.Weight, Labels: s.Labels}
 	}
-	return c.write(ctx, "register", func(ctx context.Context, s heartbeatpb.CoordinatorClient) (*heartbeatpb.WriteResponse, error) {
+	return c.write(ctx, "register", func(ctx context.Context, s heartbeatpb.CoordinatorClient) (written, error) {
 		return s.RegisterResources(ctx, req)
 	})
 }
@@ -192,7 +194,7 @@ func (c *Client) Register(ctx context.Context, specs ...ResourceSpec) (WriteResu
 // NotFound for a delete that the first attempt did commit.
 func (c *Client) Delete(ctx context.Context, ids ...string) (WriteResult, error) {
 	req := &heartbeatpb.DeleteResourcesRequest{Ids: ids}
-	return c.write(ctx, "delete", func(ctx context.Context, s heartbeatpb.CoordinatorClient) (*heartbeatpb.WriteResponse, error) {
+	return c.write(ctx, "delete", func(ctx context.Context, s heartbeatpb.CoordinatorClient) (written, error) {
 		return s.DeleteResources(ctx, req)
 	})
 }
@@ -206,7 +208,7 @@ func (c *Client) SetDrain(ctx context.Context, nodeID string, draining bool) (Wr
 		return WriteResult{}, err
 	}
 	req := &heartbeatpb.SetDrainRequest{NodeId: id, Draining: draining}
-	return c.write(ctx, "set drain", func(ctx context.Context, s heartbeatpb.CoordinatorClient) (*heartbeatpb.WriteResponse, error) {
+	return c.write(ctx, "set drain", func(ctx context.Context, s heartbeatpb.CoordinatorClient) (written, error) {
 		return s.SetDrain(ctx, req)
 	})
 }
@@ -220,7 +222,7 @@ func (c *Client) SetLeaderPriority(ctx context.Context, nodeID string, priority 
 		return WriteResult{}, err
 	}
 	req := &heartbeatpb.SetLeaderPriorityRequest{NodeId: id, Priority: priority}
-	return c.write(ctx, "set leader priority", func(ctx context.Context, s heartbeatpb.CoordinatorClient) (*heartbeatpb.WriteResponse, error) {
+	return c.write(ctx, "set leader priority", func(ctx context.Context, s heartbeatpb.CoordinatorClient) (written, error) {
 		return s.SetLeaderPriority(ctx, req)
 	})
 }
@@ -232,8 +234,8 @@ func (c *Client) idOrLocal(ctx context.Context, nodeID string) (string, error) {
 	return c.LocalID(ctx)
 }
 
-// write runs a WriteResponse call on the write route.
-func (c *Client) write(ctx context.Context, name string, f func(context.Context, heartbeatpb.CoordinatorClient) (*heartbeatpb.WriteResponse, error)) (WriteResult, error) {
+// write runs a write call on the write route.
+func (c *Client) write(ctx context.Context, name string, f func(context.Context, heartbeatpb.CoordinatorClient) (written, error)) (WriteResult, error) {
 	var out WriteResult
 	err := c.invoke(ctx, callSpec{name: name, route: routeWrite}, func(ctx context.Context, s heartbeatpb.CoordinatorClient, _ string) error {
 		resp, err := f(ctx, s)
@@ -251,13 +253,13 @@ func (c *Client) write(ctx context.Context, name string, f func(context.Context,
 // it lapses the node reports its application unhealthy and drains.
 func (c *Client) AppHeartbeat(ctx context.Context, ttl time.Duration) (AppHealth, error) {
 	var out AppHealth
-	req := &heartbeatpb.AppHeartbeatRequest{TtlMs: ttl.Milliseconds()}
+	req := &heartbeatpb.AppHeartbeatRequest{Ttl: durationpb.New(ttl)}
 	err := c.invoke(ctx, callSpec{name: "app heartbeat", route: routeLocal}, func(ctx context.Context, s heartbeatpb.CoordinatorClient, _ string) error {
 		resp, err := s.AppHeartbeat(ctx, req)
 		if err != nil {
 			return err
 		}
-		out = AppHealth{AppHealthy: resp.GetAppHealthy(), Draining: resp.GetDraining(), State: resp.GetState()}
+		out = AppHealth{AppHealthy: resp.GetAppHealthy(), Draining: resp.GetDraining(), State: heartbeatpb.Short(resp.GetState())}
 		return nil
 	})
 	return out, err
@@ -277,7 +279,7 @@ func (c *Client) StepDown(ctx context.Context) (LeadershipChange, error) {
 		if err != nil {
 			return err
 		}
-		out = c.changeFromPB(resp, addr)
+		out = c.changeFromPB(resp.GetChange(), addr)
 		return nil
 	})
 	return out, err
@@ -295,7 +297,7 @@ func (c *Client) TransferLeadership(ctx context.Context, nodeID string) (Leaders
 		if err != nil {
 			return err
 		}
-		out = c.changeFromPB(resp, addr)
+		out = c.changeFromPB(resp.GetChange(), addr)
 		return nil
 	})
 	return out, err
@@ -307,13 +309,13 @@ func (c *Client) TransferLeadership(ctx context.Context, nodeID string) (Leaders
 // or the address belongs to another member.
 func (c *Client) Join(ctx context.Context, nodeID, peerAddr string, voter bool) (uint64, error) {
 	var index uint64
-	req := &heartbeatpb.JoinRequest{NodeId: nodeID, PeerAddress: peerAddr, Voter: voter}
+	req := &heartbeatpb.JoinRequest{NodeId: nodeID, PeerAddress: peerAddr, Nonvoter: !voter}
 	err := c.invoke(ctx, callSpec{name: "join", route: routeWrite}, func(ctx context.Context, s heartbeatpb.CoordinatorClient, _ string) error {
 		resp, err := s.Join(ctx, req)
 		if err != nil {
 			return err
 		}
-		index = resp.GetIndex()
+		index = resp.GetRevision()
 		return nil
 	})
 	return index, err
@@ -331,7 +333,7 @@ func (c *Client) Remove(ctx context.Context, nodeID string) (uint64, error) {
 		if err != nil {
 			return err
 		}
-		index = resp.GetIndex()
+		index = resp.GetRevision()
 		return nil
 	})
 	return index, err

@@ -93,14 +93,14 @@ func (w *assignWatch) run(ctx context.Context, out chan<- AssignmentEvent) {
 func (w *assignWatch) stream(ctx context.Context, addr string, out chan<- AssignmentEvent) (established bool, err error) {
 	from, skip := w.resumePoint()
 	req := &heartbeatpb.WatchAssignmentsRequest{FromRevision: from, NodeId: w.node, Consistency: w.consistency}
-	stream, first, cancel, err := openStream(w.c, ctx, addr, func(ctx context.Context, s heartbeatpb.CoordinatorClient) (grpc.ServerStreamingClient[heartbeatpb.AssignmentEvent], error) {
+	stream, first, cancel, err := openStream(w.c, ctx, addr, func(ctx context.Context, s heartbeatpb.CoordinatorClient) (grpc.ServerStreamingClient[heartbeatpb.WatchAssignmentsResponse], error) {
 		return s.WatchAssignments(ctx, req)
 	})
 	defer cancel()
 	if err != nil {
 		return false, err
 	}
-	if first.GetKind() == "start" && w.fromNow {
+	if first.GetKind() == heartbeatpb.ChangeKind_CHANGE_KIND_START && w.fromNow {
 		w.fromNow, w.last, w.atLast = false, first.GetRevision(), 0
 	}
 	ev := first
@@ -130,10 +130,10 @@ func (w *assignWatch) resumePoint() (from uint64, skip int) {
 }
 
 // deliver sends ev unless it was delivered before; false when ctx ended.
-func (w *assignWatch) deliver(ctx context.Context, ev *heartbeatpb.AssignmentEvent, skip *int, out chan<- AssignmentEvent) bool {
+func (w *assignWatch) deliver(ctx context.Context, ev *heartbeatpb.WatchAssignmentsResponse, skip *int, out chan<- AssignmentEvent) bool {
 	rev := ev.GetRevision()
 	switch {
-	case ev.GetKind() == "start":
+	case ev.GetKind() == heartbeatpb.ChangeKind_CHANGE_KIND_START:
 		return true
 	case rev < w.last:
 		// Older than what was delivered: a server bug; never deliver twice.
@@ -148,8 +148,8 @@ func (w *assignWatch) deliver(ctx context.Context, ev *heartbeatpb.AssignmentEve
 		*skip = 0
 	}
 	ae := AssignmentEvent{
-		Revision: rev, Kind: EventKind(ev.GetKind()), ResourceID: ev.GetResourceId(),
-		Owner: ev.GetOwner(), PrevOwner: ev.GetPrevOwner(), Epoch: ev.GetEpoch(),
+		Revision: rev, Kind: EventKind(heartbeatpb.Short(ev.GetKind())), ResourceID: ev.GetResourceId(),
+		Owner: ev.GetOwnerNodeId(), PrevOwner: ev.GetPrevOwnerNodeId(), Epoch: ev.GetEpoch(),
 	}
 	if !send(ctx, out, ae) {
 		return false

@@ -260,12 +260,12 @@ func (c *Client) refreshAddrs(ctx context.Context, addr string) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
 	defer cancel()
-	resp, err := stub.Members(ctx, &heartbeatpb.MembersRequest{})
+	resp, err := stub.ListMembers(ctx, &heartbeatpb.ListMembersRequest{})
 	if err != nil {
 		return
 	}
 	for _, m := range resp.GetMembers() {
-		c.learn(m.GetId(), m.GetAddress(), m.GetClientAddress())
+		c.learn(m.GetNodeId(), m.GetPeerAddress(), m.GetClientAddress())
 	}
 }
 

@@ -171,7 +171,7 @@ func TestCalls(t *testing.T) {
 			t.Fatalf("Members = %v, %v", ms, err)
 		}
 		for _, m := range ms {
-			if m.State != "alive" || m.ClientAddress == "" || (m.ID == leader.ID()) != m.IsLeader {
+			if m.State != "alive" || m.ClientAddress == "" || (m.ID == leader.ID()) != m.RaftLeader {
 				t.Errorf("member %+v", m)
 			}
 		}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/durationpb"
+
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -25,17 +27,18 @@ type oldServer struct {
 	heartbeatpb.UnimplementedCoordinatorServer
 }
 
-func (oldServer) Status(context.Context, *heartbeatpb.StatusRequest) (*heartbeatpb.StatusResponse, error) {
-	return &heartbeatpb.StatusResponse{
-		Id: "n2", State: "follower", Term: 7, FencingToken: 6,
-		Leader: &heartbeatpb.Leader{Id: "n1", Address: "127.0.0.1:7410"},
+func (oldServer) GetStatus(context.Context, *heartbeatpb.GetStatusRequest) (*heartbeatpb.GetStatusResponse, error) {
+	return &heartbeatpb.GetStatusResponse{
+		NodeId: "n2", State: heartbeatpb.RaftState_RAFT_STATE_FOLLOWER, Term: 7, FencingToken: 6,
+		Leader: &heartbeatpb.NodeRef{NodeId: "n1", PeerAddress: "127.0.0.1:7410"},
 	}, nil
 }
 
-func (oldServer) Members(context.Context, *heartbeatpb.MembersRequest) (*heartbeatpb.MembersResponse, error) {
-	return &heartbeatpb.MembersResponse{Members: []*heartbeatpb.Member{
-		{Id: "n1", Address: "127.0.0.1:7410", ClientAddress: "127.0.0.1:7411", Suffrage: "voter", IsLeader: true},
-		{Id: "n2", Address: "127.0.0.1:7420", ClientAddress: "127.0.0.1:7421", Suffrage: "voter"},
+func (oldServer) ListMembers(context.Context, *heartbeatpb.ListMembersRequest) (*heartbeatpb.ListMembersResponse, error) {
+	voter := heartbeatpb.Suffrage_SUFFRAGE_VOTER
+	return &heartbeatpb.ListMembersResponse{Members: []*heartbeatpb.Member{
+		{NodeId: "n1", PeerAddress: "127.0.0.1:7410", ClientAddress: "127.0.0.1:7411", Suffrage: voter, RaftLeader: true},
+		{NodeId: "n2", PeerAddress: "127.0.0.1:7420", ClientAddress: "127.0.0.1:7421", Suffrage: voter},
 	}}, nil
 }
 
@@ -149,7 +152,7 @@ func (h *hungServer) KeepAlive(stream grpc.BidiStreamingServer[heartbeatpb.KeepA
 	for n := 0; ; n++ {
 		req, err := stream.Recv()
 		if err != nil {
-			return nil
+			return nil //nolint:nilerr // the client ended the stream
 		}
 		if n >= h.answer && (h.resume == 0 || n < h.resume) {
 			continue
@@ -157,10 +160,10 @@ func (h *hungServer) KeepAlive(stream grpc.BidiStreamingServer[heartbeatpb.KeepA
 		h.mu.Lock()
 		h.last = time.Now()
 		h.mu.Unlock()
-		resp := &heartbeatpb.KeepAliveResponse{Seq: req.GetSeq(), NodeId: "n1", IsLeader: true, FencingToken: 5,
-			LeaderLeaseRemainingMs: 200, OwnershipLeaseRemainingMs: 200, Revision: 9}
+		resp := &heartbeatpb.KeepAliveResponse{Seq: req.GetSeq(), Lease: &heartbeatpb.Lease{NodeId: "n1", IsLeader: true, FencingToken: 5,
+			LeaderLeaseRemaining: durationpb.New(200 * time.Millisecond), OwnershipLeaseRemaining: durationpb.New(200 * time.Millisecond), Revision: 9}}
 		if (n == 0 || n == h.resume) && req.GetOwned() {
-			resp.OwnedChanged, resp.Owned = true, []*heartbeatpb.OwnedResource{{Id: "r1", Epoch: 9}}
+			resp.OwnedChanged, resp.Lease.Owned = true, []*heartbeatpb.OwnedResource{{Id: "r1", Epoch: 9}}
 		}
 		if err := stream.Send(resp); err != nil {
 			return err

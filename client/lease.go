@@ -95,11 +95,12 @@ func (c *Client) openLeaseSession(ctx context.Context, owned bool) (*leaseSessio
 				s.broke <- err
 				return
 			}
-			m := leaseMsg{push: resp.GetSeq() == 0, isLeader: resp.GetIsLeader(), token: resp.GetFencingToken(),
+			lease := resp.GetLease()
+			m := leaseMsg{push: resp.GetSeq() == 0, isLeader: lease.GetIsLeader(), token: lease.GetFencingToken(),
 				ownedChanged: resp.GetOwnedChanged()}
 			if m.ownedChanged {
-				m.owned = make(map[string]uint64, len(resp.GetOwned()))
-				for _, o := range resp.GetOwned() {
+				m.owned = make(map[string]uint64, len(lease.GetOwned()))
+				for _, o := range lease.GetOwned() {
 					m.owned[o.GetId()] = o.GetEpoch()
 				}
 			}
@@ -113,8 +114,8 @@ func (c *Client) openLeaseSession(ctx context.Context, owned bool) (*leaseSessio
 				}
 				mu.Unlock()
 				if ok {
-					m.leaderUntil = c.until(at, resp.GetLeaderLeaseRemainingMs())
-					m.ownedUntil = c.until(at, resp.GetOwnershipLeaseRemainingMs())
+					m.leaderUntil = c.until(at, lease.GetLeaderLeaseRemaining().AsDuration())
+					m.ownedUntil = c.until(at, lease.GetOwnershipLeaseRemaining().AsDuration())
 				}
 			} else {
 				select { // confirm at once what the push announced
@@ -138,9 +139,9 @@ func (c *Client) openLeaseSession(ctx context.Context, owned bool) (*leaseSessio
 
 // until is the deadline of a lease with remainingMs left, answered to a
 // request sent at sentAt: zero when nothing is left after the margin.
-func (c *Client) until(sentAt time.Time, remainingMs int64) time.Time {
-	d := time.Duration(remainingMs)*time.Millisecond - c.cfg.LeaseMargin
-	if remainingMs <= 0 || d <= 0 {
+func (c *Client) until(sentAt time.Time, remaining time.Duration) time.Time {
+	d := remaining - c.cfg.LeaseMargin
+	if remaining <= 0 || d <= 0 {
 		return time.Time{}
 	}
 	return sentAt.Add(d)

@@ -26,12 +26,12 @@ func readInfoFromPB(p *heartbeatpb.ReadInfo) ReadInfo {
 	if p == nil {
 		return ReadInfo{LastContact: -1}
 	}
-	lc := time.Duration(p.GetLastContactMs()) * time.Millisecond
-	if p.GetLastContactMs() < 0 {
-		lc = -1
+	lc := time.Duration(-1)
+	if d := p.GetSinceLeaderContact(); d != nil {
+		lc = d.AsDuration()
 	}
 	return ReadInfo{Revision: p.GetRevision(), Consistent: p.GetConsistent(), KnownLeader: p.GetKnownLeader(),
-		LeaderID: p.GetLeaderId(), LastContact: lc}
+		LeaderID: p.GetLeaderNodeId(), LastContact: lc}
 }
 
 // ReadOption sets how a read is made.

@@ -3,6 +3,8 @@ package client
 import (
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 )
 
@@ -101,14 +103,16 @@ type Member struct {
 	// Suffrage is voter, nonvoter or staging; empty when the node is not in
 	// the raft configuration.
 	Suffrage string
-	// IsLeader: the raft configuration's leader, as the answering node knows.
-	IsLeader bool
+	// RaftLeader: the raft configuration's leader, as the answering node
+	// knows (whether its lease is valid only that node can say: its
+	// Status.IsLeader).
+	RaftLeader bool
 	// LastContact is when the answering node last heard from it (leader's
 	// view); zero if unknown.
 	LastContact time.Time
 	// State is alive, suspect, dead or left; empty before it registered.
 	State string
-	// Voter as the member registered itself.
+	// Voter: the member has a vote (Suffrage "voter").
 	Voter bool
 	// AppHealthy: the application beside it reports healthy.
 	AppHealthy bool
@@ -173,10 +177,9 @@ type Listing struct {
 type WriteResult struct {
 	// Revision is the raft index of the command (the state revision).
 	Revision uint64
-	// Changed is the number of members or resources the command changed.
+	// Changed is the number of resources a register or delete changed (0
+	// for other writes).
 	Changed uint32
-	// NotFound lists ids a delete did not find.
-	NotFound []string
 }
 
 // AppHealth is the application's health as the cluster's committed state
@@ -244,35 +247,36 @@ type AssignmentEvent struct {
 	Err error
 }
 
-func unixNano(ns int64) time.Time {
-	if ns == 0 {
+// instant converts a Timestamp; zero when unset.
+func instant(t *timestamppb.Timestamp) time.Time {
+	if t == nil {
 		return time.Time{}
 	}
-	return time.Unix(0, ns)
+	return t.AsTime()
 }
 
-func statusFromPB(p *heartbeatpb.StatusResponse) Status {
+func statusFromPB(p *heartbeatpb.GetStatusResponse) Status {
 	return Status{
-		ID: p.GetId(), State: p.GetState(), Term: p.GetTerm(),
-		LeaderID: p.GetLeader().GetId(), LeaderAddress: p.GetLeader().GetAddress(),
+		ID: p.GetNodeId(), State: heartbeatpb.Short(p.GetState()), Term: p.GetTerm(),
+		LeaderID: p.GetLeader().GetNodeId(), LeaderAddress: p.GetLeader().GetPeerAddress(),
 		FencingToken: p.GetFencingToken(), IsLeader: p.GetIsLeader(),
-		LeaseUntil:  unixNano(p.GetLeaseUntilUnixNano()),
+		LeaseUntil:  instant(p.GetLeaseUntil()),
 		CommitIndex: p.GetCommitIndex(), AppliedIndex: p.GetAppliedIndex(),
-		ClusterID: p.GetClusterId(), Voter: p.GetVoter(),
+		ClusterID: p.GetClusterId(), Voter: p.GetSuffrage() == heartbeatpb.Suffrage_SUFFRAGE_VOTER,
 	}
 }
 
-// leaderFromPB converts a LeaderEvent served by endpoint.
-func (c *Client) leaderFromPB(p *heartbeatpb.LeaderEvent, endpoint string) Leader {
+// leaderFromPB converts a Leadership served by endpoint.
+func (c *Client) leaderFromPB(p *heartbeatpb.Leadership, endpoint string) Leader {
 	l := Leader{
-		ID:            p.GetLeader().GetId(),
-		PeerAddress:   p.GetLeader().GetAddress(),
+		ID:            p.GetLeader().GetNodeId(),
+		PeerAddress:   p.GetLeader().GetPeerAddress(),
 		ClientAddress: p.GetLeader().GetClientAddress(),
 		HTTPAddress:   p.GetLeader().GetHttpAddress(),
 		Term:          p.GetTerm(),
 		FencingToken:  p.GetFencingToken(),
-		IsSelf:        p.GetIsSelf(),
-		LeaseUntil:    unixNano(p.GetLeaseUntilUnixNano()),
+		IsSelf:        p.GetIsLeader(),
+		LeaseUntil:    instant(p.GetLeaseUntil()),
 		Endpoint:      endpoint,
 		Local:         endpoint == c.local(),
 	}
@@ -289,10 +293,10 @@ func (c *Client) fillLeaderAddr(l *Leader) {
 	}
 }
 
-func (c *Client) leaderEventFromPB(p *heartbeatpb.LeaderEvent, endpoint string, reconnected bool) LeaderEvent {
+func (c *Client) leaderEventFromPB(p *heartbeatpb.WatchLeaderResponse, endpoint string, reconnected bool) LeaderEvent {
 	return LeaderEvent{
-		Leader:      c.leaderFromPB(p, endpoint),
-		Observed:    unixNano(p.GetObservedUnixNano()),
+		Leader:      c.leaderFromPB(p.GetLeadership(), endpoint),
+		Observed:    instant(p.GetLeadership().GetObserved()),
 		FellBehind:  p.GetFellBehind(),
 		Reconnected: reconnected,
 	}
@@ -301,11 +305,12 @@ func (c *Client) leaderEventFromPB(p *heartbeatpb.LeaderEvent, endpoint string, 
 func (c *Client) membersFromPB(ms []*heartbeatpb.Member) []Member {
 	out := make([]Member, 0, len(ms))
 	for _, m := range ms {
-		c.learn(m.GetId(), m.GetAddress(), m.GetClientAddress())
+		c.learn(m.GetNodeId(), m.GetPeerAddress(), m.GetClientAddress())
 		out = append(out, Member{
-			ID: m.GetId(), PeerAddress: m.GetAddress(), ClientAddress: m.GetClientAddress(),
-			HTTPAddress: m.GetHttpAddress(), Suffrage: m.GetSuffrage(), IsLeader: m.GetIsLeader(),
-			LastContact: unixNano(m.GetLastContactUnixNano()), State: m.GetState(), Voter: m.GetVoter(),
+			ID: m.GetNodeId(), PeerAddress: m.GetPeerAddress(), ClientAddress: m.GetClientAddress(),
+			HTTPAddress: m.GetHttpAddress(), Suffrage: heartbeatpb.Short(m.GetSuffrage()), RaftLeader: m.GetRaftLeader(),
+			LastContact: instant(m.GetLastContact()), State: heartbeatpb.Short(m.GetState()),
+			Voter:      m.GetSuffrage() == heartbeatpb.Suffrage_SUFFRAGE_VOTER,
 			AppHealthy: m.GetAppHealthy(), Draining: m.GetDraining(), Owned: m.GetOwned(),
 			LeaderPriority: m.GetLeaderPriority(),
 		})
@@ -316,23 +321,39 @@ func (c *Client) membersFromPB(ms []*heartbeatpb.Member) []Member {
 func resourcesFromPB(rs []*heartbeatpb.Resource) []Resource {
 	out := make([]Resource, 0, len(rs))
 	for _, r := range rs {
-		out = append(out, Resource{ID: r.GetId(), Owner: r.GetOwner(), Epoch: r.GetEpoch(), Weight: r.GetWeight(), Labels: r.GetLabels()})
+		out = append(out, Resource{ID: r.GetId(), Owner: r.GetOwnerNodeId(), Epoch: r.GetEpoch(), Weight: r.GetWeight(), Labels: r.GetLabels()})
 	}
 	return out
 }
 
-func listingFromPB(p *heartbeatpb.ListResourcesResponse) Listing {
+// listing is the part of a listing response the client reads.
+type listing interface {
+	GetRevision() uint64
+	GetResources() []*heartbeatpb.Resource
+}
+
+func listingFromPB(p listing) Listing {
 	return Listing{Revision: p.GetRevision(), Resources: resourcesFromPB(p.GetResources())}
 }
 
-func writeFromPB(p *heartbeatpb.WriteResponse) WriteResult {
-	return WriteResult{Revision: p.GetRevision(), Changed: p.GetChanged(), NotFound: p.GetNotFound()}
+// written is the part of a write response the client reads (every write
+// answers with its revision; resource writes also with a count).
+type written interface {
+	GetRevision() uint64
+}
+
+func writeFromPB(p written) WriteResult {
+	out := WriteResult{Revision: p.GetRevision()}
+	if c, ok := p.(interface{ GetChanged() uint32 }); ok {
+		out.Changed = c.GetChanged()
+	}
+	return out
 }
 
 func (c *Client) changeFromPB(p *heartbeatpb.LeadershipChange, endpoint string) LeadershipChange {
 	l := Leader{
-		ID:            p.GetLeader().GetId(),
-		PeerAddress:   p.GetLeader().GetAddress(),
+		ID:            p.GetLeader().GetNodeId(),
+		PeerAddress:   p.GetLeader().GetPeerAddress(),
 		ClientAddress: p.GetLeader().GetClientAddress(),
 		HTTPAddress:   p.GetLeader().GetHttpAddress(),
 		Term:          p.GetTerm(),
@@ -341,5 +362,5 @@ func (c *Client) changeFromPB(p *heartbeatpb.LeadershipChange, endpoint string) 
 		Local:         endpoint == c.local(),
 	}
 	c.fillLeaderAddr(&l)
-	return LeadershipChange{Previous: p.GetPrevious(), Leader: l}
+	return LeadershipChange{Previous: p.GetPreviousNodeId(), Leader: l}
 }

@@ -164,7 +164,7 @@ func (r *reconnector) after(ctx context.Context, established bool, lived time.Du
 // leaderStream runs one WatchLeader stream on addr until it breaks or ctx
 // ends; established reports whether it opened (and sent its first event).
 func (c *Client) leaderStream(ctx context.Context, o readOpts, addr string, reconnected bool, out chan<- LeaderEvent) (established bool, err error) {
-	stream, first, cancel, err := openStream(c, ctx, addr, func(ctx context.Context, s heartbeatpb.CoordinatorClient) (grpc.ServerStreamingClient[heartbeatpb.LeaderEvent], error) {
+	stream, first, cancel, err := openStream(c, ctx, addr, func(ctx context.Context, s heartbeatpb.CoordinatorClient) (grpc.ServerStreamingClient[heartbeatpb.WatchLeaderResponse], error) {
 		return s.WatchLeader(ctx, &heartbeatpb.WatchLeaderRequest{Consistency: o.consistency()})
 	})
 	defer cancel()
@@ -218,7 +218,7 @@ func (c *Client) WatchMembers(ctx context.Context, opts ...ReadOption) <-chan Me
 }
 
 func (c *Client) membersStream(ctx context.Context, o readOpts, addr string, reconnected bool, out chan<- MembersEvent) (established bool, err error) {
-	stream, first, cancel, err := openStream(c, ctx, addr, func(ctx context.Context, s heartbeatpb.CoordinatorClient) (grpc.ServerStreamingClient[heartbeatpb.MembersEvent], error) {
+	stream, first, cancel, err := openStream(c, ctx, addr, func(ctx context.Context, s heartbeatpb.CoordinatorClient) (grpc.ServerStreamingClient[heartbeatpb.WatchMembersResponse], error) {
 		return s.WatchMembers(ctx, &heartbeatpb.WatchMembersRequest{Consistency: o.consistency()})
 	})
 	defer cancel()

@@ -338,11 +338,11 @@ func TestAssignResume(t *testing.T) {
 	cl := newClientAt(t, deadAddr(t))
 	w := &assignWatch{c: cl, last: 10}
 	out := make(chan AssignmentEvent, 16)
-	ev := func(rev uint64, id string) *heartbeatpb.AssignmentEvent {
-		return &heartbeatpb.AssignmentEvent{Revision: rev, Kind: "registered", ResourceId: id}
+	ev := func(rev uint64, id string) *heartbeatpb.WatchAssignmentsResponse {
+		return &heartbeatpb.WatchAssignmentsResponse{Revision: rev, Kind: heartbeatpb.ChangeKind_CHANGE_KIND_REGISTERED, ResourceId: id}
 	}
 	ctx := testcluster.Context(t)
-	feed := func(evs ...*heartbeatpb.AssignmentEvent) {
+	feed := func(evs ...*heartbeatpb.WatchAssignmentsResponse) {
 		from, skip := w.resumePoint()
 		t.Logf("resume after %d skipping %d", from, skip)
 		for _, e := range evs {

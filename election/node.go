@@ -39,6 +39,8 @@ type Node struct {
 	lease        atomic.Pointer[lease]     // the leader's current lease; nil when none
 	own          ownership                 // this node's ownership lease (ownership.go)
 	readyTerm    atomic.Uint64             // the term whose first barrier completed (readindex.go)
+	readyMu      sync.Mutex                // guards readyC
+	readyC       chan struct{}             // closed (and replaced) when readyTerm changes
 	reads        *batch.Batcher[uint64]    // ReadIndex rounds
 	readRounds   atomic.Uint64             // ReadIndex rounds run (metric)
 	handingOff   atomic.Bool               // stopping: never claim leadership again

@@ -45,11 +45,11 @@ func (n *Node) confirmRead(ctx context.Context) (uint64, error) {
 		return 0, err
 	}
 	term := n.raft.CurrentTerm()
-	if n.readyTerm.Load() != term {
-		return 0, ErrNotReadyForReads
-	}
 	cctx, cancel := context.WithTimeout(ctx, readIndexTimeout)
 	defer cancel()
+	if err := n.awaitReady(cctx, term); err != nil {
+		return 0, err
+	}
 	n.readRounds.Add(1)
 	if err := n.await(cctx, n.raft.VerifyLeader()); err != nil {
 		return 0, err
@@ -68,7 +68,7 @@ func (n *Node) prepareReads(term uint64) {
 		for n.ctx.Err() == nil && n.raft.State() == raft.Leader && n.raft.CurrentTerm() == term {
 			if err := n.raft.Barrier(readIndexTimeout).Error(); err == nil {
 				if n.raft.CurrentTerm() == term {
-					n.readyTerm.Store(term)
+					n.setReadyTerm(term)
 				}
 				return
 			}
@@ -77,6 +77,57 @@ func (n *Node) prepareReads(term uint64) {
 			}
 		}
 	})
+}
+
+// setReadyTerm records that term's first barrier completed and wakes the
+// reads waiting for it.
+func (n *Node) setReadyTerm(term uint64) {
+	n.readyMu.Lock()
+	defer n.readyMu.Unlock()
+	n.readyTerm.Store(term)
+	if n.readyC != nil {
+		close(n.readyC)
+		n.readyC = nil
+	}
+}
+
+// awaitReady waits until the first barrier of term has completed on this
+// node (a leader elected a moment ago is still applying its predecessors'
+// entries), while it still leads in term: ErrNotReadyForReads when ctx ends
+// first, a *NotLeaderError when it stops leading.
+func (n *Node) awaitReady(ctx context.Context, term uint64) error {
+	for {
+		n.readyMu.Lock()
+		if n.readyTerm.Load() == term {
+			n.readyMu.Unlock()
+			return nil
+		}
+		if n.readyC == nil {
+			n.readyC = make(chan struct{})
+		}
+		ch := n.readyC
+		n.readyMu.Unlock()
+		// A lost leadership never completes the barrier: re-check it on
+		// raft's own schedule, at most every heartbeat timeout / 5.
+		t := time.NewTimer(n.cfg.HeartbeatTimeout / 5)
+		select {
+		case <-ch:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ErrNotReadyForReads
+		case <-n.ctx.Done():
+			t.Stop()
+			return ErrShutdown
+		}
+		t.Stop()
+		if err := n.leaderCheck(); err != nil {
+			return err
+		}
+		if n.raft.CurrentTerm() != term {
+			return n.notLeader()
+		}
+	}
 }
 
 // newReadBatcher builds the node's ReadIndex batcher (rounds run on the

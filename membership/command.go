@@ -228,6 +228,10 @@ func printable(s string) bool {
 // printable UTF-8. The API checks request ids with it before anything else.
 func CheckMemberID(id string) error { return checkMemberID(id) }
 
+// CheckResourceID reports whether id is a valid resource id (1..256 bytes
+// of printable UTF-8), the check a registration makes.
+func CheckResourceID(id string) error { return checkResourceID(id) }
+
 func checkMemberID(id string) error {
 	if len(id) == 0 || len(id) > MaxMemberIDLen {
 		return invalid("member id of %d bytes (want 1..%d)", len(id), MaxMemberIDLen)

@@ -120,7 +120,7 @@ func testBadInput(t *testing.T, c *testcluster.Cluster) {
 			return err
 		}, codes.NotFound},
 		{"assignments of unknown node", func() error {
-			_, err := client.Assignments(ctxT(t), &heartbeatpb.AssignmentsRequest{NodeId: "nobody"})
+			_, err := client.ListAssignments(ctxT(t), &heartbeatpb.ListAssignmentsRequest{NodeId: "nobody"})
 			return err
 		}, codes.NotFound},
 		{"drain unknown node", func() error {

@@ -123,7 +123,7 @@ func testCrash(t *testing.T, c *testcluster.Cluster, crashLeader bool) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ev, err := stream.Recv(); err != nil || ev.GetKind() != "start" || ev.GetRevision() != list.GetRevision() {
+	if ev, err := stream.Recv(); err != nil || heartbeatpb.Short(ev.GetKind()) != "start" || ev.GetRevision() != list.GetRevision() {
 		t.Fatalf("first watch message: %v %v", ev, err)
 	}
 
@@ -189,8 +189,8 @@ func testCrash(t *testing.T, c *testcluster.Cluster, crashLeader bool) string {
 	}
 
 	// The watch saw every move, in revision order.
-	got := map[string]*heartbeatpb.AssignmentEvent{}
-	var seen []*heartbeatpb.AssignmentEvent
+	got := map[string]*heartbeatpb.WatchAssignmentsResponse{}
+	var seen []*heartbeatpb.WatchAssignmentsResponse
 	var last uint64
 	for len(got) < len(moved) {
 		ev, err := stream.Recv()
@@ -202,8 +202,8 @@ func testCrash(t *testing.T, c *testcluster.Cluster, crashLeader bool) string {
 		}
 		last = ev.GetRevision()
 		seen = append(seen, ev)
-		if ev.GetKind() == "assigned" && moved[ev.GetResourceId()] {
-			if ev.GetPrevOwner() != victim.ID() {
+		if heartbeatpb.Short(ev.GetKind()) == "assigned" && moved[ev.GetResourceId()] {
+			if ev.GetPrevOwnerNodeId() != victim.ID() {
 				t.Errorf("move event %v: prev owner is not the victim", ev)
 			}
 			got[ev.GetResourceId()] = ev
@@ -212,8 +212,8 @@ func testCrash(t *testing.T, c *testcluster.Cluster, crashLeader bool) string {
 	wcancel()
 	for id, ev := range got {
 		r := owners(after)[id]
-		if ev.GetOwner() != r.Owner || ev.GetEpoch() != r.Epoch {
-			t.Errorf("watch says %s -> %s@%d, state says %s@%d", id, ev.GetOwner(), ev.GetEpoch(), r.Owner, r.Epoch)
+		if ev.GetOwnerNodeId() != r.Owner || ev.GetEpoch() != r.Epoch {
+			t.Errorf("watch says %s -> %s@%d, state says %s@%d", id, ev.GetOwnerNodeId(), ev.GetEpoch(), r.Owner, r.Epoch)
 		}
 	}
 	// Resume from the middle: the events after that revision, the same ones.
@@ -230,7 +230,7 @@ func testCrash(t *testing.T, c *testcluster.Cluster, crashLeader bool) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ev, err := rs.Recv(); err != nil || ev.GetKind() != "start" {
+	if ev, err := rs.Recv(); err != nil || heartbeatpb.Short(ev.GetKind()) != "start" {
 		t.Fatalf("resumed watch start: %v %v", ev, err)
 	}
 	for i, w := range want {

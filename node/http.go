@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
@@ -70,21 +72,21 @@ func (n *Node) Status() Status {
 }
 
 // StatusFromProto converts a Coordinator StatusResponse.
-func StatusFromProto(p *heartbeatpb.StatusResponse) Status {
+func StatusFromProto(p *heartbeatpb.GetStatusResponse) Status {
 	s := Status{
-		ID: p.GetId(), State: p.GetState(), Term: p.GetTerm(),
+		ID: p.GetNodeId(), State: heartbeatpb.Short(p.GetState()), Term: p.GetTerm(),
 		Leader:       leaderRefFromProto(p.GetLeader()),
 		FencingToken: p.GetFencingToken(), IsLeader: p.GetIsLeader(),
 		CommitIndex: p.GetCommitIndex(), AppliedIndex: p.GetAppliedIndex(),
-		ClusterID: p.GetClusterId(), Voter: p.GetVoter(),
+		ClusterID: p.GetClusterId(), Voter: p.GetSuffrage() == heartbeatpb.Suffrage_SUFFRAGE_VOTER,
 	}
-	s.LeaseUntil = unixNano(p.GetLeaseUntilUnixNano())
+	s.LeaseUntil = instant(p.GetLeaseUntil())
 	return s
 }
 
-// leaderRefFromProto converts a Coordinator Leader.
-func leaderRefFromProto(l *heartbeatpb.Leader) LeaderRef {
-	return LeaderRef{ID: l.GetId(), Address: l.GetAddress(), ClientAddress: l.GetClientAddress(), HTTPAddress: l.GetHttpAddress()}
+// leaderRefFromProto converts a Coordinator NodeRef.
+func leaderRefFromProto(l *heartbeatpb.NodeRef) LeaderRef {
+	return LeaderRef{ID: l.GetNodeId(), Address: l.GetPeerAddress(), ClientAddress: l.GetClientAddress(), HTTPAddress: l.GetHttpAddress()}
 }
 
 // reply answers an HTTP request with the outcome of a Coordinator call: its
@@ -111,24 +113,25 @@ func (n *Node) Members() ([]Member, error) {
 func MembersFromProto(ms []*heartbeatpb.Member) []Member {
 	out := make([]Member, 0, len(ms))
 	for _, m := range ms {
-		voter := m.GetVoter() || m.GetSuffrage() == "voter"
+		voter := m.GetSuffrage() == heartbeatpb.Suffrage_SUFFRAGE_VOTER
 		out = append(out, Member{
-			ID: m.GetId(), State: m.GetState(), Voter: voter, AppHealthy: m.GetAppHealthy(), Draining: m.GetDraining(),
+			ID: m.GetNodeId(), State: heartbeatpb.Short(m.GetState()), Voter: voter, AppHealthy: m.GetAppHealthy(), Draining: m.GetDraining(),
 			Owned:     m.GetOwned(),
-			Addresses: Addresses{Peer: m.GetAddress(), Client: m.GetClientAddress(), HTTP: m.GetHttpAddress()},
-			Address:   m.GetAddress(), Suffrage: m.GetSuffrage(), IsLeader: m.GetIsLeader(),
-			LastContact:    unixNano(m.GetLastContactUnixNano()),
+			Addresses: Addresses{Peer: m.GetPeerAddress(), Client: m.GetClientAddress(), HTTP: m.GetHttpAddress()},
+			Address:   m.GetPeerAddress(), Suffrage: heartbeatpb.Short(m.GetSuffrage()), IsLeader: m.GetRaftLeader(),
+			LastContact:    instant(m.GetLastContact()),
 			LeaderPriority: m.GetLeaderPriority(),
 		})
 	}
 	return out
 }
 
-func unixNano(ns int64) *time.Time {
-	if ns == 0 {
+// instant converts a Timestamp (nil when unset).
+func instant(p *timestamppb.Timestamp) *time.Time {
+	if p == nil {
 		return nil
 	}
-	t := time.Unix(0, ns).UTC()
+	t := p.AsTime().UTC()
 	return &t
 }
 
@@ -217,7 +220,7 @@ func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
 		writeStatusError(w, err)
 		return
 	}
-	resp, err := n.coord.Status(r.Context(), &heartbeatpb.StatusRequest{Consistency: mode})
+	resp, err := n.coord.GetStatus(r.Context(), &heartbeatpb.GetStatusRequest{Consistency: mode})
 	if err != nil {
 		writeStatusError(w, err)
 		return
@@ -232,7 +235,7 @@ func (n *Node) handleMembers(w http.ResponseWriter, r *http.Request) {
 		writeStatusError(w, err)
 		return
 	}
-	resp, err := n.coord.Members(r.Context(), &heartbeatpb.MembersRequest{Consistency: mode})
+	resp, err := n.coord.ListMembers(r.Context(), &heartbeatpb.ListMembersRequest{Consistency: mode})
 	if err != nil {
 		writeStatusError(w, err)
 		return

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/types/known/durationpb"
+
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -42,7 +44,7 @@ type Resource struct {
 func ResourcesFromProto(rs []*heartbeatpb.Resource) []Resource {
 	out := make([]Resource, len(rs))
 	for i, r := range rs {
-		out[i] = Resource{ID: r.GetId(), Owner: r.GetOwner(), Epoch: r.GetEpoch(), Weight: r.GetWeight(), Labels: r.GetLabels()}
+		out[i] = Resource{ID: r.GetId(), Owner: r.GetOwnerNodeId(), Epoch: r.GetEpoch(), Weight: r.GetWeight(), Labels: r.GetLabels()}
 	}
 	return out
 }
@@ -196,8 +198,12 @@ type writeResultJSON struct {
 	NotFound []string `json:"not_found,omitempty"`
 }
 
-func writeResult(p *heartbeatpb.WriteResponse) writeResultJSON {
-	return writeResultJSON{Revision: p.GetRevision(), Changed: p.GetChanged(), NotFound: p.GetNotFound()}
+func writeResult(p interface{ GetRevision() uint64 }) writeResultJSON {
+	out := writeResultJSON{Revision: p.GetRevision()}
+	if c, ok := p.(interface{ GetChanged() uint32 }); ok {
+		out.Changed = c.GetChanged()
+	}
+	return out
 }
 
 func (n *Node) handleGetResource(w http.ResponseWriter, r *http.Request) {
@@ -277,7 +283,7 @@ func (n *Node) handleAssignments(w http.ResponseWriter, r *http.Request) {
 		writeStatusError(w, err)
 		return
 	}
-	resp, err := n.coord.Assignments(r.Context(), &heartbeatpb.AssignmentsRequest{NodeId: r.URL.Query().Get("node"), Consistency: mode})
+	resp, err := n.coord.ListAssignments(r.Context(), &heartbeatpb.ListAssignmentsRequest{NodeId: r.URL.Query().Get("node"), Consistency: mode})
 	if err != nil {
 		writeStatusError(w, err)
 		return
@@ -306,7 +312,7 @@ func (n *Node) handleAppHeartbeat(w http.ResponseWriter, r *http.Request) {
 		writeStatusError(w, err)
 		return
 	}
-	resp, err := n.coord.AppHeartbeat(r.Context(), &heartbeatpb.AppHeartbeatRequest{TtlMs: body.TTLMs})
+	resp, err := n.coord.AppHeartbeat(r.Context(), &heartbeatpb.AppHeartbeatRequest{Ttl: durationpb.New(time.Duration(body.TTLMs) * time.Millisecond)})
 	reply(w, err, func() any {
 		return map[string]any{"app_healthy": resp.GetAppHealthy(), "draining": resp.GetDraining(), "state": resp.GetState()}
 	})

@@ -44,17 +44,17 @@ type LeaderInfo struct {
 }
 
 // LeaderInfoFromProto converts a Coordinator LeaderEvent.
-func LeaderInfoFromProto(ev *heartbeatpb.LeaderEvent) LeaderInfo {
+func LeaderInfoFromProto(l *heartbeatpb.Leadership, fellBehind bool, read *heartbeatpb.ReadInfo) LeaderInfo {
 	return LeaderInfo{
-		Leader:           leaderRefFromProto(ev.GetLeader()),
-		Term:             ev.GetTerm(),
-		FencingToken:     ev.GetFencingToken(),
-		IsSelf:           ev.GetIsSelf(),
-		LeaseUntil:       unixNano(ev.GetLeaseUntilUnixNano()),
-		LeaseRemainingMs: ev.GetLeaseRemainingMs(),
-		FellBehind:       ev.GetFellBehind(),
-		Observed:         unixNano(ev.GetObservedUnixNano()),
-		Read:             readInfoFromProto(ev.GetRead()),
+		Leader:           leaderRefFromProto(l.GetLeader()),
+		Term:             l.GetTerm(),
+		FencingToken:     l.GetFencingToken(),
+		IsSelf:           l.GetIsLeader(),
+		LeaseUntil:       instant(l.GetLeaseUntil()),
+		LeaseRemainingMs: l.GetLeaseRemaining().AsDuration().Milliseconds(),
+		FellBehind:       fellBehind,
+		Observed:         instant(l.GetObserved()),
+		Read:             readInfoFromProto(read),
 	}
 }
 
@@ -69,7 +69,7 @@ type LeadershipChange struct {
 // LeadershipChangeFromProto converts a Coordinator LeadershipChange.
 func LeadershipChangeFromProto(p *heartbeatpb.LeadershipChange) LeadershipChange {
 	return LeadershipChange{
-		Previous: p.GetPrevious(),
+		Previous: p.GetPreviousNodeId(),
 		Leader:   leaderRefFromProto(p.GetLeader()),
 		Term:     p.GetTerm(), FencingToken: p.GetFencingToken(),
 	}
@@ -122,7 +122,7 @@ func (n *Node) handleGetLeader(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		setReadHeaders(w, ev.GetRead())
 	}
-	reply(w, err, func() any { return LeaderInfoFromProto(ev) })
+	reply(w, err, func() any { return LeaderInfoFromProto(ev.GetLeadership(), false, ev.GetRead()) })
 }
 
 // handleStepDown: POST /v1/leader/step-down (no body).
@@ -135,7 +135,7 @@ func (n *Node) handleStepDown(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), leadershipTimeout)
 	defer cancel()
 	resp, err := n.coord.StepDown(ctx, &heartbeatpb.StepDownRequest{})
-	reply(w, err, func() any { return LeadershipChangeFromProto(resp) })
+	reply(w, err, func() any { return LeadershipChangeFromProto(resp.GetChange()) })
 }
 
 // handleTransfer: POST /v1/leader/transfer with {"id": "n2"}.
@@ -154,7 +154,7 @@ func (n *Node) handleTransfer(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), leadershipTimeout)
 	defer cancel()
 	resp, err := n.coord.TransferLeadership(ctx, &heartbeatpb.TransferLeadershipRequest{NodeId: body.ID})
-	reply(w, err, func() any { return LeadershipChangeFromProto(resp) })
+	reply(w, err, func() any { return LeadershipChangeFromProto(resp.GetChange()) })
 }
 
 // handleSetPriority: PUT /v1/members/{id}/priority with {"priority": N},
@@ -213,8 +213,8 @@ func (n *Node) handleJoin(w http.ResponseWriter, r *http.Request) {
 	voter := body.Voter == nil || *body.Voter
 	ctx, cancel := writeCtx(r)
 	defer cancel()
-	resp, err := n.coord.Join(ctx, &heartbeatpb.JoinRequest{NodeId: body.ID, PeerAddress: body.PeerAddress, Voter: voter})
-	reply(w, err, func() any { return map[string]any{"index": resp.GetIndex()} })
+	resp, err := n.coord.Join(ctx, &heartbeatpb.JoinRequest{NodeId: body.ID, PeerAddress: body.PeerAddress, Nonvoter: !voter})
+	reply(w, err, func() any { return map[string]any{"index": resp.GetRevision()} })
 }
 
 // handleRemove: DELETE /v1/members/{id} removes another member.
@@ -227,7 +227,7 @@ func (n *Node) handleRemove(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := writeCtx(r)
 	defer cancel()
 	resp, err := n.coord.Remove(ctx, &heartbeatpb.RemoveRequest{NodeId: id})
-	reply(w, err, func() any { return map[string]any{"index": resp.GetIndex()} })
+	reply(w, err, func() any { return map[string]any{"index": resp.GetRevision()} })
 }
 
 // handleLeave: POST /v1/leave (no body) makes this node leave the cluster:

@@ -38,11 +38,11 @@ type OwnedResource struct {
 }
 
 // LeaseFromProto converts a Coordinator KeepAliveResponse.
-func LeaseFromProto(p *heartbeatpb.KeepAliveResponse) Lease {
+func LeaseFromProto(p *heartbeatpb.Lease) Lease {
 	l := Lease{
 		NodeID: p.GetNodeId(), IsLeader: p.GetIsLeader(), FencingToken: p.GetFencingToken(),
-		LeaderLeaseRemainingMs:    p.GetLeaderLeaseRemainingMs(),
-		OwnershipLeaseRemainingMs: p.GetOwnershipLeaseRemainingMs(),
+		LeaderLeaseRemainingMs:    p.GetLeaderLeaseRemaining().AsDuration().Milliseconds(),
+		OwnershipLeaseRemainingMs: p.GetOwnershipLeaseRemaining().AsDuration().Milliseconds(),
 		Revision:                  p.GetRevision(),
 		Owned:                     make([]OwnedResource, 0, len(p.GetOwned())),
 	}

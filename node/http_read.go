@@ -27,7 +27,16 @@ func readInfoFromProto(p *heartbeatpb.ReadInfo) *ReadInfo {
 		return nil
 	}
 	return &ReadInfo{Revision: p.GetRevision(), Consistent: p.GetConsistent(), KnownLeader: p.GetKnownLeader(),
-		LeaderID: p.GetLeaderId(), LastContactMs: p.GetLastContactMs()}
+		LeaderID: p.GetLeaderNodeId(), LastContactMs: lastContactMs(p)}
+}
+
+// lastContactMs is the ReadInfo's time since the leader's last contact in
+// milliseconds; -1 when the node never heard from a leader.
+func lastContactMs(p *heartbeatpb.ReadInfo) int64 {
+	if p.GetSinceLeaderContact() == nil {
+		return -1
+	}
+	return p.GetSinceLeaderContact().AsDuration().Milliseconds()
 }
 
 // readMode is the consistency a read asks for: ?stale (or ?stale=true),
@@ -81,5 +90,5 @@ func setReadHeaders(w http.ResponseWriter, info *heartbeatpb.ReadInfo) {
 	h.Set("X-Heartbeat-Revision", strconv.FormatUint(info.GetRevision(), 10))
 	h.Set("X-Heartbeat-Consistent", strconv.FormatBool(info.GetConsistent()))
 	h.Set("X-Heartbeat-Known-Leader", strconv.FormatBool(info.GetKnownLeader()))
-	h.Set("X-Heartbeat-Last-Contact-Ms", strconv.FormatInt(info.GetLastContactMs(), 10))
+	h.Set("X-Heartbeat-Last-Contact-Ms", strconv.FormatInt(lastContactMs(info), 10))
 }

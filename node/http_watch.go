@@ -116,8 +116,8 @@ func (n *Node) handleWatchLeader(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	n.serveSSE(w, r, func(ctx context.Context, out chan<- sseEvent) error {
-		s := &streamAdapter[heartbeatpb.LeaderEvent]{ctx: ctx, out: out, convert: func(ev *heartbeatpb.LeaderEvent) sseEvent {
-			return sseEvent{name: "leader", data: LeaderInfoFromProto(ev)}
+		s := &streamAdapter[heartbeatpb.WatchLeaderResponse]{ctx: ctx, out: out, convert: func(ev *heartbeatpb.WatchLeaderResponse) sseEvent {
+			return sseEvent{name: "leader", data: LeaderInfoFromProto(ev.GetLeadership(), ev.GetFellBehind(), ev.GetRead())}
 		}}
 		return n.coord.WatchLeader(&heartbeatpb.WatchLeaderRequest{Consistency: mode}, s)
 	})
@@ -133,7 +133,7 @@ func (n *Node) handleWatchMembers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	n.serveSSE(w, r, func(ctx context.Context, out chan<- sseEvent) error {
-		s := &streamAdapter[heartbeatpb.MembersEvent]{ctx: ctx, out: out, convert: func(ev *heartbeatpb.MembersEvent) sseEvent {
+		s := &streamAdapter[heartbeatpb.WatchMembersResponse]{ctx: ctx, out: out, convert: func(ev *heartbeatpb.WatchMembersResponse) sseEvent {
 			e := sseEvent{name: "members", data: MembersInfo{Revision: ev.GetRevision(), FellBehind: ev.GetFellBehind(),
 				Members: MembersFromProto(ev.GetMembers()), Read: readInfoFromProto(ev.GetRead())}}
 			if ev.GetRevision() > 0 {
@@ -278,7 +278,7 @@ func (n *Node) feedAssignments(ctx context.Context, from uint64, nodeID string, 
 			for i, a := range batch {
 				last := i == len(batch)-1
 				if last && lease && complete {
-					a.LeaseRemainingMs = api.RemainingMs(until)
+					a.LeaseRemainingMs = api.Remaining(until).Milliseconds()
 				}
 				ev := sseEvent{name: a.Kind, data: a}
 				if last || batch[i+1].Revision != a.Revision {
@@ -294,7 +294,7 @@ func (n *Node) feedAssignments(ctx context.Context, from uint64, nodeID string, 
 		}
 		if leaseDue {
 			leaseDue = false
-			le := LeaseEvent{LeaseRemainingMs: api.RemainingMs(until), Revision: max(rev, cursor)}
+			le := LeaseEvent{LeaseRemainingMs: api.Remaining(until).Milliseconds(), Revision: max(rev, cursor)}
 			if !send(ctx, out, sseEvent{name: "lease", data: le}) {
 				return nil
 			}
@@ -355,7 +355,7 @@ func (n *Node) serveSSE(w http.ResponseWriter, r *http.Request, produce func(ctx
 	defer func() {
 		cancel()
 		if !producerDone {
-			<-errc
+			<-errc //nolint:errcheck // the producer's error was already reported to the stream
 		}
 	}()
 

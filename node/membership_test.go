@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/durationpb"
+
 	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
 	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
 	"github.com/heartbeat-sidecar/heartbeat/membership"
@@ -203,7 +205,7 @@ func testAppUnhealthy(t *testing.T, c *testcluster.Cluster) {
 		t.Fatal("no follower owning resources")
 	}
 	client := heartbeatpb.NewCoordinatorClient(dialClient(t, n.ClientAddr()))
-	if _, err := client.AppHeartbeat(ctxT(t), &heartbeatpb.AppHeartbeatRequest{TtlMs: 300}); err != nil {
+	if _, err := client.AppHeartbeat(ctxT(t), &heartbeatpb.AppHeartbeatRequest{Ttl: durationpb.New(300 * time.Millisecond)}); err != nil {
 		t.Fatal(err)
 	}
 	// No further heartbeat: the TTL lapses, the node reports its
@@ -220,7 +222,7 @@ func testAppUnhealthy(t *testing.T, c *testcluster.Cluster) {
 		return !m.AppHealthy && owned == 0 && m.State == membership.StateAlive, fmt.Sprintf("%+v owns %d", m, owned)
 	})
 	// Healthy again: it takes work again.
-	resp, err := client.AppHeartbeat(ctxT(t), &heartbeatpb.AppHeartbeatRequest{TtlMs: 60000})
+	resp, err := client.AppHeartbeat(ctxT(t), &heartbeatpb.AppHeartbeatRequest{Ttl: durationpb.New(60000 * time.Millisecond)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +234,7 @@ func testAppUnhealthy(t *testing.T, c *testcluster.Cluster) {
 
 	// The leader's application lapses: it drains and hands leadership off.
 	lclient := heartbeatpb.NewCoordinatorClient(dialClient(t, leader.ClientAddr()))
-	if _, err := lclient.AppHeartbeat(ctxT(t), &heartbeatpb.AppHeartbeatRequest{TtlMs: 300}); err != nil {
+	if _, err := lclient.AppHeartbeat(ctxT(t), &heartbeatpb.AppHeartbeatRequest{Ttl: durationpb.New(300 * time.Millisecond)}); err != nil {
 		t.Fatal(err)
 	}
 	testwait.Eventually(t, waitTimeout, "unhealthy leader "+leader.ID()+" hands off and drains", func() (bool, string) {
@@ -241,7 +243,7 @@ func testAppUnhealthy(t *testing.T, c *testcluster.Cluster) {
 		return next != leader && !m.AppHealthy && node.NumOwned(next, leader.ID()) == 0,
 			fmt.Sprintf("leader %s, old leader %+v owns %d", next.ID(), m, node.NumOwned(next, leader.ID()))
 	})
-	if _, err := lclient.AppHeartbeat(ctxT(t), &heartbeatpb.AppHeartbeatRequest{TtlMs: 600000}); err != nil {
+	if _, err := lclient.AppHeartbeat(ctxT(t), &heartbeatpb.AppHeartbeatRequest{Ttl: durationpb.New(600000 * time.Millisecond)}); err != nil {
 		t.Fatal(err)
 	}
 	testwait.Eventually(t, waitTimeout, leader.ID()+" healthy again", func() (bool, string) {

@@ -169,7 +169,7 @@ func New(cfg Config) (_ *Node, err error) {
 	if cfg.WrapTransport != nil {
 		n.tr = cfg.WrapTransport(inner)
 	}
-	undo = append(undo, func() { n.tr.Close() })
+	undo = append(undo, func() { _ = n.tr.Close() })
 
 	if n.rejoin, err = n.prepareRejoin(); err != nil {
 		return nil, err

@@ -54,19 +54,19 @@ func TestCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if first.GetLeader().GetId() != leader.ID() || first.GetFencingToken() == 0 {
+	if first.GetLeadership().GetLeader().GetNodeId() != leader.ID() || first.GetLeadership().GetFencingToken() == 0 {
 		t.Fatalf("first watch event %v, want the current leader %s with a token", first, leader.ID())
 	}
-	oldToken := first.GetFencingToken()
+	oldToken := first.GetLeadership().GetFencingToken()
 	c.Kill(leader.ID())
 	for {
 		ev, err := stream.Recv()
 		if err != nil {
 			t.Fatalf("watch after the crash: %v", err)
 		}
-		if id := ev.GetLeader().GetId(); id != "" && id != leader.ID() {
-			if ev.GetFencingToken() <= oldToken {
-				t.Fatalf("new leader %s with fencing token %d, not above %d", id, ev.GetFencingToken(), oldToken)
+		if id := ev.GetLeadership().GetLeader().GetNodeId(); id != "" && id != leader.ID() {
+			if ev.GetLeadership().GetFencingToken() <= oldToken {
+				t.Fatalf("new leader %s with fencing token %d, not above %d", id, ev.GetLeadership().GetFencingToken(), oldToken)
 			}
 			break
 		}
@@ -169,27 +169,27 @@ func testHTTP(t *testing.T, c *testcluster.Cluster, leader *node.Node) {
 func testCoordinator(t *testing.T, c *testcluster.Cluster, leader *node.Node) {
 	follower := c.Follower()
 	client := heartbeatpb.NewCoordinatorClient(dialClient(t, follower.ClientAddr()))
-	st, err := client.Status(ctxT(t), &heartbeatpb.StatusRequest{})
+	st, err := client.GetStatus(ctxT(t), &heartbeatpb.GetStatusRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.GetId() != follower.ID() || st.GetState() != "follower" || st.GetLeader().GetId() != leader.ID() ||
+	if st.GetNodeId() != follower.ID() || heartbeatpb.Short(st.GetState()) != "follower" || st.GetLeader().GetNodeId() != leader.ID() ||
 		st.GetIsLeader() || st.GetFencingToken() == 0 {
 		t.Errorf("follower Status: %v", st)
 	}
-	ms, err := client.Members(ctxT(t), &heartbeatpb.MembersRequest{})
+	ms, err := client.ListMembers(ctxT(t), &heartbeatpb.ListMembersRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	leaders := 0
 	for _, m := range ms.GetMembers() {
-		if m.GetSuffrage() != "voter" {
+		if heartbeatpb.Short(m.GetSuffrage()) != "voter" {
 			t.Errorf("member %v is not a voter", m)
 		}
-		if m.GetIsLeader() {
+		if m.GetRaftLeader() {
 			leaders++
-			if m.GetId() != leader.ID() {
-				t.Errorf("member %s marked leader, want %s", m.GetId(), leader.ID())
+			if m.GetNodeId() != leader.ID() {
+				t.Errorf("member %s marked leader, want %s", m.GetNodeId(), leader.ID())
 			}
 		}
 	}
@@ -200,13 +200,13 @@ func testCoordinator(t *testing.T, c *testcluster.Cluster, leader *node.Node) {
 	// The leader reports when it last heard from each follower.
 	lclient := heartbeatpb.NewCoordinatorClient(dialClient(t, leader.ClientAddr()))
 	testwait.Eventually(t, waitTimeout, "leader's last contact with followers", func() (bool, string) {
-		ms, err := lclient.Members(ctxT(t), &heartbeatpb.MembersRequest{})
+		ms, err := lclient.ListMembers(ctxT(t), &heartbeatpb.ListMembersRequest{})
 		if err != nil {
 			return false, err.Error()
 		}
 		for _, m := range ms.GetMembers() {
-			if m.GetId() != leader.ID() && m.GetLastContactUnixNano() == 0 {
-				return false, "no contact with " + m.GetId()
+			if m.GetNodeId() != leader.ID() && m.GetLastContact() == nil {
+				return false, "no contact with " + m.GetNodeId()
 			}
 		}
 		return true, ""
@@ -223,8 +223,8 @@ func testCoordinator(t *testing.T, c *testcluster.Cluster, leader *node.Node) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ev.GetLeader().GetId() != leader.ID() || !ev.GetIsSelf() || ev.GetLeaseUntilUnixNano() == 0 ||
-		ev.GetFencingToken() != st.GetFencingToken() || ev.GetObservedUnixNano() == 0 {
+	if ev.GetLeadership().GetLeader().GetNodeId() != leader.ID() || !ev.GetLeadership().GetIsLeader() || ev.GetLeadership().GetLeaseUntil() == nil ||
+		ev.GetLeadership().GetFencingToken() != st.GetFencingToken() || ev.GetLeadership().GetObserved() == nil {
 		t.Errorf("first event on the leader: %v", ev)
 	}
 }
@@ -296,7 +296,8 @@ func testGracefulShutdown(t *testing.T, c *testcluster.Cluster) {
 			next.ID(), next.Status().FencingToken, leader.ID(), old.FencingToken)
 	}
 	// The stopped node's servers are closed.
-	if _, err := httpClient.Get("http://" + leader.HTTPAddr() + "/healthz"); err == nil {
+	if resp, err := httpClient.Get("http://" + leader.HTTPAddr() + "/healthz"); err == nil {
+		resp.Body.Close()
 		t.Error("HTTP still answers after Shutdown")
 	}
 	if ok, _ := leader.Ready(); ok {

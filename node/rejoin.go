@@ -121,7 +121,7 @@ func (n *Node) markLeftOnDisk() {
 // configuration while it ran: it records a rejoin for its next start and
 // stops the node (Run returns ErrRemoved). A node that is leaving on its own
 // ignores it (Leave goes on and records its departure itself).
-func (n *Node) onRemoved(notice *raftpb.RemovedNotice) error {
+func (n *Node) onRemoved(notice *raftpb.RemovedRequest) error {
 	if n.leaving.Load() {
 		return nil
 	}

@@ -2,7 +2,8 @@
 # Runs a Heartbeat cluster of N local processes on 127.0.0.1.
 #
 #   scripts/local-cluster.sh start [N]   build bin/heartbeat, start N nodes (1..7, default 3),
-#                                        wait for a leader, print the nodes
+#                                        wait for a leader, print the nodes and the
+#                                        export HEARTBEAT_ADDR=... line for the CLI
 #   scripts/local-cluster.sh status      show each node: pid, ports, role, leader
 #   scripts/local-cluster.sh stop        stop every node gracefully (SIGTERM; SIGKILL after 15 s)
 #   scripts/local-cluster.sh kill ID     SIGKILL one node (a crash), e.g. kill n1
@@ -23,7 +24,7 @@ bin=$root/bin/heartbeat
 export PATH="$PATH:/usr/local/go/bin"
 
 die() { echo "local-cluster: $*" >&2; exit 1; }
-usage() { sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
 
 peer_port()   { echo "74${1}0"; }
 client_port() { echo "74${1}1"; }
@@ -42,7 +43,7 @@ pid_of() {
 	local f="$dir/n$1.pid" pid
 	[[ -f $f ]] || return 0
 	pid=$(cat "$f")
-	if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "--id n$1 "; then
+	if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "--node-id n$1 "; then
 		echo "$pid"
 	fi
 }
@@ -71,7 +72,7 @@ start_node() {
 	done
 	mkdir -p "$dir/n$i"
 	# shellcheck disable=SC2086 # HEARTBEAT_LOCAL_FLAGS is split on purpose
-	nohup "$bin" run --id "n$i" \
+	nohup "$bin" run --node-id "n$i" \
 		--data-dir "$dir/n$i" \
 		--peer-addr "127.0.0.1:$(peer_port "$i")" \
 		--client-addr "127.0.0.1:$(client_port "$i")" \
@@ -157,6 +158,21 @@ cmd_start() {
 	done
 	wait_leader
 	print_table
+	print_export
+}
+
+# print_export prints the line that makes every CLI command ask this
+# cluster: n1 first, the other nodes as fallbacks (a watch or a read moves to
+# them when n1 is down).
+print_export() {
+	local n i addrs=""
+	n=$(size)
+	for ((i = 1; i <= n; i++)); do
+		addrs+="${addrs:+,}127.0.0.1:$(client_port "$i")"
+	done
+	echo
+	echo "to point the CLI at this cluster (bin/heartbeat status, members, leader --watch, ...):"
+	echo "  export HEARTBEAT_ADDR=$addrs"
 }
 
 cmd_stop() {
@@ -201,6 +217,21 @@ cmd_restart() {
 	echo "started n$i (pid $(cat "$dir/n$i.pid"))"
 	wait_leader
 	print_table
+	print_export
+}
+
+# print_export prints the line that makes every CLI command ask this
+# cluster: n1 first, the other nodes as fallbacks (a watch or a read moves to
+# them when n1 is down).
+print_export() {
+	local n i addrs=""
+	n=$(size)
+	for ((i = 1; i <= n; i++)); do
+		addrs+="${addrs:+,}127.0.0.1:$(client_port "$i")"
+	done
+	echo
+	echo "to point the CLI at this cluster (bin/heartbeat status, members, leader --watch, ...):"
+	echo "  export HEARTBEAT_ADDR=$addrs"
 }
 
 cmd_status() {

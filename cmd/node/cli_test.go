@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -26,10 +27,29 @@ func startCLICluster(t *testing.T, voters int) *testcluster.Cluster {
 	return testcluster.Start(t, voters, testcluster.Options{Wait: cliWait})
 }
 
+// covered records the commands that exited 0 through the helpers below, for
+// TestCLICommands' check that it ran every subcommand.
+var covered = struct {
+	sync.Mutex
+	m map[string]bool
+}{m: map[string]bool{}}
+
+// runCLI runs one command line in process with the environment given and
+// records a success in covered.
+func runCLI(ctx context.Context, environ map[string]string, stdout, stderr interface{ Write([]byte) (int, error) }, args ...string) int {
+	code := run(ctx, args, stdout, stderr, mapEnv(environ))
+	if code == exitOK && len(args) > 0 {
+		covered.Lock()
+		covered.m[args[0]] = true
+		covered.Unlock()
+	}
+	return code
+}
+
 // cli runs one command line in process with an empty environment.
 func cli(args ...string) (code int, stdout, stderr string) {
 	var out, errOut bytes.Buffer
-	code = run(context.Background(), args, &out, &errOut, mapEnv(nil))
+	code = runCLI(context.Background(), nil, &out, &errOut, args...)
 	return code, out.String(), errOut.String()
 }
 
@@ -52,10 +72,25 @@ func cliJSON(t *testing.T, v any, args ...string) {
 	}
 }
 
-// TestCLICommands runs every client command of the CLI against a live
-// in-process cluster of three: tables by default, JSON with --json, runtime
-// failures with exit 1.
+// hasKeys fails the test unless the JSON object m has every key.
+func hasKeys(t *testing.T, what string, m map[string]any, keys ...string) {
+	t.Helper()
+	for _, k := range keys {
+		if _, ok := m[k]; !ok {
+			t.Errorf("%s: no key %q in %v", what, k, m)
+		}
+	}
+}
+
+// TestCLICommands runs every subcommand of the CLI against a live
+// in-process cluster of three (run included: it starts a fourth node that
+// joins, then leaves) and checks its output: tables or text by default, JSON
+// with --json, runtime failures with exit 1. It fails when a subcommand was
+// never run successfully, so a new one needs a case here.
 func TestCLICommands(t *testing.T) {
+	covered.Lock()
+	clear(covered.m)
+	covered.Unlock()
 	c := startCLICluster(t, 3)
 	leader := c.Leader()
 	f := c.Followers()[0]
@@ -66,10 +101,29 @@ func TestCLICommands(t *testing.T) {
 		if !strings.Contains(out, "ID             "+f.ID()) || !strings.Contains(out, "LEADER         "+leader.ID()+" (") {
 			t.Errorf("status table:\n%s", out)
 		}
-		var s node.Status
+		var s statusView
 		cliJSON(t, &s, "status", "--addr", addr, "--json")
-		if s.ID != f.ID() || s.Leader.ID != leader.ID() || s.Term == 0 || s.FencingToken == 0 || !s.Voter {
+		if s.NodeID != f.ID() || s.Leader.NodeID != leader.ID() || s.Term == 0 || s.FencingToken == 0 || !s.Voter || s.IsLeader ||
+			s.Read == nil || !s.Read.Consistent {
 			t.Errorf("status --json: %+v", s)
+		}
+		var m map[string]any
+		cliJSON(t, &m, "status", "--addr", addr, "--json", "--stale")
+		hasKeys(t, "status --json", m, "node_id", "cluster_id", "state", "term", "leader", "fencing_token", "is_leader", "lease_until",
+			"commit_index", "applied_index", "voter", "read")
+	})
+
+	t.Run("HEARTBEAT_ADDR", func(t *testing.T) {
+		// The environment names the node asked; --addr wins over it.
+		var out bytes.Buffer
+		if code := runCLI(context.Background(), map[string]string{"HEARTBEAT_ADDR": leader.ClientAddr()}, &out, &bytes.Buffer{}, "status", "--stale"); code != exitOK ||
+			!strings.Contains(out.String(), "ID             "+leader.ID()+"\n") {
+			t.Errorf("status with HEARTBEAT_ADDR=%s: exit %d\n%s", leader.ClientAddr(), code, out.String())
+		}
+		out.Reset()
+		if code := runCLI(context.Background(), map[string]string{"HEARTBEAT_ADDR": leader.ClientAddr()}, &out, &bytes.Buffer{}, "status", "--stale", "--addr", addr); code != exitOK ||
+			!strings.Contains(out.String(), "ID             "+f.ID()+"\n") {
+			t.Errorf("status --addr %s with HEARTBEAT_ADDR set: exit %d\n%s", addr, code, out.String())
 		}
 	})
 
@@ -91,24 +145,26 @@ func TestCLICommands(t *testing.T) {
 			t.Fatalf("members --json: %v", ms)
 		}
 		for _, m := range ms {
-			for _, k := range []string{"id", "state", "suffrage", "is_leader", "leader_priority", "addresses", "owned"} {
-				if _, ok := m[k]; !ok {
-					t.Errorf("members --json: member without %q: %v", k, m)
-				}
-			}
+			hasKeys(t, "members --json", m, "node_id", "state", "suffrage", "raft_leader", "voter", "app_healthy", "draining", "owned",
+				"leader_priority", "address", "client_address", "http_address", "last_contact")
 		}
 	})
 
 	t.Run("leader", func(t *testing.T) {
 		out := cliOK(t, "leader", "--addr", addr)
-		if !strings.HasPrefix(out, "leader="+leader.ID()+" address="+leader.PeerAddr()) || !strings.Contains(out, "fencing_token=") {
+		if !strings.HasPrefix(out, "leader="+leader.ID()+" address="+leader.PeerAddr()+" client="+leader.ClientAddr()) ||
+			!strings.Contains(out, "fencing_token=") || !strings.Contains(out, "\nread: consistent at revision ") {
 			t.Errorf("leader: %q", out)
 		}
-		var li node.LeaderInfo
+		var li leaderView
 		cliJSON(t, &li, "leader", "--addr", addr, "--json")
-		if li.Leader.ID != leader.ID() || li.Leader.ClientAddress != leader.ClientAddr() || li.Leader.HTTPAddress != leader.HTTPAddr() ||
-			li.FencingToken == 0 || li.IsSelf {
+		if li.Leader.NodeID != leader.ID() || li.Leader.ClientAddress != leader.ClientAddr() || li.Leader.HTTPAddress != leader.HTTPAddr() ||
+			li.FencingToken == 0 || li.IsSelf || li.Endpoint != addr || li.Read == nil {
 			t.Errorf("leader --json: %+v", li)
+		}
+		cliJSON(t, &li, "leader", "--addr", leader.ClientAddr(), "--json", "--stale")
+		if !li.IsSelf || li.LeaseUntil == nil || li.Read == nil || li.Read.Consistent {
+			t.Errorf("leader --json --stale on the leader: %+v", li)
 		}
 	})
 
@@ -116,7 +172,7 @@ func TestCLICommands(t *testing.T) {
 		testLeaderWatch(t, leader, addr)
 	})
 
-	t.Run("health", func(t *testing.T) {
+	t.Run("health and version", func(t *testing.T) {
 		if out := cliOK(t, "health", "--addr", addr); strings.TrimSpace(out) != "SERVING" {
 			t.Errorf("health: %q", out)
 		}
@@ -128,41 +184,24 @@ func TestCLICommands(t *testing.T) {
 		if h.Status != "SERVING" || !h.Serving {
 			t.Errorf("health --json: %+v", h)
 		}
+		if out := cliOK(t, "version"); !strings.HasPrefix(out, "heartbeat ") || !strings.Contains(out, "hashicorp/raft") {
+			t.Errorf("version: %q", out)
+		}
 	})
 
 	t.Run("resources and assignments", func(t *testing.T) {
-		if out := cliOK(t, "resources", "put", "db-1", "--weight", "3", "--label", "zone=a", "--addr", addr); !strings.HasPrefix(out, "registered db-1") {
-			t.Errorf("resources put: %q", out)
+		testResources(t, addr)
+	})
+
+	t.Run("app-heartbeat", func(t *testing.T) {
+		out := cliOK(t, "app-heartbeat", "--ttl", "1m", "--addr", addr)
+		if !strings.HasPrefix(out, "app_healthy=true draining=false state=alive") {
+			t.Errorf("app-heartbeat: %q", out)
 		}
-		var rs []node.Resource
-		testwait.Eventually(t, cliWait, "db-1 owned", func() (bool, string) {
-			cliJSON(t, &rs, "resources", "list", "--addr", addr, "--json")
-			return len(rs) == 1 && rs[0].Owner != "" && rs[0].Epoch > 0, fmt.Sprintf("%+v", rs)
-		})
-		if rs[0].ID != "db-1" || rs[0].Weight != 3 || rs[0].Labels["zone"] != "a" {
-			t.Errorf("resources list --json: %+v", rs)
-		}
-		owner := rs[0].Owner
-		if out := cliOK(t, "resources", "list", "--addr", addr); !strings.Contains(out, "OWNER") || !strings.Contains(out, "db-1") ||
-			!strings.Contains(out, owner) {
-			t.Errorf("resources list:\n%s", out)
-		}
-		var mine []node.Resource
-		cliJSON(t, &mine, "assignments", "--node", owner, "--addr", addr, "--json")
-		if len(mine) != 1 || mine[0].ID != "db-1" || mine[0].Owner != owner {
-			t.Errorf("assignments --node %s --json: %+v", owner, mine)
-		}
-		if out := cliOK(t, "assignments", "--node", owner, "--addr", addr); !strings.Contains(out, "db-1") {
-			t.Errorf("assignments:\n%s", out)
-		}
-		if out := cliOK(t, "drain", "--node", owner, "--addr", addr); !strings.HasPrefix(out, "drained "+owner) {
-			t.Errorf("drain: %q", out)
-		}
-		if out := cliOK(t, "undrain", "--node", owner, "--addr", addr); !strings.HasPrefix(out, "undrained "+owner) {
-			t.Errorf("undrain: %q", out)
-		}
-		if out := cliOK(t, "resources", "delete", "db-1", "--addr", addr); !strings.HasPrefix(out, "deleted db-1") {
-			t.Errorf("resources delete: %q", out)
+		var h map[string]any
+		cliJSON(t, &h, "app-heartbeat", "--addr", addr, "--json")
+		if h["app_healthy"] != true || h["state"] != "alive" || h["ttl_ms"] != 10000.0 {
+			t.Errorf("app-heartbeat --json: %v", h)
 		}
 	})
 
@@ -173,21 +212,21 @@ func TestCLICommands(t *testing.T) {
 	t.Run("transfer and step-down", func(t *testing.T) {
 		l := c.Leader()
 		target := c.Followers()[0]
-		out := cliOK(t, "transfer", target.ID(), "--addr", addr)
+		out := cliOK(t, "transfer", "--node-id", target.ID(), "--addr", addr)
 		if want := fmt.Sprintf("leader %s -> %s (term ", l.ID(), target.ID()); !strings.HasPrefix(out, want) {
 			t.Errorf("transfer: %q, want %q...", out, want)
 		}
 		if got := c.Leader(); got.ID() != target.ID() {
 			t.Fatalf("leader after transfer: %s, want %s", got.ID(), target.ID())
 		}
-		// A no-op to the leader itself, with the flags before the id.
-		var ch node.LeadershipChange
+		// A no-op to the leader itself, with the shorthand after the flags.
+		var ch changeView
 		cliJSON(t, &ch, "transfer", "--addr", addr, "--json", target.ID())
-		if ch.Previous != target.ID() || ch.Leader.ID != target.ID() || ch.FencingToken == 0 {
+		if ch.Previous != target.ID() || ch.Leader.NodeID != target.ID() || ch.FencingToken == 0 {
 			t.Errorf("transfer --json to the leader: %+v", ch)
 		}
 		cliJSON(t, &ch, "step-down", "--addr", addr, "--json")
-		if ch.Previous != target.ID() || ch.Leader.ID == target.ID() {
+		if ch.Previous != target.ID() || ch.Leader.NodeID == target.ID() {
 			t.Errorf("step-down --json: %+v", ch)
 		}
 		l = c.Leader()
@@ -203,8 +242,8 @@ func TestCLICommands(t *testing.T) {
 		}
 	})
 
-	t.Run("join, leave, remove", func(t *testing.T) {
-		testJoinLeaveRemove(t, c, addr)
+	t.Run("join, run, leave, remove", func(t *testing.T) {
+		testJoinRunLeaveRemove(t, c, addr)
 	})
 
 	t.Run("runtime failures", func(t *testing.T) {
@@ -212,10 +251,13 @@ func TestCLICommands(t *testing.T) {
 			args []string
 			want string
 		}{
-			{[]string{"transfer", "nobody", "--addr", addr}, "NotFound"},
-			{[]string{"priority", "--node", "nobody", "5", "--addr", addr}, "NotFound"},
-			{[]string{"remove", "--id", "nobody", "--addr", addr}, "NotFound"},
-			{[]string{"join", "--id", "n1", "--peer-addr", "127.0.0.1:1", "--addr", addr}, "AlreadyExists"},
+			{[]string{"transfer", "--node-id", "nobody", "--addr", addr}, "NotFound"},
+			{[]string{"priority", "--node-id", "nobody", "5", "--addr", addr}, "NotFound"},
+			{[]string{"drain", "--node-id", "nobody", "--addr", addr}, "NotFound"},
+			{[]string{"remove", "--node-id", "nobody", "--addr", addr}, "NotFound"},
+			{[]string{"assignments", "--node-id", "nobody", "--addr", addr}, "NotFound"},
+			{[]string{"join", "--node-id", "n1", "--peer-addr", "127.0.0.1:1", "--addr", addr}, "AlreadyExists"},
+			{[]string{"resources", "delete", "never-registered", "--addr", addr}, "NotFound"},
 		} {
 			code, _, errOut := cli(tc.args...)
 			if code != exitFailure || !strings.Contains(errOut, tc.want) {
@@ -223,6 +265,83 @@ func TestCLICommands(t *testing.T) {
 			}
 		}
 	})
+
+	covered.Lock()
+	defer covered.Unlock()
+	for _, cmd := range commands {
+		if !covered.m[cmd.name] {
+			t.Errorf("TestCLICommands never ran 'heartbeat %s' successfully: add a case for it", cmd.name)
+		}
+	}
+}
+
+// testResources: put, list, assignments (and --watch), drain, undrain,
+// delete through a follower.
+func testResources(t *testing.T, addr string) {
+	if out := cliOK(t, "resources", "put", "db-1", "--weight", "3", "--label", "zone=a", "--addr", addr); !strings.HasPrefix(out, "registered db-1 (revision ") {
+		t.Errorf("resources put: %q", out)
+	}
+	var rs []resourceView
+	testwait.Eventually(t, cliWait, "db-1 owned", func() (bool, string) {
+		cliJSON(t, &rs, "resources", "list", "--addr", addr, "--json")
+		return len(rs) == 1 && rs[0].Owner != "" && rs[0].Epoch > 0, fmt.Sprintf("%+v", rs)
+	})
+	if rs[0].ID != "db-1" || rs[0].Weight != 3 || rs[0].Labels["zone"] != "a" {
+		t.Errorf("resources list --json: %+v", rs)
+	}
+	owner := rs[0].Owner
+	if out := cliOK(t, "resources", "list", "--addr", addr); !strings.Contains(out, "OWNER") || !strings.Contains(out, "db-1") ||
+		!strings.Contains(out, owner) {
+		t.Errorf("resources list:\n%s", out)
+	}
+	var mine []resourceView
+	cliJSON(t, &mine, "assignments", "--node-id", owner, "--addr", addr, "--json")
+	if len(mine) != 1 || mine[0].ID != "db-1" || mine[0].Owner != owner {
+		t.Errorf("assignments --node-id %s --json: %+v", owner, mine)
+	}
+	if out := cliOK(t, "assignments", "--node-id", owner, "--addr", addr); !strings.Contains(out, "db-1") {
+		t.Errorf("assignments:\n%s", out)
+	}
+
+	// assignments --watch on the owner: the listing, then db-1 moving away
+	// when the owner drains.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var watchOut testcluster.SyncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- runCLI(ctx, nil, &watchOut, &bytes.Buffer{}, "assignments", "--watch", "--json", "--node-id", owner, "--addr", addr)
+	}()
+	testwait.Eventually(t, cliWait, "the first listing of assignments --watch", func() (bool, string) {
+		return strings.Contains(watchOut.String(), `"kind":"resync"`), watchOut.String()
+	})
+	var res map[string]any
+	cliJSON(t, &res, "drain", "--node-id", owner, "--addr", addr, "--json")
+	if res["node_id"] != owner || res["draining"] != true || res["revision"] == 0.0 {
+		t.Errorf("drain --json: %v", res)
+	}
+	testwait.Eventually(t, cliWait, "assignments --watch to show db-1 moving off "+owner, func() (bool, string) {
+		for _, line := range strings.Split(strings.TrimSpace(watchOut.String()), "\n") {
+			var ev assignmentEventView
+			if err := json.Unmarshal([]byte(line), &ev); err != nil {
+				t.Fatalf("assignments --watch --json line %q: %v", line, err)
+			}
+			if ev.Kind == "assigned" && ev.ResourceID == "db-1" && ev.PrevOwner == owner && ev.Owner != owner && ev.Revision > 0 {
+				return true, ""
+			}
+		}
+		return false, watchOut.String()
+	})
+	cancel()
+	if code := <-done; code != exitOK {
+		t.Errorf("assignments --watch after an interrupt: exit %d", code)
+	}
+	if out := cliOK(t, "undrain", "--node-id", owner, "--addr", addr); !strings.HasPrefix(out, "undrained "+owner+" (revision ") {
+		t.Errorf("undrain: %q", out)
+	}
+	if out := cliOK(t, "resources", "delete", "db-1", "--addr", addr); !strings.HasPrefix(out, "deleted db-1 (revision ") {
+		t.Errorf("resources delete: %q", out)
+	}
 }
 
 // testLeaderWatch: leader --watch on the leader shows its lease on every
@@ -248,7 +367,7 @@ func testLeaderWatch(t *testing.T, leader *node.Node, followerAddr string) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			codes[i] = run(ctx, r.args, r.out, &bytes.Buffer{}, mapEnv(nil))
+			codes[i] = runCLI(ctx, nil, r.out, &bytes.Buffer{}, r.args...)
 		}()
 	}
 	leaseMs := max(leader.Election().LeaseDuration(), leader.Election().OwnershipLeaseDuration()).Milliseconds()
@@ -256,11 +375,12 @@ func testLeaderWatch(t *testing.T, leader *node.Node, followerAddr string) {
 	testwait.Eventually(t, cliWait, "20 renewals on leader --watch --json", func() (bool, string) {
 		renewals := 0
 		for _, line := range strings.Split(strings.TrimSpace(lines.String()), "\n") {
-			var li node.LeaderInfo
+			var li leaderView
 			if err := json.Unmarshal([]byte(line), &li); err != nil {
 				return false, fmt.Sprintf("line %q: %v", line, err)
 			}
-			if !li.IsSelf || li.Leader.ID != leader.ID() || li.LeaseRemainingMs < 0 || li.LeaseRemainingMs > leaseMs {
+			if !li.IsSelf || li.Leader.NodeID != leader.ID() || li.LeaseRemainingMs < 0 || li.LeaseRemainingMs > leaseMs ||
+				li.Endpoint != leader.ClientAddr() || li.Observed == nil {
 				t.Fatalf("leader --watch --json on the leader: %q", line)
 			}
 			if li.LeaseRemainingMs > 0 {
@@ -318,20 +438,20 @@ func testPriorityWatch(t *testing.T, c *testcluster.Cluster) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			codes[i] = run(ctx, args, out, &bytes.Buffer{}, mapEnv(nil))
+			codes[i] = runCLI(ctx, nil, out, &bytes.Buffer{}, args...)
 		}()
 	}
 	testwait.Eventually(t, cliWait, "the first lists", func() (bool, string) {
 		return strings.Contains(table.String(), "PRIORITY") && strings.Count(lines.String(), "\n") >= 1, table.String() + lines.String()
 	})
 
-	out := cliOK(t, "priority", "--node", l.ID(), "40", "--addr", addr)
-	if !strings.HasPrefix(out, "set the leader priority of "+l.ID()+" to 40") {
+	out := cliOK(t, "priority", "--node-id", l.ID(), "--priority", "40", "--addr", addr)
+	if !strings.HasPrefix(out, "set the leader priority of "+l.ID()+" to 40 (revision ") {
 		t.Errorf("priority: %q", out)
 	}
-	prioOf := func(ms []node.Member, id string) uint32 {
+	prioOf := func(ms []memberView, id string) uint32 {
 		for _, m := range ms {
-			if m.ID == id {
+			if m.NodeID == id {
 				return m.LeaderPriority
 			}
 		}
@@ -346,11 +466,11 @@ func testPriorityWatch(t *testing.T, c *testcluster.Cluster) {
 		}
 		var jsonOK bool
 		for _, line := range strings.Split(strings.TrimSpace(lines.String()), "\n") {
-			var mi node.MembersInfo
-			if err := json.Unmarshal([]byte(line), &mi); err != nil {
+			var ev membersEventView
+			if err := json.Unmarshal([]byte(line), &ev); err != nil {
 				return false, fmt.Sprintf("members --watch --json line %q: %v", line, err)
 			}
-			jsonOK = jsonOK || (mi.Revision > 0 && prioOf(mi.Members, l.ID()) == 40)
+			jsonOK = jsonOK || (ev.Revision > 0 && ev.Endpoint == addr && prioOf(ev.Members, l.ID()) == 40)
 		}
 		return tableOK && jsonOK, table.String() + lines.String()
 	})
@@ -360,17 +480,18 @@ func testPriorityWatch(t *testing.T, c *testcluster.Cluster) {
 		t.Errorf("members --watch after an interrupt: exit %v", codes)
 	}
 
-	var ms []node.Member
+	var ms []memberView
 	cliJSON(t, &ms, "members", "--addr", addr, "--json")
 	if p := prioOf(ms, l.ID()); p != 40 {
 		t.Errorf("members --json: priority of %s %d, want 40", l.ID(), p)
 	}
 	var res struct {
+		NodeID   string `json:"node_id"`
 		Priority uint32 `json:"priority"`
 		Revision uint64 `json:"revision"`
 	}
 	cliJSON(t, &res, "priority", "0", "--addr", addr, "--json") // default: the node at --addr
-	if res.Priority != 0 || res.Revision == 0 {
+	if res.NodeID != l.ID() || res.Priority != 0 || res.Revision == 0 {
 		t.Errorf("priority --json: %+v", res)
 	}
 	cliJSON(t, &ms, "members", "--addr", addr, "--json")
@@ -379,14 +500,14 @@ func testPriorityWatch(t *testing.T, c *testcluster.Cluster) {
 	}
 }
 
-// testJoinLeaveRemove: join adds n4 (non-voter), which then starts and
-// leaves through its own client port; n5 is added and never started, then
-// removed through the Coordinator (--addr), n6 through the peer port
-// (--peer).
-func testJoinLeaveRemove(t *testing.T, c *testcluster.Cluster, addr string) {
+// testJoinRunLeaveRemove: join adds n4 (non-voter), which 'run' then
+// starts in process and which leaves through its own client port ('run'
+// returns); n5 is added and never started, then removed with --node-id, n6
+// with the positional shorthand.
+func testJoinRunLeaveRemove(t *testing.T, c *testcluster.Cluster, addr string) {
 	peers := testcluster.FreeAddrs(t, 3)
-	out := cliOK(t, "join", "--id", "n4", "--peer-addr", peers[0], "--nonvoter", "--addr", addr)
-	if !strings.HasPrefix(out, "added n4 at "+peers[0]+" as a non-voter (log index ") {
+	out := cliOK(t, "join", "--node-id", "n4", "--peer-addr", peers[0], "--nonvoter", "--addr", addr)
+	if !strings.HasPrefix(out, "added n4 at "+peers[0]+" as a non-voter (revision ") {
 		t.Errorf("join: %q", out)
 	}
 	// A repeat is a no-op once the node asked has applied the first.
@@ -394,41 +515,67 @@ func testJoinLeaveRemove(t *testing.T, c *testcluster.Cluster, addr string) {
 		return hasSuffrage(t, addr, "n4", "nonvoter"), "not yet"
 	})
 	var jr struct {
-		NodeID string `json:"node_id"`
-		Voter  bool   `json:"voter"`
-		Index  uint64 `json:"index"`
+		NodeID   string  `json:"node_id"`
+		NonVoter bool    `json:"nonvoter"`
+		Revision *uint64 `json:"revision"`
 	}
-	cliJSON(t, &jr, "join", "--id", "n4", "--peer-addr", peers[0], "--nonvoter", "--addr", addr, "--json")
-	if jr.NodeID != "n4" || jr.Voter || jr.Index != 0 {
-		t.Errorf("repeated join --json: %+v, want index 0", jr)
+	cliJSON(t, &jr, "join", "--node-id", "n4", "--peer-addr", peers[0], "--nonvoter", "--addr", addr, "--json")
+	if jr.NodeID != "n4" || !jr.NonVoter || jr.Revision == nil || *jr.Revision != 0 {
+		t.Errorf("repeated join --json: %+v, want revision 0", jr)
 	}
-	n4 := c.Join("n4", peers[0], false)
-	c.Ready()
+
+	// run starts n4, which joins through n1's peer port.
+	own := testcluster.FreeAddrs(t, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	runLog := testcluster.NewWriter(t)
+	done := make(chan int, 1)
+	go func() {
+		done <- runCLI(ctx, nil, runLog, runLog, "run", "--node-id", "n4", "--nonvoter", "--data-dir", filepath.Join(t.TempDir(), "n4"),
+			"--peer-addr", peers[0], "--client-addr", own[0], "--http-addr", own[1], "--join", c.Peers()[0].Address,
+			"--heartbeat-timeout", "1500ms", "--log-level", "warn")
+	}()
+	testwait.Eventually(t, cliWait, "n4 ready, and a non-voter alive in its own configuration", func() (bool, string) {
+		code, out, errOut := cli("health", "--addr", own[0], "--timeout", "1s")
+		if code != exitOK {
+			return false, out + errOut
+		}
+		var ms []memberView
+		cliJSON(t, &ms, "members", "--addr", own[0], "--json", "--stale")
+		for _, m := range ms {
+			if m.NodeID == "n4" {
+				return m.Suffrage == "nonvoter" && m.State == "alive", fmt.Sprintf("%+v", m)
+			}
+		}
+		return false, "n4 not listed by itself"
+	})
+	var st statusView
+	cliJSON(t, &st, "status", "--addr", own[0], "--json", "--stale")
+	if st.NodeID != "n4" || st.Voter {
+		t.Errorf("status of the node run started: %+v, want n4, a non-voter", st)
+	}
 
 	var lr struct {
 		NodeID string `json:"node_id"`
 		Moved  *int   `json:"moved"`
 	}
-	cliJSON(t, &lr, "leave", "--addr", n4.ClientAddr(), "--json")
+	cliJSON(t, &lr, "leave", "--addr", own[0], "--json")
 	if lr.NodeID != "n4" || lr.Moved == nil {
 		t.Errorf("leave --json: %+v", lr)
 	}
 	select {
-	case <-n4.Left():
-	default:
-		t.Error("n4 has not left after leave")
+	case code := <-done:
+		if code != exitOK {
+			t.Errorf("run after leave: exit %d", code)
+		}
+	case <-time.After(cliWait):
+		t.Fatal("run did not return after leave")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), cliWait)
-	defer cancel()
-	if err := n4.Shutdown(ctx); err != nil {
-		t.Errorf("n4 shutdown: %v", err)
-	}
-	c.Forget("n4")
-	var ms []node.Member
+	var ms []memberView
 	testwait.Eventually(t, cliWait, "n4 recorded as left", func() (bool, string) {
 		cliJSON(t, &ms, "members", "--addr", addr, "--json")
 		for _, m := range ms {
-			if m.ID == "n4" {
+			if m.NodeID == "n4" {
 				return m.State == "left" && m.Suffrage == "", fmt.Sprintf("%+v", m)
 			}
 		}
@@ -437,24 +584,26 @@ func testJoinLeaveRemove(t *testing.T, c *testcluster.Cluster, addr string) {
 
 	// The node asked decides on its own copy of the configuration: wait
 	// until it has applied each join before the remove.
-	cliOK(t, "join", "--id", "n5", "--peer-addr", peers[1], "--nonvoter", "--addr", addr)
-	testwait.Eventually(t, cliWait, "n5 in the configuration of the node asked", func() (bool, string) {
-		return hasSuffrage(t, addr, "n5", "nonvoter"), "not yet"
-	})
-	if out := cliOK(t, "remove", "--id", "n5", "--addr", addr); !strings.HasPrefix(out, "removed n5 (log index ") {
-		t.Errorf("remove --addr: %q", out)
+	for _, id := range []string{"n5", "n6"} {
+		peer := peers[1]
+		if id == "n6" {
+			peer = peers[2]
+		}
+		cliOK(t, "join", "--node-id", id, "--peer-addr", peer, "--nonvoter", "--addr", addr)
+		testwait.Eventually(t, cliWait, id+" in the configuration of the leader", func() (bool, string) {
+			return hasSuffrage(t, c.Leader().ClientAddr(), id, "nonvoter"), "not yet"
+		})
 	}
-	cliOK(t, "join", "--id", "n6", "--peer-addr", peers[2], "--nonvoter", "--addr", addr)
-	testwait.Eventually(t, cliWait, "n6 in the configuration of the leader", func() (bool, string) {
-		return hasSuffrage(t, c.Leader().ClientAddr(), "n6", "nonvoter"), "not yet"
-	})
+	if out := cliOK(t, "remove", "--node-id", "n5", "--addr", addr); !strings.HasPrefix(out, "removed n5 (revision ") {
+		t.Errorf("remove --node-id: %q", out)
+	}
 	var rr struct {
-		NodeID string `json:"node_id"`
-		Index  uint64 `json:"index"`
+		NodeID   string `json:"node_id"`
+		Revision uint64 `json:"revision"`
 	}
-	cliJSON(t, &rr, "remove", "--id", "n6", "--peer", c.Peers()[0].Address, "--json")
-	if rr.NodeID != "n6" || rr.Index == 0 {
-		t.Errorf("remove --peer --json: %+v", rr)
+	cliJSON(t, &rr, "remove", "n6", "--addr", addr, "--json")
+	if rr.NodeID != "n6" || rr.Revision == 0 {
+		t.Errorf("remove n6 --json: %+v", rr)
 	}
 	testwait.Eventually(t, cliWait, "n5 and n6 out of the raft configuration", func() (bool, string) {
 		return !hasSuffrage(t, addr, "n5", "") && !hasSuffrage(t, addr, "n6", ""), "not yet"
@@ -465,68 +614,12 @@ func testJoinLeaveRemove(t *testing.T, c *testcluster.Cluster, addr string) {
 // configuration with the suffrage given (any, when "").
 func hasSuffrage(t *testing.T, addr, id, suffrage string) bool {
 	t.Helper()
-	var ms []node.Member
+	var ms []memberView
 	cliJSON(t, &ms, "members", "--addr", addr, "--json")
 	for _, m := range ms {
-		if m.ID == id && m.Suffrage != "" && (suffrage == "" || m.Suffrage == suffrage) {
+		if m.NodeID == id && m.Suffrage != "" && (suffrage == "" || m.Suffrage == suffrage) {
 			return true
 		}
 	}
 	return false
-}
-
-// TestCLIUsage: usage errors exit 2 without asking a node (nothing listens
-// on the address); --help exits 0 with the command's usage.
-func TestCLIUsage(t *testing.T) {
-	addr := "127.0.0.1:1"
-	for _, tc := range []struct {
-		args []string
-		want string
-	}{
-		{[]string{"transfer"}, "missing the id"},
-		{[]string{"transfer", "n1", "n2"}, `unexpected argument "n2"`},
-		{[]string{"step-down", "n1"}, `unexpected argument "n1"`},
-		{[]string{"priority"}, "missing the priority"},
-		{[]string{"priority", "101"}, "0..100"},
-		{[]string{"priority", "high"}, "0..100"},
-		{[]string{"priority", "-1"}, "unknown flag"},
-		{[]string{"priority", "1", "2"}, `unexpected argument "2"`},
-		{[]string{"join", "--peer-addr", addr}, "missing --id"},
-		{[]string{"join", "--id", "n4"}, "missing --peer-addr"},
-		{[]string{"join", "--id", "n4", "--peer-addr", addr, "extra"}, `unexpected argument "extra"`},
-		{[]string{"join", "--id", "n4", "--peer-addr", addr, "--voter"}, "unknown flag -voter"},
-		{[]string{"leave", "n1"}, `unexpected argument "n1"`},
-		{[]string{"remove", "--addr", addr}, "missing --id"},
-		{[]string{"members", "--watch=sometimes"}, "watch"},
-		{[]string{"health", "--json=maybe"}, "json"},
-		{[]string{"leave", "--timeout", "0s"}, "--timeout must be positive"},
-	} {
-		code, out, errOut := cli(append(tc.args, "--addr", addr)...)
-		if code != exitUsage || !strings.Contains(errOut, tc.want) {
-			t.Errorf("heartbeat %s: exit %d, stdout %q, stderr %q; want 2 and %q", strings.Join(tc.args, " "), code, out, errOut, tc.want)
-		}
-	}
-	for _, cmd := range []string{"step-down", "transfer", "priority", "join", "leave", "remove", "members", "health"} {
-		code, out, _ := cli(cmd, "--help")
-		if code != exitOK || !strings.Contains(out, "Usage: heartbeat "+cmd) || !strings.Contains(out, "--timeout") {
-			t.Errorf("heartbeat %s --help: exit %d\n%s", cmd, code, out)
-		}
-	}
-	if code, out, _ := cli("help"); code != exitOK {
-		t.Errorf("help: exit %d", code)
-	} else {
-		for _, cmd := range []string{"step-down", "transfer ID", "priority [--node ID] N", "join --id ID --peer-addr A", "leave", "members [--addr A] [--watch]"} {
-			if !strings.Contains(out, "heartbeat "+cmd) {
-				t.Errorf("help lacks %q", cmd)
-			}
-		}
-	}
-	// The join flags are never read from the environment (HEARTBEAT_ID and
-	// HEARTBEAT_PEER_ADDR configure run).
-	var out, errOut bytes.Buffer
-	code := run(context.Background(), []string{"join", "--addr", addr}, &out, &errOut,
-		mapEnv(map[string]string{"HEARTBEAT_ID": "n1", "HEARTBEAT_PEER_ADDR": "127.0.0.1:7400"}))
-	if code != exitUsage || !strings.Contains(errOut.String(), "missing --id") {
-		t.Errorf("join with HEARTBEAT_ID set: exit %d %q", code, errOut.String())
-	}
 }

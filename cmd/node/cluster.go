@@ -8,8 +8,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/heartbeat-sidecar/heartbeat/node"
-	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
+	"github.com/heartbeat-sidecar/heartbeat/client"
 )
 
 // leadershipTimeout is the default --timeout of step-down and transfer: the
@@ -22,11 +21,27 @@ const leaveTimeout = time.Minute
 // maxPriority is the highest leader priority.
 const maxPriority = 100
 
+// memberArg returns the member a command acts on: --node-id, or the one
+// positional argument that is its documented shorthand. Both given must
+// agree.
+func memberArg(cmd, flagID string, pos []string) (string, error) {
+	switch {
+	case len(pos) > 1:
+		return "", usageErrorf("unexpected argument %q (%s takes one member id)", pos[1], cmd)
+	case len(pos) == 1 && flagID != "" && pos[0] != flagID:
+		return "", usageErrorf("--node-id %q and argument %q name different members", flagID, pos[0])
+	case len(pos) == 1:
+		return pos[0], nil
+	}
+	return flagID, nil
+}
+
 const stepDownUsage = `Usage: heartbeat step-down [flags]
 
 Makes the current leader hand leadership to another voter (raft picks the
-most up-to-date one). Any node accepts it and forwards it to the leader.
-Prints the leader before and after.
+most up-to-date one). Any node accepts it and forwards it to the leader; it
+is not repeated after an attempt whose outcome is unknown. Prints the leader
+before and after.
 `
 
 func cmdStepDown(ctx context.Context, args []string, stdout, _ io.Writer, getenv env) error {
@@ -36,18 +51,19 @@ func cmdStepDown(ctx context.Context, args []string, stdout, _ io.Writer, getenv
 		return err
 	}
 	if len(pos) > 0 {
-		return usageErrorf("unexpected argument %q (step-down takes none; to pick the next leader: heartbeat transfer ID)", pos[0])
+		return usageErrorf("unexpected argument %q (step-down takes none; to pick the next leader: heartbeat transfer --node-id ID)", pos[0])
 	}
-	return withClient(ctx, c, func(ctx context.Context, cl heartbeatpb.CoordinatorClient) error {
-		resp, err := cl.StepDown(ctx, &heartbeatpb.StepDownRequest{})
+	return withClient(ctx, c, func(ctx context.Context, cl *client.Client) error {
+		ch, err := cl.StepDown(ctx)
 		if err != nil {
-			return fmt.Errorf("step-down via %s: %w", c.addr, err)
+			return fmt.Errorf("step-down via %s: %w", c.addr(), err)
 		}
-		return printLeadershipChange(stdout, c.json, resp)
+		return printLeadershipChange(stdout, c.json, ch)
 	})
 }
 
-const transferUsage = `Usage: heartbeat transfer ID [flags]
+const transferUsage = `Usage: heartbeat transfer --node-id ID [flags]
+       heartbeat transfer ID [flags]          (shorthand)
 
 Hands leadership to the voter ID. Any node accepts it. Refused for an
 unknown id (NotFound), and for a non-voter or a dead, left, draining or
@@ -56,95 +72,107 @@ leads. Prints the leader before and after.
 `
 
 func cmdTransfer(ctx context.Context, args []string, stdout, _ io.Writer, getenv env) error {
-	c, pos, err := parseClientArgs("transfer", transferUsage, args, getenv, stdout,
-		func(fs *flag.FlagSet) { defaultTimeout(fs, leadershipTimeout) })
+	var flagID string
+	c, pos, err := parseClientArgs("transfer", transferUsage, args, getenv, stdout, func(fs *flag.FlagSet) {
+		nodeIDFlag(fs, &flagID, "id of the voter that should lead (required)")
+		defaultTimeout(fs, leadershipTimeout)
+	})
 	if err != nil {
 		return err
 	}
-	switch {
-	case len(pos) == 0:
-		return usageErrorf("missing the id of the voter that should lead (heartbeat transfer ID)")
-	case len(pos) > 1:
-		return usageErrorf("unexpected argument %q (transfer takes one id)", pos[1])
+	id, err := memberArg("transfer", flagID, pos)
+	if err != nil {
+		return err
 	}
-	id := pos[0]
-	return withClient(ctx, c, func(ctx context.Context, cl heartbeatpb.CoordinatorClient) error {
-		resp, err := cl.TransferLeadership(ctx, &heartbeatpb.TransferLeadershipRequest{NodeId: id})
+	if id == "" {
+		return usageErrorf("missing --node-id (the voter that should lead)")
+	}
+	return withClient(ctx, c, func(ctx context.Context, cl *client.Client) error {
+		ch, err := cl.TransferLeadership(ctx, id)
 		if err != nil {
-			return fmt.Errorf("transfer to %s via %s: %w", id, c.addr, err)
+			return fmt.Errorf("transfer to %s via %s: %w", id, c.addr(), err)
 		}
-		return printLeadershipChange(stdout, c.json, resp)
+		return printLeadershipChange(stdout, c.json, ch)
 	})
 }
 
 // printLeadershipChange prints the answer of a step-down or transfer.
-func printLeadershipChange(w io.Writer, asJSON bool, p *heartbeatpb.LeadershipChange) error {
-	ch := node.LeadershipChangeFromProto(p)
+func printLeadershipChange(w io.Writer, asJSON bool, ch client.LeadershipChange) error {
+	v := changeOf(ch)
 	if asJSON {
-		return printJSON(w, ch)
+		return printJSON(w, v)
 	}
-	_, err := fmt.Fprintf(w, "leader %s -> %s (term %d, fencing token %d)\n", dash(ch.Previous), dash(ch.Leader.ID), ch.Term, ch.FencingToken)
+	_, err := fmt.Fprintf(w, "leader %s -> %s (term %d, fencing token %d)\n", dash(v.Previous), dash(v.Leader.NodeID), v.Term, v.FencingToken)
 	return err
 }
 
-const priorityUsage = `Usage: heartbeat priority [--node ID] N [flags]
+const priorityUsage = `Usage: heartbeat priority [--node-id ID] --priority N [flags]
+       heartbeat priority [--node-id ID] N [flags]     (shorthand)
 
 Sets a member's leader priority N (0..100; default 0): while a healthy,
 caught-up voter has a higher priority than the leader, the leader hands
-leadership to it. --node names the member (default: the node at --addr).
+leadership to it. --node-id names the member (default: the node at --addr).
 `
 
 func cmdPriority(ctx context.Context, args []string, stdout, _ io.Writer, getenv env) error {
 	var id string
-	c, pos, err := parseClientArgs("priority", priorityUsage, args, getenv, stdout,
-		func(fs *flag.FlagSet) { fs.StringVar(&id, "node", "", "member id (default: the node at --addr)") })
+	prio := -1
+	c, pos, err := parseClientArgs("priority", priorityUsage, args, getenv, stdout, func(fs *flag.FlagSet) {
+		nodeIDFlag(fs, &id, "member id (default: the node at --addr)")
+		fs.IntVar(&prio, "priority", -1, fmt.Sprintf("the leader priority, 0..%d (required)", maxPriority))
+	})
 	if err != nil {
 		return err
 	}
 	switch {
-	case len(pos) == 0:
-		return usageErrorf("missing the priority (heartbeat priority [--node ID] N, N in 0..%d)", maxPriority)
 	case len(pos) > 1:
 		return usageErrorf("unexpected argument %q (priority takes one number)", pos[1])
+	case len(pos) == 1 && prio >= 0:
+		return usageErrorf("unexpected argument %q (the priority is given by --priority)", pos[0])
+	case len(pos) == 1:
+		p, err := strconv.ParseUint(pos[0], 10, 32)
+		if err != nil || p > maxPriority {
+			return usageErrorf("priority %q: want a whole number in 0..%d", pos[0], maxPriority)
+		}
+		prio = int(p)
+	case prio == -1:
+		return usageErrorf("missing --priority (heartbeat priority [--node-id ID] --priority N, N in 0..%d)", maxPriority)
 	}
-	prio, err := strconv.ParseUint(pos[0], 10, 32)
-	if err != nil || prio > maxPriority {
-		return usageErrorf("priority %q: want a whole number in 0..%d", pos[0], maxPriority)
+	if prio < 0 || prio > maxPriority {
+		return usageErrorf("--priority %d: want 0..%d", prio, maxPriority)
 	}
-	return withClient(ctx, c, func(ctx context.Context, cl heartbeatpb.CoordinatorClient) error {
-		resp, err := cl.SetLeaderPriority(ctx, &heartbeatpb.SetLeaderPriorityRequest{NodeId: id, Priority: uint32(prio)})
+	return withClient(ctx, c, func(ctx context.Context, cl *client.Client) error {
+		id, err := resolveID(ctx, cl, id)
 		if err != nil {
-			return fmt.Errorf("priority via %s: %w", c.addr, err)
+			return fmt.Errorf("priority via %s: %w", c.addr(), err)
 		}
-		who := id
-		if who == "" {
-			who = "node at " + c.addr
+		res, err := cl.SetLeaderPriority(ctx, id, uint32(prio))
+		if err != nil {
+			return fmt.Errorf("priority of %s via %s: %w", id, c.addr(), err)
 		}
-		if c.json {
-			return printJSON(stdout, map[string]any{"node_id": id, "priority": prio, "revision": resp.GetRevision()})
-		}
-		_, err = fmt.Fprintf(stdout, "set the leader priority of %s to %d (revision %d)\n", who, prio, resp.GetRevision())
-		return err
+		return printWrite(stdout, c.json, res, fmt.Sprintf("set the leader priority of %s to %d", id, prio),
+			map[string]any{"node_id": id, "priority": prio})
 	})
 }
 
-const joinUsage = `Usage: heartbeat join --id ID --peer-addr HOST:PORT [--nonvoter] [flags]
+const joinUsage = `Usage: heartbeat join --node-id ID --peer-addr HOST:PORT [--nonvoter] [flags]
 
 Adds node ID, reachable at peer address HOST:PORT, to the cluster's raft
-configuration as a voter (--nonvoter: a non-voter), through the node at
---addr. Start the node itself with --join (or after this, with the same
-id and peer address); it then registers its membership record. A repeat of
-the same join changes nothing. Neither --id nor --peer-addr is read from the
-environment (HEARTBEAT_ID and HEARTBEAT_PEER_ADDR configure 'run').
+configuration as a voter (--nonvoter: a non-voter), through any node (the
+call follows the leader). Start the node itself with --join (or after this,
+with the same id and peer address); it then registers its membership record.
+A repeat of the same join changes nothing (revision 0). Neither --node-id nor
+--peer-addr is read from the environment (HEARTBEAT_NODE_ID and
+HEARTBEAT_PEER_ADDR configure 'run').
 `
 
 func cmdJoin(ctx context.Context, args []string, stdout, _ io.Writer, getenv env) error {
 	var id, peer string
 	var nonVoter bool
 	c, pos, err := parseClientArgs("join", joinUsage, args, getenv, stdout, func(fs *flag.FlagSet) {
-		fs.StringVar(&id, "id", "", "id of the node to add (required)")
+		nodeIDFlag(fs, &id, "id of the node to add (required)")
 		fs.StringVar(&peer, "peer-addr", "", "peer address host:port of the node to add (required)")
-		fs.BoolVar(&nonVoter, "nonvoter", false, "add it as a non-voter")
+		fs.BoolVar(&nonVoter, "nonvoter", false, "add it as a non-voter (default: a voter)")
 		defaultTimeout(fs, 15*time.Second)
 	})
 	if err != nil {
@@ -154,26 +182,26 @@ func cmdJoin(ctx context.Context, args []string, stdout, _ io.Writer, getenv env
 	case len(pos) > 0:
 		return usageErrorf("unexpected argument %q (flags start with --)", pos[0])
 	case id == "":
-		return usageErrorf("missing --id (the node to add)")
+		return usageErrorf("missing --node-id (the node to add)")
 	case peer == "":
 		return usageErrorf("missing --peer-addr (the peer address of the node to add)")
 	}
-	return withClient(ctx, c, func(ctx context.Context, cl heartbeatpb.CoordinatorClient) error {
-		resp, err := cl.Join(ctx, &heartbeatpb.JoinRequest{NodeId: id, PeerAddress: peer, Voter: !nonVoter})
+	return withClient(ctx, c, func(ctx context.Context, cl *client.Client) error {
+		rev, err := cl.Join(ctx, id, peer, !nonVoter)
 		if err != nil {
-			return fmt.Errorf("join %s via %s: %w", id, c.addr, err)
+			return fmt.Errorf("join %s via %s: %w", id, c.addr(), err)
 		}
 		if c.json {
-			return printJSON(stdout, map[string]any{"node_id": id, "peer_address": peer, "voter": !nonVoter, "index": resp.GetIndex()})
+			return printJSON(stdout, map[string]any{"node_id": id, "peer_address": peer, "nonvoter": nonVoter, "revision": rev})
 		}
 		kind := "voter"
 		if nonVoter {
 			kind = "non-voter"
 		}
-		if resp.GetIndex() == 0 {
-			_, err = fmt.Fprintf(stdout, "%s is already a member at %s (no change)\n", id, peer)
+		if rev == 0 {
+			_, err = fmt.Fprintf(stdout, "%s is already a member at %s (no change, revision 0)\n", id, peer)
 		} else {
-			_, err = fmt.Fprintf(stdout, "added %s at %s as a %s (log index %d)\n", id, peer, kind, resp.GetIndex())
+			_, err = fmt.Fprintf(stdout, "added %s at %s as a %s (revision %d)\n", id, peer, kind, rev)
 		}
 		return err
 	})
@@ -184,7 +212,7 @@ const leaveUsage = `Usage: heartbeat leave [flags]
 Makes the node at --addr leave the cluster gracefully: it drains (its
 resources move to live members), hands off leadership, is recorded as left,
 is removed from the raft configuration and stops. Returns once the
-departure is committed.
+departure is committed. Sent once, to the first --addr only.
 `
 
 func cmdLeave(ctx context.Context, args []string, stdout, _ io.Writer, getenv env) error {
@@ -194,17 +222,57 @@ func cmdLeave(ctx context.Context, args []string, stdout, _ io.Writer, getenv en
 		return err
 	}
 	if len(pos) > 0 {
-		return usageErrorf("unexpected argument %q (leave takes none: it acts on the node at --addr; to remove another member: heartbeat remove --id ID)", pos[0])
+		return usageErrorf("unexpected argument %q (leave takes none: it acts on the node at --addr; to remove another member: heartbeat remove --node-id ID)", pos[0])
 	}
-	return withClient(ctx, c, func(ctx context.Context, cl heartbeatpb.CoordinatorClient) error {
-		resp, err := cl.Leave(ctx, &heartbeatpb.LeaveRequest{})
+	return withClient(ctx, c, func(ctx context.Context, cl *client.Client) error {
+		res, err := cl.Leave(ctx)
 		if err != nil {
-			return fmt.Errorf("leave via %s: %w", c.addr, err)
+			return fmt.Errorf("leave via %s: %w", c.addr(), err)
 		}
 		if c.json {
-			return printJSON(stdout, map[string]any{"node_id": resp.GetNodeId(), "moved": resp.GetMoved()})
+			return printJSON(stdout, map[string]any{"node_id": res.NodeID, "moved": res.Moved})
 		}
-		_, err = fmt.Fprintf(stdout, "%s left the cluster (%d resources handed off)\n", resp.GetNodeId(), resp.GetMoved())
+		_, err = fmt.Fprintf(stdout, "%s left the cluster (%d resources handed off)\n", res.NodeID, res.Moved)
+		return err
+	})
+}
+
+const removeUsage = `Usage: heartbeat remove --node-id ID [flags]
+       heartbeat remove ID [flags]            (shorthand)
+
+Removes the member ID from the cluster (for a node that is gone for good)
+and records it as left, through any node (the call follows the leader; it
+is not repeated after an attempt whose outcome is unknown). Refused
+(FailedPrecondition) when it would leave the cluster without a voter
+majority; NotFound for an unknown id. The id is never read from the
+environment.
+`
+
+func cmdRemove(ctx context.Context, args []string, stdout, _ io.Writer, getenv env) error {
+	var flagID string
+	c, pos, err := parseClientArgs("remove", removeUsage, args, getenv, stdout, func(fs *flag.FlagSet) {
+		nodeIDFlag(fs, &flagID, "id of the member to remove (required)")
+		defaultTimeout(fs, 15*time.Second)
+	})
+	if err != nil {
+		return err
+	}
+	id, err := memberArg("remove", flagID, pos)
+	if err != nil {
+		return err
+	}
+	if id == "" {
+		return usageErrorf("missing --node-id (the member to remove)")
+	}
+	return withClient(ctx, c, func(ctx context.Context, cl *client.Client) error {
+		rev, err := cl.Remove(ctx, id)
+		if err != nil {
+			return fmt.Errorf("remove %s via %s: %w", id, c.addr(), err)
+		}
+		if c.json {
+			return printJSON(stdout, map[string]any{"node_id": id, "revision": rev})
+		}
+		_, err = fmt.Fprintf(stdout, "removed %s (revision %d)\n", id, rev)
 		return err
 	})
 }

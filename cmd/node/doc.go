@@ -1,32 +1,36 @@
 // Command heartbeat is the Heartbeat node binary (build it with
 // `go build -o bin/heartbeat ./cmd/node`) and its command-line client.
 //
-//	heartbeat [run] [flags]          run a node until SIGINT/SIGTERM (graceful stop)
-//	heartbeat status  [--addr A]     this node's view
-//	heartbeat members [--addr A] [--watch]  the members; --watch prints every change
-//	heartbeat leader  [--addr A] [--watch]
+//	heartbeat run [flags]              run a node until SIGINT/SIGTERM (graceful stop)
+//	heartbeat status|members|leader    read a node's view (--stale, --json; members and
+//	                                   leader take --watch)
 //	heartbeat resources list|put ID|delete ID
-//	heartbeat assignments [--node ID]
-//	heartbeat drain|undrain [--node ID]
-//	heartbeat step-down [--addr A]   the leader hands leadership to another voter
-//	heartbeat transfer ID [--addr A] hand leadership to voter ID
-//	heartbeat priority [--node ID] N set a member's leader priority (0..100)
-//	heartbeat join --id ID --peer-addr A [--nonvoter]  add a node
-//	heartbeat leave   [--addr A]     the node at --addr leaves the cluster
-//	heartbeat remove  --id ID [--addr A | --peer P]  remove another member
-//	heartbeat health  [--addr A]     exit 0 if the node is SERVING (ready)
-//	heartbeat version
+//	heartbeat assignments [--node-id ID] [--watch]
+//	heartbeat drain|undrain [--node-id ID]
+//	heartbeat priority [--node-id ID] --priority N
+//	heartbeat step-down | transfer --node-id ID
+//	heartbeat join --node-id ID --peer-addr A [--nonvoter]
+//	heartbeat leave | remove --node-id ID
+//	heartbeat app-heartbeat [--ttl D] | health | version
 //
-// Every run flag has a HEARTBEAT_* environment equivalent; a flag on the
-// command line wins over the environment. The read commands print tables,
-// or JSON with --json. Exit codes: 0 ok, 1 runtime failure, 2 usage error.
+// `heartbeat` alone (or help, --help) lists the subcommands; docs/cli.md is
+// the reference. Every run flag has a HEARTBEAT_* environment equivalent; a
+// flag on the command line wins over the environment. The client commands
+// read only HEARTBEAT_ADDR (--addr). Exit codes: 0 ok, 1 runtime failure, 2
+// usage error.
 //
-// The file layout: main.go dispatches subcommands and maps errors to exit
-// codes; flags.go applies HEARTBEAT_* variables under the command line (and
-// collects positional arguments); run.go turns the run flags into a
-// node.Config and runs the node (the node package does the work: this
-// command stays thin); client.go holds the read commands, resources.go the
-// resource commands, cluster.go the leadership and membership changes and
-// admin.go remove — all speak to a node's client gRPC port (remove also to
-// a peer port).
+// Every command but run and version is a client of package client (the
+// project's Go client): writes follow the leader, calls retry until
+// --timeout, and the --watch commands reconnect, to another member when the
+// node asked is gone (connect.go learns the members when a watch starts).
+//
+// The file layout: main.go lists the subcommands, dispatches and maps errors
+// to exit codes; flags.go applies HEARTBEAT_* variables under the command
+// line (and refuses the spellings of earlier versions); connect.go parses
+// the flags every client command shares and builds the client; run.go turns
+// the run flags into a node.Config and runs the node (package node does the
+// work); read.go (status, members, health, version), leader.go,
+// resources.go (resources, assignments, drain, app-heartbeat) and cluster.go
+// (priority, leadership and membership changes) hold the commands; view.go
+// the JSON they print.
 package main

@@ -67,13 +67,19 @@ func exitCode(t *testing.T, args ...string) (int, string, string) {
 }
 
 func TestBinaryUsage(t *testing.T) {
-	if code, out, _ := exitCode(t, "--help"); code != 0 || !strings.Contains(out, "--initial-cluster") {
+	if code, out, _ := exitCode(t, "--help"); code != 0 || !strings.Contains(out, "Commands:") || !strings.Contains(out, "\n  leader ") {
 		t.Errorf("--help: exit %d, output %q", code, out)
+	}
+	if code, out, _ := exitCode(t); code != 0 || !strings.Contains(out, "Commands:") {
+		t.Errorf("no arguments: exit %d, output %q", code, out)
+	}
+	if code, out, _ := exitCode(t, "run", "--help"); code != 0 || !strings.Contains(out, "--initial-cluster") {
+		t.Errorf("run --help: exit %d, output %q", code, out)
 	}
 	if code, _, errOut := exitCode(t, "--no-such-flag"); code != 2 || !strings.Contains(errOut, "unknown flag -no-such-flag") {
 		t.Errorf("bad flag: exit %d, stderr %q", code, errOut)
 	}
-	if code, _, errOut := exitCode(t, "run"); code != 2 || !strings.Contains(errOut, "missing --id") {
+	if code, _, errOut := exitCode(t, "run"); code != 2 || !strings.Contains(errOut, "missing --node-id") {
 		t.Errorf("run without --id: exit %d, stderr %q", code, errOut)
 	}
 	if code, out, _ := exitCode(t, "version"); code != 0 || !strings.HasPrefix(out, "heartbeat ") {
@@ -107,7 +113,7 @@ func TestBinaryCluster(t *testing.T) {
 		defer logf.Close()
 		cmd := exec.Command(bin, "run")
 		cmd.Env = []string{
-			"HEARTBEAT_ID=" + id,
+			"HEARTBEAT_NODE_ID=" + id,
 			"HEARTBEAT_DATA_DIR=" + filepath.Join(dir, id),
 			fmt.Sprintf("HEARTBEAT_PEER_ADDR=127.0.0.1:%d", ports[3*i]),
 			"HEARTBEAT_CLIENT_ADDR=" + clientAddr(i),
@@ -143,7 +149,9 @@ func TestBinaryCluster(t *testing.T) {
 			}
 			code, out, _ := exitCode(t, "status", "--addr", clientAddr(i), "--json")
 			var s struct {
-				Leader struct{ ID string } `json:"leader"`
+				Leader struct {
+					ID string `json:"node_id"`
+				} `json:"leader"`
 			}
 			if code == 0 && json.Unmarshal([]byte(out), &s) == nil {
 				leaders[s.Leader.ID] = true
@@ -220,13 +228,13 @@ func TestBinaryCluster(t *testing.T) {
 		!strings.Contains(out, "db-1") || !strings.Contains(out, owner) {
 		t.Errorf("resources list: exit %d %q", code, out)
 	}
-	if code, out, errOut := exitCode(t, "drain", "--node", owner, "--addr", clientAddr(0)); code != 0 || !strings.HasPrefix(out, "drained "+owner) {
+	if code, out, errOut := exitCode(t, "drain", "--node-id", owner, "--addr", clientAddr(0)); code != 0 || !strings.HasPrefix(out, "drained "+owner) {
 		t.Errorf("drain: exit %d %q %q", code, out, errOut)
 	}
-	if code, out, errOut := exitCode(t, "undrain", "--node", owner, "--addr", clientAddr(0)); code != 0 || !strings.HasPrefix(out, "undrained "+owner) {
+	if code, out, errOut := exitCode(t, "undrain", "--node-id", owner, "--addr", clientAddr(0)); code != 0 || !strings.HasPrefix(out, "undrained "+owner) {
 		t.Errorf("undrain: exit %d %q %q", code, out, errOut)
 	}
-	if code, _, errOut := exitCode(t, "drain", "--node", "nobody", "--addr", clientAddr(0)); code != 1 || !strings.Contains(errOut, "NotFound") {
+	if code, _, errOut := exitCode(t, "drain", "--node-id", "nobody", "--addr", clientAddr(0)); code != 1 || !strings.Contains(errOut, "NotFound") {
 		t.Errorf("drain of an unknown node: exit %d %q", code, errOut)
 	}
 	if code, out, errOut := exitCode(t, "resources", "delete", "db-1", "--addr", clientAddr(1)); code != 0 || !strings.HasPrefix(out, "deleted db-1") {
@@ -241,20 +249,26 @@ func TestBinaryCluster(t *testing.T) {
 	}
 	code, out, _ = exitCode(t, "leader", "--addr", clientAddr(2), "--json")
 	var ev struct {
-		Leader       struct{ ID string } `json:"leader"`
-		FencingToken uint64              `json:"fencing_token"`
+		Leader struct {
+			ID string `json:"node_id"`
+		} `json:"leader"`
+		FencingToken uint64 `json:"fencing_token"`
 	}
 	if code != 0 || json.Unmarshal([]byte(out), &ev) != nil || ev.Leader.ID != leader || ev.FencingToken == 0 {
 		t.Errorf("leader --json: exit %d %q", code, out)
 	}
 
-	// leader --watch on a follower prints the current leader, then the next
-	// one after the leader is killed with SIGKILL.
+	// leader --watch on the leader's own node prints it, then, once that
+	// process is killed with SIGKILL, reconnects to another member (learned
+	// from the first when the watch started) and prints the next leader.
+	var leaderIdx int
+	fmt.Sscanf(leader, "n%d", &leaderIdx)
 	follower := 0
 	if leader == "n1" {
 		follower = 1
 	}
-	watch := exec.Command(bin, "leader", "--watch", "--addr", clientAddr(follower))
+	watch := exec.Command(bin, "leader", "--watch", "--addr", clientAddr(leaderIdx-1))
+	watch.Env = []string{"PATH=" + os.Getenv("PATH")}
 	stdout, err := watch.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -283,27 +297,31 @@ func TestBinaryCluster(t *testing.T) {
 		}
 		return ""
 	}
-	if l := next(); !strings.Contains(l, "leader="+leader+" ") {
-		t.Fatalf("first watch line %q, want leader %s", l, leader)
+	if l := next(); !strings.Contains(l, "leader="+leader+" ") || !strings.Contains(l, " is_self=true ") {
+		t.Fatalf("first watch line %q, want leader %s serving it", l, leader)
 	}
-	var leaderIdx int
-	fmt.Sscanf(leader, "n%d", &leaderIdx)
 	procs[leaderIdx-1].Process.Signal(syscall.SIGKILL)
+	var disconnected, reconnected bool
 	for {
 		l := next()
-		if strings.Contains(l, "leader=n") && !strings.Contains(l, "leader="+leader+" ") {
+		disconnected = disconnected || strings.Contains(l, "disconnected=true endpoint="+clientAddr(leaderIdx-1))
+		reconnected = reconnected || (disconnected && strings.Contains(l, "reconnected=true"))
+		if reconnected && strings.Contains(l, "leader=n") && !strings.Contains(l, "leader="+leader+" ") {
 			break
 		}
 	}
-	// The crashed leader is removed through a surviving follower's peer port.
-	code, out, errOut = exitCode(t, "remove", "--id", leader, "--peer", fmt.Sprintf("127.0.0.1:%d", ports[3*follower]))
-	if code != 0 || !strings.HasPrefix(out, "removed "+leader) {
+	// The crashed leader is removed through a surviving follower.
+	code, out, errOut = exitCode(t, "remove", "--node-id", leader, "--addr", clientAddr(follower))
+	if code != 0 || !strings.HasPrefix(out, "removed "+leader+" (revision ") {
 		t.Errorf("remove: exit %d %q %q", code, out, errOut)
 	}
 	// The removed node is out of the raft configuration and, in the
 	// membership state, left (not dead).
 	code, out, _ = exitCode(t, "members", "--addr", clientAddr(follower), "--json")
-	var after []struct{ ID, State, Suffrage string }
+	var after []struct {
+		ID              string `json:"node_id"`
+		State, Suffrage string
+	}
 	if code != 0 || json.Unmarshal([]byte(out), &after) != nil || len(after) != 3 {
 		t.Errorf("members after remove: exit %d %s", code, out)
 	}

@@ -78,13 +78,52 @@ func lookup(getenv env, name string) (string, bool) {
 	return v, v != ""
 }
 
-// cleanFlagErr rewords the flag package's "not defined" message.
+// renamedFlags are flags of earlier versions that no command accepts any
+// more, with what replaced them (CHANGELOG.md, "CLI"). They are refused like
+// any unknown flag; the message says what to use instead.
+var renamedFlags = map[string]string{
+	"id":    "--node-id",
+	"node":  "--node-id",
+	"voter": "--nonvoter (the default is a voter)",
+	"peer":  "--addr (remove goes through a node's client address)",
+}
+
+// renamedVars are environment variables of earlier versions of run; a set
+// one is refused rather than silently ignored.
+var renamedVars = map[string]string{
+	"HEARTBEAT_ID":    "HEARTBEAT_NODE_ID",
+	"HEARTBEAT_VOTER": "HEARTBEAT_NONVOTER (inverted: true means a non-voter)",
+}
+
+// renamedEnv returns a usage error naming a set variable of renamedVars.
+func renamedEnv(getenv env) error {
+	names := make([]string, 0, len(renamedVars))
+	for n := range renamedVars {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if _, ok := lookup(getenv, n); ok {
+			return usageErrorf("environment %s is no longer read: use %s (see CHANGELOG.md)", n, renamedVars[n])
+		}
+	}
+	return nil
+}
+
+// cleanFlagErr rewords the flag package's "not defined" message, naming the
+// replacement of a renamed flag.
 func cleanFlagErr(err error) string {
 	const undefined = "flag provided but not defined: "
-	if msg := err.Error(); strings.HasPrefix(msg, undefined) {
-		return "unknown flag " + strings.TrimPrefix(msg, undefined)
+	msg := err.Error()
+	if !strings.HasPrefix(msg, undefined) {
+		return msg
 	}
-	return err.Error()
+	name := strings.TrimPrefix(msg, undefined)
+	out := "unknown flag " + name
+	if to, ok := renamedFlags[strings.TrimLeft(name, "-")]; ok {
+		out += " (replaced by " + to + "; see CHANGELOG.md)"
+	}
+	return out
 }
 
 // printUsage prints usage text and a table of the flags, their environment
@@ -105,6 +144,7 @@ func printUsage(w io.Writer, fs *flag.FlagSet, usage string, noEnv map[string]bo
 		if def == "" {
 			def = `""`
 		}
-		fmt.Fprintf(w, "  --%-22s %s\n  %24s (%s; %s)\n", n, f.Usage, "", env, def)
+		usage := strings.ReplaceAll(f.Usage, "\n", "\n"+strings.Repeat(" ", 27)) // under the first line
+		fmt.Fprintf(w, "  --%-22s %s\n  %24s (%s; %s)\n", n, usage, "", env, def)
 	}
 }

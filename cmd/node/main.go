@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -44,44 +45,79 @@ func main() {
 	os.Exit(code)
 }
 
-// commands maps each subcommand to its implementation.
-var commands = map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer, getenv env) error{
-	"run":     cmdRun,
-	"status":  cmdStatus,
-	"members": cmdMembers,
-	"leader":  cmdLeader,
-	"health":  cmdHealth,
-	"remove":  cmdRemove,
-	"version": cmdVersion,
+// cmdFunc is a subcommand: it parses its own arguments (flags and the
+// HEARTBEAT_* environment) and writes its output to stdout.
+type cmdFunc func(ctx context.Context, args []string, stdout, stderr io.Writer, getenv env) error
 
-	"resources":   cmdResources,
-	"assignments": cmdAssignments,
-	"drain":       cmdDrain,
-	"undrain":     cmdUndrain,
+// command is one subcommand and the line that describes it in the help.
+type command struct {
+	name    string
+	summary string
+	run     cmdFunc
+}
 
-	"step-down": cmdStepDown,
-	"transfer":  cmdTransfer,
-	"priority":  cmdPriority,
-	"join":      cmdJoin,
-	"leave":     cmdLeave,
+// commands are the subcommands in the order the help lists them. Every one
+// but run and version is a client of package client: it asks the node at
+// --addr (HEARTBEAT_ADDR).
+var commands = []command{
+	{"run", "run a node until SIGINT/SIGTERM (the default when the first argument is a flag)", cmdRun},
+	{"status", "the node's view: state, term, leader, fencing token, lease, indexes", cmdStatus},
+	{"members", "the members: state, suffrage, leader, app health, drain, owned, priority (--watch)", cmdMembers},
+	{"leader", "the leader, its addresses, term and fencing token (--watch: every change)", cmdLeader},
+	{"resources", "list, register (put) or delete resources", cmdResources},
+	{"assignments", "the resources a member owns (--watch: every change)", cmdAssignments},
+	{"drain", "make a member hand its resources off and take no new ones", cmdDrain},
+	{"undrain", "let a drained member take resources again", cmdUndrain},
+	{"priority", "set a member's leader priority (0..100)", cmdPriority},
+	{"step-down", "make the leader hand leadership to another voter", cmdStepDown},
+	{"transfer", "hand leadership to the voter --node-id", cmdTransfer},
+	{"join", "add a node (--node-id, --peer-addr) to the cluster, then start it", cmdJoin},
+	{"leave", "make the node at --addr leave the cluster gracefully and stop", cmdLeave},
+	{"remove", "remove another member (--node-id) for good", cmdRemove},
+	{"app-heartbeat", "tell the node at --addr that its application is alive for --ttl", cmdAppHeartbeat},
+	{"health", "exit 0 if the node at --addr is ready (gRPC health SERVING)", cmdHealth},
+	{"version", "print the version", cmdVersion},
+}
+
+// lookupCommand returns the subcommand called name.
+func lookupCommand(name string) (command, bool) {
+	for _, c := range commands {
+		if c.name == name {
+			return c, true
+		}
+	}
+	return command{}, false
+}
+
+// isHelp reports whether arg asks for help.
+func isHelp(arg string) bool {
+	switch arg {
+	case "help", "-h", "-help", "--help":
+		return true
+	}
+	return false
 }
 
 // run dispatches to a subcommand and turns its error into an exit code.
+// No arguments, "help", "-h" and "--help" print the list of subcommands;
+// "help CMD" is "CMD --help"; a first argument that is a flag means run.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv env) int {
-	name := "run"
-	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
-		name, args = args[0], args[1:]
-	}
-	if name == "help" {
-		fmt.Fprint(stdout, topUsage)
+	switch {
+	case len(args) == 0 || (isHelp(args[0]) && len(args) == 1):
+		fmt.Fprint(stdout, topUsage())
 		return exitOK
+	case args[0] == "help":
+		args = []string{args[1], "--help"}
+	case strings.HasPrefix(args[0], "-"):
+		args = append([]string{"run"}, args...)
 	}
-	cmd, ok := commands[name]
+	name, args := args[0], args[1:]
+	cmd, ok := lookupCommand(name)
 	if !ok {
-		fmt.Fprintf(stderr, "heartbeat: unknown command %q\n\n%s", name, topUsage)
+		fmt.Fprintf(stderr, "heartbeat: unknown command %q\n\n%s", name, topUsage())
 		return exitUsage
 	}
-	err := cmd(ctx, args, stdout, stderr, getenv)
+	err := cmd.run(ctx, args, stdout, stderr, getenv)
 	var uerr *usageError
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
@@ -98,40 +134,29 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv en
 	}
 }
 
-const topUsage = `Heartbeat: a coordination sidecar on Raft: leader election with fencing,
+// topUsage is the help of the binary: one line per subcommand.
+func topUsage() string {
+	var b strings.Builder
+	b.WriteString(`Heartbeat: a coordination sidecar on Raft: leader election with fencing,
 membership with failure detection, resources that always have one live owner.
 
-Usage:
-  heartbeat [run] [flags]            run a node (the default command)
-  heartbeat status  [--addr A]       show a node's view of the cluster
-  heartbeat members [--addr A] [--watch]
-                                     list the members: state (alive, suspect, dead, left),
-                                     suffrage, leader, app health, drain, resources owned,
-                                     leader priority; --watch prints every change
-  heartbeat resources list|put ID [--weight N]|delete ID [--addr A]
-                                     list resources with owners and epochs, register, delete
-  heartbeat assignments [--node ID]  the resources a member owns (default: the node asked)
-  heartbeat drain|undrain [--node ID]
-                                     hand a member's resources off / let it take work again
-  heartbeat leader  [--addr A] [--watch]
-                                     show the leader; --watch streams changes
-  heartbeat step-down [--addr A]     make the leader hand leadership to another voter
-  heartbeat transfer ID [--addr A]   hand leadership to voter ID
-  heartbeat priority [--node ID] N   set a member's leader priority (0..100); a healthy voter
-                                     with a higher priority than the leader's is handed leadership
-  heartbeat join --id ID --peer-addr A [--nonvoter]
-                                     add a node to the cluster (then start it)
-  heartbeat leave   [--addr A]       make the node at --addr leave the cluster and stop
-  heartbeat remove  --id ID [--addr A | --peer P]
-                                     remove another member (Coordinator at --addr, or the
-                                     peer port --peer)
-  heartbeat health  [--addr A]       exit 0 if the node is ready (SERVING)
-  heartbeat version                  print the version
+Usage: heartbeat <command> [flags]
 
-Every command that asks a node takes --addr (the node's client address,
-default 127.0.0.1:7401, or HEARTBEAT_ADDR) and --timeout; the read commands
-(status, members, leader, resources list, assignments, health) print a table
-by default and JSON with --json.
-Run 'heartbeat <command> --help' for the flags of a command.
-Exit codes: 0 ok, 1 runtime failure, 2 usage error.
-`
+Commands:
+`)
+	for _, c := range commands {
+		fmt.Fprintf(&b, "  %-14s %s\n", c.name, c.summary)
+	}
+	b.WriteString(`
+Every command but run and version asks a node: --addr host:port names its
+client gRPC address (default $HEARTBEAT_ADDR, else 127.0.0.1:7401); a
+comma-separated list adds fallbacks the client turns to when the first is
+unreachable. Writes reach the leader from any node and print the revision
+they committed at. The read commands (status, members, leader, resources
+list, assignments) are consistent unless --stale, print a table, or JSON with
+--json. A member is always named by --node-id.
+Run 'heartbeat <command> --help' (or 'heartbeat help <command>') for the
+flags of a command. Exit codes: 0 ok, 1 runtime failure, 2 usage error.
+`)
+	return b.String()
+}

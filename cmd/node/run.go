@@ -14,7 +14,8 @@ import (
 	"github.com/heartbeat-sidecar/heartbeat/node"
 )
 
-const runUsage = `Usage: heartbeat [run] [flags]
+const runUsage = `Usage: heartbeat run [flags]
+       heartbeat [flags]              (the same, when the first argument is a flag)
 
 Runs a Heartbeat node until SIGINT or SIGTERM, then stops gracefully (a
 leader hands its leadership to another voter first).
@@ -24,7 +25,7 @@ with --join pointing at any member's peer address. With neither, the node
 forms a cluster of one.
 
 Example (3 nodes on one machine, see scripts/local-cluster.sh):
-  heartbeat --id n1 --peer-addr 127.0.0.1:7410 --client-addr 127.0.0.1:7411 \
+  heartbeat run --node-id n1 --peer-addr 127.0.0.1:7410 --client-addr 127.0.0.1:7411 \
     --http-addr 127.0.0.1:7412 --data-dir data/n1 \
     --initial-cluster n1=127.0.0.1:7410,n2=127.0.0.1:7420,n3=127.0.0.1:7430
 `
@@ -35,7 +36,7 @@ type runFlags struct {
 	id, clusterID, dataDir                                         string
 	peerAddr, advertise, clientAddr, httpAddr                      string
 	initialCluster, join                                           string
-	voter, fastFailover                                            bool
+	nonVoter, fastFailover                                         bool
 	heartbeatTimeout, electionTimeout, leaseDur, heartbeatInterval time.Duration
 	logFormat, logLevel                                            string
 	shutdownTimeout, drainTimeout                                  time.Duration
@@ -52,7 +53,7 @@ func parseRunConfig(args []string, getenv env, stdout io.Writer) (node.Config, e
 	def := node.DefaultConfig()
 	var f runFlags
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.StringVar(&f.id, "id", "", "this node's id, unique in the cluster and stable across restarts (required)")
+	fs.StringVar(&f.id, "node-id", "", "this node's id, unique in the cluster and stable across restarts (required)")
 	fs.StringVar(&f.clusterID, "cluster-id", def.ClusterID, "cluster name; peers and data dirs of another cluster are refused")
 	fs.StringVar(&f.dataDir, "data-dir", "", "directory for the raft log and snapshots (default data/<id>)")
 	fs.StringVar(&f.peerAddr, "peer-addr", def.PeerAddr, "peer gRPC listen address (raft + cluster admin); use 0.0.0.0:7400 to serve other hosts")
@@ -61,7 +62,7 @@ func parseRunConfig(args []string, getenv env, stdout io.Writer) (node.Config, e
 	fs.StringVar(&f.httpAddr, "http-addr", def.HTTPAddr, "HTTP listen address (/healthz /readyz /metrics /v1/status /v1/members /v1/resources ...)")
 	fs.StringVar(&f.initialCluster, "initial-cluster", "", "founding members, id=host:port,... (the same on every founding node)")
 	fs.StringVar(&f.join, "join", "", "peer addresses of existing members to join through, host:port,...")
-	fs.BoolVar(&f.voter, "voter", def.Voter, "join as a voter (false: non-voter)")
+	fs.BoolVar(&f.nonVoter, "nonvoter", !def.Voter, "join as a non-voter (default: a voter); a founding node of --initial-cluster is a voter")
 	fs.DurationVar(&f.heartbeatTimeout, "heartbeat-timeout", def.HeartbeatTimeout, "follower's wait for the leader before an election (silent failover bound)")
 	fs.DurationVar(&f.electionTimeout, "election-timeout", def.ElectionTimeout, fmt.Sprintf("candidate's wait before a new election round (0: %s)", derived(election.DefaultElectionTimeout)))
 	fs.DurationVar(&f.leaseDur, "lease-duration", def.LeaseDuration, fmt.Sprintf("leader lease length, <= --heartbeat-timeout (0: %s)", derived(election.DefaultLeaseDuration)))
@@ -79,13 +80,16 @@ func parseRunConfig(args []string, getenv env, stdout io.Writer) (node.Config, e
 	if err := parseFlags(fs, args, getenv, stdout, runUsage); err != nil {
 		return node.Config{}, err
 	}
+	if err := renamedEnv(getenv); err != nil {
+		return node.Config{}, err
+	}
 	return f.config(def)
 }
 
 // config validates the flag values and builds the node.Config.
 func (f runFlags) config(cfg node.Config) (node.Config, error) {
 	if f.id == "" {
-		return cfg, usageErrorf("missing --id (or %s)", envName("id"))
+		return cfg, usageErrorf("missing --node-id (or %s)", envName("node-id"))
 	}
 	peers, err := node.ParsePeers(f.initialCluster)
 	if err != nil {
@@ -98,7 +102,7 @@ func (f runFlags) config(cfg node.Config) (node.Config, error) {
 		}
 	}
 	if len(peers) > 0 && !inPeers(peers, f.id) && len(join) == 0 {
-		return cfg, usageErrorf("--id %q is not in --initial-cluster and no --join address is given", f.id)
+		return cfg, usageErrorf("--node-id %q is not in --initial-cluster and no --join address is given", f.id)
 	}
 	switch f.logFormat {
 	case "text", "json":
@@ -112,7 +116,7 @@ func (f runFlags) config(cfg node.Config) (node.Config, error) {
 	}
 	cfg.PeerAddr, cfg.AdvertisePeerAddr = f.peerAddr, f.advertise
 	cfg.ClientAddr, cfg.HTTPAddr = f.clientAddr, f.httpAddr
-	cfg.InitialCluster, cfg.Join, cfg.Voter = peers, join, f.voter
+	cfg.InitialCluster, cfg.Join, cfg.Voter = peers, join, !f.nonVoter
 	cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaseDuration = f.heartbeatTimeout, f.electionTimeout, f.leaseDur
 	cfg.HeartbeatInterval = f.heartbeatInterval
 	cfg.FastFailover = f.fastFailover

@@ -23,7 +23,7 @@ import (
 // numResources registered by the cluster test.
 const numResources = 30
 
-// waitTimeout bounds every wait of these tests (testcluster.WaitWithin,
+// waitTimeout bounds every wait of these tests (testwait.Eventually,
 // ContextWithin) and of their cluster. It is generous, above
 // testcluster.DefaultWait: the machine is shared and -race is slow.
 const waitTimeout = 45 * time.Second
@@ -150,7 +150,7 @@ func TestWorkersOnCluster(t *testing.T) {
 	}
 }
 
-// waitLogged is testcluster.WaitWithin bounded by waitTimeout that also
+// waitLogged is testwait.Eventually bounded by waitTimeout that also
 // logs cond's explanation whenever it changes (at most every 2s), so that a
 // failure shows how the wait went.
 func waitLogged(t *testing.T, what string, cond func() (bool, string)) {

@@ -40,7 +40,7 @@ type AdminConfig struct {
 	// OnRemoved, when set, is called when the leader tells this node that it
 	// was removed from the configuration (ClusterAdmin.Removed). nil: the
 	// call answers Unimplemented.
-	OnRemoved func(notice *raftpb.RemovedNotice) error
+	OnRemoved func(notice *raftpb.RemovedRequest) error
 	// NotifyTimeout bounds the leader's notice to a node it removed (default
 	// 1s; the removal is committed whether or not the notice arrives).
 	NotifyTimeout time.Duration
@@ -191,7 +191,7 @@ func (a *Admin) notifyRemoved(ctx context.Context, addr, id string, index uint64
 	nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.NotifyTimeout)
 	defer cancel()
 	nctx = OutgoingContext(nctx, a.cfg.ID, a.cfg.ClusterID)
-	_, err = raftpb.NewClusterAdminClient(conn).Removed(nctx, &raftpb.RemovedNotice{
+	_, err = raftpb.NewClusterAdminClient(conn).Removed(nctx, &raftpb.RemovedRequest{
 		Id: id, ClusterId: a.cfg.ClusterID, Index: index, LeaderId: a.cfg.ID,
 	})
 	if err != nil {
@@ -201,7 +201,7 @@ func (a *Admin) notifyRemoved(ctx context.Context, addr, id string, index uint64
 
 // Removed is the leader's notice that this node was removed from the
 // configuration; it is handed to AdminConfig.OnRemoved.
-func (a *Admin) Removed(_ context.Context, req *raftpb.RemovedNotice) (*raftpb.RemovedAck, error) {
+func (a *Admin) Removed(_ context.Context, req *raftpb.RemovedRequest) (*raftpb.RemovedResponse, error) {
 	switch {
 	case a.cfg.OnRemoved == nil:
 		return nil, status.Error(codes.Unimplemented, "removed: not supported by this node")
@@ -213,7 +213,7 @@ func (a *Admin) Removed(_ context.Context, req *raftpb.RemovedNotice) (*raftpb.R
 	if err := a.cfg.OnRemoved(req); err != nil {
 		return nil, toStatus(err)
 	}
-	return &raftpb.RemovedAck{}, nil
+	return &raftpb.RemovedResponse{}, nil
 }
 
 func hasMember(ms []election.Member, id string) bool {

@@ -146,13 +146,13 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-// TestRemovedNotice: the Removed handler checks the notice is for this node
+// TestRemovedRequest: the Removed handler checks the notice is for this node
 // and this cluster before it hands it to OnRemoved.
-func TestRemovedNotice(t *testing.T) {
-	var got []*raftpb.RemovedNotice
+func TestRemovedRequest(t *testing.T) {
+	var got []*raftpb.RemovedRequest
 	cfg := api.DefaultAdminConfig()
 	cfg.ID, cfg.ClusterID, cfg.Election = "n3", testCluster, soloElection{}
-	cfg.OnRemoved = func(n *raftpb.RemovedNotice) error { got = append(got, n); return nil }
+	cfg.OnRemoved = func(n *raftpb.RemovedRequest) error { got = append(got, n); return nil }
 	a, err := api.NewAdmin(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -165,13 +165,13 @@ func TestRemovedNotice(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		admin *api.Admin
-		req   *raftpb.RemovedNotice
+		req   *raftpb.RemovedRequest
 		want  codes.Code
 	}{
-		{"another node's notice", a, &raftpb.RemovedNotice{Id: "n2", ClusterId: testCluster, Index: 9, LeaderId: "n1"}, codes.InvalidArgument},
-		{"another cluster", a, &raftpb.RemovedNotice{Id: "n3", ClusterId: "other", Index: 9, LeaderId: "n1"}, codes.FailedPrecondition},
-		{"no handler", off, &raftpb.RemovedNotice{Id: "n3", ClusterId: testCluster, Index: 9, LeaderId: "n1"}, codes.Unimplemented},
-		{"valid", a, &raftpb.RemovedNotice{Id: "n3", ClusterId: testCluster, Index: 9, LeaderId: "n1"}, codes.OK},
+		{"another node's notice", a, &raftpb.RemovedRequest{Id: "n2", ClusterId: testCluster, Index: 9, LeaderId: "n1"}, codes.InvalidArgument},
+		{"another cluster", a, &raftpb.RemovedRequest{Id: "n3", ClusterId: "other", Index: 9, LeaderId: "n1"}, codes.FailedPrecondition},
+		{"no handler", off, &raftpb.RemovedRequest{Id: "n3", ClusterId: testCluster, Index: 9, LeaderId: "n1"}, codes.Unimplemented},
+		{"valid", a, &raftpb.RemovedRequest{Id: "n3", ClusterId: testCluster, Index: 9, LeaderId: "n1"}, codes.OK},
 	} {
 		_, err := tc.admin.Removed(ctxT(t), tc.req)
 		if status.Code(err) != tc.want {

@@ -21,7 +21,7 @@ const MaxJoinIDLen = 64
 // SetLeaderPriority commits a member's leader priority (default member:
 // this node). InvalidArgument for a malformed id or a priority above
 // membership.MaxLeaderPriority, NotFound for an unknown member.
-func (c *Coordinator) SetLeaderPriority(ctx context.Context, req *heartbeatpb.SetLeaderPriorityRequest) (*heartbeatpb.WriteResponse, error) {
+func (c *Coordinator) SetLeaderPriority(ctx context.Context, req *heartbeatpb.SetLeaderPriorityRequest) (*heartbeatpb.SetLeaderPriorityResponse, error) {
 	if _, err := c.membershipOn(); err != nil {
 		return nil, err
 	}
@@ -36,7 +36,7 @@ func (c *Coordinator) SetLeaderPriority(ctx context.Context, req *heartbeatpb.Se
 	if err != nil {
 		return nil, err
 	}
-	return writeResponse(res), nil
+	return &heartbeatpb.SetLeaderPriorityResponse{Revision: res.Revision, Changed: uint32(res.Changed)}, nil
 }
 
 // checkJoinID accepts 1..MaxJoinIDLen bytes of [A-Za-z0-9._-].
@@ -91,19 +91,19 @@ func (c *Coordinator) Join(ctx context.Context, req *heartbeatpb.JoinRequest) (*
 	}
 	if ms, err := c.cfg.Election.Members(); err == nil {
 		for _, m := range ms {
-			if m.ID == req.GetNodeId() && m.Address == req.GetPeerAddress() && m.Voter == req.GetVoter() {
+			if m.ID == req.GetNodeId() && m.Address == req.GetPeerAddress() && m.Voter == !req.GetNonvoter() {
 				return &heartbeatpb.JoinResponse{}, nil
 			}
 		}
 	}
 	resp, err := c.cfg.Admin.Join(ctx, &raftpb.JoinRequest{
-		Id: req.GetNodeId(), PeerAddress: req.GetPeerAddress(), Voter: req.GetVoter(), ClusterId: c.cfg.ClusterID,
+		Id: req.GetNodeId(), PeerAddress: req.GetPeerAddress(), Voter: !req.GetNonvoter(), ClusterId: c.cfg.ClusterID,
 	})
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	c.waitIndex(ctx, resp.GetIndex())
-	return &heartbeatpb.JoinResponse{Index: resp.GetIndex()}, nil
+	return &heartbeatpb.JoinResponse{Revision: resp.GetIndex()}, nil
 }
 
 // Remove takes another member out of the raft configuration through
@@ -159,7 +159,7 @@ func (c *Coordinator) Remove(ctx context.Context, req *heartbeatpb.RemoveRequest
 		return nil, toStatus(err)
 	}
 	c.waitIndex(ctx, resp.GetIndex())
-	return &heartbeatpb.RemoveResponse{Index: resp.GetIndex()}, nil
+	return &heartbeatpb.RemoveResponse{Revision: resp.GetIndex()}, nil
 }
 
 // Leave makes the serving node leave the cluster through the configured

@@ -196,7 +196,7 @@ func testClusterBadInput(t *testing.T, cs []*coordNode) {
 			return err
 		}, codes.InvalidArgument},
 		{"join: id taken at another address", func(c heartbeatpb.CoordinatorClient) error {
-			_, err := c.Join(ctxT(t), &heartbeatpb.JoinRequest{NodeId: "n1", PeerAddress: "127.0.0.1:9", Voter: true})
+			_, err := c.Join(ctxT(t), &heartbeatpb.JoinRequest{NodeId: "n1", PeerAddress: "127.0.0.1:9"})
 			return err
 		}, codes.AlreadyExists},
 		{"join: address taken by another id", func(c heartbeatpb.CoordinatorClient) error {
@@ -254,24 +254,26 @@ func testClusterBadInput(t *testing.T, cs []*coordNode) {
 func testGetLeader(t *testing.T, cs []*coordNode) {
 	leader := coordLeader(t, cs)
 	follower := others(cs, leader)[0]
-	ev, err := follower.client.GetLeader(ctxT(t), &heartbeatpb.GetLeaderRequest{})
+	evResp, err := follower.client.GetLeader(ctxT(t), &heartbeatpb.GetLeaderRequest{})
+	ev := evResp.GetLeadership()
 	if err != nil {
 		t.Fatal(err)
 	}
 	l := ev.GetLeader()
-	if l.GetId() != leader.id || l.GetAddress() != leader.addr() || l.GetClientAddress() != leader.caddr ||
-		l.GetHttpAddress() != "http-"+leader.id || ev.GetFencingToken() == 0 || ev.GetTerm() == 0 || ev.GetIsSelf() ||
-		ev.GetLeaseUntilUnixNano() != 0 || ev.GetObservedUnixNano() == 0 {
+	if l.GetNodeId() != leader.id || l.GetPeerAddress() != leader.addr() || l.GetClientAddress() != leader.caddr ||
+		l.GetHttpAddress() != "http-"+leader.id || ev.GetFencingToken() == 0 || ev.GetTerm() == 0 || ev.GetIsLeader() ||
+		ev.GetLeaseUntil() != nil || ev.GetObserved() == nil {
 		t.Errorf("GetLeader on follower %s: %v (leader %s at %s, client %s)", follower.id, ev, leader.id, leader.addr(), leader.caddr)
 	}
-	lev, err := leader.client.GetLeader(ctxT(t), &heartbeatpb.GetLeaderRequest{})
+	levResp, err := leader.client.GetLeader(ctxT(t), &heartbeatpb.GetLeaderRequest{})
+	lev := levResp.GetLeadership()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !lev.GetIsSelf() || lev.GetLeaseUntilUnixNano() == 0 || lev.GetLeader().GetClientAddress() != leader.caddr {
+	if !lev.GetIsLeader() || lev.GetLeaseUntil() == nil || lev.GetLeader().GetClientAddress() != leader.caddr {
 		t.Errorf("GetLeader on the leader: %v", lev)
 	}
-	st, err := follower.client.Status(ctxT(t), &heartbeatpb.StatusRequest{})
+	st, err := follower.client.GetStatus(ctxT(t), &heartbeatpb.GetStatusRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,7 +284,7 @@ func testGetLeader(t *testing.T, cs []*coordNode) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if wev, err := w.Recv(); err != nil || wev.GetLeader().GetClientAddress() != leader.caddr {
+	if wev, err := w.Recv(); err != nil || wev.GetLeadership().GetLeader().GetClientAddress() != leader.caddr {
 		t.Errorf("WatchLeader first event: %v %v", wev, err)
 	}
 }
@@ -294,38 +296,41 @@ func testLeadershipChanges(t *testing.T, cs []*coordNode) {
 
 	// StepDown through a follower: another node leads, with a greater token,
 	// and the follower knows it when the call returns.
-	ch, err := via.client.StepDown(ctxT(t), &heartbeatpb.StepDownRequest{})
+	chResp, err := via.client.StepDown(ctxT(t), &heartbeatpb.StepDownRequest{})
+	ch := chResp.GetChange()
 	if err != nil {
 		t.Fatalf("step down via %s: %v", via.id, err)
 	}
-	if ch.GetPrevious() != leader.id || ch.GetLeader().GetId() == "" || ch.GetLeader().GetId() == leader.id ||
+	if ch.GetPreviousNodeId() != leader.id || ch.GetLeader().GetNodeId() == "" || ch.GetLeader().GetNodeId() == leader.id ||
 		ch.GetFencingToken() <= before || ch.GetLeader().GetClientAddress() == "" {
 		t.Errorf("step down: %v (old leader %s, token %d)", ch, leader.id, before)
 	}
-	if l := via.el.Leadership(); l.LeaderID != ch.GetLeader().GetId() {
-		t.Errorf("%s sees leader %q after the step down answered %q", via.id, l.LeaderID, ch.GetLeader().GetId())
+	if l := via.el.Leadership(); l.LeaderID != ch.GetLeader().GetNodeId() {
+		t.Errorf("%s sees leader %q after the step down answered %q", via.id, l.LeaderID, ch.GetLeader().GetNodeId())
 	}
 	next := coordLeader(t, cs)
-	if next.id != ch.GetLeader().GetId() {
-		t.Errorf("leader %s, step down answered %s", next.id, ch.GetLeader().GetId())
+	if next.id != ch.GetLeader().GetNodeId() {
+		t.Errorf("leader %s, step down answered %s", next.id, ch.GetLeader().GetNodeId())
 	}
 
 	// Transfer to a named voter through the third node.
 	rest := others(cs, next)
 	target, through := rest[0], rest[1]
-	tc, err := through.client.TransferLeadership(ctxT(t), &heartbeatpb.TransferLeadershipRequest{NodeId: target.id})
+	tcResp, err := through.client.TransferLeadership(ctxT(t), &heartbeatpb.TransferLeadershipRequest{NodeId: target.id})
+	tc := tcResp.GetChange()
 	if err != nil {
 		t.Fatalf("transfer to %s via %s: %v", target.id, through.id, err)
 	}
-	if tc.GetPrevious() != next.id || tc.GetLeader().GetId() != target.id || tc.GetFencingToken() <= ch.GetFencingToken() {
+	if tc.GetPreviousNodeId() != next.id || tc.GetLeader().GetNodeId() != target.id || tc.GetFencingToken() <= ch.GetFencingToken() {
 		t.Errorf("transfer: %v (previous %s, target %s)", tc, next.id, target.id)
 	}
 	if got := coordLeader(t, cs); got != target {
 		t.Errorf("leader after the transfer: %s, want %s", got.id, target.id)
 	}
 	// The target already leads: a no-op.
-	same, err := through.client.TransferLeadership(ctxT(t), &heartbeatpb.TransferLeadershipRequest{NodeId: target.id})
-	if err != nil || same.GetLeader().GetId() != target.id || same.GetFencingToken() != tc.GetFencingToken() {
+	sameResp, err := through.client.TransferLeadership(ctxT(t), &heartbeatpb.TransferLeadershipRequest{NodeId: target.id})
+	same := sameResp.GetChange()
+	if err != nil || same.GetLeader().GetNodeId() != target.id || same.GetFencingToken() != tc.GetFencingToken() {
 		t.Errorf("transfer to the leader: %v %v, want a no-op at token %d", same, err, tc.GetFencingToken())
 	}
 
@@ -397,12 +402,12 @@ func testJoinRemove(t *testing.T, cs []*coordNode) {
 		t.Fatalf("first member list: %v %v", first, err)
 	}
 	// A non-voter at an address nobody serves: it never counts for a quorum.
-	join := &heartbeatpb.JoinRequest{NodeId: "x1", PeerAddress: "127.0.0.1:1"}
+	join := &heartbeatpb.JoinRequest{NodeId: "x1", PeerAddress: "127.0.0.1:1", Nonvoter: true}
 	jr, err := follower.client.Join(ctxT(t), join)
 	if err != nil {
 		t.Fatalf("join via follower %s: %v", follower.id, err)
 	}
-	if jr.GetIndex() == 0 {
+	if jr.GetRevision() == 0 {
 		t.Errorf("join: index 0 for a new member")
 	}
 	inConfig := func(c *coordNode, id string) (election.Member, bool) {
@@ -427,14 +432,24 @@ func testJoinRemove(t *testing.T, cs []*coordNode) {
 			t.Fatalf("member watch: %v", err)
 		}
 		if m := memberOf(ev, "x1"); m != nil {
-			if m.GetSuffrage() != "nonvoter" || m.GetState() != "" {
+			if heartbeatpb.Short(m.GetSuffrage()) != "nonvoter" || heartbeatpb.Short(m.GetState()) != "" {
 				t.Errorf("x1 in the member watch: %v", m)
 			}
 			break
 		}
 	}
-	if again, err := follower.client.Join(ctxT(t), join); err != nil || again.GetIndex() != 0 {
+	if again, err := follower.client.Join(ctxT(t), join); err != nil || again.GetRevision() != 0 {
 		t.Errorf("repeated join: %v %v, want a no-op with index 0", again, err)
+	}
+	// A join that repeats a running voter's own id and address, with the
+	// request's defaults, is a no-op that leaves it a voter (before v1 the
+	// voter flag defaulted to false and demoted it).
+	v := cs[len(cs)-1]
+	if again, err := follower.client.Join(ctxT(t), &heartbeatpb.JoinRequest{NodeId: v.id, PeerAddress: v.addr()}); err != nil || again.GetRevision() != 0 {
+		t.Errorf("join of the running voter %s with defaults: %v %v, want a no-op", v.id, again, err)
+	}
+	if m, ok := inConfig(v, v.id); !ok || m.Suffrage != "voter" {
+		t.Errorf("%s after a join with defaults: %+v %v, want a voter", v.id, m, ok)
 	}
 	// Leadership goes to voters only.
 	for _, c := range cs {
@@ -446,7 +461,7 @@ func testJoinRemove(t *testing.T, cs []*coordNode) {
 	if err != nil {
 		t.Fatalf("remove via follower: %v", err)
 	}
-	if rr.GetIndex() == 0 {
+	if rr.GetRevision() == 0 {
 		t.Errorf("remove: index 0")
 	}
 	if _, ok := inConfig(follower, "x1"); ok {

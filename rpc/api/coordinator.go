@@ -12,6 +12,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/heartbeat-sidecar/heartbeat/election"
 	"github.com/heartbeat-sidecar/heartbeat/membership"
@@ -150,8 +152,8 @@ func (c *Coordinator) Close() {
 	})
 }
 
-// Status answers with this node's view; see StatusSnapshot.
-func (c *Coordinator) Status(ctx context.Context, req *heartbeatpb.StatusRequest) (*heartbeatpb.StatusResponse, error) {
+// GetStatus answers with this node's view; see StatusSnapshot.
+func (c *Coordinator) GetStatus(ctx context.Context, req *heartbeatpb.GetStatusRequest) (*heartbeatpb.GetStatusResponse, error) {
 	info, err := c.read(ctx, req.GetConsistency())
 	if err != nil {
 		return nil, err
@@ -164,11 +166,11 @@ func (c *Coordinator) Status(ctx context.Context, req *heartbeatpb.StatusRequest
 // StatusSnapshot builds this node's status from the election's leadership
 // view and raft's indexes. It never blocks on raft's main loop; the HTTP
 // /v1/status endpoint serves the same snapshot.
-func (c *Coordinator) StatusSnapshot() *heartbeatpb.StatusResponse {
+func (c *Coordinator) StatusSnapshot() *heartbeatpb.GetStatusResponse {
 	l := c.cfg.Election.Leadership()
-	resp := &heartbeatpb.StatusResponse{
-		Id:           c.cfg.ID,
-		State:        l.State,
+	resp := &heartbeatpb.GetStatusResponse{
+		NodeId:       c.cfg.ID,
+		State:        heartbeatpb.RaftStateOf(l.State),
 		Term:         l.Term,
 		Leader:       c.leaderPB(l),
 		FencingToken: l.FencingToken,
@@ -176,7 +178,7 @@ func (c *Coordinator) StatusSnapshot() *heartbeatpb.StatusResponse {
 		ClusterId:    c.cfg.ClusterID,
 	}
 	if l.IsLeader && !l.LeaseUntil.IsZero() {
-		resp.LeaseUntilUnixNano = l.LeaseUntil.UnixNano()
+		resp.LeaseUntil = timestamppb.New(l.LeaseUntil)
 	}
 	if r := c.cfg.Election.Raft(); r != nil {
 		resp.CommitIndex = r.CommitIndex()
@@ -188,25 +190,27 @@ func (c *Coordinator) StatusSnapshot() *heartbeatpb.StatusResponse {
 	if members, err := c.cfg.Election.Members(); err == nil {
 		for _, m := range members {
 			if m.ID == c.cfg.ID {
-				resp.Voter = m.Voter
+				resp.Suffrage = heartbeatpb.SuffrageOf(m.Suffrage)
 			}
 		}
 	}
 	return resp
 }
 
-// Members lists the raft configuration as this node knows it, merged with
-// the membership state (state, health, drain, addresses) when there is one.
-func (c *Coordinator) Members(ctx context.Context, req *heartbeatpb.MembersRequest) (*heartbeatpb.MembersResponse, error) {
+// ListMembers lists the raft configuration as this node knows it, merged
+// with the membership state (state, health, drain, addresses) when there is
+// one.
+func (c *Coordinator) ListMembers(ctx context.Context, req *heartbeatpb.ListMembersRequest) (*heartbeatpb.ListMembersResponse, error) {
 	info, err := c.read(ctx, req.GetConsistency())
 	if err != nil {
 		return nil, err
 	}
-	members, err := c.MembersSnapshot()
+	raftMembers, err := c.raftMembers()
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &heartbeatpb.MembersResponse{Members: members, Read: info}, nil
+	members, rev := mergeMembersAt(raftMembers, c.cfg.Membership)
+	return &heartbeatpb.ListMembersResponse{Members: members, Revision: rev, Read: info}, nil
 }
 
 // MembersSnapshot returns the members as the API reports them, sorted by
@@ -231,14 +235,14 @@ func (c *Coordinator) raftMembers() ([]*heartbeatpb.Member, error) {
 	out := make([]*heartbeatpb.Member, 0, len(ms))
 	for _, m := range ms {
 		pm := &heartbeatpb.Member{
-			Id:       m.ID,
-			Address:  m.Address,
-			Suffrage: m.Suffrage,
-			IsLeader: m.Leader,
+			NodeId:      m.ID,
+			PeerAddress: m.Address,
+			Suffrage:    heartbeatpb.SuffrageOf(m.Suffrage),
+			RaftLeader:  m.Leader,
 		}
 		if c.cfg.LastContact != nil && m.ID != c.cfg.ID {
 			if t := c.cfg.LastContact(m.Address); !t.IsZero() {
-				pm.LastContactUnixNano = t.UnixNano()
+				pm.LastContact = timestamppb.New(t)
 			}
 		}
 		out = append(out, pm)
@@ -250,7 +254,7 @@ func (c *Coordinator) raftMembers() ([]*heartbeatpb.Member, error) {
 // the client goes away or the server closes. A slow client never holds up the
 // node: the election watcher keeps only the latest state, and the next event
 // sent after a drop carries fell_behind=true.
-func (c *Coordinator) WatchLeader(req *heartbeatpb.WatchLeaderRequest, stream grpc.ServerStreamingServer[heartbeatpb.LeaderEvent]) error {
+func (c *Coordinator) WatchLeader(req *heartbeatpb.WatchLeaderRequest, stream grpc.ServerStreamingServer[heartbeatpb.WatchLeaderResponse]) error {
 	select {
 	case <-c.done:
 		return status.Error(codes.Unavailable, ErrClosed.Error())
@@ -282,8 +286,7 @@ func (c *Coordinator) WatchLeader(req *heartbeatpb.WatchLeaderRequest, stream gr
 		last = c.cfg.Election.Leadership()
 	}
 	dropped := w.Dropped()
-	first := c.leaderEventOf(last, time.Now(), false)
-	first.Read = info
+	first := &heartbeatpb.WatchLeaderResponse{Leadership: c.leadershipOf(last, time.Now()), Read: info}
 	if err := stream.Send(first); err != nil {
 		return err
 	}
@@ -306,7 +309,7 @@ func (c *Coordinator) WatchLeader(req *heartbeatpb.WatchLeaderRequest, stream gr
 			if !sameLeadership(l, last) {
 				continue // the watcher brings the change
 			}
-			if err := stream.Send(c.leaderEventOf(l, time.Now(), false)); err != nil {
+			if err := stream.Send(&heartbeatpb.WatchLeaderResponse{Leadership: c.leadershipOf(l, time.Now())}); err != nil {
 				return err
 			}
 		case l, ok := <-w.C():
@@ -321,7 +324,7 @@ func (c *Coordinator) WatchLeader(req *heartbeatpb.WatchLeaderRequest, stream gr
 				continue
 			}
 			last = l
-			if err := stream.Send(c.leaderEventOf(l, now, fell)); err != nil {
+			if err := stream.Send(&heartbeatpb.WatchLeaderResponse{Leadership: c.leadershipOf(l, now), FellBehind: fell}); err != nil {
 				return err
 			}
 		}
@@ -335,27 +338,26 @@ func sameLeadership(a, b election.Leadership) bool {
 		a.FencingToken == b.FencingToken && a.IsLeader == b.IsLeader
 }
 
-// leaderEventOf is leaderEvent with the leader's client and HTTP addresses.
-func (c *Coordinator) leaderEventOf(l election.Leadership, observed time.Time, fellBehind bool) *heartbeatpb.LeaderEvent {
-	ev := leaderEvent(l, observed, fellBehind)
+// leadershipOf is leadership with the leader's client and HTTP addresses.
+func (c *Coordinator) leadershipOf(l election.Leadership, observed time.Time) *heartbeatpb.Leadership {
+	ev := leadership(l, observed)
 	ev.Leader = c.leaderPB(l)
 	return ev
 }
 
-// leaderEvent converts a leadership view into the wire event (without the
-// leader's client and HTTP addresses: see leaderEventOf).
-func leaderEvent(l election.Leadership, observed time.Time, fellBehind bool) *heartbeatpb.LeaderEvent {
-	ev := &heartbeatpb.LeaderEvent{
-		Leader:           &heartbeatpb.Leader{Id: l.LeaderID, Address: l.LeaderAddr},
-		Term:             l.Term,
-		FencingToken:     l.FencingToken,
-		IsSelf:           l.IsLeader,
-		FellBehind:       fellBehind,
-		ObservedUnixNano: observed.UnixNano(),
+// leadership converts a leadership view into its wire form (without the
+// leader's client and HTTP addresses: see leadershipOf).
+func leadership(l election.Leadership, observed time.Time) *heartbeatpb.Leadership {
+	ev := &heartbeatpb.Leadership{
+		Leader:       &heartbeatpb.NodeRef{NodeId: l.LeaderID, PeerAddress: l.LeaderAddr},
+		Term:         l.Term,
+		FencingToken: l.FencingToken,
+		IsLeader:     l.IsLeader,
+		Observed:     timestamppb.New(observed),
 	}
 	if l.IsLeader && !l.LeaseUntil.IsZero() {
-		ev.LeaseUntilUnixNano = l.LeaseUntil.UnixNano()
-		ev.LeaseRemainingMs = remainingMs(l.LeaseUntil)
+		ev.LeaseUntil = timestamppb.New(l.LeaseUntil)
+		ev.LeaseRemaining = durationpb.New(remaining(l.LeaseUntil))
 	}
 	return ev
 }

@@ -54,24 +54,24 @@ func TestCoordinator(t *testing.T) {
 	lcoord, lc := serveCoordinator(t, leader)
 	_, fc := serveCoordinator(t, follower)
 
-	st, err := lc.Status(ctxT(t), &heartbeatpb.StatusRequest{})
+	st, err := lc.GetStatus(ctxT(t), &heartbeatpb.GetStatusRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.GetId() != leader.id || st.GetState() != "leader" || !st.GetIsLeader() || st.GetLeaseUntilUnixNano() == 0 ||
-		st.GetLeader().GetAddress() != leader.addr() || st.GetFencingToken() == 0 || st.GetClusterId() != testCluster ||
-		!st.GetVoter() || st.GetCommitIndex() == 0 {
+	if st.GetNodeId() != leader.id || heartbeatpb.Short(st.GetState()) != "leader" || !st.GetIsLeader() || st.GetLeaseUntil() == nil ||
+		st.GetLeader().GetPeerAddress() != leader.addr() || st.GetFencingToken() == 0 || st.GetClusterId() != testCluster ||
+		st.GetSuffrage() != heartbeatpb.Suffrage_SUFFRAGE_VOTER || st.GetCommitIndex() == 0 {
 		t.Errorf("leader status: %v", st)
 	}
-	fst, err := fc.Status(ctxT(t), &heartbeatpb.StatusRequest{})
+	fst, err := fc.GetStatus(ctxT(t), &heartbeatpb.GetStatusRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fst.GetState() != "follower" || fst.GetIsLeader() || fst.GetLeaseUntilUnixNano() != 0 || fst.GetLeader().GetId() != leader.id {
+	if heartbeatpb.Short(fst.GetState()) != "follower" || fst.GetIsLeader() || fst.GetLeaseUntil() != nil || fst.GetLeader().GetNodeId() != leader.id {
 		t.Errorf("follower status: %v", fst)
 	}
 
-	mr, err := fc.Members(ctxT(t), &heartbeatpb.MembersRequest{})
+	mr, err := fc.ListMembers(ctxT(t), &heartbeatpb.ListMembersRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func TestCoordinator(t *testing.T) {
 		t.Fatalf("members: %v", mr)
 	}
 	for _, m := range mr.GetMembers() {
-		if m.GetIsLeader() != (m.GetId() == leader.id) || m.GetSuffrage() != "voter" {
+		if m.GetRaftLeader() != (m.GetNodeId() == leader.id) || heartbeatpb.Short(m.GetSuffrage()) != "voter" {
 			t.Errorf("member %v (leader is %s)", m, leader.id)
 		}
 	}
@@ -93,7 +93,7 @@ func TestCoordinator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ev.GetLeader().GetId() != leader.id || !ev.GetIsSelf() || ev.GetTerm() != st.GetTerm() || ev.GetFellBehind() {
+	if l := ev.GetLeadership(); l.GetLeader().GetNodeId() != leader.id || !l.GetIsLeader() || l.GetTerm() != st.GetTerm() || ev.GetFellBehind() {
 		t.Errorf("first event: %v", ev)
 	}
 	lcoord.Close()
@@ -107,7 +107,7 @@ func TestCoordinator(t *testing.T) {
 		}
 		break
 	}
-	if _, err := lc.Status(ctxT(t), &heartbeatpb.StatusRequest{}); err != nil {
+	if _, err := lc.GetStatus(ctxT(t), &heartbeatpb.GetStatusRequest{}); err != nil {
 		t.Errorf("Status after Close: %v (unary calls keep working)", err)
 	}
 	s2, err := lc.WatchLeader(ctxT(t), &heartbeatpb.WatchLeaderRequest{})
@@ -138,12 +138,12 @@ func TestSameLeadershipIgnoresLeaseRenewal(t *testing.T) {
 			t.Errorf("change %+v not seen", c)
 		}
 	}
-	ev := api.LeaderEvent(a, time.Unix(0, 42), true)
-	if ev.GetLeaseUntilUnixNano() != a.LeaseUntil.UnixNano() || !ev.GetFellBehind() || ev.GetObservedUnixNano() != 42 || !ev.GetIsSelf() {
-		t.Errorf("leaderEvent: %v", ev)
+	ev := api.Leadership(a, time.Unix(0, 42))
+	if !ev.GetLeaseUntil().AsTime().Equal(a.LeaseUntil) || !ev.GetObserved().AsTime().Equal(time.Unix(0, 42)) || !ev.GetIsLeader() || ev.GetLeaseRemaining() == nil {
+		t.Errorf("leadership: %v", ev)
 	}
 	a.IsLeader = false
-	if ev := api.LeaderEvent(a, time.Now(), false); ev.GetLeaseUntilUnixNano() != 0 {
+	if ev := api.Leadership(a, time.Now()); ev.GetLeaseUntil() != nil || ev.GetLeaseRemaining() != nil {
 		t.Errorf("a non-leader's event carries a lease: %v", ev)
 	}
 }

@@ -5,7 +5,7 @@ package api
 // imports node, which imports this package).
 var (
 	SameLeadership = sameLeadership
-	LeaderEvent    = leaderEvent
+	Leadership     = leadership
 	CommitStatus   = commitStatus
 	Retryable      = retryable
 	MembersKey     = membersKey

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"io"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/heartbeat-sidecar/heartbeat/election"
 	"github.com/heartbeat-sidecar/heartbeat/membership"
@@ -127,25 +129,27 @@ type keepAlive struct {
 	sentOnce   bool
 }
 
-// Leases builds one keep-alive answer outside a stream (seq 0): the
-// node's leases, each measured now, and the whole owned list when the node
-// has a membership state. HTTP's GET /v1/lease serves it. As with a
-// KeepAlive answer, a client that starts its timer when it sent the
-// request that led to this call, for the remaining time, never outlives
-// the node's lease.
-func (c *Coordinator) Leases() *heartbeatpb.KeepAliveResponse {
-	ka := &keepAlive{c: c, owned: c.cfg.Membership != nil}
-	return ka.answer(0)
+// GetLease answers once what a KeepAlive stream answers on every request:
+// the node's leases, each measured after the request arrived, and the whole
+// owned list when the node has a membership state. As with a KeepAlive
+// answer, a client that starts its timer when it sent the request, for the
+// remaining time, never outlives the node's lease.
+func (c *Coordinator) GetLease(context.Context, *heartbeatpb.GetLeaseRequest) (*heartbeatpb.GetLeaseResponse, error) {
+	return &heartbeatpb.GetLeaseResponse{Lease: c.Leases()}, nil
 }
 
-// RemainingMs is how long until until, in whole milliseconds, measured now
-// (rounded down; 0 when past or zero): the unit of every lease_remaining_ms
-// this package sends.
-func RemainingMs(until time.Time) int64 { return remainingMs(until) }
+// Leases is GetLease's answer, for callers in the node's own process.
+func (c *Coordinator) Leases() *heartbeatpb.Lease {
+	ka := &keepAlive{c: c, owned: c.cfg.Membership != nil}
+	return ka.answer(0).GetLease()
+}
 
-// remainingMs is how long until until, in whole milliseconds, measured now
-// (rounded down; 0 when past).
-func remainingMs(until time.Time) int64 {
+// Remaining is how long until until, measured now, rounded down to whole
+// milliseconds (0 when past or zero): every lease time this package sends.
+func Remaining(until time.Time) time.Duration { return remaining(until) }
+
+// remaining: see Remaining.
+func remaining(until time.Time) time.Duration {
 	if until.IsZero() {
 		return 0
 	}
@@ -153,36 +157,41 @@ func remainingMs(until time.Time) int64 {
 	if d <= 0 {
 		return 0
 	}
-	return d.Milliseconds()
+	return d.Truncate(time.Millisecond)
 }
 
 // answer builds the answer to request seq: both leases, each measured after
 // it was read, and the owned list if it changed.
 func (k *keepAlive) answer(seq uint64) *heartbeatpb.KeepAliveResponse {
-	resp := &heartbeatpb.KeepAliveResponse{Seq: seq, NodeId: k.c.cfg.ID}
-	k.leadership(resp)
+	resp := k.response(seq)
+	k.leadership(resp.Lease)
 	if k.owned {
 		if o, ok := k.c.cfg.Election.(Owner); ok {
 			// The lease first, the set after: the set is then at least as new
 			// as the revision the lease was extended for.
-			resp.OwnershipLeaseRemainingMs = remainingMs(o.OwnershipLease())
+			resp.Lease.OwnershipLeaseRemaining = durationpb.New(remaining(o.OwnershipLease()))
 		}
 		k.ownedList(resp)
 	}
 	return resp
 }
 
-// leadership fills the leadership part of resp and remembers it.
-func (k *keepAlive) leadership(resp *heartbeatpb.KeepAliveResponse) {
+// response is an empty answer to request seq (0: a push).
+func (k *keepAlive) response(seq uint64) *heartbeatpb.KeepAliveResponse {
+	return &heartbeatpb.KeepAliveResponse{Seq: seq, Lease: &heartbeatpb.Lease{NodeId: k.c.cfg.ID}}
+}
+
+// leadership fills the leadership part of lease and remembers it.
+func (k *keepAlive) leadership(lease *heartbeatpb.Lease) {
 	l := k.c.cfg.Election.Leadership()
 	if l.IsLeader {
-		resp.IsLeader, resp.FencingToken = true, l.FencingToken
-		resp.LeaderLeaseRemainingMs = remainingMs(l.LeaseUntil)
-		if resp.LeaderLeaseRemainingMs == 0 {
-			resp.IsLeader, resp.FencingToken = false, 0
+		left := remaining(l.LeaseUntil)
+		if left > 0 {
+			lease.IsLeader, lease.FencingToken = true, l.FencingToken
+			lease.LeaderLeaseRemaining = durationpb.New(left)
 		}
 	}
-	k.sentLeader, k.sentToken = resp.IsLeader, resp.FencingToken
+	k.sentLeader, k.sentToken = lease.IsLeader, lease.FencingToken
 }
 
 // leadershipPush returns a push when the leadership changed from what the
@@ -194,41 +203,43 @@ func (k *keepAlive) leadershipPush() *heartbeatpb.KeepAliveResponse {
 	if l.IsLeader == k.sentLeader && (!l.IsLeader || l.FencingToken == k.sentToken) {
 		return nil
 	}
-	resp := &heartbeatpb.KeepAliveResponse{NodeId: k.c.cfg.ID}
-	k.leadership(resp)
+	resp := k.response(0)
+	k.leadership(resp.Lease)
 	if k.owned {
-		resp.Revision = k.sentRev
+		resp.Lease.Revision = k.sentRev
 	}
 	return resp
 }
 
 // ownedPush returns a push with the new owned list when it changed.
 func (k *keepAlive) ownedPush() *heartbeatpb.KeepAliveResponse {
-	resp := &heartbeatpb.KeepAliveResponse{NodeId: k.c.cfg.ID, IsLeader: k.sentLeader, FencingToken: k.sentToken}
+	resp := k.response(0)
+	resp.Lease.IsLeader, resp.Lease.FencingToken = k.sentLeader, k.sentToken
 	if !k.ownedList(resp) {
 		return nil
 	}
 	return resp
 }
 
-// ownedList sets resp.Revision and, when the owned set differs from the last
-// one sent (or nothing was sent yet), the list. It reports whether the list
-// is in resp.
+// ownedList sets the lease's revision and, when the owned set differs from
+// the last one sent (or nothing was sent yet), the list. It reports whether
+// the list is in resp.
 func (k *keepAlive) ownedList(resp *heartbeatpb.KeepAliveResponse) bool {
 	fsm := k.c.cfg.Membership
 	rev := fsm.Revision()
-	resp.Revision = rev
+	lease := resp.Lease
+	lease.Revision = rev
 	if k.sentOnce && rev == k.sentRev {
 		return false
 	}
 	var owned []*heartbeatpb.OwnedResource
 	fsm.Read(func(s *membership.State) {
-		resp.Revision = s.Revision()
+		lease.Revision = s.Revision()
 		for _, r := range s.Owned(k.c.cfg.ID) {
 			owned = append(owned, &heartbeatpb.OwnedResource{Id: r.ID, Epoch: r.Epoch})
 		}
 	})
-	k.sentRev = resp.Revision
+	k.sentRev = lease.Revision
 	slices.SortFunc(owned, func(a, b *heartbeatpb.OwnedResource) int {
 		switch {
 		case a.Id < b.Id:
@@ -242,7 +253,7 @@ func (k *keepAlive) ownedList(resp *heartbeatpb.KeepAliveResponse) bool {
 		return false
 	}
 	k.sentOnce, k.sentOwned = true, owned
-	resp.OwnedChanged, resp.Owned = true, owned
+	resp.OwnedChanged, lease.Owned = true, owned
 	return true
 }
 

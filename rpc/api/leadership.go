@@ -31,8 +31,8 @@ type Transferer interface {
 
 // leaderPB names the leader of l, with its client and HTTP addresses from
 // its membership record (empty while it has not registered them).
-func (c *Coordinator) leaderPB(l election.Leadership) *heartbeatpb.Leader {
-	p := &heartbeatpb.Leader{Id: l.LeaderID, Address: l.LeaderAddr}
+func (c *Coordinator) leaderPB(l election.Leadership) *heartbeatpb.NodeRef {
+	p := &heartbeatpb.NodeRef{NodeId: l.LeaderID, PeerAddress: l.LeaderAddr}
 	if l.LeaderID != "" && c.cfg.Membership != nil {
 		c.cfg.Membership.Read(func(s *membership.State) {
 			if m, ok := s.Member(l.LeaderID); ok {
@@ -43,25 +43,35 @@ func (c *Coordinator) leaderPB(l election.Leadership) *heartbeatpb.Leader {
 	return p
 }
 
-// GetLeader reports the leader as this node knows it; see LeaderEvent.
-func (c *Coordinator) GetLeader(ctx context.Context, req *heartbeatpb.GetLeaderRequest) (*heartbeatpb.LeaderEvent, error) {
+// GetLeader reports the leadership as this node knows it.
+func (c *Coordinator) GetLeader(ctx context.Context, req *heartbeatpb.GetLeaderRequest) (*heartbeatpb.GetLeaderResponse, error) {
 	info, err := c.read(ctx, req.GetConsistency())
 	if err != nil {
 		return nil, err
 	}
-	ev := c.leaderEventOf(c.cfg.Election.Leadership(), time.Now(), false)
-	ev.Read = info
-	return ev, nil
+	return &heartbeatpb.GetLeaderResponse{Leadership: c.leadershipOf(c.cfg.Election.Leadership(), time.Now()), Read: info}, nil
 }
 
 // StepDown makes the leader hand leadership to another voter that raft
 // picks; see changeLeader.
-func (c *Coordinator) StepDown(ctx context.Context, _ *heartbeatpb.StepDownRequest) (*heartbeatpb.LeadershipChange, error) {
-	return c.changeLeader(ctx, "")
+func (c *Coordinator) StepDown(ctx context.Context, _ *heartbeatpb.StepDownRequest) (*heartbeatpb.StepDownResponse, error) {
+	ch, err := c.changeLeader(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	return &heartbeatpb.StepDownResponse{Change: ch}, nil
 }
 
 // TransferLeadership hands leadership to the named voter; see changeLeader.
-func (c *Coordinator) TransferLeadership(ctx context.Context, req *heartbeatpb.TransferLeadershipRequest) (*heartbeatpb.LeadershipChange, error) {
+func (c *Coordinator) TransferLeadership(ctx context.Context, req *heartbeatpb.TransferLeadershipRequest) (*heartbeatpb.TransferLeadershipResponse, error) {
+	ch, err := c.transferLeadership(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return &heartbeatpb.TransferLeadershipResponse{Change: ch}, nil
+}
+
+func (c *Coordinator) transferLeadership(ctx context.Context, req *heartbeatpb.TransferLeadershipRequest) (*heartbeatpb.LeadershipChange, error) {
 	id := req.GetNodeId()
 	if id == "" {
 		return nil, status.Error(codes.InvalidArgument, "transfer leadership: node_id is empty")
@@ -112,9 +122,9 @@ func (c *Coordinator) changeLeader(ctx context.Context, target string) (*heartbe
 		if err != nil {
 			return nil, err
 		}
-		want := resp.GetLeader().GetId()
+		want := resp.GetLeader().GetNodeId()
 		if nl, ok := c.awaitLeadership(ctx, func(x election.Leadership) bool { return want != "" && x.LeaderID == want }); ok {
-			return c.leadershipChange(resp.GetPrevious(), nl), nil
+			return c.leadershipChange(resp.GetPreviousNodeId(), nl), nil
 		}
 		return resp, nil
 	}
@@ -140,7 +150,7 @@ func (c *Coordinator) changeLeader(ctx context.Context, target string) (*heartbe
 
 // leadershipChange builds the answer from a leadership view.
 func (c *Coordinator) leadershipChange(previous string, l election.Leadership) *heartbeatpb.LeadershipChange {
-	return &heartbeatpb.LeadershipChange{Previous: previous, Leader: c.leaderPB(l), Term: l.Term, FencingToken: l.FencingToken}
+	return &heartbeatpb.LeadershipChange{PreviousNodeId: previous, Leader: c.leaderPB(l), Term: l.Term, FencingToken: l.FencingToken}
 }
 
 // transferStatus maps an error of election.Transfer.
@@ -304,7 +314,9 @@ func (c *Coordinator) forwardLeaderChange(ctx context.Context, l election.Leader
 	}
 	fctx, cancel := c.forwardContext(ctx)
 	defer cancel()
-	var resp *heartbeatpb.LeadershipChange
+	var resp interface {
+		GetChange() *heartbeatpb.LeadershipChange
+	}
 	if target == "" {
 		resp, err = client.StepDown(fctx, &heartbeatpb.StepDownRequest{})
 	} else {
@@ -313,5 +325,5 @@ func (c *Coordinator) forwardLeaderChange(ctx context.Context, l election.Leader
 	if err != nil {
 		return nil, forwardedError(err, l.LeaderID, addr)
 	}
-	return resp, nil
+	return resp.GetChange(), nil
 }

@@ -139,7 +139,7 @@ func (c *Coordinator) forward(ctx context.Context, fsm *membership.FSM, data []b
 	if err != nil {
 		return nil, forwardedError(err, l.LeaderID, addr)
 	}
-	return &membership.Result{Revision: resp.GetRevision(), Changed: int(resp.GetChanged()), NotFound: resp.GetNotFound()}, nil
+	return &membership.Result{Revision: resp.GetRevision(), Changed: int(resp.GetChanged())}, nil
 }
 
 // conn returns a cached client connection to a leader's client address.
@@ -191,14 +191,10 @@ func commitStatus(err error) error {
 	return toStatus(err)
 }
 
-func writeResponse(r *membership.Result) *heartbeatpb.WriteResponse {
-	return &heartbeatpb.WriteResponse{Revision: r.Revision, Changed: uint32(r.Changed), NotFound: r.NotFound}
-}
-
 // ForwardCommand applies a command a follower forwarded. Only the commands an
 // API write can produce are accepted; the leader's own decisions (member
 // states, assignments) are refused with PermissionDenied.
-func (c *Coordinator) ForwardCommand(ctx context.Context, req *heartbeatpb.ForwardCommandRequest) (*heartbeatpb.WriteResponse, error) {
+func (c *Coordinator) ForwardCommand(ctx context.Context, req *heartbeatpb.ForwardCommandRequest) (*heartbeatpb.ForwardCommandResponse, error) {
 	if _, err := c.membershipOn(); err != nil {
 		return nil, err
 	}
@@ -216,7 +212,7 @@ func (c *Coordinator) ForwardCommand(ctx context.Context, req *heartbeatpb.Forwa
 	if err != nil {
 		return nil, err
 	}
-	return writeResponse(res), nil
+	return &heartbeatpb.ForwardCommandResponse{Revision: res.Revision, Changed: uint32(res.Changed)}, nil
 }
 
 func incoming(ctx context.Context) metadata.MD {
@@ -225,7 +221,7 @@ func incoming(ctx context.Context) metadata.MD {
 }
 
 // RegisterResources registers a batch of resources in one command.
-func (c *Coordinator) RegisterResources(ctx context.Context, req *heartbeatpb.RegisterResourcesRequest) (*heartbeatpb.WriteResponse, error) {
+func (c *Coordinator) RegisterResources(ctx context.Context, req *heartbeatpb.RegisterResourcesRequest) (*heartbeatpb.RegisterResourcesResponse, error) {
 	rs := req.GetResources()
 	switch {
 	case len(rs) == 0:
@@ -241,13 +237,13 @@ func (c *Coordinator) RegisterResources(ctx context.Context, req *heartbeatpb.Re
 	if err != nil {
 		return nil, err
 	}
-	return writeResponse(res), nil
+	return &heartbeatpb.RegisterResourcesResponse{Revision: res.Revision, Changed: uint32(res.Changed)}, nil
 }
 
 // DeleteResources deletes a batch of resources in one command. Ids unknown to
 // this node's state fail the whole call with NotFound before anything is
 // committed.
-func (c *Coordinator) DeleteResources(ctx context.Context, req *heartbeatpb.DeleteResourcesRequest) (*heartbeatpb.WriteResponse, error) {
+func (c *Coordinator) DeleteResources(ctx context.Context, req *heartbeatpb.DeleteResourcesRequest) (*heartbeatpb.DeleteResourcesResponse, error) {
 	if _, err := c.membershipOn(); err != nil {
 		return nil, err
 	}
@@ -271,14 +267,7 @@ func (c *Coordinator) DeleteResources(ctx context.Context, req *heartbeatpb.Dele
 	if err != nil {
 		return nil, err
 	}
-	return writeResponse(res), nil
-}
-
-func clip(s []string, n int) []string {
-	if len(s) > n {
-		return append(s[:n:n], "...")
-	}
-	return s
+	return &heartbeatpb.DeleteResourcesResponse{Revision: res.Revision, Changed: uint32(res.Changed)}, nil
 }
 
 // ListResources lists every resource with its owner and epoch.
@@ -296,8 +285,38 @@ func (c *Coordinator) ListResources(ctx context.Context, req *heartbeatpb.ListRe
 	return &heartbeatpb.ListResourcesResponse{Revision: v.Revision, Resources: resourcesPB(v.Resources), Read: info}, nil
 }
 
-// Assignments lists the resources one member owns (default: this node).
-func (c *Coordinator) Assignments(ctx context.Context, req *heartbeatpb.AssignmentsRequest) (*heartbeatpb.ListResourcesResponse, error) {
+// GetResource reports one resource with its owner and epoch.
+func (c *Coordinator) GetResource(ctx context.Context, req *heartbeatpb.GetResourceRequest) (*heartbeatpb.GetResourceResponse, error) {
+	fsm, err := c.membershipOn()
+	if err != nil {
+		return nil, err
+	}
+	id := req.GetId()
+	if err := membership.CheckResourceID(id); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "get resource: %v", err)
+	}
+	info, err := c.read(ctx, req.GetConsistency())
+	if err != nil {
+		return nil, err
+	}
+	var (
+		r     membership.Resource
+		found bool
+		rev   uint64
+	)
+	fsm.Read(func(s *membership.State) {
+		rev = s.Revision()
+		r, found = s.Resource(id)
+	})
+	if !found {
+		return nil, status.Errorf(codes.NotFound, "get resource: %q is not registered", id)
+	}
+	info.Revision = rev
+	return &heartbeatpb.GetResourceResponse{Resource: resourcesPB([]membership.Resource{r})[0], Revision: rev, Read: info}, nil
+}
+
+// ListAssignments lists the resources one member owns (default: this node).
+func (c *Coordinator) ListAssignments(ctx context.Context, req *heartbeatpb.ListAssignmentsRequest) (*heartbeatpb.ListAssignmentsResponse, error) {
 	fsm, err := c.membershipOn()
 	if err != nil {
 		return nil, err
@@ -328,13 +347,13 @@ func (c *Coordinator) Assignments(ctx context.Context, req *heartbeatpb.Assignme
 		return nil, status.Errorf(codes.NotFound, "assignments: %q is not a member", id)
 	}
 	info.Revision = rev
-	return &heartbeatpb.ListResourcesResponse{Revision: rev, Resources: resourcesPB(out), Read: info}, nil
+	return &heartbeatpb.ListAssignmentsResponse{Revision: rev, Resources: resourcesPB(out), Read: info}, nil
 }
 
 func resourcesPB(rs []membership.Resource) []*heartbeatpb.Resource {
 	out := make([]*heartbeatpb.Resource, len(rs))
 	for i, r := range rs {
-		p := &heartbeatpb.Resource{Id: r.ID, Owner: r.Owner, Epoch: r.Epoch, Weight: r.Weight}
+		p := &heartbeatpb.Resource{Id: r.ID, OwnerNodeId: r.Owner, Epoch: r.Epoch, Weight: r.Weight}
 		if len(r.Labels) > 0 {
 			p.Labels = make(map[string]string, len(r.Labels))
 			for _, l := range r.Labels {
@@ -363,7 +382,7 @@ func (c *Coordinator) member(what, id string) (string, error) {
 }
 
 // SetDrain drains or undrains a member (default: this node).
-func (c *Coordinator) SetDrain(ctx context.Context, req *heartbeatpb.SetDrainRequest) (*heartbeatpb.WriteResponse, error) {
+func (c *Coordinator) SetDrain(ctx context.Context, req *heartbeatpb.SetDrainRequest) (*heartbeatpb.SetDrainResponse, error) {
 	if _, err := c.membershipOn(); err != nil {
 		return nil, err
 	}
@@ -375,7 +394,7 @@ func (c *Coordinator) SetDrain(ctx context.Context, req *heartbeatpb.SetDrainReq
 	if err != nil {
 		return nil, err
 	}
-	return writeResponse(res), nil
+	return &heartbeatpb.SetDrainResponse{Revision: res.Revision, Changed: uint32(res.Changed)}, nil
 }
 
 // AppHeartbeat records a heartbeat of the local application.
@@ -387,16 +406,18 @@ func (c *Coordinator) AppHeartbeat(ctx context.Context, req *heartbeatpb.AppHear
 	if c.cfg.AppHeartbeat == nil {
 		return nil, status.Error(codes.Unimplemented, "app heartbeat: not supported by this node")
 	}
-	ttl := time.Duration(req.GetTtlMs()) * time.Millisecond
+	if err := req.GetTtl().CheckValid(); req.GetTtl() != nil && err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "app heartbeat: ttl: %v", err)
+	}
+	ttl := req.GetTtl().AsDuration()
 	if ttl < MinAppHeartbeatTTL || ttl > MaxAppHeartbeatTTL {
-		return nil, status.Errorf(codes.InvalidArgument, "app heartbeat: ttl_ms %d outside %d..%d",
-			req.GetTtlMs(), MinAppHeartbeatTTL.Milliseconds(), MaxAppHeartbeatTTL.Milliseconds())
+		return nil, status.Errorf(codes.InvalidArgument, "app heartbeat: ttl %v outside %v..%v", ttl, MinAppHeartbeatTTL, MaxAppHeartbeatTTL)
 	}
 	c.cfg.AppHeartbeat(ttl)
 	resp := &heartbeatpb.AppHeartbeatResponse{}
 	fsm.Read(func(s *membership.State) {
 		if m, ok := s.Member(c.cfg.ID); ok {
-			resp.AppHealthy, resp.Draining, resp.State = m.AppHealthy, m.Draining, m.State.String()
+			resp.AppHealthy, resp.Draining, resp.State = m.AppHealthy, m.Draining, heartbeatpb.MemberStateOf(m.State.String())
 		}
 	})
 	return resp, nil
@@ -413,13 +434,13 @@ func mergeMembers(raftMembers []*heartbeatpb.Member, fsm *membership.FSM) []*hea
 // membership state it read (0 without one).
 func mergeMembersAt(raftMembers []*heartbeatpb.Member, fsm *membership.FSM) ([]*heartbeatpb.Member, uint64) {
 	if fsm == nil {
-		sort.Slice(raftMembers, func(i, j int) bool { return raftMembers[i].GetId() < raftMembers[j].GetId() })
+		sort.Slice(raftMembers, func(i, j int) bool { return raftMembers[i].GetNodeId() < raftMembers[j].GetNodeId() })
 		return raftMembers, 0
 	}
 	var rev uint64
 	byID := make(map[string]*heartbeatpb.Member, len(raftMembers))
 	for _, m := range raftMembers {
-		byID[m.GetId()] = m
+		byID[m.GetNodeId()] = m
 	}
 	out := raftMembers
 	fsm.Read(func(s *membership.State) {
@@ -427,14 +448,14 @@ func mergeMembersAt(raftMembers []*heartbeatpb.Member, fsm *membership.FSM) ([]*
 		for _, m := range s.Members() {
 			pm, ok := byID[m.ID]
 			if !ok {
-				pm = &heartbeatpb.Member{Id: m.ID, Address: m.PeerAddr}
+				pm = &heartbeatpb.Member{NodeId: m.ID, PeerAddress: m.PeerAddr}
 				out = append(out, pm)
 			}
-			pm.State, pm.Voter, pm.AppHealthy, pm.Draining = m.State.String(), m.Voter, m.AppHealthy, m.Draining
+			pm.State, pm.AppHealthy, pm.Draining = heartbeatpb.MemberStateOf(m.State.String()), m.AppHealthy, m.Draining
 			pm.ClientAddress, pm.HttpAddress = m.ClientAddr, m.HTTPAddr
 			pm.Owned, pm.LeaderPriority = uint32(s.NumOwned(m.ID)), m.LeaderPriority
 		}
 	})
-	sort.Slice(out, func(i, j int) bool { return out[i].GetId() < out[j].GetId() })
+	sort.Slice(out, func(i, j int) bool { return out[i].GetNodeId() < out[j].GetNodeId() })
 	return out, rev
 }

@@ -86,7 +86,7 @@ func serveSoloWith(t *testing.T, edit func(*api.CoordinatorConfig)) (*membership
 	return fsm, c, heartbeatpb.NewCoordinatorClient(dial(t, ln.Addr().String())), ln.Addr().String()
 }
 
-func register(t *testing.T, c heartbeatpb.CoordinatorClient, prefix string, n int) *heartbeatpb.WriteResponse {
+func register(t *testing.T, c heartbeatpb.CoordinatorClient, prefix string, n int) *heartbeatpb.RegisterResourcesResponse {
 	t.Helper()
 	req := &heartbeatpb.RegisterResourcesRequest{}
 	for i := 0; i < n; i++ {
@@ -117,7 +117,7 @@ func TestWatchAssignments(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got = append(got, fmt.Sprintf("%d %s %s", ev.GetRevision(), ev.GetKind(), ev.GetResourceId()))
+		got = append(got, fmt.Sprintf("%d %s %s", ev.GetRevision(), heartbeatpb.Short(ev.GetKind()), ev.GetResourceId()))
 	}
 	want := []string{
 		fmt.Sprintf("%d start ", first.GetRevision()-1),
@@ -138,7 +138,7 @@ func TestWatchAssignments(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if g := fmt.Sprintf("%d %s %s", ev.GetRevision(), ev.GetKind(), ev.GetResourceId()); g != w {
+		if g := fmt.Sprintf("%d %s %s", ev.GetRevision(), heartbeatpb.Short(ev.GetKind()), ev.GetResourceId()); g != w {
 			t.Errorf("resumed event %d: %q, want %q", i, g, w)
 		}
 	}
@@ -150,7 +150,7 @@ func TestWatchAssignments(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ev, err := old.Recv(); err != nil || ev.GetKind() != "start" {
+	if ev, err := old.Recv(); err != nil || heartbeatpb.Short(ev.GetKind()) != "start" {
 		t.Fatalf("start: %v %v", ev, err)
 	}
 	if _, err := old.Recv(); status.Code(err) != codes.OutOfRange {
@@ -161,14 +161,14 @@ func TestWatchAssignments(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ev, err := cur.Recv(); err != nil || ev.GetKind() != "start" || ev.GetRevision() != fsm.Revision() {
+	if ev, err := cur.Recv(); err != nil || heartbeatpb.Short(ev.GetKind()) != "start" || ev.GetRevision() != fsm.Revision() {
 		t.Fatalf("start at the current revision: %v %v (revision %d)", ev, err, fsm.Revision())
 	}
 	del, err := c.DeleteResources(ctxT(t), &heartbeatpb.DeleteResourcesRequest{Ids: []string{"a-00001"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ev, err := cur.Recv(); err != nil || ev.GetKind() != "deleted" || ev.GetResourceId() != "a-00001" || ev.GetRevision() != del.GetRevision() {
+	if ev, err := cur.Recv(); err != nil || heartbeatpb.Short(ev.GetKind()) != "deleted" || ev.GetResourceId() != "a-00001" || ev.GetRevision() != del.GetRevision() {
 		t.Errorf("delete event: %v %v", ev, err)
 	}
 }
@@ -199,7 +199,7 @@ func TestAssignmentsBeforeRegistration(t *testing.T) {
 		{"solo", codes.Unavailable},
 		{"nobody", codes.NotFound},
 	} {
-		_, err := c.Assignments(ctxT(t), &heartbeatpb.AssignmentsRequest{NodeId: tc.id})
+		_, err := c.ListAssignments(ctxT(t), &heartbeatpb.ListAssignmentsRequest{NodeId: tc.id})
 		if status.Code(err) != tc.want {
 			t.Errorf("Assignments(%q) before registration: %v, want %v", tc.id, err, tc.want)
 		}
@@ -219,7 +219,7 @@ func TestWatchAssignmentsStuckReader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ev, err := stuck.Recv(); err != nil || ev.GetKind() != "start" {
+	if ev, err := stuck.Recv(); err != nil || heartbeatpb.Short(ev.GetKind()) != "start" {
 		t.Fatalf("start: %v %v", ev, err)
 	}
 	reader, err := c.WatchAssignments(ctx, &heartbeatpb.WatchAssignmentsRequest{FromRevision: from})
@@ -240,7 +240,7 @@ func TestWatchAssignmentsStuckReader(t *testing.T) {
 				readDone <- n
 				return
 			}
-			if ev.GetKind() == "registered" {
+			if heartbeatpb.Short(ev.GetKind()) == "registered" {
 				n++
 			}
 			if n == batches*membership.MaxBatch {

@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 )
@@ -27,7 +28,7 @@ func (c *Coordinator) read(ctx context.Context, mode heartbeatpb.Consistency) (*
 	info := &heartbeatpb.ReadInfo{}
 	switch mode {
 	case heartbeatpb.Consistency_CONSISTENCY_STALE:
-	case heartbeatpb.Consistency_CONSISTENCY_CONSISTENT:
+	case heartbeatpb.Consistency_CONSISTENCY_CONSISTENT, heartbeatpb.Consistency_CONSISTENCY_UNSPECIFIED:
 		rctx, cancel := context.WithTimeout(ctx, c.cfg.ReadTimeout)
 		defer cancel()
 		idx, err := c.reads.index(rctx)
@@ -47,17 +48,15 @@ func (c *Coordinator) read(ctx context.Context, mode heartbeatpb.Consistency) (*
 		info.Revision = c.cfg.Membership.Revision()
 	}
 	l := c.cfg.Election.Leadership()
-	info.KnownLeader, info.LeaderId = l.LeaderID != "", l.LeaderID
+	info.KnownLeader, info.LeaderNodeId = l.LeaderID != "", l.LeaderID
 	switch {
 	case l.LeaderID == c.cfg.ID:
-		info.LastContactMs = 0
+		info.SinceLeaderContact = durationpb.New(0)
 	case c.cfg.Election.Raft() == nil:
-		info.LastContactMs = -1
+		// never heard from a leader: unset
 	default:
-		if at := c.cfg.Election.Raft().LastContact(); at.IsZero() {
-			info.LastContactMs = -1
-		} else {
-			info.LastContactMs = time.Since(at).Milliseconds()
+		if at := c.cfg.Election.Raft().LastContact(); !at.IsZero() {
+			info.SinceLeaderContact = durationpb.New(time.Since(at).Truncate(time.Millisecond))
 		}
 	}
 	return info, nil

@@ -25,7 +25,7 @@ import (
 // the listing's revision); Close ends it with Unavailable. A slow reader
 // never blocks the node: the feed is a bounded ring the stream reads at its
 // own pace, and falling behind it is the OutOfRange case.
-func (c *Coordinator) WatchAssignments(req *heartbeatpb.WatchAssignmentsRequest, stream grpc.ServerStreamingServer[heartbeatpb.AssignmentEvent]) error {
+func (c *Coordinator) WatchAssignments(req *heartbeatpb.WatchAssignmentsRequest, stream grpc.ServerStreamingServer[heartbeatpb.WatchAssignmentsResponse]) error {
 	fsm, err := c.membershipOn()
 	if err != nil {
 		return err
@@ -53,7 +53,7 @@ func (c *Coordinator) WatchAssignments(req *heartbeatpb.WatchAssignmentsRequest,
 		case <-ctx.Done():
 		}
 	}()
-	if err := stream.Send(&heartbeatpb.AssignmentEvent{Revision: from, Kind: "start", Read: info}); err != nil {
+	if err := stream.Send(&heartbeatpb.WatchAssignmentsResponse{Revision: from, Kind: heartbeatpb.ChangeKind_CHANGE_KIND_START, Read: info}); err != nil {
 		return err
 	}
 	sub := fsm.Subscribe(from)
@@ -76,7 +76,7 @@ func (c *Coordinator) WatchAssignments(req *heartbeatpb.WatchAssignmentsRequest,
 		}
 		for _, e := range evs {
 			ev := assignmentEvent(e)
-			if ev == nil || (node != "" && ev.Owner != node && ev.PrevOwner != node) {
+			if ev == nil || (node != "" && ev.OwnerNodeId != node && ev.PrevOwnerNodeId != node) {
 				continue
 			}
 			if err := stream.Send(ev); err != nil {
@@ -87,15 +87,15 @@ func (c *Coordinator) WatchAssignments(req *heartbeatpb.WatchAssignmentsRequest,
 }
 
 // assignmentEvent converts a resource event; nil for member events.
-func assignmentEvent(e membership.Event) *heartbeatpb.AssignmentEvent {
-	ev := &heartbeatpb.AssignmentEvent{Revision: e.Revision, ResourceId: e.ResourceID, Owner: e.Owner, PrevOwner: e.PrevOwner}
+func assignmentEvent(e membership.Event) *heartbeatpb.WatchAssignmentsResponse {
+	ev := &heartbeatpb.WatchAssignmentsResponse{Revision: e.Revision, ResourceId: e.ResourceID, OwnerNodeId: e.Owner, PrevOwnerNodeId: e.PrevOwner}
 	switch e.Kind {
 	case membership.EventResource:
-		ev.Kind = "registered"
+		ev.Kind = heartbeatpb.ChangeKind_CHANGE_KIND_REGISTERED
 	case membership.EventAssigned:
-		ev.Kind, ev.Epoch = "assigned", e.Epoch
+		ev.Kind, ev.Epoch = heartbeatpb.ChangeKind_CHANGE_KIND_ASSIGNED, e.Epoch
 	case membership.EventResourceDeleted:
-		ev.Kind = "deleted"
+		ev.Kind = heartbeatpb.ChangeKind_CHANGE_KIND_DELETED
 	default:
 		return nil
 	}
@@ -116,7 +116,7 @@ const membersPoll = time.Second
 // one in a single slot: it never waits for the reader, and a list replaced
 // before it was sent makes the next one carry fell_behind=true. Close ends
 // the stream with Unavailable.
-func (c *Coordinator) WatchMembers(req *heartbeatpb.WatchMembersRequest, stream grpc.ServerStreamingServer[heartbeatpb.MembersEvent]) error {
+func (c *Coordinator) WatchMembers(req *heartbeatpb.WatchMembersRequest, stream grpc.ServerStreamingServer[heartbeatpb.WatchMembersResponse]) error {
 	select {
 	case <-c.done:
 		return status.Error(codes.Unavailable, ErrClosed.Error())
@@ -161,13 +161,13 @@ func (c *Coordinator) WatchMembers(req *heartbeatpb.WatchMembersRequest, stream 
 // membersSlot holds the latest member list not yet sent.
 type membersSlot struct {
 	mu      sync.Mutex
-	ev      *heartbeatpb.MembersEvent
+	ev      *heartbeatpb.WatchMembersResponse
 	skipped bool  // a list was replaced before it was sent
 	err     error // the producer's end (the node stopped)
 	ready   chan struct{}
 }
 
-func (s *membersSlot) put(ev *heartbeatpb.MembersEvent, err error) {
+func (s *membersSlot) put(ev *heartbeatpb.WatchMembersResponse, err error) {
 	s.mu.Lock()
 	if s.ev != nil && ev != nil {
 		s.skipped = true
@@ -187,7 +187,7 @@ func (s *membersSlot) put(ev *heartbeatpb.MembersEvent, err error) {
 
 // take returns the pending list (nil if none), with fell_behind set when
 // lists were skipped, or the producer's error once no list is pending.
-func (s *membersSlot) take() (*heartbeatpb.MembersEvent, error) {
+func (s *membersSlot) take() (*heartbeatpb.WatchMembersResponse, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ev := s.ev
@@ -255,13 +255,13 @@ func (c *Coordinator) produceMembers(ctx context.Context, slot *membersSlot) {
 }
 
 // membersEvent lists the members with the membership revision they reflect.
-func (c *Coordinator) membersEvent() (*heartbeatpb.MembersEvent, error) {
+func (c *Coordinator) membersEvent() (*heartbeatpb.WatchMembersResponse, error) {
 	raftMembers, err := c.raftMembers()
 	if err != nil {
 		return nil, err
 	}
 	ms, rev := mergeMembersAt(raftMembers, c.cfg.Membership)
-	return &heartbeatpb.MembersEvent{Members: ms, Revision: rev}, nil
+	return &heartbeatpb.WatchMembersResponse{Members: ms, Revision: rev}, nil
 }
 
 // membersKey identifies a member list without its volatile fields (last
@@ -269,8 +269,8 @@ func (c *Coordinator) membersEvent() (*heartbeatpb.MembersEvent, error) {
 func membersKey(ms []*heartbeatpb.Member) string {
 	var b strings.Builder
 	for _, m := range ms {
-		fmt.Fprintf(&b, "%q %q %s %t %s %t %t %t %q %q %d\n", m.GetId(), m.GetAddress(), m.GetSuffrage(), m.GetIsLeader(),
-			m.GetState(), m.GetVoter(), m.GetAppHealthy(), m.GetDraining(), m.GetClientAddress(), m.GetHttpAddress(), m.GetLeaderPriority())
+		fmt.Fprintf(&b, "%q %q %s %t %s %t %t %q %q %d\n", m.GetNodeId(), m.GetPeerAddress(), m.GetSuffrage(), m.GetRaftLeader(),
+			m.GetState(), m.GetAppHealthy(), m.GetDraining(), m.GetClientAddress(), m.GetHttpAddress(), m.GetLeaderPriority())
 	}
 	return b.String()
 }

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/heartbeat-sidecar/heartbeat/membership"
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
@@ -33,9 +34,9 @@ func soloMembers(t *testing.T, c *api.Coordinator, n int) {
 	}
 }
 
-func memberOf(ev *heartbeatpb.MembersEvent, id string) *heartbeatpb.Member {
+func memberOf(ev *heartbeatpb.WatchMembersResponse, id string) *heartbeatpb.Member {
 	for _, m := range ev.GetMembers() {
-		if m.GetId() == id {
+		if m.GetNodeId() == id {
 			return m
 		}
 	}
@@ -59,14 +60,14 @@ func TestWatchMembers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	list, err := c.Members(ctxT(t), &heartbeatpb.MembersRequest{})
+	list, err := c.ListMembers(ctxT(t), &heartbeatpb.ListMembersRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(first.GetMembers()) != n+1 || first.GetRevision() != fsm.Revision() || first.GetFellBehind() {
 		t.Fatalf("first list: %d members at revision %d (fsm %d), fell_behind %v", len(first.GetMembers()), first.GetRevision(), fsm.Revision(), first.GetFellBehind())
 	}
-	if !proto.Equal(&heartbeatpb.MembersResponse{Members: first.GetMembers(), Read: list.GetRead()}, list) {
+	if !proto.Equal(&heartbeatpb.ListMembersResponse{Members: first.GetMembers(), Revision: first.GetRevision(), Read: list.GetRead()}, list) {
 		t.Errorf("first list differs from Members")
 	}
 
@@ -119,7 +120,7 @@ func TestWatchMembers(t *testing.T) {
 			t.Fatalf("change %d while a watcher does not read: %v", i, err)
 		}
 	}
-	if _, err := c.Status(ctxT(t), &heartbeatpb.StatusRequest{}); err != nil {
+	if _, err := c.GetStatus(ctxT(t), &heartbeatpb.GetStatusRequest{}); err != nil {
 		t.Fatalf("status while a watcher does not read: %v", err)
 	}
 	t.Logf("%d changes with an unread watch took %v", changes, time.Since(start))
@@ -177,11 +178,11 @@ func TestSetLeaderPriority(t *testing.T) {
 	if _, err := c.SetLeaderPriority(ctxT(t), &heartbeatpb.SetLeaderPriorityRequest{NodeId: "m01", Priority: 0}); err != nil {
 		t.Errorf("priority 0: %v", err)
 	}
-	list, err := c.Members(ctxT(t), &heartbeatpb.MembersRequest{})
+	list, err := c.ListMembers(ctxT(t), &heartbeatpb.ListMembersRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev := &heartbeatpb.MembersEvent{Members: list.GetMembers()}
+	ev := &heartbeatpb.WatchMembersResponse{Members: list.GetMembers()}
 	if memberOf(ev, "solo").GetLeaderPriority() != 100 || memberOf(ev, "m01").GetLeaderPriority() != 0 {
 		t.Errorf("members: %v", list)
 	}
@@ -195,20 +196,20 @@ func TestSetLeaderPriority(t *testing.T) {
 // TestMembersKeyIgnoresVolatileFields: last contact and owned counts alone
 // are no change; every other field is.
 func TestMembersKeyIgnoresVolatileFields(t *testing.T) {
-	base := &heartbeatpb.Member{Id: "n1", Address: "a", Suffrage: "voter", State: "alive", Voter: true, AppHealthy: true,
-		ClientAddress: "c", HttpAddress: "h", LeaderPriority: 3, Owned: 4, LastContactUnixNano: 5}
+	base := &heartbeatpb.Member{NodeId: "n1", PeerAddress: "a", Suffrage: heartbeatpb.Suffrage_SUFFRAGE_VOTER,
+		State: heartbeatpb.MemberState_MEMBER_STATE_ALIVE, AppHealthy: true,
+		ClientAddress: "c", HttpAddress: "h", LeaderPriority: 3, Owned: 4, LastContact: timestamppb.New(time.Unix(5, 0))}
 	key := api.MembersKey([]*heartbeatpb.Member{base})
 	vol := proto.Clone(base).(*heartbeatpb.Member)
-	vol.Owned, vol.LastContactUnixNano = 40, 50
+	vol.Owned, vol.LastContact = 40, timestamppb.New(time.Unix(50, 0))
 	if api.MembersKey([]*heartbeatpb.Member{vol}) != key {
 		t.Error("owned or last contact changed the key")
 	}
 	for i, edit := range []func(*heartbeatpb.Member){
-		func(m *heartbeatpb.Member) { m.Address = "b" },
-		func(m *heartbeatpb.Member) { m.Suffrage = "nonvoter" },
-		func(m *heartbeatpb.Member) { m.IsLeader = true },
-		func(m *heartbeatpb.Member) { m.State = "dead" },
-		func(m *heartbeatpb.Member) { m.Voter = false },
+		func(m *heartbeatpb.Member) { m.PeerAddress = "b" },
+		func(m *heartbeatpb.Member) { m.Suffrage = heartbeatpb.Suffrage_SUFFRAGE_NONVOTER },
+		func(m *heartbeatpb.Member) { m.RaftLeader = true },
+		func(m *heartbeatpb.Member) { m.State = heartbeatpb.MemberState_MEMBER_STATE_DEAD },
 		func(m *heartbeatpb.Member) { m.AppHealthy = false },
 		func(m *heartbeatpb.Member) { m.Draining = true },
 		func(m *heartbeatpb.Member) { m.ClientAddress = "d" },

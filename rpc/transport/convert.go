@@ -250,7 +250,7 @@ func snapRespFromProto(p *raftpb.InstallSnapshotResponse, r *raft.InstallSnapsho
 // NetworkTransport uses: a term and a leader address, and nothing else (no entries, no
 // previous entry, no commit index). Heartbeats take the fast path.
 func IsHeartbeat(req *raft.AppendEntriesRequest) bool {
-	leaderAddr := req.RPCHeader.Addr
+	leaderAddr := req.Addr
 	if len(leaderAddr) == 0 {
 		leaderAddr = req.Leader
 	}

@@ -141,7 +141,7 @@ func (t *Transport) Holding(target raft.ServerAddress) bool { return t.held.isOp
 func (t *Transport) holdErr(ctx context.Context, target raft.ServerAddress, err error) error {
 	switch {
 	case ctx.Err() != nil:
-		return nil
+		return nil //nolint:nilerr // the caller ended the hold: not a failure
 	case t.closeCtx.Err() != nil:
 		return ErrTransportShutdown
 	}

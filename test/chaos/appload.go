@@ -50,7 +50,7 @@ func StartWorkload(h *History, nodes []string, addr func(node string) string, un
 		cfg.UnsafeNoLeaseTimer = unsafe
 		c, err := client.New(cfg)
 		if err != nil {
-			w.Stop()
+			_ = w.Stop() // the error that matters is the one returned
 			return nil, fmt.Errorf("chaos: application client of %s: %w", n, err)
 		}
 		w.clients = append(w.clients, c)

@@ -192,7 +192,7 @@ func (r *Recorder) watchOnce(ctx context.Context, node string, client heartbeatp
 			return
 		}
 		at := r.h.Since()
-		r.h.Observe(Event{Node: node, Source: SourceWatch, At: at, Until: at, Term: m.GetTerm(),
-			Leader: m.GetLeader().GetId(), Token: m.GetFencingToken(), IsSelf: m.GetIsSelf()})
+		r.h.Observe(Event{Node: node, Source: SourceWatch, At: at, Until: at, Term: m.GetLeadership().GetTerm(),
+			Leader: m.GetLeadership().GetLeader().GetNodeId(), Token: m.GetLeadership().GetFencingToken(), IsSelf: m.GetLeadership().GetIsLeader()})
 	}
 }
