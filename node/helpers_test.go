@@ -8,7 +8,6 @@ package node
 // external test (package node_test) on internal/testcluster.
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -184,12 +183,6 @@ func dialClient(t *testing.T, addr string) *grpc.ClientConn {
 	}
 	t.Cleanup(func() { conn.Close() })
 	return conn
-}
-
-func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	t.Cleanup(cancel)
-	return ctx
 }
 
 // memTweak sets detector floors that a loaded, -race test machine cannot

@@ -159,11 +159,11 @@ func heartbeat(from, to *node) error {
 	return from.AppendEntries("x", to.LocalAddr(), req, &raft.AppendEntriesResponse{})
 }
 
-// timed runs f and returns its error and duration.
-func timed(f func() error) (error, time.Duration) {
+// timed runs f and returns its duration and error.
+func timed(f func() error) (time.Duration, error) {
 	start := time.Now()
 	err := f()
-	return err, time.Since(start)
+	return time.Since(start), err
 }
 
 func TestCutBlocksUntilDeadline(t *testing.T) {
@@ -176,11 +176,11 @@ func TestCutBlocksUntilDeadline(t *testing.T) {
 	cutAt := time.Now()
 	n.Cut(a.LocalAddr(), b.LocalAddr())
 
-	err, d := timed(func() error { return vote(a, b) })
+	d, err := timed(func() error { return vote(a, b) })
 	if !errors.Is(err, ErrLinkDown) || d < rpcTimeout*9/10 {
 		t.Fatalf("vote through cut = %v after %v; want ErrLinkDown after ~%v", err, d, rpcTimeout)
 	}
-	err, d = timed(func() error { return heartbeat(a, b) })
+	d, err = timed(func() error { return heartbeat(a, b) })
 	if !errors.Is(err, ErrLinkDown) || d < hbTimeout*9/10 || d > rpcTimeout {
 		t.Fatalf("heartbeat through cut = %v after %v; want ErrLinkDown after ~%v", err, d, hbTimeout)
 	}
@@ -199,7 +199,7 @@ func TestOneWayCutLosesReplies(t *testing.T) {
 	cutAt := time.Now()
 	n.Cut(b.LocalAddr(), a.LocalAddr()) // replies from b to a are lost
 	before := b.got.Load()
-	err, d := timed(func() error { return heartbeat(a, b) })
+	d, err := timed(func() error { return heartbeat(a, b) })
 	if !errors.Is(err, ErrReplyLost) || d < hbTimeout*9/10 {
 		t.Fatalf("heartbeat with reply cut = %v after %v; want ErrReplyLost after ~%v", err, d, hbTimeout)
 	}
@@ -259,7 +259,7 @@ func TestDelay(t *testing.T) {
 	a, b := pair(t, n)
 	n.Delay(a.LocalAddr(), b.LocalAddr(), 300*time.Millisecond)
 	n.Delay(b.LocalAddr(), a.LocalAddr(), 200*time.Millisecond)
-	err, d := timed(func() error { return vote(a, b) })
+	d, err := timed(func() error { return vote(a, b) })
 	if err != nil || d < 500*time.Millisecond {
 		t.Fatalf("delayed vote = %v after %v; want success after >= 500ms", err, d)
 	}
@@ -270,7 +270,7 @@ func TestDelay(t *testing.T) {
 	}
 	n.Delay(a.LocalAddr(), b.LocalAddr(), 0)
 	n.Delay(b.LocalAddr(), a.LocalAddr(), 0)
-	if err, d := timed(func() error { return vote(a, b) }); err != nil || d >= 500*time.Millisecond {
+	if d, err := timed(func() error { return vote(a, b) }); err != nil || d >= 500*time.Millisecond {
 		t.Fatalf("vote after removing delays = %v after %v", err, d)
 	}
 }
@@ -396,7 +396,7 @@ func TestHoldSilentThroughCut(t *testing.T) {
 	n.Cut(a.LocalAddr(), c.LocalAddr())
 	hctx, hcancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer hcancel()
-	if err, d := timed(func() error { return a.Hold(hctx, c.LocalAddr()) }); err != nil || d < 190*time.Millisecond {
+	if d, err := timed(func() error { return a.Hold(hctx, c.LocalAddr()) }); err != nil || d < 190*time.Millisecond {
 		t.Fatalf("Hold through cut = %v after %v, want nil at ctx end", err, d)
 	}
 

@@ -39,8 +39,8 @@ func (h *Hook) Hold(ctx context.Context, target raft.ServerAddress) error {
 		return err
 	case <-brk:
 		cancel()
-		<-done
-		return fmt.Errorf("test: connection reset: %w", transport.ErrPeerClosed)
+		held := <-done // the real Hold ends with hctx
+		return fmt.Errorf("test: connection reset (held stream: %v): %w", held, transport.ErrPeerClosed)
 	}
 }
 
