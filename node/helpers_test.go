@@ -1,18 +1,16 @@
 package node
 
-// The internal test harness of package node: what node/http_*_test.go
-// (and the single-node tests errors_test.go and apphealth_test.go) run on.
-// It stays only as long as those do: they are internal tests, which cannot
-// import internal/testcluster (it imports node), and node/http*.go is being
-// replaced by the gateway package. Every other cluster test of node is an
-// external test (package node_test) on internal/testcluster.
+// Helpers of the internal tests of package node: the single-node tests
+// (errors_test.go, apphealth_test.go, config_test.go) and node/http_*_test.go.
+// The cluster tests are external (package node_test) on
+// internal/testcluster; see cluster_test.go. legacy_cluster_test.go holds
+// the one internal cluster harness left, for node/http_*_test.go only.
 
 import (
 	"fmt"
 	"io"
 	"net/http"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -21,13 +19,6 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-
-	"github.com/heartbeat-sidecar/heartbeat/election"
-	"github.com/heartbeat-sidecar/heartbeat/internal/faultnet"
-	"github.com/heartbeat-sidecar/heartbeat/internal/testport"
-	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
-	"github.com/heartbeat-sidecar/heartbeat/membership"
-	"github.com/heartbeat-sidecar/heartbeat/rpc/transport"
 )
 
 func TestMain(m *testing.M) {
@@ -36,13 +27,6 @@ func TestMain(m *testing.M) {
 
 // waitTimeout is generous: the machine is shared and -race is slow.
 const waitTimeout = 20 * time.Second
-
-// waitFor is testwait.Eventually bounded by waitTimeout, under the name
-// node/http_*_test.go call it by.
-func waitFor(t *testing.T, what string, cond func() (bool, string)) {
-	t.Helper()
-	testwait.Eventually(t, waitTimeout, what, cond)
-}
 
 // testConfig is a node config on loopback ":0" client ports with a data
 // dir under dir.
@@ -69,89 +53,6 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Helper()
 	w.t.Log(string(p))
 	return len(p), nil
-}
-
-// cluster is a set of in-process nodes sharing an initial member list.
-type cluster struct {
-	t     *testing.T
-	dir   string
-	peers []election.Peer
-	nodes map[string]*Node
-	tweak func(*Config) // optional, applied to every node's config
-}
-
-func (c *cluster) start(id string) *Node {
-	c.t.Helper()
-	var addr string
-	for _, p := range c.peers {
-		if p.ID == id {
-			addr = p.Address
-		}
-	}
-	cfg := testConfig(c.t, id, addr, c.dir)
-	cfg.InitialCluster = c.peers
-	if c.tweak != nil {
-		c.tweak(&cfg)
-	}
-	n, err := New(cfg)
-	if err != nil {
-		c.t.Fatalf("start %s: %v", id, err)
-	}
-	c.nodes[id] = n
-	return n
-}
-
-// stopAll closes every node still running (registered with t.Cleanup).
-func (c *cluster) stopAll() {
-	for _, n := range c.nodes {
-		n.Close()
-	}
-}
-
-// leader waits for every running node to name the same leader that claims
-// IsLeader, and returns it.
-func (c *cluster) leader() *Node {
-	c.t.Helper()
-	var leader *Node
-	waitFor(c.t, "one leader known to all", func() (bool, string) {
-		leader = nil
-		var seen string
-		for id, n := range c.nodes {
-			if n.stopped.Load() {
-				continue
-			}
-			s := n.Status()
-			if s.Leader.ID == "" {
-				return false, id + " knows no leader"
-			}
-			if seen != "" && s.Leader.ID != seen {
-				return false, "nodes disagree: " + seen + " vs " + s.Leader.ID
-			}
-			seen = s.Leader.ID
-			if s.IsLeader {
-				leader = n
-			}
-		}
-		if leader == nil || leader.ID() != seen {
-			return false, "leader " + seen + " does not claim leadership (yet)"
-		}
-		return true, ""
-	})
-	return leader
-}
-
-func (c *cluster) follower(not ...string) *Node {
-	skip := map[string]bool{}
-	for _, s := range not {
-		skip[s] = true
-	}
-	for id, n := range c.nodes {
-		if !n.stopped.Load() && !n.Status().IsLeader && !skip[id] {
-			return n
-		}
-	}
-	c.t.Fatal("no follower")
-	return nil
 }
 
 // httpClient has no keep-alives, so no idle connection outlives a test.
@@ -185,90 +86,6 @@ func dialClient(t *testing.T, addr string) *grpc.ClientConn {
 	return conn
 }
 
-// memTweak sets detector floors that a loaded, -race test machine cannot
-// trip by accident (a real death is still seen in about two seconds).
-func memTweak(cfg *Config) {
-	cfg.Reconciler.Detector.FirstHeartbeatEstimate = 200 * time.Millisecond
-	cfg.Reconciler.Detector.MinTimeout = time.Second
-	cfg.Reconciler.Detector.MinDeadTimeout = 1500 * time.Millisecond
-	cfg.DrainTimeout = 5 * time.Second
-}
-
-// startMemCluster starts voters n1..n<voters> from an initial cluster plus
-// non-voters joining through n1.
-func startMemCluster(t *testing.T, voters, nonVoters int) *cluster {
-	addrs := testport.Addrs(t, voters+nonVoters)
-	c := &cluster{t: t, dir: t.TempDir(), nodes: map[string]*Node{}, tweak: memTweak}
-	for i := 0; i < voters; i++ {
-		c.peers = append(c.peers, election.Peer{ID: fmt.Sprintf("n%d", i+1), Address: addrs[i], Voter: true})
-	}
-	t.Cleanup(c.stopAll)
-	for _, p := range c.peers {
-		c.start(p.ID)
-	}
-	for i := 0; i < nonVoters; i++ {
-		c.join(fmt.Sprintf("n%d", voters+i+1), addrs[voters+i], false)
-	}
-	return c
-}
-
-// join starts a node that joins through the first initial member.
-func (c *cluster) join(id, addr string, voter bool) *Node {
-	c.t.Helper()
-	cfg := testConfig(c.t, id, addr, c.dir)
-	cfg.Join = []string{c.peers[0].Address}
-	cfg.Voter = voter
-	if c.tweak != nil {
-		c.tweak(&cfg)
-	}
-	n, err := New(cfg)
-	if err != nil {
-		c.t.Fatalf("start %s: %v", id, err)
-	}
-	c.nodes[id] = n
-	return n
-}
-
-// live returns the running nodes sorted by id.
-func (c *cluster) live() []*Node {
-	var out []*Node
-	for _, n := range c.nodes {
-		if !n.stopped.Load() {
-			out = append(out, n)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID() < out[j].ID() })
-	return out
-}
-
-// waitMembers waits until every running node sees every running node
-// registered as alive.
-func (c *cluster) waitMembers() {
-	c.t.Helper()
-	live := c.live()
-	waitFor(c.t, "every node registered alive everywhere", func() (bool, string) {
-		for _, n := range live {
-			v := n.Membership().View()
-			for _, m := range live {
-				mm, ok := findMember(v, m.ID())
-				if !ok || mm.State != membership.StateAlive || mm.ClientAddr != m.ClientAddr() {
-					return false, fmt.Sprintf("%s sees %s as %+v", n.ID(), m.ID(), mm)
-				}
-			}
-		}
-		return true, ""
-	})
-}
-
-func findMember(v membership.View, id string) (membership.Member, bool) {
-	for _, m := range v.Members {
-		if m.ID == id {
-			return m, true
-		}
-	}
-	return membership.Member{}, false
-}
-
 func registerN(t *testing.T, n *Node, prefix string, count int) {
 	t.Helper()
 	var items []string
@@ -279,25 +96,6 @@ func registerN(t *testing.T, n *Node, prefix string, count int) {
 	if code != 200 {
 		t.Fatalf("register %d resources via %s: %d %s", count, n.ID(), code, body)
 	}
-}
-
-// startFaultCluster is startMemCluster (voters only) with every node's peer
-// transport wrapped by one fault network.
-func startFaultCluster(t *testing.T, voters int) (*cluster, *faultnet.Network) {
-	fn := faultnet.New()
-	addrs := testport.Addrs(t, voters)
-	c := &cluster{t: t, dir: t.TempDir(), nodes: map[string]*Node{}, tweak: func(cfg *Config) {
-		memTweak(cfg)
-		cfg.WrapTransport = func(tr *transport.Transport) PeerTransport { return fn.Wrap(tr) }
-	}}
-	for i := 0; i < voters; i++ {
-		c.peers = append(c.peers, election.Peer{ID: fmt.Sprintf("n%d", i+1), Address: addrs[i], Voter: true})
-	}
-	t.Cleanup(c.stopAll)
-	for _, p := range c.peers {
-		c.start(p.ID)
-	}
-	return c, fn
 }
 
 // httpBody sends a request with a body and returns the status and body.
