@@ -4,24 +4,36 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 )
 
-// Status is one node's GET /v1/status reply. Heartbeat and the rafttcp reference peer both
-// produce this shape; fields that only Heartbeat has are zero for rafttcp.
+// Status is one node's GET /v1/status reply (a heartbeat.v1.GetStatusResponse in
+// protojson). Heartbeat and the rafttcp reference peer both produce it; fields that only
+// Heartbeat has are zero for rafttcp.
 type Status struct {
-	ID           string     `json:"id"`
-	State        string     `json:"state"` // "leader", "follower", "candidate"
-	Term         uint64     `json:"term"`
-	Leader       StatusPeer `json:"leader"`
-	IsLeader     bool       `json:"is_leader"`
-	FencingToken uint64     `json:"fencing_token"`
-	CommitIndex  uint64     `json:"commit_index"`
+	ID           string
+	State        string // "leader", "follower", "candidate"
+	Term         uint64
+	Leader       StatusPeer
+	IsLeader     bool
+	FencingToken uint64
+	CommitIndex  uint64
 }
 
 // StatusPeer names a node in a status reply.
 type StatusPeer struct {
-	ID      string `json:"id"`
-	Address string `json:"address"`
+	ID      string
+	Address string
+}
+
+// statusFromProto converts a GetStatusResponse.
+func statusFromProto(p *heartbeatpb.GetStatusResponse) Status {
+	return Status{
+		ID: p.GetNodeId(), State: heartbeatpb.Short(p.GetState()), Term: p.GetTerm(),
+		Leader:   StatusPeer{ID: p.GetLeader().GetNodeId(), Address: p.GetLeader().GetPeerAddress()},
+		IsLeader: p.GetIsLeader(), FencingToken: p.GetFencingToken(), CommitIndex: p.GetCommitIndex(),
+	}
 }
 
 // Sample is one status poll of one node.

@@ -2,13 +2,20 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"sync"
 	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 )
+
+// lenient decodes the node's answers (protojson), ignoring fields a newer
+// node may add.
+var lenient = protojson.UnmarshalOptions{DiscardUnknown: true}
 
 // Target is one node to poll: its id and its HTTP address (host:port).
 type Target struct {
@@ -50,11 +57,11 @@ func FetchStatus(ctx context.Context, c *http.Client, addr string) (Status, erro
 	if resp.StatusCode != http.StatusOK {
 		return Status{}, fmt.Errorf("status %s: %s", resp.Status, body)
 	}
-	var st Status
-	if err := json.Unmarshal(body, &st); err != nil {
+	var st heartbeatpb.GetStatusResponse
+	if err := lenient.Unmarshal(body, &st); err != nil {
 		return Status{}, fmt.Errorf("decode status: %w", err)
 	}
-	return st, nil
+	return statusFromProto(&st), nil
 }
 
 // Poller polls every target's /v1/status concurrently, one goroutine per target, each on its

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -10,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 )
 
 func ownPID() int { return os.Getpid() }
@@ -30,7 +31,7 @@ func fakeNode(t *testing.T, id string, leader *atomic.Value) *httptest.Server {
 		if l == id {
 			state = "leader"
 		}
-		_ = json.NewEncoder(w).Encode(Status{ID: id, State: state, Term: 4, Leader: StatusPeer{ID: l}})
+		writeProto(w, &heartbeatpb.GetStatusResponse{NodeId: id, State: heartbeatpb.RaftStateOf(state), Term: 4, Leader: &heartbeatpb.NodeRef{NodeId: l}})
 	}))
 	t.Cleanup(srv.Close)
 	return srv

@@ -3,7 +3,6 @@ package bench
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -13,7 +12,11 @@ import (
 	"syscall"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/heartbeat-sidecar/heartbeat/membership"
+	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 )
 
 // regBatch is the number of resources per POST /v1/resources: the per-call limit of
@@ -38,19 +41,13 @@ type ReassignResult struct {
 
 // member is one entry of GET /v1/members (the fields the benchmark reads).
 type member struct {
-	ID    string `json:"id"`
-	State string `json:"state"`
-	Owned int    `json:"owned"`
+	ID    string
+	State string // alive, suspect, dead, left
+	Owned int
 }
 
-// resourceOwner is one entry of GET /v1/resources.
-type resourceOwner struct {
-	ID    string `json:"id"`
-	Owner string `json:"owner"`
-}
-
-// getJSON does one GET and decodes the JSON answer into v.
-func getJSON(ctx context.Context, c *http.Client, url string, v any) error {
+// getJSON does one GET and decodes the protojson answer into m.
+func getJSON(ctx context.Context, c *http.Client, url string, m proto.Message) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
@@ -64,40 +61,47 @@ func getJSON(ctx context.Context, c *http.Client, url string, v any) error {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
 		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, bytes.TrimSpace(body))
 	}
-	return json.NewDecoder(resp.Body).Decode(v)
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", url, err)
+	}
+	return lenient.Unmarshal(body, m)
 }
 
 // fetchMembers returns a node's member list.
 func fetchMembers(ctx context.Context, c *http.Client, addr string) ([]member, error) {
-	var ms []member
-	err := getJSON(ctx, c, "http://"+addr+"/v1/members?stale", &ms)
-	return ms, err
+	var resp heartbeatpb.ListMembersResponse
+	if err := getJSON(ctx, c, "http://"+addr+"/v1/members?stale", &resp); err != nil {
+		return nil, err
+	}
+	ms := make([]member, 0, len(resp.GetMembers()))
+	for _, m := range resp.GetMembers() {
+		ms = append(ms, member{ID: m.GetNodeId(), State: heartbeatpb.Short(m.GetState()), Owned: int(m.GetOwned())})
+	}
+	return ms, nil
 }
 
 // fetchOwners returns resource id -> owner as one node sees it.
 func fetchOwners(ctx context.Context, c *http.Client, addr string) (map[string]string, error) {
-	var rs []resourceOwner
-	if err := getJSON(ctx, c, "http://"+addr+"/v1/resources?stale", &rs); err != nil {
+	var resp heartbeatpb.ListResourcesResponse
+	if err := getJSON(ctx, c, "http://"+addr+"/v1/resources?stale", &resp); err != nil {
 		return nil, err
 	}
-	out := make(map[string]string, len(rs))
-	for _, r := range rs {
-		out[r.ID] = r.Owner
+	out := make(map[string]string, len(resp.GetResources()))
+	for _, r := range resp.GetResources() {
+		out[r.GetId()] = r.GetOwnerNodeId()
 	}
 	return out, nil
 }
 
 // register POSTs n resources "r0000000".. in batches of regBatch to addr.
 func register(ctx context.Context, c *http.Client, addr string, n int) error {
-	type item struct {
-		ID string `json:"id"`
-	}
 	for lo := 0; lo < n; lo += regBatch {
-		batch := make([]item, 0, min(regBatch, n-lo))
+		batch := &heartbeatpb.RegisterResourcesRequest{}
 		for i := lo; i < min(lo+regBatch, n); i++ {
-			batch = append(batch, item{ID: fmt.Sprintf("r%07d", i)})
+			batch.Resources = append(batch.Resources, &heartbeatpb.ResourceSpec{Id: fmt.Sprintf("r%07d", i)})
 		}
-		body, err := json.Marshal(batch)
+		body, err := protojson.Marshal(batch)
 		if err != nil {
 			return err
 		}
@@ -446,12 +450,12 @@ func (r *Runner) killOne(ctx context.Context, c *Cluster, n int) (time.Duration,
 
 	// Cross-check the timed moment on the assignment lists, then compare all owners.
 	for _, p := range survivors {
-		var rs []resourceOwner
-		if err := getJSON(ctx, big, "http://"+p.Spec.HTTPAddr+"/v1/assignments?node="+victim, &rs); err != nil {
+		var rs heartbeatpb.ListAssignmentsResponse
+		if err := getJSON(ctx, big, "http://"+p.Spec.HTTPAddr+"/v1/assignments?node_id="+victim, &rs); err != nil {
 			return d, MoveCheck{}, fmt.Errorf("assignments of %s on %s: %w", victim, p.Spec.ID, err)
 		}
-		if len(rs) != 0 {
-			return d, MoveCheck{}, fmt.Errorf("%s still lists %d resources on %s after its owned count was 0", p.Spec.ID, len(rs), victim)
+		if n := len(rs.GetResources()); n != 0 {
+			return d, MoveCheck{}, fmt.Errorf("%s still lists %d resources on %s after its owned count was 0", p.Spec.ID, n, victim)
 		}
 	}
 	after, err := fetchOwners(ctx, big, survivors[0].Spec.HTTPAddr)

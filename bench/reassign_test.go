@@ -2,14 +2,19 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 )
 
 // fakeHBNode serves the parts of Heartbeat's HTTP API the reassign and busy phases read.
@@ -25,28 +30,33 @@ func (f *fakeHBNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer f.mu.Unlock()
 	switch {
 	case r.URL.Path == "/v1/members":
-		_ = json.NewEncoder(w).Encode(f.members)
+		resp := &heartbeatpb.ListMembersResponse{}
+		for _, m := range f.members {
+			resp.Members = append(resp.Members, &heartbeatpb.Member{NodeId: m.ID, State: heartbeatpb.MemberStateOf(m.State), Owned: uint32(m.Owned)})
+		}
+		writeProto(w, resp)
 	case r.URL.Path == "/v1/resources" && r.Method == http.MethodPost:
-		var items []map[string]any
-		if err := json.NewDecoder(r.Body).Decode(&items); err != nil || len(items) > 10000 {
-			http.Error(w, fmt.Sprintf("bad batch: %v, %d items", err, len(items)), http.StatusBadRequest)
+		body, _ := io.ReadAll(r.Body)
+		var req heartbeatpb.RegisterResourcesRequest
+		if err := protojson.Unmarshal(body, &req); err != nil || len(req.GetResources()) > 10000 {
+			http.Error(w, fmt.Sprintf("bad batch: %v, %d items", err, len(req.GetResources())), http.StatusBadRequest)
 			return
 		}
-		for _, it := range items {
-			if len(it) != 1 || it["id"] == "" {
+		for _, it := range req.GetResources() {
+			if it.GetId() == "" || it.GetWeight() != 0 || len(it.GetLabels()) != 0 {
 				http.Error(w, fmt.Sprintf("bad item %v", it), http.StatusBadRequest)
 				return
 			}
-			f.owners[it["id"].(string)] = ""
+			f.owners[it.GetId()] = ""
 		}
-		f.batches = append(f.batches, len(items))
-		fmt.Fprint(w, `{"revision":1,"changed":1}`)
+		f.batches = append(f.batches, len(req.GetResources()))
+		fmt.Fprint(w, `{"revision":"1","changed":1}`)
 	case r.URL.Path == "/v1/resources":
-		var rs []resourceOwner
+		resp := &heartbeatpb.ListResourcesResponse{}
 		for id, o := range f.owners {
-			rs = append(rs, resourceOwner{ID: id, Owner: o})
+			resp.Resources = append(resp.Resources, &heartbeatpb.Resource{Id: id, OwnerNodeId: o})
 		}
-		_ = json.NewEncoder(w).Encode(rs)
+		writeProto(w, resp)
 	default:
 		http.NotFound(w, r)
 	}
@@ -113,4 +123,15 @@ func TestMemberStatesFeedFalseDeaths(t *testing.T) {
 	if d.Count != 1 || d.Events[0] != "n2 sees n1 suspect" {
 		t.Errorf("one suspicion: %d %v", d.Count, d.Events)
 	}
+}
+
+// writeProto answers with m in protojson, as the gateway does.
+func writeProto(w http.ResponseWriter, m proto.Message) {
+	b, err := protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}.Marshal(m)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(b)
 }

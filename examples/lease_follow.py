@@ -75,6 +75,11 @@ def lead(token):
     return unit
 
 
+def seconds(duration):
+    """A protojson Duration ("0.172s"; null when unset) in seconds."""
+    return float(duration[:-1]) if duration else 0.0
+
+
 def poller(addr, answers, done):
     """Asks GET /v1/lease every POLL seconds; puts (sent_at, answer or None)."""
     host, port = addr.rsplit(":", 1)
@@ -139,18 +144,20 @@ def main():
         except queue.Empty:
             sent, ans = None, None
         if ans is not None:
-            ms = ans["ownership_lease_remaining_ms"]
-            if ms <= 0:
+            lease = ans["lease"]  # a GetLeaseResponse: protojson, durations as "0.172s"
+            left = seconds(lease["ownership_lease_remaining"])
+            if left <= 0:
                 owned_until = 0.0  # the sidecar holds no ownership lease: stop now
             else:
-                owned_until = max(owned_until, sent + ms / 1000 - MARGIN)
-            owned = {o["id"]: o["epoch"] for o in ans["owned"]}
-            ms = ans["leader_lease_remaining_ms"] if ans["is_leader"] else 0
-            if ms <= 0 or ans["fencing_token"] != token:
+                owned_until = max(owned_until, sent + left - MARGIN)
+            owned = {o["id"]: int(o["epoch"]) for o in lease["owned"]}
+            left = seconds(lease["leader_lease_remaining"]) if lease["is_leader"] else 0
+            fencing = int(lease["fencing_token"])  # 64-bit integers come as strings
+            if left <= 0 or fencing != token:
                 leader_until = 0.0
-            token = ans["fencing_token"]
-            if ms > 0:
-                leader_until = max(leader_until, sent + ms / 1000 - MARGIN)
+            token = fencing
+            if left > 0:
+                leader_until = max(leader_until, sent + left - MARGIN)
 
         now = time.monotonic()
         for rid in [r for r, j in jobs.items() if owned.get(r) != j.tag]:

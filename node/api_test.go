@@ -1,10 +1,7 @@
 package node_test
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 
@@ -18,78 +15,13 @@ import (
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 )
 
-// httpBody sends a request with a body and returns the status and body.
-func httpBody(t *testing.T, method, url, body string) (int, string) {
-	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(b)
-}
-
-// testBadInput: every malformed request is refused with the right HTTP
-// status / gRPC code and a message, and nothing of it is applied.
+// testBadInput: every malformed request is refused with the right gRPC
+// code and a message, and nothing of it is applied. (The HTTP face's
+// answers to bad input are tested in package gateway.)
 func testBadInput(t *testing.T, c *testcluster.Cluster) {
 	n := c.Follower()
-	base := "http://" + n.HTTPAddr()
 	long := strings.Repeat("x", membership.MaxResourceIDLen+1)
-	var tooMany []string
-	for i := 0; i <= membership.MaxBatch; i++ {
-		tooMany = append(tooMany, fmt.Sprintf(`{"id":"many-%d"}`, i))
-	}
 	revBefore := c.Leader().Membership().Revision()
-	cases := []struct {
-		name, method, path, body string
-		code                     int
-	}{
-		{"oversized id", "PUT", "/v1/resources/" + long, "", 400},
-		{"empty id", "PUT", "/v1/resources/", "", 400},
-		{"control char in id", "PUT", "/v1/resources/a%01b", "", 400},
-		{"weight zero", "PUT", "/v1/resources/bad-w", `{"weight":0}`, 400},
-		{"weight too big", "PUT", "/v1/resources/bad-w", `{"weight":1001}`, 400},
-		{"negative weight", "PUT", "/v1/resources/bad-w", `{"weight":-1}`, 400},
-		{"unknown field", "PUT", "/v1/resources/bad-w", `{"wieght":3}`, 400},
-		{"not JSON", "PUT", "/v1/resources/bad-w", `weight=3`, 400},
-		{"id mismatch", "PUT", "/v1/resources/bad-w", `{"id":"other"}`, 400},
-		{"empty batch", "POST", "/v1/resources", `[]`, 400},
-		{"too many", "POST", "/v1/resources", "[" + strings.Join(tooMany, ",") + "]", 400},
-		{"one bad in a batch", "POST", "/v1/resources", `[{"id":"good-1"},{"id":"good-2","weight":5000},{"id":"good-3"}]`, 400},
-		{"duplicate in a batch", "POST", "/v1/resources", `[{"id":"good-1"},{"id":"good-1"}]`, 400},
-		{"delete unknown", "DELETE", "/v1/resources/no-such", "", 404},
-		{"get unknown", "GET", "/v1/resources/no-such", "", 404},
-		{"assignments of unknown node", "GET", "/v1/assignments?node=nobody", "", 404},
-		{"drain unknown node", "POST", "/v1/drain?node=nobody", "", 404},
-		{"ttl too small", "POST", "/v1/app/heartbeat", `{"ttl_ms":5}`, 400},
-		{"wrong method", "PATCH", "/v1/resources/x", "", 405},
-		{"wrong method on list", "DELETE", "/v1/resources", "", 405},
-	}
-	for _, tc := range cases {
-		code, body := httpBody(t, tc.method, base+tc.path, tc.body)
-		var e struct {
-			Error string `json:"error"`
-			Code  int    `json:"code"`
-		}
-		if code != tc.code || json.Unmarshal([]byte(body), &e) != nil || e.Error == "" || e.Code != code {
-			t.Errorf("%s: %s %s: %d %s, want %d with a JSON error", tc.name, tc.method, tc.path, code, body, tc.code)
-		}
-	}
-	for _, id := range []string{"good-1", "good-3", "bad-w", "many-0"} {
-		if code, _ := httpDo(t, "GET", base+"/v1/resources/"+id); code != 404 {
-			t.Errorf("%s exists after a refused request: %d", id, code)
-		}
-	}
-
 	client := heartbeatpb.NewCoordinatorClient(dialClient(t, n.ClientAddr()))
 	specs := func(ids ...string) *heartbeatpb.RegisterResourcesRequest {
 		r := &heartbeatpb.RegisterResourcesRequest{}
@@ -144,8 +76,8 @@ func testBadInput(t *testing.T, c *testcluster.Cluster) {
 		}
 	}
 	// "delete unknown" named an existing resource too: it must still exist.
-	if code, _ := httpDo(t, "GET", base+"/v1/resources/r-000"); code != 200 {
-		t.Errorf("r-000 was deleted by a refused batch: %d", code)
+	if _, ok := resourceOf(c.Leader(), "r-000"); !ok {
+		t.Errorf("r-000 was deleted by a refused batch")
 	}
 	// Nothing was committed by any refused request.
 	leader := c.Leader()
@@ -154,76 +86,62 @@ func testBadInput(t *testing.T, c *testcluster.Cluster) {
 	}
 }
 
-// testMembersAPI: /v1/members lists membership states; a single PUT and
-// DELETE through a follower; assignments per node; drain and undrain.
+// testMembersAPI: ListMembers lists membership states; a register and a
+// delete through a follower; assignments per node; drain and undrain; the
+// membership metrics. (The same over HTTP is tested in package gateway.)
 func testMembersAPI(t *testing.T, c *testcluster.Cluster) {
 	n := c.Follower()
-	base := "http://" + n.HTTPAddr()
-	code, body := httpDo(t, "GET", base+"/v1/members")
-	var ms []node.Member
-	if err := json.Unmarshal([]byte(body), &ms); err != nil || code != 200 || len(ms) != 5 {
-		t.Fatalf("/v1/members: %d %s (%v)", code, body, err)
+	client := heartbeatpb.NewCoordinatorClient(dialClient(t, n.ClientAddr()))
+	resp, err := client.ListMembers(ctxT(t), &heartbeatpb.ListMembersRequest{})
+	if err != nil || len(resp.GetMembers()) != 5 {
+		t.Fatalf("members: %v %v", resp, err)
 	}
-	for _, m := range ms {
+	for _, m := range node.MembersFromProto(resp.GetMembers()) {
 		if m.State != "alive" || !m.AppHealthy || m.Draining || m.Addresses.Peer == "" || m.Addresses.Client == "" ||
 			m.Addresses.HTTP == "" || m.Voter != (m.ID != "n5") {
 			t.Errorf("member %+v", m)
 		}
 	}
 
-	if code, body := httpBody(t, "PUT", base+"/v1/resources/solo%2Fone", `{"weight":7,"labels":{"zone":"a"}}`); code != 200 {
-		t.Fatalf("PUT: %d %s", code, body)
-	}
-	code, body = httpDo(t, "GET", base+"/v1/resources/solo%2Fone")
-	var r node.Resource
-	if err := json.Unmarshal([]byte(body), &r); err != nil || code != 200 || r.ID != "solo/one" || r.Weight != 7 || r.Labels["zone"] != "a" {
-		t.Fatalf("GET solo/one: %d %s", code, body)
+	reg := &heartbeatpb.RegisterResourcesRequest{Resources: []*heartbeatpb.ResourceSpec{{Id: "solo/one", Weight: 7, Labels: map[string]string{"zone": "a"}}}}
+	if _, err := client.RegisterResources(ctxT(t), reg); err != nil {
+		t.Fatalf("register: %v", err)
 	}
 	testwait.Eventually(t, waitTimeout, "solo/one assigned", func() (bool, string) {
-		code, body := httpDo(t, "GET", base+"/v1/resources")
-		var rs []node.Resource
-		if err := json.Unmarshal([]byte(body), &rs); err != nil || code != 200 {
-			return false, body
-		}
-		for _, r := range rs {
-			if r.ID == "solo/one" {
-				return r.Owner != "" && r.Epoch > 0, fmt.Sprintf("%+v", r)
-			}
-		}
-		return false, "not listed"
+		r, ok := resourceOf(n, "solo/one")
+		return ok && r.Owner != "" && r.Epoch > 0 && r.Weight == 7, fmt.Sprintf("%+v", r)
 	})
-	if code, body := httpDo(t, "DELETE", base+"/v1/resources/solo%2Fone"); code != 200 {
-		t.Fatalf("DELETE: %d %s", code, body)
+	if _, err := client.DeleteResources(ctxT(t), &heartbeatpb.DeleteResourcesRequest{Ids: []string{"solo/one"}}); err != nil {
+		t.Fatalf("delete: %v", err)
 	}
-	if code, _ := httpDo(t, "GET", base+"/v1/resources/solo%2Fone"); code != 404 {
-		t.Fatalf("GET after DELETE: %d", code)
+	if _, ok := resourceOf(n, "solo/one"); ok {
+		t.Fatal("solo/one still registered after the delete")
 	}
 
-	// Assignments of this node (default) and of another, by name.
-	code, body = httpDo(t, "GET", base+"/v1/assignments")
-	var mine []node.Resource
-	if err := json.Unmarshal([]byte(body), &mine); err != nil || code != 200 {
-		t.Fatalf("/v1/assignments: %d %s", code, body)
+	// Assignments of this node (default).
+	mine, err := client.ListAssignments(ctxT(t), &heartbeatpb.ListAssignmentsRequest{})
+	if err != nil {
+		t.Fatalf("assignments: %v", err)
 	}
-	if len(mine) != node.NumOwned(n, n.ID()) {
-		t.Errorf("/v1/assignments lists %d, node owns %d", len(mine), node.NumOwned(n, n.ID()))
+	if len(mine.GetResources()) != node.NumOwned(n, n.ID()) {
+		t.Errorf("assignments lists %d, node owns %d", len(mine.GetResources()), node.NumOwned(n, n.ID()))
 	}
-	for _, r := range mine {
-		if r.Owner != n.ID() {
-			t.Errorf("/v1/assignments of %s lists %+v", n.ID(), r)
+	for _, r := range mine.GetResources() {
+		if r.GetOwnerNodeId() != n.ID() {
+			t.Errorf("assignments of %s lists %v", n.ID(), r)
 		}
 	}
 
 	// Drain the non-voter through a follower, then undrain it.
-	if code, body := httpDo(t, "POST", base+"/v1/drain?node=n5"); code != 200 {
-		t.Fatalf("drain n5: %d %s", code, body)
+	if _, err := client.SetDrain(ctxT(t), &heartbeatpb.SetDrainRequest{NodeId: "n5", Draining: true}); err != nil {
+		t.Fatalf("drain n5: %v", err)
 	}
 	testwait.Eventually(t, waitTimeout, "n5 drained", func() (bool, string) {
 		c := node.NumOwned(c.Node("n5"), "n5")
 		return c == 0, fmt.Sprint(c, " owned")
 	})
-	if code, body := httpDo(t, "POST", base+"/v1/undrain?node=n5"); code != 200 {
-		t.Fatalf("undrain n5: %d %s", code, body)
+	if _, err := client.SetDrain(ctxT(t), &heartbeatpb.SetDrainRequest{NodeId: "n5"}); err != nil {
+		t.Fatalf("undrain n5: %v", err)
 	}
 	testwait.Eventually(t, waitTimeout, "n5 owns again", func() (bool, string) {
 		c := node.NumOwned(c.Node("n5"), "n5")
@@ -231,11 +149,19 @@ func testMembersAPI(t *testing.T, c *testcluster.Cluster) {
 	})
 
 	// Membership metrics.
-	_, metrics := httpDo(t, "GET", base+"/metrics")
+	_, metrics := httpDo(t, "GET", "http://"+n.HTTPAddr()+"/metrics")
 	for _, want := range []string{`heartbeat_membership_members{state="alive"} 5`, "heartbeat_membership_resources 120",
 		"heartbeat_membership_reconciler_moves_total", "heartbeat_membership_self_app_healthy 1"} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
+}
+
+// resourceOf reads resource id from n's committed state.
+func resourceOf(n *node.Node, id string) (membership.Resource, bool) {
+	var r membership.Resource
+	var ok bool
+	n.Membership().Read(func(s *membership.State) { r, ok = s.Resource(id) })
+	return r, ok
 }

@@ -18,11 +18,10 @@
 //   - the client gRPC server on ClientAddr: the Coordinator service, the
 //     standard gRPC health service (SERVING only while the node is ready) and
 //     server reflection;
-//   - the HTTP server on HTTPAddr: /healthz, /readyz, /metrics, /v1/status,
-//     /v1/leader (+ /step-down, /transfer), /v1/members (+ join, remove,
-//     /{id}/priority), /v1/leave, /v1/resources[/{id}], /v1/assignments,
-//     /v1/drain, /v1/undrain, /v1/app/heartbeat, and server-sent-event
-//     watches /v1/watch/leader, /v1/watch/members, /v1/watch/assignments.
+//   - the HTTP server on HTTPAddr: /healthz, /readyz, /metrics (and
+//     /debug/pprof/ with EnablePprof) beside the Coordinator API as HTTP/JSON
+//     (package gateway, docs/http.md), which calls the Coordinator through a
+//     gRPC connection to the node's own client port.
 //
 // # Membership
 //

@@ -1,17 +1,16 @@
 package node
 
 // Helpers of the internal tests of package node: the single-node tests
-// (errors_test.go, apphealth_test.go, config_test.go) and node/http_*_test.go.
-// The cluster tests are external (package node_test) on
-// internal/testcluster; see cluster_test.go. legacy_cluster_test.go holds
-// the one internal cluster harness left, for node/http_*_test.go only.
+// (errors_test.go, apphealth_test.go, config_test.go), which need node's
+// internals and start one node from testConfig. The cluster tests are
+// external (package node_test) on internal/testcluster; see cluster_test.go.
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -19,6 +18,8 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 )
 
 func TestMain(m *testing.M) {
@@ -86,34 +87,17 @@ func dialClient(t *testing.T, addr string) *grpc.ClientConn {
 	return conn
 }
 
+// registerN registers count resources prefix-000... through n's
+// Coordinator.
 func registerN(t *testing.T, n *Node, prefix string, count int) {
 	t.Helper()
-	var items []string
+	req := &heartbeatpb.RegisterResourcesRequest{}
 	for i := 0; i < count; i++ {
-		items = append(items, fmt.Sprintf(`{"id":"%s-%03d","weight":%d}`, prefix, i, 1+i%3))
+		req.Resources = append(req.Resources, &heartbeatpb.ResourceSpec{Id: fmt.Sprintf("%s-%03d", prefix, i), Weight: uint32(1 + i%3)})
 	}
-	code, body := httpBody(t, "POST", "http://"+n.HTTPAddr()+"/v1/resources", "["+strings.Join(items, ",")+"]")
-	if code != 200 {
-		t.Fatalf("register %d resources via %s: %d %s", count, n.ID(), code, body)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if _, err := heartbeatpb.NewCoordinatorClient(dialClient(t, n.ClientAddr())).RegisterResources(ctx, req); err != nil {
+		t.Fatalf("register %d resources via %s: %v", count, n.ID(), err)
 	}
-}
-
-// httpBody sends a request with a body and returns the status and body.
-func httpBody(t *testing.T, method, url, body string) (int, string) {
-	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(b)
 }

@@ -2,7 +2,6 @@ package node_test
 
 import (
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -34,13 +33,12 @@ func owners(v membership.View) map[string]membership.Resource {
 
 func registerN(t *testing.T, n *node.Node, prefix string, count int) {
 	t.Helper()
-	var items []string
+	req := &heartbeatpb.RegisterResourcesRequest{}
 	for i := 0; i < count; i++ {
-		items = append(items, fmt.Sprintf(`{"id":"%s-%03d","weight":%d}`, prefix, i, 1+i%3))
+		req.Resources = append(req.Resources, &heartbeatpb.ResourceSpec{Id: fmt.Sprintf("%s-%03d", prefix, i), Weight: uint32(1 + i%3)})
 	}
-	code, body := httpBody(t, "POST", "http://"+n.HTTPAddr()+"/v1/resources", "["+strings.Join(items, ",")+"]")
-	if code != 200 {
-		t.Fatalf("register %d resources via %s: %d %s", count, n.ID(), code, body)
+	if _, err := heartbeatpb.NewCoordinatorClient(dialClient(t, n.ClientAddr())).RegisterResources(ctxT(t), req); err != nil {
+		t.Fatalf("register %d resources via %s: %v", count, n.ID(), err)
 	}
 }
 
@@ -57,8 +55,8 @@ func TestMembershipCluster(t *testing.T) {
 	follower := c.Follower()
 	registerN(t, follower, "r", 120)
 	// Read-your-writes on the follower that forwarded.
-	if code, body := httpDo(t, "GET", "http://"+follower.HTTPAddr()+"/v1/resources/r-007"); code != 200 {
-		t.Fatalf("GET the resource just registered through %s: %d %s", follower.ID(), code, body)
+	if _, ok := resourceOf(follower, "r-007"); !ok {
+		t.Fatalf("the resource just registered through %s is not in its state", follower.ID())
 	}
 	v := c.WaitSettled(120)
 	perOwner := map[string]int{}

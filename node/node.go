@@ -66,6 +66,7 @@ type Node struct {
 	clientLn   net.Listener
 	httpServer *http.Server
 	httpLn     net.Listener
+	gwConn     *grpc.ClientConn // the HTTP gateway's connection to the client port; closed after the HTTP server
 
 	bgCtx    context.Context    // ends background goroutines
 	bgCancel context.CancelFunc //
@@ -220,7 +221,12 @@ func New(cfg Config) (_ *Node, err error) {
 	n.coord.Register(n.grpcServer)
 	healthpb.RegisterHealthServer(n.grpcServer, n.health)
 	reflection.Register(n.grpcServer)
-	n.httpServer = &http.Server{Handler: n.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
+	handler, err := n.httpHandler()
+	if err != nil {
+		return nil, err
+	}
+	undo = append(undo, func() { n.gwConn.Close() })
+	n.httpServer = &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
 
 	n.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "heartbeat_read_index_served_total",
@@ -407,6 +413,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		if err := n.httpServer.Shutdown(ctx); err != nil {
 			n.httpServer.Close()
 		}
+		n.gwConn.Close()
 		n.wg.Wait()
 		n.stopErr = errors.Join(errs...)
 		n.log.Info("shut down")
@@ -445,6 +452,7 @@ func (n *Node) Close() error {
 			errs = append(errs, fmt.Errorf("transport close: %w", err))
 		}
 		n.httpServer.Close()
+		n.gwConn.Close()
 		n.wg.Wait()
 		n.stopErr = errors.Join(errs...)
 	})

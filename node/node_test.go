@@ -2,7 +2,6 @@ package node_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
 	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
@@ -111,20 +111,11 @@ func testHTTP(t *testing.T, c *testcluster.Cluster, leader *node.Node) {
 		if code != 200 {
 			t.Fatalf("%s /v1/status: %d %s", id, code, body)
 		}
-		var raw map[string]any
-		if err := json.Unmarshal([]byte(body), &raw); err != nil {
+		var sp heartbeatpb.GetStatusResponse
+		if err := protojson.Unmarshal([]byte(body), &sp); err != nil {
 			t.Fatalf("%s /v1/status: %v in %s", id, err, body)
 		}
-		for _, k := range []string{"id", "state", "term", "leader", "fencing_token", "is_leader", "lease_until",
-			"commit_index", "applied_index", "cluster_id", "voter"} {
-			if _, ok := raw[k]; !ok {
-				t.Errorf("%s /v1/status lacks %q: %s", id, k, body)
-			}
-		}
-		var s node.Status
-		if err := json.Unmarshal([]byte(body), &s); err != nil {
-			t.Fatal(err)
-		}
+		s := node.StatusFromProto(&sp)
 		if s.ID != id || s.ClusterID != "heartbeat" || !s.Voter || s.Leader.ID != leader.ID() ||
 			s.Leader.Address != leader.PeerAddr() || s.FencingToken == 0 || s.Term < s.FencingToken {
 			t.Errorf("%s /v1/status: %+v (leader %s at %s)", id, s, leader.ID(), leader.PeerAddr())
@@ -151,8 +142,8 @@ func testHTTP(t *testing.T, c *testcluster.Cluster, leader *node.Node) {
 	}
 
 	code, body = httpDo(t, http.MethodGet, base+"/v1/members")
-	var ms []node.Member
-	if err := json.Unmarshal([]byte(body), &ms); err != nil || code != 200 || len(ms) != 3 {
+	var ms heartbeatpb.ListMembersResponse
+	if err := protojson.Unmarshal([]byte(body), &ms); err != nil || code != 200 || len(ms.GetMembers()) != 3 {
 		t.Fatalf("/v1/members: %d %s (%v)", code, body, err)
 	}
 

@@ -164,8 +164,8 @@ func (c *Coordinator) GetStatus(ctx context.Context, req *heartbeatpb.GetStatusR
 }
 
 // StatusSnapshot builds this node's status from the election's leadership
-// view and raft's indexes. It never blocks on raft's main loop; the HTTP
-// /v1/status endpoint serves the same snapshot.
+// view and raft's indexes. It never blocks on raft's main loop; the
+// embedding API's Node.Status reads the same snapshot.
 func (c *Coordinator) StatusSnapshot() *heartbeatpb.GetStatusResponse {
 	l := c.cfg.Election.Leadership()
 	resp := &heartbeatpb.GetStatusResponse{
@@ -216,8 +216,8 @@ func (c *Coordinator) ListMembers(ctx context.Context, req *heartbeatpb.ListMemb
 // MembersSnapshot returns the members as the API reports them, sorted by
 // id: the raft configuration merged with the membership records (a member
 // the raft configuration no longer holds, for example one removed after it
-// left, is listed from its record alone). The HTTP /v1/members endpoint
-// serves the same list.
+// left, is listed from its record alone). The embedding API's Node.Members
+// reads the same list.
 func (c *Coordinator) MembersSnapshot() ([]*heartbeatpb.Member, error) {
 	out, err := c.raftMembers()
 	if err != nil {

@@ -76,10 +76,3 @@ func readStatus(ctx context.Context, err error) error {
 	}
 	return status.Errorf(codes.Unavailable, "consistent read: %v", status.Convert(err).Message())
 }
-
-// Read readies a read made outside the gRPC handlers (the HTTP face's
-// one-resource read and its assignments watch): see read. Read the state
-// after it returns.
-func (c *Coordinator) Read(ctx context.Context, mode heartbeatpb.Consistency) (*heartbeatpb.ReadInfo, error) {
-	return c.read(ctx, mode)
-}

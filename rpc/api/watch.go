@@ -21,8 +21,10 @@ import (
 // after the current revision) from this node's change feed: every change of
 // every revision, in order, none twice. The first message (kind "start")
 // carries the revision the stream starts after. A revision the feed no
-// longer holds ends the stream with OutOfRange (list again and resume from
-// the listing's revision); Close ends it with Unavailable. A slow reader
+// longer holds is OutOfRange, at once or later (list again and resume from
+// the listing's revision); Close ends the stream with Unavailable. A node_id
+// that names no member (yet) is not an error: its changes are those of a
+// member that owns nothing. A slow reader
 // never blocks the node: the feed is a bounded ring the stream reads at its
 // own pace, and falling behind it is the OutOfRange case.
 func (c *Coordinator) WatchAssignments(req *heartbeatpb.WatchAssignmentsRequest, stream grpc.ServerStreamingServer[heartbeatpb.WatchAssignmentsResponse]) error {
@@ -42,6 +44,11 @@ func (c *Coordinator) WatchAssignments(req *heartbeatpb.WatchAssignmentsRequest,
 		from = cur
 	} else if from > cur {
 		return status.Errorf(codes.OutOfRange, "watch assignments: revision %d is ahead of this node's %d (of a consistent read); list the resources and watch from the listing's revision", from, cur)
+	}
+	// Refuse up front what the stream would fail on at once, so that the
+	// answer (over HTTP: a 400) is the error, not a start event then it.
+	if _, err := fsm.Changes(from, 1); errors.Is(err, membership.ErrCompacted) {
+		return status.Errorf(codes.OutOfRange, "watch assignments: %v; list the resources again and resume from the listing's revision", err)
 	}
 	info.Revision = from
 	ctx, cancel := context.WithCancel(stream.Context())

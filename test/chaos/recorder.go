@@ -4,9 +4,9 @@ package chaos
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -15,22 +15,14 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 )
 
-// statusJSON is the part of GET /v1/status the recorder reads.
-type statusJSON struct {
-	ID     string `json:"id"`
-	State  string `json:"state"`
-	Term   uint64 `json:"term"`
-	Leader struct {
-		ID string `json:"id"`
-	} `json:"leader"`
-	FencingToken uint64 `json:"fencing_token"`
-	IsLeader     bool   `json:"is_leader"`
-	CommitIndex  uint64 `json:"commit_index"`
-}
+// statusJSON decodes GET /v1/status (a GetStatusResponse in protojson),
+// ignoring fields a newer node may add.
+var statusJSON = protojson.UnmarshalOptions{DiscardUnknown: true}
 
 // RecorderTarget says where to find one node from the host.
 type RecorderTarget struct {
@@ -136,12 +128,16 @@ func (r *Recorder) pollOnce(ctx context.Context, client *http.Client, url, node 
 	sent := r.h.Since()
 	e := Event{Node: node, Source: SourceStatus}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	var st statusJSON
+	var st heartbeatpb.GetStatusResponse
 	if err == nil {
 		var resp *http.Response
 		resp, err = client.Do(req)
 		if err == nil {
-			err = json.NewDecoder(resp.Body).Decode(&st)
+			var body []byte
+			body, err = io.ReadAll(resp.Body)
+			if err == nil {
+				err = statusJSON.Unmarshal(body, &st)
+			}
 			resp.Body.Close()
 			if err == nil && resp.StatusCode != http.StatusOK {
 				err = fmt.Errorf("status %d", resp.StatusCode)
@@ -163,8 +159,8 @@ func (r *Recorder) pollOnce(ctx context.Context, client *http.Client, url, node 
 		}
 		return e
 	}
-	e.Role = Role(st.State)
-	e.Term, e.Leader, e.Token, e.IsSelf, e.CommitIndex = st.Term, st.Leader.ID, st.FencingToken, st.IsLeader, st.CommitIndex
+	e.Role = Role(heartbeatpb.Short(st.GetState()))
+	e.Term, e.Leader, e.Token, e.IsSelf, e.CommitIndex = st.GetTerm(), st.GetLeader().GetNodeId(), st.GetFencingToken(), st.GetIsLeader(), st.GetCommitIndex()
 	return e
 }
 

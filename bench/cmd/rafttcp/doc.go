@@ -6,8 +6,9 @@
 // snapshot store under --data-dir, bootstraps from a static member list given identically to
 // every node (--initial-cluster "n1=127.0.0.1:7410,n2=..."), and serves on --http-addr:
 //
-//	GET  /v1/status      {"id","state","term","leader":{"id","address"},"commit_index"} —
-//	                     the same shape as Heartbeat's /v1/status, so one poller reads both
+//	GET  /v1/status      a heartbeat.v1.GetStatusResponse in protojson (node_id, state, term,
+//	                     leader, commit_index; the rest zero) — the same shape as Heartbeat's
+//	                     /v1/status, so one poller reads both
 //	POST /v1/apply?n=N   on the leader: applies N small entries (all in flight at once) and
 //	                     reports how long it took; 409 with the leader's id on a follower
 //

@@ -10,22 +10,15 @@ import (
 	"strings"
 
 	"github.com/hashicorp/go-hclog"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 )
 
-// statusJSON is the body of GET /v1/status: the same shape as Heartbeat's, so that the
-// benchmark's poller reads both peers with one decoder.
-type statusJSON struct {
-	ID          string     `json:"id"`
-	State       string     `json:"state"` // leader, follower, candidate, shutdown
-	Term        uint64     `json:"term"`
-	Leader      leaderJSON `json:"leader"`
-	CommitIndex uint64     `json:"commit_index"`
-}
-
-type leaderJSON struct {
-	ID      string `json:"id"`
-	Address string `json:"address"`
-}
+// statusJSON writes the body of GET /v1/status: a heartbeat.v1.GetStatusResponse in
+// protojson, as Heartbeat's gateway writes it, so that the benchmark's poller reads both
+// peers with one decoder.
+var statusJSON = protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}
 
 // applyJSON is the body of a successful POST /v1/apply.
 type applyJSON struct {
@@ -57,14 +50,20 @@ func serveHTTP(addr string, n *node, logger hclog.Logger) (*http.Server, error) 
 
 func (n *node) handleStatus(w http.ResponseWriter, _ *http.Request) {
 	addr, id := n.raft.LeaderWithID()
-	st := statusJSON{
-		ID:          n.id,
-		State:       strings.ToLower(n.raft.State().String()),
+	st := &heartbeatpb.GetStatusResponse{
+		NodeId:      n.id,
+		State:       heartbeatpb.RaftStateOf(strings.ToLower(n.raft.State().String())),
 		Term:        n.raft.CurrentTerm(),
-		Leader:      leaderJSON{ID: string(id), Address: string(addr)},
+		Leader:      &heartbeatpb.NodeRef{NodeId: string(id), PeerAddress: string(addr)},
 		CommitIndex: n.raft.CommitIndex(),
 	}
-	writeJSON(w, http.StatusOK, st)
+	b, err := statusJSON.Marshal(st)
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(b)
 }
 
 func (n *node) handleApply(w http.ResponseWriter, r *http.Request) {

@@ -13,6 +13,9 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"go.uber.org/goleak"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -63,25 +66,30 @@ func TestSingleNodeStatusApplyRestart(t *testing.T) {
 	cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 50*time.Millisecond, 50*time.Millisecond, 50*time.Millisecond
 	logger := hclog.New(&hclog.LoggerOptions{Level: hclog.Error})
 
-	status := func(n *node) statusJSON {
+	type status struct {
+		ID, State, LeaderID, LeaderAddress string
+		Term, CommitIndex                  uint64
+	}
+	statusOf := func(n *node) status {
 		rec := httptest.NewRecorder()
 		n.handleStatus(rec, httptest.NewRequest(http.MethodGet, "/v1/status", nil))
-		var st statusJSON
-		if err := json.Unmarshal(rec.Body.Bytes(), &st); err != nil {
+		var st heartbeatpb.GetStatusResponse
+		if err := protojson.Unmarshal(rec.Body.Bytes(), &st); err != nil {
 			t.Fatal(err)
 		}
-		return st
+		return status{ID: st.GetNodeId(), State: heartbeatpb.Short(st.GetState()), LeaderID: st.GetLeader().GetNodeId(),
+			LeaderAddress: st.GetLeader().GetPeerAddress(), Term: st.GetTerm(), CommitIndex: st.GetCommitIndex()}
 	}
-	waitLeader := func(n *node) statusJSON {
+	waitLeader := func(n *node) status {
 		deadline := time.Now().Add(20 * time.Second)
 		for time.Now().Before(deadline) {
-			if st := status(n); st.State == "leader" {
+			if st := statusOf(n); st.State == "leader" {
 				return st
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
-		t.Fatalf("no leader: %+v", status(n))
-		return statusJSON{}
+		t.Fatalf("no leader: %+v", statusOf(n))
+		return status{}
 	}
 
 	n, err := openNode(cfg, logger)
@@ -89,7 +97,7 @@ func TestSingleNodeStatusApplyRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := waitLeader(n)
-	if st.ID != "n1" || st.Leader.ID != "n1" || st.Leader.Address != cfg.RaftAddr || st.Term == 0 {
+	if st.ID != "n1" || st.LeaderID != "n1" || st.LeaderAddress != cfg.RaftAddr || st.Term == 0 {
 		t.Errorf("status %+v", st)
 	}
 	rec := httptest.NewRecorder()
@@ -103,7 +111,7 @@ func TestSingleNodeStatusApplyRestart(t *testing.T) {
 	if bad.Code != http.StatusBadRequest {
 		t.Errorf("apply n=zero: %d", bad.Code)
 	}
-	commit := status(n).CommitIndex
+	commit := statusOf(n).CommitIndex
 	if err := n.close(); err != nil {
 		t.Fatal(err)
 	}
@@ -118,10 +126,10 @@ func TestSingleNodeStatusApplyRestart(t *testing.T) {
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	// The new term's no-op commits after the old log, which the FSM replays.
-	for status(n).CommitIndex <= commit || n.fsm.count.Load() < 200 {
+	for statusOf(n).CommitIndex <= commit || n.fsm.count.Load() < 200 {
 		if time.Now().After(deadline) {
 			t.Fatalf("after restart commit index %d (want > %d), fsm count %d (want >= 200)",
-				status(n).CommitIndex, commit, n.fsm.count.Load())
+				statusOf(n).CommitIndex, commit, n.fsm.count.Load())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
