@@ -14,7 +14,7 @@ import (
 const StatusClientClosed = 499
 
 // httpStatus is the one table from gRPC status codes to HTTP statuses; a
-// code not in it (Unknown, Internal, DataLoss, ResourceExhausted) is a 500.
+// code not in it (Unknown, Internal, DataLoss) is a 500.
 var httpStatus = map[codes.Code]int{
 	codes.OK:                 http.StatusOK,
 	codes.InvalidArgument:    http.StatusBadRequest,
@@ -29,6 +29,8 @@ var httpStatus = map[codes.Code]int{
 	codes.Unavailable:        http.StatusServiceUnavailable,
 	codes.DeadlineExceeded:   http.StatusGatewayTimeout,
 	codes.Canceled:           StatusClientClosed,
+	// A limit reached (a rate or a size the server enforces): back off.
+	codes.ResourceExhausted: http.StatusTooManyRequests,
 }
 
 // HTTPStatus maps a gRPC status code to the HTTP status the gateway answers

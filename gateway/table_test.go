@@ -216,7 +216,7 @@ func TestHTTPStatus(t *testing.T) {
 		codes.OK: 200, codes.InvalidArgument: 400, codes.OutOfRange: 400, codes.NotFound: 404,
 		codes.AlreadyExists: 409, codes.FailedPrecondition: 409, codes.Aborted: 409, codes.PermissionDenied: 403,
 		codes.Unauthenticated: 401, codes.Unimplemented: 501, codes.Unavailable: 503, codes.DeadlineExceeded: 504,
-		codes.Canceled: 499, codes.Unknown: 500, codes.Internal: 500, codes.DataLoss: 500, codes.ResourceExhausted: 500,
+		codes.Canceled: 499, codes.Unknown: 500, codes.Internal: 500, codes.DataLoss: 500, codes.ResourceExhausted: 429,
 	}
 	for c, want := range cases {
 		if got := HTTPStatus(c); got != want {
