@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -205,7 +206,7 @@ func TestCalls(t *testing.T) {
 			t.Fatalf("Delete = %+v, %v", del, err)
 		}
 		// MyResources is what the local node (f1) owns, once assigned.
-		testcluster.WaitFor(t, "every resource owned", func() (bool, string) {
+		testwait.Eventually(t, testcluster.DefaultWait, "every resource owned", func() (bool, string) {
 			l, err := cl.Resources(ctx)
 			if err != nil {
 				return false, err.Error()
@@ -219,7 +220,7 @@ func TestCalls(t *testing.T) {
 		})
 		var all Listing
 		var mine Listing
-		testcluster.WaitFor(t, "MyResources matches the listing", func() (bool, string) {
+		testwait.Eventually(t, testcluster.DefaultWait, "MyResources matches the listing", func() (bool, string) {
 			var err error
 			if all, err = cl.Resources(ctx); err != nil {
 				return false, err.Error()

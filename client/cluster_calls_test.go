@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
 )
 
 // TestLeadershipCalls exercises the calls that move leadership and change
@@ -161,7 +162,7 @@ func TestLeadershipCalls(t *testing.T) {
 		if res.NodeID != f2.ID() {
 			t.Errorf("Leave = %+v", res)
 		}
-		testcluster.WaitFor(t, f2.ID()+" recorded as left", func() (bool, string) {
+		testwait.Eventually(t, testcluster.DefaultWait, f2.ID()+" recorded as left", func() (bool, string) {
 			ms, err := cl1.Members(ctx)
 			if err != nil {
 				return false, err.Error()

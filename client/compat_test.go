@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 )
 
@@ -224,7 +225,7 @@ func hungSidecarViolations(t *testing.T, unsafe bool) []string {
 	}()
 	const lease = 200 * time.Millisecond // what the sidecar last said was left
 	names := []string{"leader", "owner r1"}
-	testcluster.WaitFor(t, "both fns started", func() (bool, string) {
+	testwait.Eventually(t, testcluster.DefaultWait, "both fns started", func() (bool, string) {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(started) == 2, fmt.Sprint(started)
@@ -292,7 +293,7 @@ func TestOwnerWorkResumesAfterLapse(t *testing.T) {
 			return nil // a clean stop, as a worker would
 		})
 	}()
-	testcluster.WaitFor(t, "the work started again after the lease came back", func() (bool, string) {
+	testwait.Eventually(t, testcluster.DefaultWait, "the work started again after the lease came back", func() (bool, string) {
 		mu.Lock()
 		defer mu.Unlock()
 		return starts >= 2, fmt.Sprint(starts, " starts")

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
 	"github.com/heartbeat-sidecar/heartbeat/node"
 )
 
@@ -71,7 +72,7 @@ func (r *runner) snapshot() []run {
 func (r *runner) waitRuns(t *testing.T, n int) []run {
 	t.Helper()
 	var runs []run
-	testcluster.WaitFor(t, fmt.Sprintf("%s: %d runs of fn", r.name, n), func() (bool, string) {
+	testwait.Eventually(t, testcluster.DefaultWait, fmt.Sprintf("%s: %d runs of fn", r.name, n), func() (bool, string) {
 		runs = r.snapshot()
 		return len(runs) >= n, fmt.Sprintf("%d runs", len(runs))
 	})
@@ -82,7 +83,7 @@ func (r *runner) waitRuns(t *testing.T, n int) []run {
 func (r *runner) waitCancelled(t *testing.T, i int) run {
 	t.Helper()
 	var got run
-	testcluster.WaitFor(t, fmt.Sprintf("%s: run %d cancelled", r.name, i), func() (bool, string) {
+	testwait.Eventually(t, testcluster.DefaultWait, fmt.Sprintf("%s: run %d cancelled", r.name, i), func() (bool, string) {
 		runs := r.snapshot()
 		if len(runs) <= i {
 			return false, "not started"

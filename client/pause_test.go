@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
 	"github.com/heartbeat-sidecar/heartbeat/membership"
 )
 
@@ -300,7 +301,7 @@ func sidecarFaultRun(t *testing.T, f fault, pauseLeader, unsafe bool) ([]string,
 	leader := c.Leader()
 	victim := leader
 	var owned []string
-	testcluster.WaitFor(t, "leader work and work on every resource", func() (bool, string) {
+	testwait.Eventually(t, testcluster.DefaultWait, "leader work and work on every resource", func() (bool, string) {
 		if !ledger.running("leader", "") {
 			return false, "no leader work"
 		}
@@ -354,7 +355,7 @@ func sidecarFaultRun(t *testing.T, f fault, pauseLeader, unsafe bool) ([]string,
 		}
 		return true, ""
 	}
-	testcluster.WaitFor(t, "the others take over the paused sidecar's work", taken)
+	testwait.Eventually(t, testcluster.DefaultWait, "the others take over the paused sidecar's work", taken)
 	bad, gap := ledger.overlaps() // judged while the fault lasts
 	if f != killed {
 		proxies[id].setFrozen(false)

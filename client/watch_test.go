@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
 	"github.com/heartbeat-sidecar/heartbeat/node"
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 )
@@ -112,7 +113,7 @@ func (w *writer) finish(t *testing.T) []uint64 {
 func (w *writer) waitWrites(t *testing.T, n int) {
 	t.Helper()
 	want := w.count() + n
-	testcluster.WaitFor(t, fmt.Sprintf("%d writes", want), func() (bool, string) {
+	testwait.Eventually(t, testcluster.DefaultWait, fmt.Sprintf("%d writes", want), func() (bool, string) {
 		return w.count() >= want, fmt.Sprintf("%d writes", w.count())
 	})
 }
@@ -220,7 +221,7 @@ func TestWatchesAcrossFailures(t *testing.T) {
 		<-leaders.done
 	}()
 
-	testcluster.WaitFor(t, "the first leader event", func() (bool, string) { return len(leaders.snapshot()) > 0, "none yet" })
+	testwait.Eventually(t, testcluster.DefaultWait, "the first leader event", func() (bool, string) { return len(leaders.snapshot()) > 0, "none yet" })
 	first := leaders.snapshot()[0]
 	if first.ID != leader.ID() || first.IsSelf || !first.Local || first.Endpoint != f1.ClientAddr() ||
 		first.Reconnected || first.Disconnected || first.FencingToken != leader.Status().FencingToken {
@@ -234,7 +235,7 @@ func TestWatchesAcrossFailures(t *testing.T) {
 	oldToken := first.FencingToken
 	c.Kill(leader.ID())
 	newLeader := c.Leader()
-	testcluster.WaitFor(t, "the leader watch to report the new leader", func() (bool, string) {
+	testwait.Eventually(t, testcluster.DefaultWait, "the leader watch to report the new leader", func() (bool, string) {
 		for _, ev := range leaders.snapshot() {
 			if ev.ID == newLeader.ID() && ev.FencingToken > oldToken && ev.Endpoint == f1.ClientAddr() {
 				return true, ""
@@ -261,12 +262,12 @@ func TestWatchesAcrossFailures(t *testing.T) {
 	nLeaderEvents := len(leaders.snapshot())
 	c.Kill(f1.ID())
 	w.waitWrites(t, 20)
-	testcluster.WaitFor(t, "assignment events written after the reconnection", func() (bool, string) {
+	testwait.Eventually(t, testcluster.DefaultWait, "assignment events written after the reconnection", func() (bool, string) {
 		last := lastRevision(assign.snapshot())
 		return last >= w.last() && w.last() > beforeKill, fmt.Sprintf("last event revision %d, last write %d", last, w.last())
 	})
 	current := c.Leader()
-	testcluster.WaitFor(t, "the leader watch to reconnect to the second endpoint", func() (bool, string) {
+	testwait.Eventually(t, testcluster.DefaultWait, "the leader watch to reconnect to the second endpoint", func() (bool, string) {
 		evs := leaders.snapshot()[nLeaderEvents:]
 		disconnected, reconnected := false, false
 		for _, ev := range evs {
@@ -299,7 +300,7 @@ func TestWatchesAcrossFailures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	testcluster.WaitFor(t, "the second fence's event", func() (bool, string) {
+	testwait.Eventually(t, testcluster.DefaultWait, "the second fence's event", func() (bool, string) {
 		last := lastRevision(assign.snapshot())
 		return last >= fence2.Revision, fmt.Sprintf("last event revision %d < %d", last, fence2.Revision)
 	})
@@ -396,7 +397,7 @@ func TestWatchAssignmentsResync(t *testing.T) {
 	if _, err := cl.Register(ctx, specs...); err != nil {
 		t.Fatal(err)
 	}
-	testcluster.WaitFor(t, "all 6000 assigned", func() (bool, string) {
+	testwait.Eventually(t, testcluster.DefaultWait, "all 6000 assigned", func() (bool, string) {
 		l, err := cl.MyResources(ctx)
 		if err != nil {
 			return false, err.Error()

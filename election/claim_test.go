@@ -1,9 +1,13 @@
-package election
+package election_test
 
 import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/heartbeat-sidecar/heartbeat/election"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
 )
 
 // claimSampler records, for every node of a cluster, the latest lease end it
@@ -17,7 +21,7 @@ type claimSampler struct {
 	stop, done chan struct{}
 }
 
-func sampleClaims(c *testCluster) *claimSampler {
+func sampleClaims(c *testcluster.ElectionCluster) *claimSampler {
 	s := &claimSampler{promised: map[int]time.Time{}, firstClaim: map[int]time.Time{},
 		stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
@@ -28,8 +32,8 @@ func sampleClaims(c *testCluster) *claimSampler {
 				return
 			default:
 			}
-			for _, i := range c.alive() {
-				l := c.nodes[i].node.Leadership()
+			for _, i := range c.Alive() {
+				l := c.Node(i).Node.Leadership()
 				now := time.Now()
 				if !l.IsLeader {
 					continue
@@ -76,29 +80,29 @@ func TestTransferClaimWaitsForOldLease(t *testing.T) {
 			// A long lease (1.2 s) against a transfer of a few tens of
 			// milliseconds, so that the planted claim lands inside the old
 			// lease even on a loaded machine.
-			c := newCluster(t, 3, clusterOpts{heartbeat: 1500 * time.Millisecond,
-				tweak: func(cfg *Config) { cfg.noClaimHoldoff = planted }})
-			old := c.waitLeader(10 * time.Second)
+			c := testcluster.StartElections(t, 3, testcluster.ElectionOptions{Heartbeat: 1500 * time.Millisecond,
+				Tweak: func(cfg *election.Config) { election.SetNoClaimHoldoff(cfg, planted) }})
+			old := c.WaitLeader(10 * time.Second)
 			s := sampleClaims(c)
 			defer s.close()
 			// Let the old leader renew its lease a few times under sampling.
-			waitFor(t, 5*time.Second, func() bool {
+			testwait.Eventually(t, 5*time.Second, "the old leader's claim sampled", func() (bool, string) {
 				s.mu.Lock()
 				defer s.mu.Unlock()
-				return time.Until(s.promised[old]) > 0
-			}, func() string { return "old leader's claim not sampled" })
+				return time.Until(s.promised[old]) > 0, "old leader's claim not sampled"
+			})
 			target := (old + 1) % 3
 			s.setMark()
-			if err := transferTo(c.nodes[old].node, ctxFor(t, 10*time.Second), c.nodes[target].id); err != nil {
+			if err := transferTo(c.Node(old).Node, testcluster.ContextWithin(t, 10*time.Second), c.Node(target).ID); err != nil {
 				t.Fatalf("transfer: %v", err)
 			}
 			var first, promised time.Time
-			waitFor(t, 10*time.Second, func() bool {
+			testwait.Eventually(t, 10*time.Second, "the new leader's first claim", func() (bool, string) {
 				s.mu.Lock()
 				defer s.mu.Unlock()
 				first, promised = s.firstClaim[target], s.promised[old]
-				return !first.IsZero()
-			}, func() string { return "the new leader never claimed" })
+				return !first.IsZero(), "the new leader never claimed"
+			})
 			early := promised.Sub(first)
 			switch {
 			case planted && early <= 0:

@@ -1,4 +1,4 @@
-package election
+package election_test
 
 import (
 	"context"
@@ -11,15 +11,19 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/heartbeat-sidecar/heartbeat/election"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
 )
 
 func TestLeaderElected(t *testing.T) {
 	for _, n := range []int{3, 5} {
 		t.Run(fmt.Sprintf("%d nodes", n), func(t *testing.T) {
-			c := newCluster(t, n, clusterOpts{fastFailover: true})
-			li := c.waitLeader(15 * time.Second)
-			l := c.nodes[li].node.Leadership()
-			if l.State != "leader" || l.LeaderID != c.nodes[li].id || l.LeaderAddr != string(c.nodes[li].addr) {
+			c := testcluster.StartElections(t, n, testcluster.ElectionOptions{FastFailover: true})
+			li := c.WaitLeader(15 * time.Second)
+			l := c.Node(li).Node.Leadership()
+			if l.State != "leader" || l.LeaderID != c.Node(li).ID || l.LeaderAddr != string(c.Node(li).Addr) {
 				t.Fatalf("leader's own view is wrong: %+v", l)
 			}
 			if l.FencingToken != l.Term || l.FencingToken == 0 {
@@ -32,25 +36,26 @@ func TestLeaderElected(t *testing.T) {
 			// claim leadership at once, and the followers stay followers.
 			for round := 0; round < 50; round++ {
 				count := 0
-				for _, i := range c.alive() {
-					v := c.nodes[i].node.Leadership()
+				for _, i := range c.Alive() {
+					v := c.Node(i).Node.Leadership()
 					if v.IsLeader {
 						count++
 					}
-					if i != li && (v.State != "follower" || v.IsLeader || v.LeaderID != c.nodes[li].id) {
-						t.Fatalf("node %s: %+v, want a follower of %s", c.nodes[i].id, v, c.nodes[li].id)
+					if i != li && (v.State != "follower" || v.IsLeader || v.LeaderID != c.Node(li).ID) {
+						t.Fatalf("node %s: %+v, want a follower of %s", c.Node(i).ID, v, c.Node(li).ID)
 					}
 				}
 				if count > 1 {
-					t.Fatalf("%d nodes report IsLeader:%s", count, c.describe())
+					t.Fatalf("%d nodes report IsLeader:%s", count, c.Describe())
 				}
 				time.Sleep(10 * time.Millisecond)
 			}
 			// On a loaded machine a heartbeat can be late enough for the
 			// lease to lapse for a moment: poll.
-			waitFor(t, 5*time.Second, func() bool { return c.metric(li, "heartbeat_lease_valid") == 1 },
-				func() string { return "lease_valid gauge never 1 on the leader" })
-			if got := c.metric(li, "heartbeat_raft_state"); got != float64(raft.Leader) {
+			testwait.Eventually(t, 5*time.Second, "the leader's lease_valid gauge at 1", func() (bool, string) {
+				return c.Metric(li, "heartbeat_lease_valid") == 1, "lease_valid gauge never 1 on the leader"
+			})
+			if got := c.Metric(li, "heartbeat_raft_state"); got != float64(raft.Leader) {
 				t.Fatalf("raft_state gauge = %v on the leader", got)
 			}
 		})
@@ -58,16 +63,16 @@ func TestLeaderElected(t *testing.T) {
 }
 
 func TestLeaderKilledNewLeaderHigherTerm(t *testing.T) {
-	c := newCluster(t, 3, clusterOpts{fastFailover: false})
-	li := c.waitLeader(15 * time.Second)
-	old := c.nodes[li].node.Leadership()
-	c.kill(li)
-	ni := c.waitLeader(15 * time.Second)
-	now := c.nodes[ni].node.Leadership()
+	c := testcluster.StartElections(t, 3, testcluster.ElectionOptions{FastFailover: false})
+	li := c.WaitLeader(15 * time.Second)
+	old := c.Node(li).Node.Leadership()
+	c.Kill(li)
+	ni := c.WaitLeader(15 * time.Second)
+	now := c.Node(ni).Node.Leadership()
 	if ni == li || now.Term <= old.Term || now.FencingToken <= old.FencingToken {
 		t.Fatalf("new leader %+v after old %+v", now, old)
 	}
-	if got := c.triggers(); got != 0 {
+	if got := triggers(c); got != 0 {
 		t.Fatalf("fast failover fired %v times with FastFailover off", got)
 	}
 }
@@ -82,50 +87,50 @@ func TestFastFailover(t *testing.T) {
 	// 20ms rank step; a wide step keeps the followers' turns apart here (a
 	// second stand processed after the first won deposes it). The benchmark
 	// measures the defaults.
-	slow := func(cfg *Config) {
+	slow := func(cfg *election.Config) {
 		cfg.LeaseDuration = 2 * time.Second
 		cfg.FailoverRankStep = 400 * time.Millisecond
 		cfg.ConfirmTimeout = 500 * time.Millisecond
 	}
 	t.Run("on", func(t *testing.T) {
 		t.Parallel()
-		c := newCluster(t, 5, clusterOpts{heartbeat: 3 * time.Second, fastFailover: true, tweak: slow})
-		li := c.waitLeader(30 * time.Second)
-		old := c.nodes[li].node.Leadership()
+		c := testcluster.StartElections(t, 5, testcluster.ElectionOptions{Heartbeat: 3 * time.Second, FastFailover: true, Tweak: slow})
+		li := c.WaitLeader(30 * time.Second)
+		old := c.Node(li).Node.Leadership()
 		// Let followers open their held streams to the leader.
 		waitHeld(t, c, li)
-		c.kill(li) // its sockets close at the end of kill
+		c.Kill(li) // its sockets close at the end of kill
 		start := time.Now()
 		var took time.Duration
-		waitFor(t, 1500*time.Millisecond, func() bool {
-			for _, i := range c.alive() {
-				l := c.nodes[i].node.Leadership()
+		testwait.Eventually(t, 1500*time.Millisecond, "every survivor to name a new leader", func() (bool, string) {
+			for _, i := range c.Alive() {
+				l := c.Node(i).Node.Leadership()
 				if l.LeaderID == "" || l.LeaderID == old.LeaderID || l.FencingToken <= old.FencingToken {
-					return false
+					return false, c.Describe()
 				}
 			}
 			took = time.Since(start)
-			return true
-		}, c.describe)
+			return true, c.Describe()
+		})
 		t.Logf("every survivor named a new leader %v after the kill", took)
-		if got := c.triggers(); got < 1 {
+		if got := triggers(c); got < 1 {
 			t.Fatalf("fast-failover trigger count %v, want >= 1", got)
 		}
 	})
 	t.Run("off", func(t *testing.T) {
 		t.Parallel()
-		c := newCluster(t, 3, clusterOpts{heartbeat: 3 * time.Second, fastFailover: false, tweak: slow})
-		li := c.waitLeader(30 * time.Second)
-		old := c.nodes[li].node.Leadership()
-		c.kill(li)
+		c := testcluster.StartElections(t, 3, testcluster.ElectionOptions{Heartbeat: 3 * time.Second, FastFailover: false, Tweak: slow})
+		li := c.WaitLeader(30 * time.Second)
+		old := c.Node(li).Node.Leadership()
+		c.Kill(li)
 		start := time.Now()
-		ni := c.waitLeader(30 * time.Second)
+		ni := c.WaitLeader(30 * time.Second)
 		took := time.Since(start)
 		t.Logf("without fast failover a new leader took %v", took)
-		if l := c.nodes[ni].node.Leadership(); l.FencingToken <= old.FencingToken {
+		if l := c.Node(ni).Node.Leadership(); l.FencingToken <= old.FencingToken {
 			t.Fatalf("new leader %+v not newer than %+v", l, old)
 		}
-		if got := c.triggers(); got != 0 {
+		if got := triggers(c); got != 0 {
 			t.Fatalf("fast-failover trigger count %v with FastFailover off", got)
 		}
 		// A follower's timer fires no sooner than HeartbeatTimeout (3s) after
@@ -140,54 +145,54 @@ func TestFastFailover(t *testing.T) {
 // waitHeld waits until every live follower has been inside Hold on the
 // leader for 300ms without interruption: on loopback its stream is open by
 // then (a dial takes well under a millisecond).
-func waitHeld(t *testing.T, c *testCluster, li int) {
+func waitHeld(t *testing.T, c *testcluster.ElectionCluster, li int) {
 	t.Helper()
-	waitFor(t, 10*time.Second, func() bool {
-		for _, i := range c.alive() {
+	testwait.Eventually(t, 10*time.Second, "every follower holding the leader for 300ms", func() (bool, string) {
+		for _, i := range c.Alive() {
 			if i == li {
 				continue
 			}
-			n := c.nodes[i].node
-			since := n.holdSince.Load()
-			if n.Leadership().LeaderID != c.nodes[li].id || since == 0 ||
+			n := c.Node(i).Node
+			since := election.HoldSince(n)
+			if n.Leadership().LeaderID != c.Node(li).ID || since == 0 ||
 				time.Since(time.Unix(0, since)) < 300*time.Millisecond {
-				return false
+				return false, c.Describe()
 			}
 		}
-		return true
-	}, c.describe)
+		return true, c.Describe()
+	})
 }
 
 func TestIsolatedLeaderLosesLease(t *testing.T) {
 	// Raft's own step-down (LeaderLeaseTimeout) waits a full second; the
 	// election lease is 200ms. So there is a window in which raft still says
 	// Leader and the node must already say IsLeader=false.
-	c := newCluster(t, 3, clusterOpts{heartbeat: time.Second, fastFailover: true, tweak: func(cfg *Config) {
+	c := testcluster.StartElections(t, 3, testcluster.ElectionOptions{Heartbeat: time.Second, FastFailover: true, Tweak: func(cfg *election.Config) {
 		cfg.LeaseDuration = 200 * time.Millisecond
 		cfg.LeaderLeaseTimeout = time.Second
 	}})
-	li := c.waitLeader(15 * time.Second)
-	old := c.nodes[li].node.Leadership()
-	w := c.nodes[li].node.Watch()
+	li := c.WaitLeader(15 * time.Second)
+	old := c.Node(li).Node.Leadership()
+	w := c.Node(li).Node.Watch()
 	defer w.Close()
 	if v := recv(t, w); !v.IsLeader {
 		t.Fatalf("watcher's first view %+v, want the leader's", v)
 	}
-	c.isolate(li)
+	c.Isolate(li)
 	start := time.Now()
 	sawWindow := false
 	var lapsed time.Duration
-	waitFor(t, 200*time.Millisecond+2*time.Second, func() bool {
-		l := c.nodes[li].node.Leadership()
+	testwait.Eventually(t, 200*time.Millisecond+2*time.Second, "the isolated leader to stop claiming leadership", func() (bool, string) {
+		l := c.Node(li).Node.Leadership()
 		if !l.IsLeader {
 			lapsed = time.Since(start)
-			if c.nodes[li].node.Raft().State() == raft.Leader {
+			if c.Node(li).Node.Raft().State() == raft.Leader {
 				sawWindow = true
 			}
-			return true
+			return true, c.Describe()
 		}
-		return false
-	}, c.describe)
+		return false, c.Describe()
+	})
 	t.Logf("isolated leader stopped claiming leadership %v after the cut (raft still leader: %v)", lapsed, sawWindow)
 	if !sawWindow {
 		t.Errorf("IsLeader turned false only when raft stepped down; the lease did not act first")
@@ -197,129 +202,125 @@ func TestIsolatedLeaderLosesLease(t *testing.T) {
 	}
 	// The majority elects another leader with a higher fencing token.
 	var ni int
-	waitFor(t, 15*time.Second, func() bool {
-		ni = c.leader()
-		return ni >= 0 && ni != li
-	}, c.describe)
-	if l := c.nodes[ni].node.Leadership(); l.FencingToken <= old.FencingToken {
+	testwait.Eventually(t, 15*time.Second, "another leader in the majority", func() (bool, string) {
+		ni = c.Leader()
+		return ni >= 0 && ni != li, c.Describe()
+	})
+	if l := c.Node(ni).Node.Leadership(); l.FencingToken <= old.FencingToken {
 		t.Fatalf("new leader's token %d not above old %d", l.FencingToken, old.FencingToken)
 	}
-	c.heal(li)
-	c.waitLeader(15 * time.Second)
+	c.Heal(li)
+	c.WaitLeader(15 * time.Second)
 }
 
 func TestPreVoteIsolatedFollowerDoesNotRaiseTerm(t *testing.T) {
-	c := newCluster(t, 3, clusterOpts{fastFailover: true})
-	li := c.waitLeader(15 * time.Second)
-	before := c.nodes[li].node.Leadership()
+	c := testcluster.StartElections(t, 3, testcluster.ElectionOptions{FastFailover: true})
+	li := c.WaitLeader(15 * time.Second)
+	before := c.Node(li).Node.Leadership()
 	fi := (li + 1) % 3
-	startElections := c.metric(fi, "heartbeat_raft_elections_started_total")
-	c.isolate(fi)
+	startElections := c.Metric(fi, "heartbeat_raft_elections_started_total")
+	c.Isolate(fi)
 	// Wait until the isolated follower has timed out, become a candidate and
 	// heard nothing from the leader for several heartbeat timeouts.
-	waitFor(t, 20*time.Second, func() bool {
-		n := c.nodes[fi].node
-		return c.metric(fi, "heartbeat_raft_elections_started_total") >= startElections+1 &&
+	testwait.Eventually(t, 20*time.Second, "the isolated follower to stand and time out", func() (bool, string) {
+		n := c.Node(fi).Node
+		return c.Metric(fi, "heartbeat_raft_elections_started_total") >= startElections+1 &&
 			n.Leadership().LeaderID == "" &&
-			time.Since(n.Raft().LastContact()) > 4*c.opts.heartbeat
-	}, c.describe)
-	if got := c.nodes[fi].node.Leadership().Term; got != before.Term {
+			time.Since(n.Raft().LastContact()) > 4*election.DefaultHeartbeatTimeout, c.Describe()
+	})
+	if got := c.Node(fi).Node.Leadership().Term; got != before.Term {
 		t.Fatalf("isolated follower raised its term to %d (leader's %d): pre-vote is off", got, before.Term)
 	}
-	c.heal(fi)
-	waitFor(t, 15*time.Second, func() bool {
-		return c.nodes[fi].node.Leadership().LeaderID == before.LeaderID
-	}, c.describe)
-	after := c.nodes[li].node.Leadership()
+	c.Heal(fi)
+	testwait.Eventually(t, 15*time.Second, "the healed follower to follow the leader again", func() (bool, string) {
+		return c.Node(fi).Node.Leadership().LeaderID == before.LeaderID, c.Describe()
+	})
+	after := c.Node(li).Node.Leadership()
 	if after.Term != before.Term || !after.IsLeader {
 		t.Fatalf("leader after heal %+v, before %+v: term raised or leadership lost", after, before)
 	}
 }
 
 func TestFullRestartKeepsLog(t *testing.T) {
-	c := newCluster(t, 3, clusterOpts{fastFailover: true})
-	li := c.waitLeader(15 * time.Second)
+	c := testcluster.StartElections(t, 3, testcluster.ElectionOptions{FastFailover: true})
+	li := c.WaitLeader(15 * time.Second)
 	var want []string
 	for i := 0; i < 20; i++ {
 		e := fmt.Sprintf("entry-%d", i)
-		if _, err := c.nodes[li].node.Apply(ctxFor(t, 5*time.Second), []byte(e)); err != nil {
+		if _, err := c.Node(li).Node.Apply(testcluster.ContextWithin(t, 5*time.Second), []byte(e)); err != nil {
 			t.Fatalf("apply %d: %v", i, err)
 		}
 		want = append(want, e)
 	}
-	c.waitApplied(want)
-	for i := range c.nodes {
-		c.kill(i)
+	waitApplied(t, c, want)
+	for i := 0; i < c.Len(); i++ {
+		c.Kill(i)
 	}
-	for i := range c.nodes {
-		c.restart(i)
+	for i := 0; i < c.Len(); i++ {
+		c.Restart(i)
 	}
-	li = c.waitLeader(15 * time.Second)
-	c.waitApplied(want)
-	if _, err := c.nodes[li].node.Apply(ctxFor(t, 5*time.Second), []byte("after")); err != nil {
+	li = c.WaitLeader(15 * time.Second)
+	waitApplied(t, c, want)
+	if _, err := c.Node(li).Node.Apply(testcluster.ContextWithin(t, 5*time.Second), []byte("after")); err != nil {
 		t.Fatalf("apply after restart: %v", err)
 	}
-	c.waitApplied(append(want, "after"))
+	waitApplied(t, c, append(want, "after"))
 }
 
 // waitApplied waits until every live node's FSM holds exactly want.
-func (c *testCluster) waitApplied(want []string) {
-	c.t.Helper()
-	waitFor(c.t, 15*time.Second, func() bool {
-		for _, i := range c.alive() {
-			if !slices.Equal(c.nodes[i].fsm.list(), want) {
-				return false
-			}
-		}
-		return true
-	}, func() string {
+func waitApplied(t *testing.T, c *testcluster.ElectionCluster, want []string) {
+	t.Helper()
+	testwait.Eventually(t, 15*time.Second, "every live node to apply the entries", func() (bool, string) {
 		s := ""
-		for _, i := range c.alive() {
-			s += fmt.Sprintf("\n  %s: %d entries", c.nodes[i].id, len(c.nodes[i].fsm.list()))
+		ok := true
+		for _, i := range c.Alive() {
+			got := entries(c, i)
+			ok = ok && slices.Equal(got, want)
+			s += fmt.Sprintf("\n  %s: %d entries", c.Node(i).ID, len(got))
 		}
-		return s
+		return ok, s
 	})
 }
 
 func TestJoinRemove(t *testing.T) {
-	c := newCluster(t, 3, clusterOpts{fastFailover: true, extra: 2})
-	li := c.waitLeader(15 * time.Second)
-	lead := c.nodes[li].node
-	n4, n5 := c.nodes[3], c.nodes[4]
-	if l := n4.node.Leadership(); l.LeaderID != "" {
+	c := testcluster.StartElections(t, 3, testcluster.ElectionOptions{FastFailover: true, Extra: 2})
+	li := c.WaitLeader(15 * time.Second)
+	lead := c.Node(li).Node
+	n4, n5 := c.Node(3), c.Node(4)
+	if l := n4.Node.Leadership(); l.LeaderID != "" {
 		t.Fatalf("unlisted node knows a leader before joining: %+v", l)
 	}
-	if _, err := lead.Apply(ctxFor(t, 5*time.Second), []byte("before-join")); err != nil {
+	if _, err := lead.Apply(testcluster.ContextWithin(t, 5*time.Second), []byte("before-join")); err != nil {
 		t.Fatal(err)
 	}
 
 	// Join on a follower: ErrNotLeader naming the leader.
 	fi := (li + 1) % 3
-	err := c.nodes[fi].node.Join(ctxFor(t, 5*time.Second), n4.id, string(n4.addr), true)
-	var nle *NotLeaderError
-	if !errors.Is(err, ErrNotLeader) || !errors.As(err, &nle) {
-		t.Fatalf("join on follower: %v, want ErrNotLeader", err)
+	err := c.Node(fi).Node.Join(testcluster.ContextWithin(t, 5*time.Second), n4.ID, string(n4.Addr), true)
+	var nle *election.NotLeaderError
+	if !errors.Is(err, election.ErrNotLeader) || !errors.As(err, &nle) {
+		t.Fatalf("join on follower: %v, want election.ErrNotLeader", err)
 	}
-	if nle.LeaderID != c.nodes[li].id || nle.LeaderAddr != string(c.nodes[li].addr) {
-		t.Fatalf("NotLeaderError names %s@%s, want %s@%s", nle.LeaderID, nle.LeaderAddr, c.nodes[li].id, c.nodes[li].addr)
+	if nle.LeaderID != c.Node(li).ID || nle.LeaderAddr != string(c.Node(li).Addr) {
+		t.Fatalf("NotLeaderError names %s@%s, want %s@%s", nle.LeaderID, nle.LeaderAddr, c.Node(li).ID, c.Node(li).Addr)
 	}
 
-	if err := lead.Join(ctxFor(t, 10*time.Second), n4.id, string(n4.addr), true); err != nil {
+	if err := lead.Join(testcluster.ContextWithin(t, 10*time.Second), n4.ID, string(n4.Addr), true); err != nil {
 		t.Fatalf("join voter: %v", err)
 	}
-	if err := lead.Join(ctxFor(t, 10*time.Second), n4.id, string(n4.addr), true); err != nil {
+	if err := lead.Join(testcluster.ContextWithin(t, 10*time.Second), n4.ID, string(n4.Addr), true); err != nil {
 		t.Fatalf("join again (idempotent): %v", err)
 	}
-	if err := lead.Join(ctxFor(t, 10*time.Second), n5.id, string(n5.addr), false); err != nil {
+	if err := lead.Join(testcluster.ContextWithin(t, 10*time.Second), n5.ID, string(n5.Addr), false); err != nil {
 		t.Fatalf("join non-voter: %v", err)
 	}
-	err = lead.Join(ctxFor(t, 5*time.Second), n4.id, "127.0.0.1:1", true)
-	if !errors.Is(err, ErrIDInUse) {
-		t.Fatalf("same id, other address: %v, want ErrIDInUse", err)
+	err = lead.Join(testcluster.ContextWithin(t, 5*time.Second), n4.ID, "127.0.0.1:1", true)
+	if !errors.Is(err, election.ErrIDInUse) {
+		t.Fatalf("same id, other address: %v, want election.ErrIDInUse", err)
 	}
-	err = lead.Join(ctxFor(t, 5*time.Second), "n9", string(n4.addr), true)
-	if !errors.Is(err, ErrAddressInUse) {
-		t.Fatalf("other id, same address: %v, want ErrAddressInUse", err)
+	err = lead.Join(testcluster.ContextWithin(t, 5*time.Second), "n9", string(n4.Addr), true)
+	if !errors.Is(err, election.ErrAddressInUse) {
+		t.Fatalf("other id, same address: %v, want election.ErrAddressInUse", err)
 	}
 
 	members, err := lead.Members()
@@ -334,79 +335,77 @@ func TestJoinRemove(t *testing.T) {
 		t.Fatalf("members %+v: want n4 voter and n5 non-voter among 5", members)
 	}
 	// The joined nodes follow the leader and receive the log.
-	waitFor(t, 10*time.Second, func() bool {
-		for _, tn := range []*testNode{n4, n5} {
-			l := tn.node.Leadership()
-			if l.LeaderID != c.nodes[li].id || !slices.Contains(tn.fsm.list(), "before-join") {
-				return false
+	testwait.Eventually(t, 10*time.Second, "the joined nodes to follow the leader and get the log", func() (bool, string) {
+		for _, tn := range []*testcluster.ElectionNode{n4, n5} {
+			l := tn.Node.Leadership()
+			if l.LeaderID != c.Node(li).ID || !slices.Contains(tn.FSM.(*testcluster.LogFSM).Entries(), "before-join") {
+				return false, c.Describe()
 			}
 		}
-		return true
-	}, c.describe)
+		return true, c.Describe()
+	})
 
-	if err := lead.Remove(ctxFor(t, 10*time.Second), n4.id); err != nil {
+	if err := lead.Remove(testcluster.ContextWithin(t, 10*time.Second), n4.ID); err != nil {
 		t.Fatalf("remove: %v", err)
 	}
-	if err := lead.Remove(ctxFor(t, 10*time.Second), n4.id); err != nil {
+	if err := lead.Remove(testcluster.ContextWithin(t, 10*time.Second), n4.ID); err != nil {
 		t.Fatalf("remove again (idempotent): %v", err)
 	}
 	members, _ = lead.Members()
 	for _, m := range members {
-		if m.ID == n4.id {
+		if m.ID == n4.ID {
 			t.Fatalf("n4 still a member after Remove: %+v", members)
 		}
 	}
-	if err := c.nodes[fi].node.Remove(ctxFor(t, 5*time.Second), n5.id); !errors.Is(err, ErrNotLeader) {
-		t.Fatalf("remove on follower: %v, want ErrNotLeader", err)
+	if err := c.Node(fi).Node.Remove(testcluster.ContextWithin(t, 5*time.Second), n5.ID); !errors.Is(err, election.ErrNotLeader) {
+		t.Fatalf("remove on follower: %v, want election.ErrNotLeader", err)
 	}
-	if err := transferTo(lead, ctxFor(t, 5*time.Second), n5.id); !errors.Is(err, ErrNotVoter) {
-		t.Fatalf("transfer to non-voter: %v, want ErrNotVoter", err)
+	if err := transferTo(lead, testcluster.ContextWithin(t, 5*time.Second), n5.ID); !errors.Is(err, election.ErrNotVoter) {
+		t.Fatalf("transfer to non-voter: %v, want election.ErrNotVoter", err)
 	}
-	if err := transferTo(lead, ctxFor(t, 5*time.Second), "nobody"); !errors.Is(err, ErrUnknownMember) {
-		t.Fatalf("transfer to unknown: %v, want ErrUnknownMember", err)
+	if err := transferTo(lead, testcluster.ContextWithin(t, 5*time.Second), "nobody"); !errors.Is(err, election.ErrUnknownMember) {
+		t.Fatalf("transfer to unknown: %v, want election.ErrUnknownMember", err)
 	}
 }
 
 func TestGracefulShutdownHandsOff(t *testing.T) {
 	// Heartbeat timeout 3s: an election after a silent loss would take
 	// more than 3s, so a quick new leader proves the hand-off.
-	c := newCluster(t, 3, clusterOpts{heartbeat: 3 * time.Second, fastFailover: true, tweak: func(cfg *Config) {
+	c := testcluster.StartElections(t, 3, testcluster.ElectionOptions{Heartbeat: 3 * time.Second, FastFailover: true, Tweak: func(cfg *election.Config) {
 		cfg.LeaseDuration = 2 * time.Second
 	}})
-	li := c.waitLeader(30 * time.Second)
-	old := c.nodes[li].node.Leadership()
+	li := c.WaitLeader(30 * time.Second)
+	old := c.Node(li).Node.Leadership()
 	waitHeld(t, c, li)
-	w := c.nodes[li].node.Watch()
+	w := c.Node(li).Node.Watch()
 	defer w.Close()
 	if first := recv(t, w); !first.IsLeader {
 		t.Fatalf("watcher's first view %+v, want the current (leader) view", first)
 	}
 
 	start := time.Now()
-	if err := c.nodes[li].node.Shutdown(ctxFor(t, 10*time.Second)); err != nil {
+	// Shutdown, then the transport's close as its owner does; followers
+	// got goodbye.
+	if err := c.Shutdown(testcluster.ContextWithin(t, 10*time.Second), li); err != nil {
 		t.Fatalf("shutdown: %v", err)
 	}
-	// The owner closes the transport after the node; followers got goodbye.
-	_ = c.nodes[li].ft.Close()
-	_ = c.nodes[li].tr.Close()
-	c.nodes[li].node, c.nodes[li].tr = nil, nil
 
 	var took time.Duration
-	waitFor(t, 2*time.Second, func() bool {
-		ni := c.leader()
-		if ni < 0 || c.nodes[ni].node.Leadership().FencingToken <= old.FencingToken {
-			return false
+	testwait.Eventually(t, 2*time.Second, "a new leader after the hand-off", func() (bool, string) {
+		ni := c.Leader()
+		if ni < 0 || c.Node(ni).Node.Leadership().FencingToken <= old.FencingToken {
+			return false, c.Describe()
 		}
 		took = time.Since(start)
-		return true
-	}, c.describe)
+		return true, c.Describe()
+	})
 	t.Logf("new leader %v after Shutdown began", took)
-	c.waitLeader(5 * time.Second)
-	if got := c.triggers(); got != 0 {
+	c.WaitLeader(5 * time.Second)
+	if got := triggers(c); got != 0 {
 		t.Fatalf("fast failover fired %v times on a graceful hand-off", got)
 	}
 	// The watcher saw the leader give up its claim, then the channel closed.
-	var last Leadership
+	var last election.Leadership
 	for l := range w.C() {
 		last = l
 	}
@@ -416,16 +415,16 @@ func TestGracefulShutdownHandsOff(t *testing.T) {
 }
 
 func TestWatchFollowsChanges(t *testing.T) {
-	c := newCluster(t, 3, clusterOpts{fastFailover: true})
-	li := c.waitLeader(15 * time.Second)
+	c := testcluster.StartElections(t, 3, testcluster.ElectionOptions{FastFailover: true})
+	li := c.WaitLeader(15 * time.Second)
 	fi := (li + 1) % 3
-	w := c.nodes[fi].node.Watch()
+	w := c.Node(fi).Node.Watch()
 	defer w.Close()
 	first := recv(t, w)
-	if first.LeaderID != c.nodes[li].id {
-		t.Fatalf("first view %+v, want current leader %s", first, c.nodes[li].id)
+	if first.LeaderID != c.Node(li).ID {
+		t.Fatalf("first view %+v, want current leader %s", first, c.Node(li).ID)
 	}
-	c.kill(li)
+	c.Kill(li)
 	deadline := time.After(15 * time.Second)
 	for {
 		select {
@@ -440,29 +439,29 @@ func TestWatchFollowsChanges(t *testing.T) {
 				return
 			}
 		case <-deadline:
-			t.Fatalf("no new-leader view:%s", c.describe())
+			t.Fatalf("no new-leader view:%s", c.Describe())
 		}
 	}
 }
 
 func TestUnreachableBootstrapPeers(t *testing.T) {
-	c := newCluster(t, 3, clusterOpts{fastFailover: true, noStart: map[int]bool{1: true, 2: true}})
+	c := testcluster.StartElections(t, 3, testcluster.ElectionOptions{FastFailover: true, NoStart: map[int]bool{1: true, 2: true}})
 	// The others' transports are closed: their addresses refuse.
 	for _, i := range []int{1, 2} {
-		c.kill(i)
+		c.Kill(i)
 	}
-	n := c.nodes[0].node
+	n := c.Node(0).Node
 	// It times out, stands (pre-vote), gets no answer and stays a candidate.
-	waitFor(t, 15*time.Second, func() bool {
-		return c.metric(0, "heartbeat_raft_elections_started_total") >= 1 &&
-			n.Leadership().State == "candidate"
-	}, c.describe)
+	testwait.Eventually(t, 15*time.Second, "the lone node to stand and stay a candidate", func() (bool, string) {
+		return c.Metric(0, "heartbeat_raft_elections_started_total") >= 1 &&
+			n.Leadership().State == "candidate", c.Describe()
+	})
 	l := n.Leadership()
 	if l.LeaderID != "" || l.IsLeader || l.FencingToken != 0 {
 		t.Fatalf("lone node claims a leader: %+v", l)
 	}
-	if _, err := n.Apply(ctxFor(t, time.Second), []byte("x")); !errors.Is(err, ErrNotLeader) || !errors.Is(err, ErrNoLeader) {
-		t.Fatalf("apply without leader: %v, want ErrNotLeader and ErrNoLeader", err)
+	if _, err := n.Apply(testcluster.ContextWithin(t, time.Second), []byte("x")); !errors.Is(err, election.ErrNotLeader) || !errors.Is(err, election.ErrNoLeader) {
+		t.Fatalf("apply without leader: %v, want election.ErrNotLeader and election.ErrNoLeader", err)
 	}
 }
 
@@ -471,32 +470,32 @@ func TestUnreachableBootstrapPeers(t *testing.T) {
 // its redial succeeds; then, with redials failing too, no other member
 // confirms the loss.
 func TestBrokenStreamToLiveLeaderDoesNotDepose(t *testing.T) {
-	c := newCluster(t, 3, clusterOpts{heartbeat: 3 * time.Second, fastFailover: true, tweak: func(cfg *Config) {
+	c := testcluster.StartElections(t, 3, testcluster.ElectionOptions{Heartbeat: 3 * time.Second, FastFailover: true, Tweak: func(cfg *election.Config) {
 		cfg.LeaseDuration = 2 * time.Second
 		cfg.ConfirmTimeout = 500 * time.Millisecond
 	}})
-	li := c.waitLeader(30 * time.Second)
-	before := c.nodes[li].node.Leadership()
+	li := c.WaitLeader(30 * time.Second)
+	before := c.Node(li).Node.Leadership()
 	fi := (li + 1) % 3
-	f := c.nodes[fi]
+	f := c.Node(fi)
 	for _, refuse := range []bool{false, true} {
 		waitHeld(t, c, li)
-		f.hook.setRefuse(refuse)
-		if !f.hook.breakHold() {
+		f.Hook.SetRefuse(refuse)
+		if !f.Hook.BreakHold() {
 			t.Fatal("no Hold running to break")
 		}
 		broke := time.Now()
 		// The follower decides "no crash", backs off and holds the leader
 		// again.
-		waitFor(t, 10*time.Second, func() bool {
-			since := f.node.holdSince.Load()
-			return c.triggers() > 0 || since != 0 && time.Unix(0, since).After(broke)
-		}, c.describe)
-		f.hook.setRefuse(false)
-		if got := c.triggers(); got != 0 {
+		testwait.Eventually(t, 10*time.Second, "the follower to hold the leader again (or fail over)", func() (bool, string) {
+			since := election.HoldSince(f.Node)
+			return triggers(c) > 0 || since != 0 && time.Unix(0, since).After(broke), c.Describe()
+		})
+		f.Hook.SetRefuse(false)
+		if got := triggers(c); got != 0 {
 			t.Fatalf("refuse=%v: fast failover fired %v times against a live leader", refuse, got)
 		}
-		if l := c.nodes[li].node.Leadership(); l.Term != before.Term || !l.IsLeader {
+		if l := c.Node(li).Node.Leadership(); l.Term != before.Term || !l.IsLeader {
 			t.Fatalf("refuse=%v: leader %+v, was %+v", refuse, l, before)
 		}
 	}
@@ -507,8 +506,8 @@ func TestBrokenStreamToLiveLeaderDoesNotDepose(t *testing.T) {
 // elected by votes that ignore the old leader's lease), and a sampler checks
 // that no two nodes ever claim it at once.
 func TestTransfer(t *testing.T) {
-	c := newCluster(t, 3, clusterOpts{fastFailover: true})
-	li := c.waitLeader(15 * time.Second)
+	c := testcluster.StartElections(t, 3, testcluster.ElectionOptions{FastFailover: true})
+	li := c.WaitLeader(15 * time.Second)
 
 	stop := make(chan struct{})
 	overlap := make(chan string, 1)
@@ -523,9 +522,9 @@ func TestTransfer(t *testing.T) {
 			default:
 			}
 			var claim []string
-			for _, tn := range c.nodes {
-				if tn.node.Leadership().IsLeader {
-					claim = append(claim, tn.id)
+			for i := 0; i < c.Len(); i++ {
+				if tn := c.Node(i); tn.Node.Leadership().IsLeader {
+					claim = append(claim, tn.ID)
 				}
 			}
 			if len(claim) > 1 {
@@ -548,49 +547,49 @@ func TestTransfer(t *testing.T) {
 	}()
 
 	target := (li + 1) % 3
-	old := c.nodes[li].node
+	old := c.Node(li).Node
 
 	// A transfer to an unreachable target fails after raft's election
 	// timeout; meanwhile the leader, still raft leader, claims nothing, and
 	// it claims leadership again after the failure.
-	c.isolate(target)
+	c.Isolate(target)
 	failed := make(chan error, 1)
-	go func() { failed <- transferTo(old, ctxFor(t, 10*time.Second), c.nodes[target].id) }()
-	waitFor(t, 5*time.Second, func() bool {
+	go func() { failed <- transferTo(old, testcluster.ContextWithin(t, 10*time.Second), c.Node(target).ID) }()
+	testwait.Eventually(t, 5*time.Second, "the leader to stop claiming during the transfer", func() (bool, string) {
 		l := old.Leadership()
-		return l.State == "leader" && !l.IsLeader
-	}, c.describe)
+		return l.State == "leader" && !l.IsLeader, c.Describe()
+	})
 	if err := <-failed; err == nil {
 		t.Fatal("transfer to an isolated target succeeded")
 	}
-	c.heal(target)
-	waitFor(t, 5*time.Second, func() bool { return old.Leadership().IsLeader }, c.describe)
-	c.waitLeader(15 * time.Second) // the target follows again
+	c.Heal(target)
+	testwait.Eventually(t, 5*time.Second, "the leader to claim again after the failed transfer", func() (bool, string) { return old.Leadership().IsLeader, c.Describe() })
+	c.WaitLeader(15 * time.Second) // the target follows again
 
 	// raft keeps the failed transfer "in progress" until its TimeoutNow call
 	// to the (then isolated) target gives up, and a transfer can time out
 	// while the target is still catching up: retry until the target leads.
 	var err error
-	waitFor(t, 20*time.Second, func() bool {
-		if c.nodes[target].node.Leadership().IsLeader {
-			return true
+	testwait.Eventually(t, 20*time.Second, "the target to lead after retried transfers", func() (bool, string) {
+		if c.Node(target).Node.Leadership().IsLeader {
+			return true, fmt.Sprintf("last transfer error: %v%s", err, c.Describe())
 		}
-		err = transferTo(old, ctxFor(t, 10*time.Second), c.nodes[target].id)
-		return err == nil
-	}, func() string { return fmt.Sprintf("last transfer error: %v%s", err, c.describe()) })
-	if got := c.waitLeader(15 * time.Second); got != target {
-		t.Fatalf("leader after transfer is %s, want %s", c.nodes[got].id, c.nodes[target].id)
+		err = transferTo(old, testcluster.ContextWithin(t, 10*time.Second), c.Node(target).ID)
+		return err == nil, fmt.Sprintf("last transfer error: %v%s", err, c.Describe())
+	})
+	if got := c.WaitLeader(15 * time.Second); got != target {
+		t.Fatalf("leader after transfer is %s, want %s", c.Node(got).ID, c.Node(target).ID)
 	}
-	if err := transferTo(old, ctxFor(t, 5*time.Second), ""); !errors.Is(err, ErrNotLeader) {
-		t.Fatalf("transfer from the old leader: %v, want ErrNotLeader", err)
+	if err := transferTo(old, testcluster.ContextWithin(t, 5*time.Second), ""); !errors.Is(err, election.ErrNotLeader) {
+		t.Fatalf("transfer from the old leader: %v, want election.ErrNotLeader", err)
 	}
-	if err := transferTo(c.nodes[target].node, ctxFor(t, 10*time.Second), ""); err != nil {
+	if err := transferTo(c.Node(target).Node, testcluster.ContextWithin(t, 10*time.Second), ""); err != nil {
 		t.Fatalf("transfer to any voter: %v", err)
 	}
-	if got := c.waitLeader(15 * time.Second); got == target {
-		t.Fatalf("leader still %s after transfer to any voter", c.nodes[got].id)
+	if got := c.WaitLeader(15 * time.Second); got == target {
+		t.Fatalf("leader still %s after transfer to any voter", c.Node(got).ID)
 	}
-	if got := c.triggers(); got != 0 {
+	if got := triggers(c); got != 0 {
 		t.Fatalf("fast failover fired %v times during planned transfers", got)
 	}
 }
@@ -603,12 +602,12 @@ func TestTransfer(t *testing.T) {
 func TestStopWhileApplying(t *testing.T) {
 	for _, graceful := range []bool{false, true} {
 		for round := 0; round < 5; round++ {
-			c := newCluster(t, 1, clusterOpts{})
-			li := c.waitLeader(10 * time.Second)
-			n := c.nodes[li].node
+			c := testcluster.StartElections(t, 1, testcluster.ElectionOptions{})
+			li := c.WaitLeader(10 * time.Second)
+			n := c.Node(li).Node
 			// A slow FSM: committed entries queue up for it, as they do
 			// for the membership FSM under load.
-			c.nodes[li].fsm.delay.Store(int64(2 * time.Millisecond))
+			c.Node(li).FSM.(*testcluster.LogFSM).SetDelay(2 * time.Millisecond)
 			var wg sync.WaitGroup
 			var applied atomic.Int64
 			for w := 0; w < 32; w++ {
@@ -628,7 +627,7 @@ func TestStopWhileApplying(t *testing.T) {
 			}
 			var err error
 			if graceful {
-				err = n.Shutdown(ctxFor(t, 5*time.Second))
+				err = n.Shutdown(testcluster.ContextWithin(t, 5*time.Second))
 			} else {
 				err = n.Close()
 			}
@@ -642,14 +641,42 @@ func TestStopWhileApplying(t *testing.T) {
 			case <-time.After(10 * time.Second):
 				t.Fatalf("an Apply did not return after the stop (graceful %v)", graceful)
 			}
-			c.nodes[li].node = nil
-			c.closeAll()
+			c.Forget(li)
 		}
 	}
 }
 
+// triggers sums the fast-failover trigger counters of the live nodes.
+func triggers(c *testcluster.ElectionCluster) float64 {
+	var sum float64
+	for _, i := range c.Alive() {
+		sum += c.Metric(i, "heartbeat_fast_failover_triggers_total")
+	}
+	return sum
+}
+
+// entries returns what node i's state machine (a LogFSM) has applied.
+func entries(c *testcluster.ElectionCluster, i int) []string {
+	return c.Node(i).FSM.(*testcluster.LogFSM).Entries()
+}
+
+// recv returns the next view of w, failing the test after 5s.
+func recv(t *testing.T, w *election.Watcher) election.Leadership {
+	t.Helper()
+	select {
+	case l, ok := <-w.C():
+		if !ok {
+			t.Fatal("watcher channel closed")
+		}
+		return l
+	case <-time.After(5 * time.Second):
+		t.Fatal("no view within 5s")
+	}
+	return election.Leadership{}
+}
+
 // transferTo runs TransferLeadership and keeps its error only.
-func transferTo(n *Node, ctx context.Context, id string) error {
+func transferTo(n *election.Node, ctx context.Context, id string) error {
 	_, err := n.TransferLeadership(ctx, id)
 	return err
 }

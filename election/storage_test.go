@@ -1,4 +1,4 @@
-package election
+package election_test
 
 import (
 	"errors"
@@ -7,14 +7,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/heartbeat-sidecar/heartbeat/election"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
 	"github.com/heartbeat-sidecar/heartbeat/rpc/transport"
 )
 
 // singleNode starts a one-node cluster in dir with the given identity.
-func singleNode(t *testing.T, dir, cluster, id string) (*Node, *transport.Transport, error) {
+func singleNode(t *testing.T, dir, cluster, id string) (*election.Node, *transport.Transport, error) {
 	t.Helper()
 	tcfg := transport.DefaultConfig()
 	tcfg.ID, tcfg.BindAddr, tcfg.ClusterID, tcfg.Logger = raft.ServerID(id), "127.0.0.1:0", cluster, testLogger(t)
@@ -22,14 +26,14 @@ func singleNode(t *testing.T, dir, cluster, id string) (*Node, *transport.Transp
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := DefaultConfig()
+	cfg := election.DefaultConfig()
 	cfg.ID, cfg.ClusterID, cfg.DataDir = id, cluster, dir
-	cfg.Bootstrap = []Peer{{ID: id, Address: string(tr.LocalAddr()), Voter: true}}
-	cfg.Acks = func() map[raft.ServerAddress]Ack { return convertAcks(tr.Acks()) }
+	cfg.Bootstrap = []election.Peer{{ID: id, Address: string(tr.LocalAddr()), Voter: true}}
+	cfg.Acks = func() map[raft.ServerAddress]election.Ack { return testcluster.ConvertAcks(tr.Acks()) }
 	cfg.ErrPeerClosed, cfg.ErrGoodbye = transport.ErrPeerClosed, transport.ErrGoodbye
 	cfg.Logger = testLogger(t)
 	cfg.Registerer = prometheus.NewRegistry()
-	n, err := New(cfg, tr, &testFSM{})
+	n, err := election.New(cfg, tr, &testcluster.LogFSM{})
 	if err != nil {
 		_ = tr.Close()
 		return nil, nil, err
@@ -44,7 +48,7 @@ func TestDataDirOfAnotherCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A single voter elects itself.
-	waitFor(t, 10*time.Second, func() bool { return n.Leadership().IsLeader }, nil)
+	testwait.Eventually(t, 10*time.Second, "the single voter to lead", func() (bool, string) { return n.Leadership().IsLeader, "" })
 	_ = n.Close()
 	_ = tr.Close()
 
@@ -54,8 +58,8 @@ func TestDataDirOfAnotherCluster(t *testing.T) {
 	}
 	for _, tc := range tests {
 		_, _, err := singleNode(t, dir, tc.cluster, tc.id)
-		if !errors.Is(err, ErrClusterMismatch) {
-			t.Fatalf("open as %s/%s: %v, want ErrClusterMismatch", tc.cluster, tc.id, err)
+		if !errors.Is(err, election.ErrClusterMismatch) {
+			t.Fatalf("open as %s/%s: %v, want election.ErrClusterMismatch", tc.cluster, tc.id, err)
 		}
 		for _, s := range []string{`"alpha"`, `"n1"`, `"` + tc.cluster + `"`, `"` + tc.id + `"`} {
 			if !strings.Contains(err.Error(), s) {
@@ -71,7 +75,7 @@ func TestDataDirOfAnotherCluster(t *testing.T) {
 	}
 	defer tr.Close()
 	defer n.Close()
-	waitFor(t, 10*time.Second, func() bool { return n.Leadership().IsLeader }, nil)
+	testwait.Eventually(t, 10*time.Second, "the reopened single voter to lead", func() (bool, string) { return n.Leadership().IsLeader, "" })
 	if term := n.Leadership().Term; term < 3 {
 		t.Fatalf("term %d after restart, want > the first run's term", term)
 	}
@@ -86,8 +90,8 @@ func TestDataDirInUse(t *testing.T) {
 	defer tr.Close()
 	defer n.Close()
 	_, _, err = singleNode(t, dir, "alpha", "n1")
-	if !errors.Is(err, ErrDataDirLocked) {
-		t.Fatalf("second node on the same data dir: %v, want ErrDataDirLocked", err)
+	if !errors.Is(err, election.ErrDataDirLocked) {
+		t.Fatalf("second node on the same data dir: %v, want election.ErrDataDirLocked", err)
 	}
 }
 
@@ -99,14 +103,19 @@ func TestBootstrapAddressMismatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tr.Close()
-	cfg := DefaultConfig()
+	cfg := election.DefaultConfig()
 	cfg.ID, cfg.ClusterID, cfg.DataDir = "n1", "alpha", t.TempDir()
-	cfg.Bootstrap = []Peer{{ID: "n1", Address: "127.0.0.1:1", Voter: true}}
-	cfg.Acks = func() map[raft.ServerAddress]Ack { return nil }
+	cfg.Bootstrap = []election.Peer{{ID: "n1", Address: "127.0.0.1:1", Voter: true}}
+	cfg.Acks = func() map[raft.ServerAddress]election.Ack { return nil }
 	cfg.ErrPeerClosed, cfg.ErrGoodbye = transport.ErrPeerClosed, transport.ErrGoodbye
 	cfg.Logger = testLogger(t)
-	_, err = New(cfg, tr, &testFSM{})
-	if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "127.0.0.1:1") {
-		t.Fatalf("New with a wrong own address: %v, want ErrInvalidConfig naming it", err)
+	_, err = election.New(cfg, tr, &testcluster.LogFSM{})
+	if !errors.Is(err, election.ErrInvalidConfig) || !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Fatalf("New with a wrong own address: %v, want election.ErrInvalidConfig naming it", err)
 	}
+}
+
+// testLogger logs to the test's log at the harness's level.
+func testLogger(t *testing.T) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Level: testcluster.LogLevel(), Output: testcluster.NewWriter(t)})
 }

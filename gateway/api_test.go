@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
 	"github.com/heartbeat-sidecar/heartbeat/membership"
 	"github.com/heartbeat-sidecar/heartbeat/node"
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
@@ -175,7 +176,7 @@ func testResources(t *testing.T, c *testcluster.Cluster, base string) {
 	// Read-your-writes through the follower that forwarded: consistent
 	// by default.
 	var list heartbeatpb.ListResourcesResponse
-	testcluster.WaitFor(t, "the batch assigned", func() (bool, string) {
+	testwait.Eventually(t, testcluster.DefaultWait, "the batch assigned", func() (bool, string) {
 		do(t, "GET", base+"/v1/resources", "").ok(t, "list", &list)
 		owned := 0
 		for _, r := range list.GetResources() {
@@ -252,7 +253,7 @@ func testMembers(t *testing.T, c *testcluster.Cluster, base string) {
 	target := c.Leader().ID()
 	var wr heartbeatpb.SetDrainResponse
 	do(t, "PUT", base+"/v1/members/"+target+"/drain", `{"draining":true}`).ok(t, "drain", &wr)
-	testcluster.WaitFor(t, target+" drained", func() (bool, string) {
+	testwait.Eventually(t, testcluster.DefaultWait, target+" drained", func() (bool, string) {
 		ms, err := c.Leader().Members()
 		for _, m := range ms {
 			if m.ID == target {
@@ -262,7 +263,7 @@ func testMembers(t *testing.T, c *testcluster.Cluster, base string) {
 		return false, fmt.Sprint(err)
 	})
 	do(t, "PUT", base+"/v1/members/"+target+"/drain", `{"draining":false}`).ok(t, "undrain", &wr)
-	testcluster.WaitFor(t, target+" undrained", func() (bool, string) {
+	testwait.Eventually(t, testcluster.DefaultWait, target+" undrained", func() (bool, string) {
 		ms, err := c.Leader().Members()
 		for _, m := range ms {
 			if m.ID == target {
@@ -323,7 +324,7 @@ func testReadModes(t *testing.T, c *testcluster.Cluster, f *node.Node) {
 	}
 
 	c.Isolate(f.ID())
-	testcluster.WaitFor(t, f.ID()+" loses the leader", func() (bool, string) {
+	testwait.Eventually(t, testcluster.DefaultWait, f.ID()+" loses the leader", func() (bool, string) {
 		s := f.Status()
 		return s.Leader.ID == "", "still follows " + s.Leader.ID
 	})
@@ -348,7 +349,7 @@ func testReadModes(t *testing.T, c *testcluster.Cluster, f *node.Node) {
 func testLeader(t *testing.T, c *testcluster.Cluster, base string) {
 	leader := c.Leader()
 	var resp heartbeatpb.GetLeaderResponse
-	testcluster.WaitFor(t, "GET /v1/leader with the leader's addresses", func() (bool, string) {
+	testwait.Eventually(t, testcluster.DefaultWait, "GET /v1/leader with the leader's addresses", func() (bool, string) {
 		r := do(t, "GET", base+"/v1/leader", "")
 		r.ok(t, "GET /v1/leader", &resp)
 		l := resp.GetLeadership().GetLeader()
@@ -466,7 +467,7 @@ func testJoinRemoveLeave(t *testing.T, c *testcluster.Cluster, base string) {
 	// until it has applied the change. A repeat is then a no-op.
 	applied := func(id string) {
 		t.Helper()
-		testcluster.WaitFor(t, id+" in the configuration of the node asked", func() (bool, string) {
+		testwait.Eventually(t, testcluster.DefaultWait, id+" in the configuration of the node asked", func() (bool, string) {
 			var ms heartbeatpb.ListMembersResponse
 			do(t, "GET", base+"/v1/members", "").ok(t, "members", &ms)
 			for _, m := range ms.GetMembers() {
@@ -491,7 +492,7 @@ func testJoinRemoveLeave(t *testing.T, c *testcluster.Cluster, base string) {
 	if lr.GetNodeId() != "n4" {
 		t.Errorf("leave: %v", &lr)
 	}
-	testcluster.WaitFor(t, "n4 left and out of the raft configuration", func() (bool, string) {
+	testwait.Eventually(t, testcluster.DefaultWait, "n4 left and out of the raft configuration", func() (bool, string) {
 		ms, err := c.Leader().Members()
 		if err != nil {
 			return false, err.Error()
@@ -523,7 +524,7 @@ func testJoinRemoveLeave(t *testing.T, c *testcluster.Cluster, base string) {
 	if rr.GetRevision() == 0 {
 		t.Errorf("remove n5: %v", &rr)
 	}
-	testcluster.WaitFor(t, "n5 out of the raft configuration", func() (bool, string) {
+	testwait.Eventually(t, testcluster.DefaultWait, "n5 out of the raft configuration", func() (bool, string) {
 		ms, err := c.Leader().Members()
 		if err != nil {
 			return false, err.Error()

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
 	"github.com/heartbeat-sidecar/heartbeat/node"
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 )
@@ -44,7 +45,7 @@ func TestHTTPLeases(t *testing.T) {
 
 	t.Run("GET /v1/lease", func(t *testing.T) {
 		var l heartbeatpb.GetLeaseResponse
-		testcluster.WaitFor(t, "GET /v1/lease on the follower at its current revision", func() (bool, string) {
+		testwait.Eventually(t, testcluster.DefaultWait, "GET /v1/lease on the follower at its current revision", func() (bool, string) {
 			r := do(t, "GET", fbase+"/v1/lease", "")
 			r.ok(t, "GET /v1/lease", &l)
 			want, rev := ownedOf(f)
@@ -115,7 +116,7 @@ func TestHTTPLeases(t *testing.T) {
 	t.Run("cut off", func(t *testing.T) {
 		c.Isolate(f.ID())
 		defer c.Heal(f.ID())
-		testcluster.WaitFor(t, "GET /v1/lease on the cut-off follower without an ownership lease", func() (bool, string) {
+		testwait.Eventually(t, testcluster.DefaultWait, "GET /v1/lease on the cut-off follower without an ownership lease", func() (bool, string) {
 			var l heartbeatpb.GetLeaseResponse
 			r := do(t, "GET", fbase+"/v1/lease", "")
 			r.ok(t, "GET /v1/lease on the cut-off follower", &l)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/heartbeat-sidecar/heartbeat/gateway"
 	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
 	"github.com/heartbeat-sidecar/heartbeat/membership"
 	"github.com/heartbeat-sidecar/heartbeat/node"
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
@@ -217,7 +218,7 @@ func TestWatchFellBehind(t *testing.T) {
 	from := n.Membership().Revision()
 	register(t, base, "a", membership.MaxBatch/2)
 	register(t, base, "b", membership.MaxBatch/2)
-	testcluster.WaitFor(t, "the feed past "+fmt.Sprint(from), func() (bool, string) {
+	testwait.Eventually(t, testcluster.DefaultWait, "the feed past "+fmt.Sprint(from), func() (bool, string) {
 		_, err := n.Membership().Changes(from, 1)
 		return err != nil, fmt.Sprint(err)
 	})
@@ -298,7 +299,7 @@ func TestWatchSlowReader(t *testing.T) {
 	// has seen the latest resource change.
 	var seen uint64
 	catchUp := func() {
-		testcluster.WaitFor(t, "settled and seen by the reading watcher", func() (bool, string) {
+		testwait.Eventually(t, testcluster.DefaultWait, "settled and seen by the reading watcher", func() (bool, string) {
 			var unowned int
 			var rev uint64
 			n.Membership().Read(func(s *membership.State) { unowned, rev = s.NumUnowned(), s.Revision() })
@@ -357,7 +358,7 @@ func TestWatchSlowReader(t *testing.T) {
 		t.Fatal("the stalled client's write no longer blocks")
 	}
 	stop() // the node stops: the stalled write is cut within the final write's bound
-	testcluster.WaitFor(t, "the stalled handler to return", func() (bool, string) { return !writeBlocked(), "still blocked" })
+	testwait.Eventually(t, testcluster.DefaultWait, "the stalled handler to return", func() (bool, string) { return !writeBlocked(), "still blocked" })
 }
 
 // dialStalled opens a watch on a raw connection with a small receive

@@ -1,6 +1,8 @@
 package membership
 
 import (
+	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
+
 	"context"
 	"fmt"
 	"strconv"
@@ -61,17 +63,6 @@ func (n *raftNode) Apply(ctx context.Context, b []byte) (any, error) {
 
 func (n *raftNode) IsLeader() bool { return n.raft.State() == raft.Leader }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestFSMUnderRaft(t *testing.T) {
 	var nodes []*raftNode
 	defer func() {
@@ -97,14 +88,14 @@ func TestFSMUnderRaft(t *testing.T) {
 		t.Fatal(err)
 	}
 	var leader *raftNode
-	waitFor(t, "a leader", func() bool {
+	testwait.Eventually(t, 20*time.Second, "a leader", func() (bool, string) {
 		for _, n := range nodes {
 			if n.IsLeader() {
 				leader = n
-				return true
+				return true, ""
 			}
 		}
-		return false
+		return false, ""
 	})
 	ctx := context.Background()
 	for _, n := range nodes {

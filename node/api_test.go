@@ -1,4 +1,4 @@
-package node
+package node_test
 
 import (
 	"fmt"
@@ -8,17 +8,20 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
 	"github.com/heartbeat-sidecar/heartbeat/membership"
+	"github.com/heartbeat-sidecar/heartbeat/node"
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 )
 
 // testBadInput: every malformed request is refused with the right gRPC
 // code and a message, and nothing of it is applied. (The HTTP face's
 // answers to bad input are tested in package gateway.)
-func testBadInput(t *testing.T, c *cluster) {
-	n := c.follower()
+func testBadInput(t *testing.T, c *testcluster.Cluster) {
+	n := c.Follower()
 	long := strings.Repeat("x", membership.MaxResourceIDLen+1)
-	revBefore := c.leader().Membership().Revision()
+	revBefore := c.Leader().Membership().Revision()
 	client := heartbeatpb.NewCoordinatorClient(dialClient(t, n.ClientAddr()))
 	specs := func(ids ...string) *heartbeatpb.RegisterResourcesRequest {
 		r := &heartbeatpb.RegisterResourcesRequest{}
@@ -73,11 +76,11 @@ func testBadInput(t *testing.T, c *cluster) {
 		}
 	}
 	// "delete unknown" named an existing resource too: it must still exist.
-	if _, ok := resourceOf(c.leader(), "r-000"); !ok {
+	if _, ok := resourceOf(c.Leader(), "r-000"); !ok {
 		t.Errorf("r-000 was deleted by a refused batch")
 	}
 	// Nothing was committed by any refused request.
-	leader := c.leader()
+	leader := c.Leader()
 	if v := leader.Membership().View(); len(v.Resources) != 120 {
 		t.Errorf("%d resources after refused requests, want 120 (revision %d -> %d)", len(v.Resources), revBefore, v.Revision)
 	}
@@ -86,14 +89,14 @@ func testBadInput(t *testing.T, c *cluster) {
 // testMembersAPI: ListMembers lists membership states; a register and a
 // delete through a follower; assignments per node; drain and undrain; the
 // membership metrics. (The same over HTTP is tested in package gateway.)
-func testMembersAPI(t *testing.T, c *cluster) {
-	n := c.follower()
+func testMembersAPI(t *testing.T, c *testcluster.Cluster) {
+	n := c.Follower()
 	client := heartbeatpb.NewCoordinatorClient(dialClient(t, n.ClientAddr()))
 	resp, err := client.ListMembers(ctxT(t), &heartbeatpb.ListMembersRequest{})
 	if err != nil || len(resp.GetMembers()) != 5 {
 		t.Fatalf("members: %v %v", resp, err)
 	}
-	for _, m := range MembersFromProto(resp.GetMembers()) {
+	for _, m := range node.MembersFromProto(resp.GetMembers()) {
 		if m.State != "alive" || !m.AppHealthy || m.Draining || m.Addresses.Peer == "" || m.Addresses.Client == "" ||
 			m.Addresses.HTTP == "" || m.Voter != (m.ID != "n5") {
 			t.Errorf("member %+v", m)
@@ -104,7 +107,7 @@ func testMembersAPI(t *testing.T, c *cluster) {
 	if _, err := client.RegisterResources(ctxT(t), reg); err != nil {
 		t.Fatalf("register: %v", err)
 	}
-	waitFor(t, "solo/one assigned", func() (bool, string) {
+	testwait.Eventually(t, waitTimeout, "solo/one assigned", func() (bool, string) {
 		r, ok := resourceOf(n, "solo/one")
 		return ok && r.Owner != "" && r.Epoch > 0 && r.Weight == 7, fmt.Sprintf("%+v", r)
 	})
@@ -120,8 +123,8 @@ func testMembersAPI(t *testing.T, c *cluster) {
 	if err != nil {
 		t.Fatalf("assignments: %v", err)
 	}
-	if len(mine.GetResources()) != n.numOwned(n.ID()) {
-		t.Errorf("assignments lists %d, node owns %d", len(mine.GetResources()), n.numOwned(n.ID()))
+	if len(mine.GetResources()) != node.NumOwned(n, n.ID()) {
+		t.Errorf("assignments lists %d, node owns %d", len(mine.GetResources()), node.NumOwned(n, n.ID()))
 	}
 	for _, r := range mine.GetResources() {
 		if r.GetOwnerNodeId() != n.ID() {
@@ -133,15 +136,15 @@ func testMembersAPI(t *testing.T, c *cluster) {
 	if _, err := client.SetDrain(ctxT(t), &heartbeatpb.SetDrainRequest{NodeId: "n5", Draining: true}); err != nil {
 		t.Fatalf("drain n5: %v", err)
 	}
-	waitFor(t, "n5 drained", func() (bool, string) {
-		c := c.nodes["n5"].numOwned("n5")
+	testwait.Eventually(t, waitTimeout, "n5 drained", func() (bool, string) {
+		c := node.NumOwned(c.Node("n5"), "n5")
 		return c == 0, fmt.Sprint(c, " owned")
 	})
 	if _, err := client.SetDrain(ctxT(t), &heartbeatpb.SetDrainRequest{NodeId: "n5"}); err != nil {
 		t.Fatalf("undrain n5: %v", err)
 	}
-	waitFor(t, "n5 owns again", func() (bool, string) {
-		c := c.nodes["n5"].numOwned("n5")
+	testwait.Eventually(t, waitTimeout, "n5 owns again", func() (bool, string) {
+		c := node.NumOwned(c.Node("n5"), "n5")
 		return c > 0, fmt.Sprint(c, " owned")
 	})
 
@@ -156,7 +159,7 @@ func testMembersAPI(t *testing.T, c *cluster) {
 }
 
 // resourceOf reads resource id from n's committed state.
-func resourceOf(n *Node, id string) (membership.Resource, bool) {
+func resourceOf(n *node.Node, id string) (membership.Resource, bool) {
 	var r membership.Resource
 	var ok bool
 	n.Membership().Read(func(s *membership.State) { r, ok = s.Resource(id) })

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
 	"github.com/heartbeat-sidecar/heartbeat/membership"
 )
 
@@ -40,14 +41,14 @@ func TestAppHealthPull(t *testing.T) {
 		m, ok := n.selfMember()
 		return ok, fmt.Sprintf("%+v", m)
 	}
-	waitFor(t, "registered", state)
+	testwait.Eventually(t, waitTimeout, "registered", state)
 	registerN(t, n, "p", 10)
-	waitFor(t, "healthy and owning", func() (bool, string) {
+	testwait.Eventually(t, waitTimeout, "healthy and owning", func() (bool, string) {
 		m, _ := n.selfMember()
 		return m.AppHealthy && n.numOwned("n1") == 10, fmt.Sprintf("%+v owns %d", m, n.numOwned("n1"))
 	})
 	healthy.Store(false)
-	waitFor(t, "unhealthy", func() (bool, string) {
+	testwait.Eventually(t, waitTimeout, "unhealthy", func() (bool, string) {
 		m, _ := n.selfMember()
 		return !m.AppHealthy, fmt.Sprintf("%+v", m)
 	})
@@ -56,7 +57,7 @@ func TestAppHealthPull(t *testing.T) {
 		t.Error("/metrics does not report the unhealthy application")
 	}
 	healthy.Store(true)
-	waitFor(t, "healthy and owning again", func() (bool, string) {
+	testwait.Eventually(t, waitTimeout, "healthy and owning again", func() (bool, string) {
 		m, _ := n.selfMember()
 		return m.AppHealthy && n.numOwned("n1") == 10 && m.State == membership.StateAlive, fmt.Sprintf("%+v owns %d", m, n.numOwned("n1"))
 	})

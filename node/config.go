@@ -140,7 +140,7 @@ type Config struct {
 	EnablePprof bool
 
 	// WrapTransport, when set, wraps the peer transport raft uses (tests put
-	// rpc/faultnet's fault injector here). The wrapper owns the transport:
+	// internal/faultnet's fault injector here). The wrapper owns the transport:
 	// its Close must close it. nil: raft uses the gRPC transport directly.
 	WrapTransport func(*transport.Transport) PeerTransport
 

@@ -1,4 +1,4 @@
-package node
+package node_test
 
 import (
 	"context"
@@ -7,7 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
 	"github.com/heartbeat-sidecar/heartbeat/membership"
+	"github.com/heartbeat-sidecar/heartbeat/node"
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 )
 
@@ -22,7 +25,7 @@ type sampler struct {
 	done       chan struct{}
 }
 
-func startSampler(nodes []*Node) *sampler {
+func startSampler(nodes []*node.Node) *sampler {
 	s := &sampler{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
@@ -34,7 +37,7 @@ func startSampler(nodes []*Node) *sampler {
 			}
 			byEpoch := map[string]string{}
 			for _, n := range nodes {
-				if n.stopped.Load() {
+				if node.Stopped(n) {
 					continue
 				}
 				v := n.Membership().View()
@@ -81,11 +84,11 @@ func (s *sampler) finish() ([]string, int) {
 // exactly its resources move to live members, that nobody else is declared
 // dead, and that a watch sees every move and resumes from a revision. It
 // returns the victim's id.
-func testCrash(t *testing.T, c *cluster, crashLeader bool) string {
-	leader := c.leader()
-	before := c.waitSettled(120)
-	var victim *Node
-	for _, n := range c.live() {
+func testCrash(t *testing.T, c *testcluster.Cluster, crashLeader bool) string {
+	leader := c.Leader()
+	before := c.WaitSettled(120)
+	var victim *node.Node
+	for _, n := range c.Live() {
 		if (n == leader) == crashLeader && n.Status().Voter {
 			victim = n
 			break
@@ -102,8 +105,8 @@ func testCrash(t *testing.T, c *cluster, crashLeader bool) string {
 	}
 
 	// A watch on another follower, from the revision of the listing.
-	var watcher *Node
-	for _, n := range c.live() {
+	var watcher *node.Node
+	for _, n := range c.Live() {
 		if n != leader && n != victim {
 			watcher = n
 			break
@@ -124,17 +127,17 @@ func testCrash(t *testing.T, c *cluster, crashLeader bool) string {
 		t.Fatalf("first watch message: %v %v", ev, err)
 	}
 
-	survivors := []*Node{}
-	for _, n := range c.live() {
+	survivors := []*node.Node{}
+	for _, n := range c.Live() {
 		if n != victim {
 			survivors = append(survivors, n)
 		}
 	}
-	smp := startSampler(c.live())
+	smp := startSampler(c.Live())
 	killed := time.Now()
-	victim.Close()
+	c.Kill(victim.ID())
 	var declared time.Duration
-	waitFor(t, "the victim's resources on live owners everywhere", func() (bool, string) {
+	testwait.Eventually(t, waitTimeout, "the victim's resources on live owners everywhere", func() (bool, string) {
 		for _, n := range survivors {
 			v := n.Membership().View()
 			m, _ := findMember(v, victim.ID())
@@ -163,7 +166,7 @@ func testCrash(t *testing.T, c *cluster, crashLeader bool) string {
 		t.Errorf("reassignment took %v", reassigned)
 	}
 
-	after := c.leader().Membership().View()
+	after := c.Leader().Membership().View()
 	beforeBy := owners(before)
 	moved := map[string]bool{}
 	for _, r := range after.Resources {

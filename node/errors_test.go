@@ -10,6 +10,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/heartbeat-sidecar/heartbeat/election"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
 )
 
 // TestStartErrors: the mistakes an operator makes at start each give a clear
@@ -22,13 +23,13 @@ func TestStartErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n1.Close() })
-	waitFor(t, "single node ready", func() (bool, string) {
+	testwait.Eventually(t, waitTimeout, "single node ready", func() (bool, string) {
 		ok, why := n1.Ready()
 		return ok, strings.Join(why, "; ")
 	})
 	// Ready does not wait for the leader lease (its first quorum-acknowledged
 	// heartbeat round comes a moment after the win); the claim follows it.
-	waitFor(t, "single node claims its lease", func() (bool, string) {
+	testwait.Eventually(t, waitTimeout, "single node claims its lease", func() (bool, string) {
 		s := n1.Status()
 		return s.IsLeader, s.State
 	})
@@ -80,7 +81,7 @@ func TestStartErrors(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	runErr := make(chan error, 1)
 	go func() { runErr <- again.Run(ctx) }()
-	waitFor(t, "restarted node leads", func() (bool, string) {
+	testwait.Eventually(t, waitTimeout, "restarted node leads", func() (bool, string) {
 		s := again.Status()
 		return s.IsLeader && s.FencingToken > 0, s.State
 	})
@@ -113,7 +114,7 @@ func TestJoinSameID(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n1.Close() })
-	waitFor(t, "n1 leads", func() (bool, string) { return n1.Status().IsLeader, n1.Status().State })
+	testwait.Eventually(t, waitTimeout, "n1 leads", func() (bool, string) { return n1.Status().IsLeader, n1.Status().State })
 
 	dup := testConfig(t, "n1", "127.0.0.1:0", t.TempDir())
 	dup.Join = []string{n1.PeerAddr()}

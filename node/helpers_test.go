@@ -1,7 +1,13 @@
 package node
 
+// Helpers of the internal tests of package node: the single-node tests
+// (errors_test.go, apphealth_test.go, config_test.go), which need node's
+// internals and start one node from testConfig. The cluster tests are
+// external (package node_test) on internal/testcluster; see cluster_test.go.
+
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -13,7 +19,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/heartbeat-sidecar/heartbeat/election"
+	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 )
 
 func TestMain(m *testing.M) {
@@ -22,22 +28,6 @@ func TestMain(m *testing.M) {
 
 // waitTimeout is generous: the machine is shared and -race is slow.
 const waitTimeout = 20 * time.Second
-
-// waitFor polls cond every 20ms until it holds or the deadline passes; the
-// failure message is cond's last explanation.
-func waitFor(t *testing.T, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	var why string
-	for time.Now().Before(deadline) {
-		var ok bool
-		if ok, why = cond(); ok {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %v waiting for %s: %s", waitTimeout, what, why)
-}
 
 // testConfig is a node config on loopback ":0" client ports with a data
 // dir under dir.
@@ -64,89 +54,6 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Helper()
 	w.t.Log(string(p))
 	return len(p), nil
-}
-
-// cluster is a set of in-process nodes sharing an initial member list.
-type cluster struct {
-	t     *testing.T
-	dir   string
-	peers []election.Peer
-	nodes map[string]*Node
-	tweak func(*Config) // optional, applied to every node's config
-}
-
-func (c *cluster) start(id string) *Node {
-	c.t.Helper()
-	var addr string
-	for _, p := range c.peers {
-		if p.ID == id {
-			addr = p.Address
-		}
-	}
-	cfg := testConfig(c.t, id, addr, c.dir)
-	cfg.InitialCluster = c.peers
-	if c.tweak != nil {
-		c.tweak(&cfg)
-	}
-	n, err := New(cfg)
-	if err != nil {
-		c.t.Fatalf("start %s: %v", id, err)
-	}
-	c.nodes[id] = n
-	return n
-}
-
-// stopAll closes every node still running (registered with t.Cleanup).
-func (c *cluster) stopAll() {
-	for _, n := range c.nodes {
-		n.Close()
-	}
-}
-
-// leader waits for every running node to name the same leader that claims
-// IsLeader, and returns it.
-func (c *cluster) leader() *Node {
-	c.t.Helper()
-	var leader *Node
-	waitFor(c.t, "one leader known to all", func() (bool, string) {
-		leader = nil
-		var seen string
-		for id, n := range c.nodes {
-			if n.stopped.Load() {
-				continue
-			}
-			s := n.Status()
-			if s.Leader.ID == "" {
-				return false, id + " knows no leader"
-			}
-			if seen != "" && s.Leader.ID != seen {
-				return false, "nodes disagree: " + seen + " vs " + s.Leader.ID
-			}
-			seen = s.Leader.ID
-			if s.IsLeader {
-				leader = n
-			}
-		}
-		if leader == nil || leader.ID() != seen {
-			return false, "leader " + seen + " does not claim leadership (yet)"
-		}
-		return true, ""
-	})
-	return leader
-}
-
-func (c *cluster) follower(not ...string) *Node {
-	skip := map[string]bool{}
-	for _, s := range not {
-		skip[s] = true
-	}
-	for id, n := range c.nodes {
-		if !n.stopped.Load() && !n.Status().IsLeader && !skip[id] {
-			return n
-		}
-	}
-	c.t.Fatal("no follower")
-	return nil
 }
 
 // httpClient has no keep-alives, so no idle connection outlives a test.
@@ -180,8 +87,17 @@ func dialClient(t *testing.T, addr string) *grpc.ClientConn {
 	return conn
 }
 
-func ctxT(t *testing.T) context.Context {
+// registerN registers count resources prefix-000... through n's
+// Coordinator.
+func registerN(t *testing.T, n *Node, prefix string, count int) {
+	t.Helper()
+	req := &heartbeatpb.RegisterResourcesRequest{}
+	for i := 0; i < count; i++ {
+		req.Resources = append(req.Resources, &heartbeatpb.ResourceSpec{Id: fmt.Sprintf("%s-%03d", prefix, i), Weight: uint32(1 + i%3)})
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	t.Cleanup(cancel)
-	return ctx
+	defer cancel()
+	if _, err := heartbeatpb.NewCoordinatorClient(dialClient(t, n.ClientAddr())).RegisterResources(ctx, req); err != nil {
+		t.Fatalf("register %d resources via %s: %v", count, n.ID(), err)
+	}
 }

@@ -1,4 +1,4 @@
-package node
+package node_test
 
 import (
 	"context"
@@ -12,8 +12,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/heartbeat-sidecar/heartbeat/lifecycle"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
 	"github.com/heartbeat-sidecar/heartbeat/membership"
+	"github.com/heartbeat-sidecar/heartbeat/node"
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 )
 
@@ -24,19 +25,19 @@ import (
 // a second Leave meanwhile is refused, and its Run returns nil.
 func TestLeave(t *testing.T) {
 	c := startMemCluster(t, 3, 1)
-	n := c.leader()
-	c.waitMembers()
-	registerN(t, c.follower(), "r", 60)
-	c.waitSettled(60)
-	owned := n.numOwned(n.ID())
+	n := c.Leader()
+	c.WaitMembers()
+	registerN(t, c.Follower(), "r", 60)
+	c.WaitSettled(60)
+	owned := node.NumOwned(n, n.ID())
 	if owned == 0 {
 		t.Fatalf("the leader %s owns nothing: the fixture is wrong", n.ID())
 	}
 	runErr := make(chan error, 1)
 	go func() { runErr <- n.Run(context.Background()) }()
 
-	var rest []*Node
-	for _, x := range c.live() {
+	var rest []*node.Node
+	for _, x := range c.Live() {
 		if x != n {
 			rest = append(rest, x)
 		}
@@ -56,7 +57,7 @@ func TestLeave(t *testing.T) {
 		resp, err := client.Leave(ctxT(t), &heartbeatpb.LeaveRequest{})
 		done <- result{resp, err}
 	}()
-	waitFor(t, "the leave to start", func() (bool, string) { return n.life.Leaving(), "" })
+	testwait.Eventually(t, waitTimeout, "the leave to start", func() (bool, string) { return node.Leaving(n), "" })
 	if _, err := client.Leave(ctxT(t), &heartbeatpb.LeaveRequest{}); status.Code(err) != codes.FailedPrecondition {
 		t.Errorf("second leave while leaving: %v, want FailedPrecondition", err)
 	}
@@ -80,14 +81,15 @@ func TestLeave(t *testing.T) {
 	case <-time.After(waitTimeout):
 		t.Fatal("Run did not return after the leave")
 	}
+	c.Forget(n.ID()) // it stopped itself
 	releases.check(t, mine, 3*time.Second)
 
-	next := c.leader()
+	next := c.Leader()
 	if next == n {
 		t.Fatalf("%s still leads after leaving", n.ID())
 	}
-	waitFor(t, n.ID()+" left and out of every configuration", func() (bool, string) {
-		for _, x := range c.live() {
+	testwait.Eventually(t, waitTimeout, n.ID()+" left and out of every configuration", func() (bool, string) {
+		for _, x := range c.Live() {
 			v := x.Membership().View()
 			m, ok := findMember(v, n.ID())
 			if !ok || m.State != membership.StateLeft {
@@ -112,15 +114,15 @@ func TestLeave(t *testing.T) {
 	})
 	// The cluster goes on: a write through the new leader commits.
 	registerN(t, next, "after", 3)
-	c.waitSettled(63)
+	c.WaitSettled(63)
 }
 
 // TestLeaveRefused: the only voter cannot leave; nothing is applied and the
 // refusal can be repeated (the node is not left "leaving").
 func TestLeaveRefused(t *testing.T) {
 	c := startMemCluster(t, 1, 0)
-	n := c.leader()
-	c.waitMembers()
+	n := c.Leader()
+	c.WaitMembers()
 	rev := n.Membership().Revision()
 	client := heartbeatpb.NewCoordinatorClient(dialClient(t, n.ClientAddr()))
 	for i := 0; i < 2; i++ {
@@ -149,11 +151,11 @@ func TestLeaveRefused(t *testing.T) {
 // resources again; a further restart keeps its state.
 func TestLeaveThenRejoin(t *testing.T) {
 	c := startMemCluster(t, 3, 0)
-	c.leader()
-	c.waitMembers()
-	registerN(t, c.nodes["n1"], "j", 30)
-	c.waitSettled(30)
-	n := c.follower()
+	c.Leader()
+	c.WaitMembers()
+	registerN(t, c.Node("n1"), "j", 30)
+	c.WaitSettled(30)
+	n := c.Follower()
 	id := n.ID()
 	if _, err := n.Leave(ctxT(t)); err != nil {
 		t.Fatalf("leave: %v", err)
@@ -161,11 +163,12 @@ func TestLeaveThenRejoin(t *testing.T) {
 	if err := n.Shutdown(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(lifecycle.MarkerPath(n.cfg.DataDir)); err != nil {
+	c.Forget(id)
+	if _, err := os.Stat(node.LeftPath(node.DataDir(n))); err != nil {
 		t.Fatalf("no left marker after the leave: %v", err)
 	}
-	inConfig := func(x *Node) bool {
-		ms, err := x.el.Members()
+	inConfig := func(x *node.Node) bool {
+		ms, err := x.Election().Members()
 		if err != nil {
 			return false
 		}
@@ -176,48 +179,46 @@ func TestLeaveThenRejoin(t *testing.T) {
 		}
 		return false
 	}
-	leader := c.leader()
+	leader := c.Leader()
 	if inConfig(leader) {
 		t.Fatalf("%s still in the configuration after leaving", id)
 	}
 
-	delete(c.nodes, id)
-	back := c.start(id)
-	waitFor(t, id+" a voter again, alive, owning resources", func() (bool, string) {
-		l := c.leader()
+	back := c.Restart(id)
+	testwait.Eventually(t, waitTimeout, id+" a voter again, alive, owning resources", func() (bool, string) {
+		l := c.Leader()
 		m, _ := findMember(l.Membership().View(), id)
-		return inConfig(l) && m.State == membership.StateAlive && l.numOwned(id) > 0,
-			fmt.Sprintf("in config %v, %+v, owns %d", inConfig(l), m, l.numOwned(id))
+		return inConfig(l) && m.State == membership.StateAlive && node.NumOwned(l, id) > 0,
+			fmt.Sprintf("in config %v, %+v, owns %d", inConfig(l), m, node.NumOwned(l, id))
 	})
-	waitFor(t, "the left marker removed", func() (bool, string) {
-		_, err := os.Stat(lifecycle.MarkerPath(back.cfg.DataDir))
+	testwait.Eventually(t, waitTimeout, "the left marker removed", func() (bool, string) {
+		_, err := os.Stat(node.LeftPath(node.DataDir(back)))
 		return os.IsNotExist(err), fmt.Sprint(err)
 	})
-	c.waitSettled(30)
+	c.WaitSettled(30)
 
 	// A plain restart now keeps the state (nothing is discarded again).
-	applied := back.el.Raft().AppliedIndex()
-	back.Close()
-	delete(c.nodes, id)
-	again := c.start(id)
-	if got := again.el.Raft().LastIndex(); got < applied {
+	applied := back.Election().Raft().AppliedIndex()
+	c.Kill(id)
+	again := c.Restart(id)
+	if got := again.Election().Raft().LastIndex(); got < applied {
 		t.Errorf("restart after the rejoin lost raft state: last index %d < %d applied before", got, applied)
 	}
-	c.waitMembers()
+	c.WaitMembers()
 }
 
 // TestRemovedWhileRunning: a running voter removed by the leader (heartbeat
-// remove) is told so: its Run returns ErrRemoved instead of the node
+// remove) is told so: its Run returns node.ErrRemoved instead of the node
 // campaigning forever with a configuration that no longer holds it. Started
 // again from its data dir, it asks to join anew, keeping its raft state, and
 // is a member, alive and owning resources again.
 func TestRemovedWhileRunning(t *testing.T) {
 	c := startMemCluster(t, 3, 0)
-	leader := c.leader()
-	c.waitMembers()
+	leader := c.Leader()
+	c.WaitMembers()
 	registerN(t, leader, "m", 30)
-	c.waitSettled(30)
-	victim := c.follower()
+	c.WaitSettled(30)
+	victim := c.Follower()
 	id := victim.ID()
 	runErr := make(chan error, 1)
 	go func() { runErr <- victim.Run(context.Background()) }()
@@ -228,34 +229,34 @@ func TestRemovedWhileRunning(t *testing.T) {
 	}
 	select {
 	case err := <-runErr:
-		if !errors.Is(err, ErrRemoved) {
-			t.Fatalf("Run of the removed node returned %v, want ErrRemoved", err)
+		if !errors.Is(err, node.ErrRemoved) {
+			t.Fatalf("Run of the removed node returned %v, want node.ErrRemoved", err)
 		}
 	case <-time.After(waitTimeout):
 		t.Fatal("the removed node kept running")
 	}
-	if m, found, err := lifecycle.ReadMarker(victim.cfg.DataDir); err != nil || !found || m.Phase != lifecycle.PhaseRejoining {
-		t.Fatalf("left marker after the removal: %+v %v %v", m, found, err)
+	if phase, found, err := node.LeftPhase(node.DataDir(victim)); err != nil || !found || phase != node.PhaseRejoining {
+		t.Fatalf("left marker after the removal: phase %q %v %v", phase, found, err)
 	}
-	lastBefore := victim.el.Raft().LastIndex()
-	delete(c.nodes, id)
+	lastBefore := victim.Election().Raft().LastIndex()
+	c.Forget(id) // Run returned: it stopped itself
 
-	back := c.start(id)
-	if got := back.el.Raft().LastIndex(); got < lastBefore {
+	back := c.Restart(id)
+	if got := back.Election().Raft().LastIndex(); got < lastBefore {
 		t.Errorf("the removed node's raft state was discarded: last index %d < %d", got, lastBefore)
 	}
-	waitFor(t, id+" a member again, alive and owning resources", func() (bool, string) {
-		l := c.leader()
+	testwait.Eventually(t, waitTimeout, id+" a member again, alive and owning resources", func() (bool, string) {
+		l := c.Leader()
 		m, _ := findMember(l.Membership().View(), id)
-		ms, _ := l.el.Members()
+		ms, _ := l.Election().Members()
 		in := false
 		for _, x := range ms {
 			in = in || x.ID == id
 		}
-		return in && m.State == membership.StateAlive && l.numOwned(id) > 0, fmt.Sprintf("in config %v, %+v", in, m)
+		return in && m.State == membership.StateAlive && node.NumOwned(l, id) > 0, fmt.Sprintf("in config %v, %+v", in, m)
 	})
-	waitFor(t, "the marker removed", func() (bool, string) {
-		_, found, err := lifecycle.ReadMarker(back.cfg.DataDir)
+	testwait.Eventually(t, waitTimeout, "the marker removed", func() (bool, string) {
+		_, found, err := node.LeftPhase(node.DataDir(back))
 		return !found && err == nil, fmt.Sprint(found, err)
 	})
 }

@@ -1,93 +1,18 @@
-package node
+package node_test
 
 import (
 	"fmt"
-	"sort"
 	"testing"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/heartbeat-sidecar/heartbeat/election"
-	"github.com/heartbeat-sidecar/heartbeat/internal/testport"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
 	"github.com/heartbeat-sidecar/heartbeat/membership"
+	"github.com/heartbeat-sidecar/heartbeat/node"
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 )
-
-// memTweak sets detector floors that a loaded, -race test machine cannot
-// trip by accident (a real death is still seen in about two seconds).
-func memTweak(cfg *Config) {
-	cfg.Reconciler.Detector.FirstHeartbeatEstimate = 200 * time.Millisecond
-	cfg.Reconciler.Detector.MinTimeout = time.Second
-	cfg.Reconciler.Detector.MinDeadTimeout = 1500 * time.Millisecond
-	cfg.DrainTimeout = 5 * time.Second
-}
-
-// startMemCluster starts voters n1..n<voters> from an initial cluster plus
-// non-voters joining through n1.
-func startMemCluster(t *testing.T, voters, nonVoters int) *cluster {
-	addrs := testport.Addrs(t, voters+nonVoters)
-	c := &cluster{t: t, dir: t.TempDir(), nodes: map[string]*Node{}, tweak: memTweak}
-	for i := 0; i < voters; i++ {
-		c.peers = append(c.peers, election.Peer{ID: fmt.Sprintf("n%d", i+1), Address: addrs[i], Voter: true})
-	}
-	t.Cleanup(c.stopAll)
-	for _, p := range c.peers {
-		c.start(p.ID)
-	}
-	for i := 0; i < nonVoters; i++ {
-		c.join(fmt.Sprintf("n%d", voters+i+1), addrs[voters+i], false)
-	}
-	return c
-}
-
-// join starts a node that joins through the first initial member.
-func (c *cluster) join(id, addr string, voter bool) *Node {
-	c.t.Helper()
-	cfg := testConfig(c.t, id, addr, c.dir)
-	cfg.Join = []string{c.peers[0].Address}
-	cfg.Voter = voter
-	if c.tweak != nil {
-		c.tweak(&cfg)
-	}
-	n, err := New(cfg)
-	if err != nil {
-		c.t.Fatalf("start %s: %v", id, err)
-	}
-	c.nodes[id] = n
-	return n
-}
-
-// live returns the running nodes sorted by id.
-func (c *cluster) live() []*Node {
-	var out []*Node
-	for _, n := range c.nodes {
-		if !n.stopped.Load() {
-			out = append(out, n)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID() < out[j].ID() })
-	return out
-}
-
-// waitMembers waits until every running node sees every running node
-// registered as alive.
-func (c *cluster) waitMembers() {
-	c.t.Helper()
-	live := c.live()
-	waitFor(c.t, "every node registered alive everywhere", func() (bool, string) {
-		for _, n := range live {
-			v := n.Membership().View()
-			for _, m := range live {
-				mm, ok := findMember(v, m.ID())
-				if !ok || mm.State != membership.StateAlive || mm.ClientAddr != m.ClientAddr() {
-					return false, fmt.Sprintf("%s sees %s as %+v", n.ID(), m.ID(), mm)
-				}
-			}
-		}
-		return true, ""
-	})
-}
 
 func findMember(v membership.View, id string) (membership.Member, bool) {
 	for _, m := range v.Members {
@@ -98,32 +23,6 @@ func findMember(v membership.View, id string) (membership.Member, bool) {
 	return membership.Member{}, false
 }
 
-// waitSettled waits until the leader's state has every resource owned and
-// its plan wants no move, and every node has applied the leader's revision.
-func (c *cluster) waitSettled(wantResources int) membership.View {
-	c.t.Helper()
-	var v membership.View
-	waitFor(c.t, "assignment settled", func() (bool, string) {
-		leader := c.leader()
-		var moves, unowned, total int
-		leader.Membership().Read(func(s *membership.State) {
-			moves = len(membership.Plan(s, membership.DefaultPlanConfig()).Moves)
-			unowned, total = s.NumUnowned(), s.NumResources()
-		})
-		if total != wantResources || unowned > 0 || moves > 0 {
-			return false, fmt.Sprintf("%d resources (want %d), %d unowned, %d planned moves", total, wantResources, unowned, moves)
-		}
-		v = leader.Membership().View()
-		for _, n := range c.live() {
-			if r := n.Membership().Revision(); r < v.Revision {
-				return false, fmt.Sprintf("%s at revision %d < %d", n.ID(), r, v.Revision)
-			}
-		}
-		return true, ""
-	})
-	return v
-}
-
 func owners(v membership.View) map[string]membership.Resource {
 	out := make(map[string]membership.Resource, len(v.Resources))
 	for _, r := range v.Resources {
@@ -132,7 +31,7 @@ func owners(v membership.View) map[string]membership.Resource {
 	return out
 }
 
-func registerN(t *testing.T, n *Node, prefix string, count int) {
+func registerN(t *testing.T, n *node.Node, prefix string, count int) {
 	t.Helper()
 	req := &heartbeatpb.RegisterResourcesRequest{}
 	for i := 0; i < count; i++ {
@@ -149,17 +48,17 @@ func registerN(t *testing.T, n *Node, prefix string, count int) {
 // resumed from a revision, and an application whose push heartbeats lapse.
 func TestMembershipCluster(t *testing.T) {
 	c := startMemCluster(t, 4, 1)
-	c.leader()
-	c.waitMembers()
+	c.Leader()
+	c.WaitMembers()
 
 	// Writes to a follower are forwarded to the leader.
-	follower := c.follower()
+	follower := c.Follower()
 	registerN(t, follower, "r", 120)
 	// Read-your-writes on the follower that forwarded.
 	if _, ok := resourceOf(follower, "r-007"); !ok {
 		t.Fatalf("the resource just registered through %s is not in its state", follower.ID())
 	}
-	v := c.waitSettled(120)
+	v := c.WaitSettled(120)
 	perOwner := map[string]int{}
 	for _, r := range v.Resources {
 		perOwner[r.Owner]++
@@ -177,22 +76,19 @@ func TestMembershipCluster(t *testing.T) {
 
 	// Full restart: every node stops abruptly and starts again from its
 	// data; members, resources and assignments are as before.
-	before := c.waitSettled(120)
-	for _, n := range c.live() {
-		n.Close()
+	before := c.WaitSettled(120)
+	for _, n := range c.Live() {
+		c.Kill(n.ID())
 	}
-	ids := []string{"n1", "n2", "n3", "n4"}
-	for _, id := range ids {
-		delete(c.nodes, id)
-		c.start(id)
+	// n1..n4 from the initial cluster, then the non-voter n5 joins again
+	// on its peer address.
+	for _, id := range []string{"n1", "n2", "n3", "n4", "n5"} {
+		c.Restart(id)
 	}
-	n5addr := c.nodes["n5"].PeerAddr()
-	delete(c.nodes, "n5")
-	c.join("n5", n5addr, false)
-	c.leader()
-	c.waitMembers()
-	after := c.waitSettled(120)
-	for _, n := range c.live() {
+	c.Leader()
+	c.WaitMembers()
+	after := c.WaitSettled(120)
+	for _, n := range c.Live() {
 		nv := n.Membership().View()
 		if !sameAssignments(before, nv) {
 			t.Fatalf("%s after a full restart: assignments differ", n.ID())
@@ -218,18 +114,17 @@ func TestMembershipCluster(t *testing.T) {
 
 // testComeBack restarts a stopped voter from its data: it becomes alive
 // again in every view and takes resources again.
-func testComeBack(t *testing.T, c *cluster, id string, was membership.MemberState) {
+func testComeBack(t *testing.T, c *testcluster.Cluster, id string, was membership.MemberState) {
 	if id == "" {
 		t.Skip("no node was stopped")
 	}
-	if m, _ := findMember(c.leader().Membership().View(), id); m.State != was {
+	if m, _ := findMember(c.Leader().Membership().View(), id); m.State != was {
 		t.Fatalf("%s is %s before its restart, want %s", id, m.State, was)
 	}
-	delete(c.nodes, id)
-	n := c.start(id)
-	c.waitMembers()
-	waitFor(t, id+" owns resources again", func() (bool, string) {
-		o := n.numOwned(id)
+	n := c.Restart(id)
+	c.WaitMembers()
+	testwait.Eventually(t, waitTimeout, id+" owns resources again", func() (bool, string) {
+		o := node.NumOwned(n, id)
 		return o > 0, fmt.Sprint(o, " owned")
 	})
 }
@@ -237,11 +132,11 @@ func testComeBack(t *testing.T, c *cluster, id string, was membership.MemberStat
 // testPlannedStop: Shutdown of a follower first moves its resources to live
 // members (no resource is ever without an owner in the leader's view), then
 // records it as left, not dead.
-func testPlannedStop(t *testing.T, c *cluster) string {
-	leader := c.leader()
-	var n *Node
-	for _, x := range c.live() {
-		if x != leader && x.numOwned(x.ID()) > 0 {
+func testPlannedStop(t *testing.T, c *testcluster.Cluster) string {
+	leader := c.Leader()
+	var n *node.Node
+	for _, x := range c.Live() {
+		if x != leader && node.NumOwned(x, x.ID()) > 0 {
 			n = x
 			break
 		}
@@ -260,6 +155,7 @@ func testPlannedStop(t *testing.T, c *cluster) string {
 	if err := n.Shutdown(ctxT(t)); err != nil {
 		t.Fatalf("shutdown: %v", err)
 	}
+	c.Forget(n.ID())
 	took := time.Since(start)
 	releases.check(t, mine, 3*time.Second)
 	v := leader.Membership().View()
@@ -294,11 +190,11 @@ func sameAssignments(a, b membership.View) bool {
 	return true
 }
 
-func testAppUnhealthy(t *testing.T, c *cluster) {
-	leader := c.leader()
-	var n *Node
-	for _, x := range c.live() {
-		if x != leader && x.numOwned(x.ID()) > 0 {
+func testAppUnhealthy(t *testing.T, c *testcluster.Cluster) {
+	leader := c.Leader()
+	var n *node.Node
+	for _, x := range c.Live() {
+		if x != leader && node.NumOwned(x, x.ID()) > 0 {
 			n = x
 			break
 		}
@@ -312,7 +208,7 @@ func testAppUnhealthy(t *testing.T, c *cluster) {
 	}
 	// No further heartbeat: the TTL lapses, the node reports its
 	// application unhealthy and its resources move away.
-	waitFor(t, n.ID()+" unhealthy and drained", func() (bool, string) {
+	testwait.Eventually(t, waitTimeout, n.ID()+" unhealthy and drained", func() (bool, string) {
 		v := leader.Membership().View()
 		m, _ := findMember(v, n.ID())
 		owned := 0
@@ -329,9 +225,9 @@ func testAppUnhealthy(t *testing.T, c *cluster) {
 		t.Fatal(err)
 	}
 	_ = resp
-	waitFor(t, n.ID()+" healthy and owning again", func() (bool, string) {
+	testwait.Eventually(t, waitTimeout, n.ID()+" healthy and owning again", func() (bool, string) {
 		m, _ := findMember(leader.Membership().View(), n.ID())
-		return m.AppHealthy && n.numOwned(n.ID()) > 0, fmt.Sprintf("%+v owns %d", m, n.numOwned(n.ID()))
+		return m.AppHealthy && node.NumOwned(n, n.ID()) > 0, fmt.Sprintf("%+v owns %d", m, node.NumOwned(n, n.ID()))
 	})
 
 	// The leader's application lapses: it drains and hands leadership off.
@@ -339,17 +235,17 @@ func testAppUnhealthy(t *testing.T, c *cluster) {
 	if _, err := lclient.AppHeartbeat(ctxT(t), &heartbeatpb.AppHeartbeatRequest{Ttl: durationpb.New(300 * time.Millisecond)}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "unhealthy leader "+leader.ID()+" hands off and drains", func() (bool, string) {
-		next := c.leader()
+	testwait.Eventually(t, waitTimeout, "unhealthy leader "+leader.ID()+" hands off and drains", func() (bool, string) {
+		next := c.Leader()
 		m, _ := findMember(next.Membership().View(), leader.ID())
-		return next != leader && !m.AppHealthy && next.numOwned(leader.ID()) == 0,
-			fmt.Sprintf("leader %s, old leader %+v owns %d", next.ID(), m, next.numOwned(leader.ID()))
+		return next != leader && !m.AppHealthy && node.NumOwned(next, leader.ID()) == 0,
+			fmt.Sprintf("leader %s, old leader %+v owns %d", next.ID(), m, node.NumOwned(next, leader.ID()))
 	})
 	if _, err := lclient.AppHeartbeat(ctxT(t), &heartbeatpb.AppHeartbeatRequest{Ttl: durationpb.New(600000 * time.Millisecond)}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, leader.ID()+" healthy again", func() (bool, string) {
-		m, _ := findMember(c.leader().Membership().View(), leader.ID())
-		return m.AppHealthy && leader.numOwned(leader.ID()) > 0, fmt.Sprintf("%+v", m)
+	testwait.Eventually(t, waitTimeout, leader.ID()+" healthy again", func() (bool, string) {
+		m, _ := findMember(c.Leader().Membership().View(), leader.ID())
+		return m.AppHealthy && node.NumOwned(leader, leader.ID()) > 0, fmt.Sprintf("%+v", m)
 	})
 }

@@ -1,4 +1,4 @@
-package node
+package node_test
 
 import (
 	"context"
@@ -12,8 +12,9 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	"github.com/heartbeat-sidecar/heartbeat/election"
-	"github.com/heartbeat-sidecar/heartbeat/internal/testport"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
+	"github.com/heartbeat-sidecar/heartbeat/node"
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 )
 
@@ -21,32 +22,27 @@ import (
 // HTTP, the Coordinator, a crash of the leader seen on a watch stream, a
 // restart, a join through a follower, and a graceful stop of the leader.
 func TestCluster(t *testing.T) {
-	dir := t.TempDir()
-	addrs := testport.Addrs(t, 4)
-	c := &cluster{t: t, dir: dir, nodes: map[string]*Node{}}
-	for i := 0; i < 3; i++ {
-		c.peers = append(c.peers, election.Peer{ID: fmt.Sprintf("n%d", i+1), Address: addrs[i], Voter: true})
-	}
-	t.Cleanup(c.stopAll)
+	c := testcluster.New(t, 3, testcluster.Options{Wait: waitTimeout, Tweak: defaultDetector})
+	n4Addr := testcluster.FreeAddrs(t, 1)[0]
 
 	// Alone, n1 has no quorum: it knows no leader and is not ready.
-	n1 := c.start("n1")
+	n1 := c.StartNode("n1")
 	code, body := httpDo(t, http.MethodGet, "http://"+n1.HTTPAddr()+"/readyz")
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "[-]leader") {
 		t.Fatalf("readyz before a leader: %d %q, want 503 with [-]leader", code, body)
 	}
 	checkHealth(t, n1, healthpb.HealthCheckResponse_NOT_SERVING)
-	c.start("n2")
-	c.start("n3")
-	leader := c.leader()
+	c.StartNode("n2")
+	c.StartNode("n3")
+	leader := c.Leader()
 
 	t.Run("http", func(t *testing.T) { testHTTP(t, c, leader) })
-	t.Run("coordinator", func(t *testing.T) { testCoordinator(t, c, c.leader()) })
+	t.Run("coordinator", func(t *testing.T) { testCoordinator(t, c, c.Leader()) })
 
 	// Crash the leader while a follower's watch stream is open: a new event
 	// names another leader with a higher fencing token.
-	leader = c.leader()
-	follower := c.follower()
+	leader = c.Leader()
+	follower := c.Follower()
 	conn := dialClient(t, follower.ClientAddr())
 	wctx, wcancel := context.WithCancel(ctxT(t))
 	defer wcancel()
@@ -62,9 +58,7 @@ func TestCluster(t *testing.T) {
 		t.Fatalf("first watch event %v, want the current leader %s with a token", first, leader.ID())
 	}
 	oldToken := first.GetLeadership().GetFencingToken()
-	if err := leader.Close(); err != nil {
-		t.Fatalf("close leader: %v", err)
-	}
+	c.Kill(leader.ID())
 	for {
 		ev, err := stream.Recv()
 		if err != nil {
@@ -80,20 +74,18 @@ func TestCluster(t *testing.T) {
 	wcancel()
 
 	// The crashed node restarts from its data dir and rejoins.
-	crashed := leader.ID()
-	delete(c.nodes, crashed)
-	c.start(crashed)
-	leader = c.leader()
+	c.Restart(leader.ID())
+	leader = c.Leader()
 
-	t.Run("join via follower", func(t *testing.T) { testJoin(t, c, addrs[3]) })
+	t.Run("join via follower", func(t *testing.T) { testJoin(t, c, n4Addr) })
 	t.Run("apply", func(t *testing.T) { testApply(t, c) })
 	t.Run("graceful shutdown", func(t *testing.T) { testGracefulShutdown(t, c) })
 }
 
-func checkHealth(t *testing.T, n *Node, want healthpb.HealthCheckResponse_ServingStatus) {
+func checkHealth(t *testing.T, n *node.Node, want healthpb.HealthCheckResponse_ServingStatus) {
 	t.Helper()
 	client := healthpb.NewHealthClient(dialClient(t, n.ClientAddr()))
-	waitFor(t, "health "+want.String(), func() (bool, string) {
+	testwait.Eventually(t, waitTimeout, "health "+want.String(), func() (bool, string) {
 		resp, err := client.Check(ctxT(t), &healthpb.HealthCheckRequest{})
 		if err != nil {
 			return false, err.Error()
@@ -102,13 +94,14 @@ func checkHealth(t *testing.T, n *Node, want healthpb.HealthCheckResponse_Servin
 	})
 }
 
-func testHTTP(t *testing.T, c *cluster, leader *Node) {
-	for id, n := range c.nodes {
+func testHTTP(t *testing.T, c *testcluster.Cluster, leader *node.Node) {
+	for _, n := range c.Live() {
+		id := n.ID()
 		base := "http://" + n.HTTPAddr()
 		if code, body := httpDo(t, http.MethodGet, base+"/healthz"); code != 200 || strings.TrimSpace(body) != "ok" {
 			t.Errorf("%s /healthz: %d %q", id, code, body)
 		}
-		waitFor(t, id+" ready", func() (bool, string) {
+		testwait.Eventually(t, waitTimeout, id+" ready", func() (bool, string) {
 			code, body := httpDo(t, http.MethodGet, base+"/readyz")
 			return code == 200 && strings.Contains(body, "[+]leader ok") && strings.Contains(body, "[+]applied ok"), body
 		})
@@ -122,7 +115,7 @@ func testHTTP(t *testing.T, c *cluster, leader *Node) {
 		if err := protojson.Unmarshal([]byte(body), &sp); err != nil {
 			t.Fatalf("%s /v1/status: %v in %s", id, err, body)
 		}
-		s := StatusFromProto(&sp)
+		s := node.StatusFromProto(&sp)
 		if s.ID != id || s.ClusterID != "heartbeat" || !s.Voter || s.Leader.ID != leader.ID() ||
 			s.Leader.Address != leader.PeerAddr() || s.FencingToken == 0 || s.Term < s.FencingToken {
 			t.Errorf("%s /v1/status: %+v (leader %s at %s)", id, s, leader.ID(), leader.PeerAddr())
@@ -164,8 +157,8 @@ func testHTTP(t *testing.T, c *cluster, leader *Node) {
 	}
 }
 
-func testCoordinator(t *testing.T, c *cluster, leader *Node) {
-	follower := c.follower()
+func testCoordinator(t *testing.T, c *testcluster.Cluster, leader *node.Node) {
+	follower := c.Follower()
 	client := heartbeatpb.NewCoordinatorClient(dialClient(t, follower.ClientAddr()))
 	st, err := client.GetStatus(ctxT(t), &heartbeatpb.GetStatusRequest{})
 	if err != nil {
@@ -197,7 +190,7 @@ func testCoordinator(t *testing.T, c *cluster, leader *Node) {
 
 	// The leader reports when it last heard from each follower.
 	lclient := heartbeatpb.NewCoordinatorClient(dialClient(t, leader.ClientAddr()))
-	waitFor(t, "leader's last contact with followers", func() (bool, string) {
+	testwait.Eventually(t, waitTimeout, "leader's last contact with followers", func() (bool, string) {
 		ms, err := lclient.ListMembers(ctxT(t), &heartbeatpb.ListMembersRequest{})
 		if err != nil {
 			return false, err.Error()
@@ -227,17 +220,14 @@ func testCoordinator(t *testing.T, c *cluster, leader *Node) {
 	}
 }
 
-func testJoin(t *testing.T, c *cluster, peerAddr string) {
-	follower := c.follower()
-	cfg := testConfig(t, "n4", peerAddr, c.dir)
+func testJoin(t *testing.T, c *testcluster.Cluster, peerAddr string) {
+	follower := c.Follower()
+	cfg := c.Config("n4", peerAddr)
+	defaultDetector(&cfg)
 	cfg.Join = []string{follower.PeerAddr()}
-	n4, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.nodes["n4"] = n4
-	leader := c.leader()
-	waitFor(t, "n4 in the leader's members", func() (bool, string) {
+	n4 := c.StartConfig("n4", cfg)
+	leader := c.Leader()
+	testwait.Eventually(t, waitTimeout, "n4 in the leader's members", func() (bool, string) {
 		ms, err := leader.Members()
 		if err != nil {
 			return false, err.Error()
@@ -249,16 +239,17 @@ func testJoin(t *testing.T, c *cluster, peerAddr string) {
 		}
 		return false, fmt.Sprintf("%d members", len(ms))
 	})
-	waitFor(t, "n4 ready", func() (bool, string) {
+	testwait.Eventually(t, waitTimeout, "n4 ready", func() (bool, string) {
 		ok, why := n4.Ready()
 		return ok && n4.Status().Voter, strings.Join(why, "; ")
 	})
 
 	// A node of another cluster is refused for good: Run returns the error.
-	bad := testConfig(t, "x1", "127.0.0.1:0", c.dir)
+	bad := c.Config("x1", "127.0.0.1:0")
+	defaultDetector(&bad)
 	bad.ClusterID = "other"
 	bad.Join = []string{follower.PeerAddr()}
-	xn, err := New(bad)
+	xn, err := node.New(bad)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,8 +257,8 @@ func testJoin(t *testing.T, c *cluster, peerAddr string) {
 	go func() { runErr <- xn.Run(context.Background()) }()
 	select {
 	case err := <-runErr:
-		if !errors.Is(err, ErrJoinRefused) {
-			t.Errorf("join of another cluster: %v, want ErrJoinRefused", err)
+		if !errors.Is(err, node.ErrJoinRefused) {
+			t.Errorf("join of another cluster: %v, want node.ErrJoinRefused", err)
 		}
 	case <-time.After(waitTimeout):
 		xn.Close()
@@ -276,8 +267,8 @@ func testJoin(t *testing.T, c *cluster, peerAddr string) {
 	}
 }
 
-func testGracefulShutdown(t *testing.T, c *cluster) {
-	leader := c.leader()
+func testGracefulShutdown(t *testing.T, c *testcluster.Cluster) {
+	leader := c.Leader()
 	old := leader.Status()
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
@@ -289,7 +280,8 @@ func testGracefulShutdown(t *testing.T, c *cluster) {
 	if err := leader.Shutdown(ctx); err != nil {
 		t.Errorf("second Shutdown: %v", err)
 	}
-	next := c.leader()
+	c.Forget(leader.ID())
+	next := c.Leader()
 	if next == leader || next.Status().FencingToken <= old.FencingToken {
 		t.Fatalf("after graceful shutdown: leader %s token %d (old %s token %d)",
 			next.ID(), next.Status().FencingToken, leader.ID(), old.FencingToken)
@@ -307,23 +299,21 @@ func testGracefulShutdown(t *testing.T, c *cluster) {
 // testApply: entries applied on the leader reach every node's FSM (a
 // malformed entry is rejected by the membership FSM but still advances its
 // revision), and every node's readiness follows.
-func testApply(t *testing.T, c *cluster) {
-	leader := c.leader()
+func testApply(t *testing.T, c *testcluster.Cluster) {
+	leader := c.Leader()
 	for i := 0; i < 5; i++ {
 		if _, err := leader.Election().Apply(ctxT(t), []byte("x")); err != nil {
 			t.Fatalf("apply %d: %v", i, err)
 		}
 	}
 	want := leader.Membership().Revision()
-	for id, n := range c.nodes {
-		if n.stopped.Load() {
-			continue
-		}
-		waitFor(t, id+" applied the entries", func() (bool, string) {
+	for _, n := range c.Live() {
+		id := n.ID()
+		testwait.Eventually(t, waitTimeout, id+" applied the entries", func() (bool, string) {
 			got := n.Membership().Revision()
 			return got >= want, fmt.Sprintf("%d < %d", got, want)
 		})
-		waitFor(t, id+" ready", func() (bool, string) {
+		testwait.Eventually(t, waitTimeout, id+" ready", func() (bool, string) {
 			ok, why := n.Ready()
 			return ok, strings.Join(why, "; ")
 		})

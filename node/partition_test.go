@@ -1,4 +1,4 @@
-package node
+package node_test
 
 import (
 	"fmt"
@@ -7,30 +7,19 @@ import (
 
 	"github.com/hashicorp/raft"
 
-	"github.com/heartbeat-sidecar/heartbeat/election"
-	"github.com/heartbeat-sidecar/heartbeat/internal/testport"
+	"github.com/heartbeat-sidecar/heartbeat/internal/faultnet"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
 	"github.com/heartbeat-sidecar/heartbeat/membership"
-	"github.com/heartbeat-sidecar/heartbeat/rpc/faultnet"
-	"github.com/heartbeat-sidecar/heartbeat/rpc/transport"
+	"github.com/heartbeat-sidecar/heartbeat/node"
 )
 
 // startFaultCluster is startMemCluster (voters only) with every node's peer
 // transport wrapped by one fault network.
-func startFaultCluster(t *testing.T, voters int) (*cluster, *faultnet.Network) {
-	fn := faultnet.New()
-	addrs := testport.Addrs(t, voters)
-	c := &cluster{t: t, dir: t.TempDir(), nodes: map[string]*Node{}, tweak: func(cfg *Config) {
-		memTweak(cfg)
-		cfg.WrapTransport = func(tr *transport.Transport) PeerTransport { return fn.Wrap(tr) }
-	}}
-	for i := 0; i < voters; i++ {
-		c.peers = append(c.peers, election.Peer{ID: fmt.Sprintf("n%d", i+1), Address: addrs[i], Voter: true})
-	}
-	t.Cleanup(c.stopAll)
-	for _, p := range c.peers {
-		c.start(p.ID)
-	}
-	return c, fn
+func startFaultCluster(t *testing.T, voters int) (*testcluster.Cluster, *faultnet.Network) {
+	t.Helper()
+	c := startCluster(t, voters, 0, testcluster.Options{FaultNet: true})
+	return c, c.Net()
 }
 
 // stateSampler records, every few milliseconds, the states in which any
@@ -40,7 +29,7 @@ type stateSampler struct {
 	seen       map[membership.MemberState]int
 }
 
-func sampleStates(nodes []*Node, id string) *stateSampler {
+func sampleStates(nodes []*node.Node, id string) *stateSampler {
 	s := &stateSampler{stop: make(chan struct{}), done: make(chan struct{}), seen: map[membership.MemberState]int{}}
 	go func() {
 		defer close(s.done)
@@ -73,8 +62,8 @@ func (s *stateSampler) finish() map[membership.MemberState]int {
 // network heals it is alive again and takes work again.
 func TestFollowerCutOff(t *testing.T) {
 	c, fn := startFaultCluster(t, 5)
-	leader := c.leader()
-	c.waitMembers()
+	leader := c.Leader()
+	c.WaitMembers()
 	registerN(t, leader, "p", 100)
 
 	tests := []struct {
@@ -84,35 +73,35 @@ func TestFollowerCutOff(t *testing.T) {
 		cut      time.Duration
 		wantDead bool
 	}{
-		// memTweak floors suspicion at 1s and death at 1.5s of silence.
+		// The harness floors suspicion at 1s and death at 1.5s of silence.
 		{name: "shorter than detection", cut: 500 * time.Millisecond},
 		{name: "until declared dead", wantDead: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			leader := c.leader()
-			before := c.waitSettled(100)
-			victim := c.follower()
-			owned := victim.numOwned(victim.ID())
+			leader := c.Leader()
+			before := c.WaitSettled(100)
+			victim := c.Follower()
+			owned := node.NumOwned(victim, victim.ID())
 			if owned == 0 {
 				t.Fatalf("%s owns nothing", victim.ID())
 			}
 			term := leader.Status().Term
-			states := sampleStates(c.live(), victim.ID())
-			smp := startSampler(c.live())
+			states := sampleStates(c.Live(), victim.ID())
+			smp := startSampler(c.Live())
 			addr := raft.ServerAddress(victim.PeerAddr())
 
 			fn.Isolate(addr)
 			cutAt := time.Now()
 			if tc.wantDead {
-				waitFor(t, victim.ID()+" declared dead", func() (bool, string) {
+				testwait.Eventually(t, waitTimeout, victim.ID()+" declared dead", func() (bool, string) {
 					m, _ := findMember(leader.Membership().View(), victim.ID())
 					return m.State == membership.StateDead, string(m.State)
 				})
 			} else {
 				// Prove the cut is real: the leader stops hearing the victim.
-				waitFor(t, "the leader's last reply from "+victim.ID()+" ages past 400ms", func() (bool, string) {
-					age := time.Since(leader.lastContact(string(addr)))
+				testwait.Eventually(t, waitTimeout, "the leader's last reply from "+victim.ID()+" ages past 400ms", func() (bool, string) {
+					age := time.Since(node.LastContact(leader, string(addr)))
 					return age > 400*time.Millisecond, age.String()
 				})
 				for time.Since(cutAt) < tc.cut {
@@ -123,8 +112,8 @@ func TestFollowerCutOff(t *testing.T) {
 			healed := time.Since(cutAt)
 
 			// Healed: the victim hears the leader again and is alive everywhere.
-			waitFor(t, victim.ID()+" alive everywhere again", func() (bool, string) {
-				for _, n := range c.live() {
+			testwait.Eventually(t, waitTimeout, victim.ID()+" alive everywhere again", func() (bool, string) {
+				for _, n := range c.Live() {
 					m, _ := findMember(n.Membership().View(), victim.ID())
 					if m.State != membership.StateAlive {
 						return false, fmt.Sprintf("%s sees %s", n.ID(), m.State)
@@ -132,7 +121,7 @@ func TestFollowerCutOff(t *testing.T) {
 				}
 				return true, ""
 			})
-			after := c.waitSettled(100)
+			after := c.WaitSettled(100)
 			seen := states.finish()
 			violations, samples := smp.finish()
 			t.Logf("%s cut off for %v: states seen %v; %d one-owner samples", victim.ID(), healed, seen, samples)
@@ -165,7 +154,7 @@ func TestFollowerCutOff(t *testing.T) {
 				if seen[membership.StateDead] > 0 {
 					t.Errorf("%s was declared dead after a %v cut (detection floor 1.5s)", victim.ID(), healed)
 				}
-				if got := leader.Status().Term; got != term || c.leader() != leader {
+				if got := leader.Status().Term; got != term || c.Leader() != leader {
 					t.Errorf("leadership changed during a short follower cut: term %d -> %d", term, got)
 				}
 				return
@@ -176,8 +165,8 @@ func TestFollowerCutOff(t *testing.T) {
 			if moved < owned {
 				t.Errorf("%d resources changed owner, fewer than the %d the victim owned", moved, owned)
 			}
-			waitFor(t, victim.ID()+" owns resources again", func() (bool, string) {
-				o := victim.numOwned(victim.ID())
+			testwait.Eventually(t, waitTimeout, victim.ID()+" owns resources again", func() (bool, string) {
+				o := node.NumOwned(victim, victim.ID())
 				return o > 0, fmt.Sprint(o, " owned")
 			})
 		})

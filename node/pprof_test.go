@@ -1,20 +1,21 @@
-package node
+package node_test
 
 import (
 	"net/http"
 	"testing"
 
-	"github.com/heartbeat-sidecar/heartbeat/election"
-	"github.com/heartbeat-sidecar/heartbeat/internal/testport"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
+	"github.com/heartbeat-sidecar/heartbeat/node"
 )
 
 // TestPprof: /debug/pprof/ is served only with EnablePprof.
 func TestPprof(t *testing.T) {
 	for _, enabled := range []bool{false, true} {
-		addrs := testport.Addrs(t, 1)
-		c := &cluster{t: t, dir: t.TempDir(), nodes: map[string]*Node{}, tweak: func(cfg *Config) { cfg.EnablePprof = enabled }}
-		c.peers = []election.Peer{{ID: "n1", Address: addrs[0], Voter: true}}
-		n := c.start("n1")
+		c := testcluster.Start(t, 1, testcluster.Options{Wait: waitTimeout, Tweak: func(cfg *node.Config) {
+			defaultDetector(cfg)
+			cfg.EnablePprof = enabled
+		}})
+		n := c.Node("n1")
 		want := http.StatusNotFound
 		if enabled {
 			want = http.StatusOK
@@ -24,6 +25,6 @@ func TestPprof(t *testing.T) {
 				t.Errorf("EnablePprof=%v: GET %s: %d, want %d (%.100s)", enabled, path, code, want, body)
 			}
 		}
-		c.stopAll()
+		c.Kill("n1")
 	}
 }

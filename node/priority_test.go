@@ -1,12 +1,12 @@
-package node
+package node_test
 
 import (
-	"fmt"
 	"testing"
 	"time"
 
-	"github.com/heartbeat-sidecar/heartbeat/election"
-	"github.com/heartbeat-sidecar/heartbeat/internal/testport"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
+	"github.com/heartbeat-sidecar/heartbeat/node"
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 )
 
@@ -14,31 +14,22 @@ const testHoldoff = 500 * time.Millisecond
 
 // startPriorityCluster starts voters n1..n3 with a short PriorityHoldoff;
 // n3 is configured with leader priority 10.
-func startPriorityCluster(t *testing.T) *cluster {
-	addrs := testport.Addrs(t, 3)
-	c := &cluster{t: t, dir: t.TempDir(), nodes: map[string]*Node{}, tweak: func(cfg *Config) {
-		memTweak(cfg)
+func startPriorityCluster(t *testing.T) *testcluster.Cluster {
+	t.Helper()
+	return startCluster(t, 3, 0, testcluster.Options{Tweak: func(cfg *node.Config) {
 		cfg.PriorityHoldoff = testHoldoff
 		if cfg.ID == "n3" {
 			p := uint32(10)
 			cfg.LeaderPriority = &p
 		}
-	}}
-	for i := 0; i < 3; i++ {
-		c.peers = append(c.peers, election.Peer{ID: fmt.Sprintf("n%d", i+1), Address: addrs[i], Voter: true})
-	}
-	t.Cleanup(c.stopAll)
-	for _, p := range c.peers {
-		c.start(p.ID)
-	}
-	return c
+	}})
 }
 
 // holdsLeadership checks, for a few holdoffs, that id keeps leading in the
 // same term (a must-not-happen check: it watches for a while by design).
-func holdsLeadership(t *testing.T, c *cluster, id string) {
+func holdsLeadership(t *testing.T, c *testcluster.Cluster, id string) {
 	t.Helper()
-	l := c.leader()
+	l := c.Leader()
 	if l.ID() != id {
 		t.Fatalf("leader %s, want %s", l.ID(), id)
 	}
@@ -52,7 +43,7 @@ func holdsLeadership(t *testing.T, c *cluster, id string) {
 	}
 }
 
-func counterValue(t *testing.T, n *Node) float64 {
+func counterValue(t *testing.T, n *node.Node) float64 {
 	t.Helper()
 	mfs, err := n.Registry().Gather()
 	if err != nil {
@@ -72,26 +63,26 @@ func counterValue(t *testing.T, n *Node) float64 {
 // another voter; an equal priority moves nothing.
 func TestLeaderPriority(t *testing.T) {
 	c := startPriorityCluster(t)
-	c.waitMembers()
-	waitFor(t, "n3 (priority 10 by config) leads", func() (bool, string) {
-		l := c.leader()
+	c.WaitMembers()
+	testwait.Eventually(t, waitTimeout, "n3 (priority 10 by config) leads", func() (bool, string) {
+		l := c.Leader()
 		return l.ID() == "n3", "leader " + l.ID()
 	})
-	if m, _ := findMember(c.nodes["n1"].Membership().View(), "n3"); m.LeaderPriority != 10 {
+	if m, _ := findMember(c.Node("n1").Membership().View(), "n3"); m.LeaderPriority != 10 {
 		t.Errorf("n3's registered priority %d, want 10", m.LeaderPriority)
 	}
 	holdsLeadership(t, c, "n3")
 
 	// Through a follower's Coordinator: n1 gets 20 and takes over.
-	client := heartbeatpb.NewCoordinatorClient(dialClient(t, c.nodes["n2"].ClientAddr()))
+	client := heartbeatpb.NewCoordinatorClient(dialClient(t, c.Node("n2").ClientAddr()))
 	if _, err := client.SetLeaderPriority(ctxT(t), &heartbeatpb.SetLeaderPriorityRequest{NodeId: "n1", Priority: 20}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "n1 (priority 20) leads", func() (bool, string) {
-		l := c.leader()
+	testwait.Eventually(t, waitTimeout, "n1 (priority 20) leads", func() (bool, string) {
+		l := c.Leader()
 		return l.ID() == "n1", "leader " + l.ID()
 	})
-	if v := counterValue(t, c.nodes["n3"]); v < 1 {
+	if v := counterValue(t, c.Node("n3")); v < 1 {
 		t.Errorf("n3's priority transfer counter %v, want at least 1", v)
 	}
 	holdsLeadership(t, c, "n1")
@@ -100,9 +91,9 @@ func TestLeaderPriority(t *testing.T) {
 	if _, err := client.SetLeaderPriority(ctxT(t), &heartbeatpb.SetLeaderPriorityRequest{NodeId: "n2", Priority: 20}); err != nil {
 		t.Fatal(err)
 	}
-	before := counterValue(t, c.nodes["n1"])
+	before := counterValue(t, c.Node("n1"))
 	holdsLeadership(t, c, "n1")
-	if v := counterValue(t, c.nodes["n1"]); v != before {
+	if v := counterValue(t, c.Node("n1")); v != before {
 		t.Errorf("n1 transferred on an equal priority (%v -> %v)", before, v)
 	}
 }
@@ -112,21 +103,20 @@ func TestLeaderPriority(t *testing.T) {
 // disrupting an election: the term grows by exactly one per hand-over).
 func TestLeaderPriorityTakesBack(t *testing.T) {
 	c := startPriorityCluster(t)
-	c.waitMembers()
-	waitFor(t, "n3 (priority 10) leads", func() (bool, string) {
-		l := c.leader()
+	c.WaitMembers()
+	testwait.Eventually(t, waitTimeout, "n3 (priority 10) leads", func() (bool, string) {
+		l := c.Leader()
 		return l.ID() == "n3", "leader " + l.ID()
 	})
-	c.nodes["n3"].Close()
-	interim := c.leader()
+	c.Kill("n3")
+	interim := c.Leader()
 	if interim.ID() == "n3" {
 		t.Fatal("the crashed n3 still leads")
 	}
 	termBefore := interim.Status().Term
-	delete(c.nodes, "n3")
-	back := c.start("n3")
-	waitFor(t, "n3 leads again after its restart", func() (bool, string) {
-		l := c.leader()
+	back := c.Restart("n3")
+	testwait.Eventually(t, waitTimeout, "n3 leads again after its restart", func() (bool, string) {
+		l := c.Leader()
 		return l == back, "leader " + l.ID()
 	})
 	if term := back.Status().Term; term != termBefore+1 {

@@ -1,15 +1,13 @@
-package node
+package node_test
 
 import (
-	"fmt"
 	"sort"
 	"testing"
 
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 
-	"github.com/heartbeat-sidecar/heartbeat/election"
-	"github.com/heartbeat-sidecar/heartbeat/internal/testport"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
 )
 
 // TestStockGRPCTools does what grpcurl (`list`) and grpc-health-probe do
@@ -17,14 +15,8 @@ import (
 // and ask the standard health service, by Check and by Watch, which turns
 // NOT_SERVING when the node loses its quorum.
 func TestStockGRPCTools(t *testing.T) {
-	addrs := testport.Addrs(t, 2)
-	c := &cluster{t: t, dir: t.TempDir(), nodes: map[string]*Node{}}
-	for i := range addrs {
-		c.peers = append(c.peers, election.Peer{ID: fmt.Sprintf("n%d", i+1), Address: addrs[i], Voter: true})
-	}
-	t.Cleanup(c.stopAll)
-	n1, n2 := c.start("n1"), c.start("n2")
-	c.leader()
+	c := testcluster.Start(t, 2, testcluster.Options{Wait: waitTimeout, Tweak: defaultDetector})
+	n1 := c.Node("n1")
 	conn := dialClient(t, n1.ClientAddr())
 
 	// grpcurl -plaintext ADDR list
@@ -67,7 +59,7 @@ func TestStockGRPCTools(t *testing.T) {
 	}
 
 	// n2 goes away: n1 alone has no quorum and must stop saying SERVING.
-	n2.Close()
+	c.Kill("n2")
 	for {
 		ev, err := watch.Recv()
 		if err != nil {

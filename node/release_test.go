@@ -1,10 +1,12 @@
-package node
+package node_test
 
 import (
 	"sort"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/heartbeat-sidecar/heartbeat/node"
 )
 
 // releaseWatch samples the resource views of some nodes every 5 ms and
@@ -19,7 +21,7 @@ type releaseWatch struct {
 	samples    int
 }
 
-func watchReleases(nodes ...*Node) *releaseWatch {
+func watchReleases(nodes ...*node.Node) *releaseWatch {
 	w := &releaseWatch{stop: make(chan struct{}), done: make(chan struct{}), longest: map[string]time.Duration{}}
 	go func() {
 		defer close(w.done)
@@ -85,7 +87,7 @@ func (w *releaseWatch) check(t *testing.T, allowed map[string]bool, bound time.D
 }
 
 // ownedBy lists the resources member id owns in n's view.
-func ownedBy(n *Node, id string) map[string]bool {
+func ownedBy(n *node.Node, id string) map[string]bool {
 	out := map[string]bool{}
 	for _, r := range n.Membership().View().Resources {
 		if r.Owner == id {

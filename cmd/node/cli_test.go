@@ -12,18 +12,13 @@ import (
 	"time"
 
 	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
 	"github.com/heartbeat-sidecar/heartbeat/node"
 )
 
 // cliWait bounds every wait of the in-process CLI tests (shared machine,
 // -race).
 const cliWait = 20 * time.Second
-
-// waitUntil is testcluster.WaitWithin bounded by cliWait.
-func waitUntil(t *testing.T, what string, cond func() (bool, string)) {
-	t.Helper()
-	testcluster.WaitWithin(t, cliWait, what, cond)
-}
 
 // startCLICluster starts voters n1..n<voters> and waits for a leader and
 // for every node's membership record.
@@ -287,7 +282,7 @@ func testResources(t *testing.T, addr string) {
 		t.Errorf("resources put: %q", out)
 	}
 	var rs []resourceView
-	waitUntil(t, "db-1 owned", func() (bool, string) {
+	testwait.Eventually(t, cliWait, "db-1 owned", func() (bool, string) {
 		cliJSON(t, &rs, "resources", "list", "--addr", addr, "--json")
 		return len(rs) == 1 && rs[0].Owner != "" && rs[0].Epoch > 0, fmt.Sprintf("%+v", rs)
 	})
@@ -317,7 +312,7 @@ func testResources(t *testing.T, addr string) {
 	go func() {
 		done <- runCLI(ctx, nil, &watchOut, &bytes.Buffer{}, "assignments", "--watch", "--json", "--node-id", owner, "--addr", addr)
 	}()
-	waitUntil(t, "the first listing of assignments --watch", func() (bool, string) {
+	testwait.Eventually(t, cliWait, "the first listing of assignments --watch", func() (bool, string) {
 		return strings.Contains(watchOut.String(), `"kind":"resync"`), watchOut.String()
 	})
 	var res map[string]any
@@ -325,7 +320,7 @@ func testResources(t *testing.T, addr string) {
 	if res["node_id"] != owner || res["draining"] != true || res["revision"] == 0.0 {
 		t.Errorf("drain --json: %v", res)
 	}
-	waitUntil(t, "assignments --watch to show db-1 moving off "+owner, func() (bool, string) {
+	testwait.Eventually(t, cliWait, "assignments --watch to show db-1 moving off "+owner, func() (bool, string) {
 		for _, line := range strings.Split(strings.TrimSpace(watchOut.String()), "\n") {
 			var ev assignmentEventView
 			if err := json.Unmarshal([]byte(line), &ev); err != nil {
@@ -377,7 +372,7 @@ func testLeaderWatch(t *testing.T, leader *node.Node, followerAddr string) {
 	}
 	leaseMs := max(leader.Election().LeaseDuration(), leader.Election().OwnershipLeaseDuration()).Milliseconds()
 	// 20 renewals with a lease left: a second at least.
-	waitUntil(t, "20 renewals on leader --watch --json", func() (bool, string) {
+	testwait.Eventually(t, cliWait, "20 renewals on leader --watch --json", func() (bool, string) {
 		renewals := 0
 		for _, line := range strings.Split(strings.TrimSpace(lines.String()), "\n") {
 			var li leaderView
@@ -446,7 +441,7 @@ func testPriorityWatch(t *testing.T, c *testcluster.Cluster) {
 			codes[i] = runCLI(ctx, nil, out, &bytes.Buffer{}, args...)
 		}()
 	}
-	waitUntil(t, "the first lists", func() (bool, string) {
+	testwait.Eventually(t, cliWait, "the first lists", func() (bool, string) {
 		return strings.Contains(table.String(), "PRIORITY") && strings.Count(lines.String(), "\n") >= 1, table.String() + lines.String()
 	})
 
@@ -462,7 +457,7 @@ func testPriorityWatch(t *testing.T, c *testcluster.Cluster) {
 		}
 		return 1000
 	}
-	waitUntil(t, "the watches to show priority 40", func() (bool, string) {
+	testwait.Eventually(t, cliWait, "the watches to show priority 40", func() (bool, string) {
 		var tableOK bool
 		for _, line := range strings.Split(table.String(), "\n") {
 			if fs := strings.Fields(line); len(fs) > 7 && fs[0] == l.ID() && fs[7] == "40" {
@@ -516,7 +511,7 @@ func testJoinRunLeaveRemove(t *testing.T, c *testcluster.Cluster, addr string) {
 		t.Errorf("join: %q", out)
 	}
 	// A repeat is a no-op once the node asked has applied the first.
-	waitUntil(t, "n4 in the configuration of the node asked", func() (bool, string) {
+	testwait.Eventually(t, cliWait, "n4 in the configuration of the node asked", func() (bool, string) {
 		return hasSuffrage(t, addr, "n4", "nonvoter"), "not yet"
 	})
 	var jr struct {
@@ -540,7 +535,7 @@ func testJoinRunLeaveRemove(t *testing.T, c *testcluster.Cluster, addr string) {
 			"--peer-addr", peers[0], "--client-addr", own[0], "--http-addr", own[1], "--join", c.Peers()[0].Address,
 			"--heartbeat-timeout", "1500ms", "--log-level", "warn")
 	}()
-	waitUntil(t, "n4 ready, and a non-voter alive in its own configuration", func() (bool, string) {
+	testwait.Eventually(t, cliWait, "n4 ready, and a non-voter alive in its own configuration", func() (bool, string) {
 		code, out, errOut := cli("health", "--addr", own[0], "--timeout", "1s")
 		if code != exitOK {
 			return false, out + errOut
@@ -577,7 +572,7 @@ func testJoinRunLeaveRemove(t *testing.T, c *testcluster.Cluster, addr string) {
 		t.Fatal("run did not return after leave")
 	}
 	var ms []memberView
-	waitUntil(t, "n4 recorded as left", func() (bool, string) {
+	testwait.Eventually(t, cliWait, "n4 recorded as left", func() (bool, string) {
 		cliJSON(t, &ms, "members", "--addr", addr, "--json")
 		for _, m := range ms {
 			if m.NodeID == "n4" {
@@ -595,7 +590,7 @@ func testJoinRunLeaveRemove(t *testing.T, c *testcluster.Cluster, addr string) {
 			peer = peers[2]
 		}
 		cliOK(t, "join", "--node-id", id, "--peer-addr", peer, "--nonvoter", "--addr", addr)
-		waitUntil(t, id+" in the configuration of the leader", func() (bool, string) {
+		testwait.Eventually(t, cliWait, id+" in the configuration of the leader", func() (bool, string) {
 			return hasSuffrage(t, c.Leader().ClientAddr(), id, "nonvoter"), "not yet"
 		})
 	}
@@ -610,7 +605,7 @@ func testJoinRunLeaveRemove(t *testing.T, c *testcluster.Cluster, addr string) {
 	if rr.NodeID != "n6" || rr.Revision == 0 {
 		t.Errorf("remove n6 --json: %+v", rr)
 	}
-	waitUntil(t, "n5 and n6 out of the raft configuration", func() (bool, string) {
+	testwait.Eventually(t, cliWait, "n5 and n6 out of the raft configuration", func() (bool, string) {
 		return !hasSuffrage(t, addr, "n5", "") && !hasSuffrage(t, addr, "n6", ""), "not yet"
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
 )
 
 // TestCLILeaderWatchSurvivesKill: leader --watch --addr names only the
@@ -31,7 +32,7 @@ func TestCLILeaderWatchSurvivesKill(t *testing.T) {
 	go func() {
 		done <- runCLI(ctx, nil, &lines, &bytes.Buffer{}, "leader", "--watch", "--json", "--addr", old.ClientAddr())
 	}()
-	waitUntil(t, "both watches to name "+old.ID(), func() (bool, string) {
+	testwait.Eventually(t, cliWait, "both watches to name "+old.ID(), func() (bool, string) {
 		return strings.Contains(text.String(), "leader="+old.ID()+" ") && strings.Contains(lines.String(), `"node_id":"`+old.ID()+`"`),
 			text.String() + lines.String()
 	})
@@ -44,7 +45,7 @@ func TestCLILeaderWatchSurvivesKill(t *testing.T) {
 	}
 	// The text watch: a disconnected line, then the new leader served by
 	// another endpoint.
-	waitUntil(t, "leader --watch to reconnect and print "+next.ID(), func() (bool, string) {
+	testwait.Eventually(t, cliWait, "leader --watch to reconnect and print "+next.ID(), func() (bool, string) {
 		out := text.String()
 		i := strings.Index(out, "disconnected=true endpoint="+old.ClientAddr())
 		if i < 0 {
@@ -56,7 +57,7 @@ func TestCLILeaderWatchSurvivesKill(t *testing.T) {
 	t.Logf("leader --watch printed the new leader %s, served by another node, %v after the kill of %s (polled every 20ms)",
 		next.ID(), time.Since(killed).Round(time.Millisecond), old.ID())
 	// The JSON watch: the same, one object per line.
-	waitUntil(t, "leader --watch --json to reconnect and name "+next.ID(), func() (bool, string) {
+	testwait.Eventually(t, cliWait, "leader --watch --json to reconnect and name "+next.ID(), func() (bool, string) {
 		var disconnected, reconnected, newLeader bool
 		for _, line := range strings.Split(strings.TrimSpace(lines.String()), "\n") {
 			var v leaderView
@@ -81,7 +82,7 @@ func TestCLILeaderWatchSurvivesKill(t *testing.T) {
 	// The watches keep following: a transfer through the CLI shows up.
 	target := c.Followers()[0]
 	cliOK(t, "transfer", "--node-id", target.ID(), "--addr", next.ClientAddr())
-	waitUntil(t, "both watches to show the transfer to "+target.ID(), func() (bool, string) {
+	testwait.Eventually(t, cliWait, "both watches to show the transfer to "+target.ID(), func() (bool, string) {
 		return strings.Contains(text.String(), "leader="+target.ID()+" ") && strings.Contains(lines.String(), `"node_id":"`+target.ID()+`"`),
 			fmt.Sprintf("text:\n%s\njson:\n%s", text.String(), lines.String())
 	})

@@ -16,13 +16,14 @@ import (
 
 	"github.com/heartbeat-sidecar/heartbeat/client"
 	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
 	"github.com/heartbeat-sidecar/heartbeat/node"
 )
 
 // numResources registered by the cluster test.
 const numResources = 30
 
-// waitTimeout bounds every wait of these tests (testcluster.WaitWithin,
+// waitTimeout bounds every wait of these tests (testwait.Eventually,
 // ContextWithin) and of their cluster. It is generous, above
 // testcluster.DefaultWait: the machine is shared and -race is slow.
 const waitTimeout = 45 * time.Second
@@ -149,14 +150,14 @@ func TestWorkersOnCluster(t *testing.T) {
 	}
 }
 
-// waitLogged is testcluster.WaitWithin bounded by waitTimeout that also
+// waitLogged is testwait.Eventually bounded by waitTimeout that also
 // logs cond's explanation whenever it changes (at most every 2s), so that a
 // failure shows how the wait went.
 func waitLogged(t *testing.T, what string, cond func() (bool, string)) {
 	t.Helper()
 	var last string
 	var logged time.Time
-	testcluster.WaitWithin(t, waitTimeout, what, func() (bool, string) {
+	testwait.Eventually(t, waitTimeout, what, func() (bool, string) {
 		ok, why := cond()
 		if !ok && why != last && time.Since(logged) > 2*time.Second {
 			t.Logf("waiting for %s: %s", what, why)

@@ -3,6 +3,7 @@ package testcluster
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sort"
 	"testing"
 	"time"
@@ -11,9 +12,10 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/heartbeat-sidecar/heartbeat/election"
+	"github.com/heartbeat-sidecar/heartbeat/internal/faultnet"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
 	"github.com/heartbeat-sidecar/heartbeat/membership"
 	"github.com/heartbeat-sidecar/heartbeat/node"
-	"github.com/heartbeat-sidecar/heartbeat/rpc/faultnet"
 	"github.com/heartbeat-sidecar/heartbeat/rpc/transport"
 )
 
@@ -41,6 +43,8 @@ type spec struct {
 	clientAddr string // "127.0.0.1:0" unless reserved
 	join       bool   // joins through n1 instead of the initial cluster
 	voter      bool   // with join: as a voter
+	// cfg, when set, is the node's whole config (StartConfig), used as is.
+	cfg *node.Config
 }
 
 // Cluster is a set of in-process nodes n1..nN sharing an initial member
@@ -62,6 +66,19 @@ type Cluster struct {
 // peer ports and waits until they are Ready: one leader known to all and
 // every node registered alive everywhere.
 func Start(t testing.TB, n int, opts Options) *Cluster {
+	t.Helper()
+	c := New(t, n, opts)
+	for _, p := range c.peers {
+		c.start(p.ID)
+	}
+	c.Ready()
+	return c
+}
+
+// New is Start without starting anything: the initial cluster n1..nN is
+// set (ports reserved, data dirs named), and the test starts its nodes with
+// StartNode, in its own order and time.
+func New(t testing.TB, n int, opts Options) *Cluster {
 	t.Helper()
 	if opts.Wait <= 0 {
 		opts.Wait = DefaultWait
@@ -88,28 +105,42 @@ func Start(t testing.TB, n int, opts Options) *Cluster {
 		c.specs[id] = spec{peerAddr: peerAddrs[i], clientAddr: clientAddrs[i]}
 	}
 	t.Cleanup(c.stopAll)
-	for _, p := range c.peers {
-		c.start(p.ID)
-	}
-	c.Ready()
 	return c
 }
 
-// config is node id's config: loopback, lenient timings, the cluster's
-// logger and fault network, then Options.Tweak.
+// config is node id's config: Config, then its initial cluster or the node
+// it joins through, then Options.Tweak.
 func (c *Cluster) config(id string, s spec) node.Config {
-	cfg := node.DefaultConfig()
-	cfg.ID = id
-	cfg.DataDir = filepath.Join(c.dir, id)
-	cfg.PeerAddr = s.peerAddr
+	if s.cfg != nil {
+		return *s.cfg
+	}
+	cfg := c.Config(id, s.peerAddr)
 	cfg.ClientAddr = s.clientAddr
-	cfg.HTTPAddr = "127.0.0.1:0"
 	if s.join {
 		cfg.Join = []string{c.peers[0].Address}
 		cfg.Voter = s.voter
 	} else {
 		cfg.InitialCluster = c.peers
 	}
+	if c.opts.Tweak != nil {
+		c.opts.Tweak(&cfg)
+	}
+	return cfg
+}
+
+// Config is the harness's config for node id on peerAddr, with neither an
+// initial cluster nor a node to join through: loopback ":0" client and HTTP
+// ports, a data dir in the cluster's, lenient timings, the cluster's logger
+// and fault network. Options.Tweak is not applied. A test that needs a node
+// the cluster does not start itself (another cluster's, a join through a
+// follower) edits it and passes it to StartConfig.
+func (c *Cluster) Config(id, peerAddr string) node.Config {
+	cfg := node.DefaultConfig()
+	cfg.ID = id
+	cfg.DataDir = filepath.Join(c.dir, id)
+	cfg.PeerAddr = peerAddr
+	cfg.ClientAddr = "127.0.0.1:0"
+	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.JoinRetryMax = 500 * time.Millisecond
 	// Lenient timing: the test machine is shared and -race is slow; a false
 	// election in the middle of a check would fail it for the wrong reason.
@@ -123,10 +154,7 @@ func (c *Cluster) config(id string, s spec) node.Config {
 	if fn := c.net; fn != nil {
 		cfg.WrapTransport = func(tr *transport.Transport) node.PeerTransport { return fn.Wrap(tr) }
 	}
-	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: id, Level: hclog.Warn, Output: c.log})
-	if c.opts.Tweak != nil {
-		c.opts.Tweak(&cfg)
-	}
+	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: id, Level: LogLevel(), Output: c.log})
 	return cfg
 }
 
@@ -156,6 +184,25 @@ func (c *Cluster) stopAll() {
 			n.Close()
 		}
 	}
+}
+
+// StartNode starts node id of the initial cluster (see New) and returns
+// at once; it is Restart by another name, for a first start.
+func (c *Cluster) StartNode(id string) *node.Node {
+	c.t.Helper()
+	return c.start(id)
+}
+
+// StartConfig starts node id with cfg as it is (say, from Config, edited)
+// and runs it as one of the cluster's nodes: Live, Leader and the cleanup
+// see it, Kill and Restart work on it. It does not wait.
+func (c *Cluster) StartConfig(id string, cfg node.Config) *node.Node {
+	c.t.Helper()
+	if _, ok := c.specs[id]; ok {
+		c.t.Fatalf("start %s: node exists", id)
+	}
+	c.specs[id] = spec{peerAddr: cfg.PeerAddr, clientAddr: cfg.ClientAddr, join: true, cfg: &cfg}
+	return c.start(id)
 }
 
 // Restart starts node id again from its data after Kill (or Forget): on
@@ -233,7 +280,7 @@ func (c *Cluster) Live() []*node.Node {
 func (c *Cluster) Leader() *node.Node {
 	c.t.Helper()
 	var leader *node.Node
-	WaitWithin(c.t, c.opts.Wait, "one leader known to all", func() (bool, string) {
+	testwait.Eventually(c.t, c.opts.Wait, "one leader known to all", func() (bool, string) {
 		leader = nil
 		var seen string
 		for _, n := range c.Live() {
@@ -271,12 +318,25 @@ func (c *Cluster) Followers() []*node.Node {
 	return out
 }
 
+// Follower waits for the Leader and returns the running follower with the
+// lowest id whose id is not in not; it fails the test if there is none.
+func (c *Cluster) Follower(not ...string) *node.Node {
+	c.t.Helper()
+	for _, n := range c.Followers() {
+		if !slices.Contains(not, n.ID()) {
+			return n
+		}
+	}
+	c.t.Fatalf("no follower but %v", not)
+	return nil
+}
+
 // WaitMembers waits until every running node sees every running node
 // registered as alive with its client address.
 func (c *Cluster) WaitMembers() {
 	c.t.Helper()
 	live := c.Live()
-	WaitWithin(c.t, c.opts.Wait, "every node registered alive everywhere", func() (bool, string) {
+	testwait.Eventually(c.t, c.opts.Wait, "every node registered alive everywhere", func() (bool, string) {
 		for _, n := range live {
 			v := n.Membership().View()
 			for _, m := range live {
@@ -293,6 +353,33 @@ func (c *Cluster) WaitMembers() {
 		}
 		return true, ""
 	})
+}
+
+// WaitSettled waits until the leader's state has wantResources resources,
+// every one owned, and its plan wants no move, and every running node has
+// applied the leader's revision; it returns the leader's view then.
+func (c *Cluster) WaitSettled(wantResources int) membership.View {
+	c.t.Helper()
+	var v membership.View
+	testwait.Eventually(c.t, c.opts.Wait, "assignment settled", func() (bool, string) {
+		leader := c.Leader()
+		var moves, unowned, total int
+		leader.Membership().Read(func(s *membership.State) {
+			moves = len(membership.Plan(s, membership.DefaultPlanConfig()).Moves)
+			unowned, total = s.NumUnowned(), s.NumResources()
+		})
+		if total != wantResources || unowned > 0 || moves > 0 {
+			return false, fmt.Sprintf("%d resources (want %d), %d unowned, %d planned moves", total, wantResources, unowned, moves)
+		}
+		v = leader.Membership().View()
+		for _, n := range c.Live() {
+			if r := n.Membership().Revision(); r < v.Revision {
+				return false, fmt.Sprintf("%s at revision %d < %d", n.ID(), r, v.Revision)
+			}
+		}
+		return true, ""
+	})
+	return v
 }
 
 // Ready waits for the Leader, then for WaitMembers: what Start waits for.

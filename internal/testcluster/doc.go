@@ -1,30 +1,41 @@
-// Package testcluster is the shared test harness for packages that run real
-// Heartbeat nodes in process: nodes of package node on loopback gRPC, with
-// the lenient timings a shared, -race-slowed machine needs.
+// Package testcluster is the one in-process cluster harness of the
+// project's tests: real nodes over real gRPC on loopback, data in
+// t.TempDir() bolt files, a faultnet network for partitions when asked, the
+// lenient timings a shared, -race-slowed machine needs, and everything
+// closed when the test ends (t.Cleanup).
 //
-// It is an ordinary package so that the tests of several packages (client,
-// cmd/node, the examples) can import it; nothing but tests imports it. The
-// tests of node and rpc/api keep their own helpers: node is what this
-// package starts, and rpc/api is imported by node, so either importing this
-// package would be an import cycle.
+// It has two levels, like a node has:
 //
-// What it provides:
+//   - Cluster starts whole Heartbeat nodes (package node) n1..nN with an
+//     initial cluster on free loopback peer ports and ":0" (or, with
+//     Options.FixedClientAddrs, reserved) client ports, optionally every
+//     peer transport wrapped by one internal/faultnet network; it kills,
+//     restarts, joins and isolates nodes, finds the leader and the
+//     followers, and waits for every membership record. The tests of node,
+//     client, cmd/node and the examples use it.
+//   - ElectionCluster starts election nodes (package election) over
+//     rpc/transport, every transport wrapped by one faultnet network and a
+//     Hook (break a held stream, refuse redials), with a LogFSM or the
+//     state machine a test gives; it kills, restarts, isolates and heals
+//     nodes, waits for a leader and reads each node's metrics. The tests
+//     of election and rpc/api use it: they test what package node would
+//     hide.
 //
-//   - WaitFor and WaitWithin poll a condition every 20ms until it holds or
-//     a deadline passes (never a bare sleep to wait for a condition);
-//   - Context and ContextWithin give a context that ends with the test;
-//   - FreeAddrs and FreePorts reserve loopback ports for the test, for
-//     addresses that must be known before a node starts;
-//   - Writer sends logs to t.Log and goes quiet once the test has ended
-//     (a node's late goroutines may still log); SyncBuffer is a bytes
-//     buffer safe for concurrent writers and readers;
-//   - Cluster starts voters n1..nN with an initial cluster on free loopback
-//     peer ports and ":0" (or, with Options.FixedClientAddrs, reserved)
-//     client ports, optionally every peer transport wrapped by one
-//     rpc/faultnet network; it kills, restarts, joins and isolates nodes,
-//     finds the leader and the followers, waits for every membership
-//     record, and closes what still runs when the test ends (t.Cleanup).
+// Around them: Context and ContextWithin give a context that ends with the
+// test; FreeAddrs and FreePorts reserve loopback ports for the test
+// (internal/testport); Writer sends logs to t.Log and goes quiet once the
+// test has ended (a node's late goroutines may still log), at LogLevel
+// (HEARTBEAT_TEST_LOG); SyncBuffer is a bytes buffer safe for concurrent
+// writers and readers. The one polling helper is internal/testwait's
+// Eventually, a leaf package, so that internal tests this package cannot
+// serve use it too.
 //
-// A Cluster is driven from the test's goroutine: its methods are not safe
+// Nothing but tests imports this package. It imports node, and node imports
+// election, membership and the rpc packages, so the tests of those packages
+// that use it are external test packages (package election_test,
+// package api_test, package node_test); what such a test needs of its
+// package's internals, an export_test.go file of that package hands it.
+//
+// A cluster is driven from the test's goroutine: its methods are not safe
 // for concurrent use, though the nodes they return are.
 package testcluster

@@ -2,9 +2,12 @@ package testcluster
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/hashicorp/go-hclog"
 )
 
 // Writer sends what is written to it to t.Log, one call a write with the
@@ -58,4 +61,15 @@ func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// LogLevel is the level the harness's nodes log at: Warn, or the level
+// the environment variable HEARTBEAT_TEST_LOG names ("debug", "info",
+// "error"). Logs go to the test's log (Writer): they show for a failing
+// test or with -v.
+func LogLevel() hclog.Level {
+	if l := hclog.LevelFromString(os.Getenv("HEARTBEAT_TEST_LOG")); l != hclog.NoLevel {
+		return l
+	}
+	return hclog.Warn
 }

@@ -10,41 +10,12 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
-}
-
-// fakeTB records Fatalf instead of ending the test, to see WaitWithin fail.
-type fakeTB struct {
-	testing.TB
-	fatal string
-}
-
-func (f *fakeTB) Helper() {}
-
-func (f *fakeTB) Fatalf(format string, args ...any) { f.fatal = fmt.Sprintf(format, args...) }
-
-func TestWaitWithin(t *testing.T) {
-	calls := 0
-	WaitWithin(t, time.Second, "the third call", func() (bool, string) {
-		calls++
-		return calls == 3, "not yet"
-	})
-	if calls != 3 {
-		t.Errorf("cond called %d times; want 3 (it returns once cond holds)", calls)
-	}
-
-	f := &fakeTB{TB: t}
-	start := time.Now()
-	WaitWithin(f, 200*time.Millisecond, "never", func() (bool, string) { return false, "still no" })
-	if d := time.Since(start); d < 200*time.Millisecond {
-		t.Errorf("gave up after %v; want the whole 200ms", d)
-	}
-	if want := "timed out after 200ms waiting for never: still no"; f.fatal != want {
-		t.Errorf("failure %q; want %q", f.fatal, want)
-	}
 }
 
 func TestContextEndsWithTest(t *testing.T) {
@@ -157,4 +128,101 @@ func TestCluster(t *testing.T) {
 	if len(c.Live()) != 3 {
 		t.Errorf("Live after restart = %v", ids())
 	}
+}
+
+// TestClusterNewAndStartConfig: New starts nothing; StartNode starts the
+// initial nodes in the test's order; Follower skips the ids it is told; a
+// node started from Config joins and is one of the cluster's nodes.
+func TestClusterNewAndStartConfig(t *testing.T) {
+	c := New(t, 2, Options{})
+	if got := len(c.Live()); got != 0 {
+		t.Fatalf("New started %d nodes; want none", got)
+	}
+	c.StartNode("n1")
+	c.StartNode("n2")
+	c.Ready()
+	leader := c.Leader()
+	f := c.Follower()
+	if f == leader {
+		t.Fatalf("Follower returned the leader %s", f.ID())
+	}
+	cfg := c.Config("n3", FreeAddrs(t, 1)[0])
+	cfg.Join = []string{f.PeerAddr()}
+	n3 := c.StartConfig("n3", cfg)
+	c.WaitMembers()
+	if got := len(c.Live()); got != 3 {
+		t.Fatalf("Live after StartConfig: %d nodes; want 3", got)
+	}
+	if got := c.Follower(f.ID()); got == f || got == leader {
+		t.Fatalf("Follower(%s) = %s (leader %s)", f.ID(), got.ID(), leader.ID())
+	}
+	// f (n1 or n2) is still the follower with the lowest id.
+	if got := c.Follower(); got != f || got == n3 {
+		t.Errorf("Follower() = %s; want the lowest id, %s", got.ID(), f.ID())
+	}
+	v := c.WaitSettled(0)
+	if len(v.Members) != 3 {
+		t.Errorf("settled view has %d members; want 3", len(v.Members))
+	}
+}
+
+// TestElectionCluster: election nodes elect one leader that every member
+// names; the LogFSM gets what the leader applies; Isolate takes the leader
+// out (the majority elects another, with a higher fencing token) and Heal
+// brings it back; a killed node restarts from its data with its log; a
+// Hook refuses redials and breaks a running Hold on demand.
+func TestElectionCluster(t *testing.T) {
+	c := StartElections(t, 3, ElectionOptions{FastFailover: true})
+	li := c.WaitLeader(15 * time.Second)
+	old := c.Node(li).Node.Leadership()
+	if _, err := c.Node(li).Node.Apply(ContextWithin(t, 5*time.Second), []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	applied := func(i int) func() (bool, string) {
+		return func() (bool, string) {
+			got := c.Node(i).FSM.(*LogFSM).Entries()
+			return slices.Equal(got, []string{"a"}), fmt.Sprint(got)
+		}
+	}
+	for _, i := range c.Alive() {
+		testwait.Eventually(t, 10*time.Second, c.Node(i).ID+" applied the entry", applied(i))
+	}
+	if got := c.Metric(li, "heartbeat_raft_state"); got == 0 {
+		t.Errorf("raft_state gauge of the leader is 0")
+	}
+
+	c.Isolate(li)
+	testwait.Eventually(t, 15*time.Second, "another leader", func() (bool, string) {
+		ni := c.Leader()
+		return ni >= 0 && ni != li, c.Describe()
+	})
+	c.Heal(li)
+	ni := c.WaitLeader(15 * time.Second)
+	if l := c.Node(ni).Node.Leadership(); l.FencingToken <= old.FencingToken {
+		t.Errorf("leader after the heal %+v, not above %+v", l, old)
+	}
+
+	f := (ni + 1) % 3
+	c.Kill(f)
+	if slices.Contains(c.Alive(), f) {
+		t.Fatalf("Alive after Kill(%d) = %v", f, c.Alive())
+	}
+	c.Restart(f)
+	c.WaitLeader(15 * time.Second)
+	testwait.Eventually(t, 10*time.Second, "the restarted node's log", applied(f))
+
+	h := c.Node(f).Hook
+	h.SetRefuse(true)
+	if err := h.Reachable(ContextWithin(t, time.Second), c.Node(ni).Addr); err == nil {
+		t.Error("Reachable with SetRefuse(true) succeeded")
+	}
+	h.SetRefuse(false)
+	if err := h.Reachable(ContextWithin(t, 5*time.Second), c.Node(ni).Addr); err != nil {
+		t.Errorf("Reachable after SetRefuse(false): %v", err)
+	}
+	// The follower holds a stream to the leader (fast failover): BreakHold
+	// finds it running and breaks it.
+	testwait.Eventually(t, 10*time.Second, "a running Hold to break", func() (bool, string) {
+		return h.BreakHold(), "no Hold running"
+	})
 }

@@ -8,34 +8,9 @@ import (
 	"github.com/heartbeat-sidecar/heartbeat/internal/testport"
 )
 
-// DefaultWait bounds WaitFor, Context and a Cluster's waits unless told
-// otherwise. It is generous: the machine is shared and -race is slow.
+// DefaultWait bounds Context and a Cluster's waits unless told otherwise,
+// and is the usual timeout of testwait.Eventually in tests of a Cluster. It is generous: the machine is shared and -race is slow.
 const DefaultWait = 30 * time.Second
-
-// pollInterval is how often WaitWithin asks its condition again.
-const pollInterval = 20 * time.Millisecond
-
-// WaitFor polls cond every 20ms until it holds or DefaultWait passes. On
-// the deadline it fails the test with what and cond's last explanation.
-func WaitFor(t testing.TB, what string, cond func() (bool, string)) {
-	t.Helper()
-	WaitWithin(t, DefaultWait, what, cond)
-}
-
-// WaitWithin is WaitFor with the deadline d from now.
-func WaitWithin(t testing.TB, d time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	var why string
-	for time.Now().Before(deadline) {
-		var ok bool
-		if ok, why = cond(); ok {
-			return
-		}
-		time.Sleep(pollInterval)
-	}
-	t.Fatalf("timed out after %v waiting for %s: %s", d, what, why)
-}
 
 // Context returns a context that ends with the test or after DefaultWait,
 // whichever comes first.

@@ -1,4 +1,4 @@
-package api
+package api_test
 
 import (
 	"strings"
@@ -9,7 +9,10 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/heartbeat-sidecar/heartbeat/election"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
 	"github.com/heartbeat-sidecar/heartbeat/proto/raftpb"
+	"github.com/heartbeat-sidecar/heartbeat/rpc/api"
 )
 
 func TestAdmin(t *testing.T) {
@@ -28,13 +31,13 @@ func TestAdmin(t *testing.T) {
 		{"empty id", &raftpb.JoinRequest{PeerAddress: "127.0.0.1:1", ClusterId: testCluster}, codes.InvalidArgument, ""},
 		{"empty address", &raftpb.JoinRequest{Id: "x", ClusterId: testCluster}, codes.InvalidArgument, ""},
 		{"empty cluster", &raftpb.JoinRequest{Id: "x", PeerAddress: "127.0.0.1:1"}, codes.InvalidArgument, ""},
-		{"wrong cluster", &raftpb.JoinRequest{Id: "x", PeerAddress: "127.0.0.1:1", ClusterId: "other"}, codes.FailedPrecondition, ReasonWrongCluster},
+		{"wrong cluster", &raftpb.JoinRequest{Id: "x", PeerAddress: "127.0.0.1:1", ClusterId: "other"}, codes.FailedPrecondition, api.ReasonWrongCluster},
 	}
 	for _, tt := range bad {
 		for name, c := range map[string]raftpb.ClusterAdminClient{"leader": lc, "follower": fc} {
 			_, err := c.Join(ctxT(t), tt.req)
-			if status.Code(err) != tt.code || ReasonOf(err) != tt.reason {
-				t.Errorf("%s on %s: %v (reason %q), want %v %q", tt.name, name, err, ReasonOf(err), tt.code, tt.reason)
+			if status.Code(err) != tt.code || api.ReasonOf(err) != tt.reason {
+				t.Errorf("%s on %s: %v (reason %q), want %v %q", tt.name, name, err, api.ReasonOf(err), tt.code, tt.reason)
 			}
 		}
 	}
@@ -52,7 +55,7 @@ func TestAdmin(t *testing.T) {
 	if resp.GetLeaderId() != leader.id || resp.GetIndex() == 0 {
 		t.Errorf("join response %v, want leader %s and an index", resp, leader.id)
 	}
-	waitFor(t, "x1 a non-voter in the follower's view", func() (bool, string) {
+	testwait.Eventually(t, waitTimeout, "x1 a non-voter in the follower's view", func() (bool, string) {
 		members, err := follower.el.Members()
 		if err != nil {
 			return false, err.Error()
@@ -74,9 +77,9 @@ func TestAdmin(t *testing.T) {
 
 	// A call that was already forwarded once is not forwarded again: the
 	// follower names the leader instead.
-	fwd := metadata.AppendToOutgoingContext(ctxT(t), MetadataForwarded, "someone")
+	fwd := metadata.AppendToOutgoingContext(ctxT(t), api.MetadataForwarded, "someone")
 	_, err = fc.Join(fwd, &raftpb.JoinRequest{Id: "x2", PeerAddress: "127.0.0.1:3", ClusterId: testCluster})
-	if status.Code(err) != codes.FailedPrecondition || ReasonOf(err) != ReasonNotLeader || !strings.Contains(err.Error(), leader.addr()) {
+	if status.Code(err) != codes.FailedPrecondition || api.ReasonOf(err) != api.ReasonNotLeader || !strings.Contains(err.Error(), leader.addr()) {
 		t.Errorf("forwarded join at a follower: %v, want FailedPrecondition NOT_LEADER naming %s", err, leader.addr())
 	}
 
@@ -102,20 +105,25 @@ func TestAdmin(t *testing.T) {
 // so with Unavailable / NO_LEADER; before its election exists it answers
 // the same way.
 func TestAdminNoLeader(t *testing.T) {
-	dir := t.TempDir()
-	m := newMember(t, "n1")
-	t.Cleanup(m.close)
+	m := newAdmin(t, "n1")
+	// Bootstrapped with a second voter that never starts: no quorum, no
+	// leader. Its election starts only after the first call.
+	tc := startAdmins(t, []*member{m}, testcluster.ElectionOptions{
+		NoStart: map[int]bool{0: true},
+		Tweak: func(cfg *election.Config) {
+			cfg.Bootstrap = append(cfg.Bootstrap, election.Peer{ID: "n2", Address: "127.0.0.1:1", Voter: true})
+		},
+	})
 	c := raftpb.NewClusterAdminClient(dial(t, m.addr()))
 	req := &raftpb.JoinRequest{Id: "x", PeerAddress: "127.0.0.1:1", ClusterId: testCluster}
 
 	_, err := c.Join(ctxT(t), req)
-	if status.Code(err) != codes.Unavailable || ReasonOf(err) != ReasonNoLeader {
+	if status.Code(err) != codes.Unavailable || api.ReasonOf(err) != api.ReasonNoLeader {
 		t.Errorf("join before the election exists: %v, want Unavailable NO_LEADER", err)
 	}
-	// Bootstrapped with a second voter that never starts: no quorum, no leader.
-	m.start(t, dir, []election.Peer{{ID: "n1", Address: m.addr(), Voter: true}, {ID: "n2", Address: "127.0.0.1:1", Voter: true}})
+	m.start(tc, 0)
 	_, err = c.Join(ctxT(t), req)
-	if status.Code(err) != codes.Unavailable || ReasonOf(err) != ReasonNoLeader {
+	if status.Code(err) != codes.Unavailable || api.ReasonOf(err) != api.ReasonNoLeader {
 		t.Errorf("join without a leader: %v, want Unavailable NO_LEADER", err)
 	}
 	_, err = c.Remove(ctxT(t), &raftpb.RemoveRequest{Id: "n2"})
@@ -125,15 +133,15 @@ func TestAdminNoLeader(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	if _, err := NewAdmin(AdminConfig{}); err == nil || !strings.Contains(err.Error(), "ID is empty") {
+	if _, err := api.NewAdmin(api.AdminConfig{}); err == nil || !strings.Contains(err.Error(), "ID is empty") {
 		t.Errorf("NewAdmin(empty): %v", err)
 	}
-	if _, err := NewCoordinator(CoordinatorConfig{ID: "a", ClusterID: "b"}); err == nil || !strings.Contains(err.Error(), "Election is nil") {
+	if _, err := api.NewCoordinator(api.CoordinatorConfig{ID: "a", ClusterID: "b"}); err == nil || !strings.Contains(err.Error(), "Election is nil") {
 		t.Errorf("NewCoordinator without election: %v", err)
 	}
-	cfg := DefaultAdminConfig()
-	cfg.ID, cfg.Election, cfg.ForwardTimeout = "a", &ElectionRef{}, -1
-	if _, err := NewAdmin(cfg); err == nil {
+	cfg := api.DefaultAdminConfig()
+	cfg.ID, cfg.Election, cfg.ForwardTimeout = "a", &api.ElectionRef{}, -1
+	if _, err := api.NewAdmin(cfg); err == nil {
 		t.Error("negative ForwardTimeout accepted")
 	}
 }
@@ -142,21 +150,21 @@ func TestConfigValidate(t *testing.T) {
 // and this cluster before it hands it to OnRemoved.
 func TestRemovedRequest(t *testing.T) {
 	var got []*raftpb.RemovedRequest
-	cfg := DefaultAdminConfig()
+	cfg := api.DefaultAdminConfig()
 	cfg.ID, cfg.ClusterID, cfg.Election = "n3", testCluster, soloElection{}
 	cfg.OnRemoved = func(n *raftpb.RemovedRequest) error { got = append(got, n); return nil }
-	a, err := NewAdmin(cfg)
+	a, err := api.NewAdmin(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg.OnRemoved = nil
-	off, err := NewAdmin(cfg)
+	off, err := api.NewAdmin(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
 		name  string
-		admin *Admin
+		admin *api.Admin
 		req   *raftpb.RemovedRequest
 		want  codes.Code
 	}{

@@ -1,4 +1,4 @@
-package api
+package api_test
 
 import (
 	"context"
@@ -12,9 +12,11 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/heartbeat-sidecar/heartbeat/election"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
 	"github.com/heartbeat-sidecar/heartbeat/membership"
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 	mpb "github.com/heartbeat-sidecar/heartbeat/proto/membershippb"
+	"github.com/heartbeat-sidecar/heartbeat/rpc/api"
 )
 
 // coordNode is a cluster member with a membership state machine and a
@@ -22,7 +24,7 @@ import (
 type coordNode struct {
 	*member
 	fsm    *membership.FSM
-	coord  *Coordinator
+	coord  *api.Coordinator
 	client heartbeatpb.CoordinatorClient
 	caddr  string
 }
@@ -44,7 +46,7 @@ func newCoordCluster(t *testing.T, n int) []*coordNode {
 	var out []*coordNode
 	for _, m := range ms {
 		cn := &coordNode{member: m, fsm: fsms[m.id]}
-		cn.coord, cn.client, cn.caddr = serveCoordinatorWith(t, m, func(cfg *CoordinatorConfig) {
+		cn.coord, cn.client, cn.caddr = serveCoordinatorWith(t, m, func(cfg *api.CoordinatorConfig) {
 			cfg.Membership, cfg.Applier, cfg.Admin = cn.fsm, m.el, m.admin
 		})
 		out = append(out, cn)
@@ -56,7 +58,7 @@ func newCoordCluster(t *testing.T, n int) []*coordNode {
 			t.Fatalf("register %s: %v", cn.id, err)
 		}
 	}
-	waitFor(t, "every member registered everywhere", func() (bool, string) {
+	testwait.Eventually(t, waitTimeout, "every member registered everywhere", func() (bool, string) {
 		for _, cn := range out {
 			if got := len(cn.fsm.View().Members); got != n {
 				return false, fmt.Sprintf("%s knows %d members", cn.id, got)
@@ -72,7 +74,7 @@ func newCoordCluster(t *testing.T, n int) []*coordNode {
 func coordLeader(t *testing.T, cs []*coordNode) *coordNode {
 	t.Helper()
 	var leader *coordNode
-	waitFor(t, "one leader known to all", func() (bool, string) {
+	testwait.Eventually(t, waitTimeout, "one leader known to all", func() (bool, string) {
 		leader = nil
 		seen := ""
 		for _, c := range cs {
@@ -159,7 +161,7 @@ func testClusterBadInput(t *testing.T, cs []*coordNode) {
 			return err
 		}, codes.InvalidArgument},
 		{"join: id of 65 bytes", func(c heartbeatpb.CoordinatorClient) error {
-			_, err := c.Join(ctxT(t), &heartbeatpb.JoinRequest{NodeId: strings.Repeat("x", MaxJoinIDLen+1), PeerAddress: "127.0.0.1:9"})
+			_, err := c.Join(ctxT(t), &heartbeatpb.JoinRequest{NodeId: strings.Repeat("x", api.MaxJoinIDLen+1), PeerAddress: "127.0.0.1:9"})
 			return err
 		}, codes.InvalidArgument},
 		{"join: id with a space", func(c heartbeatpb.CoordinatorClient) error {
@@ -384,8 +386,8 @@ func TestTransferStatus(t *testing.T) {
 		{context.DeadlineExceeded, codes.DeadlineExceeded},
 		{errors.New("raft: timed out"), codes.Unavailable},
 	} {
-		if got := status.Code(transferStatus("step down", tc.err)); got != tc.want {
-			t.Errorf("transferStatus(%v) = %v, want %v", tc.err, got, tc.want)
+		if got := status.Code(api.TransferStatus("step down", tc.err)); got != tc.want {
+			t.Errorf("TransferStatus(%v) = %v, want %v", tc.err, got, tc.want)
 		}
 	}
 }
@@ -483,7 +485,7 @@ func testJoinRemove(t *testing.T, cs []*coordNode) {
 	if _, ok := inConfig(follower, "x1"); ok {
 		t.Errorf("x1 still in the view of the follower that forwarded its removal")
 	}
-	waitFor(t, "x1 gone from every view", func() (bool, string) {
+	testwait.Eventually(t, waitTimeout, "x1 gone from every view", func() (bool, string) {
 		for _, c := range cs {
 			if _, ok := inConfig(c, "x1"); ok {
 				return false, c.id + " still has x1"
@@ -514,7 +516,7 @@ func TestStepDownAlone(t *testing.T) {
 // code, and is Unimplemented without a hook.
 func TestLeaveHook(t *testing.T) {
 	calls := 0
-	_, _, c, _ := serveSoloWith(t, func(cfg *CoordinatorConfig) {
+	_, _, c, _ := serveSoloWith(t, func(cfg *api.CoordinatorConfig) {
 		cfg.Leave = func(context.Context) (int, error) {
 			calls++
 			if calls > 1 {

@@ -1,4 +1,4 @@
-package api
+package api_test
 
 import (
 	"net"
@@ -12,10 +12,11 @@ import (
 
 	"github.com/heartbeat-sidecar/heartbeat/election"
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
+	"github.com/heartbeat-sidecar/heartbeat/rpc/api"
 )
 
 // serveCoordinator serves a Coordinator for m on a fresh loopback port.
-func serveCoordinator(t *testing.T, m *member) (*Coordinator, heartbeatpb.CoordinatorClient) {
+func serveCoordinator(t *testing.T, m *member) (*api.Coordinator, heartbeatpb.CoordinatorClient) {
 	t.Helper()
 	c, client, _ := serveCoordinatorWith(t, m, nil)
 	return c, client
@@ -23,15 +24,15 @@ func serveCoordinator(t *testing.T, m *member) (*Coordinator, heartbeatpb.Coordi
 
 // serveCoordinatorWith is serveCoordinator with a config edit; it returns
 // the client address too.
-func serveCoordinatorWith(t *testing.T, m *member, edit func(*CoordinatorConfig)) (*Coordinator, heartbeatpb.CoordinatorClient, string) {
+func serveCoordinatorWith(t *testing.T, m *member, edit func(*api.CoordinatorConfig)) (*api.Coordinator, heartbeatpb.CoordinatorClient, string) {
 	t.Helper()
-	cfg := DefaultCoordinatorConfig()
+	cfg := api.DefaultCoordinatorConfig()
 	cfg.ID, cfg.ClusterID, cfg.Election = m.id, testCluster, m.el
 	cfg.LastContact = func(addr string) time.Time { return m.tr.Acks()[raft.ServerAddress(addr)].RepliedAt }
 	if edit != nil {
 		edit(&cfg)
 	}
-	c, err := NewCoordinator(cfg)
+	c, err := api.NewCoordinator(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +123,7 @@ func TestSameLeadershipIgnoresLeaseRenewal(t *testing.T) {
 	a := election.Leadership{LeaderID: "n1", LeaderAddr: "a", Term: 3, FencingToken: 3, IsLeader: true, LeaseUntil: time.Now()}
 	b := a
 	b.LeaseUntil = a.LeaseUntil.Add(time.Second)
-	if !sameLeadership(a, b) {
+	if !api.SameLeadership(a, b) {
 		t.Error("a lease renewal counted as a change")
 	}
 	for _, edit := range []func(*election.Leadership){
@@ -133,16 +134,16 @@ func TestSameLeadershipIgnoresLeaseRenewal(t *testing.T) {
 	} {
 		c := a
 		edit(&c)
-		if sameLeadership(a, c) {
+		if api.SameLeadership(a, c) {
 			t.Errorf("change %+v not seen", c)
 		}
 	}
-	ev := leadership(a, time.Unix(0, 42))
+	ev := api.Leadership(a, time.Unix(0, 42))
 	if !ev.GetLeaseUntil().AsTime().Equal(a.LeaseUntil) || !ev.GetObserved().AsTime().Equal(time.Unix(0, 42)) || !ev.GetIsLeader() || ev.GetLeaseRemaining() == nil {
 		t.Errorf("leadership: %v", ev)
 	}
 	a.IsLeader = false
-	if ev := leadership(a, time.Now()); ev.GetLeaseUntil() != nil || ev.GetLeaseRemaining() != nil {
+	if ev := api.Leadership(a, time.Now()); ev.GetLeaseUntil() != nil || ev.GetLeaseRemaining() != nil {
 		t.Errorf("a non-leader's event carries a lease: %v", ev)
 	}
 }

@@ -1,45 +1,36 @@
-package api
+package api_test
 
 import (
 	"context"
 	"fmt"
 	"io"
-	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/heartbeat-sidecar/heartbeat/election"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
 	leaderpolicy "github.com/heartbeat-sidecar/heartbeat/leadership"
 	"github.com/heartbeat-sidecar/heartbeat/membership"
+	"github.com/heartbeat-sidecar/heartbeat/rpc/api"
 	"github.com/heartbeat-sidecar/heartbeat/rpc/transport"
 )
 
+// TestMain runs the tests of rpc/api (external, package api_test, so that
+// they can run clusters from internal/testcluster, which imports node and
+// so this package; internals come from export_test.go) and checks that
+// none leaves a goroutine behind.
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
+// waitTimeout bounds the waits and calls of these tests.
 const waitTimeout = 20 * time.Second
-
-// waitFor polls cond every 20ms until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	var why string
-	for time.Now().Before(deadline) {
-		var ok bool
-		if ok, why = cond(); ok {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s: %s", what, why)
-}
 
 // nopFSM applies nothing.
 type nopFSM struct{}
@@ -53,81 +44,67 @@ type nopSnap struct{}
 func (nopSnap) Persist(s raft.SnapshotSink) error { return s.Close() }
 func (nopSnap) Release()                          {}
 
-// member is one node of a test cluster: transport with the ClusterAdmin
-// server registered on it, and the election behind an ElectionRef.
+// member is one node of a test cluster (testcluster.ElectionCluster): the
+// election behind an ElectionRef, and the ClusterAdmin server registered
+// on its transport.
 type member struct {
 	id    string
 	tr    *transport.Transport
 	el    *election.Node
-	ref   *ElectionRef
-	admin *Admin
+	ref   *api.ElectionRef
+	admin *api.Admin
 }
 
 const testCluster = "api-test"
 
-// newMember opens a transport on a free port with an Admin registered.
-func newMember(t *testing.T, id string) *member {
+// newAdmin returns member id with its Admin (serving before its election
+// exists: the ref is empty until the cluster starts it).
+func newAdmin(t *testing.T, id string) *member {
 	t.Helper()
-	m := &member{id: id, ref: &ElectionRef{}}
-	acfg := DefaultAdminConfig()
+	m := &member{id: id, ref: &api.ElectionRef{}}
+	acfg := api.DefaultAdminConfig()
 	acfg.ID, acfg.ClusterID, acfg.Election = id, testCluster, m.ref
-	admin, err := NewAdmin(acfg)
+	admin, err := api.NewAdmin(acfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	m.admin = admin
-	tcfg := transport.DefaultConfig()
-	tcfg.ID, tcfg.BindAddr, tcfg.ClusterID = raft.ServerID(id), "127.0.0.1:0", testCluster
-	tcfg.Register = func(s *grpc.Server) { admin.Register(s) }
-	tcfg.Logger = hclog.NewNullLogger()
-	if m.tr, err = transport.New(tcfg); err != nil {
-		t.Fatal(err)
-	}
 	return m
 }
 
-// start builds the member's election with the given bootstrap list.
-func (m *member) start(t *testing.T, dir string, peers []election.Peer) {
-	t.Helper()
-	m.startWith(t, dir, peers, nopFSM{})
-}
+func (m *member) addr() string { return string(m.tr.LocalAddr()) }
 
-// startWith is start with a state machine.
-func (m *member) startWith(t *testing.T, dir string, peers []election.Peer, fsm raft.FSM) {
+// startAdmins starts a test cluster of len(ms) election nodes, ms[i] on node
+// i, each with its Admin registered on its transport; opts adds to the
+// shared settings (testCluster, lenient timings, the Admins). The
+// election of a member not started (opts.NoStart) is set by start.
+func startAdmins(t *testing.T, ms []*member, opts testcluster.ElectionOptions) *testcluster.ElectionCluster {
 	t.Helper()
-	ec := election.DefaultConfig()
-	ec.ID, ec.ClusterID, ec.DataDir, ec.Bootstrap = m.id, testCluster, filepath.Join(dir, m.id), peers
-	ec.Acks = func() map[raft.ServerAddress]election.Ack {
-		out := map[raft.ServerAddress]election.Ack{}
-		for a, ack := range m.tr.Acks() {
-			out[a] = election.Ack{SentAt: ack.SentAt, Term: ack.Term}
-		}
-		return out
+	byID := map[string]*member{}
+	for _, m := range ms {
+		byID[m.id] = m
 	}
-	ec.ErrPeerClosed, ec.ErrGoodbye = transport.ErrPeerClosed, transport.ErrGoodbye
+	opts.ClusterID = testCluster
 	// Lenient timing for a shared machine under -race: no false elections
 	// in the middle of a check.
-	ec.HeartbeatTimeout, ec.ElectionTimeout, ec.LeaseDuration = 1500*time.Millisecond, 1500*time.Millisecond, 1200*time.Millisecond
-	ec.Logger = hclog.NewNullLogger()
-	if mf, ok := fsm.(*membership.FSM); ok {
-		ec.CanLead = leaderpolicy.CanLead(mf) // as node wires it
+	opts.Heartbeat = 1500 * time.Millisecond
+	opts.Register = func(id string, s *grpc.Server) { byID[id].admin.Register(s) }
+	c := testcluster.StartElections(t, len(ms), opts)
+	for i, m := range ms {
+		m.tr = c.Node(i).Transport
+		if n := c.Node(i).Node; n != nil {
+			m.el = n
+			m.ref.Set(n)
+		}
 	}
-	el, err := election.New(ec, m.tr, fsm)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.el = el
-	m.ref.Set(el)
+	return c
 }
 
-func (m *member) close() {
-	if m.el != nil {
-		m.el.Close()
-	}
-	m.tr.Close()
+// start starts member i's election (one started with opts.NoStart).
+func (m *member) start(c *testcluster.ElectionCluster, i int) {
+	m.el = c.Start(i)
+	m.ref.Set(m.el)
 }
-
-func (m *member) addr() string { return string(m.tr.LocalAddr()) }
 
 // newCluster starts n members bootstrapped together and waits for a leader.
 func newCluster(t *testing.T, n int) []*member {
@@ -138,33 +115,30 @@ func newCluster(t *testing.T, n int) []*member {
 // newClusterWith is newCluster with a state machine per member id.
 func newClusterWith(t *testing.T, n int, fsmFor func(id string) raft.FSM) []*member {
 	t.Helper()
-	dir := t.TempDir()
 	var ms []*member
-	var peers []election.Peer
 	for i := 0; i < n; i++ {
-		m := newMember(t, fmt.Sprintf("n%d", i+1))
-		ms = append(ms, m)
-		peers = append(peers, election.Peer{ID: m.id, Address: m.addr(), Voter: true})
+		ms = append(ms, newAdmin(t, fmt.Sprintf("n%d", i+1)))
 	}
-	t.Cleanup(func() {
-		for _, m := range ms {
-			m.close()
-		}
-	})
-	for _, m := range ms {
-		m.startWith(t, dir, peers, fsmFor(m.id))
+	// Each member's election vetoes transfer targets by its membership
+	// state, as node wires it (leadership.CanLead); a state machine of
+	// another kind leaves raft alone to decide.
+	var fsms sync.Map // id -> raft.FSM
+	record := func(id string) raft.FSM {
+		f := fsmFor(id)
+		fsms.Store(id, f)
+		return f
 	}
-	waitFor(t, "a leader known to all", func() (bool, string) {
-		var seen string
-		for _, m := range ms {
-			l := m.el.Leadership()
-			if l.LeaderID == "" || (seen != "" && l.LeaderID != seen) {
-				return false, fmt.Sprintf("%s sees %q", m.id, l.LeaderID)
+	canLead := func(self string) func(string) error {
+		return func(target string) error {
+			f, _ := fsms.Load(self)
+			if mf, ok := f.(*membership.FSM); ok {
+				return leaderpolicy.CanLead(mf)(target)
 			}
-			seen = l.LeaderID
+			return fmt.Errorf("%w: no membership state", election.ErrUnknownMember)
 		}
-		return leaderOfCluster(ms).el.Leadership().IsLeader, "lease not yet valid"
-	})
+	}
+	c := startAdmins(t, ms, testcluster.ElectionOptions{FSM: record, Tweak: func(cfg *election.Config) { cfg.CanLead = canLead(cfg.ID) }})
+	c.WaitLeader(waitTimeout)
 	return ms
 }
 
@@ -199,5 +173,5 @@ func dial(t *testing.T, addr string) *grpc.ClientConn {
 func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	t.Cleanup(cancel)
-	return OutgoingContext(ctx, "tester", testCluster)
+	return api.OutgoingContext(ctx, "tester", testCluster)
 }

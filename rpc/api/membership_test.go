@@ -1,4 +1,4 @@
-package api
+package api_test
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 	"github.com/heartbeat-sidecar/heartbeat/internal/retry"
 	"github.com/heartbeat-sidecar/heartbeat/membership"
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
+	"github.com/heartbeat-sidecar/heartbeat/rpc/api"
 )
 
 // soloElection is a leader of a cluster of one, without raft: enough for
@@ -58,19 +59,19 @@ func serveSolo(t *testing.T) (*membership.FSM, heartbeatpb.CoordinatorClient) {
 
 // serveSoloWith is serveSolo with a config edit; it returns the server and
 // its address too.
-func serveSoloWith(t *testing.T, edit func(*CoordinatorConfig)) (*membership.FSM, *Coordinator, heartbeatpb.CoordinatorClient, string) {
+func serveSoloWith(t *testing.T, edit func(*api.CoordinatorConfig)) (*membership.FSM, *api.Coordinator, heartbeatpb.CoordinatorClient, string) {
 	t.Helper()
 	fsm, err := membership.NewFSM(membership.Config{FeedCapacity: membership.MaxBatch})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := DefaultCoordinatorConfig()
+	cfg := api.DefaultCoordinatorConfig()
 	cfg.ID, cfg.ClusterID, cfg.Election = "solo", testCluster, soloElection{}
 	cfg.Membership, cfg.Applier = fsm, &directApplier{fsm: fsm, index: 10} // 0 would mean "from now"
 	if edit != nil {
 		edit(&cfg)
 	}
-	c, err := NewCoordinator(cfg)
+	c, err := api.NewCoordinator(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,11 +294,11 @@ func TestCommitStatus(t *testing.T) {
 		// The server's NOT_LEADER answer is what internal/retry's rule
 		// knows as "the leader moved" (their constants agree).
 		{&election.NotLeaderError{LeaderID: "n2", LeaderAddr: "127.0.0.1:1"}, codes.FailedPrecondition, true},
-		{statusWithReason(codes.FailedPrecondition, ReasonWrongCluster, nil, "wrong cluster"), codes.FailedPrecondition, false},
+		{api.NotLeaderStatus("n2", "127.0.0.1:1"), codes.FailedPrecondition, true},
 	} {
-		got := commitStatus(tc.err)
+		got := api.CommitStatus(tc.err)
 		if status.Code(got) != tc.want || retry.Retryable(got) != tc.retry {
-			t.Errorf("commitStatus(%v) = %v (retryable %v), want %v (retryable %v)", tc.err, got, retry.Retryable(got), tc.want, tc.retry)
+			t.Errorf("api.CommitStatus(%v) = %v (retryable %v), want %v (retryable %v)", tc.err, got, retry.Retryable(got), tc.want, tc.retry)
 		}
 	}
 }

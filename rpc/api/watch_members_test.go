@@ -1,4 +1,4 @@
-package api
+package api_test
 
 import (
 	"context"
@@ -15,11 +15,12 @@ import (
 
 	"github.com/heartbeat-sidecar/heartbeat/membership"
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
+	"github.com/heartbeat-sidecar/heartbeat/rpc/api"
 )
 
 // soloMembers registers n members m00.. (and "solo" itself) on a solo
 // Coordinator.
-func soloMembers(t *testing.T, c *Coordinator, n int) {
+func soloMembers(t *testing.T, c *api.Coordinator, n int) {
 	t.Helper()
 	specs := []membership.MemberSpec{{ID: "solo", PeerAddr: "127.0.0.1:1", ClientAddr: "127.0.0.1:2", Voter: true}}
 	for i := 0; i < n; i++ {
@@ -198,10 +199,10 @@ func TestMembersKeyIgnoresVolatileFields(t *testing.T) {
 	base := &heartbeatpb.Member{NodeId: "n1", PeerAddress: "a", Suffrage: heartbeatpb.Suffrage_SUFFRAGE_VOTER,
 		State: heartbeatpb.MemberState_MEMBER_STATE_ALIVE, AppHealthy: true,
 		ClientAddress: "c", HttpAddress: "h", LeaderPriority: 3, Owned: 4, LastContact: timestamppb.New(time.Unix(5, 0))}
-	key := membersKey([]*heartbeatpb.Member{base})
+	key := api.MembersKey([]*heartbeatpb.Member{base})
 	vol := proto.Clone(base).(*heartbeatpb.Member)
 	vol.Owned, vol.LastContact = 40, timestamppb.New(time.Unix(50, 0))
-	if membersKey([]*heartbeatpb.Member{vol}) != key {
+	if api.MembersKey([]*heartbeatpb.Member{vol}) != key {
 		t.Error("owned or last contact changed the key")
 	}
 	for i, edit := range []func(*heartbeatpb.Member){
@@ -217,7 +218,7 @@ func TestMembersKeyIgnoresVolatileFields(t *testing.T) {
 	} {
 		m := proto.Clone(base).(*heartbeatpb.Member)
 		edit(m)
-		if membersKey([]*heartbeatpb.Member{m}) == key {
+		if api.MembersKey([]*heartbeatpb.Member{m}) == key {
 			t.Errorf("edit %d not seen: %v", i, m)
 		}
 	}

@@ -25,22 +25,6 @@ type transportKind struct {
 	make func(tb testing.TB, id string) closableTransport
 }
 
-// beforeKind is this transport as it was before the heartbeat stream: one unary RPC
-// per heartbeat and gRPC's dynamic flow-control windows (Transport.legacy).
-var beforeKind = transportKind{"grpc-before", func(tb testing.TB, id string) closableTransport {
-	tb.Helper()
-	cfg := DefaultConfig()
-	cfg.ID = raft.ServerID(id)
-	cfg.BindAddr = "127.0.0.1:0"
-	cfg.ClusterID = "bench"
-	cfg.Logger = hclog.NewNullLogger()
-	tr, err := newTransport(cfg, true)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return tr
-}}
-
 // transportKinds builds one transport of each kind on a free loopback port.
 var transportKinds = []transportKind{
 	{"grpc", func(tb testing.TB, id string) closableTransport {
@@ -104,11 +88,9 @@ func cpuTime(tb testing.TB) time.Duration {
 
 // BenchmarkHeartbeat measures one heartbeat round trip, client and server in this
 // process: ns/op is the latency, cpu-ns/op the CPU both sides spent on it (what an
-// idle cluster pays per heartbeat). grpc-before is the former path (beforeKind), kept
-// for comparison; grpc is the heartbeat stream.
+// idle cluster pays per heartbeat). grpc is the heartbeat stream.
 func BenchmarkHeartbeat(b *testing.B) {
-	kinds := append([]transportKind{beforeKind}, transportKinds...)
-	for _, kind := range kinds {
+	for _, kind := range transportKinds {
 		b.Run(kind.name, func(b *testing.B) {
 			client, server := kind.make(b, "a"), kind.make(b, "b")
 			stop := answerAll(server)
@@ -137,7 +119,7 @@ func BenchmarkHeartbeat(b *testing.B) {
 }
 
 func BenchmarkAppendEntries(b *testing.B) {
-	for _, kind := range append([]transportKind{beforeKind}, transportKinds...) {
+	for _, kind := range transportKinds {
 		b.Run(kind.name, func(b *testing.B) {
 			client, server := kind.make(b, "a"), kind.make(b, "b")
 			stop := answerAll(server)
@@ -163,7 +145,7 @@ func BenchmarkAppendEntries(b *testing.B) {
 }
 
 func BenchmarkApply3Nodes(b *testing.B) {
-	for _, kind := range append([]transportKind{beforeKind}, transportKinds...) {
+	for _, kind := range transportKinds {
 		b.Run(kind.name, func(b *testing.B) {
 			rafts := make([]*raft.Raft, 3)
 			trs := make([]closableTransport, 3)

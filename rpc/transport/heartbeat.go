@@ -70,7 +70,7 @@ func (t *Transport) heartbeat(pc *peerConns, target raft.ServerAddress,
 	h := &pc.hb
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.unary || t.legacy {
+	if h.unary {
 		return t.heartbeatUnary(pc, target, args, resp)
 	}
 	sentAt := time.Now()
@@ -135,7 +135,7 @@ func (t *Transport) heartbeatErr(target raft.ServerAddress, err error, expired b
 }
 
 // heartbeatUnary sends args as one unary Heartbeat RPC, the way heartbeats went before
-// the stream; used for peers that do not serve the stream and by the benchmarks.
+// the stream; used for peers that do not serve the stream.
 func (t *Transport) heartbeatUnary(pc *peerConns, target raft.ServerAddress,
 	args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	ctx, cancel := t.callCtx(t.cfg.HeartbeatTimeout)

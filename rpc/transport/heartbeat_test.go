@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
 	"github.com/heartbeat-sidecar/heartbeat/proto/raftpb"
 )
 
@@ -123,9 +124,9 @@ func TestHeartbeatStreamReopensAfterPeerRestart(t *testing.T) {
 	b2 := newTestTransport(t, "b", func(c *Config) { c.BindAddr = string(addr) })
 	echoHeartbeats(b2)
 	term := uint64(3)
-	waitFor(t, 5*time.Second, "heartbeats to the restarted peer", func() bool {
+	testwait.Eventually(t, 5*time.Second, "heartbeats to the restarted peer", func() (bool, string) {
 		term++
-		return beat(term) == nil
+		return beat(term) == nil, ""
 	})
 	if err := beat(term + 1); err != nil {
 		t.Fatalf("heartbeat after recovery: %v", err)

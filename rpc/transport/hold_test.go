@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/heartbeat-sidecar/heartbeat/internal/testport"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
 )
 
 // startHold runs a.Hold(ctx, target) in the background and waits until the stream has
@@ -18,7 +19,7 @@ func startHold(t *testing.T, ctx context.Context, a *Transport, target raft.Serv
 	t.Helper()
 	res := make(chan error, 1)
 	go func() { res <- a.Hold(ctx, target) }()
-	waitFor(t, 5*time.Second, "held stream to open", func() bool { return a.Holding(target) })
+	testwait.Eventually(t, 5*time.Second, "held stream to open", func() (bool, string) { return a.Holding(target), "" })
 	return res
 }
 

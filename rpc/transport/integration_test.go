@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/heartbeat-sidecar/heartbeat/internal/testport"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
 )
 
 // listFSM keeps every applied command; its snapshot is the whole list.
@@ -161,7 +162,7 @@ func TestRaftClusterOverTransport(t *testing.T) {
 		t.Fatal(err)
 	}
 	var leader *raftNode
-	waitFor(t, 15*time.Second, "a leader", func() bool { leader = leaderOf(nodes); return leader != nil })
+	testwait.Eventually(t, 15*time.Second, "a leader", func() (bool, string) { leader = leaderOf(nodes); return leader != nil, "" })
 
 	apply := func(from, to int) {
 		t.Helper()
@@ -185,9 +186,9 @@ func TestRaftClusterOverTransport(t *testing.T) {
 	}
 	apply(0, 100)
 	for _, n := range nodes {
-		waitFor(t, 15*time.Second, fmt.Sprintf("100 entries on %s", n.id), func() bool {
+		testwait.Eventually(t, 15*time.Second, fmt.Sprintf("100 entries on %s", n.id), func() (bool, string) {
 			got, _ := n.fsm.state()
-			return got == 100
+			return got == 100, ""
 		})
 	}
 	// The transport recorded acknowledgments from both followers.
@@ -226,17 +227,17 @@ func TestRaftClusterOverTransport(t *testing.T) {
 	}
 	apply(200, 210)
 	behind.start(t)
-	waitFor(t, 20*time.Second, "the restarted follower to catch up", func() bool {
+	testwait.Eventually(t, 20*time.Second, "the restarted follower to catch up", func() (bool, string) {
 		got, _ := behind.fsm.state()
-		return got == 210
+		return got == 210, ""
 	})
 	if _, restores := behind.fsm.state(); restores == 0 {
 		t.Fatal("the follower caught up without installing a snapshot")
 	}
 	for _, n := range nodes {
-		waitFor(t, 15*time.Second, fmt.Sprintf("210 entries on %s", n.id), func() bool {
+		testwait.Eventually(t, 15*time.Second, fmt.Sprintf("210 entries on %s", n.id), func() (bool, string) {
 			got, _ := n.fsm.state()
-			return got == 210
+			return got == 210, ""
 		})
 	}
 }

@@ -97,11 +97,6 @@ type Transport struct {
 
 	// hbStreams counts the heartbeat streams served so far (observed by tests).
 	hbStreams atomic.Int64
-
-	// legacy runs the transport as it was before the heartbeat stream: one unary
-	// Heartbeat RPC per heartbeat and gRPC's dynamic flow-control windows. Only the
-	// benchmarks set it (newTransport), to measure old and new in the same run.
-	legacy bool
 }
 
 // peerConns are the two client connections to one peer, its heartbeat stream and its
@@ -116,10 +111,7 @@ type peerConns struct {
 // New validates cfg, listens on cfg.BindAddr and starts serving at once: RPCs that
 // arrive are delivered on Consumer(), which raft (or the caller) must read. Close
 // releases the listener and every goroutine.
-func New(cfg Config) (*Transport, error) { return newTransport(cfg, false) }
-
-// newTransport is New; legacy: see Transport.legacy.
-func newTransport(cfg Config, legacy bool) (*Transport, error) {
+func New(cfg Config) (*Transport, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -158,10 +150,11 @@ func newTransport(cfg Config, legacy bool) (*Transport, error) {
 		peers:       make(map[raft.ServerAddress]*peerConns),
 		pipelines:   make(map[*pipeline]struct{}),
 		goodbyeCh:   make(chan struct{}),
-		legacy:      legacy,
 		epoch:       time.Now(),
 	}
-	t.server = grpc.NewServer(append(t.windowOptions(),
+	t.server = grpc.NewServer(
+		grpc.StaticStreamWindowSize(streamWindow), // see streamWindow
+		grpc.StaticConnWindowSize(connWindow),
 		grpc.MaxRecvMsgSize(cfg.MaxMsgSize),
 		grpc.MaxSendMsgSize(cfg.MaxMsgSize),
 		grpc.ChainUnaryInterceptor(t.unaryServerInterceptor),
@@ -170,7 +163,7 @@ func newTransport(cfg Config, legacy bool) (*Transport, error) {
 		// Ping connections idle for a while and drop those that do not answer, so
 		// the handlers of held streams from vanished peers do not pile up.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: serverPingIdle, Timeout: serverPingTimeout}),
-	)...)
+	)
 	raftpb.RegisterRaftTransportServer(t.server, &rpcServer{t: t})
 	if cfg.Register != nil {
 		cfg.Register(t.server)
@@ -312,23 +305,14 @@ func (t *Transport) dial(target raft.ServerAddress) (*grpc.ClientConn, error) {
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bo, MinConnectTimeout: minConnectTimeout}),
 		grpc.WithChainUnaryInterceptor(t.unaryClientInterceptor),
 		grpc.WithChainStreamInterceptor(t.streamClientInterceptor),
-	}
-	if !t.legacy {
-		opts = append(opts, grpc.WithStaticStreamWindowSize(streamWindow), grpc.WithStaticConnWindowSize(connWindow))
+		grpc.WithStaticStreamWindowSize(streamWindow),
+		grpc.WithStaticConnWindowSize(connWindow),
 	}
 	cc, err := grpc.NewClient("passthrough:///"+string(target), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("transport: client for %s: %w", target, err)
 	}
 	return cc, nil
-}
-
-// windowOptions are the server's flow-control options (see streamWindow).
-func (t *Transport) windowOptions() []grpc.ServerOption {
-	if t.legacy {
-		return nil
-	}
-	return []grpc.ServerOption{grpc.StaticStreamWindowSize(streamWindow), grpc.StaticConnWindowSize(connWindow)}
 }
 
 // outgoing adds this node's cluster and node id to ctx's outgoing metadata.

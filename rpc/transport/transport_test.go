@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
 	"github.com/heartbeat-sidecar/heartbeat/proto/raftpb"
 )
 
@@ -383,7 +384,7 @@ func TestReconnectAfterPeerRestart(t *testing.T) {
 	start := time.Now()
 	// MaxReconnectBackoff is 1s: traffic must resume within about that, not gRPC's
 	// default of up to 120 s.
-	waitFor(t, 4*time.Second, "calls to the restarted peer", func() bool { return vote() == nil })
+	testwait.Eventually(t, 4*time.Second, "calls to the restarted peer", func() (bool, string) { return vote() == nil, "" })
 	t.Logf("traffic resumed %v after restart", time.Since(start))
 }
 

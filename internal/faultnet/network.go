@@ -124,13 +124,6 @@ func (n *Network) Drop(from, to raft.ServerAddress, p float64) {
 	n.drops[link{from, to}] = min(p, 1)
 }
 
-// isCut reports whether from → to is cut or either end isolated.
-func (n *Network) isCut(from, to raft.ServerAddress) bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.cutLocked(from, to)
-}
-
 func (n *Network) cutLocked(from, to raft.ServerAddress) bool {
 	return n.cuts[link{from, to}] || n.isolated[from] || n.isolated[to]
 }

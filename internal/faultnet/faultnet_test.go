@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/raft"
 	"go.uber.org/goleak"
 
+	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
 	"github.com/heartbeat-sidecar/heartbeat/rpc/transport"
 )
 
@@ -131,21 +132,6 @@ func pair(t *testing.T, n *Network) (a, b *node) {
 	return ns[0], ns[1]
 }
 
-// eventually retries f until it succeeds or 5 s pass.
-func eventually(t *testing.T, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
-}
-
 func answer(rpc raft.RPC) {
 	switch req := rpc.Command.(type) {
 	case *raft.AppendEntriesRequest:
@@ -173,11 +159,11 @@ func heartbeat(from, to *node) error {
 	return from.AppendEntries("x", to.LocalAddr(), req, &raft.AppendEntriesResponse{})
 }
 
-// timed runs f and returns its error and duration.
-func timed(f func() error) (error, time.Duration) {
+// timed runs f and returns its duration and error.
+func timed(f func() error) (time.Duration, error) {
 	start := time.Now()
 	err := f()
-	return err, time.Since(start)
+	return time.Since(start), err
 }
 
 func TestCutBlocksUntilDeadline(t *testing.T) {
@@ -190,11 +176,11 @@ func TestCutBlocksUntilDeadline(t *testing.T) {
 	cutAt := time.Now()
 	n.Cut(a.LocalAddr(), b.LocalAddr())
 
-	err, d := timed(func() error { return vote(a, b) })
+	d, err := timed(func() error { return vote(a, b) })
 	if !errors.Is(err, ErrLinkDown) || d < rpcTimeout*9/10 {
 		t.Fatalf("vote through cut = %v after %v; want ErrLinkDown after ~%v", err, d, rpcTimeout)
 	}
-	err, d = timed(func() error { return heartbeat(a, b) })
+	d, err = timed(func() error { return heartbeat(a, b) })
 	if !errors.Is(err, ErrLinkDown) || d < hbTimeout*9/10 || d > rpcTimeout {
 		t.Fatalf("heartbeat through cut = %v after %v; want ErrLinkDown after ~%v", err, d, hbTimeout)
 	}
@@ -213,7 +199,7 @@ func TestOneWayCutLosesReplies(t *testing.T) {
 	cutAt := time.Now()
 	n.Cut(b.LocalAddr(), a.LocalAddr()) // replies from b to a are lost
 	before := b.got.Load()
-	err, d := timed(func() error { return heartbeat(a, b) })
+	d, err := timed(func() error { return heartbeat(a, b) })
 	if !errors.Is(err, ErrReplyLost) || d < hbTimeout*9/10 {
 		t.Fatalf("heartbeat with reply cut = %v after %v; want ErrReplyLost after ~%v", err, d, hbTimeout)
 	}
@@ -253,10 +239,10 @@ func TestIsolateAndHeal(t *testing.T) {
 			t.Fatalf("pair %d went through an isolation", i)
 		}
 	}
-	eventually(t, "a->c with b isolated", func() error { return heartbeat(a, c) })
+	testwait.Eventually(t, 5*time.Second, "a->c with b isolated", func() (bool, string) { return errString(heartbeat(a, c)) })
 	n.Heal(b.LocalAddr())
 	for _, pair := range [][2]*node{{a, b}, {b, a}, {c, b}, {b, c}} {
-		eventually(t, "heartbeat after Heal", func() error { return heartbeat(pair[0], pair[1]) })
+		testwait.Eventually(t, 5*time.Second, "heartbeat after Heal", func() (bool, string) { return errString(heartbeat(pair[0], pair[1])) })
 	}
 	if ack := a.Acks()[b.LocalAddr()]; ack.Term != 1 || ack.RepliedAt.Before(ack.SentAt) {
 		t.Fatalf("ack after heal = %+v", ack)
@@ -264,8 +250,8 @@ func TestIsolateAndHeal(t *testing.T) {
 	n.Cut(a.LocalAddr(), c.LocalAddr())
 	n.Isolate(b.LocalAddr())
 	n.HealAll()
-	eventually(t, "a->c after HealAll", func() error { return heartbeat(a, c) })
-	eventually(t, "a->b after HealAll", func() error { return heartbeat(a, b) })
+	testwait.Eventually(t, 5*time.Second, "a->c after HealAll", func() (bool, string) { return errString(heartbeat(a, c)) })
+	testwait.Eventually(t, 5*time.Second, "a->b after HealAll", func() (bool, string) { return errString(heartbeat(a, b)) })
 }
 
 func TestDelay(t *testing.T) {
@@ -273,7 +259,7 @@ func TestDelay(t *testing.T) {
 	a, b := pair(t, n)
 	n.Delay(a.LocalAddr(), b.LocalAddr(), 300*time.Millisecond)
 	n.Delay(b.LocalAddr(), a.LocalAddr(), 200*time.Millisecond)
-	err, d := timed(func() error { return vote(a, b) })
+	d, err := timed(func() error { return vote(a, b) })
 	if err != nil || d < 500*time.Millisecond {
 		t.Fatalf("delayed vote = %v after %v; want success after >= 500ms", err, d)
 	}
@@ -284,7 +270,7 @@ func TestDelay(t *testing.T) {
 	}
 	n.Delay(a.LocalAddr(), b.LocalAddr(), 0)
 	n.Delay(b.LocalAddr(), a.LocalAddr(), 0)
-	if err, d := timed(func() error { return vote(a, b) }); err != nil || d >= 500*time.Millisecond {
+	if d, err := timed(func() error { return vote(a, b) }); err != nil || d >= 500*time.Millisecond {
 		t.Fatalf("vote after removing delays = %v after %v", err, d)
 	}
 }
@@ -308,7 +294,7 @@ func TestDrop(t *testing.T) {
 		t.Fatalf("%d of %d heartbeats passed a 50%% drop", ok, calls)
 	}
 	n.Drop(a.LocalAddr(), b.LocalAddr(), 0)
-	eventually(t, "heartbeat after removing the drop", func() error { return heartbeat(a, b) })
+	testwait.Eventually(t, 5*time.Second, "heartbeat after removing the drop", func() (bool, string) { return errString(heartbeat(a, b)) })
 }
 
 func TestPipelineThroughCut(t *testing.T) {
@@ -410,7 +396,7 @@ func TestHoldSilentThroughCut(t *testing.T) {
 	n.Cut(a.LocalAddr(), c.LocalAddr())
 	hctx, hcancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer hcancel()
-	if err, d := timed(func() error { return a.Hold(hctx, c.LocalAddr()) }); err != nil || d < 190*time.Millisecond {
+	if d, err := timed(func() error { return a.Hold(hctx, c.LocalAddr()) }); err != nil || d < 190*time.Millisecond {
 		t.Fatalf("Hold through cut = %v after %v, want nil at ctx end", err, d)
 	}
 
@@ -469,4 +455,12 @@ func TestReachableAndConfirmThroughCut(t *testing.T) {
 	if err := a.TimeoutNowSelf(ctx); err != nil {
 		t.Fatalf("TimeoutNowSelf is local and must work: %v", err)
 	}
+}
+
+// errString turns an error into a testwait.Eventually answer.
+func errString(err error) (bool, string) {
+	if err != nil {
+		return false, err.Error()
+	}
+	return true, ""
 }
