@@ -57,7 +57,7 @@ func TestTransferLeadershipChecks(t *testing.T) {
 	set(nil)
 
 	// A follower checks a target the same way (before it forwards).
-	if err := c.Node((li+1)%3).Node.CheckTransferTarget("nobody"); !errors.Is(err, election.ErrUnknownMember) {
+	if err := c.Node((li + 1) % 3).Node.CheckTransferTarget("nobody"); !errors.Is(err, election.ErrUnknownMember) {
 		t.Errorf("follower's check of an unknown target: %v", err)
 	}
 	// The leader itself is a valid target: nothing to do.
