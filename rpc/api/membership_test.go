@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/heartbeat-sidecar/heartbeat/election"
@@ -210,11 +211,21 @@ func TestAssignmentsBeforeRegistration(t *testing.T) {
 // watcher that reads; once the feed has moved past it, the stuck watcher
 // is told OutOfRange instead of being fed a gap.
 func TestWatchAssignmentsStuckReader(t *testing.T) {
-	_, c := serveSolo(t)
+	_, _, c, addr := serveSoloWith(t, nil)
 	from := register(t, c, "s", 1).GetRevision()
 	ctx, cancel := context.WithCancel(ctxT(t))
 	defer cancel()
-	stuck, err := c.WatchAssignments(ctx, &heartbeatpb.WatchAssignmentsRequest{FromRevision: from})
+	// The stuck watcher has its own connection with fixed 64 KiB flow-control
+	// windows (setting them turns off gRPC's window growth, which on
+	// loopback can grow past everything this test writes): what it does not
+	// read stays on the server, as it would across a real network.
+	small, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer small.Close()
+	stuck, err := heartbeatpb.NewCoordinatorClient(small).WatchAssignments(ctx, &heartbeatpb.WatchAssignmentsRequest{FromRevision: from})
 	if err != nil {
 		t.Fatal(err)
 	}
