@@ -1,0 +1,359 @@
+package authz
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+)
+
+// Sentinel errors; Authorize's errors are gRPC status errors that wrap
+// nothing, so callers compare codes (codes.Unauthenticated,
+// codes.PermissionDenied); these name the config mistakes.
+var (
+	// ErrInvalidConfig wraps every Config.Validate failure.
+	ErrInvalidConfig = errors.New("authz: invalid config")
+)
+
+// Metadata keys the gateway uses to forward an HTTP caller's credentials.
+const (
+	// MDAuthorization carries "Bearer <token>" (gRPC's usual key).
+	MDAuthorization = "authorization"
+	// MDForwardedIdentity carries the identity of an HTTP caller whose client
+	// certificate the node's own HTTPS server verified, as
+	// "<kind>/<name>/<role>". It is believed only from the node itself.
+	MDForwardedIdentity = "x-heartbeat-forwarded-identity"
+)
+
+// CertIdentity reads a verified certificate: its kind ("node" or "client"),
+// its name (node id or client name) and the roles it grants (ignored for a
+// node). Package pki provides it.
+type CertIdentity func(cert *x509.Certificate) (kind, name string, roles []string, err error)
+
+// Config configures an Authorizer.
+type Config struct {
+	// SelfID is this node's id: a connection whose certificate names it is
+	// the node's own gateway, whose forwarded identities are believed.
+	SelfID string
+	// Open, when true, lets every caller in as an admin: the node has
+	// neither TLS nor tokens (loopback development, or --insecure). Tokens
+	// and certificates are still honored when presented.
+	Open bool
+	// Identify reads a verified client certificate; nil: certificates are
+	// not used (no TLS).
+	Identify CertIdentity
+	// Tokens are the bearer tokens (ParseTokens reads a tokens file).
+	Tokens []Token
+	// Policy is the role each method needs (nil: DefaultPolicy()).
+	Policy map[string]Role
+	// Public lists methods anyone may call (nil: DefaultPublic()).
+	Public map[string]bool
+	// Registerer, when set, gets heartbeat_auth_refused_total.
+	Registerer prometheus.Registerer
+	// Logger logs refusals, at most one line per LogEvery per reason.
+	Logger hclog.Logger
+	// LogEvery rate-limits refusal log lines (default 1s).
+	LogEvery time.Duration
+}
+
+// Validate reports a config New cannot use.
+func (c Config) Validate() error {
+	if c.SelfID == "" {
+		return fmt.Errorf("%w: SelfID is empty", ErrInvalidConfig)
+	}
+	if !c.Open && c.Identify == nil && len(c.Tokens) == 0 {
+		return fmt.Errorf("%w: not open, yet no certificates and no tokens: nobody could call", ErrInvalidConfig)
+	}
+	seen := map[[32]byte]string{}
+	for _, t := range c.Tokens {
+		if t.Role == RoleNone {
+			return fmt.Errorf("%w: token %q has no role", ErrInvalidConfig, t.Name)
+		}
+		if prev, dup := seen[t.hash]; dup {
+			return fmt.Errorf("%w: tokens %q and %q are the same", ErrInvalidConfig, prev, t.Name)
+		}
+		seen[t.hash] = t.Name
+	}
+	return nil
+}
+
+// Caller is who made a call, as authentication found them.
+type Caller struct {
+	// Name is "<kind>/<name>": node/n1, client/admin, token/ci, anonymous.
+	Name string
+	// Role is what the caller may do.
+	Role Role
+	// Via is how the caller proved it: "cert", "token", "open", "forwarded".
+	Via string
+}
+
+// Authorizer authenticates callers and applies the policy. Safe for
+// concurrent use.
+type Authorizer struct {
+	cfg     Config
+	refused *prometheus.CounterVec
+
+	logMu   sync.Mutex
+	lastLog map[string]time.Time
+}
+
+// New builds an Authorizer.
+func New(cfg Config) (*Authorizer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Policy == nil {
+		cfg.Policy = DefaultPolicy()
+	}
+	if cfg.Public == nil {
+		cfg.Public = DefaultPublic()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.LogEvery <= 0 {
+		cfg.LogEvery = time.Second
+	}
+	a := &Authorizer{cfg: cfg, lastLog: map[string]time.Time{}}
+	a.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "heartbeat_auth_refused_total",
+		Help: "Calls refused by the client-port policy, by reason (unauthenticated, denied) and method (other: not in the policy).",
+	}, []string{"reason", "method"})
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(a.refused); err != nil {
+			return nil, fmt.Errorf("authz: metrics: %w", err)
+		}
+	}
+	return a, nil
+}
+
+// Open reports whether the node lets anonymous callers in as admins.
+func (a *Authorizer) Open() bool { return a.cfg.Open }
+
+// Authorize authenticates the caller of a gRPC call and checks it may call
+// method (a full method name, "/heartbeat.v1.Coordinator/GetStatus"). The
+// error is a gRPC status: Unauthenticated or PermissionDenied.
+func (a *Authorizer) Authorize(ctx context.Context, method string) (Caller, error) {
+	if a.cfg.Public[method] {
+		return Caller{Name: "anonymous", Via: "public"}, nil
+	}
+	c, err := a.authenticate(ctx)
+	if err != nil {
+		return c, a.refuse("unauthenticated", method, c, err)
+	}
+	return c, a.check(c, method)
+}
+
+// check applies the policy to an authenticated caller.
+func (a *Authorizer) check(c Caller, method string) error {
+	need, listed := a.cfg.Policy[method]
+	if !listed {
+		return a.refuse("denied", method, c, status.Errorf(codes.PermissionDenied, "%s is not permitted to anyone through this port", method))
+	}
+	if !c.Role.Includes(need) {
+		return a.refuse("denied", method, c, status.Errorf(codes.PermissionDenied, "%s (role %s) may not call %s: it needs role %s", c.Name, c.Role, short(method), need))
+	}
+	return nil
+}
+
+// authenticate finds the caller of a gRPC call.
+func (a *Authorizer) authenticate(ctx context.Context) (Caller, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	var certKind, certName string
+	var certRoles []string
+	haveCert := false
+	if p, ok := peer.FromContext(ctx); ok && a.cfg.Identify != nil {
+		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.VerifiedChains) > 0 && len(ti.State.PeerCertificates) > 0 {
+			kind, name, roles, err := a.cfg.Identify(ti.State.PeerCertificates[0])
+			if err != nil {
+				return Caller{Name: "anonymous"}, status.Errorf(codes.Unauthenticated, "client certificate: %v", err)
+			}
+			certKind, certName, certRoles, haveCert = kind, name, roles, true
+		}
+	}
+	// The node's own gateway forwards the identity of an HTTPS caller it
+	// verified; believe it from no one else.
+	if fwd := md.Get(MDForwardedIdentity); len(fwd) > 0 {
+		if !haveCert || certKind != "node" || certName != a.cfg.SelfID {
+			return Caller{Name: "anonymous"}, status.Error(codes.Unauthenticated, "a forwarded identity is accepted only from the node itself")
+		}
+		return parseForwarded(fwd[0])
+	}
+	if haveCert {
+		return certCaller(certKind, certName, certRoles), nil
+	}
+	if auth := md.Get(MDAuthorization); len(auth) > 0 {
+		return a.tokenCaller(auth[0])
+	}
+	if a.cfg.Open {
+		return Caller{Name: "anonymous", Role: RoleAdmin, Via: "open"}, nil
+	}
+	return Caller{Name: "anonymous"}, status.Error(codes.Unauthenticated, "no credentials: present a client certificate or an authorization bearer token")
+}
+
+// certCaller is the caller a verified certificate names.
+func certCaller(kind, name string, roles []string) Caller {
+	c := Caller{Name: kind + "/" + name, Via: "cert"}
+	if kind == "node" {
+		c.Role = RoleAdmin
+		return c
+	}
+	for _, r := range roles {
+		if role, err := ParseRole(r); err == nil && role > c.Role {
+			c.Role = role
+		}
+	}
+	return c
+}
+
+// tokenCaller checks a bearer token.
+func (a *Authorizer) tokenCaller(header string) (Caller, error) {
+	scheme, tok, ok := strings.Cut(strings.TrimSpace(header), " ")
+	if !ok || !strings.EqualFold(scheme, "bearer") || strings.TrimSpace(tok) == "" {
+		return Caller{Name: "anonymous"}, status.Error(codes.Unauthenticated, `authorization must be "Bearer <token>"`)
+	}
+	h := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+	var found *Token
+	for i := range a.cfg.Tokens {
+		// Compare every token, in constant time each: the answer's timing
+		// tells nothing about which one (or how much of one) matched.
+		if subtle.ConstantTimeCompare(h[:], a.cfg.Tokens[i].hash[:]) == 1 {
+			found = &a.cfg.Tokens[i]
+		}
+	}
+	if found == nil {
+		return Caller{Name: "anonymous"}, status.Error(codes.Unauthenticated, "unknown bearer token")
+	}
+	return Caller{Name: "token/" + found.Name, Role: found.Role, Via: "token"}, nil
+}
+
+// ForwardedIdentity is the metadata value the gateway sends for an HTTPS
+// caller whose certificate it verified (see MDForwardedIdentity).
+func ForwardedIdentity(kind, name string, roles []string) string {
+	c := certCaller(kind, name, roles)
+	return c.Name + "/" + c.Role.String()
+}
+
+// parseForwarded reads a ForwardedIdentity value.
+func parseForwarded(v string) (Caller, error) {
+	i := strings.LastIndexByte(v, '/')
+	if i <= 0 {
+		return Caller{Name: "anonymous"}, status.Error(codes.Unauthenticated, "malformed forwarded identity")
+	}
+	role, err := ParseRole(v[i+1:])
+	if err != nil {
+		return Caller{Name: "anonymous"}, status.Errorf(codes.Unauthenticated, "forwarded identity: %v", err)
+	}
+	return Caller{Name: v[:i], Role: role, Via: "forwarded"}, nil
+}
+
+// refuse counts and logs a refusal and returns err.
+func (a *Authorizer) refuse(reason, method string, c Caller, err error) error {
+	label := method
+	if _, listed := a.cfg.Policy[method]; !listed {
+		label = "other"
+	}
+	a.refused.WithLabelValues(reason, label).Inc()
+	a.logMu.Lock()
+	now := time.Now()
+	quiet := now.Sub(a.lastLog[reason]) < a.cfg.LogEvery
+	if !quiet {
+		a.lastLog[reason] = now
+	}
+	a.logMu.Unlock()
+	if !quiet {
+		a.cfg.Logger.Warn("call refused", "reason", reason, "method", method, "caller", c.Name, "error", status.Convert(err).Message())
+	}
+	return err
+}
+
+// Refused is the counter of refusals (heartbeat_auth_refused_total).
+func (a *Authorizer) Refused() *prometheus.CounterVec { return a.refused }
+
+// UnaryInterceptor applies Authorize to every unary call.
+func (a *Authorizer) UnaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if _, err := a.Authorize(ctx, info.FullMethod); err != nil {
+		return nil, err
+	}
+	return handler(ctx, req)
+}
+
+// StreamInterceptor applies Authorize to every streaming call.
+func (a *Authorizer) StreamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if _, err := a.Authorize(ss.Context(), info.FullMethod); err != nil {
+		return err
+	}
+	return handler(srv, ss)
+}
+
+// HTTPCredentials returns the metadata the gateway forwards for an HTTP
+// request: its Authorization header, and, when the request came over TLS
+// with a client certificate that crypto/tls verified, that certificate's
+// identity. A certificate that names no identity is an error (401).
+func (a *Authorizer) HTTPCredentials(r *http.Request) (metadata.MD, error) {
+	md := metadata.MD{}
+	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.PeerCertificates) > 0 && a.cfg.Identify != nil {
+		kind, name, roles, err := a.cfg.Identify(r.TLS.PeerCertificates[0])
+		if err != nil {
+			return nil, status.Errorf(codes.Unauthenticated, "client certificate: %v", err)
+		}
+		md.Set(MDForwardedIdentity, ForwardedIdentity(kind, name, roles))
+		return md, nil
+	}
+	if h := r.Header.Get("Authorization"); h != "" {
+		md.Set(MDAuthorization, h)
+	}
+	return md, nil
+}
+
+// AuthorizeHTTP checks an HTTP request to a route with no RPC (metrics,
+// profiles) against the policy entry named action (HTTPMetrics,
+// HTTPPprof): the same caller rules as a gRPC call.
+func (a *Authorizer) AuthorizeHTTP(r *http.Request, action string) error {
+	if a.cfg.Public[action] {
+		return nil
+	}
+	md, err := a.HTTPCredentials(r)
+	if err != nil {
+		return a.refuse("unauthenticated", action, Caller{Name: "anonymous"}, err)
+	}
+	var c Caller
+	switch {
+	case len(md.Get(MDForwardedIdentity)) > 0:
+		c, err = parseForwarded(md.Get(MDForwardedIdentity)[0])
+	case len(md.Get(MDAuthorization)) > 0:
+		c, err = a.tokenCaller(md.Get(MDAuthorization)[0])
+	case a.cfg.Open:
+		c = Caller{Name: "anonymous", Role: RoleAdmin, Via: "open"}
+	default:
+		err = status.Error(codes.Unauthenticated, "no credentials: present a client certificate or an authorization bearer token")
+		c = Caller{Name: "anonymous"}
+	}
+	if err != nil {
+		return a.refuse("unauthenticated", action, c, err)
+	}
+	return a.check(c, action)
+}
+
+// short is a method's last element, for messages.
+func short(method string) string {
+	if i := strings.LastIndexByte(method, '/'); i >= 0 {
+		return method[i+1:]
+	}
+	return method
+}
