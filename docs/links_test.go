@@ -69,8 +69,8 @@ func TestCheckLinks(t *testing.T) {
 
 var (
 	linkRE    = regexp.MustCompile(`\]\(([^)\s]+)\)`)
-	fenceRE     = regexp.MustCompile("(?ms)^```.*?^```[^\n]*$")
-	spanRE  = regexp.MustCompile("`[^`\n]*`")
+	fenceRE   = regexp.MustCompile("(?ms)^```.*?^```[^\n]*$")
+	spanRE    = regexp.MustCompile("`[^`\n]*`")
 	headingRE = regexp.MustCompile(`(?m)^#{1,6}[ \t]+(.+?)[ \t]*#*[ \t]*$`)
 	schemeRE  = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9+.-]*:`)
 )
