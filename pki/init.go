@@ -150,7 +150,7 @@ type InitResult struct {
 // written.
 func Init(opts InitOptions) (InitResult, error) {
 	var res InitResult
-	if err := opts.check(); err != nil {
+	if err := opts.Validate(); err != nil {
 		return res, fmt.Errorf("tls init: %w", err)
 	}
 	if err := os.MkdirAll(opts.Dir, DirMode); err != nil {
@@ -175,8 +175,10 @@ func Init(opts InitOptions) (InitResult, error) {
 	return res, nil
 }
 
-// check validates the options and refuses colliding file names.
-func (o *InitOptions) check() error {
+// Validate checks the options as Init does before it writes anything: the
+// names, roles and hosts, and that no two files would collide. It looks at
+// no file.
+func (o InitOptions) Validate() error {
 	if o.Dir == "" {
 		return errors.New("no directory")
 	}
