@@ -3,10 +3,15 @@ package pki
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -135,6 +140,34 @@ func serial(r result) *big.Int {
 	return r.state.PeerCertificates[0].SerialNumber
 }
 
+// issueWith signs a certificate for id with the extended key usages given
+// (whatever its kind) with the CA in dir, and writes its files there.
+func issueWith(t *testing.T, dir string, id Identity, usages ...x509.ExtKeyUsage) {
+	t.Helper()
+	ca, err := loadCA(filepath.Join(dir, CAFile), filepath.Join(dir, CAKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		NotBefore:    time.Now().Add(-time.Minute),
+		NotAfter:     time.Now().Add(time.Hour),
+		ExtKeyUsage:  usages,
+		URIs:         []*url.URL{id.URI()},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writePair(dir, CertFile(id.Name), KeyFile(id.Name), der, key, &InitResult{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // rawClient presents s's certificate and verifies nothing: a peer whose
 // own checks do not get in the way of the other side's.
 func rawClient(s *Store) *tls.Config {
@@ -166,6 +199,10 @@ func TestHandshakes(t *testing.T) {
 	otherN2 := newStore(t, other, "n2", trustAll)
 	otherApp := newStore(t, other, "app", trustAll)
 	noCert := &tls.Config{MinVersion: tls.VersionTLS13, InsecureSkipVerify: true}
+	// A client identity that the CA (wrongly) let serve: only the kind
+	// check of ClientTLSConfig stands in its way.
+	issueWith(t, home, Identity{Cluster: "c1", Kind: KindClient, Name: "rogue"}, x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
+	rogue := newStore(t, home, "rogue", "")
 
 	tests := []struct {
 		name         string
@@ -193,6 +230,8 @@ func TestHandshakes(t *testing.T) {
 			srvErr: "bad certificate", cliErr: "want cluster c1"},
 		{name: "client certificate as a server refused (no server auth)", srv: app.ServerTLSConfig(true), cli: n1.ClientTLSConfig(nil),
 			srvErr: "bad certificate", cliErr: "incompatible key usage"},
+		{name: "a client identity as a server refused", srv: rogue.ServerTLSConfig(true), cli: n1.ClientTLSConfig(nil),
+			srvErr: "bad certificate", cliErr: "not a node"},
 		{name: "not the node expected", srv: n2.ServerTLSConfig(true), cli: n1.ClientTLSConfig(ExpectNode("n3")),
 			srvErr: "bad certificate", cliErr: "want node n3"},
 	}
