@@ -272,17 +272,7 @@ func TestHandshakes(t *testing.T) {
 // and the previous certificate stays in use.
 func TestRotation(t *testing.T) {
 	dir := initDir(t, "c1", []string{"n1", "n2"})
-	// next holds a second n1 certificate signed by the same CA.
-	next := filepath.Join(t.TempDir(), "next")
-	if err := os.MkdirAll(next, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []string{CAFile, CAKeyFile} {
-		copyFile(t, filepath.Join(dir, f), filepath.Join(next, f))
-	}
-	if _, err := Init(InitOptions{Dir: next, Cluster: "c1", Nodes: []string{"n1"}}); err != nil {
-		t.Fatal(err)
-	}
+	nextCert, nextKey := reissue(t, dir, "n1")
 	var mu sync.Mutex
 	var reloads []error
 	srvStore, err := NewStore(StoreOptions{
@@ -346,8 +336,8 @@ func TestRotation(t *testing.T) {
 
 	// The new certificate, written in place over the old one (key first):
 	// the next handshakes present it.
-	writeOver(t, filepath.Join(dir, "n1-key.pem"), readFile(t, filepath.Join(next, "n1-key.pem")))
-	writeOver(t, filepath.Join(dir, "n1.pem"), readFile(t, filepath.Join(next, "n1.pem")))
+	writeOver(t, filepath.Join(dir, "n1-key.pem"), nextKey)
+	writeOver(t, filepath.Join(dir, "n1.pem"), nextCert)
 	testwait.Eventually(t, waitFor, "the new certificate presented", func() (bool, string) {
 		got := presented()
 		return got.Cmp(first) != 0, "serial " + got.String()
@@ -360,6 +350,72 @@ func TestRotation(t *testing.T) {
 		t.Errorf("last OnReload: %v, want nil", reloads[len(reloads)-1])
 	}
 	mu.Unlock()
+}
+
+// TestRotationSameStamp: a replacement written in place with the size and
+// modification time of the file it replaces (as a coarse file system clock
+// can leave it) is still seen: recently modified files are compared by
+// content.
+func TestRotationSameStamp(t *testing.T) {
+	dir := initDir(t, "c1", []string{"n1", "n2"})
+	nextCert, nextKey := reissue(t, dir, "n1")
+	// Every version padded to one size (PEM allows text after the block).
+	pad := func(b []byte) []byte { return append(b, bytes.Repeat([]byte("\n"), 4096-len(b))...) }
+	certPath, keyPath := filepath.Join(dir, "n1.pem"), filepath.Join(dir, "n1-key.pem")
+	writeOver(t, certPath, pad(readFile(t, certPath)))
+	writeOver(t, keyPath, pad(readFile(t, keyPath)))
+	srv := newStore(t, dir, "n1", "")
+	first := srv.Certificate().Leaf.SerialNumber
+	stamps := map[string]time.Time{}
+	for _, p := range []string{certPath, keyPath} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stamps[p] = fi.ModTime()
+	}
+	writeOver(t, keyPath, pad(nextKey))
+	writeOver(t, certPath, pad(nextCert))
+	for p, mtime := range stamps {
+		if err := os.Chtimes(p, time.Time{}, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cli := newStore(t, dir, "n2", "").ClientTLSConfig(nil)
+	testwait.Eventually(t, waitFor, "the new certificate presented", func() (bool, string) {
+		s, c := handshake(t, srv.ServerTLSConfig(true), cli)
+		if s.err != nil || c.err != nil {
+			return false, "handshake: " + errString(s.err) + ", " + errString(c.err)
+		}
+		return serial(c).Cmp(first) != 0, "still serial " + first.String()
+	})
+}
+
+// reissue issues name a new certificate with the CA of dir, elsewhere, and
+// returns its certificate and key PEM.
+func reissue(t *testing.T, dir, name string) (cert, key []byte) {
+	t.Helper()
+	next := filepath.Join(t.TempDir(), "next")
+	if err := os.MkdirAll(next, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{CAFile, CAKeyFile} {
+		copyFile(t, filepath.Join(dir, f), filepath.Join(next, f))
+	}
+	id, err := IdentityOf(readCert(t, filepath.Join(dir, CertFile(name))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := InitOptions{Dir: next, Cluster: id.Cluster}
+	if id.Kind == KindNode {
+		opts.Nodes = []string{name}
+	} else {
+		opts.Clients = []ClientSpec{{name, id.Roles}}
+	}
+	if _, err := Init(opts); err != nil {
+		t.Fatal(err)
+	}
+	return readFile(t, filepath.Join(next, CertFile(name))), readFile(t, filepath.Join(next, KeyFile(name)))
 }
 
 // TestRotateCA: client certificates are verified against the CA bundle of
