@@ -54,11 +54,12 @@ func TestInit(t *testing.T) {
 	if !slices.Equal(names, wantFiles) {
 		t.Errorf("directory holds %v, want %v (no temporary files)", names, wantFiles)
 	}
-	checkMode(t, dir, DirMode|fs.ModeDir)
+	// Literal modes: the test is the specification, not the constants.
+	checkMode(t, dir, 0o700|fs.ModeDir)
 	for _, f := range wantFiles {
-		want := CertMode
+		want := fs.FileMode(0o644)
 		if strings.HasSuffix(f, "-key.pem") {
-			want = KeyMode
+			want = 0o600
 		}
 		checkMode(t, filepath.Join(dir, f), want)
 	}

@@ -455,9 +455,9 @@ func TestNewStore(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := NewStore(StoreOptions{CertFile: tc.cert, KeyFile: tc.key, CAFile: tc.ca})
+			_, err := NewStore(StoreOptions{CertFile: tc.cert, KeyFile: tc.key, CAFile: tc.ca})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("NewStore: %v, %v; want an error with %q", s, err, tc.want)
+				t.Errorf("NewStore: %v; want an error with %q", err, tc.want)
 			}
 		})
 	}
