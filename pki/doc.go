@@ -12,7 +12,8 @@
 // CA bundle, whatever the system roots say. The CA's key (ca-key.pem) is
 // needed only to issue certificates and belongs off the nodes. The CA
 // carries the URI heartbeat://<cluster> and signs leaves only (path length
-// zero).
+// zero). The TLS configs of a Store speak TLS 1.3 only: every party is this
+// code.
 //
 // # Identity by SAN URI
 //
@@ -51,7 +52,10 @@
 //
 // A Store looks at its three files (size, modification time, inode) at most
 // every CheckInterval, when a handshake asks for the certificate or the
-// pool; there is no goroutine. Changed files are read and checked as a whole
+// pool; there is no goroutine. Files modified in the last two seconds are
+// also compared by content, since a coarse file system clock can leave a
+// quick in-place rewrite of the same size with the same stamp. Changed
+// files are read and checked as a whole
 // (key matches certificate, certificate valid under the new bundle, same
 // identity) and, if good, used from the next handshake on; established
 // connections are not touched. Session tickets are off, so every connection

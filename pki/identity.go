@@ -47,12 +47,15 @@ const (
 	RoleAdmin Role = "admin"
 )
 
+// roles are the roles, weakest first.
+var roles = []Role{RoleRead, RoleWrite, RoleAdmin}
+
 // Roles lists every role, weakest first.
-var Roles = []Role{RoleRead, RoleWrite, RoleAdmin}
+func Roles() []Role { return slices.Clone(roles) }
 
 // rank orders the roles; 0 is not a role.
 func (r Role) rank() int {
-	return slices.Index(Roles, r) + 1
+	return slices.Index(roles, r) + 1
 }
 
 // Valid reports whether r is one of Roles.

@@ -25,8 +25,9 @@ type StoreOptions struct {
 	// while a CA is being replaced).
 	CAFile string
 	// CheckInterval is how often at most the files are looked at again
-	// (size, modification time, inode), on use: when a handshake needs the
-	// certificate or the CA pool. 0 means DefaultCheckInterval.
+	// (size, modification time, inode; the content of recently modified
+	// ones), on use: when a handshake needs the certificate or the CA
+	// pool. 0 means DefaultCheckInterval.
 	CheckInterval time.Duration
 	// OnReload, if set, is called after every reload the files' change
 	// caused: with nil when the new files are in use, with the error when

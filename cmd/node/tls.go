@@ -283,7 +283,7 @@ func rolesList(rs []pki.Role) string {
 // grantedBy says what a client's roles let it do, implied roles included.
 func grantedBy(id pki.Identity) string {
 	var can []string
-	for _, r := range pki.Roles {
+	for _, r := range pki.Roles() {
 		if id.Has(r) {
 			can = append(can, string(r))
 		}
