@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -116,13 +117,11 @@ func tlsInit(args []string, stdout io.Writer, getenv env) error {
 		return usageErrorf("%v", err)
 	}
 	res, err := pki.Init(opts)
-	if err != nil {
-		return err
-	}
 	caPath := filepath.Join(out, pki.CAFile)
-	if res.CAReused {
+	switch {
+	case res.CAReused:
 		fmt.Fprintf(stdout, "signed with the CA in %s (cluster %s)\n", caPath, cluster)
-	} else {
+	case slices.Contains(res.Written, pki.CAFile):
 		fmt.Fprintf(stdout, "made a new CA for cluster %s: %s\n", cluster, caPath)
 	}
 	for _, f := range res.Written {
@@ -131,7 +130,7 @@ func tlsInit(args []string, stdout io.Writer, getenv env) error {
 	for _, f := range res.Kept {
 		fmt.Fprintf(stdout, "kept  %s (already there)\n", filepath.Join(out, f))
 	}
-	return nil
+	return err // after saying what was written before it
 }
 
 // splitComma splits a comma-separated flag value, dropping empty items.
