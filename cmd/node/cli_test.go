@@ -266,6 +266,13 @@ func TestCLICommands(t *testing.T) {
 		}
 	})
 
+	t.Run("tls", func(t *testing.T) {
+		// The whole of tls is TestCLITLS; here it only counts as run.
+		dir := filepath.Join(t.TempDir(), "tls")
+		cliOK(t, "tls", "init", "--out", dir, "--nodes", "n1")
+		cliOK(t, "tls", "inspect", filepath.Join(dir, "n1.pem"))
+	})
+
 	covered.Lock()
 	defer covered.Unlock()
 	for _, cmd := range commands {

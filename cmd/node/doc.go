@@ -12,14 +12,16 @@
 //	heartbeat join --node-id ID --peer-addr A [--nonvoter]
 //	heartbeat leave | remove --node-id ID
 //	heartbeat app-heartbeat [--ttl D] | health | version
+//	heartbeat tls init --out DIR --nodes n1,... [--clients name:role,...]
+//	heartbeat tls inspect FILE...
 //
 // `heartbeat` alone (or help, --help) lists the subcommands; docs/cli.md is
 // the reference. Every run flag has a HEARTBEAT_* environment equivalent; a
 // flag on the command line wins over the environment. The client commands
-// read only HEARTBEAT_ADDR (--addr). Exit codes: 0 ok, 1 runtime failure, 2
+// read only HEARTBEAT_ADDR (--addr); tls reads none. Exit codes: 0 ok, 1 runtime failure, 2
 // usage error.
 //
-// Every command but run and version is a client of package client (the
+// Every command but run, tls and version is a client of package client (the
 // project's Go client): writes follow the leader, calls retry until
 // --timeout, and the --watch commands reconnect, to another member when the
 // node asked is gone (connect.go learns the members when a watch starts).
@@ -32,5 +34,6 @@
 // work); read.go (status, members, health, version), leader.go,
 // resources.go (resources, assignments, drain, app-heartbeat) and cluster.go
 // (priority, leadership and membership changes) hold the commands; view.go
-// the JSON they print.
+// the JSON they print. tls.go (tls init, tls inspect) asks no node: it
+// writes and reads certificate files through package pki.
 package main

@@ -32,8 +32,11 @@ func TestCLIDocs(t *testing.T) {
 			continue
 		}
 		helps := [][]string{{cmd.name, "--help"}}
-		if cmd.name == "resources" {
+		switch cmd.name {
+		case "resources":
 			helps = [][]string{{"resources", "list", "--help"}, {"resources", "put", "--help"}, {"resources", "delete", "--help"}}
+		case "tls":
+			helps = [][]string{{"tls", "init", "--help"}, {"tls", "inspect", "--help"}}
 		}
 		for _, args := range helps {
 			_, out, _ := cli(args...)

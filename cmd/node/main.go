@@ -57,8 +57,8 @@ type command struct {
 }
 
 // commands are the subcommands in the order the help lists them. Every one
-// but run and version is a client of package client: it asks the node at
-// --addr (HEARTBEAT_ADDR).
+// but run, tls and version is a client of package client: it asks the node
+// at --addr (HEARTBEAT_ADDR).
 var commands = []command{
 	{"run", "run a node until SIGINT/SIGTERM (the default when the first argument is a flag)", cmdRun},
 	{"status", "the node's view: state, term, leader, fencing token, lease, indexes", cmdStatus},
@@ -76,6 +76,7 @@ var commands = []command{
 	{"remove", "remove another member (--node-id) for good", cmdRemove},
 	{"app-heartbeat", "tell the node at --addr that its application is alive for --ttl", cmdAppHeartbeat},
 	{"health", "exit 0 if the node at --addr is ready (gRPC health SERVING)", cmdHealth},
+	{"tls", "make the cluster's CA and certificates (init) or show what one grants (inspect)", cmdTLS},
 	{"version", "print the version", cmdVersion},
 }
 
@@ -148,7 +149,7 @@ Commands:
 		fmt.Fprintf(&b, "  %-14s %s\n", c.name, c.summary)
 	}
 	b.WriteString(`
-Every command but run and version asks a node: --addr host:port names its
+Every command but run, tls and version asks a node: --addr host:port names its
 client gRPC address (default $HEARTBEAT_ADDR, else 127.0.0.1:7401); a
 comma-separated list adds fallbacks the client turns to when the first is
 unreachable. Writes reach the leader from any node and print the revision

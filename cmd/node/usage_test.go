@@ -60,9 +60,14 @@ func TestCLIUsage(t *testing.T) {
 			if code != exitOK || !strings.Contains(out, "Usage: heartbeat "+cmd.name) {
 				t.Errorf("heartbeat %s: exit %d\n%s", strings.Join(args, " "), code, out)
 			}
-			if cmd.name != "run" && cmd.name != "version" && cmd.name != "resources" && !strings.Contains(out, "--addr") {
+			if cmd.name != "run" && cmd.name != "version" && cmd.name != "resources" && cmd.name != "tls" && !strings.Contains(out, "--addr") {
 				t.Errorf("heartbeat %s lists no --addr:\n%s", strings.Join(args, " "), out)
 			}
+		}
+	}
+	for _, sub := range []string{"init", "inspect"} {
+		if code, out, _ := cli("tls", sub, "--help"); code != exitOK || !strings.Contains(out, "Usage: heartbeat tls "+sub) {
+			t.Errorf("heartbeat tls %s --help: exit %d\n%s", sub, code, out)
 		}
 	}
 	for _, sub := range []string{"list", "put", "delete"} {
