@@ -33,8 +33,7 @@ const OpenAPIPath = "/v1/openapi.json"
 // Unrouted lists the Coordinator RPCs that have no HTTP route, and why: a
 // test checks that every RPC of the service is either routed or listed here.
 var Unrouted = map[string]string{
-	heartbeatpb.Coordinator_KeepAlive_FullMethodName:      "bidirectional stream: HTTP clients poll GET /v1/lease instead",
-	heartbeatpb.Coordinator_ForwardCommand_FullMethodName: "internal: a follower forwards a write to the leader",
+	heartbeatpb.Coordinator_KeepAlive_FullMethodName: "bidirectional stream: HTTP clients poll GET /v1/lease instead",
 }
 
 // Routes returns the route table: every HTTP route the node serves, RPC

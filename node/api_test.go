@@ -13,6 +13,7 @@ import (
 	"github.com/heartbeat-sidecar/heartbeat/membership"
 	"github.com/heartbeat-sidecar/heartbeat/node"
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
+	"github.com/heartbeat-sidecar/heartbeat/proto/raftpb"
 )
 
 // testBadInput: every malformed request is refused with the right gRPC
@@ -22,7 +23,9 @@ func testBadInput(t *testing.T, c *testcluster.Cluster) {
 	n := c.Follower()
 	long := strings.Repeat("x", membership.MaxResourceIDLen+1)
 	revBefore := c.Leader().Membership().Revision()
-	client := heartbeatpb.NewCoordinatorClient(dialClient(t, n.ClientAddr()))
+	clientConn := dialClient(t, n.ClientAddr())
+	client := heartbeatpb.NewCoordinatorClient(clientConn)
+	admin := raftpb.NewClusterAdminClient(dialClient(t, n.PeerAddr()))
 	specs := func(ids ...string) *heartbeatpb.RegisterResourcesRequest {
 		r := &heartbeatpb.RegisterResourcesRequest{}
 		for _, id := range ids {
@@ -61,13 +64,21 @@ func testBadInput(t *testing.T, c *testcluster.Cluster) {
 		}, codes.NotFound},
 		{"ttl zero", func() error { _, err := client.AppHeartbeat(ctxT(t), &heartbeatpb.AppHeartbeatRequest{}); return err }, codes.InvalidArgument},
 		{"forward a leader decision", func() error {
-			_, err := client.ForwardCommand(ctxT(t), &heartbeatpb.ForwardCommandRequest{Command: membership.MustEncode(membership.MarkDeadCmd("n1"))})
+			_, err := admin.ForwardCommand(ctxT(t), &raftpb.ForwardCommandRequest{Command: membership.MustEncode(membership.MarkDeadCmd("n1"))})
 			return err
 		}, codes.PermissionDenied},
 		{"forward garbage", func() error {
-			_, err := client.ForwardCommand(ctxT(t), &heartbeatpb.ForwardCommandRequest{Command: []byte{0xff, 0x01}})
+			_, err := admin.ForwardCommand(ctxT(t), &raftpb.ForwardCommandRequest{Command: []byte{0xff, 0x01}})
 			return err
 		}, codes.InvalidArgument},
+		// The internal call is not on the client port: the attack of issue
+		// "Security" (a member marked left through the client port) is
+		// refused before any decoding.
+		{"ForwardCommand on the client port", func() error {
+			return clientConn.Invoke(ctxT(t), "/heartbeat.v1.Coordinator/ForwardCommand",
+				&raftpb.ForwardCommandRequest{Command: membership.MustEncode(membership.MarkLeftCmd(c.Leader().ID()))},
+				&raftpb.ForwardCommandResponse{})
+		}, codes.Unimplemented},
 	}
 	for _, tc := range grpcCases {
 		err := tc.call()

@@ -151,6 +151,31 @@ func New(cfg Config) (_ *Node, err error) {
 	tcfg.Advertise = raft.ServerAddress(cfg.AdvertisePeerAddr)
 	tcfg.ClusterID = cfg.ClusterID
 	tcfg.Register = func(s *grpc.Server) { admin.Register(s) }
+	// The transport refuses raft RPCs with a term far beyond the node's,
+	// and Confirm about a non-member, by raft's own state (through the
+	// reference: the election is built after the transport).
+	tcfg.CurrentTerm = func() uint64 {
+		if r := ref.Raft(); r != nil {
+			return r.CurrentTerm()
+		}
+		return 0
+	}
+	tcfg.IsMember = func(addr raft.ServerAddress) bool {
+		r := ref.Raft()
+		if r == nil {
+			return false
+		}
+		f := r.GetConfiguration()
+		if f.Error() != nil {
+			return false
+		}
+		for _, s := range f.Configuration().Servers {
+			if s.Address == addr {
+				return true
+			}
+		}
+		return false
+	}
 	tcfg.Registerer = n.registry
 	tcfg.Logger = n.base.Named("transport")
 	inner, err := transport.New(tcfg)

@@ -3413,104 +3413,6 @@ func (x *RemoveResponse) GetRevision() uint64 {
 	return 0
 }
 
-// ForwardCommandRequest carries an encoded membership command.
-type ForwardCommandRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Command       []byte                 `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *ForwardCommandRequest) Reset() {
-	*x = ForwardCommandRequest{}
-	mi := &file_heartbeat_v1_coordinator_proto_msgTypes[51]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *ForwardCommandRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*ForwardCommandRequest) ProtoMessage() {}
-
-func (x *ForwardCommandRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_heartbeat_v1_coordinator_proto_msgTypes[51]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use ForwardCommandRequest.ProtoReflect.Descriptor instead.
-func (*ForwardCommandRequest) Descriptor() ([]byte, []int) {
-	return file_heartbeat_v1_coordinator_proto_rawDescGZIP(), []int{51}
-}
-
-func (x *ForwardCommandRequest) GetCommand() []byte {
-	if x != nil {
-		return x.Command
-	}
-	return nil
-}
-
-// ForwardCommandResponse reports the committed command.
-type ForwardCommandResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Revision      uint64                 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
-	Changed       uint32                 `protobuf:"varint,2,opt,name=changed,proto3" json:"changed,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *ForwardCommandResponse) Reset() {
-	*x = ForwardCommandResponse{}
-	mi := &file_heartbeat_v1_coordinator_proto_msgTypes[52]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *ForwardCommandResponse) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*ForwardCommandResponse) ProtoMessage() {}
-
-func (x *ForwardCommandResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_heartbeat_v1_coordinator_proto_msgTypes[52]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use ForwardCommandResponse.ProtoReflect.Descriptor instead.
-func (*ForwardCommandResponse) Descriptor() ([]byte, []int) {
-	return file_heartbeat_v1_coordinator_proto_rawDescGZIP(), []int{52}
-}
-
-func (x *ForwardCommandResponse) GetRevision() uint64 {
-	if x != nil {
-		return x.Revision
-	}
-	return 0
-}
-
-func (x *ForwardCommandResponse) GetChanged() uint32 {
-	if x != nil {
-		return x.Changed
-	}
-	return 0
-}
-
 var File_heartbeat_v1_coordinator_proto protoreflect.FileDescriptor
 
 const file_heartbeat_v1_coordinator_proto_rawDesc = "" +
@@ -3727,12 +3629,7 @@ const file_heartbeat_v1_coordinator_proto_rawDesc = "" +
 	"\rRemoveRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\",\n" +
 	"\x0eRemoveResponse\x12\x1a\n" +
-	"\brevision\x18\x01 \x01(\x04R\brevision\"1\n" +
-	"\x15ForwardCommandRequest\x12\x18\n" +
-	"\acommand\x18\x01 \x01(\fR\acommand\"N\n" +
-	"\x16ForwardCommandResponse\x12\x1a\n" +
-	"\brevision\x18\x01 \x01(\x04R\brevision\x12\x18\n" +
-	"\achanged\x18\x02 \x01(\rR\achanged*]\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision*]\n" +
 	"\vConsistency\x12\x1b\n" +
 	"\x17CONSISTENCY_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16CONSISTENCY_CONSISTENT\x10\x01\x12\x15\n" +
@@ -3760,7 +3657,7 @@ const file_heartbeat_v1_coordinator_proto_rawDesc = "" +
 	"\x11CHANGE_KIND_START\x10\x01\x12\x1a\n" +
 	"\x16CHANGE_KIND_REGISTERED\x10\x02\x12\x18\n" +
 	"\x14CHANGE_KIND_ASSIGNED\x10\x03\x12\x17\n" +
-	"\x13CHANGE_KIND_DELETED\x10\x042\xe1\x0e\n" +
+	"\x13CHANGE_KIND_DELETED\x10\x042\x84\x0e\n" +
 	"\vCoordinator\x12L\n" +
 	"\tGetStatus\x12\x1e.heartbeat.v1.GetStatusRequest\x1a\x1f.heartbeat.v1.GetStatusResponse\x12R\n" +
 	"\vListMembers\x12 .heartbeat.v1.ListMembersRequest\x1a!.heartbeat.v1.ListMembersResponse\x12W\n" +
@@ -3782,8 +3679,7 @@ const file_heartbeat_v1_coordinator_proto_rawDesc = "" +
 	"\x12TransferLeadership\x12'.heartbeat.v1.TransferLeadershipRequest\x1a(.heartbeat.v1.TransferLeadershipResponse\x12=\n" +
 	"\x04Join\x12\x19.heartbeat.v1.JoinRequest\x1a\x1a.heartbeat.v1.JoinResponse\x12@\n" +
 	"\x05Leave\x12\x1a.heartbeat.v1.LeaveRequest\x1a\x1b.heartbeat.v1.LeaveResponse\x12C\n" +
-	"\x06Remove\x12\x1b.heartbeat.v1.RemoveRequest\x1a\x1c.heartbeat.v1.RemoveResponse\x12[\n" +
-	"\x0eForwardCommand\x12#.heartbeat.v1.ForwardCommandRequest\x1a$.heartbeat.v1.ForwardCommandResponseB:Z8github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpbb\x06proto3"
+	"\x06Remove\x12\x1b.heartbeat.v1.RemoveRequest\x1a\x1c.heartbeat.v1.RemoveResponseB:Z8github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpbb\x06proto3"
 
 var (
 	file_heartbeat_v1_coordinator_proto_rawDescOnce sync.Once
@@ -3798,7 +3694,7 @@ func file_heartbeat_v1_coordinator_proto_rawDescGZIP() []byte {
 }
 
 var file_heartbeat_v1_coordinator_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_heartbeat_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
+var file_heartbeat_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
 var file_heartbeat_v1_coordinator_proto_goTypes = []any{
 	(Consistency)(0),                   // 0: heartbeat.v1.Consistency
 	(RaftState)(0),                     // 1: heartbeat.v1.RaftState
@@ -3856,23 +3752,21 @@ var file_heartbeat_v1_coordinator_proto_goTypes = []any{
 	(*LeaveResponse)(nil),              // 53: heartbeat.v1.LeaveResponse
 	(*RemoveRequest)(nil),              // 54: heartbeat.v1.RemoveRequest
 	(*RemoveResponse)(nil),             // 55: heartbeat.v1.RemoveResponse
-	(*ForwardCommandRequest)(nil),      // 56: heartbeat.v1.ForwardCommandRequest
-	(*ForwardCommandResponse)(nil),     // 57: heartbeat.v1.ForwardCommandResponse
-	nil,                                // 58: heartbeat.v1.ResourceSpec.LabelsEntry
-	nil,                                // 59: heartbeat.v1.Resource.LabelsEntry
-	(*durationpb.Duration)(nil),        // 60: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),      // 61: google.protobuf.Timestamp
+	nil,                                // 56: heartbeat.v1.ResourceSpec.LabelsEntry
+	nil,                                // 57: heartbeat.v1.Resource.LabelsEntry
+	(*durationpb.Duration)(nil),        // 58: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),      // 59: google.protobuf.Timestamp
 }
 var file_heartbeat_v1_coordinator_proto_depIdxs = []int32{
-	60, // 0: heartbeat.v1.ReadInfo.since_leader_contact:type_name -> google.protobuf.Duration
+	58, // 0: heartbeat.v1.ReadInfo.since_leader_contact:type_name -> google.protobuf.Duration
 	0,  // 1: heartbeat.v1.GetStatusRequest.consistency:type_name -> heartbeat.v1.Consistency
 	1,  // 2: heartbeat.v1.GetStatusResponse.state:type_name -> heartbeat.v1.RaftState
 	6,  // 3: heartbeat.v1.GetStatusResponse.leader:type_name -> heartbeat.v1.NodeRef
-	61, // 4: heartbeat.v1.GetStatusResponse.lease_until:type_name -> google.protobuf.Timestamp
+	59, // 4: heartbeat.v1.GetStatusResponse.lease_until:type_name -> google.protobuf.Timestamp
 	3,  // 5: heartbeat.v1.GetStatusResponse.suffrage:type_name -> heartbeat.v1.Suffrage
 	5,  // 6: heartbeat.v1.GetStatusResponse.read:type_name -> heartbeat.v1.ReadInfo
 	3,  // 7: heartbeat.v1.Member.suffrage:type_name -> heartbeat.v1.Suffrage
-	61, // 8: heartbeat.v1.Member.last_contact:type_name -> google.protobuf.Timestamp
+	59, // 8: heartbeat.v1.Member.last_contact:type_name -> google.protobuf.Timestamp
 	2,  // 9: heartbeat.v1.Member.state:type_name -> heartbeat.v1.MemberState
 	0,  // 10: heartbeat.v1.ListMembersRequest.consistency:type_name -> heartbeat.v1.Consistency
 	9,  // 11: heartbeat.v1.ListMembersResponse.members:type_name -> heartbeat.v1.Member
@@ -3881,22 +3775,22 @@ var file_heartbeat_v1_coordinator_proto_depIdxs = []int32{
 	9,  // 14: heartbeat.v1.WatchMembersResponse.members:type_name -> heartbeat.v1.Member
 	5,  // 15: heartbeat.v1.WatchMembersResponse.read:type_name -> heartbeat.v1.ReadInfo
 	6,  // 16: heartbeat.v1.Leadership.leader:type_name -> heartbeat.v1.NodeRef
-	61, // 17: heartbeat.v1.Leadership.lease_until:type_name -> google.protobuf.Timestamp
-	60, // 18: heartbeat.v1.Leadership.lease_remaining:type_name -> google.protobuf.Duration
-	61, // 19: heartbeat.v1.Leadership.observed:type_name -> google.protobuf.Timestamp
+	59, // 17: heartbeat.v1.Leadership.lease_until:type_name -> google.protobuf.Timestamp
+	58, // 18: heartbeat.v1.Leadership.lease_remaining:type_name -> google.protobuf.Duration
+	59, // 19: heartbeat.v1.Leadership.observed:type_name -> google.protobuf.Timestamp
 	0,  // 20: heartbeat.v1.GetLeaderRequest.consistency:type_name -> heartbeat.v1.Consistency
 	14, // 21: heartbeat.v1.GetLeaderResponse.leadership:type_name -> heartbeat.v1.Leadership
 	5,  // 22: heartbeat.v1.GetLeaderResponse.read:type_name -> heartbeat.v1.ReadInfo
 	0,  // 23: heartbeat.v1.WatchLeaderRequest.consistency:type_name -> heartbeat.v1.Consistency
 	14, // 24: heartbeat.v1.WatchLeaderResponse.leadership:type_name -> heartbeat.v1.Leadership
 	5,  // 25: heartbeat.v1.WatchLeaderResponse.read:type_name -> heartbeat.v1.ReadInfo
-	60, // 26: heartbeat.v1.Lease.leader_lease_remaining:type_name -> google.protobuf.Duration
-	60, // 27: heartbeat.v1.Lease.ownership_lease_remaining:type_name -> google.protobuf.Duration
+	58, // 26: heartbeat.v1.Lease.leader_lease_remaining:type_name -> google.protobuf.Duration
+	58, // 27: heartbeat.v1.Lease.ownership_lease_remaining:type_name -> google.protobuf.Duration
 	19, // 28: heartbeat.v1.Lease.owned:type_name -> heartbeat.v1.OwnedResource
 	20, // 29: heartbeat.v1.GetLeaseResponse.lease:type_name -> heartbeat.v1.Lease
 	20, // 30: heartbeat.v1.KeepAliveResponse.lease:type_name -> heartbeat.v1.Lease
-	58, // 31: heartbeat.v1.ResourceSpec.labels:type_name -> heartbeat.v1.ResourceSpec.LabelsEntry
-	59, // 32: heartbeat.v1.Resource.labels:type_name -> heartbeat.v1.Resource.LabelsEntry
+	56, // 31: heartbeat.v1.ResourceSpec.labels:type_name -> heartbeat.v1.ResourceSpec.LabelsEntry
+	57, // 32: heartbeat.v1.Resource.labels:type_name -> heartbeat.v1.Resource.LabelsEntry
 	25, // 33: heartbeat.v1.RegisterResourcesRequest.resources:type_name -> heartbeat.v1.ResourceSpec
 	0,  // 34: heartbeat.v1.GetResourceRequest.consistency:type_name -> heartbeat.v1.Consistency
 	26, // 35: heartbeat.v1.GetResourceResponse.resource:type_name -> heartbeat.v1.Resource
@@ -3910,7 +3804,7 @@ var file_heartbeat_v1_coordinator_proto_depIdxs = []int32{
 	0,  // 43: heartbeat.v1.WatchAssignmentsRequest.consistency:type_name -> heartbeat.v1.Consistency
 	4,  // 44: heartbeat.v1.WatchAssignmentsResponse.kind:type_name -> heartbeat.v1.ChangeKind
 	5,  // 45: heartbeat.v1.WatchAssignmentsResponse.read:type_name -> heartbeat.v1.ReadInfo
-	60, // 46: heartbeat.v1.AppHeartbeatRequest.ttl:type_name -> google.protobuf.Duration
+	58, // 46: heartbeat.v1.AppHeartbeatRequest.ttl:type_name -> google.protobuf.Duration
 	2,  // 47: heartbeat.v1.AppHeartbeatResponse.state:type_name -> heartbeat.v1.MemberState
 	6,  // 48: heartbeat.v1.LeadershipChange.leader:type_name -> heartbeat.v1.NodeRef
 	46, // 49: heartbeat.v1.StepDownResponse.change:type_name -> heartbeat.v1.LeadershipChange
@@ -3936,31 +3830,29 @@ var file_heartbeat_v1_coordinator_proto_depIdxs = []int32{
 	50, // 69: heartbeat.v1.Coordinator.Join:input_type -> heartbeat.v1.JoinRequest
 	52, // 70: heartbeat.v1.Coordinator.Leave:input_type -> heartbeat.v1.LeaveRequest
 	54, // 71: heartbeat.v1.Coordinator.Remove:input_type -> heartbeat.v1.RemoveRequest
-	56, // 72: heartbeat.v1.Coordinator.ForwardCommand:input_type -> heartbeat.v1.ForwardCommandRequest
-	8,  // 73: heartbeat.v1.Coordinator.GetStatus:output_type -> heartbeat.v1.GetStatusResponse
-	11, // 74: heartbeat.v1.Coordinator.ListMembers:output_type -> heartbeat.v1.ListMembersResponse
-	13, // 75: heartbeat.v1.Coordinator.WatchMembers:output_type -> heartbeat.v1.WatchMembersResponse
-	16, // 76: heartbeat.v1.Coordinator.GetLeader:output_type -> heartbeat.v1.GetLeaderResponse
-	18, // 77: heartbeat.v1.Coordinator.WatchLeader:output_type -> heartbeat.v1.WatchLeaderResponse
-	22, // 78: heartbeat.v1.Coordinator.GetLease:output_type -> heartbeat.v1.GetLeaseResponse
-	24, // 79: heartbeat.v1.Coordinator.KeepAlive:output_type -> heartbeat.v1.KeepAliveResponse
-	28, // 80: heartbeat.v1.Coordinator.RegisterResources:output_type -> heartbeat.v1.RegisterResourcesResponse
-	30, // 81: heartbeat.v1.Coordinator.DeleteResources:output_type -> heartbeat.v1.DeleteResourcesResponse
-	32, // 82: heartbeat.v1.Coordinator.GetResource:output_type -> heartbeat.v1.GetResourceResponse
-	34, // 83: heartbeat.v1.Coordinator.ListResources:output_type -> heartbeat.v1.ListResourcesResponse
-	36, // 84: heartbeat.v1.Coordinator.ListAssignments:output_type -> heartbeat.v1.ListAssignmentsResponse
-	38, // 85: heartbeat.v1.Coordinator.WatchAssignments:output_type -> heartbeat.v1.WatchAssignmentsResponse
-	40, // 86: heartbeat.v1.Coordinator.SetDrain:output_type -> heartbeat.v1.SetDrainResponse
-	42, // 87: heartbeat.v1.Coordinator.SetLeaderPriority:output_type -> heartbeat.v1.SetLeaderPriorityResponse
-	44, // 88: heartbeat.v1.Coordinator.AppHeartbeat:output_type -> heartbeat.v1.AppHeartbeatResponse
-	47, // 89: heartbeat.v1.Coordinator.StepDown:output_type -> heartbeat.v1.StepDownResponse
-	49, // 90: heartbeat.v1.Coordinator.TransferLeadership:output_type -> heartbeat.v1.TransferLeadershipResponse
-	51, // 91: heartbeat.v1.Coordinator.Join:output_type -> heartbeat.v1.JoinResponse
-	53, // 92: heartbeat.v1.Coordinator.Leave:output_type -> heartbeat.v1.LeaveResponse
-	55, // 93: heartbeat.v1.Coordinator.Remove:output_type -> heartbeat.v1.RemoveResponse
-	57, // 94: heartbeat.v1.Coordinator.ForwardCommand:output_type -> heartbeat.v1.ForwardCommandResponse
-	73, // [73:95] is the sub-list for method output_type
-	51, // [51:73] is the sub-list for method input_type
+	8,  // 72: heartbeat.v1.Coordinator.GetStatus:output_type -> heartbeat.v1.GetStatusResponse
+	11, // 73: heartbeat.v1.Coordinator.ListMembers:output_type -> heartbeat.v1.ListMembersResponse
+	13, // 74: heartbeat.v1.Coordinator.WatchMembers:output_type -> heartbeat.v1.WatchMembersResponse
+	16, // 75: heartbeat.v1.Coordinator.GetLeader:output_type -> heartbeat.v1.GetLeaderResponse
+	18, // 76: heartbeat.v1.Coordinator.WatchLeader:output_type -> heartbeat.v1.WatchLeaderResponse
+	22, // 77: heartbeat.v1.Coordinator.GetLease:output_type -> heartbeat.v1.GetLeaseResponse
+	24, // 78: heartbeat.v1.Coordinator.KeepAlive:output_type -> heartbeat.v1.KeepAliveResponse
+	28, // 79: heartbeat.v1.Coordinator.RegisterResources:output_type -> heartbeat.v1.RegisterResourcesResponse
+	30, // 80: heartbeat.v1.Coordinator.DeleteResources:output_type -> heartbeat.v1.DeleteResourcesResponse
+	32, // 81: heartbeat.v1.Coordinator.GetResource:output_type -> heartbeat.v1.GetResourceResponse
+	34, // 82: heartbeat.v1.Coordinator.ListResources:output_type -> heartbeat.v1.ListResourcesResponse
+	36, // 83: heartbeat.v1.Coordinator.ListAssignments:output_type -> heartbeat.v1.ListAssignmentsResponse
+	38, // 84: heartbeat.v1.Coordinator.WatchAssignments:output_type -> heartbeat.v1.WatchAssignmentsResponse
+	40, // 85: heartbeat.v1.Coordinator.SetDrain:output_type -> heartbeat.v1.SetDrainResponse
+	42, // 86: heartbeat.v1.Coordinator.SetLeaderPriority:output_type -> heartbeat.v1.SetLeaderPriorityResponse
+	44, // 87: heartbeat.v1.Coordinator.AppHeartbeat:output_type -> heartbeat.v1.AppHeartbeatResponse
+	47, // 88: heartbeat.v1.Coordinator.StepDown:output_type -> heartbeat.v1.StepDownResponse
+	49, // 89: heartbeat.v1.Coordinator.TransferLeadership:output_type -> heartbeat.v1.TransferLeadershipResponse
+	51, // 90: heartbeat.v1.Coordinator.Join:output_type -> heartbeat.v1.JoinResponse
+	53, // 91: heartbeat.v1.Coordinator.Leave:output_type -> heartbeat.v1.LeaveResponse
+	55, // 92: heartbeat.v1.Coordinator.Remove:output_type -> heartbeat.v1.RemoveResponse
+	72, // [72:93] is the sub-list for method output_type
+	51, // [51:72] is the sub-list for method input_type
 	51, // [51:51] is the sub-list for extension type_name
 	51, // [51:51] is the sub-list for extension extendee
 	0,  // [0:51] is the sub-list for field type_name
@@ -3977,7 +3869,7 @@ func file_heartbeat_v1_coordinator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_heartbeat_v1_coordinator_proto_rawDesc), len(file_heartbeat_v1_coordinator_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   55,
+			NumMessages:   53,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

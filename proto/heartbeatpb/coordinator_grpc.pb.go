@@ -54,7 +54,6 @@ const (
 	Coordinator_Join_FullMethodName               = "/heartbeat.v1.Coordinator/Join"
 	Coordinator_Leave_FullMethodName              = "/heartbeat.v1.Coordinator/Leave"
 	Coordinator_Remove_FullMethodName             = "/heartbeat.v1.Coordinator/Remove"
-	Coordinator_ForwardCommand_FullMethodName     = "/heartbeat.v1.Coordinator/ForwardCommand"
 )
 
 // CoordinatorClient is the client API for Coordinator service.
@@ -159,9 +158,6 @@ type CoordinatorClient interface {
 	// records it as left. NotFound for an unknown id; FailedPrecondition when
 	// removing it would leave the cluster without a voter majority.
 	Remove(ctx context.Context, in *RemoveRequest, opts ...grpc.CallOption) (*RemoveResponse, error)
-	// ForwardCommand is internal: a follower forwards an encoded membership
-	// command to the leader's client port. Applications do not call it.
-	ForwardCommand(ctx context.Context, in *ForwardCommandRequest, opts ...grpc.CallOption) (*ForwardCommandResponse, error)
 }
 
 type coordinatorClient struct {
@@ -412,16 +408,6 @@ func (c *coordinatorClient) Remove(ctx context.Context, in *RemoveRequest, opts 
 	return out, nil
 }
 
-func (c *coordinatorClient) ForwardCommand(ctx context.Context, in *ForwardCommandRequest, opts ...grpc.CallOption) (*ForwardCommandResponse, error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(ForwardCommandResponse)
-	err := c.cc.Invoke(ctx, Coordinator_ForwardCommand_FullMethodName, in, out, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
 // CoordinatorServer is the server API for Coordinator service.
 // All implementations must embed UnimplementedCoordinatorServer
 // for forward compatibility.
@@ -524,9 +510,6 @@ type CoordinatorServer interface {
 	// records it as left. NotFound for an unknown id; FailedPrecondition when
 	// removing it would leave the cluster without a voter majority.
 	Remove(context.Context, *RemoveRequest) (*RemoveResponse, error)
-	// ForwardCommand is internal: a follower forwards an encoded membership
-	// command to the leader's client port. Applications do not call it.
-	ForwardCommand(context.Context, *ForwardCommandRequest) (*ForwardCommandResponse, error)
 	mustEmbedUnimplementedCoordinatorServer()
 }
 
@@ -599,9 +582,6 @@ func (UnimplementedCoordinatorServer) Leave(context.Context, *LeaveRequest) (*Le
 }
 func (UnimplementedCoordinatorServer) Remove(context.Context, *RemoveRequest) (*RemoveResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Remove not implemented")
-}
-func (UnimplementedCoordinatorServer) ForwardCommand(context.Context, *ForwardCommandRequest) (*ForwardCommandResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method ForwardCommand not implemented")
 }
 func (UnimplementedCoordinatorServer) mustEmbedUnimplementedCoordinatorServer() {}
 func (UnimplementedCoordinatorServer) testEmbeddedByValue()                     {}
@@ -970,24 +950,6 @@ func _Coordinator_Remove_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
-func _Coordinator_ForwardCommand_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(ForwardCommandRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(CoordinatorServer).ForwardCommand(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: Coordinator_ForwardCommand_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(CoordinatorServer).ForwardCommand(ctx, req.(*ForwardCommandRequest))
-	}
-	return interceptor(ctx, in, info, handler)
-}
-
 // Coordinator_ServiceDesc is the grpc.ServiceDesc for Coordinator service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1062,10 +1024,6 @@ var Coordinator_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Remove",
 			Handler:    _Coordinator_Remove_Handler,
-		},
-		{
-			MethodName: "ForwardCommand",
-			Handler:    _Coordinator_ForwardCommand_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -38,8 +39,10 @@ type AdminConfig struct {
 	// removal goes on.
 	BeforeRemove func(ctx context.Context, id string) error
 	// OnRemoved, when set, is called when the leader tells this node that it
-	// was removed from the configuration (ClusterAdmin.Removed). nil: the
-	// call answers Unimplemented.
+	// was removed from the configuration (ClusterAdmin.Removed), once the
+	// notice is checked: sent by the raft leader this node knows, for a
+	// removal that is committed (see Admin.Removed). nil: the call answers
+	// Unimplemented.
 	OnRemoved func(notice *raftpb.RemovedRequest) error
 	// NotifyTimeout bounds the leader's notice to a node it removed (default
 	// 1s; the removal is committed whether or not the notice arrives).
@@ -76,6 +79,10 @@ type Admin struct {
 	cfg AdminConfig
 
 	readIndexServed atomic.Uint64 // ReadIndex calls served (readindex.go)
+
+	// coord commits the writes followers forward (ForwardCommand); set by
+	// NewCoordinator when its config names this Admin.
+	coord atomic.Pointer[Coordinator]
 }
 
 // NewAdmin validates cfg and returns a server.
@@ -200,8 +207,9 @@ func (a *Admin) notifyRemoved(ctx context.Context, addr, id string, index uint64
 }
 
 // Removed is the leader's notice that this node was removed from the
-// configuration; it is handed to AdminConfig.OnRemoved.
-func (a *Admin) Removed(_ context.Context, req *raftpb.RemovedRequest) (*raftpb.RemovedResponse, error) {
+// configuration; it is handed to AdminConfig.OnRemoved once checked (see
+// checkRemoved). A refused notice is logged and the node keeps running.
+func (a *Admin) Removed(ctx context.Context, req *raftpb.RemovedRequest) (*raftpb.RemovedResponse, error) {
 	switch {
 	case a.cfg.OnRemoved == nil:
 		return nil, status.Error(codes.Unimplemented, "removed: not supported by this node")
@@ -210,10 +218,180 @@ func (a *Admin) Removed(_ context.Context, req *raftpb.RemovedRequest) (*raftpb.
 	case req.GetClusterId() != a.cfg.ClusterID:
 		return nil, status.Errorf(codes.FailedPrecondition, "removed: notice from cluster %q, this node is in %q", req.GetClusterId(), a.cfg.ClusterID)
 	}
+	if err := a.checkRemoved(ctx, req); err != nil {
+		a.cfg.Logger.Warn("refused a removal notice; the node keeps running",
+			"sender", req.GetLeaderId(), "index", req.GetIndex(), "from", callerOf(ctx), "error", err)
+		return nil, err
+	}
 	if err := a.cfg.OnRemoved(req); err != nil {
 		return nil, toStatus(err)
 	}
 	return &raftpb.RemovedResponse{}, nil
+}
+
+// removedConfirmWait bounds checkRemoved when the caller set no deadline.
+const removedConfirmWait = 5 * time.Second
+
+// removedPoll is how often checkRemoved looks again while the removal is
+// not yet seen committed.
+const removedPoll = 50 * time.Millisecond
+
+// checkRemoved accepts a removal notice only when (a) its sender is the raft
+// leader this node knows, and (b) the removal is committed: this node's own
+// committed configuration (its whole log committed, up to at least the
+// notice's index) no longer holds it, or else the leader, asked at the
+// address this node's raft knows for it (never one from the notice), answers
+// a configuration without this node at a commit index at or past the
+// notice's. A removed node rarely learns the commit of its own removal (the
+// leader stops replicating to it once the change is appended), hence the
+// question to the leader. While neither holds it looks again until ctx ends
+// (within two thirds of the time its deadline leaves, at most
+// removedConfirmWait). Errors: PermissionDenied for a sender that
+// is not the leader, FailedPrecondition for a removal not (seen) committed.
+func (a *Admin) checkRemoved(ctx context.Context, req *raftpb.RemovedRequest) error {
+	r := a.cfg.Election.Raft()
+	if r == nil {
+		return status.Error(codes.FailedPrecondition, "removed: this node's raft is not running")
+	}
+	leaderAddr, leaderID := r.LeaderWithID()
+	switch {
+	case req.GetLeaderId() == "":
+		return status.Error(codes.PermissionDenied, "removed: the notice names no sender")
+	case leaderID == "":
+		return status.Errorf(codes.FailedPrecondition, "removed: notice from %q, but this node knows no leader", req.GetLeaderId())
+	case string(leaderID) != req.GetLeaderId():
+		return status.Errorf(codes.PermissionDenied, "removed: notice from %q, which is not the leader (%q)", req.GetLeaderId(), leaderID)
+	case string(leaderID) == a.cfg.ID:
+		return status.Error(codes.PermissionDenied, "removed: this node is the leader")
+	}
+	// Answer before the sender gives up: wait at most two thirds of the
+	// time its deadline leaves.
+	budget := removedConfirmWait
+	if dl, ok := ctx.Deadline(); ok {
+		budget = min(budget, time.Until(dl)*2/3)
+	}
+	ctx, cancel := context.WithTimeout(ctx, budget)
+	defer cancel()
+	tick := time.NewTicker(removedPoll)
+	defer tick.Stop()
+	var why error
+	for {
+		if why = a.ownRemoval(r, req.GetIndex()); why == nil {
+			return nil
+		}
+		if why = a.leaderConfirmsRemoval(ctx, string(leaderID), string(leaderAddr), req.GetIndex()); why == nil {
+			return nil
+		}
+		if status.Code(why) == codes.PermissionDenied {
+			return why
+		}
+		select {
+		case <-ctx.Done():
+			return status.Errorf(codes.FailedPrecondition, "removed: the removal at index %d is not seen committed: %v", req.GetIndex(), why)
+		case <-tick.C:
+		}
+	}
+}
+
+// ownRemoval checks the removal in this node's own raft state: nil when its
+// log is committed up to its end and at least index, and the configuration
+// at that end does not hold this node.
+func (a *Admin) ownRemoval(r *raft.Raft, index uint64) error {
+	// In this order: the configuration is at or below the last index,
+	// which is at or below the commit index when the check passes.
+	cfg := r.GetConfiguration()
+	if err := cfg.Error(); err != nil {
+		return fmt.Errorf("read the configuration: %w", err)
+	}
+	last, commit := r.LastIndex(), r.CommitIndex()
+	switch {
+	case commit < index || commit < last:
+		return fmt.Errorf("this node has committed up to %d (last %d), the removal is at %d", commit, last, index)
+	case inConfiguration(cfg.Configuration().Servers, a.cfg.ID):
+		return status.Errorf(codes.FailedPrecondition, "this node's committed configuration (index %d) still holds it", commit)
+	}
+	return nil
+}
+
+// leaderConfirmsRemoval asks the leader at addr for its configuration.
+func (a *Admin) leaderConfirmsRemoval(ctx context.Context, leaderID, addr string, index uint64) error {
+	conn, err := grpc.NewClient(addr, a.cfg.DialOptions...)
+	if err != nil {
+		return fmt.Errorf("ask leader %s at %s: %w", leaderID, addr, err)
+	}
+	defer conn.Close()
+	cctx := OutgoingContext(ctx, a.cfg.ID, a.cfg.ClusterID)
+	resp, err := raftpb.NewClusterAdminClient(conn).GetConfiguration(cctx, &raftpb.GetConfigurationRequest{})
+	if err != nil {
+		return fmt.Errorf("ask leader %s at %s: %w", leaderID, addr, err)
+	}
+	switch {
+	case resp.GetLeaderId() != leaderID:
+		return status.Errorf(codes.PermissionDenied, "leader %s at %s answered as %q", leaderID, addr, resp.GetLeaderId())
+	case resp.GetCommitIndex() < index:
+		return fmt.Errorf("leader %s has committed up to %d, the removal is at %d", leaderID, resp.GetCommitIndex(), index)
+	}
+	for _, s := range resp.GetServers() {
+		if s.GetId() == a.cfg.ID {
+			return status.Errorf(codes.FailedPrecondition, "leader %s's configuration still holds this node", leaderID)
+		}
+	}
+	return nil
+}
+
+// GetConfiguration serves the leader's raft configuration and commit index
+// (for a removed node that checks its removal notice).
+func (a *Admin) GetConfiguration(_ context.Context, _ *raftpb.GetConfigurationRequest) (*raftpb.GetConfigurationResponse, error) {
+	r := a.cfg.Election.Raft()
+	if r == nil {
+		return nil, noLeaderStatus("configuration")
+	}
+	if addr, id := r.LeaderWithID(); string(id) != a.cfg.ID || r.State() != raft.Leader {
+		if id == "" {
+			return nil, noLeaderStatus("configuration")
+		}
+		return nil, notLeaderStatus(string(id), string(addr))
+	}
+	commit := r.CommitIndex()
+	f := r.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, toStatus(fmt.Errorf("configuration: %w", err))
+	}
+	resp := &raftpb.GetConfigurationResponse{LeaderId: a.cfg.ID, CommitIndex: commit}
+	for _, s := range f.Configuration().Servers {
+		resp.Servers = append(resp.Servers, &raftpb.Server{Id: string(s.ID), Address: string(s.Address), Voter: s.Suffrage == raft.Voter})
+	}
+	return resp, nil
+}
+
+// ForwardCommand applies a membership command a follower forwarded to this
+// node, the leader (see Coordinator.Commit). Unavailable until the node's
+// Coordinator is built.
+func (a *Admin) ForwardCommand(ctx context.Context, req *raftpb.ForwardCommandRequest) (*raftpb.ForwardCommandResponse, error) {
+	c := a.coord.Load()
+	if c == nil {
+		return nil, status.Error(codes.Unavailable, "forward: this node is not serving writes yet")
+	}
+	return c.applyForwarded(ctx, req)
+}
+
+// inConfiguration reports whether id is a server of a raft configuration.
+func inConfiguration(servers []raft.Server, id string) bool {
+	for _, s := range servers {
+		if string(s.ID) == id {
+			return true
+		}
+	}
+	return false
+}
+
+// callerOf names the calling node from the call's metadata, for logs.
+func callerOf(ctx context.Context) string {
+	md, _ := metadata.FromIncomingContext(ctx)
+	if ids := md.Get(MetadataNodeID); len(ids) > 0 {
+		return ids[0]
+	}
+	return "unknown"
 }
 
 func hasMember(ms []election.Member, id string) bool {

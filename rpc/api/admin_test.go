@@ -1,8 +1,12 @@
 package api_test
 
 import (
+	"context"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -147,7 +151,8 @@ func TestConfigValidate(t *testing.T) {
 }
 
 // TestRemovedRequest: the Removed handler checks the notice is for this node
-// and this cluster before it hands it to OnRemoved.
+// and this cluster, and refuses it without a running raft to check it
+// against (see TestRemovedChecks for the leader and commit checks).
 func TestRemovedRequest(t *testing.T) {
 	var got []*raftpb.RemovedRequest
 	cfg := api.DefaultAdminConfig()
@@ -171,14 +176,94 @@ func TestRemovedRequest(t *testing.T) {
 		{"another node's notice", a, &raftpb.RemovedRequest{Id: "n2", ClusterId: testCluster, Index: 9, LeaderId: "n1"}, codes.InvalidArgument},
 		{"another cluster", a, &raftpb.RemovedRequest{Id: "n3", ClusterId: "other", Index: 9, LeaderId: "n1"}, codes.FailedPrecondition},
 		{"no handler", off, &raftpb.RemovedRequest{Id: "n3", ClusterId: testCluster, Index: 9, LeaderId: "n1"}, codes.Unimplemented},
-		{"valid", a, &raftpb.RemovedRequest{Id: "n3", ClusterId: testCluster, Index: 9, LeaderId: "n1"}, codes.OK},
+		{"no raft to check it against", a, &raftpb.RemovedRequest{Id: "n3", ClusterId: testCluster, Index: 9, LeaderId: "n1"}, codes.FailedPrecondition},
 	} {
 		_, err := tc.admin.Removed(ctxT(t), tc.req)
 		if status.Code(err) != tc.want {
 			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
 		}
 	}
-	if len(got) != 1 || got[0].GetIndex() != 9 {
-		t.Errorf("OnRemoved saw %v, want only the valid notice", got)
+	if len(got) != 0 {
+		t.Errorf("OnRemoved saw %v, want none", got)
 	}
+}
+
+// TestRemovedChecks: on a cluster of three over loopback gRPC, a follower
+// refuses a Removed notice (and its OnRemoved, which stops a node, is not
+// called) that names no sender, names a sender that is not the raft leader,
+// or names the leader while the follower is still in the committed
+// configuration (the attack of issue "Security": a live node made to exit).
+// The real removal, through the leader's Remove, is accepted.
+func TestRemovedChecks(t *testing.T) {
+	var (
+		mu      sync.Mutex
+		notices = map[string][]*raftpb.RemovedRequest{}
+	)
+	var ms []*member
+	for i := 0; i < 3; i++ {
+		id := fmt.Sprintf("n%d", i+1)
+		ms = append(ms, newAdminWith(t, id, func(cfg *api.AdminConfig) {
+			cfg.OnRemoved = func(n *raftpb.RemovedRequest) error {
+				mu.Lock()
+				defer mu.Unlock()
+				notices[id] = append(notices[id], n)
+				return nil
+			}
+		}))
+	}
+	c := startAdmins(t, ms, testcluster.ElectionOptions{})
+	c.WaitLeader(waitTimeout)
+	leader := leaderOfCluster(ms)
+	var victim, other *member
+	for _, m := range ms {
+		switch {
+		case m == leader:
+		case victim == nil:
+			victim = m
+		default:
+			other = m
+		}
+	}
+	testwait.Eventually(t, waitTimeout, victim.id+" follows "+leader.id, func() (bool, string) {
+		_, id := victim.el.Raft().LeaderWithID()
+		return string(id) == leader.id, string(id)
+	})
+	vc := raftpb.NewClusterAdminClient(dial(t, victim.addr()))
+	notice := func(sender string) *raftpb.RemovedRequest {
+		return &raftpb.RemovedRequest{Id: victim.id, ClusterId: testCluster, Index: victim.el.Raft().LastIndex(), LeaderId: sender}
+	}
+	for _, tc := range []struct {
+		name string
+		req  *raftpb.RemovedRequest
+		want codes.Code
+	}{
+		{"no sender", notice(""), codes.PermissionDenied},
+		{"a sender that is not the leader", notice(other.id), codes.PermissionDenied},
+		{"the receiver itself as sender", notice(victim.id), codes.PermissionDenied},
+		{"the leader as sender, the node still in the configuration", notice(leader.id), codes.FailedPrecondition},
+	} {
+		ctx, cancel := context.WithTimeout(ctxT(t), time.Second)
+		_, err := vc.Removed(ctx, tc.req)
+		cancel()
+		if status.Code(err) != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+	}
+	mu.Lock()
+	if n := notices[victim.id]; len(n) != 0 {
+		t.Errorf("OnRemoved saw forged notices: %v", n)
+	}
+	mu.Unlock()
+
+	// The real removal: the leader removes the victim and tells it.
+	lc := raftpb.NewClusterAdminClient(dial(t, leader.addr()))
+	if _, err := lc.Remove(ctxT(t), &raftpb.RemoveRequest{Id: victim.id}); err != nil {
+		t.Fatalf("remove %s: %v", victim.id, err)
+	}
+	testwait.Eventually(t, waitTimeout, victim.id+" accepted the leader's notice", func() (bool, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		n := notices[victim.id]
+		return len(n) == 1 && n[0].GetLeaderId() == leader.id, fmt.Sprint(n)
+	})
 }

@@ -36,14 +36,17 @@ type CoordinatorConfig struct {
 	Membership *membership.FSM
 	// Applier commits encoded commands on this node (election's Apply; it
 	// fails with election.ErrNotLeader on a follower, and the write is then
-	// forwarded to the leader's client port). Required with Membership.
+	// forwarded to the leader's peer address as ClusterAdmin.ForwardCommand,
+	// which Admin serves). Required with Membership.
 	Applier membership.Applier
 	// AppHeartbeat records a heartbeat of the local application with its
 	// time to live. nil: AppHeartbeat answers Unimplemented.
 	AppHeartbeat func(ttl time.Duration)
 	// Admin serves the Coordinator's Join and Remove: they run (or are
 	// forwarded to the leader's peer port) exactly as ClusterAdmin's. nil:
-	// Join and Remove answer Unimplemented.
+	// Join and Remove answer Unimplemented. NewCoordinator attaches the
+	// Coordinator to it: the Admin's ForwardCommand (the writes followers
+	// forward to this node) commits through the Coordinator.
 	Admin *Admin
 	// Leave makes this node leave the cluster (drain, hand off leadership,
 	// record it left, take it out of the raft configuration) and returns the
@@ -59,8 +62,10 @@ type CoordinatorConfig struct {
 	// ForwardTimeout bounds a write forwarded to the leader (default 10s, on
 	// top of the caller's deadline).
 	ForwardTimeout time.Duration
-	// DialOptions are used to reach the leader's client port when
-	// forwarding. nil: plaintext.
+	// DialOptions are used to reach the leader: its peer port for forwarded
+	// writes (ClusterAdmin.ForwardCommand) and read indexes
+	// (ClusterAdmin.ReadIndex), its client port for a forwarded step-down or
+	// transfer. nil: plaintext.
 	DialOptions []grpc.DialOption
 	// Logger receives stream open/close logs at debug level. nil: discarded.
 	Logger hclog.Logger
@@ -92,8 +97,7 @@ func (c CoordinatorConfig) Validate() error {
 // Coordinator implements heartbeatpb.CoordinatorServer. Register it on a
 // grpc.Server with Register; Close it before stopping that server, or
 // GracefulStop waits for open watch streams forever. It keeps one client
-// connection per leader client address it forwarded writes to, closed by
-// Close.
+// connection per leader address it forwarded calls to, closed by Close.
 type Coordinator struct {
 	heartbeatpb.UnimplementedCoordinatorServer
 
@@ -102,7 +106,7 @@ type Coordinator struct {
 	done      chan struct{} // closed by Close: every watch returns
 
 	connMu sync.Mutex
-	conns  map[string]*grpc.ClientConn // leader client address -> connection; nil once closed
+	conns  map[string]*grpc.ClientConn // leader address -> connection; nil once closed
 
 	reads      *readIndexer       // read indexes for consistent reads
 	readCancel context.CancelFunc // ends read-index rounds on Close
@@ -129,6 +133,9 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 	var ctx context.Context
 	ctx, c.readCancel = context.WithCancel(context.Background())
 	c.reads = newReadIndexer(ctx, cfg.ID, cfg.ClusterID, cfg.Election, cfg.DialOptions, cfg.ReadTimeout)
+	if cfg.Admin != nil {
+		cfg.Admin.coord.Store(c)
+	}
 	return c, nil
 }
 

@@ -61,9 +61,16 @@ const testCluster = "api-test"
 // exists: the ref is empty until the cluster starts it).
 func newAdmin(t *testing.T, id string) *member {
 	t.Helper()
+	return newAdminWith(t, id, func(*api.AdminConfig) {})
+}
+
+// newAdminWith is newAdmin with tweak applied to the Admin's config.
+func newAdminWith(t *testing.T, id string, tweak func(*api.AdminConfig)) *member {
+	t.Helper()
 	m := &member{id: id, ref: &api.ElectionRef{}}
 	acfg := api.DefaultAdminConfig()
 	acfg.ID, acfg.ClusterID, acfg.Election = id, testCluster, m.ref
+	tweak(&acfg)
 	admin, err := api.NewAdmin(acfg)
 	if err != nil {
 		t.Fatal(err)

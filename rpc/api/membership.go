@@ -16,6 +16,7 @@ import (
 	"github.com/heartbeat-sidecar/heartbeat/membership"
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 	mpb "github.com/heartbeat-sidecar/heartbeat/proto/membershippb"
+	"github.com/heartbeat-sidecar/heartbeat/proto/raftpb"
 )
 
 // Limits of the resource API beyond the membership command limits.
@@ -42,8 +43,8 @@ func (c *Coordinator) membershipOn() (*membership.FSM, error) {
 }
 
 // Commit commits a membership command through the leader and returns its
-// result: on this node when it leads, else forwarded to the leader's client
-// address (from the membership state). While no leader is known, or the
+// result: on this node when it leads, else forwarded to the leader's peer
+// address (raft's leader address) as ClusterAdmin.ForwardCommand. While no leader is known, or the
 // leader moves under the call, it retries for up to writeRetryFor (every API
 // command is idempotent: a retry of one that did commit changes nothing, a
 // repeated delete reports the ids as not found). After a forwarded write it
@@ -51,7 +52,7 @@ func (c *Coordinator) membershipOn() (*membership.FSM, error) {
 // follows on this node sees it. Errors are gRPC status errors:
 // InvalidArgument for a malformed command, NotFound for an unknown member,
 // FailedPrecondition for a state conflict or a leader that kept moving,
-// Unavailable when no leader (or its client address) is known. The node uses
+// Unavailable when no leader is known. The node uses
 // it for its own writes too (registration, drain, application health).
 func (c *Coordinator) Commit(ctx context.Context, cmd *mpb.Command) (*membership.Result, error) {
 	fsm, err := c.membershipOn()
@@ -124,30 +125,34 @@ func (c *Coordinator) commitOnce(ctx context.Context, fsm *membership.FSM, cmd *
 	if encErr != nil {
 		return nil, false, commitStatus(encErr)
 	}
-	res, err = c.forward(ctx, fsm, data)
+	res, err = c.forward(ctx, data)
 	return res, true, err
 }
 
-// forward sends an encoded command to the leader's client port.
-func (c *Coordinator) forward(ctx context.Context, fsm *membership.FSM, data []byte) (*membership.Result, error) {
+// forward sends an encoded command to the leader's peer address (raft's
+// leader address) as ClusterAdmin.ForwardCommand: an internal call, served
+// on the peer port only.
+func (c *Coordinator) forward(ctx context.Context, data []byte) (*membership.Result, error) {
 	l := c.cfg.Election.Leadership()
-	if l.LeaderID == "" || l.LeaderID == c.cfg.ID {
+	if l.LeaderID == "" || l.LeaderID == c.cfg.ID || l.LeaderAddr == "" {
 		return nil, noLeaderStatus("write")
 	}
-	client, addr, err := c.leaderClient("write", l)
+	conn, err := c.conn(l.LeaderAddr)
 	if err != nil {
-		return nil, err
+		return nil, status.Errorf(codes.Unavailable, "write: forward to leader %s at %s: %v", l.LeaderID, l.LeaderAddr, err)
 	}
 	fctx, cancel := c.forwardContext(ctx)
 	defer cancel()
-	resp, err := client.ForwardCommand(fctx, &heartbeatpb.ForwardCommandRequest{Command: data})
+	resp, err := raftpb.NewClusterAdminClient(conn).ForwardCommand(fctx, &raftpb.ForwardCommandRequest{Command: data})
 	if err != nil {
-		return nil, forwardedError(err, l.LeaderID, addr)
+		return nil, forwardedError(err, l.LeaderID, l.LeaderAddr)
 	}
 	return &membership.Result{Revision: resp.GetRevision(), Changed: int(resp.GetChanged())}, nil
 }
 
-// conn returns a cached client connection to a leader's client address.
+// conn returns a cached client connection to a leader's address: its peer
+// address for forwarded writes, its client address for a forwarded
+// step-down or transfer.
 func (c *Coordinator) conn(addr string) (*grpc.ClientConn, error) {
 	c.connMu.Lock()
 	defer c.connMu.Unlock()
@@ -196,10 +201,11 @@ func commitStatus(err error) error {
 	return toStatus(err)
 }
 
-// ForwardCommand applies a command a follower forwarded. Only the commands an
-// API write can produce are accepted; the leader's own decisions (member
-// states, assignments) are refused with PermissionDenied.
-func (c *Coordinator) ForwardCommand(ctx context.Context, req *heartbeatpb.ForwardCommandRequest) (*heartbeatpb.ForwardCommandResponse, error) {
+// applyForwarded applies a command a follower forwarded (served by
+// Admin.ForwardCommand on the peer port). Only the commands an API write can
+// produce are accepted; the leader's own decisions (member states,
+// assignments) are refused with PermissionDenied.
+func (c *Coordinator) applyForwarded(ctx context.Context, req *raftpb.ForwardCommandRequest) (*raftpb.ForwardCommandResponse, error) {
 	if _, err := c.membershipOn(); err != nil {
 		return nil, err
 	}
@@ -217,7 +223,7 @@ func (c *Coordinator) ForwardCommand(ctx context.Context, req *heartbeatpb.Forwa
 	if err != nil {
 		return nil, err
 	}
-	return &heartbeatpb.ForwardCommandResponse{Revision: res.Revision, Changed: uint32(res.Changed)}, nil
+	return &raftpb.ForwardCommandResponse{Revision: res.Revision, Changed: uint32(res.Changed)}, nil
 }
 
 func incoming(ctx context.Context) metadata.MD {

@@ -77,6 +77,26 @@ type Config struct {
 	// MaxReconnectBackoff caps gRPC's reconnect backoff, so traffic resumes within about
 	// this long after a peer restarts or a partition heals. Default 1s (gRPC's is 120s).
 	MaxReconnectBackoff time.Duration
+	// CurrentTerm, if set, returns the node's current raft term (raft's
+	// CurrentTerm; 0 before raft runs). An incoming raft RPC whose term is
+	// more than MaxTermAhead beyond it is refused. nil: only MaxTerm applies.
+	CurrentTerm func() uint64
+	// MaxTermAhead bounds how far beyond CurrentTerm the term of an incoming
+	// raft RPC may be; one further ahead is refused (codes.InvalidArgument),
+	// logged and counted (heartbeat_transport_rejected_total{reason="term"}).
+	// Legitimate terms move by one per election, and with pre-vote a node
+	// cut off from the others does not raise its term at all, so a peer is
+	// at most a few elections ahead; even a node partitioned for a day
+	// without pre-vote, campaigning every election timeout, sees thousands.
+	// A forged term far ahead (2^64-1) would otherwise be adopted and wrap
+	// to 0 at the next election. Default 1<<20.
+	MaxTermAhead uint64
+	// IsMember, if set, reports whether addr is a server of the node's
+	// current raft configuration. Confirm (a follower asking whether this
+	// node lost a leader too) dials the named leader only when it is one;
+	// another address is refused with codes.FailedPrecondition, undialed.
+	// nil: no check (for tests of the transport alone); a node must set it.
+	IsMember func(addr raft.ServerAddress) bool
 	// Register, if set, registers extra services (ClusterAdmin) on the peer server before
 	// it starts serving. They get the same cluster-id interceptors.
 	Register func(*grpc.Server)
@@ -97,8 +117,16 @@ func DefaultConfig() Config {
 		SnapshotChunkSize:   1 << 20,
 		MaxMsgSize:          64 << 20,
 		MaxReconnectBackoff: time.Second,
+		MaxTermAhead:        DefaultMaxTermAhead,
 	}
 }
+
+// DefaultMaxTermAhead is Config.MaxTermAhead's default.
+const DefaultMaxTermAhead = 1 << 20
+
+// MaxTerm is the highest term an incoming raft RPC may carry, whatever the
+// node's own term: far from 2^64, so raft's term+1 can never wrap.
+const MaxTerm = 1 << 62
 
 // msgOverhead is room left in MaxMsgSize for the framing of a snapshot chunk.
 const msgOverhead = 1 << 10
@@ -125,6 +153,8 @@ func (c Config) Validate() error {
 		return bad("SnapshotChunkSize %d does not fit in MaxMsgSize %d", c.SnapshotChunkSize, c.MaxMsgSize)
 	case c.MaxReconnectBackoff <= 0:
 		return bad("MaxReconnectBackoff must be positive, got %v", c.MaxReconnectBackoff)
+	case c.MaxTermAhead == 0 || c.MaxTermAhead > MaxTerm:
+		return bad("MaxTermAhead must be in 1..%d, got %d", uint64(MaxTerm), c.MaxTermAhead)
 	}
 	return nil
 }

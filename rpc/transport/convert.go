@@ -1,6 +1,9 @@
 package transport
 
 import (
+	"errors"
+	"fmt"
+	"math"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -11,6 +14,16 @@ import (
 // Conversions between hashicorp/raft's request and response structs and their protobuf
 // mirrors. Byte slices are shared, not copied: a converted message must not be modified
 // while the other side is still in use.
+//
+// The conversions of incoming requests (xReqFromProto) never wrap a value: a field that
+// does not fit raft's type (a log type above 255, a protocol or snapshot version beyond
+// int, a negative snapshot size) is an error, and so is a request that breaks raft's
+// own order of terms (an entry, a previous entry or a last log entry with a term above
+// the request's), which only a forged request can carry. Terms themselves are checked
+// against the node's term by the server (see Transport.checkTerm).
+
+// errMalformed is wrapped by the conversion errors of incoming requests.
+var errMalformed = errors.New("malformed request")
 
 // knownFields lists, per raft struct, the fields the converters below carry. The tests
 // compare it with raft's structs by reflection, so a raft upgrade that adds a field
@@ -48,6 +61,27 @@ func headerFromProto(h *raftpb.RPCHeader) raft.RPCHeader {
 	return raft.RPCHeader{ProtocolVersion: raft.ProtocolVersion(h.ProtocolVersion), ID: h.Id, Addr: h.Addr}
 }
 
+// checkedHeaderFromProto is headerFromProto for an incoming request: a protocol
+// version that does not fit raft's type is an error.
+func checkedHeaderFromProto(h *raftpb.RPCHeader) (raft.RPCHeader, error) {
+	if v := h.GetProtocolVersion(); !fitsInt(v) {
+		return raft.RPCHeader{}, fmt.Errorf("%w: protocol version %d out of range", errMalformed, v)
+	}
+	return headerFromProto(h), nil
+}
+
+// fitsInt reports whether v converts to int unchanged (always on 64-bit platforms).
+func fitsInt(v int64) bool { return int64(int(v)) == v }
+
+// checkTermOrder refuses a term (of an entry, of the previous or last log entry)
+// above the request's own term.
+func checkTermOrder(what string, got, term uint64) error {
+	if got > term {
+		return fmt.Errorf("%w: %s term %d is above the request's term %d", errMalformed, what, got, term)
+	}
+	return nil
+}
+
 func logToProto(l *raft.Log) *raftpb.Log {
 	p := &raftpb.Log{Index: l.Index, Term: l.Term, Type: uint32(l.Type), Data: l.Data, Extensions: l.Extensions}
 	if !l.AppendedAt.IsZero() {
@@ -57,12 +91,15 @@ func logToProto(l *raft.Log) *raftpb.Log {
 	return p
 }
 
-func logFromProto(p *raftpb.Log) *raft.Log {
+func logFromProto(p *raftpb.Log) (*raft.Log, error) {
+	if p.Type > math.MaxUint8 {
+		return nil, fmt.Errorf("%w: log type %d out of range", errMalformed, p.Type)
+	}
 	l := &raft.Log{Index: p.Index, Term: p.Term, Type: raft.LogType(p.Type), Data: p.Data, Extensions: p.Extensions}
 	if p.AppendedAtSet {
 		l.AppendedAt = time.Unix(0, p.AppendedAtUnixNano)
 	}
-	return l
+	return l, nil
 }
 
 func appendReqToProto(r *raft.AppendEntriesRequest) *raftpb.AppendEntriesRequest {
@@ -90,9 +127,16 @@ func appendReqIntoProto(r *raft.AppendEntriesRequest, p *raftpb.AppendEntriesReq
 	}
 }
 
-func appendReqFromProto(p *raftpb.AppendEntriesRequest) *raft.AppendEntriesRequest {
+func appendReqFromProto(p *raftpb.AppendEntriesRequest) (*raft.AppendEntriesRequest, error) {
+	hdr, err := checkedHeaderFromProto(p.Header)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkTermOrder("previous entry", p.PrevLogTerm, p.Term); err != nil {
+		return nil, err
+	}
 	r := &raft.AppendEntriesRequest{
-		RPCHeader:         headerFromProto(p.Header),
+		RPCHeader:         hdr,
 		Term:              p.Term,
 		Leader:            p.Leader,
 		PrevLogEntry:      p.PrevLogEntry,
@@ -102,10 +146,15 @@ func appendReqFromProto(p *raftpb.AppendEntriesRequest) *raft.AppendEntriesReque
 	if len(p.Entries) > 0 {
 		r.Entries = make([]*raft.Log, len(p.Entries))
 		for i, e := range p.Entries {
-			r.Entries[i] = logFromProto(e)
+			if err := checkTermOrder("entry", e.Term, p.Term); err != nil {
+				return nil, err
+			}
+			if r.Entries[i], err = logFromProto(e); err != nil {
+				return nil, err
+			}
 		}
 	}
-	return r
+	return r, nil
 }
 
 func appendRespToProto(r *raft.AppendEntriesResponse) *raftpb.AppendEntriesResponse {
@@ -147,15 +196,22 @@ func voteReqToProto(r *raft.RequestVoteRequest) *raftpb.RequestVoteRequest {
 	}
 }
 
-func voteReqFromProto(p *raftpb.RequestVoteRequest) *raft.RequestVoteRequest {
+func voteReqFromProto(p *raftpb.RequestVoteRequest) (*raft.RequestVoteRequest, error) {
+	hdr, err := checkedHeaderFromProto(p.Header)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkTermOrder("last log", p.LastLogTerm, p.Term); err != nil {
+		return nil, err
+	}
 	return &raft.RequestVoteRequest{
-		RPCHeader:          headerFromProto(p.Header),
+		RPCHeader:          hdr,
 		Term:               p.Term,
 		Candidate:          p.Candidate,
 		LastLogIndex:       p.LastLogIndex,
 		LastLogTerm:        p.LastLogTerm,
 		LeadershipTransfer: p.LeadershipTransfer,
-	}
+	}, nil
 }
 
 func voteRespToProto(r *raft.RequestVoteResponse) *raftpb.RequestVoteResponse {
@@ -175,13 +231,20 @@ func preVoteReqToProto(r *raft.RequestPreVoteRequest) *raftpb.RequestPreVoteRequ
 	}
 }
 
-func preVoteReqFromProto(p *raftpb.RequestPreVoteRequest) *raft.RequestPreVoteRequest {
+func preVoteReqFromProto(p *raftpb.RequestPreVoteRequest) (*raft.RequestPreVoteRequest, error) {
+	hdr, err := checkedHeaderFromProto(p.Header)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkTermOrder("last log", p.LastLogTerm, p.Term); err != nil {
+		return nil, err
+	}
 	return &raft.RequestPreVoteRequest{
-		RPCHeader:    headerFromProto(p.Header),
+		RPCHeader:    hdr,
 		Term:         p.Term,
 		LastLogIndex: p.LastLogIndex,
 		LastLogTerm:  p.LastLogTerm,
-	}
+	}, nil
 }
 
 func preVoteRespToProto(r *raft.RequestPreVoteResponse) *raftpb.RequestPreVoteResponse {
@@ -196,8 +259,12 @@ func timeoutNowReqToProto(r *raft.TimeoutNowRequest) *raftpb.TimeoutNowRequest {
 	return &raftpb.TimeoutNowRequest{Header: headerToProto(r.RPCHeader)}
 }
 
-func timeoutNowReqFromProto(p *raftpb.TimeoutNowRequest) *raft.TimeoutNowRequest {
-	return &raft.TimeoutNowRequest{RPCHeader: headerFromProto(p.Header)}
+func timeoutNowReqFromProto(p *raftpb.TimeoutNowRequest) (*raft.TimeoutNowRequest, error) {
+	hdr, err := checkedHeaderFromProto(p.Header)
+	if err != nil {
+		return nil, err
+	}
+	return &raft.TimeoutNowRequest{RPCHeader: hdr}, nil
 }
 
 func timeoutNowRespToProto(r *raft.TimeoutNowResponse) *raftpb.TimeoutNowResponse {
@@ -223,9 +290,21 @@ func snapReqToProto(r *raft.InstallSnapshotRequest) *raftpb.InstallSnapshotReque
 	}
 }
 
-func snapReqFromProto(p *raftpb.InstallSnapshotRequest) *raft.InstallSnapshotRequest {
+func snapReqFromProto(p *raftpb.InstallSnapshotRequest) (*raft.InstallSnapshotRequest, error) {
+	hdr, err := checkedHeaderFromProto(p.Header)
+	switch {
+	case err != nil:
+		return nil, err
+	case !fitsInt(p.SnapshotVersion):
+		return nil, fmt.Errorf("%w: snapshot version %d out of range", errMalformed, p.SnapshotVersion)
+	case p.Size < 0:
+		return nil, fmt.Errorf("%w: negative snapshot size %d", errMalformed, p.Size)
+	}
+	if err := checkTermOrder("last log", p.LastLogTerm, p.Term); err != nil {
+		return nil, err
+	}
 	return &raft.InstallSnapshotRequest{
-		RPCHeader:          headerFromProto(p.Header),
+		RPCHeader:          hdr,
 		SnapshotVersion:    raft.SnapshotVersion(p.SnapshotVersion),
 		Term:               p.Term,
 		Leader:             p.Leader,
@@ -235,7 +314,7 @@ func snapReqFromProto(p *raftpb.InstallSnapshotRequest) *raft.InstallSnapshotReq
 		Configuration:      p.Configuration,
 		ConfigurationIndex: p.ConfigurationIndex,
 		Size:               p.Size,
-	}
+	}, nil
 }
 
 func snapRespToProto(r *raft.InstallSnapshotResponse) *raftpb.InstallSnapshotResponse {

@@ -1,6 +1,8 @@
 package transport
 
 import (
+	"errors"
+	"math"
 	"math/rand/v2"
 	"reflect"
 	"slices"
@@ -10,6 +12,8 @@ import (
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/heartbeat-sidecar/heartbeat/proto/raftpb"
 )
 
 // fill sets every field of the struct v points to a random non-zero value, by
@@ -99,6 +103,63 @@ func wire[M proto.Message](t *testing.T, m M) M {
 	return out
 }
 
+// must returns a conversion's result, failing t on its error:
+// must(conv(...))(t).
+func must[T any](v T, err error) func(*testing.T) T {
+	return func(t *testing.T) T {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+}
+
+// TestIncomingConversionsRefuse: a field of an incoming request that does not
+// fit raft's type, or a term above the request's own, is an error rather than
+// a wrapped or silently accepted value.
+func TestIncomingConversionsRefuse(t *testing.T) {
+	hdr := &raftpb.RPCHeader{ProtocolVersion: 3}
+	cases := []struct {
+		name string
+		conv func() error
+	}{
+		{"log type above 255", func() error {
+			_, err := appendReqFromProto(&raftpb.AppendEntriesRequest{Header: hdr, Term: 5, Entries: []*raftpb.Log{{Index: 1, Term: 5, Type: 256 + 2}}})
+			return err
+		}},
+		{"entry term above the request's", func() error {
+			_, err := appendReqFromProto(&raftpb.AppendEntriesRequest{Header: hdr, Term: 5, Entries: []*raftpb.Log{{Index: 1, Term: math.MaxUint64}}})
+			return err
+		}},
+		{"previous entry term above the request's", func() error {
+			_, err := appendReqFromProto(&raftpb.AppendEntriesRequest{Header: hdr, Term: 5, PrevLogEntry: 1, PrevLogTerm: 6})
+			return err
+		}},
+		{"vote: last log term above the request's", func() error {
+			_, err := voteReqFromProto(&raftpb.RequestVoteRequest{Header: hdr, Term: 5, LastLogTerm: math.MaxUint64})
+			return err
+		}},
+		{"pre-vote: last log term above the request's", func() error {
+			_, err := preVoteReqFromProto(&raftpb.RequestPreVoteRequest{Header: hdr, Term: 5, LastLogTerm: 6})
+			return err
+		}},
+		{"snapshot: negative size", func() error {
+			_, err := snapReqFromProto(&raftpb.InstallSnapshotRequest{Header: hdr, Term: 5, Size: -1})
+			return err
+		}},
+		{"snapshot: last log term above the request's", func() error {
+			_, err := snapReqFromProto(&raftpb.InstallSnapshotRequest{Header: hdr, Term: 5, LastLogTerm: 7})
+			return err
+		}},
+	}
+	for _, tc := range cases {
+		if err := tc.conv(); !errors.Is(err, errMalformed) {
+			t.Errorf("%s: %v, want errMalformed", tc.name, err)
+		}
+	}
+}
+
 func TestRoundTripEveryType(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := 0; i < 50; i++ {
@@ -106,7 +167,11 @@ func TestRoundTripEveryType(t *testing.T) {
 			in := &raft.AppendEntriesRequest{}
 			fill(t, rng, reflect.ValueOf(in))
 			in.Entries[len(in.Entries)-1].AppendedAt = time.Time{} // one unset time
-			out := appendReqFromProto(wire(t, appendReqToProto(in)))
+			in.Term = max(in.Term, in.PrevLogTerm)
+			for _, e := range in.Entries {
+				in.Term = max(in.Term, e.Term)
+			}
+			out := must(appendReqFromProto(wire(t, appendReqToProto(in))))(t)
 			normalizeTimes(t, in.Entries, out.Entries)
 			if !reflect.DeepEqual(in, out) {
 				t.Fatalf("round trip:\n in %+v\nout %+v", in, out)
@@ -124,7 +189,8 @@ func TestRoundTripEveryType(t *testing.T) {
 		t.Run("RequestVoteRequest", func(t *testing.T) {
 			in := &raft.RequestVoteRequest{}
 			fill(t, rng, reflect.ValueOf(in))
-			if out := voteReqFromProto(wire(t, voteReqToProto(in))); !reflect.DeepEqual(in, out) {
+			in.Term = max(in.Term, in.LastLogTerm)
+			if out := must(voteReqFromProto(wire(t, voteReqToProto(in))))(t); !reflect.DeepEqual(in, out) {
 				t.Fatalf("round trip:\n in %+v\nout %+v", in, out)
 			}
 		})
@@ -140,7 +206,8 @@ func TestRoundTripEveryType(t *testing.T) {
 		t.Run("RequestPreVoteRequest", func(t *testing.T) {
 			in := &raft.RequestPreVoteRequest{}
 			fill(t, rng, reflect.ValueOf(in))
-			if out := preVoteReqFromProto(wire(t, preVoteReqToProto(in))); !reflect.DeepEqual(in, out) {
+			in.Term = max(in.Term, in.LastLogTerm)
+			if out := must(preVoteReqFromProto(wire(t, preVoteReqToProto(in))))(t); !reflect.DeepEqual(in, out) {
 				t.Fatalf("round trip:\n in %+v\nout %+v", in, out)
 			}
 		})
@@ -156,7 +223,7 @@ func TestRoundTripEveryType(t *testing.T) {
 		t.Run("TimeoutNowRequest", func(t *testing.T) {
 			in := &raft.TimeoutNowRequest{}
 			fill(t, rng, reflect.ValueOf(in))
-			if out := timeoutNowReqFromProto(wire(t, timeoutNowReqToProto(in))); !reflect.DeepEqual(in, out) {
+			if out := must(timeoutNowReqFromProto(wire(t, timeoutNowReqToProto(in))))(t); !reflect.DeepEqual(in, out) {
 				t.Fatalf("round trip:\n in %+v\nout %+v", in, out)
 			}
 		})
@@ -172,7 +239,8 @@ func TestRoundTripEveryType(t *testing.T) {
 		t.Run("InstallSnapshotRequest", func(t *testing.T) {
 			in := &raft.InstallSnapshotRequest{}
 			fill(t, rng, reflect.ValueOf(in))
-			if out := snapReqFromProto(wire(t, snapReqToProto(in))); !reflect.DeepEqual(in, out) {
+			in.Term = max(in.Term, in.LastLogTerm)
+			if out := must(snapReqFromProto(wire(t, snapReqToProto(in))))(t); !reflect.DeepEqual(in, out) {
 				t.Fatalf("round trip:\n in %+v\nout %+v", in, out)
 			}
 		})
@@ -192,7 +260,7 @@ func TestRoundTripEveryType(t *testing.T) {
 // Entries) stay empty rather than gaining empty slices.
 func TestRoundTripZeroValues(t *testing.T) {
 	in := &raft.AppendEntriesRequest{Term: 3, Leader: []byte("x")}
-	out := appendReqFromProto(wire(t, appendReqToProto(in)))
+	out := must(appendReqFromProto(wire(t, appendReqToProto(in))))(t)
 	if !reflect.DeepEqual(in, out) {
 		t.Fatalf("round trip:\n in %+v\nout %+v", in, out)
 	}

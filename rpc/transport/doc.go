@@ -100,7 +100,22 @@
 // held stream and a 50 ms Reachable. TimeoutNowSelf hands the local raft a
 // TimeoutNow so it stands for election at once. Holding tells whether a held stream
 // is open now (for tests and status). The policy that combines these lives
-// in the election package; this package only provides the signals.
+// in the election package; this package only provides the signals. A Confirm
+// is answered only about a server of the node's raft configuration
+// (Config.IsMember): the peer port is open to the network, and an outsider must
+// not make the node dial anywhere it likes.
+//
+// # Incoming requests are checked before raft sees them
+//
+// raft trusts its RPCs, and a term it is sent is a term it adopts: one of
+// 2^64-1 wraps to 0 at the next election. A raft RPC whose term is more than
+// Config.MaxTermAhead (default 1<<20) beyond the node's own (Config.CurrentTerm),
+// or above MaxTerm (1<<62), is refused with codes.InvalidArgument; legitimate terms
+// move by one per election, and with pre-vote a cut-off node does not raise its own.
+// The conversions of incoming requests never wrap a value: a field that does not fit
+// raft's type, or a term out of raft's order (an entry above the request's term), is
+// refused too. Refusals are logged, at most once a minute per reason and caller, and
+// counted in heartbeat_transport_rejected_total{reason="term"|"malformed"|"confirm"}.
 //
 // # Lifecycle
 //

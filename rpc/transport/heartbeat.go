@@ -198,7 +198,10 @@ func (s *rpcServer) HeartbeatStream(stream grpc.BidiStreamingServer[raftpb.Appen
 			}
 			return err
 		}
-		cmd := appendReqFromProto(&req)
+		cmd, err := t.appendCmd(ctx, "HeartbeatStream", &req)
+		if err != nil {
+			return err
+		}
 		r, err := t.serveAppend(ctx, cmd, respCh)
 		if err != nil {
 			return toStatus(err)

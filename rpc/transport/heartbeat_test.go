@@ -226,7 +226,7 @@ func TestReusedMessagesCarryNothingOver(t *testing.T) {
 	appendReqIntoProto(full, &req, &hdr)
 	hb := &raft.AppendEntriesRequest{RPCHeader: raft.RPCHeader{ProtocolVersion: 3, ID: []byte("a")}, Term: 6, Leader: []byte("a")}
 	appendReqIntoProto(hb, &req, &hdr)
-	got := appendReqFromProto(wire(t, &req))
+	got := must(appendReqFromProto(wire(t, &req)))(t)
 	if !IsHeartbeat(got) || got.Term != 6 || string(got.ID) != "a" || len(got.Addr) != 0 || string(got.Leader) != "a" {
 		t.Fatalf("reused request = %+v, want the heartbeat alone", got)
 	}

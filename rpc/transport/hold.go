@@ -227,11 +227,15 @@ func (s *rpcServer) Hold(_ *raftpb.HoldRequest, stream grpc.ServerStreamingServe
 	}
 }
 
-// Confirm answers whether this node has lost the named leader too.
+// Confirm answers whether this node has lost the named leader too. The leader must be
+// a server of this node's raft configuration (Config.IsMember): Confirm may dial it.
 func (s *rpcServer) Confirm(ctx context.Context, req *raftpb.ConfirmRequest) (*raftpb.ConfirmResponse, error) {
 	target := raft.ServerAddress(req.GetLeaderAddr())
 	if target == "" {
 		return nil, status.Error(codes.InvalidArgument, "leader_addr is required")
+	}
+	if err := s.t.checkConfirmTarget(ctx, target); err != nil {
+		return nil, err
 	}
 	if s.t.held.isBroken(target) {
 		return &raftpb.ConfirmResponse{Lost: true}, nil

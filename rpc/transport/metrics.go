@@ -14,6 +14,7 @@ type metrics struct {
 	heartbeatRTT      *prometheus.HistogramVec
 	rpcErrors         *prometheus.CounterVec
 	snapshotBytesSent prometheus.Counter
+	rejected          *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -37,9 +38,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name:      "snapshot_sent_bytes_total",
 			Help:      "Snapshot bytes sent to peers with InstallSnapshot.",
 		}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "heartbeat",
+			Subsystem: "transport",
+			Name:      "rejected_total",
+			Help: "Incoming calls refused before raft saw them, by reason: term (beyond MaxTermAhead or MaxTerm), " +
+				"malformed (a field out of range), confirm (Confirm naming a non-member).",
+		}, []string{"reason"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.heartbeatRTT, m.rpcErrors, m.snapshotBytesSent} {
+		for _, c := range []prometheus.Collector{m.heartbeatRTT, m.rpcErrors, m.snapshotBytesSent, m.rejected} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("transport: register metrics: %w", err)
 			}

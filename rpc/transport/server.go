@@ -108,9 +108,26 @@ func (t *Transport) serveAppend(ctx context.Context, cmd *raft.AppendEntriesRequ
 	return t.dispatchOn(ctx, cmd, nil, respCh)
 }
 
+// appendCmd converts an incoming AppendEntries (of any of the RPCs that carry one)
+// and checks it: a malformed request or a term beyond the bound is refused.
+func (t *Transport) appendCmd(ctx context.Context, rpc string, p *raftpb.AppendEntriesRequest) (*raft.AppendEntriesRequest, error) {
+	cmd, err := appendReqFromProto(p)
+	if err := t.checkMalformed(ctx, rpc, err); err != nil {
+		return nil, err
+	}
+	if err := t.checkTerm(ctx, rpc, cmd.Term); err != nil {
+		return nil, err
+	}
+	return cmd, nil
+}
+
 // handleAppend serves the unary AppendEntries and Heartbeat RPCs (see serveAppend).
-func (t *Transport) handleAppend(ctx context.Context, p *raftpb.AppendEntriesRequest) (*raftpb.AppendEntriesResponse, error) {
-	r, err := t.serveAppend(ctx, appendReqFromProto(p), make(chan raft.RPCResponse, 1))
+func (t *Transport) handleAppend(ctx context.Context, rpc string, p *raftpb.AppendEntriesRequest) (*raftpb.AppendEntriesResponse, error) {
+	cmd, err := t.appendCmd(ctx, rpc, p)
+	if err != nil {
+		return nil, err
+	}
+	r, err := t.serveAppend(ctx, cmd, make(chan raft.RPCResponse, 1))
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -119,13 +136,13 @@ func (t *Transport) handleAppend(ctx context.Context, p *raftpb.AppendEntriesReq
 
 // AppendEntries serves a unary AppendEntries.
 func (s *rpcServer) AppendEntries(ctx context.Context, p *raftpb.AppendEntriesRequest) (*raftpb.AppendEntriesResponse, error) {
-	return s.t.handleAppend(ctx, p)
+	return s.t.handleAppend(ctx, "AppendEntries", p)
 }
 
 // Heartbeat serves a heartbeat sent as one unary RPC (see HeartbeatStream for the
 // stream this transport's clients use).
 func (s *rpcServer) Heartbeat(ctx context.Context, p *raftpb.AppendEntriesRequest) (*raftpb.AppendEntriesResponse, error) {
-	return s.t.handleAppend(ctx, p)
+	return s.t.handleAppend(ctx, "Heartbeat", p)
 }
 
 // AppendEntriesPipeline serves one pipeline: it reads requests one by one, hands each
@@ -140,7 +157,11 @@ func (s *rpcServer) AppendEntriesPipeline(stream grpc.BidiStreamingServer[raftpb
 		if err != nil {
 			return err
 		}
-		r, err := s.t.dispatch(ctx, appendReqFromProto(p), nil)
+		cmd, err := s.t.appendCmd(ctx, "AppendEntriesPipeline", p)
+		if err != nil {
+			return err
+		}
+		r, err := s.t.dispatch(ctx, cmd, nil)
 		if err != nil {
 			return toStatus(err)
 		}
@@ -152,7 +173,14 @@ func (s *rpcServer) AppendEntriesPipeline(stream grpc.BidiStreamingServer[raftpb
 
 // RequestVote serves a vote request.
 func (s *rpcServer) RequestVote(ctx context.Context, p *raftpb.RequestVoteRequest) (*raftpb.RequestVoteResponse, error) {
-	r, err := s.t.dispatch(ctx, voteReqFromProto(p), nil)
+	cmd, err := voteReqFromProto(p)
+	if err := s.t.checkMalformed(ctx, "RequestVote", err); err != nil {
+		return nil, err
+	}
+	if err := s.t.checkTerm(ctx, "RequestVote", cmd.Term); err != nil {
+		return nil, err
+	}
+	r, err := s.t.dispatch(ctx, cmd, nil)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -168,7 +196,14 @@ func (s *rpcServer) RequestVote(ctx context.Context, p *raftpb.RequestVoteReques
 
 // RequestPreVote serves a pre-vote request.
 func (s *rpcServer) RequestPreVote(ctx context.Context, p *raftpb.RequestPreVoteRequest) (*raftpb.RequestPreVoteResponse, error) {
-	r, err := s.t.dispatch(ctx, preVoteReqFromProto(p), nil)
+	cmd, err := preVoteReqFromProto(p)
+	if err := s.t.checkMalformed(ctx, "RequestPreVote", err); err != nil {
+		return nil, err
+	}
+	if err := s.t.checkTerm(ctx, "RequestPreVote", cmd.Term); err != nil {
+		return nil, err
+	}
+	r, err := s.t.dispatch(ctx, cmd, nil)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -184,8 +219,13 @@ func (s *rpcServer) RequestPreVote(ctx context.Context, p *raftpb.RequestPreVote
 
 // TimeoutNow serves a leadership-transfer request.
 func (s *rpcServer) TimeoutNow(ctx context.Context, p *raftpb.TimeoutNowRequest) (*raftpb.TimeoutNowResponse, error) {
+	// TimeoutNow carries no term: raft raises its own by one.
+	cmd, err := timeoutNowReqFromProto(p)
+	if err := s.t.checkMalformed(ctx, "TimeoutNow", err); err != nil {
+		return nil, err
+	}
 	s.t.noteTimeoutNow()
-	r, err := s.t.dispatch(ctx, timeoutNowReqFromProto(p), nil)
+	r, err := s.t.dispatch(ctx, cmd, nil)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -211,7 +251,13 @@ func (s *rpcServer) InstallSnapshot(stream grpc.ClientStreamingServer[raftpb.Ins
 	if preq == nil {
 		return status.Error(codes.InvalidArgument, "first InstallSnapshot message must carry the request")
 	}
-	cmd := snapReqFromProto(preq)
+	cmd, err := snapReqFromProto(preq)
+	if err := s.t.checkMalformed(stream.Context(), "InstallSnapshot", err); err != nil {
+		return err
+	}
+	if err := s.t.checkTerm(stream.Context(), "InstallSnapshot", cmd.Term); err != nil {
+		return err
+	}
 	pr, pw := io.Pipe()
 	fed := make(chan struct{})
 	go func() { // owned by this handler, which waits for it below
