@@ -237,38 +237,56 @@ func TestWatchAssignmentsStuckReader(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Four full batches: 40,000 events, far more than the HTTP/2 flow
-	// control window and the feed (capacity one batch) hold.
+	// control window and the feed (capacity one batch) hold. Each batch is
+	// written once the reading watcher has read the one before: a reader
+	// that keeps up is never cut off (one that falls a whole batch behind
+	// is, like the stuck one, and a loaded machine's reader could), while
+	// the stuck watcher falls three batches behind.
 	const batches = 4
 	start := time.Now()
 	var last uint64
-	readDone := make(chan int)
+	progress := make(chan int, batches)
+	readErr := make(chan error, 1)
 	go func() {
 		n := 0
 		for {
 			ev, err := reader.Recv()
 			if err != nil {
-				readDone <- n
+				readErr <- err
 				return
 			}
 			if heartbeatpb.Short(ev.GetKind()) == "registered" {
 				n++
+				if n%membership.MaxBatch == 0 {
+					progress <- n
+				}
 			}
 			if n == batches*membership.MaxBatch {
-				readDone <- n
+				readErr <- nil
 				return
 			}
 		}
 	}()
 	for i := 0; i < batches; i++ {
 		last = register(t, c, fmt.Sprintf("b%d", i), membership.MaxBatch).GetRevision()
+		select {
+		case n := <-progress:
+			if n != (i+1)*membership.MaxBatch {
+				t.Fatalf("the reading watcher read %d events after batch %d", n, i)
+			}
+		case err := <-readErr:
+			t.Fatalf("the reading watcher ended after batch %d: %v", i, err)
+		case <-ctx.Done():
+			t.Fatalf("the reading watcher did not read batch %d", i)
+		}
 	}
 	took := time.Since(start)
 	t.Logf("%d registrations of %d resources with a stuck watcher: %v", batches, membership.MaxBatch, took)
 	if took > 20*time.Second {
 		t.Errorf("writes with a stuck watcher took %v", took)
 	}
-	if n := <-readDone; n != batches*membership.MaxBatch {
-		t.Errorf("the reading watcher got %d of %d events", n, batches*membership.MaxBatch)
+	if err := <-readErr; err != nil {
+		t.Errorf("the reading watcher: %v", err)
 	}
 	// The stuck watcher, when it finally reads, gets what the feed still
 	// held for it and then OutOfRange: never a silent gap.
