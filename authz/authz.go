@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
@@ -20,6 +19,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+
+	"github.com/heartbeat-sidecar/heartbeat/pki"
 )
 
 // Sentinel errors; Authorize's errors are gRPC status errors that wrap
@@ -40,11 +41,6 @@ const (
 	MDForwardedIdentity = "x-heartbeat-forwarded-identity"
 )
 
-// CertIdentity reads a verified certificate: its kind ("node" or "client"),
-// its name (node id or client name) and the roles it grants (ignored for a
-// node). Package pki provides it.
-type CertIdentity func(cert *x509.Certificate) (kind, name string, roles []string, err error)
-
 // Config configures an Authorizer.
 type Config struct {
 	// SelfID is this node's id: a connection whose certificate names it is
@@ -54,13 +50,14 @@ type Config struct {
 	// neither TLS nor tokens (loopback development, or --insecure). Tokens
 	// and certificates are still honored when presented.
 	Open bool
-	// Identify reads a verified client certificate; nil: certificates are
-	// not used (no TLS).
-	Identify CertIdentity
+	// TLS says the ports verify client certificates against the cluster CA
+	// (pki.Store's server configs): a presented certificate's identity is
+	// believed. false: certificates are ignored.
+	TLS bool
 	// Tokens are the bearer tokens (ParseTokens reads a tokens file).
 	Tokens []Token
 	// Policy is the role each method needs (nil: DefaultPolicy()).
-	Policy map[string]Role
+	Policy map[string]pki.Role
 	// Public lists methods anyone may call (nil: DefaultPublic()).
 	Public map[string]bool
 	// Registerer, when set, gets heartbeat_auth_refused_total.
@@ -76,12 +73,12 @@ func (c Config) Validate() error {
 	if c.SelfID == "" {
 		return fmt.Errorf("%w: SelfID is empty", ErrInvalidConfig)
 	}
-	if !c.Open && c.Identify == nil && len(c.Tokens) == 0 {
+	if !c.Open && !c.TLS && len(c.Tokens) == 0 {
 		return fmt.Errorf("%w: not open, yet no certificates and no tokens: nobody could call", ErrInvalidConfig)
 	}
 	seen := map[[32]byte]string{}
 	for _, t := range c.Tokens {
-		if t.Role == RoleNone {
+		if !t.Role.Valid() {
 			return fmt.Errorf("%w: token %q has no role", ErrInvalidConfig, t.Name)
 		}
 		if prev, dup := seen[t.hash]; dup {
@@ -96,8 +93,8 @@ func (c Config) Validate() error {
 type Caller struct {
 	// Name is "<kind>/<name>": node/n1, client/admin, token/ci, anonymous.
 	Name string
-	// Role is what the caller may do.
-	Role Role
+	// Role is what the caller may do ("" for nothing).
+	Role pki.Role
 	// Via is how the caller proved it: "cert", "token", "open", "forwarded".
 	Via string
 }
@@ -165,7 +162,7 @@ func (a *Authorizer) check(c Caller, method string) error {
 	if !listed {
 		return a.refuse("denied", method, c, status.Errorf(codes.PermissionDenied, "%s is not permitted to anyone through this port", method))
 	}
-	if !c.Role.Includes(need) {
+	if !c.Role.Implies(need) {
 		return a.refuse("denied", method, c, status.Errorf(codes.PermissionDenied, "%s (role %s) may not call %s: it needs role %s", c.Name, c.Role, short(method), need))
 	}
 	return nil
@@ -174,48 +171,50 @@ func (a *Authorizer) check(c Caller, method string) error {
 // authenticate finds the caller of a gRPC call.
 func (a *Authorizer) authenticate(ctx context.Context) (Caller, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
-	var certKind, certName string
-	var certRoles []string
-	haveCert := false
-	if p, ok := peer.FromContext(ctx); ok && a.cfg.Identify != nil {
-		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.VerifiedChains) > 0 && len(ti.State.PeerCertificates) > 0 {
-			kind, name, roles, err := a.cfg.Identify(ti.State.PeerCertificates[0])
+	var cert *pki.Identity
+	if p, ok := peer.FromContext(ctx); ok && a.cfg.TLS {
+		// The server's pki config verified a presented chain against the
+		// cluster CA in the handshake (crypto/tls leaves VerifiedChains
+		// empty then).
+		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.PeerCertificates) > 0 {
+			id, err := pki.PeerIdentity(ti.State)
 			if err != nil {
 				return Caller{Name: "anonymous"}, status.Errorf(codes.Unauthenticated, "client certificate: %v", err)
 			}
-			certKind, certName, certRoles, haveCert = kind, name, roles, true
+			cert = &id
 		}
 	}
 	// The node's own gateway forwards the identity of an HTTPS caller it
 	// verified; believe it from no one else.
 	if fwd := md.Get(MDForwardedIdentity); len(fwd) > 0 {
-		if !haveCert || certKind != "node" || certName != a.cfg.SelfID {
+		if cert == nil || cert.Kind != pki.KindNode || cert.Name != a.cfg.SelfID {
 			return Caller{Name: "anonymous"}, status.Error(codes.Unauthenticated, "a forwarded identity is accepted only from the node itself")
 		}
 		return parseForwarded(fwd[0])
 	}
-	if haveCert {
-		return certCaller(certKind, certName, certRoles), nil
+	if cert != nil {
+		return certCaller(*cert), nil
 	}
 	if auth := md.Get(MDAuthorization); len(auth) > 0 {
 		return a.tokenCaller(auth[0])
 	}
 	if a.cfg.Open {
-		return Caller{Name: "anonymous", Role: RoleAdmin, Via: "open"}, nil
+		return Caller{Name: "anonymous", Role: pki.RoleAdmin, Via: "open"}, nil
 	}
 	return Caller{Name: "anonymous"}, status.Error(codes.Unauthenticated, "no credentials: present a client certificate or an authorization bearer token")
 }
 
-// certCaller is the caller a verified certificate names.
-func certCaller(kind, name string, roles []string) Caller {
-	c := Caller{Name: kind + "/" + name, Via: "cert"}
-	if kind == "node" {
-		c.Role = RoleAdmin
+// certCaller is the caller a verified certificate names: a node is an
+// admin, a client has its strongest role.
+func certCaller(id pki.Identity) Caller {
+	c := Caller{Name: string(id.Kind) + "/" + id.Name, Via: "cert"}
+	if id.Kind == pki.KindNode {
+		c.Role = pki.RoleAdmin
 		return c
 	}
-	for _, r := range roles {
-		if role, err := ParseRole(r); err == nil && role > c.Role {
-			c.Role = role
+	for _, r := range id.Roles {
+		if r.Implies(c.Role) || !c.Role.Valid() {
+			c.Role = r
 		}
 	}
 	return c
@@ -244,9 +243,9 @@ func (a *Authorizer) tokenCaller(header string) (Caller, error) {
 
 // ForwardedIdentity is the metadata value the gateway sends for an HTTPS
 // caller whose certificate it verified (see MDForwardedIdentity).
-func ForwardedIdentity(kind, name string, roles []string) string {
-	c := certCaller(kind, name, roles)
-	return c.Name + "/" + c.Role.String()
+func ForwardedIdentity(id pki.Identity) string {
+	c := certCaller(id)
+	return c.Name + "/" + string(c.Role)
 }
 
 // parseForwarded reads a ForwardedIdentity value.
@@ -255,7 +254,7 @@ func parseForwarded(v string) (Caller, error) {
 	if i <= 0 {
 		return Caller{Name: "anonymous"}, status.Error(codes.Unauthenticated, "malformed forwarded identity")
 	}
-	role, err := ParseRole(v[i+1:])
+	role, err := pki.ParseRole(v[i+1:])
 	if err != nil {
 		return Caller{Name: "anonymous"}, status.Errorf(codes.Unauthenticated, "forwarded identity: %v", err)
 	}
@@ -307,12 +306,12 @@ func (a *Authorizer) StreamInterceptor(srv any, ss grpc.ServerStream, info *grpc
 // identity. A certificate that names no identity is an error (401).
 func (a *Authorizer) HTTPCredentials(r *http.Request) (metadata.MD, error) {
 	md := metadata.MD{}
-	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.PeerCertificates) > 0 && a.cfg.Identify != nil {
-		kind, name, roles, err := a.cfg.Identify(r.TLS.PeerCertificates[0])
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 && a.cfg.TLS {
+		id, err := pki.PeerIdentity(*r.TLS)
 		if err != nil {
 			return nil, status.Errorf(codes.Unauthenticated, "client certificate: %v", err)
 		}
-		md.Set(MDForwardedIdentity, ForwardedIdentity(kind, name, roles))
+		md.Set(MDForwardedIdentity, ForwardedIdentity(id))
 		return md, nil
 	}
 	if h := r.Header.Get("Authorization"); h != "" {
@@ -339,7 +338,7 @@ func (a *Authorizer) AuthorizeHTTP(r *http.Request, action string) error {
 	case len(md.Get(MDAuthorization)) > 0:
 		c, err = a.tokenCaller(md.Get(MDAuthorization)[0])
 	case a.cfg.Open:
-		c = Caller{Name: "anonymous", Role: RoleAdmin, Via: "open"}
+		c = Caller{Name: "anonymous", Role: pki.RoleAdmin, Via: "open"}
 	default:
 		err = status.Error(codes.Unauthenticated, "no credentials: present a client certificate or an authorization bearer token")
 		c = Caller{Name: "anonymous"}

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/heartbeat-sidecar/heartbeat/authz"
+	"github.com/heartbeat-sidecar/heartbeat/pki"
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 )
 
@@ -52,9 +53,9 @@ func newAuthz(t *testing.T, open bool, reg prometheus.Registerer) *authz.Authori
 		SelfID: "n1",
 		Open:   open,
 		Tokens: []authz.Token{
-			authz.NewToken("r", authz.RoleRead, secretRead),
-			authz.NewToken("w", authz.RoleWrite, secretWrite),
-			authz.NewToken("a", authz.RoleAdmin, secretAdmin),
+			authz.NewToken("r", pki.RoleRead, secretRead),
+			authz.NewToken("w", pki.RoleWrite, secretWrite),
+			authz.NewToken("a", pki.RoleAdmin, secretAdmin),
 		},
 		Registerer: reg,
 	})
@@ -75,6 +76,12 @@ func call(cc *grpc.ClientConn, method, auth string) codes.Code {
 	for _, sd := range heartbeatpb.Coordinator_ServiceDesc.Streams {
 		if sd.StreamName == method {
 			s, err := cc.NewStream(ctx, &sd, full)
+			if err == nil {
+				err = s.SendMsg(&heartbeatpb.GetStatusRequest{})
+			}
+			if err == nil {
+				err = s.CloseSend()
+			}
 			if err == nil {
 				err = s.RecvMsg(&heartbeatpb.GetStatusResponse{})
 			}
@@ -117,23 +124,23 @@ func TestRoles(t *testing.T) {
 	policy := authz.DefaultPolicy()
 	callers := []struct {
 		name, auth string
-		role       authz.Role
+		role       pki.Role
 	}{
-		{"none", "", authz.RoleNone},
-		{"bad token", "Bearer not-a-known-token-at-all", authz.RoleNone},
-		{"not bearer", "Basic " + secretAdmin, authz.RoleNone},
-		{"read", "Bearer " + secretRead, authz.RoleRead},
-		{"write", "Bearer " + secretWrite, authz.RoleWrite},
-		{"admin", "bearer " + secretAdmin, authz.RoleAdmin},
+		{"none", "", pki.Role("")},
+		{"bad token", "Bearer not-a-known-token-at-all", pki.Role("")},
+		{"not bearer", "Basic " + secretAdmin, pki.Role("")},
+		{"read", "Bearer " + secretRead, pki.RoleRead},
+		{"write", "Bearer " + secretWrite, pki.RoleWrite},
+		{"admin", "bearer " + secretAdmin, pki.RoleAdmin},
 	}
 	for _, c := range callers {
 		for _, m := range methods() {
 			need := policy["/"+heartbeatpb.Coordinator_ServiceDesc.ServiceName+"/"+m]
 			want := codes.Unimplemented
 			switch {
-			case c.role == authz.RoleNone:
+			case c.role == "":
 				want = codes.Unauthenticated
-			case !c.role.Includes(need):
+			case !c.role.Implies(need):
 				want = codes.PermissionDenied
 			}
 			if got := call(cc, m, c.auth); got != want {
@@ -237,8 +244,8 @@ func TestConfigValidate(t *testing.T) {
 	for name, cfg := range map[string]authz.Config{
 		"no self":   {Open: true},
 		"no way in": {SelfID: "n1"},
-		"dup token": {SelfID: "n1", Tokens: []authz.Token{authz.NewToken("a", authz.RoleRead, "x"), authz.NewToken("b", authz.RoleAdmin, "x")}},
-		"no role":   {SelfID: "n1", Tokens: []authz.Token{authz.NewToken("a", authz.RoleNone, "x")}},
+		"dup token": {SelfID: "n1", Tokens: []authz.Token{authz.NewToken("a", pki.RoleRead, "x"), authz.NewToken("b", pki.RoleAdmin, "x")}},
+		"no role":   {SelfID: "n1", Tokens: []authz.Token{authz.NewToken("a", pki.Role(""), "x")}},
 	} {
 		if _, err := authz.New(cfg); !errors.Is(err, authz.ErrInvalidConfig) {
 			t.Errorf("%s: %v, want ErrInvalidConfig", name, err)

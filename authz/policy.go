@@ -10,49 +10,9 @@ import (
 
 	"google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/heartbeat-sidecar/heartbeat/pki"
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 )
-
-// Role is what a caller may do. Each role includes the ones below it.
-type Role int
-
-// The roles, weakest first.
-const (
-	// RoleNone may call only public methods.
-	RoleNone Role = iota
-	// RoleRead may read: status, members, leader, leases, resources,
-	// assignments and every watch.
-	RoleRead
-	// RoleWrite may also register and delete resources and send its
-	// application's heartbeat.
-	RoleWrite
-	// RoleAdmin may also change the cluster: join, remove, leave, drain,
-	// priority, step-down, transfer, profiles.
-	RoleAdmin
-)
-
-var roleNames = [...]string{"none", "read", "write", "admin"}
-
-// String is the role's name: none, read, write, admin.
-func (r Role) String() string {
-	if r < 0 || int(r) >= len(roleNames) {
-		return fmt.Sprintf("role(%d)", int(r))
-	}
-	return roleNames[r]
-}
-
-// Includes reports whether a caller with role r may do what need requires.
-func (r Role) Includes(need Role) bool { return r >= need }
-
-// ParseRole reads a role name (read, write, admin).
-func ParseRole(s string) (Role, error) {
-	for i, n := range roleNames {
-		if i > 0 && strings.EqualFold(s, n) {
-			return Role(i), nil
-		}
-	}
-	return RoleNone, fmt.Errorf("unknown role %q (read, write or admin)", s)
-}
 
 // Names of the HTTP routes that have no RPC, as policy entries.
 const (
@@ -65,24 +25,24 @@ const (
 
 // DefaultPolicy is the role table of the client port and the HTTP port
 // (README: Security). Every method of heartbeat.v1.Coordinator is in it.
-func DefaultPolicy() map[string]Role {
+func DefaultPolicy() map[string]pki.Role {
 	c := func(name string) string { return "/" + heartbeatpb.Coordinator_ServiceDesc.ServiceName + "/" + name }
-	p := map[string]Role{
-		HTTPMetrics: RoleRead,
-		HTTPPprof:   RoleAdmin,
+	p := map[string]pki.Role{
+		HTTPMetrics: pki.RoleRead,
+		HTTPPprof:   pki.RoleAdmin,
 		// Server reflection shows the API, nothing of the state.
-		"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo":      RoleRead,
-		"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": RoleRead,
+		"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo":      pki.RoleRead,
+		"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": pki.RoleRead,
 	}
 	for _, m := range []string{"GetStatus", "ListMembers", "WatchMembers", "GetLeader", "WatchLeader", "GetLease", "KeepAlive",
 		"GetResource", "ListResources", "ListAssignments", "WatchAssignments"} {
-		p[c(m)] = RoleRead
+		p[c(m)] = pki.RoleRead
 	}
 	for _, m := range []string{"RegisterResources", "DeleteResources", "AppHeartbeat"} {
-		p[c(m)] = RoleWrite
+		p[c(m)] = pki.RoleWrite
 	}
 	for _, m := range []string{"SetDrain", "SetLeaderPriority", "StepDown", "TransferLeadership", "Join", "Leave", "Remove"} {
-		p[c(m)] = RoleAdmin
+		p[c(m)] = pki.RoleAdmin
 	}
 	return p
 }
@@ -104,12 +64,12 @@ type Token struct {
 	// Name names the caller in logs ("token/<name>").
 	Name string
 	// Role is what the token may do.
-	Role Role
+	Role pki.Role
 	hash [32]byte
 }
 
 // NewToken makes a Token from its secret.
-func NewToken(name string, role Role, secret string) Token {
+func NewToken(name string, role pki.Role, secret string) Token {
 	return Token{Name: name, Role: role, hash: sha256.Sum256([]byte(secret))}
 }
 
@@ -131,7 +91,7 @@ func ParseTokens(r io.Reader) ([]Token, error) {
 		if len(f) != 3 {
 			return nil, fmt.Errorf("line %d: want \"<name> <role> <secret>\", got %d fields", line, len(f))
 		}
-		role, err := ParseRole(f[1])
+		role, err := pki.ParseRole(f[1])
 		if err != nil {
 			return nil, fmt.Errorf("line %d: %w", line, err)
 		}

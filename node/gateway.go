@@ -51,18 +51,17 @@ func (n *Node) httpHandler() (http.Handler, error) {
 }
 
 // loopback is the address the node dials its own listener on: a wildcard
-// host (":7401", "0.0.0.0:7401") becomes loopback.
+// host (":7401", "0.0.0.0:7401", "[::]:7401") becomes 127.0.0.1. A "[::]"
+// listener is dual-stack and takes IPv4 too, while ::1 may not exist at all
+// (Docker containers have no IPv6 loopback unless IPv6 is enabled: the
+// gateway's every call failed there with "cannot assign requested address").
 func loopback(a net.Addr) string {
 	host, port, err := net.SplitHostPort(a.String())
 	if err != nil {
 		return a.String()
 	}
 	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		if ip != nil && ip.To4() == nil {
-			host = "::1"
-		} else {
-			host = "127.0.0.1"
-		}
+		host = "127.0.0.1"
 	}
 	return net.JoinHostPort(host, port)
 }

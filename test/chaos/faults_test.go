@@ -129,7 +129,11 @@ func (r *runner) describe() string {
 	s := ""
 	for _, n := range r.cl.Nodes {
 		e, _ := r.rec.Latest(n)
-		s += fmt.Sprintf("[%s %s term=%d leader=%q token=%d self=%v] ", n, e.Role, e.Term, e.Leader, e.Token, e.IsSelf)
+		s += fmt.Sprintf("[%s %s term=%d leader=%q token=%d self=%v", n, e.Role, e.Term, e.Leader, e.Token, e.IsSelf)
+		if e.Err != "" {
+			s += " err=" + e.Err
+		}
+		s += "] "
 	}
 	return s
 }

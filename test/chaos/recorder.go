@@ -139,8 +139,8 @@ func (r *Recorder) pollOnce(ctx context.Context, client *http.Client, url, node 
 				err = statusJSON.Unmarshal(body, &st)
 			}
 			resp.Body.Close()
-			if err == nil && resp.StatusCode != http.StatusOK {
-				err = fmt.Errorf("status %d", resp.StatusCode)
+			if resp.StatusCode != http.StatusOK {
+				err = fmt.Errorf("status %d: %s", resp.StatusCode, body)
 			}
 		}
 	}
@@ -156,6 +156,12 @@ func (r *Recorder) pollOnce(ctx context.Context, client *http.Client, url, node 
 			e.Role = RoleUnreachable
 		} else {
 			e.Role = RoleDown
+		}
+		// Why, for the report and for a "cluster never formed" message
+		// (the HTTP status and body's start, or the dial error).
+		e.Err = err.Error()
+		if len(e.Err) > 160 {
+			e.Err = e.Err[:160]
 		}
 		return e
 	}
