@@ -21,6 +21,12 @@
 //     transfers (package leadership);
 //   - the application-health watcher (package apphealth): push TTL and
 //     polled URL, an unhealthy application drains the node;
+//   - security (security.go): with CAFile, CertFile and KeyFile, mutual TLS
+//     on every port from one pki.Store (files reloaded on change): the peer
+//     port admits only nodes of the cluster, the client and HTTP ports
+//     verify client certificates when presented; the authz.Authorizer
+//     (certificates, TokensFile, roles) guards every client-port call, which
+//     HTTP calls are too; off loopback, no TLS needs Insecure;
 //   - the client gRPC server on ClientAddr: the Coordinator service, the
 //     standard gRPC health service (SERVING only while the node is ready) and
 //     server reflection;

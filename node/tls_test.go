@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/heartbeat-sidecar/heartbeat/authz"
 	"github.com/heartbeat-sidecar/heartbeat/gateway"
 	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
 	"github.com/heartbeat-sidecar/heartbeat/node"
 	"github.com/heartbeat-sidecar/heartbeat/pki"
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
@@ -312,4 +314,104 @@ func TestTLSConfigRefusals(t *testing.T) {
 	if _, err := node.New(bad); err == nil || !strings.Contains(err.Error(), "not of node n1") {
 		t.Errorf("another node's certificate: %v", err)
 	}
+}
+
+// peerSerial is the serial of the certificate the node at addr presents.
+func peerSerial(t *testing.T, dir, addr string) string {
+	t.Helper()
+	cfg := tlsStore(t, dir, "admin").ClientTLSConfig(nil)
+	conn, err := tls.Dial("tcp", addr, cfg)
+	if err != nil {
+		return "dial: " + err.Error()
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0].SerialNumber.String()
+}
+
+// TestTLSRotation replaces a node's certificate and key files while the
+// cluster takes writes: the node presents the new certificate on its next
+// handshakes with no restart, and no election happens (the term stays).
+func TestTLSRotation(t *testing.T) {
+	good, _, _ := tlsDirs(t)
+	c := startTLSCluster(t, good)
+	leader := c.Leader()
+	term := leader.Election().Raft().CurrentTerm()
+	n := c.Follower()
+	before := peerSerial(t, good, n.PeerAddr())
+
+	// A new certificate for n from the same CA, made elsewhere.
+	fresh := t.TempDir()
+	for _, f := range []string{pki.CAFile, pki.CAKeyFile} {
+		b, err := os.ReadFile(filepath.Join(good, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(fresh, f), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := pki.Init(pki.InitOptions{Dir: fresh, Cluster: node.DefaultConfig().ClusterID, Nodes: []string{n.ID()}}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Load: writes through the node being rotated, all along.
+	admin := heartbeatpb.NewCoordinatorClient(dialAs(t, good, "admin", n.ClientAddr()))
+	stop := make(chan struct{})
+	done := make(chan int)
+	var acked atomic.Int64
+	go func() {
+		i := 0
+		for {
+			select {
+			case <-stop:
+				done <- i
+				return
+			default:
+			}
+			if _, err := admin.RegisterResources(ctxT(t), &heartbeatpb.RegisterResourcesRequest{Resources: []*heartbeatpb.ResourceSpec{{Id: fmt.Sprintf("rot-%d", i)}}}); err == nil {
+				i++
+				acked.Add(1)
+			}
+		}
+	}()
+	// Replace key and certificate, each by an atomic rename.
+	for _, f := range []string{pki.KeyFile(n.ID()), pki.CertFile(n.ID())} {
+		b, err := os.ReadFile(filepath.Join(fresh, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmp := filepath.Join(good, f+".new")
+		if err := os.WriteFile(tmp, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(good, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(waitTimeout)
+	var after string
+	for time.Now().Before(deadline) {
+		if after = peerSerial(t, good, n.PeerAddr()); after != before && !strings.HasPrefix(after, "dial") {
+			break
+		}
+		time.Sleep(50 * time.Millisecond) // polling the node's handshake, with a deadline
+	}
+	// Keep the load on for 20 more writes over the new certificate.
+	from := acked.Load()
+	testwait.Eventually(t, waitTimeout, "20 writes after the rotation", func() (bool, string) {
+		n := acked.Load()
+		return n >= from+20, fmt.Sprintf("%d writes since", n-from)
+	})
+	close(stop)
+	writes := <-done
+	if after == before || strings.HasPrefix(after, "dial") {
+		t.Fatalf("the node still presents serial %s (now %s) after the files changed", before, after)
+	}
+	if writes == 0 {
+		t.Error("no write succeeded during the rotation")
+	}
+	if got := c.Leader().Election().Raft().CurrentTerm(); got != term || c.Leader().ID() != leader.ID() {
+		t.Errorf("an election happened during the rotation: term %d -> %d, leader %s -> %s", term, got, leader.ID(), c.Leader().ID())
+	}
+	t.Logf("rotated %s's certificate (serial %s -> %s) under %d writes, term %d unchanged", n.ID(), before, after, writes, term)
 }
