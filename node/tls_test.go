@@ -40,7 +40,7 @@ func tlsDirs(t *testing.T) (good, otherCA, otherCluster string) {
 	cid := node.DefaultConfig().ClusterID
 	good, otherCA, otherCluster = t.TempDir(), t.TempDir(), t.TempDir()
 	for dir, cluster := range map[string]string{good: cid, otherCA: cid, otherCluster: "other"} {
-		if _, err := pki.Init(pki.InitOptions{Dir: dir, Cluster: cluster, Nodes: []string{"n1", "n2", "n3"}, Clients: clients}); err != nil {
+		if _, err := pki.Init(pki.InitOptions{Dir: dir, Cluster: cluster, Nodes: []string{"n1", "n2", "n3", "n4"}, Clients: clients}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -176,6 +176,16 @@ func TestTLSPeerPort(t *testing.T) {
 	if status.Code(err) != codes.PermissionDenied {
 		t.Errorf("TimeoutNow with %s's certificate and header id %s: %v, want PermissionDenied", n2, claim, err)
 	}
+	// A member's certificate, truthful about itself, asking to add another
+	// node: a node joins only as itself.
+	ctx = metadata.AppendToOutgoingContext(ctxT(t), transport.MetadataCluster, cid, transport.MetadataNodeID, n2)
+	_, err = raftpb.NewClusterAdminClient(impostor).Join(ctx, &raftpb.JoinRequest{Id: "evil", PeerAddress: "127.0.0.1:1", Voter: true, ClusterId: cid})
+	if status.Code(err) != codes.PermissionDenied {
+		t.Errorf("Join of node evil with %s's certificate: %v, want PermissionDenied", n2, err)
+	}
+	if _, err := raftpb.NewClusterAdminClient(impostor).Join(ctx, &raftpb.JoinRequest{Id: n2, PeerAddress: c.Node(n2).PeerAddr(), Voter: true, ClusterId: cid}); err != nil {
+		t.Errorf("Join of %s as itself (already a member: a no-op): %v", n2, err)
+	}
 	if got := r.CurrentTerm(); got != termBefore {
 		t.Errorf("the follower's term moved from %d to %d", termBefore, got)
 	}
@@ -192,6 +202,20 @@ func TestTLSPeerPort(t *testing.T) {
 	if err != nil || len(lst.GetResources()) != 1 {
 		t.Fatalf("consistent read: %v, %v", lst, err)
 	}
+	// A new node joins over TLS, as itself.
+	n4 := c.Join("n4", testcluster.FreeAddrs(t, 1)[0], false)
+	testwait.Eventually(t, waitTimeout, "n4 in the raft configuration", func() (bool, string) {
+		f := leader.Election().Raft().GetConfiguration()
+		if f.Error() != nil {
+			return false, f.Error().Error()
+		}
+		for _, s := range f.Configuration().Servers {
+			if string(s.ID) == n4.ID() {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprint(f.Configuration().Servers)
+	})
 }
 
 // TestTLSRoles tries every HTTP route of the API (and so every Coordinator

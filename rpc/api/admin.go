@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/heartbeat-sidecar/heartbeat/election"
+	"github.com/heartbeat-sidecar/heartbeat/pki"
 	"github.com/heartbeat-sidecar/heartbeat/proto/raftpb"
 )
 
@@ -125,6 +126,13 @@ func (a *Admin) Join(ctx context.Context, req *raftpb.JoinRequest) (*raftpb.Join
 		return nil, statusWithReason(codes.FailedPrecondition, ReasonWrongCluster, nil,
 			"join: wrong cluster: %q asks to join cluster %q, this node is in cluster %q",
 			req.GetId(), req.GetClusterId(), a.cfg.ClusterID)
+	}
+	// With TLS a node joins only as itself: the certificate that carried the
+	// request must name the id it asks to add (a member that forwards the
+	// request to the leader checked that already).
+	if id, ok := pki.IdentityFromContext(ctx); ok && !isForwarded(ctx) && (id.Kind != pki.KindNode || id.Name != req.GetId()) {
+		a.cfg.Logger.Warn("join refused: the certificate names another node", "id", req.GetId(), "certificate", id.String())
+		return nil, status.Errorf(codes.PermissionDenied, "join: %s asks to add node %q: a node joins only as itself", id, req.GetId())
 	}
 	err := a.cfg.Election.Join(ctx, req.GetId(), req.GetPeerAddress(), req.GetVoter())
 	if errors.Is(err, election.ErrNotLeader) {
