@@ -439,3 +439,32 @@ func TestTLSRotation(t *testing.T) {
 	}
 	t.Logf("rotated %s's certificate (serial %s -> %s) under %d writes, term %d unchanged", n.ID(), before, after, writes, term)
 }
+
+// TestTLSMetricsListener: --metrics-addr serves /healthz, /readyz and
+// /metrics in plaintext without credentials, and nothing of the API; on
+// the HTTPS port /metrics needs role read.
+func TestTLSMetricsListener(t *testing.T) {
+	good, _, _ := tlsDirs(t)
+	maddr := testcluster.FreeAddrs(t, 1)[0]
+	c := startCluster(t, 1, 0, testcluster.Options{Tweak: func(cfg *node.Config) {
+		cfg.CAFile, cfg.CertFile, cfg.KeyFile = tlsFiles(good, cfg.ID)
+		cfg.MetricsAddr = maddr
+	}})
+	n := c.Leader()
+	for path, want := range map[string]int{"/metrics": 200, "/healthz": 200, "/readyz": 200, "/v1/status": 404} {
+		if code, body := httpDo(t, http.MethodGet, "http://"+maddr+path); code != want {
+			t.Errorf("plaintext %s: %d %.100s, want %d", path, code, body, want)
+		}
+	}
+	for name, want := range map[string]int{"": 401, "ro": 200} {
+		resp, err := httpsAs(t, good, name).Get("https://" + n.HTTPAddr() + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("HTTPS /metrics as %q: %d, want %d", name, resp.StatusCode, want)
+		}
+	}
+}
