@@ -332,12 +332,15 @@ func TestWatchSlowReader(t *testing.T) {
 	// between the node, the gateway and the stalled client.
 	pad := strings.Repeat("p", 200)
 	total := 0
+	// Batches of a quarter of the maximum: each commits well within the
+	// write timeout even on a loaded machine (a full batch of these long
+	// ids took over 15 s there under -race).
 	for batch := 0; !writeBlocked(); batch++ {
-		if batch == 8 {
+		if batch == 32 {
 			t.Fatalf("the stalled stream's write never blocked after %d resources", total)
 		}
 		var items []string
-		for i := 0; i < membership.MaxBatch; i++ {
+		for i := 0; i < membership.MaxBatch/4; i++ {
 			items = append(items, fmt.Sprintf(`{"id":"%s-%d-%d"}`, pad, batch, i))
 		}
 		began := time.Now()
