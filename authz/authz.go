@@ -39,6 +39,9 @@ const (
 	// certificate the node's own HTTPS server verified, as
 	// "<kind>/<name>/<role>". It is believed only from the node itself.
 	MDForwardedIdentity = "x-heartbeat-forwarded-identity"
+	// NoForwardedIdentity is the MDForwardedIdentity value for an HTTP
+	// caller that presented no certificate: its token (or nothing) decides.
+	NoForwardedIdentity = "-"
 )
 
 // Config configures an Authorizer.
@@ -185,12 +188,23 @@ func (a *Authorizer) authenticate(ctx context.Context) (Caller, error) {
 		}
 	}
 	// The node's own gateway forwards the identity of an HTTPS caller it
-	// verified; believe it from no one else.
+	// verified, or NoForwardedIdentity for a caller without a certificate;
+	// believe it from no one else. The gateway's own certificate (the
+	// node's) never stands for the caller.
 	if fwd := md.Get(MDForwardedIdentity); len(fwd) > 0 {
-		if cert == nil || cert.Kind != pki.KindNode || cert.Name != a.cfg.SelfID {
+		self := cert != nil && cert.Kind == pki.KindNode && cert.Name == a.cfg.SelfID
+		switch {
+		case fwd[0] == NoForwardedIdentity:
+			// Claims nothing. From the gateway, its own certificate must
+			// not count: the caller is judged by its token, or is nobody.
+			if self {
+				cert = nil
+			}
+		case !self:
 			return Caller{Name: "anonymous"}, status.Error(codes.Unauthenticated, "a forwarded identity is accepted only from the node itself")
+		default:
+			return parseForwarded(fwd[0])
 		}
-		return parseForwarded(fwd[0])
 	}
 	if cert != nil {
 		return certCaller(*cert), nil
@@ -301,11 +315,13 @@ func (a *Authorizer) StreamInterceptor(srv any, ss grpc.ServerStream, info *grpc
 }
 
 // HTTPCredentials returns the metadata the gateway forwards for an HTTP
-// request: its Authorization header, and, when the request came over TLS
-// with a client certificate that crypto/tls verified, that certificate's
-// identity. A certificate that names no identity is an error (401).
+// request: the identity of the client certificate the HTTPS server
+// verified, or NoForwardedIdentity and the request's Authorization header.
+// It is always set, so that the gateway's own connection (with the node's
+// certificate) never passes for the caller. A certificate that names no
+// identity is an error (401).
 func (a *Authorizer) HTTPCredentials(r *http.Request) (metadata.MD, error) {
-	md := metadata.MD{}
+	md := metadata.MD{MDForwardedIdentity: []string{NoForwardedIdentity}}
 	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 && a.cfg.TLS {
 		id, err := pki.PeerIdentity(*r.TLS)
 		if err != nil {
@@ -333,7 +349,7 @@ func (a *Authorizer) AuthorizeHTTP(r *http.Request, action string) error {
 	}
 	var c Caller
 	switch {
-	case len(md.Get(MDForwardedIdentity)) > 0:
+	case md.Get(MDForwardedIdentity)[0] != NoForwardedIdentity:
 		c, err = parseForwarded(md.Get(MDForwardedIdentity)[0])
 	case len(md.Get(MDAuthorization)) > 0:
 		c, err = a.tokenCaller(md.Get(MDAuthorization)[0])

@@ -80,7 +80,7 @@ func TestCertificates(t *testing.T) {
 		Clients: []pki.ClientSpec{{Name: "ro", Roles: []pki.Role{pki.RoleRead}}, {Name: "app", Roles: []pki.Role{pki.RoleWrite}}}}); err != nil {
 		t.Fatal(err)
 	}
-	a, err := authz.New(authz.Config{SelfID: "n1", TLS: true})
+	a, err := authz.New(authz.Config{SelfID: "n1", TLS: true, Tokens: []authz.Token{authz.NewToken("r", pki.RoleRead, secretRead)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,22 +88,32 @@ func TestCertificates(t *testing.T) {
 	for _, tc := range []struct {
 		as, method, fwd string
 		want            codes.Code
+		token           string
 	}{
-		{"ro", "GetStatus", "", codes.Unimplemented},
-		{"ro", "RegisterResources", "", codes.PermissionDenied},
-		{"app", "RegisterResources", "", codes.Unimplemented},
-		{"app", "Remove", "", codes.PermissionDenied},
-		{"n2", "Remove", "", codes.Unimplemented},
-		{"", "GetStatus", "", codes.Unauthenticated},
-		{"n1", "Remove", "client/ro/read", codes.PermissionDenied},
-		{"n1", "GetStatus", "client/ro/read", codes.Unimplemented},
-		{"n2", "GetStatus", "client/ro/read", codes.Unauthenticated},
-		{"app", "Remove", "client/eve/admin", codes.Unauthenticated},
+		{"ro", "GetStatus", "", codes.Unimplemented, ""},
+		{"ro", "RegisterResources", "", codes.PermissionDenied, ""},
+		{"app", "RegisterResources", "", codes.Unimplemented, ""},
+		{"app", "Remove", "", codes.PermissionDenied, ""},
+		{"n2", "Remove", "", codes.Unimplemented, ""},
+		{"", "GetStatus", "", codes.Unauthenticated, ""},
+		{"n1", "Remove", "client/ro/read", codes.PermissionDenied, ""},
+		{"n1", "GetStatus", "client/ro/read", codes.Unimplemented, ""},
+		{"n2", "GetStatus", "client/ro/read", codes.Unauthenticated, ""},
+		{"app", "Remove", "client/eve/admin", codes.Unauthenticated, ""},
+		// The gateway's connection carries the node's own certificate: an
+		// HTTP caller without one is not the node.
+		{"n1", "GetStatus", authz.NoForwardedIdentity, codes.Unauthenticated, ""},
+		{"n1", "GetStatus", authz.NoForwardedIdentity, codes.Unimplemented, secretRead},
+		{"n1", "Remove", authz.NoForwardedIdentity, codes.PermissionDenied, secretRead},
+		{"", "GetStatus", "", codes.Unimplemented, secretRead},
 	} {
 		cc := dialAs(t, dir, addr, tc.as)
 		ctx := context.Background()
 		if tc.fwd != "" {
 			ctx = metadata.AppendToOutgoingContext(ctx, authz.MDForwardedIdentity, tc.fwd)
+		}
+		if tc.token != "" {
+			ctx = metadata.AppendToOutgoingContext(ctx, authz.MDAuthorization, "Bearer "+tc.token)
 		}
 		err := cc.Invoke(ctx, "/heartbeat.v1.Coordinator/"+tc.method, &heartbeatpb.GetStatusRequest{}, &heartbeatpb.GetStatusResponse{})
 		if got := status.Code(err); got != tc.want {

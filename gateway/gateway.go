@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -51,6 +52,19 @@ type Config struct {
 	// client (10 s): a client that takes nothing for this long loses its
 	// stream, so a stalled reader never holds a watch open.
 	SSEWriteTimeout time.Duration
+	// Credentials, when set, returns the gRPC metadata that carries an
+	// HTTP caller's credentials to its RPC (the node's authz forwards the
+	// Authorization header, or the identity of a client certificate its
+	// HTTPS server verified); the RPC's server decides. An error answers
+	// the request instead (its gRPC status mapped as any other).
+	Credentials func(*http.Request) (metadata.MD, error)
+	// Authorize, when set, is asked before a route is served: with a
+	// Handler route's key (metrics, profiles, health: no RPC whose server
+	// could decide), and with an RPC route's full method name before its
+	// request is even read, so that a caller without the right is refused
+	// (401, 403) before a malformed body is pointed out (400). The RPC's
+	// server checks the call again. An error answers the request instead.
+	Authorize func(r *http.Request, key string) error
 	// Context, when it ends (the node stops), ends every open stream with
 	// a final "error" event (503) within sseFinalWrite. Nil: never.
 	Context context.Context
@@ -197,7 +211,18 @@ func (g *gateway) handler(rt Route) (http.Handler, error) {
 	case rt.Handler == handlerOpenAPI:
 		return http.HandlerFunc(g.serveDocument), rt.check(nil)
 	case rt.Handler != "":
-		return g.cfg.Handlers[rt.Handler], rt.check(nil)
+		h := g.cfg.Handlers[rt.Handler]
+		if h != nil && g.cfg.Authorize != nil {
+			key, inner := rt.Handler, h
+			h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if err := g.cfg.Authorize(r, key); err != nil {
+					writeError(w, err)
+					return
+				}
+				inner.ServeHTTP(w, r)
+			})
+		}
+		return h, rt.check(nil)
 	case rt.Pending != "":
 		if err := rt.check(nil); err != nil {
 			return nil, err
@@ -250,6 +275,28 @@ func (g *gateway) timeout(rt Route) time.Duration {
 	return rt.Timeout
 }
 
+// authorize asks Config.Authorize, if set, about key.
+func (g *gateway) authorize(r *http.Request, key string) error {
+	if g.cfg.Authorize == nil {
+		return nil
+	}
+	return g.cfg.Authorize(r, key)
+}
+
+// withCredentials is r's context with the caller's credentials as outgoing
+// metadata (Config.Credentials).
+func (g *gateway) withCredentials(r *http.Request) (context.Context, error) {
+	ctx := r.Context()
+	if g.cfg.Credentials == nil {
+		return ctx, nil
+	}
+	md, err := g.cfg.Credentials(r)
+	if err != nil {
+		return nil, err
+	}
+	return metadata.NewOutgoingContext(ctx, md), nil
+}
+
 // ServeHTTP dispatches on the route table.
 func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.mux.ServeHTTP(w, r) }
 
@@ -257,12 +304,20 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.mux.Serv
 // response (and its freshness headers).
 func (g *gateway) unary(rt Route, in, out protoreflect.MessageType) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := g.authorize(r, rt.RPC); err != nil {
+			writeError(w, err)
+			return
+		}
 		req := in.New().Interface()
 		if err := bind(rt, w, r, req, g.cfg.MaxBodyBytes); err != nil {
 			writeError(w, err)
 			return
 		}
-		ctx := r.Context()
+		ctx, err := g.withCredentials(r)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
 		if t := g.timeout(rt); t > 0 {
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithTimeout(ctx, t)

@@ -42,6 +42,10 @@ const sseFinalWrite = 500 * time.Millisecond
 func (g *gateway) stream(rt Route, in, out protoreflect.MessageType) http.Handler {
 	desc := &grpc.StreamDesc{StreamName: rt.RPC, ServerStreams: true}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := g.authorize(r, rt.RPC); err != nil {
+			writeError(w, err)
+			return
+		}
 		req := in.New().Interface()
 		if err := bind(rt, w, r, req, g.cfg.MaxBodyBytes); err != nil {
 			writeError(w, err)
@@ -53,7 +57,12 @@ func (g *gateway) stream(rt Route, in, out protoreflect.MessageType) http.Handle
 			w.WriteHeader(http.StatusOK)
 			return
 		}
-		ctx, cancel := context.WithCancel(r.Context())
+		cctx, err := g.withCredentials(r)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		ctx, cancel := context.WithCancel(cctx)
 		defer cancel()
 		stopping := make(chan struct{}) // closed when the node stops
 		if g.cfg.Context != nil {

@@ -72,7 +72,11 @@ func joinRetryable(err error) bool {
 
 // joinOnce calls ClusterAdmin.Join on one member's peer address.
 func (l *Local) joinOnce(ctx context.Context, addr string) (*raftpb.JoinResponse, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	opts := l.cfg.DialOptions
+	if opts == nil {
+		opts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		return nil, err
 	}

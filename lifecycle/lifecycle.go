@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"google.golang.org/grpc"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,6 +45,9 @@ type Config struct {
 	// a node that left). Voter: it joins as a voter.
 	Join  []string
 	Voter bool
+	// DialOptions are used to reach members' peer ports for a join (nil:
+	// plaintext). With TLS they carry the node's certificate.
+	DialOptions []grpc.DialOption
 	// Rejoin: the node left the cluster before this start and joins again
 	// (PrepareRejoin's answer).
 	Rejoin bool

@@ -59,6 +59,28 @@ type Config struct {
 	// HTTPAddr is where the HTTP server listens. Default 127.0.0.1:7402.
 	HTTPAddr string
 
+	// MetricsAddr, when set, is a second, plaintext HTTP listener for
+	// probes and scrapers: /healthz, /readyz and /metrics only, with no
+	// credentials asked (etcd's --listen-metrics-urls). Empty: none (those
+	// routes stay on HTTPAddr, where /metrics then needs role read).
+	MetricsAddr string
+
+	// CAFile, CertFile and KeyFile (PEM; all three or none) turn on mutual
+	// TLS on every port: peers must present a node certificate of the
+	// cluster CA naming their own id, and the client and HTTP ports verify
+	// client certificates (package pki; heartbeat tls init makes them). The
+	// certificate must be this node's: heartbeat://<ClusterID>/node/<ID>.
+	// The files are read again when they change (rotation without restart).
+	CAFile, CertFile, KeyFile string
+	// TokensFile names a file of bearer tokens ("<name> <role> <secret>" per
+	// line, mode 0600; package authz) accepted on the client and HTTP ports
+	// from callers that cannot present a certificate.
+	TokensFile string
+	// Insecure allows a port on a non-loopback address without TLS: anyone
+	// who reaches it can then change the cluster. Without TLS and without
+	// tokens every caller is an admin.
+	Insecure bool
+
 	// InitialCluster is the static initial member list, given identically to
 	// every founding node. A node with no state that finds its ID here
 	// bootstraps the cluster with the whole list.
@@ -230,10 +252,17 @@ func (c Config) Validate() error {
 	if err := rc.Validate(); err != nil {
 		return invalid("Reconciler: %v", err)
 	}
-	for name, addr := range map[string]string{"PeerAddr": c.PeerAddr, "ClientAddr": c.ClientAddr, "HTTPAddr": c.HTTPAddr} {
+	addrs := map[string]string{"PeerAddr": c.PeerAddr, "ClientAddr": c.ClientAddr, "HTTPAddr": c.HTTPAddr}
+	if c.MetricsAddr != "" {
+		addrs["MetricsAddr"] = c.MetricsAddr
+	}
+	for name, addr := range addrs {
 		if err := checkHostPort(addr); err != nil {
 			return invalid("%s: %v", name, err)
 		}
+	}
+	if n := countSet(c.CAFile, c.CertFile, c.KeyFile); n != 0 && n != 3 {
+		return invalid("CAFile, CertFile and KeyFile go together (TLS): %d of 3 set", n)
 	}
 	if c.AdvertisePeerAddr != "" {
 		if err := checkAdvertise(c.AdvertisePeerAddr); err != nil {
@@ -261,6 +290,16 @@ func (c Config) Validate() error {
 	if len(c.InitialCluster) > 0 && !inPeers(c.InitialCluster, c.ID) && len(c.Join) == 0 {
 		return invalid("ID %q is not in InitialCluster and no Join address is given", c.ID)
 	}
+	if !c.TLS() && !c.Insecure {
+		for _, name := range []string{"PeerAddr", "ClientAddr", "HTTPAddr"} {
+			if !isLoopback(addrs[name]) {
+				return invalid("%s %s is not a loopback address and TLS is off: give CAFile, CertFile and KeyFile (heartbeat tls init makes them), or set Insecure to accept that anyone who reaches the port controls the cluster", name, addrs[name])
+			}
+		}
+		if c.AdvertisePeerAddr != "" && !isLoopback(c.AdvertisePeerAddr) {
+			return invalid("AdvertisePeerAddr %s is not a loopback address and TLS is off: give CAFile, CertFile and KeyFile, or set Insecure", c.AdvertisePeerAddr)
+		}
+	}
 	// Let the election check the timings now, so that a bad combination is a
 	// configuration error before anything starts.
 	ec := c.electionTimings(election.DefaultConfig())
@@ -271,6 +310,34 @@ func (c Config) Validate() error {
 		return invalid("timings: %v", strings.TrimPrefix(err.Error(), election.ErrInvalidConfig.Error()+": "))
 	}
 	return nil
+}
+
+// TLS reports whether the node runs with mutual TLS.
+func (c Config) TLS() bool { return c.CAFile != "" }
+
+// countSet counts the non-empty strings.
+func countSet(ss ...string) int {
+	n := 0
+	for _, s := range ss {
+		if s != "" {
+			n++
+		}
+	}
+	return n
+}
+
+// isLoopback reports whether host:port names a loopback host (127.0.0.0/8,
+// ::1, localhost). A wildcard host is not loopback.
+func isLoopback(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // scale returns d × num / den.

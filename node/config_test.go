@@ -29,7 +29,12 @@ func TestConfigValidate(t *testing.T) {
 		{"wildcard advertise", func(c *Config) { c.AdvertisePeerAddr = "0.0.0.0:7400" }, "wildcard"},
 		{"wildcard bind without advertise", func(c *Config) { c.PeerAddr = "0.0.0.0:7400" }, "set AdvertisePeerAddr"},
 		{"empty host bind without advertise", func(c *Config) { c.PeerAddr = ":7400" }, "set AdvertisePeerAddr"},
-		{"wildcard bind with advertise", func(c *Config) { c.PeerAddr, c.AdvertisePeerAddr = "0.0.0.0:7400", "10.0.0.1:7400" }, ""},
+		{"wildcard bind with advertise", func(c *Config) {
+			c.PeerAddr, c.AdvertisePeerAddr, c.Insecure = "0.0.0.0:7400", "10.0.0.1:7400", true
+		}, ""},
+		{"wildcard bind without TLS", func(c *Config) { c.PeerAddr, c.AdvertisePeerAddr = "0.0.0.0:7400", "10.0.0.1:7400" }, "TLS is off"},
+		{"client port without TLS", func(c *Config) { c.ClientAddr = "10.0.0.1:7401" }, "ClientAddr 10.0.0.1:7401 is not a loopback address"},
+		{"half TLS", func(c *Config) { c.CAFile, c.CertFile = "ca.pem", "n1.pem" }, "go together"},
 		{"bad join", func(c *Config) { c.Join = []string{"nohost"} }, "Join[0]"},
 		{"not in cluster", func(c *Config) { c.ID = "n9" }, "not in InitialCluster"},
 		{"not in cluster but join", func(c *Config) { c.ID = "n9"; c.Join = []string{"127.0.0.1:7410"} }, ""},
@@ -52,6 +57,7 @@ func TestConfigValidate(t *testing.T) {
 		{"remote health URL", func(c *Config) { c.AppHealthURL = "http://10.1.2.3/health" }, "AppHealthURL"},
 		{"own-host health URL", func(c *Config) {
 			c.PeerAddr, c.AdvertisePeerAddr, c.AppHealthURL = "0.0.0.0:7400", "10.1.2.3:7400", "http://10.1.2.3:8080/health"
+			c.Insecure = true
 		}, ""},
 		{"small feed", func(c *Config) { c.Membership.FeedCapacity = 10 }, "Membership"},
 		{"leader priority", func(c *Config) { p := uint32(100); c.LeaderPriority = &p }, ""},

@@ -11,7 +11,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/heartbeat-sidecar/heartbeat/gateway"
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
@@ -23,7 +22,7 @@ import (
 // table: /healthz, /readyz, /metrics and, with EnablePprof, /debug/pprof/.
 func (n *Node) httpHandler() (http.Handler, error) {
 	cc, err := grpc.NewClient(loopback(n.clientLn.Addr()),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		n.gatewayDialOption(),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32)))
 	if err != nil {
 		return nil, fmt.Errorf("node: gateway connection: %w", err)
@@ -32,10 +31,16 @@ func (n *Node) httpHandler() (http.Handler, error) {
 	cfg := gateway.DefaultConfig()
 	cfg.Conn = cc
 	cfg.Context = n.bgCtx
+	cfg.Credentials = n.authz.HTTPCredentials
+	cfg.Authorize = n.authorizeHTTP
+	metrics := promhttp.HandlerFor(n.registry, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 	cfg.Handlers = map[string]http.Handler{
 		gateway.HandlerHealthz: http.HandlerFunc(n.handleHealthz),
 		gateway.HandlerReadyz:  http.HandlerFunc(n.handleReadyz),
-		gateway.HandlerMetrics: promhttp.HandlerFor(n.registry, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}),
+		gateway.HandlerMetrics: metrics,
+	}
+	if n.metricsLn != nil {
+		n.metricsSrv = &http.Server{Handler: n.metricsHandler(metrics), ReadHeaderTimeout: 5 * time.Second}
 	}
 	if n.cfg.EnablePprof {
 		cfg.Handlers[gateway.HandlerPprof] = http.HandlerFunc(pprofHandler)

@@ -61,6 +61,7 @@ func (n *Node) setupLifecycle(rejoin bool) error {
 		lc.DrainTimeout = n.cfg.DrainTimeout
 	}
 	lc.Logger = n.log
+	lc.DialOptions = n.dialOptions()
 	var (
 		state  lifecycle.State
 		commit lifecycle.Committer

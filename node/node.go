@@ -20,10 +20,12 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/heartbeat-sidecar/heartbeat/apphealth"
+	"github.com/heartbeat-sidecar/heartbeat/authz"
 	"github.com/heartbeat-sidecar/heartbeat/election"
 	"github.com/heartbeat-sidecar/heartbeat/leadership"
 	"github.com/heartbeat-sidecar/heartbeat/lifecycle"
 	"github.com/heartbeat-sidecar/heartbeat/membership"
+	"github.com/heartbeat-sidecar/heartbeat/pki"
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 	"github.com/heartbeat-sidecar/heartbeat/proto/raftpb"
 	"github.com/heartbeat-sidecar/heartbeat/rpc/api"
@@ -68,6 +70,11 @@ type Node struct {
 	httpServer *http.Server
 	httpLn     net.Listener
 	gwConn     *grpc.ClientConn // the HTTP gateway's connection to the client port; closed after the HTTP server
+	metricsSrv *http.Server     // the plaintext probe/scrape listener (Config.MetricsAddr); nil without
+	metricsLn  net.Listener     //
+
+	tls   *pki.Store        // the node's certificates (nil: no TLS)
+	authz *authz.Authorizer // the client and HTTP ports' policy
 
 	bgCtx    context.Context    // ends background goroutines
 	bgCancel context.CancelFunc //
@@ -119,6 +126,10 @@ func New(cfg Config) (_ *Node, err error) {
 	n.registry = prometheus.NewRegistry()
 	n.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
+	if err := n.setupSecurity(); err != nil {
+		return nil, err
+	}
+
 	// Bind the client ports first: they are the cheapest to undo.
 	if n.clientLn, err = net.Listen("tcp", cfg.ClientAddr); err != nil {
 		return nil, fmt.Errorf("node: client listener: %w", err)
@@ -128,6 +139,12 @@ func New(cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("node: http listener: %w", err)
 	}
 	undo = append(undo, func() { n.httpLn.Close() })
+	if cfg.MetricsAddr != "" {
+		if n.metricsLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			return nil, fmt.Errorf("node: metrics listener: %w", err)
+		}
+		undo = append(undo, func() { n.metricsLn.Close() })
+	}
 
 	// The peer transport serves ClusterAdmin beside raft. The admin server
 	// needs the election, which needs the transport: it reads the election
@@ -136,6 +153,7 @@ func New(cfg Config) (_ *Node, err error) {
 	adminCfg := api.DefaultAdminConfig()
 	adminCfg.ID, adminCfg.ClusterID, adminCfg.Election = cfg.ID, cfg.ClusterID, ref
 	adminCfg.Logger = n.log.Named("admin")
+	adminCfg.DialOptions = n.dialOptions()
 	// The lifecycle is built with the election, before any leader can ask
 	// this node to remove a member or tell it it was removed.
 	adminCfg.BeforeRemove = func(ctx context.Context, id string) error { return n.life.BeforeRemove(ctx, id) }
@@ -151,6 +169,11 @@ func New(cfg Config) (_ *Node, err error) {
 	tcfg.Advertise = raft.ServerAddress(cfg.AdvertisePeerAddr)
 	tcfg.ClusterID = cfg.ClusterID
 	tcfg.Register = func(s *grpc.Server) { admin.Register(s) }
+	if n.tls != nil {
+		// Only nodes of the cluster, each under its own id.
+		tcfg.ServerTLS = n.tls.ServerTLSConfigExpect(true, pki.ExpectKind(pki.KindNode))
+		tcfg.ClientTLS = n.tls.ClientTLSConfig(nil)
+	}
 	// The transport refuses raft RPCs with a term far beyond the node's,
 	// and Confirm about a non-member, by raft's own state (through the
 	// reference: the election is built after the transport).
@@ -226,6 +249,7 @@ func New(cfg Config) (_ *Node, err error) {
 	ccfg.LastContact = n.lastContact
 	ccfg.Admin, ccfg.Leave = admin, n.Leave
 	ccfg.Logger = n.log.Named("coordinator")
+	ccfg.DialOptions = n.dialOptions()
 	if n.mfsm != nil {
 		if n.app, err = n.newAppHealth(); err != nil {
 			return nil, err
@@ -245,7 +269,7 @@ func New(cfg Config) (_ *Node, err error) {
 	n.health = health.NewServer()
 	n.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	n.health.SetServingStatus(heartbeatpb.Coordinator_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
-	n.grpcServer = grpc.NewServer()
+	n.grpcServer = grpc.NewServer(n.clientServerOptions()...)
 	n.coord.Register(n.grpcServer)
 	healthpb.RegisterHealthServer(n.grpcServer, n.health)
 	reflection.Register(n.grpcServer)
@@ -273,11 +297,19 @@ func New(cfg Config) (_ *Node, err error) {
 	// Everything is built: start serving, then the background loops.
 	n.goServe("client gRPC", func() error { return n.grpcServer.Serve(n.clientLn) })
 	n.goServe("HTTP", func() error {
-		if err := n.httpServer.Serve(n.httpLn); !errors.Is(err, http.ErrServerClosed) {
+		if err := n.serveHTTP(); !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
 		return nil
 	})
+	if n.metricsSrv != nil {
+		n.goServe("metrics HTTP", func() error {
+			if err := n.metricsSrv.Serve(n.metricsLn); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
 	n.wg.Add(1)
 	go func() { defer n.wg.Done(); n.healthLoop(n.bgCtx) }()
 
@@ -447,6 +479,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		if err := n.httpServer.Shutdown(ctx); err != nil {
 			n.httpServer.Close()
 		}
+		if n.metricsSrv != nil {
+			_ = n.metricsSrv.Close()
+		}
 		n.gwConn.Close()
 		n.wg.Wait()
 		n.stopErr = errors.Join(errs...)
@@ -486,6 +521,9 @@ func (n *Node) Close() error {
 			errs = append(errs, fmt.Errorf("transport close: %w", err))
 		}
 		n.httpServer.Close()
+		if n.metricsSrv != nil {
+			_ = n.metricsSrv.Close()
+		}
 		n.gwConn.Close()
 		n.wg.Wait()
 		n.stopErr = errors.Join(errs...)

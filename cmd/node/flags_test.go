@@ -65,7 +65,7 @@ func TestParseRunConfig(t *testing.T) {
 				}
 			}},
 		{name: "env", args: nil, env: map[string]string{"HEARTBEAT_NODE_ID": "n3", "HEARTBEAT_INITIAL_CLUSTER": cluster3,
-			"HEARTBEAT_NONVOTER": "true", "HEARTBEAT_ELECTION_TIMEOUT": "2s", "HEARTBEAT_CLIENT_ADDR": "0.0.0.0:9"},
+			"HEARTBEAT_NONVOTER": "true", "HEARTBEAT_ELECTION_TIMEOUT": "2s", "HEARTBEAT_CLIENT_ADDR": "0.0.0.0:9", "HEARTBEAT_INSECURE": "true"},
 			check: func(t *testing.T, c configView) {
 				c.want(t, "ID", c.ID, "n3")
 				c.want(t, "ClientAddr", c.ClientAddr, "0.0.0.0:9")

@@ -45,6 +45,8 @@ type runFlags struct {
 	leaderPriority                                                 int
 	enablePprof                                                    bool
 	priorityHoldoff                                                time.Duration
+	caFile, certFile, keyFile, tokensFile, metricsAddr             string
+	insecure                                                       bool
 }
 
 // parseRunConfig turns the run command's arguments and environment into a
@@ -77,6 +79,12 @@ func parseRunConfig(args []string, getenv env, stdout io.Writer) (node.Config, e
 	fs.BoolVar(&f.enablePprof, "enable-pprof", false, "serve Go's runtime profiles under /debug/pprof/ on the HTTP port")
 	fs.IntVar(&f.leaderPriority, "leader-priority", -1, "this node's leader priority, 0..100: the leader hands leadership to a healthy voter with a higher one (-1: keep what the cluster has recorded, 0 for a new node)")
 	fs.DurationVar(&f.priorityHoldoff, "priority-holdoff", def.PriorityHoldoff, "how long a higher-priority voter must stay healthy before the leader hands it leadership")
+	fs.StringVar(&f.caFile, "cacert", "", "cluster CA certificate (PEM): with --cert and --key, mutual TLS on every port (heartbeat tls init makes them)")
+	fs.StringVar(&f.certFile, "cert", "", "this node's certificate (PEM), naming heartbeat://<cluster-id>/node/<node-id>; reloaded when the file changes")
+	fs.StringVar(&f.keyFile, "key", "", "this node's private key (PEM)")
+	fs.StringVar(&f.tokensFile, "tokens-file", "", "bearer tokens for the client and HTTP ports, one \"<name> <role> <secret>\" per line (mode 0600); roles read, write, admin")
+	fs.BoolVar(&f.insecure, "insecure", false, "allow non-loopback addresses without TLS: anyone who reaches a port then controls the cluster")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "also serve /healthz, /readyz and /metrics on this plaintext address, with no credentials (for probes and scrapers)")
 	if err := parseFlags(fs, args, getenv, stdout, runUsage); err != nil {
 		return node.Config{}, err
 	}
@@ -134,6 +142,8 @@ func (f runFlags) config(cfg node.Config) (node.Config, error) {
 	}
 	cfg.PriorityHoldoff = f.priorityHoldoff
 	cfg.EnablePprof = f.enablePprof
+	cfg.CAFile, cfg.CertFile, cfg.KeyFile = f.caFile, f.certFile, f.keyFile
+	cfg.TokensFile, cfg.Insecure, cfg.MetricsAddr = f.tokensFile, f.insecure, f.metricsAddr
 	if err := cfg.Validate(); err != nil {
 		msg := strings.TrimPrefix(err.Error(), node.ErrInvalidConfig.Error()+": ")
 		return cfg, usageErrorf("%s", fieldsToFlags.Replace(msg))
@@ -148,7 +158,9 @@ var fieldsToFlags = strings.NewReplacer(
 	"HTTPAddr", "--http-addr", "AdvertisePeerAddr", "--advertise-peer-addr", "LogLevel", "--log-level",
 	"ClusterID", "--cluster-id", "InitialCluster", "--initial-cluster", "Join", "--join",
 	"AppHealthURL", "--app-health-url", "AppHealthInterval", "--app-health-interval", "DrainTimeout", "--drain-timeout", "ShutdownTimeout", "--shutdown-timeout",
-	"LeaderPriority", "--leader-priority", "PriorityHoldoff", "--priority-holdoff")
+	"LeaderPriority", "--leader-priority", "PriorityHoldoff", "--priority-holdoff",
+	"CAFile, CertFile and KeyFile", "--cacert, --cert and --key", "give CAFile, CertFile and KeyFile", "give --cacert, --cert and --key",
+	"set Insecure", "give --insecure", "MetricsAddr", "--metrics-addr")
 
 // derived describes a timing that follows --heartbeat-timeout.
 func derived(def time.Duration) string {

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"time"
@@ -97,6 +98,18 @@ type Config struct {
 	// another address is refused with codes.FailedPrecondition, undialed.
 	// nil: no check (for tests of the transport alone); a node must set it.
 	IsMember func(addr raft.ServerAddress) bool
+	// ServerTLS and ClientTLS, when set (both or neither), make every peer
+	// connection mutual TLS: the server presents the node's certificate and
+	// demands one of a node of the cluster (pki.Store.ServerTLSConfigExpect
+	// with pki.ExpectKind(pki.KindNode)); dials present the node's
+	// certificate and verify the server's (pki.Store.ClientTLSConfig). With
+	// them, every incoming call's node-id metadata and every raft RPC
+	// header's ID must name the node its certificate names, or the call is
+	// refused (codes.PermissionDenied, heartbeat_transport_rejected_total
+	// {reason="identity"}). nil: plaintext, and anyone who reaches the port
+	// is believed.
+	ServerTLS *tls.Config
+	ClientTLS *tls.Config
 	// Register, if set, registers extra services (ClusterAdmin) on the peer server before
 	// it starts serving. They get the same cluster-id interceptors.
 	Register func(*grpc.Server)
@@ -137,6 +150,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...)
 	}
 	switch {
+	case (c.ServerTLS == nil) != (c.ClientTLS == nil):
+		return bad("ServerTLS and ClientTLS go together")
 	case c.ID == "":
 		return bad("ID is required")
 	case c.BindAddr == "":

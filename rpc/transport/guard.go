@@ -9,6 +9,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/heartbeat-sidecar/heartbeat/pki"
 )
 
 // Checks of incoming calls made before raft sees them: a peer port is reachable by
@@ -19,7 +21,42 @@ const (
 	rejectTerm      = "term"
 	rejectMalformed = "malformed"
 	rejectConfirm   = "confirm"
+	rejectIdentity  = "identity"
 )
+
+// checkIdentity, with TLS, refuses a call whose node-id metadata names
+// another node than the caller's certificate (the handshake already made
+// sure the caller is a node of this cluster).
+func (t *Transport) checkIdentity(ctx context.Context) error {
+	if t.cfg.ServerTLS == nil {
+		return nil
+	}
+	id, ok := pki.IdentityFromContext(ctx)
+	if !ok || id.Kind != pki.KindNode {
+		return t.reject(ctx, rejectIdentity, codes.PermissionDenied, "the caller presented no node certificate")
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	if ids := md.Get(MetadataNodeID); len(ids) > 0 && ids[0] != id.Name {
+		return t.reject(ctx, rejectIdentity, codes.PermissionDenied,
+			"the call says it comes from node %q, its certificate is node %q's", ids[0], id.Name)
+	}
+	return nil
+}
+
+// checkHeader, with TLS, refuses a raft RPC whose header names another node
+// than the caller's certificate: raft believes the header's ID (votes,
+// leader ids, TimeoutNow).
+func (t *Transport) checkHeader(ctx context.Context, rpc string, h raft.RPCHeader) error {
+	if t.cfg.ServerTLS == nil {
+		return nil
+	}
+	id, ok := pki.IdentityFromContext(ctx)
+	if !ok || string(h.ID) != id.Name {
+		return t.reject(ctx, rejectIdentity, codes.PermissionDenied,
+			"%s: the header names node %q, the caller's certificate %q", rpc, h.ID, id.Name)
+	}
+	return nil
+}
 
 // rejectLogEvery limits the warning about refused calls to one per reason and caller
 // per interval.

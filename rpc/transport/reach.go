@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -53,7 +54,7 @@ func (t *Transport) Reachable(ctx context.Context, target raft.ServerAddress) er
 	defer cancel()
 	stop := context.AfterFunc(t.closeCtx, cancel)
 	defer stop()
-	err := probeHTTP2(pctx, string(target))
+	err := probeHTTP2(pctx, string(target), t.cfg.ClientTLS)
 	switch {
 	case err == nil:
 		return nil
@@ -64,14 +65,25 @@ func (t *Transport) Reachable(ctx context.Context, target raft.ServerAddress) er
 }
 
 // probeHTTP2 dials addr and waits, within ctx, for the SETTINGS frame every HTTP/2
-// server sends first; see Reachable.
-func probeHTTP2(ctx context.Context, addr string) error {
+// server sends first; see Reachable. With tlsCfg the connection is TLS first (the
+// handshake, answered by the process itself, already shows it alive).
+func probeHTTP2(ctx context.Context, addr string, tlsCfg *tls.Config) error {
 	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	raw, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	conn := raw
+	defer func() { _ = conn.Close() }()
+	if tlsCfg != nil {
+		cfg := tlsCfg.Clone()
+		cfg.NextProtos = []string{"h2"}
+		tc := tls.Client(raw, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return fmt.Errorf("%w: TLS handshake: %w", ErrNotServing, err)
+		}
+		conn = tc
+	}
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
 	}

@@ -115,6 +115,9 @@ func (t *Transport) appendCmd(ctx context.Context, rpc string, p *raftpb.AppendE
 	if err := t.checkMalformed(ctx, rpc, err); err != nil {
 		return nil, err
 	}
+	if err := t.checkHeader(ctx, rpc, cmd.RPCHeader); err != nil {
+		return nil, err
+	}
 	if err := t.checkTerm(ctx, rpc, cmd.Term); err != nil {
 		return nil, err
 	}
@@ -177,6 +180,9 @@ func (s *rpcServer) RequestVote(ctx context.Context, p *raftpb.RequestVoteReques
 	if err := s.t.checkMalformed(ctx, "RequestVote", err); err != nil {
 		return nil, err
 	}
+	if err := s.t.checkHeader(ctx, "RequestVote", cmd.RPCHeader); err != nil {
+		return nil, err
+	}
 	if err := s.t.checkTerm(ctx, "RequestVote", cmd.Term); err != nil {
 		return nil, err
 	}
@@ -198,6 +204,9 @@ func (s *rpcServer) RequestVote(ctx context.Context, p *raftpb.RequestVoteReques
 func (s *rpcServer) RequestPreVote(ctx context.Context, p *raftpb.RequestPreVoteRequest) (*raftpb.RequestPreVoteResponse, error) {
 	cmd, err := preVoteReqFromProto(p)
 	if err := s.t.checkMalformed(ctx, "RequestPreVote", err); err != nil {
+		return nil, err
+	}
+	if err := s.t.checkHeader(ctx, "RequestPreVote", cmd.RPCHeader); err != nil {
 		return nil, err
 	}
 	if err := s.t.checkTerm(ctx, "RequestPreVote", cmd.Term); err != nil {
@@ -222,6 +231,9 @@ func (s *rpcServer) TimeoutNow(ctx context.Context, p *raftpb.TimeoutNowRequest)
 	// TimeoutNow carries no term: raft raises its own by one.
 	cmd, err := timeoutNowReqFromProto(p)
 	if err := s.t.checkMalformed(ctx, "TimeoutNow", err); err != nil {
+		return nil, err
+	}
+	if err := s.t.checkHeader(ctx, "TimeoutNow", cmd.RPCHeader); err != nil {
 		return nil, err
 	}
 	s.t.noteTimeoutNow()
@@ -253,6 +265,9 @@ func (s *rpcServer) InstallSnapshot(stream grpc.ClientStreamingServer[raftpb.Ins
 	}
 	cmd, err := snapReqFromProto(preq)
 	if err := s.t.checkMalformed(stream.Context(), "InstallSnapshot", err); err != nil {
+		return err
+	}
+	if err := s.t.checkHeader(stream.Context(), "InstallSnapshot", cmd.RPCHeader); err != nil {
 		return err
 	}
 	if err := s.t.checkTerm(stream.Context(), "InstallSnapshot", cmd.Term); err != nil {

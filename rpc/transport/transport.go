@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
@@ -152,7 +153,11 @@ func New(cfg Config) (*Transport, error) {
 		goodbyeCh:   make(chan struct{}),
 		epoch:       time.Now(),
 	}
-	t.server = grpc.NewServer(
+	var serverCreds []grpc.ServerOption
+	if cfg.ServerTLS != nil {
+		serverCreds = append(serverCreds, grpc.Creds(credentials.NewTLS(cfg.ServerTLS)))
+	}
+	t.server = grpc.NewServer(append(serverCreds,
 		grpc.StaticStreamWindowSize(streamWindow), // see streamWindow
 		grpc.StaticConnWindowSize(connWindow),
 		grpc.MaxRecvMsgSize(cfg.MaxMsgSize),
@@ -163,7 +168,7 @@ func New(cfg Config) (*Transport, error) {
 		// Ping connections idle for a while and drop those that do not answer, so
 		// the handlers of held streams from vanished peers do not pile up.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: serverPingIdle, Timeout: serverPingTimeout}),
-	)
+	)...)
 	raftpb.RegisterRaftTransportServer(t.server, &rpcServer{t: t})
 	if cfg.Register != nil {
 		cfg.Register(t.server)
@@ -296,8 +301,12 @@ func (t *Transport) dial(target raft.ServerAddress) (*grpc.ClientConn, error) {
 	bo := backoff.DefaultConfig
 	bo.BaseDelay = min(baseReconnectDelay, t.cfg.MaxReconnectBackoff)
 	bo.MaxDelay = t.cfg.MaxReconnectBackoff
+	creds := insecure.NewCredentials()
+	if t.cfg.ClientTLS != nil {
+		creds = credentials.NewTLS(t.cfg.ClientTLS)
+	}
 	opts := []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(
 			grpc.MaxCallRecvMsgSize(t.cfg.MaxMsgSize),
 			grpc.MaxCallSendMsgSize(t.cfg.MaxMsgSize),
@@ -383,12 +392,18 @@ func (t *Transport) unaryServerInterceptor(ctx context.Context, req any, info *g
 	if err := t.checkCluster(ctx, info.FullMethod); err != nil {
 		return nil, err
 	}
+	if err := t.checkIdentity(ctx); err != nil {
+		return nil, err
+	}
 	return handler(ctx, req)
 }
 
 func (t *Transport) streamServerInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo,
 	handler grpc.StreamHandler) error {
 	if err := t.checkCluster(ss.Context(), info.FullMethod); err != nil {
+		return err
+	}
+	if err := t.checkIdentity(ss.Context()); err != nil {
 		return err
 	}
 	return handler(srv, ss)
