@@ -277,6 +277,8 @@ cmd_restart() {
 	fi
 	[[ -x $bin ]] || build
 	start_node "$i"
+	sleep 0.3
+	[[ -n $(pid_of "$i") ]] || { tail -n 20 "$dir/n$i.log" >&2; die "n$i exited at start (log above)"; }
 	echo "started n$i (pid $(cat "$dir/n$i.pid"))"
 	wait_leader
 	print_table
