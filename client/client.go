@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/heartbeat-sidecar/heartbeat/internal/retry"
@@ -41,8 +42,12 @@ func New(cfg Config) (*Client, error) {
 	}
 	cfg = cfg.withDefaults()
 	cfg.Endpoints = append([]string(nil), cfg.Endpoints...)
+	creds := insecure.NewCredentials()
+	if cfg.TLS != nil {
+		creds = credentials.NewTLS(cfg.TLS) // a clone: later changes to cfg.TLS are not seen
+	}
 	dial := []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff: backoff.Config{
 				BaseDelay:  cfg.RetryBackoff.Min,
@@ -143,7 +148,13 @@ func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
 	if cc, ok := c.conns[addr]; ok {
 		return cc, nil
 	}
-	cc, err := grpc.NewClient(addr, c.dial...)
+	opts := c.dial
+	if c.cfg.Token != "" {
+		// Per connection: whether the token may go in the clear depends
+		// on the address.
+		opts = append(opts[:len(opts):len(opts)], grpc.WithPerRPCCredentials(newTokenCreds(c.cfg.Token, addr)))
+	}
+	cc, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("client: connection to %s: %w", addr, err)
 	}

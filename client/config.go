@@ -1,6 +1,7 @@
 package client
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -42,10 +43,24 @@ type Config struct {
 	// on to the others when it is unreachable; writes start where the last
 	// write succeeded and follow the leader. Required, no duplicates.
 	Endpoints []string
+	// TLS, when set, is the TLS configuration of every connection (to the
+	// endpoints and to the leader addresses the client learns); nil:
+	// plaintext. TLSConfigFromFiles makes one from the files of
+	// `heartbeat tls init`: the cluster CA, and the client's certificate
+	// and key or none (with Token).
+	TLS *tls.Config
+	// Token, when set, is sent as "authorization: Bearer <token>" with
+	// every call and stream, for sidecars that let callers in by token
+	// (their --tokens-file). Without TLS it would travel in the clear, so
+	// it is allowed only to loopback addresses (localhost, 127.0.0.0/8,
+	// ::1): Validate refuses other endpoints, and a call to a learned
+	// non-loopback address over plaintext fails with Unauthenticated
+	// rather than send it. Printable ASCII without spaces.
+	Token string
 	// DialOptions are passed to grpc.NewClient for every endpoint (and for
-	// leader addresses the client learns). nil: plaintext
-	// (insecure.NewCredentials). Options given here come after the client's
-	// own connect parameters, so they can override them.
+	// leader addresses the client learns). They come after the client's own
+	// transport credentials (TLS or plaintext) and connect parameters, so
+	// they can override them.
 	DialOptions []grpc.DialOption
 	// DialTimeout bounds one connection attempt to an endpoint (gRPC's
 	// MinConnectTimeout), and the wait for a connection before a call that
@@ -85,7 +100,7 @@ type Config struct {
 	Logger hclog.Logger
 }
 
-// DefaultConfig returns the defaults: plaintext, DialTimeout 2s, CallTimeout
+// DefaultConfig returns the defaults: plaintext without a token, DialTimeout 2s, CallTimeout
 // 5s, backoff 50ms..1s, keep-alive every 25ms with a 20ms lease margin, no
 // logger. Endpoints must be set.
 func DefaultConfig() Config {
@@ -103,8 +118,10 @@ func invalid(format string, args ...any) error {
 }
 
 // Validate checks the config: at least one endpoint, each host:port with a
-// host and a port and none twice, no negative duration, backoff Min <= Max.
-// Zero durations are allowed: New replaces them with the defaults.
+// host and a port and none twice, no negative duration, backoff Min <= Max,
+// a Token that can go in a header and, without TLS, only loopback endpoints
+// with a Token. Zero durations are allowed: New replaces them with the
+// defaults.
 func (c Config) Validate() error {
 	if len(c.Endpoints) == 0 {
 		return invalid("Endpoints is empty: give at least the local sidecar's client address")
@@ -121,6 +138,18 @@ func (c Config) Validate() error {
 			return invalid("Endpoints[%d] %q is listed twice", i, e)
 		}
 		seen[e] = true
+	}
+	if c.Token != "" {
+		if err := checkToken(c.Token); err != nil {
+			return invalid("Token: %v", err)
+		}
+		if c.TLS == nil {
+			for i, e := range c.Endpoints {
+				if !isLoopback(e) {
+					return invalid("Token without TLS: Endpoints[%d] %q is not a loopback address, and the token would travel to it in the clear; set TLS (TLSConfigFromFiles with the cluster's CA)", i, e)
+				}
+			}
+		}
 	}
 	switch {
 	case c.DialTimeout < 0 || c.CallTimeout < 0:

@@ -69,6 +69,23 @@
 //     lists again and sends a KindResync event with the full current set
 //     and the listing's revision, then continues after it.
 //
+// # Security: TLS and tokens
+//
+// Config.TLS makes every connection TLS (nil: plaintext), to the endpoints
+// and to the leader addresses the client learns alike. TLSConfigFromFiles
+// builds it from the files of `heartbeat tls init`: the cluster's CA
+// bundle, which the sidecar's certificate must verify against (and name a
+// node of the cluster; host names are not checked), and the client's own
+// certificate and key, whose roles the sidecars grant. The files are read
+// again when they change. A caller without a certificate gives the CA
+// alone and Config.Token: a bearer token sent as "authorization: Bearer
+// <token>" with every call and stream. A token is not sent in the clear:
+// without TLS, Validate allows it only to loopback endpoints, and the
+// client refuses (Unauthenticated) to send it to a learned non-loopback
+// address over plaintext. Sidecars answer Unauthenticated to a caller
+// they cannot identify and PermissionDenied to one whose role is too
+// weak; neither is retried, and a watch ends with it.
+//
 // # Leases: RunWhileLeader and RunWhileOwner
 //
 // RunWhileLeader(ctx, fn) runs fn while the local node is the leader with a

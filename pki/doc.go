@@ -48,6 +48,17 @@
 // DNS and IP SANs Init writes (node id, localhost, --hosts, 127.0.0.1, ::1)
 // are for other TLS clients, such as curl against the HTTP gateway.
 //
+// # Clients without a certificate
+//
+// A caller that proves who it is with a bearer token (package authz) has no
+// certificate, yet must still know it talks to a node of its cluster and
+// not to whoever took the address: a Store made of the CA bundle alone
+// (StoreOptions without CertFile and KeyFile) verifies servers as any
+// other does and presents nothing. Its cluster is the one its CAs'
+// heartbeat://<cluster> URIs name (they must name one, and only one).
+// Such a store cannot serve: its server configs fail every handshake
+// (ErrNoCertificate). The CA bundle is reloaded like any file of a Store.
+//
 // # Rotation by file replacement
 //
 // A Store looks at its three files (size, modification time, inode) at most

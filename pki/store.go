@@ -20,6 +20,10 @@ const DefaultCheckInterval = time.Second
 type StoreOptions struct {
 	// CertFile and KeyFile are this node's (or client's) certificate and
 	// private key, PEM. CertFile may hold intermediates after the leaf.
+	// Both empty make a CA-only store: a client that authenticates
+	// otherwise (a bearer token) and only verifies the server. Its
+	// ClientTLSConfig presents no certificate; its ServerTLSConfig fails
+	// every handshake (a server needs a certificate).
 	CertFile, KeyFile string
 	// CAFile is the CA bundle, PEM: one or more CA certificates (several
 	// while a CA is being replaced).
@@ -64,19 +68,29 @@ type Store struct {
 
 // material is what a Store serves, replaced as a whole on reload.
 type material struct {
-	cert *tls.Certificate // Leaf set
+	cert *tls.Certificate // Leaf set; nil in a CA-only store
 	pool *x509.CertPool
-	id   Identity
+	id   Identity // only Cluster in a CA-only store
 }
+
+// ErrNoCertificate: a CA-only store (StoreOptions without CertFile and
+// KeyFile) was asked to serve; a server needs a certificate.
+var ErrNoCertificate = errors.New("pki: CA-only store has no certificate to serve")
 
 // errBox lets an atomic.Pointer hold an error (nil box: no error).
 type errBox struct{ err error }
 
 // NewStore reads the files of opts and returns a Store serving them. The
-// files must be valid (see Store); NewStore returns why not.
+// files must be valid (see Store); NewStore returns why not. Without
+// CertFile and KeyFile the store is CA-only (see StoreOptions): its cluster
+// is then the one its CA bundle's heartbeat://<cluster> URIs name, all the
+// same.
 func NewStore(opts StoreOptions) (*Store, error) {
-	if opts.CertFile == "" || opts.KeyFile == "" || opts.CAFile == "" {
-		return nil, errors.New("pki: store needs a certificate, a key and a CA file")
+	switch {
+	case opts.CAFile == "":
+		return nil, errors.New("pki: store needs a CA file")
+	case (opts.CertFile == "") != (opts.KeyFile == ""):
+		return nil, errors.New("pki: store needs a certificate and its key, or neither (CA only)")
 	}
 	if opts.CheckInterval <= 0 {
 		opts.CheckInterval = DefaultCheckInterval
@@ -128,10 +142,10 @@ func (s *Store) install(data [][]byte, stamps []os.FileInfo, err error) error {
 	s.seen, s.seenData = stamps, data
 	var m *material
 	if err == nil {
-		m, err = s.parse(data[0], data[1], data[2])
+		m, err = s.parse(data)
 	}
 	if err != nil {
-		err = fmt.Errorf("pki: reload %s: %w", s.opts.CertFile, err)
+		err = fmt.Errorf("pki: reload %s: %w", s.name(), err)
 		s.err.Store(&errBox{err})
 		return err
 	}
@@ -140,8 +154,23 @@ func (s *Store) install(data [][]byte, stamps []os.FileInfo, err error) error {
 	return nil
 }
 
-// paths are the files, in the order of stat and read.
+// caOnly reports whether the store has no certificate (StoreOptions).
+func (s *Store) caOnly() bool { return s.opts.CertFile == "" }
+
+// name is the file that names the store in errors: the certificate, or
+// the CA bundle of a CA-only store.
+func (s *Store) name() string {
+	if s.caOnly() {
+		return s.opts.CAFile
+	}
+	return s.opts.CertFile
+}
+
+// paths are the files, in the order of stat and read: the CA bundle last.
 func (s *Store) paths() []string {
+	if s.caOnly() {
+		return []string{s.opts.CAFile}
+	}
 	return []string{s.opts.CertFile, s.opts.KeyFile, s.opts.CAFile}
 }
 
@@ -182,17 +211,10 @@ func racy(stamps []os.FileInfo, readAt time.Time) bool {
 	return false
 }
 
-// parse checks the files' content and makes the material to serve.
-func (s *Store) parse(certPEM, keyPEM, caPEM []byte) (*material, error) {
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		return nil, fmt.Errorf("%s with %s: %w", s.opts.CertFile, s.opts.KeyFile, err)
-	}
-	if cert.Leaf == nil {
-		if cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
-			return nil, fmt.Errorf("%s: %w", s.opts.CertFile, err)
-		}
-	}
+// parse checks the files' content (in the order of paths) and makes the
+// material to serve.
+func (s *Store) parse(data [][]byte) (*material, error) {
+	caPEM := data[len(data)-1]
 	cas, err := parseCerts(caPEM)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", s.opts.CAFile, err)
@@ -203,6 +225,25 @@ func (s *Store) parse(certPEM, keyPEM, caPEM []byte) (*material, error) {
 			return nil, fmt.Errorf("%s: %s is not a CA certificate", s.opts.CAFile, describeSubject(c))
 		}
 		pool.AddCert(c)
+	}
+	if s.caOnly() {
+		cluster, err := bundleCluster(cas)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", s.opts.CAFile, err)
+		}
+		if old := s.cur.Load(); old != nil && old.id.Cluster != cluster {
+			return nil, fmt.Errorf("%s is a CA of cluster %s; this store verifies cluster %s", s.opts.CAFile, cluster, old.id.Cluster)
+		}
+		return &material{pool: pool, id: Identity{Cluster: cluster}}, nil
+	}
+	cert, err := tls.X509KeyPair(data[0], data[1])
+	if err != nil {
+		return nil, fmt.Errorf("%s with %s: %w", s.opts.CertFile, s.opts.KeyFile, err)
+	}
+	if cert.Leaf == nil {
+		if cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+			return nil, fmt.Errorf("%s: %w", s.opts.CertFile, err)
+		}
 	}
 	if _, err := cert.Leaf.Verify(x509.VerifyOptions{
 		Roots:         pool,
@@ -219,6 +260,41 @@ func (s *Store) parse(certPEM, keyPEM, caPEM []byte) (*material, error) {
 		return nil, fmt.Errorf("%s is the certificate of %s; this store serves %s", s.opts.CertFile, id, old.id)
 	}
 	return &material{cert: &cert, pool: pool, id: id}, nil
+}
+
+// bundleCluster is the cluster a CA bundle signs for, without a leaf to
+// tell it: the one its CAs' heartbeat://<cluster> URIs name (CAs without
+// one are trusted but name none). None, or two, is an error: a CA-only
+// store would not know which cluster's nodes to accept.
+func bundleCluster(cas []*x509.Certificate) (string, error) {
+	cluster := ""
+	for _, c := range cas {
+		cl, err := ClusterOfCA(c)
+		if errors.Is(err, ErrBadCluster) && !hasHeartbeatURI(c) {
+			continue // a CA of another origin: trusted, names no cluster
+		}
+		if err != nil {
+			return "", err
+		}
+		if cluster != "" && cl != cluster {
+			return "", fmt.Errorf("%w: the CAs are of clusters %s and %s; without a certificate of its own a store needs the CAs of one", ErrBadCluster, cluster, cl)
+		}
+		cluster = cl
+	}
+	if cluster == "" {
+		return "", fmt.Errorf("%w: no CA names its cluster (heartbeat://<cluster>); without a certificate of its own a store needs one that does", ErrBadCluster)
+	}
+	return cluster, nil
+}
+
+// hasHeartbeatURI reports whether a certificate carries a heartbeat:// URI.
+func hasHeartbeatURI(c *x509.Certificate) bool {
+	for _, u := range c.URIs {
+		if u.Scheme == Scheme {
+			return true
+		}
+	}
+	return false
 }
 
 // intermediates is a pool of the DER certificates (unparsable ones are
@@ -259,7 +335,7 @@ func (s *Store) checkLocked() (report bool, err error) {
 	if err != nil {
 		// A file is missing (perhaps for a moment, between a remove and
 		// a rename): keep serving; report each new error once.
-		err = fmt.Errorf("pki: reload %s: %w", s.opts.CertFile, err)
+		err = fmt.Errorf("pki: reload %s: %w", s.name(), err)
 		s.err.Store(&errBox{err})
 		if err.Error() == s.seenErr {
 			return false, err
@@ -289,12 +365,18 @@ func (s *Store) LastError() error {
 	return nil
 }
 
-// Identity is the identity of the certificate in use.
+// Identity is the identity of the certificate in use. A CA-only store has
+// none: only Cluster is set, the cluster its CA bundle names.
 func (s *Store) Identity() Identity { return s.current().id }
 
 // Certificate is the certificate in use (its Leaf is set), e.g. to export
-// its expiry.
+// its expiry; nil in a CA-only store.
 func (s *Store) Certificate() *tls.Certificate { return s.current().cert }
+
+// HasCertificate reports whether the store serves a certificate: false for
+// a CA-only store (StoreOptions without CertFile and KeyFile), which can
+// verify servers but neither serve nor authenticate as a client.
+func (s *Store) HasCertificate() bool { return !s.caOnly() }
 
 // ServerTLSConfig is the configuration of a TLS server (a gRPC listener of a
 // node): it presents the current certificate, and verifies a client's
@@ -305,6 +387,8 @@ func (s *Store) Certificate() *tls.Certificate { return s.current().cert }
 // certificate is verified all the same. TLS 1.3 only; no session tickets,
 // so every connection verifies the peer against the current pool. Callers
 // may add to the returned config (gRPC and net/http add ALPN protocols).
+// A CA-only store cannot serve: every handshake of its config fails with
+// ErrNoCertificate (check HasCertificate first).
 func (s *Store) ServerTLSConfig(requireClientCert bool) *tls.Config {
 	return s.ServerTLSConfigExpect(requireClientCert, nil)
 }
@@ -326,7 +410,10 @@ func (s *Store) ServerTLSConfigExpect(requireClientCert bool, expect func(Identi
 		SessionTicketsDisabled: true,
 		ClientAuth:             auth, // verified by VerifyConnection against the current pool
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-			return s.current().cert, nil
+			if c := s.current().cert; c != nil {
+				return c, nil
+			}
+			return nil, ErrNoCertificate
 		},
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			return s.verifyPeer(cs, x509.ExtKeyUsageClientAuth, requireClientCert, expect)
@@ -340,13 +427,17 @@ func (s *Store) ServerTLSConfigExpect(requireClientCert bool, expect func(Identi
 // cluster, then calls expect (nil: any node), e.g. ExpectNode("n2"). The
 // host name is not checked (addresses vary; see the package doc):
 // InsecureSkipVerify turns off only the crypto/tls check, VerifyConnection
-// does the full chain verification instead.
+// does the full chain verification instead. A CA-only store presents no
+// certificate: the server must let the client in otherwise (a token).
 func (s *Store) ClientTLSConfig(expect func(Identity) error) *tls.Config {
 	return &tls.Config{
 		MinVersion:         tls.VersionTLS13,
 		InsecureSkipVerify: true, // VerifyConnection verifies the chain; identity, not host name
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			return s.current().cert, nil
+			if c := s.current().cert; c != nil {
+				return c, nil
+			}
+			return &tls.Certificate{}, nil // none: crypto/tls sends an empty certificate message
 		},
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			return s.verifyPeer(cs, x509.ExtKeyUsageServerAuth, true, func(id Identity) error {

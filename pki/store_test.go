@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"math/big"
 	"net"
@@ -446,7 +447,13 @@ func TestNewStore(t *testing.T) {
 		cert, key, ca string
 		want          string
 	}{
-		{"no files named", "", "", "", "needs a certificate"},
+		{"no files named", "", "", "", "needs a CA file"},
+		{"a certificate without its key", filepath.Join(dir, "n1.pem"), "", caPEM, "or neither"},
+		{"a key without its certificate", "", filepath.Join(dir, "n1-key.pem"), caPEM, "or neither"},
+		{"CA only: CAs of two clusters", "", "", bundle(t, caPEM, filepath.Join(initDir(t, "c2", []string{"n1"}), CAFile)), "clusters c1 and c2"},
+		{"CA only: a CA naming no cluster", "", "", plainCA(t), "no CA names its cluster"},
+		{"CA only: a leaf as the CA", "", "", filepath.Join(dir, "n1.pem"), "is not a CA certificate"},
+		{"CA only: missing CA file", "", "", filepath.Join(dir, "nope.pem"), "no such file"},
 		{"missing certificate", filepath.Join(dir, "nope.pem"), filepath.Join(dir, "n1-key.pem"), caPEM, "no such file"},
 		{"certificate of another CA", filepath.Join(foreign, "n1.pem"), filepath.Join(foreign, "n1-key.pem"), caPEM, "not valid under"},
 		{"the CA as a leaf", caPEM, filepath.Join(dir, CAKeyFile), caPEM, "is a CA certificate"},
@@ -465,6 +472,137 @@ func TestNewStore(t *testing.T) {
 	if id := s.Identity(); id.String() != "node n1 of cluster c1" {
 		t.Errorf("Identity: %v", id)
 	}
+}
+
+// plainCA writes a self-signed CA certificate with no heartbeat:// URI (a
+// CA of another origin) and returns its path.
+func plainCA(t *testing.T) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		NotBefore:             time.Now().Add(-time.Minute),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "plain-ca.pem")
+	writeOver(t, path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	return path
+}
+
+// caOnlyStore opens a store of the CA bundle caFile alone.
+func caOnlyStore(t *testing.T, caFile string) *Store {
+	t.Helper()
+	s, err := NewStore(StoreOptions{CAFile: caFile, CheckInterval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestCAOnly: real handshakes with a store of the CA bundle alone (a
+// client that authenticates with a token): it verifies the server as a
+// full store does and presents no certificate; it cannot serve.
+func TestCAOnly(t *testing.T) {
+	home := initDir(t, "c1", []string{"n1", "n2"})
+	foreign := initDir(t, "c1", []string{"x"}) // same cluster id, another CA
+	homeCA := filepath.Join(home, CAFile)
+	n1 := newStore(t, home, "n1", "")
+	x := newStore(t, foreign, "x", "")
+	caOnly := caOnlyStore(t, homeCA)
+	// A CA-only store with a CA of another origin beside the cluster's:
+	// the cluster's CA names the cluster.
+	mixed := caOnlyStore(t, bundle(t, plainCA(t), homeCA))
+	if caOnly.HasCertificate() || caOnly.Certificate() != nil || !n1.HasCertificate() {
+		t.Errorf("HasCertificate: CA-only %v (certificate %v), n1 %v", caOnly.HasCertificate(), caOnly.Certificate(), n1.HasCertificate())
+	}
+	if id := caOnly.Identity(); id.Cluster != "c1" || id.Kind != "" || id.Name != "" {
+		t.Errorf("CA-only Identity: %+v, want the cluster c1 alone", id)
+	}
+	tests := []struct {
+		name     string
+		srv, cli *tls.Config
+		srvErr   string
+		cliErr   string
+	}{
+		{name: "verifies the server, presents nothing", srv: n1.ServerTLSConfig(false), cli: caOnly.ClientTLSConfig(nil)},
+		{name: "the expected node", srv: n1.ServerTLSConfig(false), cli: caOnly.ClientTLSConfig(ExpectNode("n1"))},
+		{name: "a bundle with a CA that names no cluster", srv: n1.ServerTLSConfig(false), cli: mixed.ClientTLSConfig(nil)},
+		{name: "not the node expected", srv: n1.ServerTLSConfig(false), cli: caOnly.ClientTLSConfig(ExpectNode("n2")),
+			srvErr: "bad certificate", cliErr: "want node n2"},
+		{name: "server of another CA refused", srv: x.ServerTLSConfig(false), cli: caOnly.ClientTLSConfig(nil),
+			srvErr: "bad certificate", cliErr: "certificate signed by unknown authority"},
+		{name: "server requiring a client certificate refuses", srv: n1.ServerTLSConfig(true), cli: caOnly.ClientTLSConfig(nil),
+			srvErr: "client didn't provide a certificate", cliErr: "certificate required"},
+		{name: "a CA-only store cannot serve", srv: caOnly.ServerTLSConfig(false), cli: n1.ClientTLSConfig(nil),
+			srvErr: ErrNoCertificate.Error(), cliErr: "internal error"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, cli := handshake(t, tc.srv, tc.cli)
+			for _, side := range []struct {
+				name string
+				err  error
+				want string
+			}{{"server", srv.err, tc.srvErr}, {"client", cli.err, tc.cliErr}} {
+				switch {
+				case side.want == "" && side.err != nil:
+					t.Errorf("%s: %v, want success", side.name, side.err)
+				case side.want != "" && (side.err == nil || !strings.Contains(side.err.Error(), side.want)):
+					t.Errorf("%s: %v, want an error with %q", side.name, side.err, side.want)
+				}
+			}
+			if tc.srvErr != "" {
+				return
+			}
+			if id, err := PeerIdentity(srv.state); !errors.Is(err, ErrNoIdentity) {
+				t.Errorf("server reads a client identity %v, %v; want none", id, err)
+			}
+			if id, err := PeerIdentity(cli.state); err != nil || id.String() != "node n1 of cluster c1" {
+				t.Errorf("client reads server identity %v, %v", id, err)
+			}
+		})
+	}
+}
+
+// TestCAOnlyRotation: a CA-only store reloads its bundle: a bundle that
+// adds a second CA lets its servers in from the next handshake on; a
+// bundle of another cluster is refused and the previous one stays in use.
+func TestCAOnlyRotation(t *testing.T) {
+	dir := initDir(t, "c1", []string{"n1"})
+	newCA := initDir(t, "c1", []string{"n2"})
+	other := initDir(t, "c2", []string{"n1"})
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	copyFile(t, filepath.Join(dir, CAFile), caFile)
+	cli := caOnlyStore(t, caFile)
+	n1, n2 := newStore(t, dir, "n1", ""), newStore(t, newCA, "n2", "")
+	if _, c := handshake(t, n2.ServerTLSConfig(false), cli.ClientTLSConfig(nil)); c.err == nil {
+		t.Fatal("a server of the new CA is accepted before the bundle trusts it")
+	}
+	writeOver(t, caFile, readFile(t, bundle(t, filepath.Join(dir, CAFile), filepath.Join(newCA, CAFile))))
+	testwait.Eventually(t, waitFor, "the server of the new CA accepted", func() (bool, string) {
+		_, c := handshake(t, n2.ServerTLSConfig(false), cli.ClientTLSConfig(nil))
+		return c.err == nil, "client: " + errString(c.err)
+	})
+	writeOver(t, caFile, readFile(t, filepath.Join(other, CAFile)))
+	testwait.Eventually(t, waitFor, "the other cluster's CA refused", func() (bool, string) {
+		// A handshake makes the store look at its files; the previous
+		// bundle still verifies n1.
+		if _, c := handshake(t, n1.ServerTLSConfig(false), cli.ClientTLSConfig(nil)); c.err != nil {
+			t.Fatalf("while the other cluster's CA is refused, n1 is no longer accepted: %v", c.err)
+		}
+		err := cli.LastError()
+		return err != nil && strings.Contains(err.Error(), "this store verifies cluster c1"), "LastError: " + errString(err)
+	})
 }
 
 // TestIdentityFromContext: a gRPC server with a Store's config (through

@@ -15,7 +15,13 @@
 # Data and logs live in $HEARTBEAT_LOCAL_DIR (default <repo>/data/local-cluster):
 # nI/ (raft data), nI.log, nI.pid, and size (the N the cluster was created with).
 # Extra run flags for every node can be given in HEARTBEAT_LOCAL_FLAGS.
-# Works from any directory.
+#
+# HEARTBEAT_LOCAL_TLS=1 scripts/local-cluster.sh start [N] runs the cluster with
+# mutual TLS: certificates from 'heartbeat tls init' in <data dir>/tls (made once,
+# reused), every node started with --cacert, --cert, --key, and the export line
+# gains HEARTBEAT_CACERT, HEARTBEAT_CERT, HEARTBEAT_KEY (client.pem, role admin).
+# The mode is kept in <data dir>/mode: status, restart and the rest follow it.
+# Plaintext is the default. Works from any directory.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -24,7 +30,44 @@ bin=$root/bin/heartbeat
 export PATH="$PATH:/usr/local/go/bin"
 
 die() { echo "local-cluster: $*" >&2; exit 1; }
-usage() { sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
+
+# The script says itself how its nodes and its CLI calls secure themselves:
+# variables exported for the CLI (the export line) must not reach them.
+unset HEARTBEAT_CACERT HEARTBEAT_CERT HEARTBEAT_KEY HEARTBEAT_TOKEN
+
+tls_dir=$dir/tls
+# cluster_id is run's default --cluster-id, which the certificates must name.
+cluster_id=heartbeat
+
+# tls_on: the cluster in $dir runs with TLS (the mode recorded at start).
+tls_on() { [[ $(cat "$dir/mode" 2>/dev/null) == tls ]]; }
+
+# cli_tls: the CLI's TLS flags for this cluster (as the client "client", admin).
+cli_tls() {
+	if tls_on; then
+		echo "--cacert $tls_dir/ca.pem --cert $tls_dir/client.pem --key $tls_dir/client-key.pem"
+	fi
+}
+
+# make_certs N: the CA, n1..nN and client (admin) in $tls_dir, made by
+# 'heartbeat tls init' unless they are all there already (it keeps what is
+# there and adds what is missing).
+make_certs() {
+	local n=$1 i nodes="" missing=0
+	for ((i = 1; i <= n; i++)); do
+		nodes+="${nodes:+,}n$i"
+		[[ -f $tls_dir/n$i.pem && -f $tls_dir/n$i-key.pem ]] || missing=1
+	done
+	[[ -f $tls_dir/ca.pem && -f $tls_dir/client.pem && -f $tls_dir/client-key.pem ]] || missing=1
+	if ((missing)); then
+		"$bin" tls init --out "$tls_dir" --cluster-id "$cluster_id" --nodes "$nodes" --clients client:admin >/dev/null ||
+			die "tls init failed"
+		echo "certificates in $tls_dir"
+	else
+		echo "reusing the certificates in $tls_dir"
+	fi
+}
 
 peer_port()   { echo "74${1}0"; }
 client_port() { echo "74${1}1"; }
@@ -71,6 +114,10 @@ start_node() {
 		port_busy "$p" && die "port $p (for n$i) is already in use by another process"
 	done
 	mkdir -p "$dir/n$i"
+	local tls=()
+	if tls_on; then
+		tls=(--cacert "$tls_dir/ca.pem" --cert "$tls_dir/n$i.pem" --key "$tls_dir/n$i-key.pem")
+	fi
 	# shellcheck disable=SC2086 # HEARTBEAT_LOCAL_FLAGS is split on purpose
 	nohup "$bin" run --node-id "n$i" \
 		--data-dir "$dir/n$i" \
@@ -78,6 +125,7 @@ start_node() {
 		--client-addr "127.0.0.1:$(client_port "$i")" \
 		--http-addr "127.0.0.1:$(http_port "$i")" \
 		--initial-cluster "$(initial_cluster "$n")" \
+		${tls[@]+"${tls[@]}"} \
 		${HEARTBEAT_LOCAL_FLAGS:-} \
 		>>"$dir/n$i.log" 2>&1 </dev/null &
 	echo $! >"$dir/n$i.pid"
@@ -85,12 +133,14 @@ start_node() {
 
 # leader_seen_by I: prints the leader id node nI knows, or nothing.
 leader_seen_by() {
-	"$bin" leader --addr "127.0.0.1:$(client_port "$1")" --stale --timeout 1s 2>/dev/null |
+	# shellcheck disable=SC2046 # the paths have no spaces ($dir may not either)
+	"$bin" leader --addr "127.0.0.1:$(client_port "$1")" $(cli_tls) --stale --timeout 1s 2>/dev/null |
 		sed -n 's/^leader=\(n[0-9]*\) .*/\1/p'
 }
 
 role_of() {
-	"$bin" status --addr "127.0.0.1:$(client_port "$1")" --stale --json --timeout 1s 2>/dev/null |
+	# shellcheck disable=SC2046 # as in leader_seen_by
+	"$bin" status --addr "127.0.0.1:$(client_port "$1")" $(cli_tls) --stale --json --timeout 1s 2>/dev/null |
 		sed -n 's/^  "state": "\(.*\)",$/\1/p'
 }
 
@@ -131,6 +181,7 @@ print_table() {
 			"$(http_port "$i")" "$role" "$dir/n$i.log"
 	done
 	echo "data: $dir"
+	if tls_on; then echo "tls: on (certificates in $tls_dir)"; fi
 }
 
 running_count() {
@@ -150,6 +201,13 @@ cmd_start() {
 	build
 	mkdir -p "$dir"
 	echo "$n" >"$dir/size"
+	if [[ ${HEARTBEAT_LOCAL_TLS:-} == 1 ]]; then
+		[[ $dir != *[[:space:]]* ]] || die "HEARTBEAT_LOCAL_TLS needs a data directory without spaces: $dir"
+		make_certs "$n"
+		echo tls >"$dir/mode"
+	else
+		echo plain >"$dir/mode"
+	fi
 	echo "starting $n nodes; data and logs in $dir"
 	for ((i = 1; i <= n; i++)); do start_node "$i"; done
 	sleep 0.3
@@ -172,7 +230,12 @@ print_export() {
 	done
 	echo
 	echo "to point the CLI at this cluster (bin/heartbeat status, members, leader --watch, ...):"
-	echo "  export HEARTBEAT_ADDR=$addrs"
+	if tls_on; then
+		echo "  export HEARTBEAT_ADDR=$addrs HEARTBEAT_CACERT=$tls_dir/ca.pem HEARTBEAT_CERT=$tls_dir/client.pem HEARTBEAT_KEY=$tls_dir/client-key.pem"
+		echo "and HTTP: curl --cacert $tls_dir/ca.pem --cert $tls_dir/client.pem --key $tls_dir/client-key.pem https://127.0.0.1:$(http_port 1)/v1/status"
+	else
+		echo "  export HEARTBEAT_ADDR=$addrs"
+	fi
 }
 
 cmd_stop() {
@@ -214,24 +277,12 @@ cmd_restart() {
 	fi
 	[[ -x $bin ]] || build
 	start_node "$i"
+	sleep 0.3
+	[[ -n $(pid_of "$i") ]] || { tail -n 20 "$dir/n$i.log" >&2; die "n$i exited at start (log above)"; }
 	echo "started n$i (pid $(cat "$dir/n$i.pid"))"
 	wait_leader
 	print_table
 	print_export
-}
-
-# print_export prints the line that makes every CLI command ask this
-# cluster: n1 first, the other nodes as fallbacks (a watch or a read moves to
-# them when n1 is down).
-print_export() {
-	local n i addrs=""
-	n=$(size)
-	for ((i = 1; i <= n; i++)); do
-		addrs+="${addrs:+,}127.0.0.1:$(client_port "$i")"
-	done
-	echo
-	echo "to point the CLI at this cluster (bin/heartbeat status, members, leader --watch, ...):"
-	echo "  export HEARTBEAT_ADDR=$addrs"
 }
 
 cmd_status() {

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -22,6 +24,72 @@ type clientFlags struct {
 	addrs   []string
 	json    bool
 	timeout time.Duration
+	// tls is built from --cacert, --cert and --key (nil: plaintext).
+	tls *tls.Config
+	// token is --token, read from its file when given as @FILE.
+	token string
+}
+
+// securityFlags are the common flags that say how a command proves who it
+// is and checks whom it talks to; read from the environment like --addr.
+type securityFlags struct {
+	cacert, cert, key, token string
+}
+
+// define adds the flags to fs.
+func (sf *securityFlags) define(fs *flag.FlagSet) {
+	fs.StringVar(&sf.cacert, "cacert", "", "the cluster's CA bundle (PEM: ca.pem of 'heartbeat tls init'): talk TLS and\naccept only nodes it signed; \"\": plaintext")
+	fs.StringVar(&sf.cert, "cert", "", "this client's certificate (PEM), whose roles the node grants; with --key and\n--cacert")
+	fs.StringVar(&sf.key, "key", "", "the private key of --cert (PEM)")
+	fs.StringVar(&sf.token, "token", "", "bearer token a node's --tokens-file lists; @FILE reads it from FILE (keeps it\nout of ps and the shell history); without --cacert only to a loopback --addr")
+}
+
+// apply checks the flags and sets c's TLS configuration and token; errors
+// are usage errors (nothing was sent).
+func (sf securityFlags) apply(c *clientFlags) error {
+	switch {
+	case (sf.cert == "") != (sf.key == ""):
+		return usageErrorf("--cert and --key go together")
+	case sf.cert != "" && sf.cacert == "":
+		return usageErrorf("--cert needs --cacert (the cluster's ca.pem): a node's certificate is verified against it")
+	}
+	if sf.cacert != "" {
+		cfg, err := client.TLSConfigFromFiles(sf.cacert, sf.cert, sf.key)
+		if err != nil {
+			return usageErrorf("--cacert, --cert, --key: %v", err)
+		}
+		c.tls = cfg
+	}
+	c.token = sf.token
+	if path, ok := strings.CutPrefix(sf.token, "@"); ok {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return usageErrorf("--token: %v", err)
+		}
+		c.token = strings.TrimSpace(string(b))
+		if c.token == "" {
+			return usageErrorf("--token: %s is empty", path)
+		}
+	}
+	if c.token != "" && c.tls == nil {
+		for _, a := range c.addrs {
+			if !loopback(a) {
+				return usageErrorf("--token without --cacert: the token would travel in the clear to %s; give --cacert (the cluster's ca.pem)", a)
+			}
+		}
+	}
+	return nil
+}
+
+// loopback reports whether addr's host is localhost or a loopback IP, where
+// a token may go without TLS.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return strings.EqualFold(host, "localhost") || ip != nil && ip.IsLoopback()
 }
 
 // addr is the node the command asks: the first of --addr.
@@ -43,17 +111,20 @@ func parseClient(cmd, what string, args []string, getenv env, stdout io.Writer, 
 }
 
 // parseClientArgs is parseClient for a command with positional arguments
-// (returned in order) and a usage text of its own. Only --addr is read from
-// the environment (HEARTBEAT_ADDR): a command's own flags never are, so that
-// the HEARTBEAT_* variables of 'run' (HEARTBEAT_NODE_ID, ...) do not leak
-// into a command run beside a node.
+// (returned in order) and a usage text of its own. Only --addr and the
+// security flags are read from the environment (HEARTBEAT_ADDR,
+// HEARTBEAT_CACERT, HEARTBEAT_CERT, HEARTBEAT_KEY, HEARTBEAT_TOKEN): a
+// command's own flags never are, so that the HEARTBEAT_* variables of 'run'
+// (HEARTBEAT_NODE_ID, ...) do not leak into a command run beside a node.
 func parseClientArgs(cmd, usage string, args []string, getenv env, stdout io.Writer, extra func(*flag.FlagSet)) (clientFlags, []string, error) {
 	var c clientFlags
 	var addr string
+	var sf securityFlags
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.StringVar(&addr, "addr", defaultAddr, "client gRPC address host:port of the node to ask; a comma-separated list adds\nfallbacks for when it is unreachable")
 	fs.BoolVar(&c.json, "json", false, "print JSON instead of text")
 	fs.DurationVar(&c.timeout, "timeout", 5*time.Second, "deadline of the command (retries included)")
+	sf.define(fs)
 	noEnv := []string{"json", "timeout"}
 	if extra != nil {
 		before := map[string]bool{}
@@ -80,7 +151,10 @@ func parseClientArgs(cmd, usage string, args []string, getenv env, stdout io.Wri
 	if c.timeout <= 0 {
 		return c, nil, usageErrorf("--timeout must be positive")
 	}
-	if _, err := clientConfig(c.addrs); err != nil {
+	if err := sf.apply(&c); err != nil {
+		return c, nil, err
+	}
+	if _, err := clientConfig(c, c.addrs); err != nil {
 		return c, nil, usageErrorf("--addr: %v", err)
 	}
 	return c, pos, nil
@@ -94,11 +168,13 @@ func defaultTimeout(fs *flag.FlagSet, d time.Duration) {
 	f.DefValue = d.String()
 }
 
-// clientConfig is the client configuration of the CLI over endpoints,
-// validated.
-func clientConfig(endpoints []string) (client.Config, error) {
+// clientConfig is the client configuration of the CLI over endpoints, with
+// c's TLS and token, validated.
+func clientConfig(c clientFlags, endpoints []string) (client.Config, error) {
 	cfg := client.DefaultConfig()
 	cfg.Endpoints = endpoints
+	cfg.TLS = c.tls
+	cfg.Token = c.token
 	// A person waits at the terminal: retry soon.
 	cfg.RetryBackoff = client.Backoff{Min: 50 * time.Millisecond, Max: 500 * time.Millisecond}
 	return cfg, cfg.Validate()
@@ -106,7 +182,7 @@ func clientConfig(endpoints []string) (client.Config, error) {
 
 // newClient returns a client over c's addresses.
 func newClient(c clientFlags) (*client.Client, error) {
-	cfg, err := clientConfig(c.addrs)
+	cfg, err := clientConfig(c, c.addrs)
 	if err != nil {
 		return nil, err
 	}
@@ -156,13 +232,14 @@ func watchClient(ctx context.Context, c clientFlags, stderr io.Writer) (*client.
 		if a == "" || seen[a] || m.State == "left" {
 			continue
 		}
-		if !dialable(a) {
+		if !dialable(a) || c.token != "" && c.tls == nil && !loopback(a) {
+			// (A token goes in the clear to loopback addresses only.)
 			continue
 		}
 		seen[a] = true
 		endpoints = append(endpoints, a)
 	}
-	cfg, err := clientConfig(endpoints)
+	cfg, err := clientConfig(c, endpoints)
 	if err != nil {
 		return nil, err
 	}
