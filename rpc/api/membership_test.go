@@ -213,7 +213,9 @@ func TestAssignmentsBeforeRegistration(t *testing.T) {
 func TestWatchAssignmentsStuckReader(t *testing.T) {
 	_, _, c, addr := serveSoloWith(t, nil)
 	from := register(t, c, "s", 1).GetRevision()
-	ctx, cancel := context.WithCancel(ctxT(t))
+	// The streams live for the whole test: 40,000 events under -race on a
+	// loaded machine take longer than one call's waitTimeout.
+	ctx, cancel := context.WithTimeout(api.OutgoingContext(context.Background(), "tester", testCluster), 4*waitTimeout)
 	defer cancel()
 	// The stuck watcher has its own connection with fixed 64 KiB flow-control
 	// windows (setting them turns off gRPC's window growth, which on
