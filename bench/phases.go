@@ -18,7 +18,7 @@ func snapshot(ctx context.Context, c *Cluster, timeout time.Duration) map[string
 	var wg sync.WaitGroup
 	for _, t := range c.Targets() {
 		wg.Go(func() {
-			client := NewStatusClient(timeout)
+			client := NewHTTPClient(timeout, t.TLS)
 			defer client.CloseIdleConnections()
 			st, err := FetchStatus(ctx, client, t.HTTPAddr)
 			mu.Lock()
@@ -192,7 +192,7 @@ func memberStates(ctx context.Context, c *Cluster, timeout time.Duration) map[st
 	var wg sync.WaitGroup
 	for _, t := range c.Targets() {
 		wg.Go(func() {
-			client := NewStatusClient(timeout)
+			client := NewHTTPClient(timeout, t.TLS)
 			defer client.CloseIdleConnections()
 			ms, err := fetchMembers(ctx, client, t.HTTPAddr)
 			if err != nil {
