@@ -100,7 +100,7 @@ type ThroughputResult struct {
 	Ratio float64      `json:"ratio"` // heartbeat ops/s ÷ tcp ops/s (medians over rounds)
 	// TLSRatio is Heartbeat's transport with mutual TLS ÷ without (medians), when measured.
 	TLSRatio float64 `json:"tls_ratio,omitempty"`
-	Error string       `json:"error,omitempty"`
+	Error    string  `json:"error,omitempty"`
 }
 
 // CurvePoint is one system at one timing: the trade-off between failover and idle CPU.

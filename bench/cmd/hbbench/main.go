@@ -165,6 +165,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&cfg.TP.Appliers, "tp-appliers", cfg.TP.Appliers, "concurrent appliers")
 	fs.IntVar(&cfg.TP.Rounds, "tp-rounds", cfg.TP.Rounds, "throughput rounds per transport (median taken)")
 	fs.StringVar(&cfg.TP.Store, "tp-store", cfg.TP.Store, "throughput log store: mem or bolt")
+	fs.BoolVar(&cfg.TP.TLS, "tp-tls", cfg.TP.TLS, "throughput: also Heartbeat's transport with mutual TLS (ratio to without)")
 	reassign := fs.String("reassign", "10000,100000", "resource counts of the reassign phase (heartbeat only; empty or 0: skip)")
 	fs.IntVar(&cfg.Phases.ReassignKills, "reassign-kills", cfg.Phases.ReassignKills, "follower SIGKILLs per reassign count")
 	fs.IntVar(&cfg.Phases.LeasePauses, "lease-pauses", 0, "lease phase (heartbeat only; 0: skip): SIGSTOPs of the leader's sidecar, then of an owner's sidecar, this many of each, timing the application work's hand-over")
