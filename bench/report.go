@@ -479,15 +479,30 @@ func (r *Results) tlsSection() string {
 	w("| crash p50 | crash p99 | silent p50 | silent p99 | idle leader CPU | idle follower CPU (mean) | RSS (max) | apply throughput |\n|---|---|---|---|---|---|---|---|\n")
 	leader := func(i *IdleResult) float64 { return i.LeaderCPU }
 	follower := func(i *IdleResult) float64 { return i.FollowerCPUMean }
+	// An idle phase that failed (the leader changed during it) has figures of no role: no ratio.
+	onIdle, offIdle := validIdle(on), validIdle(off)
 	w("| %s | %s | %s | %s | %s | %s | %s | %s |\n",
 		ratio(on.Crash.Summary.P50Ms, off.Crash.Summary.P50Ms), ratio(on.Crash.Summary.P99Ms, off.Crash.Summary.P99Ms),
 		ratio(on.Silent.Summary.P50Ms, off.Silent.Summary.P50Ms), ratio(on.Silent.Summary.P99Ms, off.Silent.Summary.P99Ms),
-		idleRatio(on.Idle, off.Idle, leader), idleRatio(on.Idle, off.Idle, follower),
-		idleRatio(on.Idle, off.Idle, func(i *IdleResult) float64 { return i.MaxRSSMB }), tp)
-	if on.Idle != nil && off.Idle != nil {
-		w("\nIdle CPU with mTLS within %.1fx of plaintext: %s.\n", TLSIdleBound, tlsIdleVerdict(on.Idle, off.Idle))
+		idleRatio(onIdle, offIdle, leader), idleRatio(onIdle, offIdle, follower),
+		idleRatio(onIdle, offIdle, func(i *IdleResult) float64 { return i.MaxRSSMB }), tp)
+	switch {
+	case onIdle != nil && offIdle != nil:
+		w("\nIdle CPU with mTLS within %.1fx of plaintext: %s.\n", TLSIdleBound, tlsIdleVerdict(onIdle, offIdle))
+	case on.Idle != nil || off.Idle != nil:
+		w("\nIdle CPU with mTLS within %.1fx of plaintext: not measured (an idle phase failed: see Errors).\n", TLSIdleBound)
 	}
 	return b.String()
+}
+
+// validIdle is s's idle result, or nil when there is none or its phase reported an error.
+func validIdle(s *SystemResult) *IdleResult {
+	for _, e := range s.Errors {
+		if strings.HasPrefix(e, "idle: ") {
+			return nil
+		}
+	}
+	return s.Idle
 }
 
 // tlsIdleVerdict says whether the TLS system's idle leader and mean follower CPU are within

@@ -179,6 +179,12 @@ func TestTLSSection(t *testing.T) {
 			t.Errorf("report lacks %q:\n%s", want, md)
 		}
 	}
+	bad := *off
+	bad.Errors = []string{"idle: leader changed during the idle phase (n1 -> n2)"}
+	md = (&Results{Systems: []SystemResult{bad, *on}}).tlsSection()
+	if !strings.Contains(md, "| — | — | — |") || !strings.Contains(md, "not measured (an idle phase failed") {
+		t.Errorf("failed idle phase still compared:\n%s", md)
+	}
 	on.Idle.LeaderCPU = 2
 	if v := tlsIdleVerdict(on.Idle, off.Idle); !strings.HasPrefix(v, "no (leader 1.33x") {
 		t.Errorf("verdict %q", v)
