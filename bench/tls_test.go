@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -71,6 +73,7 @@ func tlsNode(t *testing.T, dir string, conns *atomic.Int32) string {
 		writeProto(w, &heartbeatpb.GetStatusResponse{NodeId: "n1", State: heartbeatpb.RaftStateOf("leader"), Term: 2,
 			Leader: &heartbeatpb.NodeRef{NodeId: "n1"}})
 	}))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes are the test's point
 	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
 		if s == http.StateNew {
 			conns.Add(1)
