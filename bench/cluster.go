@@ -1,9 +1,11 @@
 package bench
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/heartbeat-sidecar/heartbeat/pki"
 )
 
 // Kind is the flag dialect of a node binary.
@@ -50,6 +54,12 @@ type System struct {
 	Args   []string // extra flags appended to every node's command line
 	// Note describes the timing in the report when Timing is zero (the binary's defaults).
 	Note string
+	// TLS runs the nodes with mutual TLS on every port (Heartbeat only): --cacert, --cert and
+	// --key from TLSDir, and the benchmark reaches them over HTTPS (and gRPC with TLS) with
+	// the admin client certificate there. Runner.Run fills TLSDir (MakeTLS into
+	// WorkDir/<name>/tls) when it is empty.
+	TLS    bool
+	TLSDir string
 }
 
 // TimingText is how the report shows the system's timing.
@@ -68,6 +78,48 @@ type NodeSpec struct {
 	HTTPAddr   string // /v1/status
 	DataDir    string
 	LogPath    string
+	// HTTPS: the HTTP port serves HTTPS (a TLS system); see HTTPBase.
+	HTTPS bool
+}
+
+// HTTPBase is the base URL of the node's HTTP port: "http://host:port", or "https://host:port"
+// for a TLS system. The fetch helpers take it (or a bare host:port, meaning plain HTTP).
+func (s NodeSpec) HTTPBase() string {
+	if s.HTTPS {
+		return "https://" + s.HTTPAddr
+	}
+	return "http://" + s.HTTPAddr
+}
+
+// ClusterID is the --cluster-id of every Heartbeat cluster the benchmark starts, and the
+// cluster its certificates name.
+const ClusterID = "bench"
+
+// ClientName is the admin client certificate MakeTLS issues (client.pem, client-key.pem): the
+// benchmark's own identity toward TLS nodes.
+const ClientName = "client"
+
+// MakeTLS makes a fresh CA in dir (replacing any there) and the certificates of nodes
+// "n1".."nN" and of the admin client ClientName, all of cluster ClusterID (pki.Init).
+func MakeTLS(dir string, n int) error {
+	nodes := make([]string, n)
+	for i := range nodes {
+		nodes[i] = fmt.Sprintf("n%d", i+1)
+	}
+	_, err := pki.Init(pki.InitOptions{Dir: dir, Cluster: ClusterID, Nodes: nodes, Force: true,
+		Clients: []pki.ClientSpec{{Name: ClientName, Roles: []pki.Role{pki.RoleAdmin}}}})
+	return err
+}
+
+// ClientTLS is the TLS configuration the benchmark dials TLS nodes with: the admin client
+// certificate in dir, the server verified by the cluster CA (not by host name).
+func ClientTLS(dir string) (*tls.Config, error) {
+	st, err := pki.NewStore(pki.StoreOptions{CAFile: filepath.Join(dir, "ca.pem"),
+		CertFile: filepath.Join(dir, pki.CertFile(ClientName)), KeyFile: filepath.Join(dir, pki.KeyFile(ClientName))})
+	if err != nil {
+		return nil, fmt.Errorf("client certificate: %w", err)
+	}
+	return st.ClientTLSConfig(nil), nil
 }
 
 // Specs lays out n nodes "n1".."nN" on 127.0.0.1: node i uses basePort+10i (peer),
@@ -104,10 +156,14 @@ func NodeArgs(sys System, s NodeSpec, initial string) []string {
 	t := sys.Timing
 	switch sys.Kind {
 	case KindHeartbeat:
-		args = []string{"run", "--node-id", s.ID, "--cluster-id", "bench", "--data-dir", s.DataDir,
+		args = []string{"run", "--node-id", s.ID, "--cluster-id", ClusterID, "--data-dir", s.DataDir,
 			"--peer-addr", s.PeerAddr, "--client-addr", s.ClientAddr, "--http-addr", s.HTTPAddr,
 			"--initial-cluster", initial, "--log-format", "text", "--log-level", "info"}
 		args = appendDur(args, "--lease-duration", t.LeaseTimeout)
+		if sys.TLS {
+			args = append(args, "--cacert", filepath.Join(sys.TLSDir, "ca.pem"),
+				"--cert", filepath.Join(sys.TLSDir, pki.CertFile(s.ID)), "--key", filepath.Join(sys.TLSDir, pki.KeyFile(s.ID)))
+		}
 	default:
 		args = []string{"--id", s.ID, "--raft-addr", s.PeerAddr, "--http-addr", s.HTTPAddr,
 			"--data-dir", s.DataDir, "--initial-cluster", initial, "--log-level", "info"}
@@ -234,12 +290,35 @@ func (p *Proc) Exited() bool {
 type Cluster struct {
 	Sys   System
 	Procs []*Proc
+	// TLS is the client configuration for a TLS system's nodes (ClientTLS), nil for plaintext.
+	TLS *tls.Config
+}
+
+// HTTPClient is a keep-alive client for this cluster's HTTP ports (HTTPS with the admin
+// certificate for a TLS system): see NewHTTPClient.
+func (c *Cluster) HTTPClient(timeout time.Duration) *http.Client {
+	return NewHTTPClient(timeout, c.TLS)
 }
 
 // StartCluster checks that every port is free, then starts n nodes of sys with fresh data
-// dirs under dir. On error, nodes already started are killed.
+// dirs under dir. On error, nodes already started are killed. A TLS system needs its
+// certificates in sys.TLSDir (MakeTLS).
 func StartCluster(sys System, n, basePort int, dir string) (*Cluster, error) {
 	specs := Specs(n, basePort, dir)
+	c := &Cluster{Sys: sys}
+	if sys.TLS {
+		if sys.Kind != KindHeartbeat || sys.TLSDir == "" {
+			return nil, fmt.Errorf("%w: TLS needs a heartbeat system and its TLSDir", ErrBadConfig)
+		}
+		cfg, err := ClientTLS(sys.TLSDir)
+		if err != nil {
+			return nil, err
+		}
+		c.TLS = cfg
+		for i := range specs {
+			specs[i].HTTPS = true
+		}
+	}
 	for _, s := range specs {
 		for _, addr := range []string{s.PeerAddr, s.ClientAddr, s.HTTPAddr} {
 			if err := portFree(addr); err != nil {
@@ -251,7 +330,6 @@ func StartCluster(sys System, n, basePort int, dir string) (*Cluster, error) {
 		}
 	}
 	initial := InitialCluster(specs)
-	c := &Cluster{Sys: sys}
 	for _, s := range specs {
 		p := &Proc{Spec: s, sys: sys, args: NodeArgs(sys, s, initial)}
 		if err := p.Start(); err != nil {
@@ -284,7 +362,7 @@ func (c *Cluster) IDs() []string {
 func (c *Cluster) Targets() []Target {
 	out := make([]Target, len(c.Procs))
 	for i, p := range c.Procs {
-		out[i] = Target{ID: p.Spec.ID, HTTPAddr: p.Spec.HTTPAddr}
+		out[i] = Target{ID: p.Spec.ID, HTTPAddr: p.Spec.HTTPBase(), TLS: c.TLS}
 	}
 	return out
 }

@@ -6,7 +6,9 @@
 //   - Cluster (cluster.go) starts N node processes of one System on 127.0.0.1, each with a
 //     fresh data dir and its own log file, and can SIGKILL, SIGSTOP, SIGCONT and restart them.
 //     A System is a binary plus the flags that set its timing: Heartbeat's bin/heartbeat, or
-//     bench/cmd/rafttcp (stock hashicorp/raft v1.7.3 on raft.NewTCPTransport).
+//     bench/cmd/rafttcp (stock hashicorp/raft v1.7.3 on raft.NewTCPTransport). A TLS System
+//     (heartbeat-tls) runs the nodes with mutual TLS on certificates MakeTLS made (pki.Init),
+//     and every HTTP call of the benchmark is HTTPS with the admin client certificate.
 //   - Poller (poller.go) polls GET /v1/status of every node concurrently, every ~2 ms, over
 //     keep-alive HTTP with a short timeout, and records each reply (or failure) as a Sample.
 //   - ComputeFailover (failover.go) turns the samples around one fault into a figure: from

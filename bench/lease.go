@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -183,9 +182,9 @@ func (r *Runner) leaseRun(ctx context.Context, sys System, res *LeaseResult) (er
 		return err
 	}
 	ids := c.IDs()
-	hc := &http.Client{Timeout: 30 * time.Second}
+	hc := c.HTTPClient(30 * time.Second)
 	defer hc.CloseIdleConnections()
-	if err := register(ctx, hc, c.Proc(leader).Spec.HTTPAddr, n); err != nil {
+	if err := register(ctx, hc, c.Proc(leader).Spec.HTTPBase(), n); err != nil {
 		return err
 	}
 	log := NewWorkLog()
@@ -304,7 +303,7 @@ func (r *Runner) leaseSettle(ctx context.Context, c *Cluster, log *WorkLog, n in
 	if _, err := waitSettled(ctx, c, ids, n, leaseSettleTimeout, "ownership settled"); err != nil {
 		return "", nil, err
 	}
-	hc := NewStatusClient(2 * time.Second)
+	hc := c.HTTPClient(2 * time.Second)
 	defer hc.CloseIdleConnections()
 	var leader string
 	var owners map[string]string
@@ -313,7 +312,7 @@ func (r *Runner) leaseSettle(ctx context.Context, c *Cluster, log *WorkLog, n in
 		if !ok {
 			return false, "no stable leader"
 		}
-		o, err := fetchOwners(ctx, hc, c.Proc(l).Spec.HTTPAddr)
+		o, err := fetchOwners(ctx, hc, c.Proc(l).Spec.HTTPBase())
 		if err != nil {
 			return false, err.Error()
 		}

@@ -7,6 +7,9 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
 	"github.com/heartbeat-sidecar/heartbeat/client"
 )
 
@@ -91,6 +94,9 @@ func StartLeaseApps(c *Cluster, log *WorkLog, unsafeNoTimer bool) (*LeaseApps, e
 		cfg := client.DefaultConfig()
 		cfg.Endpoints = []string{p.Spec.ClientAddr}
 		cfg.UnsafeNoLeaseTimer = unsafeNoTimer
+		if c.TLS != nil {
+			cfg.DialOptions = []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(c.TLS.Clone()))}
+		}
 		cl, err := client.New(cfg)
 		if err != nil {
 			_ = a.Close()

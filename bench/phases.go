@@ -11,6 +11,19 @@ import (
 	"time"
 )
 
+// handshakeAllowance is added to a one-shot request's timeout over TLS: its connection is new,
+// and on a loaded machine five concurrent handshakes can take longer than a poll's timeout.
+// A one-shot view is not a latency measurement (the pollers keep their connections).
+const handshakeAllowance = time.Second
+
+// oneShotTimeout is timeout, plus handshakeAllowance for a TLS target.
+func oneShotTimeout(t Target, timeout time.Duration) time.Duration {
+	if t.TLS != nil {
+		return timeout + handshakeAllowance
+	}
+	return timeout
+}
+
 // snapshot polls every node once, concurrently.
 func snapshot(ctx context.Context, c *Cluster, timeout time.Duration) map[string]Sample {
 	out := make(map[string]Sample, len(c.Procs))
@@ -18,7 +31,7 @@ func snapshot(ctx context.Context, c *Cluster, timeout time.Duration) map[string
 	var wg sync.WaitGroup
 	for _, t := range c.Targets() {
 		wg.Go(func() {
-			client := NewStatusClient(timeout)
+			client := NewHTTPClient(oneShotTimeout(t, timeout), t.TLS)
 			defer client.CloseIdleConnections()
 			st, err := FetchStatus(ctx, client, t.HTTPAddr)
 			mu.Lock()
@@ -192,7 +205,7 @@ func memberStates(ctx context.Context, c *Cluster, timeout time.Duration) map[st
 	var wg sync.WaitGroup
 	for _, t := range c.Targets() {
 		wg.Go(func() {
-			client := NewStatusClient(timeout)
+			client := NewHTTPClient(oneShotTimeout(t, timeout), t.TLS)
 			defer client.CloseIdleConnections()
 			ms, err := fetchMembers(ctx, client, t.HTTPAddr)
 			if err != nil {

@@ -2,9 +2,11 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,16 +19,26 @@ import (
 // node may add.
 var lenient = protojson.UnmarshalOptions{DiscardUnknown: true}
 
-// Target is one node to poll: its id and its HTTP address (host:port).
+// Target is one node to poll: its id, its HTTP address (host:port for plain HTTP, or a base
+// URL such as https://host:port: NodeSpec.HTTPBase) and, for HTTPS, the client TLS
+// configuration (nil: plain HTTP).
 type Target struct {
 	ID       string
 	HTTPAddr string
+	TLS      *tls.Config
 }
 
 // NewStatusClient returns a keep-alive HTTP client for status polls of one node: one idle
 // connection is kept, and every request is bounded by timeout (a stopped process never
 // answers, so the timeout is what ends its polls).
 func NewStatusClient(timeout time.Duration) *http.Client {
+	return NewHTTPClient(timeout, nil)
+}
+
+// NewHTTPClient is NewStatusClient for HTTPS with tlsCfg (nil: plain HTTP): HTTP/1.1 on one
+// kept-alive connection, so that a TLS handshake happens once per connection, not per poll.
+// Session resumption is not used (the nodes disable session tickets).
+func NewHTTPClient(timeout time.Duration, tlsCfg *tls.Config) *http.Client {
 	tr := &http.Transport{
 		MaxIdleConns:        1,
 		MaxIdleConnsPerHost: 1,
@@ -34,14 +46,28 @@ func NewStatusClient(timeout time.Duration) *http.Client {
 		DisableCompression:  true,
 		ForceAttemptHTTP2:   false,
 	}
+	if tlsCfg != nil {
+		tr.TLSClientConfig = tlsCfg.Clone()
+		tr.TLSHandshakeTimeout = timeout
+	}
 	return &http.Client{Transport: tr, Timeout: timeout}
 }
 
-// FetchStatus does one GET http://addr/v1/status?stale (the node's own view, at once:
-// a consistent read would wait for a leader, and the poller watches nodes that have none)
-// and decodes the reply.
+// nodeURL joins a node's HTTP address and a path: addr is host:port (plain HTTP) or a base
+// URL with its scheme (https://host:port).
+func nodeURL(addr, path string) string {
+	if strings.Contains(addr, "://") {
+		return addr + path
+	}
+	return "http://" + addr + path
+}
+
+// FetchStatus does one GET addr/v1/status?stale (the node's own view, at once: a consistent
+// read would wait for a leader, and the poller watches nodes that have none) and decodes the
+// reply. addr is host:port (plain HTTP) or a base URL (https://host:port, with a client whose
+// transport has the TLS configuration: NewHTTPClient).
 func FetchStatus(ctx context.Context, c *http.Client, addr string) (Status, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/status?stale", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, nodeURL(addr, "/v1/status?stale"), nil)
 	if err != nil {
 		return Status{}, err
 	}
@@ -99,7 +125,7 @@ func NewPoller(targets []Target, interval, timeout time.Duration) *Poller {
 
 func (p *Poller) loop(ctx context.Context, t Target, interval, timeout time.Duration) {
 	defer p.wg.Done()
-	client := NewStatusClient(timeout)
+	client := NewHTTPClient(timeout, t.TLS)
 	defer client.CloseIdleConnections()
 	tick := time.NewTicker(interval)
 	defer tick.Stop()

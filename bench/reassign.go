@@ -71,7 +71,7 @@ func getJSON(ctx context.Context, c *http.Client, url string, m proto.Message) e
 // fetchMembers returns a node's member list.
 func fetchMembers(ctx context.Context, c *http.Client, addr string) ([]member, error) {
 	var resp heartbeatpb.ListMembersResponse
-	if err := getJSON(ctx, c, "http://"+addr+"/v1/members?stale", &resp); err != nil {
+	if err := getJSON(ctx, c, nodeURL(addr, "/v1/members?stale"), &resp); err != nil {
 		return nil, err
 	}
 	ms := make([]member, 0, len(resp.GetMembers()))
@@ -84,7 +84,7 @@ func fetchMembers(ctx context.Context, c *http.Client, addr string) ([]member, e
 // fetchOwners returns resource id -> owner as one node sees it.
 func fetchOwners(ctx context.Context, c *http.Client, addr string) (map[string]string, error) {
 	var resp heartbeatpb.ListResourcesResponse
-	if err := getJSON(ctx, c, "http://"+addr+"/v1/resources?stale", &resp); err != nil {
+	if err := getJSON(ctx, c, nodeURL(addr, "/v1/resources?stale"), &resp); err != nil {
 		return nil, err
 	}
 	out := make(map[string]string, len(resp.GetResources()))
@@ -105,7 +105,7 @@ func register(ctx context.Context, c *http.Client, addr string, n int) error {
 		if err != nil {
 			return err
 		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/v1/resources", bytes.NewReader(body))
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, nodeURL(addr, "/v1/resources"), bytes.NewReader(body))
 		if err != nil {
 			return err
 		}
@@ -157,14 +157,14 @@ const settleFor = 1500 * time.Millisecond
 // -> owned) if every node shows every member in want alive, n resources owned in total, and
 // the same counts as the others; otherwise ok is false and why says what differs.
 func ownedView(ctx context.Context, c *Cluster, want []string, n int) (owned map[string]int, ok bool, why string) {
-	client := &http.Client{Timeout: 2 * time.Second}
+	client := c.HTTPClient(2 * time.Second)
 	defer client.CloseIdleConnections()
 	var first map[string]int
 	for _, p := range c.Procs {
 		if p.Exited() {
 			continue
 		}
-		ms, err := fetchMembers(ctx, client, p.Spec.HTTPAddr)
+		ms, err := fetchMembers(ctx, client, p.Spec.HTTPBase())
 		if err != nil {
 			return nil, false, fmt.Sprintf("%s: %v", p.Spec.ID, err)
 		}
@@ -278,10 +278,10 @@ func (r *Runner) reassignOne(ctx context.Context, sys System, n, kills int, res 
 		return err
 	}
 	ids := c.IDs()
-	client := &http.Client{Timeout: 60 * time.Second}
+	client := c.HTTPClient(60 * time.Second)
 	defer client.CloseIdleConnections()
 	start := time.Now()
-	if err := register(ctx, client, c.Proc(leader).Spec.HTTPAddr, n); err != nil {
+	if err := register(ctx, client, c.Proc(leader).Spec.HTTPBase(), n); err != nil {
 		return err
 	}
 	regDur := time.Since(start)
@@ -370,9 +370,9 @@ func (r *Runner) killOne(ctx context.Context, c *Cluster, n int) (time.Duration,
 			survivorIDs = append(survivorIDs, p.Spec.ID)
 		}
 	}
-	big := &http.Client{Timeout: 30 * time.Second}
+	big := c.HTTPClient(30 * time.Second)
 	defer big.CloseIdleConnections()
-	before, err := fetchOwners(ctx, big, c.Proc(leader).Spec.HTTPAddr)
+	before, err := fetchOwners(ctx, big, c.Proc(leader).Spec.HTTPBase())
 	if err != nil {
 		return 0, MoveCheck{}, fmt.Errorf("owners before: %w", err)
 	}
@@ -387,13 +387,13 @@ func (r *Runner) killOne(ctx context.Context, c *Cluster, n int) (time.Duration,
 	var wg sync.WaitGroup
 	for _, p := range survivors {
 		wg.Go(func() {
-			cl := NewStatusClient(r.cfg.PollTimeout)
+			cl := c.HTTPClient(r.cfg.PollTimeout)
 			defer cl.CloseIdleConnections()
 			tick := time.NewTicker(reassignPoll)
 			defer tick.Stop()
 			for {
 				s := OwnedSample{Node: p.Spec.ID, Sent: time.Now()}
-				ms, err := fetchMembers(pctx, cl, p.Spec.HTTPAddr)
+				ms, err := fetchMembers(pctx, cl, p.Spec.HTTPBase())
 				if pctx.Err() != nil {
 					return
 				}
@@ -451,14 +451,14 @@ func (r *Runner) killOne(ctx context.Context, c *Cluster, n int) (time.Duration,
 	// Cross-check the timed moment on the assignment lists, then compare all owners.
 	for _, p := range survivors {
 		var rs heartbeatpb.ListAssignmentsResponse
-		if err := getJSON(ctx, big, "http://"+p.Spec.HTTPAddr+"/v1/assignments?node_id="+victim, &rs); err != nil {
+		if err := getJSON(ctx, big, p.Spec.HTTPBase()+"/v1/assignments?node_id="+victim, &rs); err != nil {
 			return d, MoveCheck{}, fmt.Errorf("assignments of %s on %s: %w", victim, p.Spec.ID, err)
 		}
 		if n := len(rs.GetResources()); n != 0 {
 			return d, MoveCheck{}, fmt.Errorf("%s still lists %d resources on %s after its owned count was 0", p.Spec.ID, n, victim)
 		}
 	}
-	after, err := fetchOwners(ctx, big, survivors[0].Spec.HTTPAddr)
+	after, err := fetchOwners(ctx, big, survivors[0].Spec.HTTPBase())
 	if err != nil {
 		return d, MoveCheck{}, fmt.Errorf("owners after: %w", err)
 	}

@@ -98,7 +98,9 @@ type Throughput struct {
 type ThroughputResult struct {
 	Runs  []Throughput `json:"runs"`
 	Ratio float64      `json:"ratio"` // heartbeat ops/s ÷ tcp ops/s (medians over rounds)
-	Error string       `json:"error,omitempty"`
+	// TLSRatio is Heartbeat's transport with mutual TLS ÷ without (medians), when measured.
+	TLSRatio float64 `json:"tls_ratio,omitempty"`
+	Error    string  `json:"error,omitempty"`
 }
 
 // CurvePoint is one system at one timing: the trade-off between failover and idle CPU.
@@ -366,6 +368,7 @@ func (r *Results) Markdown() string {
 				idleRatio(hb.Idle, s.Idle, func(i *IdleResult) float64 { return i.MaxRSSMB }))
 		}
 	}
+	w("%s", r.tlsSection())
 	if rows := r.membershipRows(); rows != "" {
 		w("\n## Membership (Heartbeat, fresh 5-node cluster per count)\n\n")
 		w("| system | resources | registration | all assigned | reassignment p50 / p99 / max | moved = exactly the dead node's | max RSS |\n|---|---|---|---|---|---|---|\n")
@@ -383,6 +386,9 @@ func (r *Results) Markdown() string {
 			w("| %s | %s | %d | %d | %.0f |\n", t.Transport, t.Store, t.Entries, t.Appliers, t.OpsPerSec)
 		}
 		w("\nHeartbeat ÷ TCP: %.2fx\n", tp.Ratio)
+		if tp.TLSRatio > 0 {
+			w("\nHeartbeat with mTLS ÷ without: %.2fx\n", tp.TLSRatio)
+		}
 	}
 	if len(r.Curve) > 0 {
 		w("\n## Trade-off curve\n\n| system | timing | crash p50 / p99 | silent p50 / p99 | idle CPU leader / follower |\n|---|---|---|---|---|\n")
@@ -447,6 +453,77 @@ func (r *Results) Markdown() string {
 		}
 	}
 	return b.String()
+}
+
+// TLSSystem is the name of Heartbeat with mutual TLS in the report (the ratio table compares
+// it with the system named "heartbeat").
+const TLSSystem = "heartbeat-tls"
+
+// TLSIdleBound is the idle CPU the issue allows mutual TLS: within 1.2x of plaintext.
+const TLSIdleBound = 1.2
+
+// tlsSection renders "heartbeat-tls ÷ heartbeat" when both ran: failover, idle CPU, RSS and,
+// when measured, the in-process apply throughput with and without TLS.
+func (r *Results) tlsSection() string {
+	on, off := r.system(TLSSystem), r.system(string(KindHeartbeat))
+	if on == nil || off == nil {
+		return ""
+	}
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	tp := "—"
+	if r.Throughput != nil && r.Throughput.TLSRatio > 0 {
+		tp = fmt.Sprintf("%.2fx", r.Throughput.TLSRatio)
+	}
+	w("\n## mTLS on ÷ off (%s ÷ heartbeat; below 1 = TLS lower: faster or cheaper; apply throughput: below 1 = TLS slower)\n\n", TLSSystem)
+	w("| crash p50 | crash p99 | silent p50 | silent p99 | idle leader CPU | idle follower CPU (mean) | RSS (max) | apply throughput |\n|---|---|---|---|---|---|---|---|\n")
+	leader := func(i *IdleResult) float64 { return i.LeaderCPU }
+	follower := func(i *IdleResult) float64 { return i.FollowerCPUMean }
+	// An idle phase that failed (the leader changed during it) has figures of no role: no ratio.
+	onIdle, offIdle := validIdle(on), validIdle(off)
+	w("| %s | %s | %s | %s | %s | %s | %s | %s |\n",
+		ratio(on.Crash.Summary.P50Ms, off.Crash.Summary.P50Ms), ratio(on.Crash.Summary.P99Ms, off.Crash.Summary.P99Ms),
+		ratio(on.Silent.Summary.P50Ms, off.Silent.Summary.P50Ms), ratio(on.Silent.Summary.P99Ms, off.Silent.Summary.P99Ms),
+		idleRatio(onIdle, offIdle, leader), idleRatio(onIdle, offIdle, follower),
+		idleRatio(onIdle, offIdle, func(i *IdleResult) float64 { return i.MaxRSSMB }), tp)
+	switch {
+	case onIdle != nil && offIdle != nil:
+		w("\nIdle CPU with mTLS within %.1fx of plaintext: %s.\n", TLSIdleBound, tlsIdleVerdict(onIdle, offIdle))
+	case on.Idle != nil || off.Idle != nil:
+		w("\nIdle CPU with mTLS within %.1fx of plaintext: not measured (an idle phase failed: see Errors).\n", TLSIdleBound)
+	}
+	return b.String()
+}
+
+// validIdle is s's idle result, or nil when there is none or its phase reported an error.
+func validIdle(s *SystemResult) *IdleResult {
+	for _, e := range s.Errors {
+		if strings.HasPrefix(e, "idle: ") {
+			return nil
+		}
+	}
+	return s.Idle
+}
+
+// tlsIdleVerdict says whether the TLS system's idle leader and mean follower CPU are within
+// TLSIdleBound of plaintext's.
+func tlsIdleVerdict(on, off *IdleResult) string {
+	var over []string
+	for _, f := range []struct {
+		name    string
+		on, off float64
+	}{{"leader", on.LeaderCPU, off.LeaderCPU}, {"follower mean", on.FollowerCPUMean, off.FollowerCPUMean}} {
+		if f.off <= 0 {
+			return "not measured (plaintext CPU 0)"
+		}
+		if f.on/f.off > TLSIdleBound {
+			over = append(over, fmt.Sprintf("%s %.2fx", f.name, f.on/f.off))
+		}
+	}
+	if len(over) > 0 {
+		return "no (" + strings.Join(over, ", ") + ")"
+	}
+	return "yes"
 }
 
 func (r *Results) system(name string) *SystemResult {

@@ -113,7 +113,8 @@ func (r *Runner) progress(sys, format string, args ...any) {
 	fmt.Fprintf(r.cfg.Progress, "[%8s] %-16s %s\n", el, sys, fmt.Sprintf(format, args...))
 }
 
-// Run starts a fresh cluster of sys and measures the phases in this order: idle, crash,
+// Run starts a fresh cluster of sys (first, for a TLS system without TLSDir, its certificates:
+// MakeTLS into WorkDir/<name>/tls, used by every cluster of this call) and measures the phases in this order: idle, crash,
 // silent, busy; then, for a Heartbeat system, the reassign phase and the lease phase, each
 // on fresh clusters of its own (the shared cluster is not started when only those are
 // asked). A phase that fails is recorded in the result's Errors and the next phase
@@ -123,6 +124,14 @@ func (r *Runner) Run(ctx context.Context, sys System, ph Phases) (SystemResult, 
 	res := SystemResult{Name: sys.Name, Kind: sys.Kind, Timing: sys.Timing, TimingText: sys.TimingText()}
 	dir := filepath.Join(r.cfg.WorkDir, sys.Name)
 	res.LogDir = dir
+	if sys.TLS && sys.TLSDir == "" {
+		sys.TLSDir = filepath.Join(dir, "tls")
+		if err := MakeTLS(sys.TLSDir, r.cfg.Nodes); err != nil {
+			res.fail("tls", err)
+			return res, ctx.Err()
+		}
+		r.progress(sys.Name, "certificates of %d nodes and the admin client made in %s", r.cfg.Nodes, sys.TLSDir)
+	}
 	if ph.base() {
 		r.runBase(ctx, sys, ph, &res)
 	}

@@ -2,10 +2,12 @@ package throughput
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -18,16 +20,18 @@ import (
 
 	"github.com/heartbeat-sidecar/heartbeat/bench"
 	"github.com/heartbeat-sidecar/heartbeat/election"
+	"github.com/heartbeat-sidecar/heartbeat/pki"
 	"github.com/heartbeat-sidecar/heartbeat/rpc/transport"
 )
 
 // Kind names a transport under test.
 type Kind string
 
-// The two transports compared.
+// The transports compared.
 const (
-	Heartbeat Kind = "heartbeat-grpc" // rpc/transport
-	TCP       Kind = "raft-tcp"       // raft.NewTCPTransport
+	Heartbeat    Kind = "heartbeat-grpc"     // rpc/transport
+	HeartbeatTLS Kind = "heartbeat-grpc-tls" // rpc/transport with mutual TLS (pki certificates)
+	TCP          Kind = "raft-tcp"           // raft.NewTCPTransport
 )
 
 // Sentinel errors.
@@ -49,16 +53,18 @@ type Config struct {
 	Dir       string // required for Store "bolt"
 	// Raft timing, identical for both transports: Heartbeat's defaults.
 	HeartbeatTimeout, ElectionTimeout, LeaderLeaseTimeout time.Duration
+	// TLS: Compare also measures HeartbeatTLS and reports its ratio to Heartbeat.
+	TLS bool
 	// Logger receives raft's and the transports' logs; nil: none (shutdown errors are noise).
 	Logger hclog.Logger
 }
 
 // DefaultConfig: 3 nodes, 20,000 entries of 64 bytes, 64 appliers, 3 rounds, in-memory
-// stores, Heartbeat's default raft timing.
+// stores, Heartbeat's default raft timing, the TLS variant included.
 func DefaultConfig() Config {
 	ec := election.DefaultConfig()
 	return Config{
-		Nodes: 3, Entries: 20000, Appliers: 64, EntrySize: 64, Rounds: 3, Store: "mem",
+		Nodes: 3, Entries: 20000, Appliers: 64, EntrySize: 64, Rounds: 3, Store: "mem", TLS: true,
 		HeartbeatTimeout:   ec.HeartbeatTimeout,
 		ElectionTimeout:    ec.ElectionTimeout,
 		LeaderLeaseTimeout: ec.LeaderLeaseTimeout,
@@ -84,16 +90,21 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Compare measures both transports cfg.Rounds times each, alternating (so that machine noise
-// hits both alike), and returns every run and the ratio of the median ops/s, Heartbeat ÷ TCP.
+// Compare measures both transports (and HeartbeatTLS with cfg.TLS) cfg.Rounds times each,
+// alternating (so that machine noise hits all alike), and returns every run and the ratios
+// of the median ops/s: Heartbeat ÷ TCP, and HeartbeatTLS ÷ Heartbeat.
 func Compare(ctx context.Context, cfg Config) (bench.ThroughputResult, error) {
 	var res bench.ThroughputResult
 	if err := cfg.Validate(); err != nil {
 		return res, err
 	}
+	kinds := []Kind{TCP, Heartbeat}
+	if cfg.TLS {
+		kinds = append(kinds, HeartbeatTLS)
+	}
 	ops := map[Kind][]float64{}
 	for round := range cfg.Rounds {
-		for _, k := range []Kind{TCP, Heartbeat} {
+		for _, k := range kinds {
 			c := cfg
 			if c.Store == "bolt" {
 				c.Dir = filepath.Join(cfg.Dir, fmt.Sprintf("%s-%d", k, round))
@@ -107,6 +118,9 @@ func Compare(ctx context.Context, cfg Config) (bench.ThroughputResult, error) {
 		}
 	}
 	res.Ratio = median(ops[Heartbeat]) / median(ops[TCP])
+	if cfg.TLS {
+		res.TLSRatio = median(ops[HeartbeatTLS]) / median(ops[Heartbeat])
+	}
 	return res, nil
 }
 
@@ -182,15 +196,23 @@ func applyAll(ctx context.Context, r *raft.Raft, cfg Config) (time.Duration, err
 type cluster struct {
 	rafts   []*raft.Raft
 	closers []io.Closer // transports and stores, closed after every raft has shut down
+	certs   string      // HeartbeatTLS: the certificates' temporary directory, removed last
 }
 
 func newCluster(cfg Config, k Kind, logger hclog.Logger) (*cluster, error) {
 	c := &cluster{}
 	trans := make([]raft.Transport, cfg.Nodes)
 	var conf raft.Configuration
+	if k == HeartbeatTLS {
+		dir, err := makeCerts(cfg.Nodes)
+		if err != nil {
+			return nil, err
+		}
+		c.certs = dir
+	}
 	for i := range cfg.Nodes {
 		id := raft.ServerID(fmt.Sprintf("t%d", i+1))
-		tr, err := newTransport(k, id, logger)
+		tr, err := newTransport(k, id, c.certs, logger)
 		if err != nil {
 			c.shutdown()
 			return nil, err
@@ -225,7 +247,41 @@ func newCluster(cfg Config, k Kind, logger hclog.Logger) (*cluster, error) {
 	return c, nil
 }
 
-func newTransport(k Kind, id raft.ServerID, logger hclog.Logger) (raft.Transport, error) {
+// tlsCluster is the cluster id of the TLS variant's certificates and transports.
+const tlsCluster = "throughput"
+
+// makeCerts makes a CA and the certificates of nodes "t1".."tN" (pki.Init) in a new
+// temporary directory, which the caller removes.
+func makeCerts(n int) (string, error) {
+	dir, err := os.MkdirTemp("", "hbtp-tls-")
+	if err != nil {
+		return "", err
+	}
+	nodes := make([]string, n)
+	for i := range nodes {
+		nodes[i] = fmt.Sprintf("t%d", i+1)
+	}
+	if _, err := pki.Init(pki.InitOptions{Dir: dir, Cluster: tlsCluster, Nodes: nodes}); err != nil {
+		_ = os.RemoveAll(dir)
+		return "", err
+	}
+	return dir, nil
+}
+
+// nodeTLS is what a node's transport is given with TLS on, as a node builds it: the server
+// demands a node of the cluster, dials verify the server by the cluster CA.
+func nodeTLS(dir string, id raft.ServerID) (server, client *tls.Config, err error) {
+	st, err := pki.NewStore(pki.StoreOptions{CAFile: filepath.Join(dir, "ca.pem"),
+		CertFile: filepath.Join(dir, pki.CertFile(string(id))), KeyFile: filepath.Join(dir, pki.KeyFile(string(id)))})
+	if err != nil {
+		return nil, nil, err
+	}
+	return st.ServerTLSConfigExpect(true, pki.ExpectKind(pki.KindNode)), st.ClientTLSConfig(nil), nil
+}
+
+// newTransport makes node id's transport of kind k; certs is the directory of makeCerts
+// (HeartbeatTLS only).
+func newTransport(k Kind, id raft.ServerID, certs string, logger hclog.Logger) (raft.Transport, error) {
 	switch k {
 	case TCP:
 		// Bind ":0" resolves to a real port only after listening; advertise that port.
@@ -236,10 +292,16 @@ func newTransport(k Kind, id raft.ServerID, logger hclog.Logger) (raft.Transport
 		addr := ln.Addr().(*net.TCPAddr)
 		_ = ln.Close()
 		return raft.NewTCPTransportWithLogger(addr.String(), addr, 3, 10*time.Second, logger.Named("tcp"))
-	case Heartbeat:
+	case Heartbeat, HeartbeatTLS:
 		tc := transport.DefaultConfig()
-		tc.ID, tc.BindAddr, tc.ClusterID = id, "127.0.0.1:0", "throughput"
+		tc.ID, tc.BindAddr, tc.ClusterID = id, "127.0.0.1:0", tlsCluster
 		tc.Logger = logger.Named("grpc")
+		if k == HeartbeatTLS {
+			var err error
+			if tc.ServerTLS, tc.ClientTLS, err = nodeTLS(certs, id); err != nil {
+				return nil, err
+			}
+		}
 		return transport.New(tc)
 	}
 	return nil, fmt.Errorf("%w: transport %q", ErrInvalidConfig, k)
@@ -276,13 +338,16 @@ func (c *cluster) waitLeader(ctx context.Context, timeout time.Duration) (*raft.
 }
 
 // shutdown stops every raft (which closes its transport), then closes transports again
-// (both are idempotent) and stores.
+// (both are idempotent) and stores, then removes the certificates.
 func (c *cluster) shutdown() {
 	for _, r := range c.rafts {
 		_ = r.Shutdown().Error()
 	}
 	for _, cl := range c.closers {
 		_ = cl.Close()
+	}
+	if c.certs != "" {
+		_ = os.RemoveAll(c.certs)
 	}
 }
 

@@ -3,6 +3,8 @@ package throughput
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -14,7 +16,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func small() Config {
 	c := DefaultConfig()
-	c.Entries, c.Appliers, c.Rounds = 400, 16, 1
+	c.Entries, c.Appliers, c.Rounds, c.TLS = 400, 16, 1, false
 	return c
 }
 
@@ -41,6 +43,32 @@ func TestCompareMeasuresBothTransports(t *testing.T) {
 	want := res.Runs[1].OpsPerSec / res.Runs[0].OpsPerSec // one round: medians are the runs
 	if res.Ratio != want {
 		t.Errorf("ratio %v, want heartbeat/tcp = %v", res.Ratio, want)
+	}
+}
+
+// TestCompareWithTLS: with TLS, the mutual-TLS transport is measured too (certificates
+// made and removed by the measurement) and its ratio to the plaintext transport reported.
+func TestCompareWithTLS(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := small()
+	c.TLS = true
+	res, err := Compare(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Runs) != 3 || res.Runs[2].Transport != string(HeartbeatTLS) || res.Runs[2].OpsPerSec <= 0 {
+		t.Fatalf("runs %+v, want tcp, heartbeat, heartbeat with TLS", res.Runs)
+	}
+	if want := res.Runs[2].OpsPerSec / res.Runs[1].OpsPerSec; res.TLSRatio != want {
+		t.Errorf("TLS ratio %v, want %v", res.TLSRatio, want)
+	}
+	before, _ := filepath.Glob(filepath.Join(os.TempDir(), "hbtp-tls-*"))
+	if _, err := Measure(ctx, small(), HeartbeatTLS); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := filepath.Glob(filepath.Join(os.TempDir(), "hbtp-tls-*")); len(after) > len(before) {
+		t.Errorf("certificate directories left behind: %v", after)
 	}
 }
 

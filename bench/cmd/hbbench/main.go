@@ -46,7 +46,7 @@ func DefaultConfig() Config {
 		Run: bench.DefaultRunConfig(),
 		Phases: bench.Phases{Kills: 20, Stops: 20, Idle: 30 * time.Second, Busy: 10 * time.Minute,
 			Reassign: []int{10000, 100000}, ReassignKills: 5, LeaseResources: bench.DefaultLeaseResources},
-		Systems:      []string{"heartbeat", "rafttcp-default", "rafttcp-hb"},
+		Systems:      []string{"heartbeat", "heartbeat-tls", "rafttcp-default", "rafttcp-hb"},
 		CurveTimings: []time.Duration{100 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond, time.Second},
 		CurvePhases:  bench.Phases{Kills: 10, Stops: 10, Idle: 15 * time.Second},
 		Out:          filepath.Join("bench", "out"),
@@ -90,6 +90,9 @@ func (c Config) system(name, hbBin, rtBin string) (bench.System, error) {
 	switch name {
 	case "heartbeat":
 		return bench.System{Name: name, Kind: bench.KindHeartbeat, Binary: hbBin, Note: c.hbNote(election.DefaultConfig().FastFailover)}, nil
+	case "heartbeat-tls":
+		return bench.System{Name: name, Kind: bench.KindHeartbeat, Binary: hbBin, TLS: true,
+			Note: c.hbNote(election.DefaultConfig().FastFailover) + ", mutual TLS"}, nil
 	case "heartbeat-nofast":
 		return bench.System{Name: name, Kind: bench.KindHeartbeat, Binary: hbBin, Note: c.hbNote(false),
 			Args: []string{"--fast-failover=false"}}, nil
@@ -100,7 +103,7 @@ func (c Config) system(name, hbBin, rtBin string) (bench.System, error) {
 	case "rafttcp-hb":
 		return bench.System{Name: name, Kind: bench.KindRaftTCP, Binary: rtBin, Timing: c.HBTiming}, nil
 	}
-	return bench.System{}, fmt.Errorf("%w: unknown system %q (heartbeat, heartbeat-nofast, rafttcp-default, rafttcp-hb)", errUsage, name)
+	return bench.System{}, fmt.Errorf("%w: unknown system %q (heartbeat, heartbeat-tls, heartbeat-nofast, rafttcp-default, rafttcp-hb)", errUsage, name)
 }
 
 // hbNote describes the heartbeat binary's default timing (election.DefaultConfig, which
@@ -144,7 +147,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&cfg.Phases.Stops, "stops", cfg.Phases.Stops, "SIGSTOPs of the leader per system")
 	fs.DurationVar(&cfg.Phases.Idle, "idle", cfg.Phases.Idle, "idle CPU sampling window (0: skip)")
 	fs.DurationVar(&cfg.Phases.Busy, "busy", cfg.Phases.Busy, "busy phase with both cores burnt (0: skip)")
-	systems := fs.String("systems", strings.Join(cfg.Systems, ","), "systems to run: heartbeat, heartbeat-nofast, rafttcp-default, rafttcp-hb")
+	systems := fs.String("systems", strings.Join(cfg.Systems, ","), "systems to run: heartbeat, heartbeat-tls, heartbeat-nofast, rafttcp-default, rafttcp-hb")
 	fs.BoolVar(&cfg.Curve, "curve", false, "also run heartbeat and rafttcp at each --curve-timings value")
 	timings := fs.String("curve-timings", "100ms,250ms,500ms,1s", "heartbeat/election timeouts of the trade-off curve")
 	fs.IntVar(&cfg.CurvePhases.Kills, "curve-kills", cfg.CurvePhases.Kills, "SIGKILLs per curve point")
@@ -162,6 +165,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&cfg.TP.Appliers, "tp-appliers", cfg.TP.Appliers, "concurrent appliers")
 	fs.IntVar(&cfg.TP.Rounds, "tp-rounds", cfg.TP.Rounds, "throughput rounds per transport (median taken)")
 	fs.StringVar(&cfg.TP.Store, "tp-store", cfg.TP.Store, "throughput log store: mem or bolt")
+	fs.BoolVar(&cfg.TP.TLS, "tp-tls", cfg.TP.TLS, "throughput: also Heartbeat's transport with mutual TLS (ratio to without)")
 	reassign := fs.String("reassign", "10000,100000", "resource counts of the reassign phase (heartbeat only; empty or 0: skip)")
 	fs.IntVar(&cfg.Phases.ReassignKills, "reassign-kills", cfg.Phases.ReassignKills, "follower SIGKILLs per reassign count")
 	fs.IntVar(&cfg.Phases.LeasePauses, "lease-pauses", 0, "lease phase (heartbeat only; 0: skip): SIGSTOPs of the leader's sidecar, then of an owner's sidecar, this many of each, timing the application work's hand-over")

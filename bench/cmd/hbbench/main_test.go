@@ -22,7 +22,7 @@ func TestParseFlags(t *testing.T) {
 	}
 	if !reflect.DeepEqual(full.Phases, bench.Phases{Kills: 20, Stops: 20, Idle: 30 * time.Second, Busy: 10 * time.Minute,
 		Reassign: []int{10000, 100000}, ReassignKills: 5, LeaseResources: 50}) ||
-		!slices.Equal(full.Systems, []string{"heartbeat", "rafttcp-default", "rafttcp-hb"}) ||
+		!slices.Equal(full.Systems, []string{"heartbeat", "heartbeat-tls", "rafttcp-default", "rafttcp-hb"}) || !full.TP.TLS ||
 		len(full.CurveTimings) != 4 || full.CurveTimings[3] != time.Second || full.Run.Nodes != 5 {
 		t.Errorf("defaults: %+v", full)
 	}
@@ -95,6 +95,17 @@ func TestSystems(t *testing.T) {
 	}
 	if !slices.Contains(nf.Args, "--fast-failover=false") {
 		t.Errorf("heartbeat-nofast args %v", nf.Args)
+	}
+	ht, err := cfg.system("heartbeat-tls", "/bin/hb", "/bin/rt")
+	if err != nil || ht.Kind != bench.KindHeartbeat || ht.Binary != "/bin/hb" || !ht.TLS || ht.TLSDir != "" ||
+		ht.Timing != (bench.Timing{}) || len(ht.Args) != 0 || ht.Name != bench.TLSSystem {
+		t.Errorf("heartbeat-tls: %+v, %v (Heartbeat at its defaults with TLS; the runner makes the certificates)", ht, err)
+	}
+	if hb.TLS || nf.TLS {
+		t.Error("plaintext systems with TLS")
+	}
+	if c, err := parseFlags([]string{"--tp-tls=false"}, io.Discard); err != nil || c.TP.TLS {
+		t.Errorf("--tp-tls=false: %v, %v", c.TP.TLS, err)
 	}
 }
 
