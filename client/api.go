@@ -234,10 +234,14 @@ func (c *Client) idOrLocal(ctx context.Context, nodeID string) (string, error) {
 	return c.LocalID(ctx)
 }
 
-// write runs a write call on the write route.
+// write runs a write call on the write route. It is tried again only where
+// the server certainly did nothing (see callSpec.once): a second attempt
+// after one of unknown outcome could apply the write twice, around another
+// client's write of the same resource (a registration reappearing after a
+// delete: the chaos suite's linearizability check caught it).
 func (c *Client) write(ctx context.Context, name string, f func(context.Context, heartbeatpb.CoordinatorClient) (written, error)) (WriteResult, error) {
 	var out WriteResult
-	err := c.invoke(ctx, callSpec{name: name, route: routeWrite}, func(ctx context.Context, s heartbeatpb.CoordinatorClient, _ string) error {
+	err := c.invoke(ctx, callSpec{name: name, route: routeWrite, once: true}, func(ctx context.Context, s heartbeatpb.CoordinatorClient, _ string) error {
 		resp, err := f(ctx, s)
 		if err != nil {
 			return err

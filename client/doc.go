@@ -38,13 +38,15 @@
 // context ended during retries returns an error that wraps both ctx.Err()
 // and the last server error, whose code status.Code reports.
 //
-// Every write but two is idempotent on the server (a repeated registration,
-// drain, priority, transfer or join changes nothing), so a retry after an
-// attempt of unknown outcome is harmless; a repeated Delete may answer
-// NotFound for ids the first attempt deleted. StepDown and Remove are not
-// repeated after an attempt of unknown outcome (a second StepDown would
-// depose the new leader): they move to another endpoint only when the first
-// could not be connected to, or the server refused before acting.
+// No write is repeated after an attempt of unknown outcome: a repeated
+// registration is harmless alone, but not around another client's delete of
+// the same resource (the registration would reappear after the delete, which
+// is not linearizable), and a second StepDown would depose the new leader.
+// A write moves to another endpoint, or is tried again, only when the first
+// could not be connected to, or the server refused before acting (NOT_LEADER,
+// NO_LEADER); otherwise its error (Unavailable, "outcome unknown") goes to
+// the caller, who may read to find out. The sidecar follows the same rule
+// when it forwards a write to the leader.
 //
 // # Watches and resumption
 //

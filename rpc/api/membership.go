@@ -3,11 +3,13 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -109,13 +111,23 @@ func (c *Coordinator) Commit(ctx context.Context, cmd *mpb.Command) (*membership
 }
 
 // commitOnce applies cmd here, or forwards it once when this node follows.
+//
+// Its error says whether Commit may try again: only when the command
+// certainly did nothing (raft refused it before appending it, the leader
+// refused it as not the leader or with no leader known, the leader could not
+// be connected to). After any other failure (leadership lost with the entry
+// appended, a timeout, a connection lost mid-call) the entry may still
+// commit: a second attempt could apply it twice, around a concurrent write
+// of the same resource (the chaos suite's linearizability check saw a
+// registration reappear after a delete), so the caller is told Unavailable
+// with the outcome unknown.
 func (c *Coordinator) commitOnce(ctx context.Context, fsm *membership.FSM, cmd *mpb.Command) (*membership.Result, bool, error) {
 	res, err := membership.Commit(ctx, c.cfg.Applier, cmd)
 	if err == nil {
 		return res, false, nil
 	}
 	if !errors.Is(err, election.ErrNotLeader) {
-		return nil, false, commitStatus(err)
+		return nil, false, retry.Mark(commitStatus(err), errors.Is(err, election.ErrTransferInProgress))
 	}
 	if isForwarded(ctx) {
 		l := leaderOf(c.cfg.Election, err)
@@ -139,13 +151,26 @@ func (c *Coordinator) forward(ctx context.Context, data []byte) (*membership.Res
 	}
 	conn, err := c.conn(l.LeaderAddr)
 	if err != nil {
-		return nil, status.Errorf(codes.Unavailable, "write: forward to leader %s at %s: %v", l.LeaderID, l.LeaderAddr, err)
+		return nil, retry.Mark(status.Errorf(codes.Unavailable, "write: forward to leader %s at %s: %v", l.LeaderID, l.LeaderAddr, err), true)
 	}
 	fctx, cancel := c.forwardContext(ctx)
 	defer cancel()
+	// Connected first: a failure before the command is sent is safe to try
+	// again, one after it is not (see commitOnce).
+	if err := awaitReady(fctx, conn); err != nil {
+		return nil, retry.Mark(status.Errorf(codes.Unavailable, "write: forward to leader %s at %s: %v", l.LeaderID, l.LeaderAddr, err), true)
+	}
 	resp, err := raftpb.NewClusterAdminClient(conn).ForwardCommand(fctx, &raftpb.ForwardCommandRequest{Command: data})
 	if err != nil {
-		return nil, forwardedError(err, l.LeaderID, l.LeaderAddr)
+		ferr := forwardedError(err, l.LeaderID, l.LeaderAddr)
+		switch ReasonOf(err) {
+		case ReasonNotLeader, ReasonNoLeader:
+			return nil, retry.Mark(ferr, true)
+		}
+		if s, ok := status.FromError(err); ok && s.Code() == codes.Unavailable || status.Code(err) == codes.DeadlineExceeded {
+			return nil, retry.Mark(status.Errorf(codes.Unavailable, "write: outcome unknown: %v", status.Convert(ferr).Message()), false)
+		}
+		return nil, retry.Mark(ferr, false)
 	}
 	return &membership.Result{Revision: resp.GetRevision(), Changed: int(resp.GetChanged())}, nil
 }
@@ -194,9 +219,10 @@ func commitStatus(err error) error {
 		errors.Is(err, membership.ErrMemberBusy), errors.Is(err, membership.ErrUnsupportedVersion):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, election.ErrTransferInProgress):
-		// The leader is handing off: the write will go to the next leader.
-		// Unavailable makes the Coordinator (and clients) retry it.
-		return status.Errorf(codes.Unavailable, "write: %v; retry", err)
+		// The leader is handing off and refused the write before appending
+		// it: it will go to the next leader. NO_LEADER tells the Coordinator
+		// (and clients) that a retry is safe.
+		return statusWithReason(codes.Unavailable, ReasonNoLeader, nil, "write: %v; retry", err)
 	}
 	return toStatus(err)
 }
@@ -469,4 +495,22 @@ func mergeMembersAt(raftMembers []*heartbeatpb.Member, fsm *membership.FSM) ([]*
 	})
 	sort.Slice(out, func(i, j int) bool { return out[i].GetNodeId() < out[j].GetNodeId() })
 	return out, rev
+}
+
+// awaitReady waits, within ctx, until cc is connected; an error when it
+// fails to connect (nothing was sent).
+func awaitReady(ctx context.Context, cc *grpc.ClientConn) error {
+	cc.Connect()
+	for {
+		s := cc.GetState()
+		switch s {
+		case connectivity.Ready:
+			return nil
+		case connectivity.TransientFailure, connectivity.Shutdown:
+			return fmt.Errorf("connection state %s", s)
+		}
+		if !cc.WaitForStateChange(ctx, s) {
+			return fmt.Errorf("not connected: %w", ctx.Err())
+		}
+	}
 }

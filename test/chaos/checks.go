@@ -137,7 +137,8 @@ func CheckS1(s Snapshot) []Violation {
 // each channel (status polls, the watch stream) never decrease (0, "no
 // leader known", is skipped). (b) A node tells its application it leads
 // (is_self) only with a token at least as high as any token any node
-// reported more than tol earlier.
+// reported more than tol before the claim's earliest possible instant
+// (At - Latency).
 func CheckS2(s Snapshot, tol time.Duration) []Violation {
 	var vs []Violation
 	last := map[string]Event{}
@@ -161,8 +162,10 @@ func CheckS2(s Snapshot, tol time.Duration) []Violation {
 	var maxes []seen // increasing token, increasing at
 	for _, e := range s.Events {
 		if tok, ok := selfClaim(e); ok {
-			// highest token reported before e.At - tol
-			limit := e.At - tol
+			// highest token reported before the claim's earliest possible
+			// instant (e.At - e.Latency: a watch event may have been sent
+			// long before a burst delivered it), less tol
+			limit := e.At - e.Latency - tol
 			i := sort.Search(len(maxes), func(i int) bool { return maxes[i].at >= limit })
 			if i > 0 && maxes[i-1].token > tok {
 				m := maxes[i-1]

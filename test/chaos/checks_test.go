@@ -247,3 +247,25 @@ func TestViolationAttributedToFault(t *testing.T) {
 		}
 	}
 }
+
+// TestS2DelayedWatchEvent: a watch event that a burst delivered late (after
+// a net-disconnect) was sent no earlier than the event before it on the
+// stream arrived (its Latency bound): a claim that may have been sent
+// before the newer token was reported is not a violation; the same claim
+// known to be fresh (Latency 0) is.
+func TestS2DelayedWatchEvent(t *testing.T) {
+	s := cleanHistory()
+	late := watch("n1", 3500, 2, 2, "n1", true)
+	late.Latency = msd(2600) // the stream's previous event arrived at 900ms
+	s.Events = append(s.Events, late)
+	s.sort()
+	if vs := CheckS2(s, msd(50)); len(vs) != 0 {
+		t.Fatalf("a late-delivered claim sent before the new token was flagged: %v", vs)
+	}
+	s = cleanHistory()
+	s.Events = append(s.Events, watch("n1", 3500, 2, 2, "n1", true))
+	s.sort()
+	if vs := CheckS2(s, msd(50)); len(vs) != 1 {
+		t.Fatalf("a fresh stale claim: %v", vs)
+	}
+}

@@ -188,13 +188,20 @@ func (r *Recorder) watchOnce(ctx context.Context, node string, client heartbeatp
 	if err != nil {
 		return
 	}
+	// An event was sent at some instant between the arrival of the one
+	// before it (or the stream's opening) and its own arrival: after a cut
+	// (net-disconnect), TCP delivers what the node sent before the cut in
+	// one burst. Latency carries that bound, as a status poll's round trip
+	// does.
+	prev := r.h.Since()
 	for {
 		m, err := stream.Recv()
 		if err != nil {
 			return
 		}
 		at := r.h.Since()
-		r.h.Observe(Event{Node: node, Source: SourceWatch, At: at, Until: at, Term: m.GetLeadership().GetTerm(),
+		r.h.Observe(Event{Node: node, Source: SourceWatch, At: at, Until: at, Latency: at - prev, Term: m.GetLeadership().GetTerm(),
 			Leader: m.GetLeadership().GetLeader().GetNodeId(), Token: m.GetLeadership().GetFencingToken(), IsSelf: m.GetLeadership().GetIsLeader()})
+		prev = at
 	}
 }
