@@ -63,15 +63,16 @@ func (r *Recorder) SetDown(node string, down bool) {
 
 // StartRecorder starts following targets into h. With ctls (nil:
 // plaintext) the status polls are https and the watch streams TLS, both
-// with the admin client certificate.
+// with the admin client certificate, and each connection must reach the
+// node it follows (its certificate names that node).
 func StartRecorder(h *History, targets []RecorderTarget, poll, timeout time.Duration, ctls *ClusterTLS) (*Recorder, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Recorder{h: h, poll: poll, tmo: timeout, cancel: cancel, latest: map[string]Event{}, down: map[string]bool{}, tls: ctls}
-	creds := insecure.NewCredentials()
-	if ctls != nil {
-		creds = credentials.NewTLS(ctls.Config())
-	}
 	for _, t := range targets {
+		creds := insecure.NewCredentials()
+		if ctls != nil {
+			creds = credentials.NewTLS(ctls.ConfigFor(t.Node))
+		}
 		conn, err := grpc.NewClient(t.ClientAddr,
 			grpc.WithTransportCredentials(creds),
 			grpc.WithConnectParams(grpc.ConnectParams{
@@ -111,7 +112,7 @@ func (r *Recorder) Latest(node string) (Event, bool) {
 func (r *Recorder) pollLoop(ctx context.Context, t RecorderTarget) {
 	defer r.wg.Done()
 	client := &http.Client{Timeout: r.tmo, Transport: &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true,
-		TLSClientConfig: r.tls.Config()}} // chain and node identity, not the host name (nodes are dialed by IP)
+		TLSClientConfig: r.tls.ConfigFor(t.Node)}} // chain and node id, not the host name (nodes are dialed by IP)
 	defer client.CloseIdleConnections()
 	url := r.tls.Scheme() + "://" + t.HTTPAddr + "/v1/status?stale" // the node's own view, at once
 	tick := time.NewTicker(r.poll)

@@ -81,6 +81,16 @@ func (c *ClusterTLS) Config() *tls.Config {
 	return c.store.ClientTLSConfig(nil)
 }
 
+// ConfigFor is Config that also wants the node to be node: the recorder
+// follows one given node per connection, and a reply from another would
+// mislabel the history. nil for plaintext.
+func (c *ClusterTLS) ConfigFor(node string) *tls.Config {
+	if c == nil {
+		return nil
+	}
+	return c.store.ClientTLSConfig(pki.ExpectNode(node))
+}
+
 // DialOptions are the gRPC dial options of a host-side client: TLS
 // credentials, or nil (the client package's plaintext default).
 func (c *ClusterTLS) DialOptions() []grpc.DialOption {
