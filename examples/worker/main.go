@@ -53,6 +53,10 @@ func parseFlags(args []string, logOut io.Writer) (Config, error) {
 	fs.DurationVar(&cfg.WorkInterval, "work-interval", cfg.WorkInterval, "period of the work on each owned resource (one record in its ledger)")
 	fs.DurationVar(&cfg.LeaderInterval, "leader-interval", cfg.LeaderInterval, "period of the leader-only job's ledger writes")
 	level := fs.String("log-level", "info", "trace, debug, info, warn or error")
+	var cacert, cert, key string
+	fs.StringVar(&cacert, "cacert", os.Getenv("HEARTBEAT_CACERT"), "the cluster's CA bundle (PEM): with --cert and --key, dial the sidecars with mutual TLS (env HEARTBEAT_CACERT)")
+	fs.StringVar(&cert, "cert", os.Getenv("HEARTBEAT_CERT"), "this worker's client certificate (PEM; role write) (env HEARTBEAT_CERT)")
+	fs.StringVar(&key, "key", os.Getenv("HEARTBEAT_KEY"), "its private key (PEM) (env HEARTBEAT_KEY)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), "Usage: worker --sidecar HOST:PORT [--peers HOST:PORT,...] [--ledger FILE] [flags]\n\n"+
 			"An example application beside a Heartbeat sidecar: it pushes app heartbeats, works on the\n"+
@@ -65,6 +69,13 @@ func parseFlags(args []string, logOut io.Writer) (Config, error) {
 	}
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if cacert != "" || cert != "" || key != "" {
+		tc, err := TLSConfig(cacert, cert, key)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.TLS = tc
 	}
 	cfg.Endpoints = []string{*sidecar}
 	for _, p := range strings.Split(*peers, ",") {

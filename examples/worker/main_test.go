@@ -3,9 +3,12 @@ package main
 import (
 	"errors"
 	"io"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/heartbeat-sidecar/heartbeat/pki"
 )
 
 func TestParseFlags(t *testing.T) {
@@ -33,5 +36,47 @@ func TestParseFlags(t *testing.T) {
 	}
 	if _, err := parseFlags([]string{"--ttl", "10ms"}, io.Discard); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("bad ttl: %v; want ErrInvalidConfig", err)
+	}
+}
+
+func TestParseFlagsTLS(t *testing.T) {
+	for _, v := range []string{"HEARTBEAT_CACERT", "HEARTBEAT_CERT", "HEARTBEAT_KEY"} {
+		t.Setenv(v, "")
+	}
+	dir := t.TempDir()
+	if _, err := pki.Init(pki.InitOptions{Dir: dir, Cluster: "c1", Nodes: []string{"n1"},
+		Clients: []pki.ClientSpec{{Name: "worker", Roles: []pki.Role{pki.RoleWrite}}}}); err != nil {
+		t.Fatal(err)
+	}
+	ca, cert, key := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "worker.pem"), filepath.Join(dir, "worker-key.pem")
+
+	cfg, err := parseFlags([]string{"--cacert", ca, "--cert", cert, "--key", key}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.TLS == nil || cfg.TLS.GetClientCertificate == nil {
+		t.Fatalf("TLS = %+v; want a client config with the worker's certificate", cfg.TLS)
+	}
+	if cfg, err := parseFlags(nil, io.Discard); err != nil || cfg.TLS != nil {
+		t.Errorf("no TLS flags: TLS = %v, err %v; want plaintext", cfg.TLS, err)
+	}
+
+	// The environment stands for the flags (docker-compose.worker.yml).
+	t.Setenv("HEARTBEAT_CACERT", ca)
+	t.Setenv("HEARTBEAT_CERT", cert)
+	t.Setenv("HEARTBEAT_KEY", key)
+	if cfg, err := parseFlags(nil, io.Discard); err != nil || cfg.TLS == nil {
+		t.Errorf("TLS from the environment: TLS = %v, err %v", cfg.TLS, err)
+	}
+
+	for _, args := range [][]string{
+		{"--cert", "", "--key", ""},                      // --cacert alone
+		{"--cacert", ca, "--cert", cert, "--key", ca},    // not a key
+		{"--cacert", cert, "--cert", cert, "--key", key}, // not the CA
+		{"--cacert", ca, "--cert", cert, "--key", "/nonexistent"},
+	} {
+		if _, err := parseFlags(args, io.Discard); err == nil {
+			t.Errorf("parseFlags(%q) accepted bad TLS flags", args)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/url"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/heartbeat-sidecar/heartbeat/client"
 )
@@ -42,6 +45,10 @@ type Config struct {
 	// LeaderInterval is the period of the leader-only job's ledger writes.
 	// Default 1s.
 	LeaderInterval time.Duration
+	// TLS, when set, dials the sidecars over TLS with this configuration
+	// (a cluster with mutual TLS: the worker's client certificate, verified
+	// against the cluster's CA; see TLSConfig). nil: plaintext.
+	TLS *tls.Config
 	// RetryBackoff is passed to the client (zero: the client's default).
 	RetryBackoff client.Backoff
 	// Logger receives the worker's log; nil: discarded.
@@ -115,6 +122,9 @@ func NewWorker(cfg Config) (*Worker, error) {
 		ccfg.RetryBackoff = cfg.RetryBackoff
 	}
 	ccfg.Logger = cfg.Logger.Named("client")
+	if cfg.TLS != nil {
+		ccfg.DialOptions = []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(cfg.TLS))}
+	}
 	cl, err := client.New(ccfg)
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)

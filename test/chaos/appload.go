@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 
+	"google.golang.org/grpc"
+
 	"github.com/heartbeat-sidecar/heartbeat/client"
 )
 
@@ -35,8 +37,9 @@ type Workload struct {
 
 // StartWorkload starts the application beside every node; addr gives a
 // node's client gRPC address as the host reaches it. unsafe sets
-// client.Config.UnsafeNoLeaseTimer (planted violations only).
-func StartWorkload(h *History, nodes []string, addr func(node string) string, unsafe bool) (*Workload, error) {
+// client.Config.UnsafeNoLeaseTimer (planted violations only); dial are the
+// clients' gRPC dial options (TLS credentials; nil: plaintext).
+func StartWorkload(h *History, nodes []string, addr func(node string) string, unsafe bool, dial []grpc.DialOption) (*Workload, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &Workload{h: h, cancel: cancel, live: map[string][]string{}}
 	for _, n := range nodes {
@@ -48,6 +51,7 @@ func StartWorkload(h *History, nodes []string, addr func(node string) string, un
 			}
 		}
 		cfg.UnsafeNoLeaseTimer = unsafe
+		cfg.DialOptions = dial
 		c, err := client.New(cfg)
 		if err != nil {
 			_ = w.Stop() // the error that matters is the one returned

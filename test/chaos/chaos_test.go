@@ -57,7 +57,22 @@ func TestChaos(t *testing.T) {
 	if cfg.Nodes == 3 {
 		files = append(files, "docker-compose.3.yml")
 	}
+	// Mutual TLS: a CA of this cluster id, every node's certificate and the
+	// host clients' admin certificate, made afresh in a directory that
+	// docker-compose.yml mounts read-only at /tls. CHAOS_INSECURE: plaintext
+	// (the override clears the certificate paths and sets HEARTBEAT_INSECURE).
+	var ctls *ClusterTLS
+	tlsDir := t.TempDir()
+	if cfg.Insecure {
+		files = append(files, "docker-compose.insecure.yml")
+	} else {
+		uid, gid := imageUser(ctx, cfg.Image)
+		if ctls, err = MakeClusterTLS(tlsDir, cfg.Project, cfg.NodeNames(), uid, gid); err != nil {
+			t.Fatal(err)
+		}
+	}
 	env := []string{
+		"HEARTBEAT_TLS_DIR=" + tlsDir,
 		"HEARTBEAT_IMAGE=" + cfg.Image,
 		"HEARTBEAT_SUBNET=" + cfg.Subnet,
 		"HEARTBEAT_PORT_PREFIX=" + cfg.PortPrefix,
@@ -97,7 +112,7 @@ func TestChaos(t *testing.T) {
 	for _, n := range cl.Nodes {
 		targets = append(targets, RecorderTarget{Node: n, HTTPAddr: cl.HTTPAddr(n), ClientAddr: cl.ClientAddr(n)})
 	}
-	rec, err := StartRecorder(h, targets, cfg.Poll, cfg.PollTimeout)
+	rec, err := StartRecorder(h, targets, cfg.Poll, cfg.PollTimeout, ctls)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,12 +125,12 @@ func TestChaos(t *testing.T) {
 	if len(plan) == 0 {
 		t.Fatalf("CHAOS_FAULTS=%s selects no fault", strings.Join(cfg.Faults, ","))
 	}
-	app, err := StartWorkload(h, cl.Nodes, cl.ClientAddr, cfg.UnsafeNoLeaseTimer)
+	app, err := StartWorkload(h, cl.Nodes, cl.ClientAddr, cfg.UnsafeNoLeaseTimer, ctls.DialOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = app.Stop() })
-	rw, err := StartLinWorkload(h, cl.Nodes, cl.ClientAddr, cfg.StaleReads, cfg.Seed)
+	rw, err := StartLinWorkload(h, cl.Nodes, cl.ClientAddr, cfg.StaleReads, cfg.Seed, ctls.DialOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,6 +264,9 @@ func reproduce(c Config) string {
 	}
 	if c.UnsafeNoLeaseTimer {
 		env = append(env, "CHAOS_UNSAFE_NO_LEASE_TIMER=1")
+	}
+	if c.Insecure {
+		env = append(env, "CHAOS_INSECURE=1")
 	}
 	return strings.Join(env, " ") + " go test -tags chaos -count=1 -v -timeout 60m ./test/chaos/ -run TestChaos"
 }

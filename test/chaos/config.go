@@ -71,6 +71,10 @@ type Config struct {
 	// watch the R1 checker catch a node answering from its old state (a
 	// planted violation).
 	StaleReads bool
+	// Insecure runs the cluster in plaintext (HEARTBEAT_INSECURE, the
+	// docker-compose.insecure.yml override) instead of mutual TLS: only to
+	// compare failover figures with and without TLS.
+	Insecure bool
 }
 
 // DefaultConfig is the full suite on 5 nodes with the nodes' own timings.
@@ -97,7 +101,8 @@ func DefaultConfig() Config {
 // CHAOS_IMAGE, CHAOS_HEARTBEAT_TIMEOUT, CHAOS_ELECTION_TIMEOUT,
 // CHAOS_LEASE_DURATION, CHAOS_CRASH_BOUND, CHAOS_SILENT_BOUND,
 // CHAOS_RESTART_BOUND, CHAOS_OUT, CHAOS_FAULTS (comma-separated) and
-// CHAOS_UNSAFE_NO_LEASE_TIMER and CHAOS_STALE_READS, then validates.
+// CHAOS_UNSAFE_NO_LEASE_TIMER, CHAOS_STALE_READS and CHAOS_INSECURE, then
+// validates.
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	c := DefaultConfig()
 	var errs []error
@@ -131,6 +136,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	c.Quick = flag("CHAOS_QUICK")
 	c.UnsafeNoLeaseTimer = flag("CHAOS_UNSAFE_NO_LEASE_TIMER")
 	c.StaleReads = flag("CHAOS_STALE_READS")
+	c.Insecure = flag("CHAOS_INSECURE")
 	if v := getenv("CHAOS_FAULTS"); v != "" {
 		c.Faults = strings.Split(v, ",")
 	}

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -42,12 +43,14 @@ type LinWorkload struct {
 // StartLinWorkload starts the clients; client i's endpoints start at node i
 // (mod the nodes), so reads are served by different nodes and writes are
 // forwarded from them. stale makes the reads stale (the planted violation:
-// a cut-off node answers from its old state).
-func StartLinWorkload(h *History, nodes []string, addr func(node string) string, stale bool, seed int64) (*LinWorkload, error) {
+// a cut-off node answers from its old state). dial are the clients' gRPC
+// dial options (TLS credentials; nil: plaintext).
+func StartLinWorkload(h *History, nodes []string, addr func(node string) string, stale bool, seed int64, dial []grpc.DialOption) (*LinWorkload, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &LinWorkload{h: h, cancel: cancel}
 	for i := 0; i < linClients; i++ {
 		cfg := client.DefaultConfig()
+		cfg.DialOptions = dial
 		first := nodes[i%len(nodes)]
 		for j := range nodes {
 			cfg.Endpoints = append(cfg.Endpoints, addr(nodes[(i+j)%len(nodes)]))

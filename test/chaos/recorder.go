@@ -14,6 +14,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -43,6 +44,7 @@ type Recorder struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	conns  []*grpc.ClientConn
+	tls    *ClusterTLS // nil: plaintext
 
 	mu     sync.Mutex
 	latest map[string]Event // latest status observation per node
@@ -59,13 +61,20 @@ func (r *Recorder) SetDown(node string, down bool) {
 	r.down[node] = down
 }
 
-// StartRecorder starts following targets into h.
-func StartRecorder(h *History, targets []RecorderTarget, poll, timeout time.Duration) (*Recorder, error) {
+// StartRecorder starts following targets into h. With ctls (nil:
+// plaintext) the status polls are https and the watch streams TLS, both
+// with the admin client certificate, and each connection must reach the
+// node it follows (its certificate names that node).
+func StartRecorder(h *History, targets []RecorderTarget, poll, timeout time.Duration, ctls *ClusterTLS) (*Recorder, error) {
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Recorder{h: h, poll: poll, tmo: timeout, cancel: cancel, latest: map[string]Event{}, down: map[string]bool{}}
+	r := &Recorder{h: h, poll: poll, tmo: timeout, cancel: cancel, latest: map[string]Event{}, down: map[string]bool{}, tls: ctls}
 	for _, t := range targets {
+		creds := insecure.NewCredentials()
+		if ctls != nil {
+			creds = credentials.NewTLS(ctls.ConfigFor(t.Node))
+		}
 		conn, err := grpc.NewClient(t.ClientAddr,
-			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithTransportCredentials(creds),
 			grpc.WithConnectParams(grpc.ConnectParams{
 				Backoff:           backoff.Config{BaseDelay: 20 * time.Millisecond, Multiplier: 1.5, MaxDelay: 250 * time.Millisecond},
 				MinConnectTimeout: 500 * time.Millisecond,
@@ -102,9 +111,10 @@ func (r *Recorder) Latest(node string) (Event, bool) {
 
 func (r *Recorder) pollLoop(ctx context.Context, t RecorderTarget) {
 	defer r.wg.Done()
-	client := &http.Client{Timeout: r.tmo, Transport: &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true}}
+	client := &http.Client{Timeout: r.tmo, Transport: &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true,
+		TLSClientConfig: r.tls.ConfigFor(t.Node)}} // chain and node id, not the host name (nodes are dialed by IP)
 	defer client.CloseIdleConnections()
-	url := "http://" + t.HTTPAddr + "/v1/status?stale" // the node's own view, at once
+	url := r.tls.Scheme() + "://" + t.HTTPAddr + "/v1/status?stale" // the node's own view, at once
 	tick := time.NewTicker(r.poll)
 	defer tick.Stop()
 	for {

@@ -99,6 +99,11 @@ func WriteReport(w io.Writer, s Snapshot, vs []Violation, info ReportInfo) error
 	kv("node timings", fmt.Sprintf("heartbeat timeout %s, election timeout %s, lease %s", durOrDefault(c.HeartbeatTimeout),
 		durOrDefault(c.ElectionTimeout), durOrDefault(c.LeaseDuration)))
 	kv("bounds", fmt.Sprintf("crash %s, silent %s, after restart %s", c.CrashBound, c.SilentBound, c.RestartBound))
+	transport := "mutual TLS on every port (pki.Init certificates; host-side clients present the admin client certificate)"
+	if c.Insecure {
+		transport = "plaintext (CHAOS_INSECURE: HEARTBEAT_INSECURE, docker-compose.insecure.yml)"
+	}
+	kv("transport", transport)
 	kv("recorder", fmt.Sprintf("status poll every %s (deadline %s) + WatchLeader stream per node", c.Poll, c.PollTimeout))
 	kv("git commit", info.Commit)
 	kv("go", info.GoVersion)
