@@ -88,7 +88,9 @@ func (c *Coordinator) Commit(ctx context.Context, cmd *mpb.Command) (*membership
 	err = retry.Do(rctx, p, func(actx context.Context) error {
 		select {
 		case <-c.done:
-			return retry.Mark(status.Error(codes.Unavailable, ErrClosed.Error()), false)
+			// Closing: refused before anything was done, so the sender
+			// may try elsewhere (NO_LEADER says a retry is safe).
+			return retry.Mark(statusWithReason(codes.Unavailable, ReasonNoLeader, nil, "%v", ErrClosed), false)
 		default:
 		}
 		var err error
