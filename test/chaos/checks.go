@@ -138,7 +138,7 @@ func CheckS1(s Snapshot) []Violation {
 // leader known", is skipped). (b) A node tells its application it leads
 // (is_self) only with a token at least as high as any token any node
 // reported more than tol before the claim's earliest possible instant
-// (At - Latency).
+// (At - Latency). Claims are taken from status polls only (see below).
 func CheckS2(s Snapshot, tol time.Duration) []Violation {
 	var vs []Violation
 	last := map[string]Event{}
@@ -161,10 +161,15 @@ func CheckS2(s Snapshot, tol time.Duration) []Violation {
 	}
 	var maxes []seen // increasing token, increasing at
 	for _, e := range s.Events {
-		if tok, ok := selfClaim(e); ok {
-			// highest token reported before the claim's earliest possible
-			// instant (e.At - e.Latency: a watch event may have been sent
-			// long before a burst delivered it), less tol
+		// Only status polls time a claim: a poll's answer was made between
+		// its request (At - Latency) and its arrival. A watch event's is
+		// not bounded from below at all (after a net-disconnect TCP
+		// delivers what the node sent before the cut in one burst, and
+		// several events may be in flight at once), so a watch claim
+		// cannot show that the node claimed after a newer token existed;
+		// the watches count for (a) only.
+		if tok, ok := selfClaim(e); ok && e.Source == SourceStatus {
+			// highest token reported before the poll was sent, less tol
 			limit := e.At - e.Latency - tol
 			i := sort.Search(len(maxes), func(i int) bool { return maxes[i].at >= limit })
 			if i > 0 && maxes[i-1].token > tok {
