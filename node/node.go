@@ -199,6 +199,22 @@ func New(cfg Config) (_ *Node, err error) {
 		}
 		return false
 	}
+	tcfg.AddressOf = func(id raft.ServerID) (raft.ServerAddress, bool) {
+		r := ref.Raft()
+		if r == nil {
+			return "", false
+		}
+		f := r.GetConfiguration() // an atomic read in raft 1.7, not a trip through its loop
+		if f.Error() != nil {
+			return "", false
+		}
+		for _, s := range f.Configuration().Servers {
+			if s.ID == id {
+				return s.Address, true
+			}
+		}
+		return "", false
+	}
 	tcfg.Registerer = n.registry
 	tcfg.Logger = n.base.Named("transport")
 	inner, err := transport.New(tcfg)

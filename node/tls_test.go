@@ -186,6 +186,11 @@ func TestTLSPeerPort(t *testing.T) {
 	if _, err := raftpb.NewClusterAdminClient(impostor).Join(ctx, &raftpb.JoinRequest{Id: n2, PeerAddress: c.Node(n2).PeerAddr(), Voter: true, ClusterId: cid}); err != nil {
 		t.Errorf("Join of %s as itself (already a member: a no-op): %v", n2, err)
 	}
+	// The header's id true, its address another member's: refused.
+	_, err = raftpb.NewRaftTransportClient(impostor).TimeoutNow(ctx, &raftpb.TimeoutNowRequest{Header: &raftpb.RPCHeader{ProtocolVersion: 3, Id: []byte(n2), Addr: []byte(c.Node(claim).PeerAddr())}})
+	if status.Code(err) != codes.PermissionDenied {
+		t.Errorf("TimeoutNow from %s giving %s's address: %v, want PermissionDenied", n2, claim, err)
+	}
 	if got := r.CurrentTerm(); got != termBefore {
 		t.Errorf("the follower's term moved from %d to %d", termBefore, got)
 	}

@@ -98,6 +98,12 @@ type Config struct {
 	// another address is refused with codes.FailedPrecondition, undialed.
 	// nil: no check (for tests of the transport alone); a node must set it.
 	IsMember func(addr raft.ServerAddress) bool
+	// AddressOf, if set, returns the address of server id in the node's
+	// current raft configuration. With TLS, a raft RPC whose header names a
+	// member must carry that member's address (the certificate names the
+	// id; the configuration binds the id to its address), or it is refused.
+	// An id outside the configuration is not checked (a joining node).
+	AddressOf func(id raft.ServerID) (raft.ServerAddress, bool)
 	// ServerTLS and ClientTLS, when set (both or neither), make every peer
 	// connection mutual TLS: the server presents the node's certificate and
 	// demands one of a node of the cluster (pki.Store.ServerTLSConfigExpect

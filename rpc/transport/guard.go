@@ -55,6 +55,12 @@ func (t *Transport) checkHeader(ctx context.Context, rpc string, h raft.RPCHeade
 		return t.reject(ctx, rejectIdentity, codes.PermissionDenied,
 			"%s: the header names node %q, the caller's certificate %q", rpc, h.ID, id.Name)
 	}
+	if t.cfg.AddressOf != nil {
+		if want, member := t.cfg.AddressOf(raft.ServerID(h.ID)); member && want != raft.ServerAddress(h.Addr) {
+			return t.reject(ctx, rejectIdentity, codes.PermissionDenied,
+				"%s: node %q gives address %q, its address in the configuration is %q", rpc, h.ID, h.Addr, want)
+		}
+	}
 	return nil
 }
 
