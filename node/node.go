@@ -184,36 +184,12 @@ func New(cfg Config) (_ *Node, err error) {
 		return 0
 	}
 	tcfg.IsMember = func(addr raft.ServerAddress) bool {
-		r := ref.Raft()
-		if r == nil {
-			return false
-		}
-		f := r.GetConfiguration()
-		if f.Error() != nil {
-			return false
-		}
-		for _, s := range f.Configuration().Servers {
-			if s.Address == addr {
-				return true
-			}
-		}
-		return false
+		_, ok := configServer(ref, func(s raft.Server) bool { return s.Address == addr })
+		return ok
 	}
 	tcfg.AddressOf = func(id raft.ServerID) (raft.ServerAddress, bool) {
-		r := ref.Raft()
-		if r == nil {
-			return "", false
-		}
-		f := r.GetConfiguration() // an atomic read in raft 1.7, not a trip through its loop
-		if f.Error() != nil {
-			return "", false
-		}
-		for _, s := range f.Configuration().Servers {
-			if s.ID == id {
-				return s.Address, true
-			}
-		}
-		return "", false
+		s, ok := configServer(ref, func(s raft.Server) bool { return s.ID == id })
+		return s.Address, ok
 	}
 	tcfg.Registerer = n.registry
 	tcfg.Logger = n.base.Named("transport")
@@ -341,6 +317,25 @@ func New(cfg Config) (_ *Node, err error) {
 	n.log.Info("node started", "cluster", cfg.ClusterID, "peer", n.PeerAddr(), "client", n.ClientAddr(),
 		"http", n.HTTPAddr(), "data_dir", cfg.DataDir)
 	return n, nil
+}
+
+// configServer finds a server of the current raft configuration (an atomic
+// read in raft 1.7, not a trip through its loop); false before raft runs.
+func configServer(ref *api.ElectionRef, match func(raft.Server) bool) (raft.Server, bool) {
+	r := ref.Raft()
+	if r == nil {
+		return raft.Server{}, false
+	}
+	f := r.GetConfiguration()
+	if f.Error() != nil {
+		return raft.Server{}, false
+	}
+	for _, s := range f.Configuration().Servers {
+		if match(s) {
+			return s, true
+		}
+	}
+	return raft.Server{}, false
 }
 
 // electionConfig derives the election config from the node's.

@@ -417,14 +417,11 @@ func TestTLSRotation(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(waitTimeout)
 	var after string
-	for time.Now().Before(deadline) {
-		if after = peerSerial(t, good, n.PeerAddr()); after != before && !strings.HasPrefix(after, "dial") {
-			break
-		}
-		time.Sleep(50 * time.Millisecond) // polling the node's handshake, with a deadline
-	}
+	testwait.Eventually(t, waitTimeout, "the node presents a new certificate", func() (bool, string) {
+		after = peerSerial(t, good, n.PeerAddr())
+		return after != before && !strings.HasPrefix(after, "dial"), "serial " + after
+	})
 	// Keep the load on for 20 more writes over the new certificate.
 	from := acked.Load()
 	testwait.Eventually(t, waitTimeout, "20 writes after the rotation", func() (bool, string) {
