@@ -1,7 +1,9 @@
 package membership
 
 import (
+	"bytes"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 
@@ -146,5 +148,35 @@ func TestAssignBatches(t *testing.T) {
 	}
 	if got := AssignBatches(short); len(got) != 2 || len(got[0]) != MaxBatch {
 		t.Fatalf("short ids: %d batches", len(got))
+	}
+}
+
+// TestStateBytes: State.Bytes follows registrations, label changes,
+// deletes and a snapshot restore (and Check verifies it after every change
+// of every FSM test).
+func TestStateBytes(t *testing.T) {
+	f := newTestFSM(t)
+	bytesOf := func(g *testFSM) (n int64) {
+		g.Read(func(s *State) { n = s.Bytes() })
+		return n
+	}
+	f.ok(RegisterCmd([]ResourceSpec{{ID: "abc"}, {ID: "de", Labels: map[string]string{"k": "vv"}}}))
+	if got, want := bytesOf(f), int64(2*ResourceOverhead+3+2+3); got != want {
+		t.Fatalf("after registering: %d, want %d", got, want)
+	}
+	f.ok(RegisterCmd([]ResourceSpec{{ID: "abc", Labels: map[string]string{"zone": "eu-1"}}}))
+	if got, want := bytesOf(f), int64(2*ResourceOverhead+3+2+3+8); got != want {
+		t.Fatalf("after relabelling: %d, want %d", got, want)
+	}
+	g := newTestFSM(t)
+	if err := g.Restore(io.NopCloser(bytes.NewReader(snapshotBytes(t, f.FSM)))); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := bytesOf(g), bytesOf(f); got != want {
+		t.Fatalf("restored: %d, want %d", got, want)
+	}
+	f.ok(DeleteCmd([]string{"abc", "de"}))
+	if got := bytesOf(f); got != 0 {
+		t.Fatalf("after deleting all: %d", got)
 	}
 }

@@ -242,6 +242,7 @@ func New(cfg Config) (_ *Node, err error) {
 	ccfg.Admin, ccfg.Leave = admin, n.Leave
 	ccfg.Logger = n.log.Named("coordinator")
 	ccfg.DialOptions = n.dialOptions()
+	ccfg.Quota = api.Quota{MaxBytes: cfg.QuotaBytes, MaxResources: cfg.MaxResources}
 	if n.mfsm != nil {
 		if n.app, err = n.newAppHealth(); err != nil {
 			return nil, err
@@ -256,6 +257,7 @@ func New(cfg Config) (_ *Node, err error) {
 			return nil, err
 		}
 		n.registry.MustRegister(newMembershipCollector(n))
+		n.registerQuotaMetrics()
 	}
 
 	n.health = health.NewServer()
