@@ -14,7 +14,27 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
+	"github.com/heartbeat-sidecar/heartbeat/rpc/api"
 )
+
+// TestReasonsMatchTheServer: the reasons HTTP maps to 413 and 507 are the
+// ones the server sends.
+func TestReasonsMatchTheServer(t *testing.T) {
+	if ReasonTooLarge != api.ReasonTooLarge || ReasonQuotaExceeded != api.ReasonQuotaExceeded {
+		t.Fatalf("gateway reasons %q %q, server's %q %q", ReasonTooLarge, ReasonQuotaExceeded, api.ReasonTooLarge, api.ReasonQuotaExceeded)
+	}
+	for _, tc := range []struct {
+		err  error
+		want int
+	}{
+		{tooLarge("x"), http.StatusRequestEntityTooLarge},
+		{status.Error(codes.ResourceExhausted, "rate"), http.StatusTooManyRequests},
+	} {
+		if got := errorBody(tc.err).Code; got != tc.want {
+			t.Errorf("%v: %d, want %d", tc.err, got, tc.want)
+		}
+	}
+}
 
 // TestReadBody: the scan of a body as it streams in.
 func TestReadBody(t *testing.T) {
