@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -50,91 +49,118 @@ func tooLarge(format string, args ...any) error {
 
 // frame is one open JSON container of the scan.
 type frame struct {
-	object bool // an object: its members alternate key, value
-	key    bool // (object) the next token is a key
-	n      int  // elements (array) or members (object) so far
+	n       int  // elements (array) or members (object) so far
+	pending bool // opened or after a comma: the next token starts an element
+}
+
+// scanner counts the elements of JSON containers as bytes arrive. It is not
+// a validator (the decoder is): it follows strings, nesting and commas, so
+// that on valid JSON every count is exact, and on any input its work and
+// memory are bounded by the bytes and maxBodyDepth.
+type scanner struct {
+	stack             []frame
+	values            int
+	maxItems, maxVals int
+	inStr, esc        bool
+}
+
+// element notes a token that may start an element of the open container.
+func (s *scanner) element() error {
+	if len(s.stack) == 0 {
+		return nil
+	}
+	f := &s.stack[len(s.stack)-1]
+	if !f.pending {
+		return nil // a member's value, or the rest of a scalar
+	}
+	f.pending = false
+	if f.n++; f.n > s.maxItems {
+		return tooLarge("body has a list or object of over %d items (split the batch)", s.maxItems)
+	}
+	if s.values++; s.values > s.maxVals {
+		return tooLarge("body has over %d JSON values", s.maxVals)
+	}
+	return nil
+}
+
+// feed scans p.
+func (s *scanner) feed(p []byte) error {
+	for _, c := range p {
+		if s.inStr {
+			switch {
+			case s.esc:
+				s.esc = false
+			case c == '\\':
+				s.esc = true
+			case c == '"':
+				s.inStr = false
+			}
+			continue
+		}
+		switch c {
+		case ' ', '\t', '\n', '\r', ':':
+		case '[', '{':
+			if err := s.element(); err != nil {
+				return err
+			}
+			if len(s.stack) >= maxBodyDepth {
+				return status.Errorf(codes.InvalidArgument, "bad JSON body: nested over %d deep", maxBodyDepth)
+			}
+			s.stack = append(s.stack, frame{pending: true})
+		case ']', '}':
+			if len(s.stack) == 0 {
+				return status.Errorf(codes.InvalidArgument, "bad JSON body: unexpected %q", c)
+			}
+			s.stack = s.stack[:len(s.stack)-1]
+		case ',':
+			if len(s.stack) == 0 {
+				return status.Errorf(codes.InvalidArgument, "bad JSON body: unexpected ','")
+			}
+			s.stack[len(s.stack)-1].pending = true
+		case '"':
+			s.inStr = true
+			if err := s.element(); err != nil {
+				return err
+			}
+		default: // a number or a literal (its first byte counts)
+			if err := s.element(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // readBody reads a request body of at most maxBytes, scanning its JSON as it
 // streams in: more than maxItems elements in one array or members in one
-// object, more than bodyValuesPerItem*maxItems values in all, or nesting
+// object, more than bodyValuesPerItem*maxItems elements in all, or nesting
 // deeper than maxBodyDepth end the read at once, so that a huge batch is
 // refused after a few kilobytes instead of decoded whole (a 32 MiB body of
-// "[{},{},...]" would take over a gigabyte as messages). Only the bytes read
-// so far are held. It returns the body for the decoder, which checks the
-// syntax again strictly (the scan stops at the end of the first value: what
-// follows is returned for the decoder to refuse). Over a limit:
-// ResourceExhausted (ReasonTooLarge); bad JSON: InvalidArgument.
+// "[{},{},...]" would take gigabytes as messages). Only the bytes read so
+// far are held. It returns the body for the decoder, which checks the
+// syntax. Over a limit: ResourceExhausted (ReasonTooLarge); too deep or
+// unbalanced: InvalidArgument.
 func readBody(w http.ResponseWriter, body io.ReadCloser, maxBytes int64, maxItems int) ([]byte, error) {
+	r := http.MaxBytesReader(w, body, maxBytes)
+	s := scanner{maxItems: maxItems, maxVals: bodyValuesPerItem * maxItems}
 	var buf bytes.Buffer
-	tee := io.TeeReader(http.MaxBytesReader(w, body, maxBytes), &buf)
-	readErr := func(err error) error {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return tooLarge("body over %d bytes (--max-request-bytes)", maxBytes)
-		}
-		return status.Errorf(codes.InvalidArgument, "bad JSON body: %v", err)
-	}
-	dec := json.NewDecoder(tee)
-	dec.UseNumber()
-	maxValues := bodyValuesPerItem * maxItems
-	var (
-		stack  []frame
-		values int
-	)
+	chunk := make([]byte, 32<<10)
 	for {
-		tok, err := dec.Token()
-		if err == io.EOF && len(stack) == 0 {
-			return buf.Bytes(), nil // empty (or blank) body
-		}
-		if err != nil {
-			return nil, readErr(err)
-		}
-		top := len(stack) - 1
-		if d, ok := tok.(json.Delim); ok && (d == '}' || d == ']') {
-			stack = stack[:top]
-			if len(stack) == 0 {
-				break
+		n, err := r.Read(chunk)
+		if n > 0 {
+			if serr := s.feed(chunk[:n]); serr != nil {
+				return nil, serr
 			}
-			if stack[top-1].object {
-				stack[top-1].key = true
-			}
-			continue
+			buf.Write(chunk[:n])
 		}
-		if top >= 0 && stack[top].object && stack[top].key {
-			stack[top].key = false // a member's key: counted with its value
-			continue
-		}
-		if values++; values > maxValues {
-			return nil, tooLarge("body has over %d JSON values", maxValues)
-		}
-		if top >= 0 {
-			f := &stack[top]
-			if f.n++; f.n > maxItems {
-				if f.object {
-					return nil, tooLarge("body has an object of over %d members", maxItems)
-				}
-				return nil, tooLarge("body has a list of over %d items (split the batch)", maxItems)
-			}
-			if f.object {
-				f.key = true
-			}
-		}
-		if d, ok := tok.(json.Delim); ok { // '{' or '['
-			if len(stack) >= maxBodyDepth {
-				return nil, status.Errorf(codes.InvalidArgument, "bad JSON body: nested over %d deep", maxBodyDepth)
-			}
-			stack = append(stack, frame{object: d == '{', key: d == '{'})
-			continue
-		}
-		if len(stack) == 0 {
-			break // a bare scalar: the decoder refuses it
+		var tooBig *http.MaxBytesError
+		switch {
+		case err == io.EOF:
+			return buf.Bytes(), nil
+		case errors.As(err, &tooBig):
+			return nil, tooLarge("body over %d bytes (--max-request-bytes)", maxBytes)
+		case err != nil:
+			return nil, status.Errorf(codes.InvalidArgument, "reading body: %v", err)
 		}
 	}
-	// The rest (blanks, or trailing bytes the decoder will refuse), still
-	// bounded by maxBytes.
-	if _, err := io.Copy(io.Discard, tee); err != nil {
-		return nil, readErr(err)
-	}
-	return buf.Bytes(), nil
 }

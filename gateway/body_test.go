@@ -52,7 +52,10 @@ func TestReadBody(t *testing.T) {
 		{"object over the limit", `{"a":1,"b":2,"c":3,"d":4,"e":5}`, codes.ResourceExhausted},
 		{"four lists of four", `[[1,2,3,4],[1,2,3,4],[1,2,3,4],[1,2,3,4]]`, codes.OK},
 		{"nested too deep", deep, codes.InvalidArgument},
-		{"bad syntax", `{"a":}`, codes.InvalidArgument},
+		{"bad syntax is left to the decoder", `{"a":}`, codes.OK},
+		{"unbalanced", `{}]`, codes.InvalidArgument},
+		{"brackets and commas in strings do not count", `["a,b,c,d,e,[,{", "]]]]"]`, codes.OK},
+		{"escaped quotes in strings", `["a\",1,2,3,4,5", 2]`, codes.OK},
 		{"over the bytes", `{"a":"` + strings.Repeat("x", 200) + `"}`, codes.ResourceExhausted},
 		{"trailing bytes are kept for the decoder", `{} x`, codes.OK},
 	} {
