@@ -270,7 +270,7 @@ func New(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	undo = append(undo, func() { n.gwConn.Close() })
-	n.httpServer = &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
+	n.httpServer = n.newHTTPServer(handler)
 
 	n.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "heartbeat_read_index_served_total",
@@ -569,6 +569,14 @@ func (n *Node) ClientAddr() string { return n.clientLn.Addr().String() }
 
 // HTTPAddr is the bound HTTP address.
 func (n *Node) HTTPAddr() string { return n.httpLn.Addr().String() }
+
+// MetricsAddr is the bound metrics address (Config.MetricsAddr); "" without.
+func (n *Node) MetricsAddr() string {
+	if n.metricsLn == nil {
+		return ""
+	}
+	return n.metricsLn.Addr().String()
+}
 
 // ID is the node's id.
 func (n *Node) ID() string { return n.cfg.ID }
