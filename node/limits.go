@@ -1,8 +1,16 @@
 package node
 
 import (
+	"context"
+	"fmt"
+	"math"
 	"net/http"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/heartbeat-sidecar/heartbeat/rpc/api"
 )
 
 // Connection and stream limits of the node's ports (issue 13; README
@@ -26,6 +34,26 @@ const (
 	DefaultMaxWatches = 2048
 	// DefaultMaxWatchesPerClient is Config.MaxWatchesPerClient's default.
 	DefaultMaxWatchesPerClient = 256
+
+	// clientStreamHeadroom is how many streams one client-port connection
+	// may carry beyond MaxWatches (its MaxConcurrentStreams): the gateway's
+	// one connection carries every SSE watch and every HTTP call, and a
+	// call beyond the connection's limit waits for a free stream.
+	clientStreamHeadroom = 1024
+	// ClientKeepaliveMinTime is the shortest interval between a client's
+	// keepalive pings the client port accepts (gRPC's
+	// keepalive.EnforcementPolicy; pings with no stream open are allowed):
+	// a client pinging more often is sent GOAWAY "too_many_pings". etcd's
+	// default. The node's own clients send no keepalive pings.
+	ClientKeepaliveMinTime = 5 * time.Second
+	// clientMaxConnectionIdle closes a client-port connection that has had
+	// no call for this long (a client reconnects on its next call).
+	clientMaxConnectionIdle = 5 * time.Minute
+	// clientPingIdle and clientPingTimeout: the client port pings a
+	// connection idle this long and closes it when the ping is not answered
+	// in time (a vanished client's watches end).
+	clientPingIdle    = 30 * time.Second
+	clientPingTimeout = 10 * time.Second
 )
 
 // validateLimits checks the connection and stream limits (zero: default).
@@ -66,5 +94,36 @@ func (n *Node) newHTTPServer(h http.Handler) *http.Server {
 		ReadTimeout:    orDefault(c.HTTPReadTimeout, DefaultHTTPReadTimeout),
 		IdleTimeout:    orDefault(c.HTTPIdleTimeout, DefaultHTTPIdleTimeout),
 		MaxHeaderBytes: orDefault(c.HTTPMaxHeaderBytes, DefaultHTTPMaxHeaderBytes),
+	}
+}
+
+// setupLimits builds the client port's cap on open streams; it needs the
+// authorizer (setupSecurity), which names the client of a call.
+func (n *Node) setupLimits() error {
+	l, err := api.NewStreamLimiter(api.StreamLimitConfig{
+		Max:        orDefault(n.cfg.MaxWatches, DefaultMaxWatches),
+		PerClient:  orDefault(n.cfg.MaxWatchesPerClient, DefaultMaxWatchesPerClient),
+		ClientKey:  func(ctx context.Context) string { return n.authz.ClientKey(ctx) },
+		Registerer: n.registry,
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	n.watches = l
+	return nil
+}
+
+// clientLimitOptions are the client port's connection limits: streams per
+// connection, keepalive enforcement and idle connections.
+func (n *Node) clientLimitOptions() []grpc.ServerOption {
+	streams := min(orDefault(n.cfg.MaxWatches, DefaultMaxWatches)+clientStreamHeadroom, math.MaxUint32)
+	return []grpc.ServerOption{
+		grpc.MaxConcurrentStreams(uint32(streams)), //nolint:gosec // bounded just above
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: ClientKeepaliveMinTime, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionIdle: clientMaxConnectionIdle,
+			Time:              clientPingIdle,
+			Timeout:           clientPingTimeout,
+		}),
 	}
 }

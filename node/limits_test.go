@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -12,8 +13,15 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
 	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
 	"github.com/heartbeat-sidecar/heartbeat/node"
+	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 )
 
 // closedWithin reads conn until it is closed by the server and reports how
@@ -146,4 +154,132 @@ func TestHTTPConnectionLimits(t *testing.T) {
 			t.Errorf("watch sent an error: %q", body)
 		}
 	})
+}
+
+// dialFrom dials the client port from a loopback source address of its own
+// (127.0.0.2, ...): another client, as the per-client cap sees it.
+func dialFrom(t *testing.T, src, addr string) *grpc.ClientConn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) { return d.DialContext(ctx, "tcp", a) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// sseFrom opens GET path on the HTTP port from source address src and
+// returns its status and, for a 200, the open response (closed with the
+// test).
+func sseFrom(t *testing.T, src, httpAddr, path string) (int, string, *http.Response) {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+	tr := &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}
+	t.Cleanup(tr.CloseIdleConnections)
+	req, err := http.NewRequestWithContext(ctxT(t), http.MethodGet, "http://"+httpAddr+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, string(body), nil
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp.StatusCode, "", resp
+}
+
+// TestWatchLimits: the client port caps the streams open at once, per node
+// (MaxWatches) and per client (MaxWatchesPerClient, by caller and address;
+// the gateway's SSE watches count for the HTTP caller's address, not the
+// gateway's): one more is ResourceExhausted over gRPC and 429 over HTTP, a
+// closed one frees its place, and heartbeat_watches_open counts them.
+func TestWatchLimits(t *testing.T) {
+	c := testcluster.Start(t, 1, testcluster.Options{Wait: waitTimeout, Tweak: func(cfg *node.Config) {
+		defaultDetector(cfg)
+		cfg.MaxWatches, cfg.MaxWatchesPerClient = 6, 3
+	}})
+	n := c.Node("n1")
+	ctx := ctxT(t)
+	open := func(conn *grpc.ClientConn) (context.CancelFunc, error) {
+		sctx, cancel := context.WithCancel(ctx)
+		s, err := heartbeatpb.NewCoordinatorClient(conn).WatchLeader(sctx, &heartbeatpb.WatchLeaderRequest{})
+		if err == nil {
+			_, err = s.Recv()
+		}
+		if err != nil {
+			cancel()
+		}
+		return cancel, err
+	}
+	openMetric := func() string {
+		_, body := httpDo(t, http.MethodGet, "http://"+n.HTTPAddr()+"/metrics")
+		for _, l := range strings.Split(body, "\n") {
+			if strings.HasPrefix(l, "heartbeat_watches_open ") {
+				return strings.TrimPrefix(l, "heartbeat_watches_open ")
+			}
+		}
+		return "(none)"
+	}
+
+	a := dialFrom(t, "127.0.0.2", n.ClientAddr())
+	var cancels []context.CancelFunc
+	for i := range 3 {
+		cancel, err := open(a)
+		if err != nil {
+			t.Fatalf("client A's watch %d: %v", i+1, err)
+		}
+		cancels = append(cancels, cancel)
+	}
+	_, err := open(a)
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "per client") {
+		t.Fatalf("client A's 4th watch: %v, want ResourceExhausted per client", err)
+	}
+	// Over HTTP from A's address: the gateway's stream counts for A.
+	if code, body, _ := sseFrom(t, "127.0.0.2", n.HTTPAddr(), "/v1/watch/leader"); code != http.StatusTooManyRequests || !strings.Contains(body, "per client") {
+		t.Fatalf("client A's SSE watch over its cap: %d %s, want 429 per client", code, body)
+	}
+	// Another client (another address) still has room, until the node is full.
+	b := dialFrom(t, "127.0.0.3", n.ClientAddr())
+	for i := range 2 {
+		cancel, err := open(b)
+		if err != nil {
+			t.Fatalf("client B's watch %d: %v", i+1, err)
+		}
+		defer cancel()
+	}
+	// Over HTTP from a third address: the gateway's stream counts for it.
+	code, body, _ := sseFrom(t, "127.0.0.4", n.HTTPAddr(), "/v1/watch/leader")
+	if code != http.StatusOK {
+		t.Fatalf("SSE watch from C: %d %s", code, body)
+	}
+	if got := openMetric(); got != "6" {
+		t.Errorf("heartbeat_watches_open = %s, want 6", got)
+	}
+	if _, err := open(b); status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "--max-watches)") {
+		t.Errorf("7th watch on the node: %v, want ResourceExhausted (node)", err)
+	}
+	if code, body, _ := sseFrom(t, "127.0.0.5", n.HTTPAddr(), "/v1/watch/members"); code != http.StatusTooManyRequests || !strings.Contains(body, "RESOURCE_EXHAUSTED") {
+		t.Errorf("SSE watch on a full node: %d %s, want 429 RESOURCE_EXHAUSTED", code, body)
+	}
+	// A closed watch frees its place.
+	cancels[0]()
+	testwait.Eventually(t, waitTimeout, "a closed watch's place freed", func() (bool, string) {
+		got := openMetric()
+		return got == "5", "heartbeat_watches_open " + got
+	})
+	cancel, err := open(a)
+	if err != nil {
+		t.Fatalf("client A's watch after one closed: %v", err)
+	}
+	defer cancel()
+	for _, c := range cancels[1:] {
+		c()
+	}
 }

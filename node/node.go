@@ -73,8 +73,9 @@ type Node struct {
 	metricsSrv *http.Server     // the plaintext probe/scrape listener (Config.MetricsAddr); nil without
 	metricsLn  net.Listener     //
 
-	tls   *pki.Store        // the node's certificates (nil: no TLS)
-	authz *authz.Authorizer // the client and HTTP ports' policy
+	tls     *pki.Store         // the node's certificates (nil: no TLS)
+	authz   *authz.Authorizer  // the client and HTTP ports' policy
+	watches *api.StreamLimiter // the client port's cap on open streams (watches)
 
 	bgCtx    context.Context    // ends background goroutines
 	bgCancel context.CancelFunc //
@@ -127,6 +128,9 @@ func New(cfg Config) (_ *Node, err error) {
 	n.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	if err := n.setupSecurity(); err != nil {
+		return nil, err
+	}
+	if err := n.setupLimits(); err != nil {
 		return nil, err
 	}
 

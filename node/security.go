@@ -80,8 +80,10 @@ func (n *Node) dialOptions() []grpc.DialOption {
 func (n *Node) clientServerOptions() []grpc.ServerOption {
 	opts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(n.authz.UnaryInterceptor),
-		grpc.ChainStreamInterceptor(n.authz.StreamInterceptor),
+		// The stream cap after the authorizer: a refused caller takes no place.
+		grpc.ChainStreamInterceptor(n.authz.StreamInterceptor, n.watches.StreamInterceptor),
 	}
+	opts = append(opts, n.clientLimitOptions()...)
 	if n.tls != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(n.tls.ServerTLSConfig(false))))
 	}
