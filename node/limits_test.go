@@ -9,7 +9,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -281,5 +283,112 @@ func TestWatchLimits(t *testing.T) {
 	defer cancel()
 	for _, c := range cancels[1:] {
 		c()
+	}
+}
+
+// TestWatchCost measures what an open watch costs the node: goroutines and
+// memory (heap and stacks in use) per SSE watch and per gRPC watch (all on one connection), for each
+// kind of watch. Every stream is read by a goroutine of the test (unread,
+// a stream fills its flow-control window or socket and stalls or ends);
+// those, and grpc-go's client stream watcher, are taken off the goroutine
+// figures (the memory figures include the client's). It fails when a watch
+// costs more goroutines than the bounds below. HEARTBEAT_WATCH_COST_N sets
+// the watches per kind (the figures of README "Limits").
+func TestWatchCost(t *testing.T) {
+	perKind := 30
+	if v := os.Getenv("HEARTBEAT_WATCH_COST_N"); v != "" {
+		if _, err := fmt.Sscan(v, &perKind); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := testcluster.Start(t, 1, testcluster.Options{Wait: waitTimeout, Tweak: func(cfg *node.Config) {
+		defaultDetector(cfg)
+		cfg.MaxWatches, cfg.MaxWatchesPerClient = 2*perKind+10, 2*perKind+10
+	}})
+	n := c.Node("n1")
+	measure := func() (int, uint64) {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return runtime.NumGoroutine(), ms.HeapInuse + ms.StackInuse
+	}
+	// Goroutines per watch, as measured (README "Limits"), with room for
+	// noise: an SSE watch costs the HTTP connection's two (net/http's
+	// serve loop and background read), the gateway's receiver, grpc-go's
+	// client stream watcher and the server's stream handler; a members
+	// watch one more (its producer). An assignments watch cost one more
+	// before its close callback (context.AfterFunc) replaced a goroutine.
+	bounds := map[string][2]float64{"leader": {5.5, 1.5}, "members": {6.5, 2.5}, "assignments": {5.5, 1.5}}
+	for _, kind := range []string{"leader", "members", "assignments"} {
+		t.Run(kind, func(t *testing.T) {
+			// A leader watch sends a renewal every 50ms while this node
+			// leads: many of them take CPU to open (1000 took over 20s).
+			ctx, cancel := context.WithCancel(testcluster.ContextWithin(t, waitTimeout*time.Duration(1+perKind/100)))
+			var wg sync.WaitGroup
+			defer func() { cancel(); wg.Wait() }()
+			// drain reads a stream's first message, then the rest from a
+			// goroutine until the stream ends.
+			drain := func(what string, recv func() error) {
+				if err := recv(); err != nil {
+					t.Fatalf("%s %s watch: %v", what, kind, err)
+				}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for recv() == nil {
+					}
+				}()
+			}
+			g0, h0 := measure()
+			for range perKind {
+				conn, err := net.Dial("tcp", n.HTTPAddr())
+				if err != nil {
+					t.Fatal(err)
+				}
+				context.AfterFunc(ctx, func() { conn.Close() }) // ends its reader
+				fmt.Fprintf(conn, "GET /v1/watch/%s HTTP/1.1\r\nHost: x\r\n\r\n", kind)
+				resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+				if err != nil || resp.StatusCode != http.StatusOK {
+					t.Fatalf("SSE %s watch: %v %v", kind, resp, err)
+				}
+				buf := make([]byte, 4096)
+				drain("SSE", func() error { _, err := resp.Body.Read(buf); return err })
+			}
+			g1, h1 := measure()
+			cl := heartbeatpb.NewCoordinatorClient(dialClient(t, n.ClientAddr()))
+			for range perKind {
+				var recv func() error
+				switch kind {
+				case "leader":
+					s, err := cl.WatchLeader(ctx, &heartbeatpb.WatchLeaderRequest{})
+					if err != nil {
+						t.Fatal(err)
+					}
+					recv = func() error { _, err := s.Recv(); return err }
+				case "members":
+					s, err := cl.WatchMembers(ctx, &heartbeatpb.WatchMembersRequest{})
+					if err != nil {
+						t.Fatal(err)
+					}
+					recv = func() error { _, err := s.Recv(); return err }
+				default:
+					s, err := cl.WatchAssignments(ctx, &heartbeatpb.WatchAssignmentsRequest{})
+					if err != nil {
+						t.Fatal(err)
+					}
+					recv = func() error { _, err := s.Recv(); return err }
+				}
+				drain("gRPC", recv)
+			}
+			g2, h2 := measure()
+			per := func(d int) float64 { return float64(d) / float64(perKind) }
+			kib := func(a, b uint64) float64 { return (float64(b) - float64(a)) / 1024 / float64(perKind) }
+			sse, grpcG := per(g1-g0)-1, per(g2-g1)-2
+			t.Logf("%d %s watches: SSE %.2f goroutines and %.1f KiB heap+stacks each; gRPC %.2f goroutines and %.1f KiB heap+stacks each",
+				perKind, kind, sse, kib(h0, h1), grpcG, kib(h1, h2))
+			if maxSSE, maxGRPC := bounds[kind][0], bounds[kind][1]; sse > maxSSE || grpcG > maxGRPC {
+				t.Errorf("%.2f goroutines per SSE watch (at most %.1f), %.2f per gRPC watch (at most %.1f)", sse, maxSSE, grpcG, maxGRPC)
+			}
+		})
 	}
 }
