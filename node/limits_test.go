@@ -392,3 +392,24 @@ func TestWatchCost(t *testing.T) {
 		})
 	}
 }
+
+// TestHoldFromVoters: the node's transport takes held streams from voters
+// only (transport.Config.IsVoter, from the raft configuration): both voter
+// followers of a 3-voter cluster hold one to the leader, a non-voter none
+// (it never asks; were it refused as a voter, fast failover would be gone).
+func TestHoldFromVoters(t *testing.T) {
+	c := startCluster(t, 3, 1, testcluster.Options{})
+	leader := c.Leader()
+	for _, id := range []string{"n1", "n2", "n3"} {
+		if id == leader.ID() {
+			continue
+		}
+		n := c.Node(id)
+		testwait.Eventually(t, waitTimeout, id+" holds a stream to the leader", func() (bool, string) {
+			return node.Holding(n, leader.PeerAddr()), ""
+		})
+	}
+	if node.Holding(c.Node("n4"), leader.PeerAddr()) {
+		t.Error("the non-voter n4 holds a stream to the leader")
+	}
+}

@@ -191,6 +191,10 @@ func New(cfg Config) (_ *Node, err error) {
 		_, ok := configServer(ref, func(s raft.Server) bool { return s.Address == addr })
 		return ok
 	}
+	tcfg.IsVoter = func(id raft.ServerID) bool {
+		_, ok := configServer(ref, func(s raft.Server) bool { return s.ID == id && s.Suffrage == raft.Voter })
+		return ok
+	}
 	tcfg.AddressOf = func(id raft.ServerID) (raft.ServerAddress, bool) {
 		s, ok := configServer(ref, func(s raft.Server) bool { return s.ID == id })
 		return s.Address, ok
