@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -411,5 +412,36 @@ func TestHoldFromVoters(t *testing.T) {
 	}
 	if node.Holding(c.Node("n4"), leader.PeerAddr()) {
 		t.Error("the non-voter n4 holds a stream to the leader")
+	}
+}
+
+// TestWatchFromAhead: a watch from a revision ahead of the node's (up to
+// 2^64-1), consistent or stale, is OutOfRange at once over gRPC and 400
+// over HTTP, never "start" and then silence.
+func TestWatchFromAhead(t *testing.T) {
+	c := startCluster(t, 1, 0, testcluster.Options{})
+	n := c.Node("n1")
+	cl := heartbeatpb.NewCoordinatorClient(dialClient(t, n.ClientAddr()))
+	for _, rev := range []uint64{math.MaxUint64, 1 << 40} {
+		for _, cons := range []heartbeatpb.Consistency{heartbeatpb.Consistency_CONSISTENCY_UNSPECIFIED, heartbeatpb.Consistency_CONSISTENCY_STALE} {
+			s, err := cl.WatchAssignments(ctxT(t), &heartbeatpb.WatchAssignmentsRequest{FromRevision: rev, Consistency: cons})
+			if err == nil {
+				var ev *heartbeatpb.WatchAssignmentsResponse
+				ev, err = s.Recv()
+				if err == nil {
+					t.Errorf("gRPC watch from %d (%v): first event %v, want OutOfRange", rev, cons, ev)
+					continue
+				}
+			}
+			if status.Code(err) != codes.OutOfRange {
+				t.Errorf("gRPC watch from %d (%v): %v, want OutOfRange", rev, cons, err)
+			}
+		}
+		for _, q := range []string{"", "&stale"} {
+			code, body := httpDo(t, http.MethodGet, fmt.Sprintf("http://%s/v1/watch/assignments?from_revision=%d%s", n.HTTPAddr(), rev, q))
+			if code != http.StatusBadRequest || !strings.Contains(body, "OUT_OF_RANGE") {
+				t.Errorf("HTTP watch from %d%s: %d %s, want 400 OUT_OF_RANGE", rev, q, code, body)
+			}
+		}
 	}
 }
