@@ -445,3 +445,95 @@ func TestWatchFromAhead(t *testing.T) {
 		}
 	}
 }
+
+// h2Pinger is a bare HTTP/2 client (prior knowledge, plaintext) that sends
+// PING frames and watches for the server's GOAWAY.
+type h2Pinger struct {
+	conn   net.Conn
+	goaway chan string // the GOAWAY's debug data
+}
+
+func newH2Pinger(t *testing.T, addr string) *h2Pinger {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &h2Pinger{conn: conn, goaway: make(chan string, 1)}
+	// The preface, then an empty SETTINGS frame.
+	if _, err := conn.Write(append([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), 0, 0, 0, 4, 0, 0, 0, 0, 0)); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { // reads frames until the connection closes
+		defer close(done)
+		hdr := make([]byte, 9)
+		for {
+			if _, err := io.ReadFull(conn, hdr); err != nil {
+				return
+			}
+			payload := make([]byte, int(hdr[0])<<16|int(hdr[1])<<8|int(hdr[2]))
+			if _, err := io.ReadFull(conn, payload); err != nil {
+				return
+			}
+			if hdr[3] == 7 && len(payload) >= 8 { // GOAWAY
+				select {
+				case p.goaway <- string(payload[8:]):
+				default:
+				}
+			}
+		}
+	}()
+	t.Cleanup(func() { conn.Close(); <-done })
+	return p
+}
+
+// ping sends one PING frame.
+func (p *h2Pinger) ping(t *testing.T, n byte) {
+	t.Helper()
+	if _, err := p.conn.Write([]byte{0, 0, 8, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, n}); err != nil {
+		t.Logf("ping %d: %v", n, err) // the server may have closed it already
+	}
+}
+
+// TestKeepaliveEnforcement: both gRPC ports send GOAWAY "too_many_pings" to
+// a client that pings far more often than every 5s (ClientKeepaliveMinTime,
+// transport.KeepaliveMinTime), and accept pings every 5.5s on a connection
+// with no stream open (gRPC's default policy refuses those: without a
+// stream it allows one ping per two hours). Heartbeat's own clients (the
+// Go client, the gateway's connection, the transport's dials) send no
+// keepalive pings at all, so they cannot trip it; every cluster test runs
+// them under this policy.
+func TestKeepaliveEnforcement(t *testing.T) {
+	c := startCluster(t, 1, 0, testcluster.Options{})
+	n := c.Node("n1")
+	for _, port := range []struct{ name, addr string }{{"client", n.ClientAddr()}, {"peer", n.PeerAddr()}} {
+		t.Run(port.name, func(t *testing.T) {
+			t.Parallel()
+			fast := newH2Pinger(t, port.addr)
+			slow := newH2Pinger(t, port.addr)
+			for i := range byte(10) {
+				fast.ping(t, i)
+			}
+			select {
+			case data := <-fast.goaway:
+				if data != "too_many_pings" {
+					t.Errorf("GOAWAY %q, want too_many_pings", data)
+				}
+			case <-time.After(10 * time.Second):
+				t.Error("10 pings at once: no GOAWAY")
+			}
+			for i := range byte(4) {
+				if i > 0 {
+					time.Sleep(node.ClientKeepaliveMinTime + 500*time.Millisecond) // the client's ping period under test
+				}
+				slow.ping(t, i)
+			}
+			select {
+			case data := <-slow.goaway:
+				t.Errorf("pings every %v without a stream: GOAWAY %q", node.ClientKeepaliveMinTime+500*time.Millisecond, data)
+			case <-time.After(time.Second):
+			}
+		})
+	}
+}
