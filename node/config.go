@@ -182,6 +182,31 @@ type Config struct {
 	// HTTP port (off by default: a profile costs CPU and shows internals).
 	EnablePprof bool
 
+	// Connection and stream limits (node/limits.go; README "Limits"). Zero
+	// takes the default, a negative value is refused.
+	//
+	// HTTPReadHeaderTimeout bounds the reading of a request's headers on the
+	// HTTP ports (HTTPAddr, MetricsAddr). Default 5s.
+	HTTPReadHeaderTimeout time.Duration
+	// HTTPReadTimeout bounds the reading of a whole request, headers and
+	// body: a slower body is cut (400) and its connection closed. A stream
+	// (an SSE watch) is a long response, not a long request: it is not
+	// bounded. Default 30s.
+	HTTPReadTimeout time.Duration
+	// HTTPIdleTimeout closes a keep-alive connection that carries no request
+	// this long. Default 60s.
+	HTTPIdleTimeout time.Duration
+	// HTTPMaxHeaderBytes bounds a request's header bytes (beyond: 431).
+	// Default 64 KiB.
+	HTTPMaxHeaderBytes int
+	// MaxWatches caps the streams open at once on the client port (watches
+	// of leader, members and assignments, keep-alives, health watches; the
+	// HTTP port's SSE watches are such streams too); MaxWatchesPerClient
+	// caps those of one client (its authenticated name and its address).
+	// One more is refused: ResourceExhausted, over HTTP 429. Defaults
+	// DefaultMaxWatches and DefaultMaxWatchesPerClient.
+	MaxWatches, MaxWatchesPerClient int
+
 	// WrapTransport, when set, wraps the peer transport raft uses (tests put
 	// internal/faultnet's fault injector here). The wrapper owns the transport:
 	// its Close must close it. nil: raft uses the gRPC transport directly.
@@ -241,6 +266,13 @@ func DefaultConfig() Config {
 		AppHealthInterval: time.Second,
 		LogFormat:         "text",
 		LogLevel:          "info",
+
+		HTTPReadHeaderTimeout: DefaultHTTPReadHeaderTimeout,
+		HTTPReadTimeout:       DefaultHTTPReadTimeout,
+		HTTPIdleTimeout:       DefaultHTTPIdleTimeout,
+		HTTPMaxHeaderBytes:    DefaultHTTPMaxHeaderBytes,
+		MaxWatches:            DefaultMaxWatches,
+		MaxWatchesPerClient:   DefaultMaxWatchesPerClient,
 	}
 }
 
@@ -276,6 +308,9 @@ func (c Config) Validate() error {
 		return invalid("PriorityHoldoff %v: at least 100ms (0: the default)", c.PriorityHoldoff)
 	case c.AppHealthURL != "" && c.AppHealthInterval < 50*time.Millisecond:
 		return invalid("AppHealthInterval %v: at least 50ms", c.AppHealthInterval)
+	}
+	if err := c.validateLimits(); err != nil {
+		return err
 	}
 	if c.AppHealthURL != "" {
 		if err := apphealth.CheckURL(c.AppHealthURL, c.PeerAddr, c.AdvertisePeerAddr, c.ClientAddr, c.HTTPAddr); err != nil {

@@ -41,7 +41,7 @@ func (n *Node) httpHandler() (http.Handler, error) {
 		gateway.HandlerMetrics: metrics,
 	}
 	if n.metricsLn != nil {
-		n.metricsSrv = &http.Server{Handler: n.metricsHandler(metrics), ReadHeaderTimeout: 5 * time.Second}
+		n.metricsSrv = n.newHTTPServer(n.metricsHandler(metrics))
 	}
 	if n.cfg.EnablePprof {
 		cfg.Handlers[gateway.HandlerPprof] = http.HandlerFunc(pprofHandler)

@@ -73,8 +73,9 @@ type Node struct {
 	metricsSrv *http.Server     // the plaintext probe/scrape listener (Config.MetricsAddr); nil without
 	metricsLn  net.Listener     //
 
-	tls   *pki.Store        // the node's certificates (nil: no TLS)
-	authz *authz.Authorizer // the client and HTTP ports' policy
+	tls     *pki.Store         // the node's certificates (nil: no TLS)
+	authz   *authz.Authorizer  // the client and HTTP ports' policy
+	watches *api.StreamLimiter // the client port's cap on open streams (watches)
 
 	bgCtx    context.Context    // ends background goroutines
 	bgCancel context.CancelFunc //
@@ -127,6 +128,9 @@ func New(cfg Config) (_ *Node, err error) {
 	n.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	if err := n.setupSecurity(); err != nil {
+		return nil, err
+	}
+	if err := n.setupLimits(); err != nil {
 		return nil, err
 	}
 
@@ -185,6 +189,10 @@ func New(cfg Config) (_ *Node, err error) {
 	}
 	tcfg.IsMember = func(addr raft.ServerAddress) bool {
 		_, ok := configServer(ref, func(s raft.Server) bool { return s.Address == addr })
+		return ok
+	}
+	tcfg.IsVoter = func(id raft.ServerID) bool {
+		_, ok := configServer(ref, func(s raft.Server) bool { return s.ID == id && s.Suffrage == raft.Voter })
 		return ok
 	}
 	tcfg.AddressOf = func(id raft.ServerID) (raft.ServerAddress, bool) {
@@ -272,7 +280,7 @@ func New(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	undo = append(undo, func() { n.gwConn.Close() })
-	n.httpServer = &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
+	n.httpServer = n.newHTTPServer(handler)
 
 	n.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "heartbeat_read_index_served_total",
@@ -571,6 +579,14 @@ func (n *Node) ClientAddr() string { return n.clientLn.Addr().String() }
 
 // HTTPAddr is the bound HTTP address.
 func (n *Node) HTTPAddr() string { return n.httpLn.Addr().String() }
+
+// MetricsAddr is the bound metrics address (Config.MetricsAddr); "" without.
+func (n *Node) MetricsAddr() string {
+	if n.metricsLn == nil {
+		return ""
+	}
+	return n.metricsLn.Addr().String()
+}
 
 // ID is the node's id.
 func (n *Node) ID() string { return n.cfg.ID }

@@ -121,6 +121,14 @@ func TestParseRunConfig(t *testing.T) {
 		{name: "drain above shutdown", args: []string{"--node-id", "n1", "--drain-timeout", "20s"}, wantErr: "--drain-timeout"},
 		{name: "request limit too small", args: []string{"--node-id", "n1", "--max-request-bytes", "1000"}, wantErr: "--max-request-bytes 1000 outside"},
 		{name: "negative quota", env: map[string]string{"HEARTBEAT_NODE_ID": "n1", "HEARTBEAT_QUOTA_BYTES": "-1"}, wantErr: "--quota-bytes and --max-resources"},
+		{name: "connection limits", args: []string{"--node-id", "n1", "--http-read-timeout", "7s", "--http-idle-timeout", "9s", "--max-watches", "50", "--max-watches-per-client", "5"},
+			check: func(t *testing.T, c configView) {
+				if c.HTTPReadTimeout != 7*time.Second || c.HTTPIdleTimeout != 9*time.Second || c.MaxWatches != 50 || c.MaxWatchesPerClient != 5 {
+					t.Errorf("connection limits: %v %v %d %d", c.HTTPReadTimeout, c.HTTPIdleTimeout, c.MaxWatches, c.MaxWatchesPerClient)
+				}
+			}},
+		{name: "per-client watches above the node's", args: []string{"--node-id", "n1", "--max-watches", "10", "--max-watches-per-client", "20"}, wantErr: "--max-watches-per-client 20 is above --max-watches 10"},
+		{name: "negative watches", args: []string{"--node-id", "n1", "--max-watches", "-1"}, wantErr: "--max-watches"},
 		{name: "missing id", args: nil, wantErr: "missing --node-id (or HEARTBEAT_NODE_ID)"},
 		{name: "unknown flag", args: []string{"--node-id", "n1", "--bogus"}, wantErr: "unknown flag -bogus"},
 		{name: "bad duration flag", args: []string{"--node-id", "n1", "--heartbeat-timeout", "fast"}, wantErr: "heartbeat-timeout"},

@@ -117,6 +117,7 @@ type Coordinator struct {
 
 	reads      *readIndexer       // read indexes for consistent reads
 	readCancel context.CancelFunc // ends read-index rounds on Close
+	running    context.Context    // ends on Close (readCancel), after done is closed
 }
 
 // NewCoordinator validates cfg and returns a server.
@@ -139,6 +140,7 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 	c := &Coordinator{cfg: cfg, done: make(chan struct{}), conns: make(map[string]*grpc.ClientConn)}
 	var ctx context.Context
 	ctx, c.readCancel = context.WithCancel(context.Background())
+	c.running = ctx
 	c.reads = newReadIndexer(ctx, cfg.ID, cfg.ClusterID, cfg.Election, cfg.DialOptions, cfg.ReadTimeout)
 	if cfg.Admin != nil {
 		cfg.Admin.coord.Store(c)
