@@ -1,0 +1,81 @@
+package node_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
+	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
+	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
+)
+
+// TestGhostVotersJoin: three "voters" whose addresses nobody listens on
+// join a 3-node cluster through a follower's client port (Join, forwarded to
+// the leader over ClusterAdmin). They enter as learners and, never
+// answering, stay non-voters: the quorum stays 2 of 3 and writes commit.
+// Before learners, the third ghost made 6 voters of which 3 answer (quorum
+// 4): its join never committed and the cluster stopped for good. A real
+// node that joins as a voter is then promoted, and writes still commit.
+func TestGhostVotersJoin(t *testing.T) {
+	c := startMemCluster(t, 3, 0)
+	client := heartbeatpb.NewCoordinatorClient(dialClient(t, c.Follower().ClientAddr()))
+	write := func(what string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := client.RegisterResources(ctx, &heartbeatpb.RegisterResourcesRequest{
+			Resources: []*heartbeatpb.ResourceSpec{{Id: what}}})
+		if err != nil {
+			t.Fatalf("write %s: %v", what, err)
+		}
+	}
+	write("before-ghosts")
+
+	ghosts := testcluster.FreeAddrs(t, 3) // reserved: nothing listens on them
+	for i, addr := range ghosts {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := client.Join(ctx, &heartbeatpb.JoinRequest{NodeId: fmt.Sprintf("ghost%d", i+1), PeerAddress: addr})
+		cancel()
+		if err != nil {
+			t.Fatalf("join ghost%d at %s: %v", i+1, addr, err)
+		}
+		write(fmt.Sprintf("after-ghost%d", i+1))
+	}
+	members, err := c.Leader().Members()
+	if err != nil {
+		t.Fatal(err)
+	}
+	voters := 0
+	for _, m := range members {
+		if m.Suffrage == "voter" {
+			voters++
+		}
+		if len(m.ID) > 5 && m.ID[:5] == "ghost" && m.Suffrage != "staging" {
+			t.Fatalf("%s is %q on the leader, want staging (a learner waiting for promotion): %+v", m.ID, m.Suffrage, members)
+		}
+	}
+	if voters != 3 {
+		t.Fatalf("%d voters after the ghost joins, want 3: %+v", voters, members)
+	}
+
+	// A real node joining as a voter is promoted; the ghosts are not.
+	n4 := c.Join("n4", testcluster.FreeAddrs(t, 1)[0], true)
+	testwait.Eventually(t, waitTimeout, "n4 promoted to voter", func() (bool, string) {
+		ms, err := c.Leader().Members()
+		if err != nil {
+			return false, err.Error()
+		}
+		got := map[string]string{}
+		for _, m := range ms {
+			got[m.ID] = m.Suffrage
+		}
+		return got["n4"] == "voter" && got["ghost1"] == "staging", fmt.Sprint(got)
+	})
+	testwait.Eventually(t, waitTimeout, "n4 to see itself a voter", func() (bool, string) {
+		s := n4.Status()
+		return s.Voter, fmt.Sprintf("%+v", s)
+	})
+	write("after-n4")
+}
