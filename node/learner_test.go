@@ -2,13 +2,20 @@ package node_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/heartbeat-sidecar/heartbeat/election"
 	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
 	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
+	"github.com/heartbeat-sidecar/heartbeat/proto/raftpb"
+	"github.com/heartbeat-sidecar/heartbeat/rpc/api"
 )
 
 // TestGhostVotersJoin: three "voters" whose addresses nobody listens on
@@ -78,4 +85,37 @@ func TestGhostVotersJoin(t *testing.T) {
 		return s.Voter, fmt.Sprintf("%+v", s)
 	})
 	write("after-n4")
+}
+
+// TestRemoveRefusedChangesNothing: with one of three voters dead, a
+// ClusterAdmin Remove of a live voter (the peer port, below the client
+// port's own membership check) is refused with FailedPrecondition by the
+// election's quorum guard, and the member stays an alive voter: the guard
+// runs before the leader records the member as left.
+func TestRemoveRefusedChangesNothing(t *testing.T) {
+	c := startMemCluster(t, 3, 0)
+	lead := c.Leader()
+	fs := c.Followers()
+	dead, keep := fs[0].Status().ID, fs[1].Status().ID
+	c.Kill(dead)
+	testwait.Eventually(t, waitTimeout, "the leader to count the killed voter as dead", func() (bool, string) {
+		err := lead.Election().CheckRemove(ctxT(t), keep)
+		return errors.Is(err, election.ErrQuorumAtRisk), fmt.Sprint(err)
+	})
+
+	admin := raftpb.NewClusterAdminClient(dialClient(t, lead.PeerAddr()))
+	ctx := api.OutgoingContext(ctxT(t), keep, lead.Status().ClusterID)
+	_, err := admin.Remove(ctx, &raftpb.RemoveRequest{Id: keep})
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("remove a live voter with another voter dead: %v, want FailedPrecondition", err)
+	}
+	ms, err := lead.Members()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		if m.ID == keep && (!m.Voter || m.State != "alive") {
+			t.Fatalf("the refused removal changed %s: %+v", keep, m)
+		}
+	}
 }
