@@ -116,8 +116,10 @@ func (l *Local) afterJoin() {
 // configuration lists it as a voter, asking the Join addresses to add it as
 // a voter again every promotionAsk: the leader promotes a learner once it
 // has caught up, and a leader elected meanwhile does not know it waits.
-// It ends when the node is a voter, is no member any more, the cluster
-// refuses for good (logged: the node stays a non-voter), or ctx ends.
+// It asks only once the node has seen itself in its configuration (the
+// log reaches a learner after its join returns), and ends when the node is
+// a voter, is no member any more, the cluster refuses for good (logged:
+// the node stays a non-voter), or ctx ends.
 // askNow: ask at once (the node found itself in the configuration after a
 // restart, without a join that asked for it).
 func (l *Local) awaitPromotion(ctx context.Context, askNow bool) {
@@ -131,16 +133,19 @@ func (l *Local) awaitPromotion(ctx context.Context, askNow bool) {
 	if askNow {
 		next = start
 	}
+	seen := false // this node has seen itself in its configuration
 	for i := 0; ; {
 		voter, member := l.suffrage()
 		switch {
 		case voter:
 			l.cfg.Logger.Info("promoted to voter", "waited", time.Since(start).Round(time.Millisecond))
 			return
-		case !member:
-			return
+		case member:
+			seen = true
+		case seen:
+			return // removed meanwhile
 		}
-		if now := time.Now(); !now.Before(next) {
+		if now := time.Now(); seen && !now.Before(next) {
 			next = now.Add(promotionAsk)
 			addr := l.cfg.Join[i%len(l.cfg.Join)]
 			i++

@@ -7,12 +7,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/heartbeat-sidecar/heartbeat/election"
 	"github.com/heartbeat-sidecar/heartbeat/internal/testcluster"
 	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
+	"github.com/heartbeat-sidecar/heartbeat/node"
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 	"github.com/heartbeat-sidecar/heartbeat/proto/raftpb"
 	"github.com/heartbeat-sidecar/heartbeat/rpc/api"
@@ -118,4 +120,46 @@ func TestRemoveRefusedChangesNothing(t *testing.T) {
 			t.Fatalf("the refused removal changed %s: %+v", keep, m)
 		}
 	}
+}
+
+// TestLearnerAsksNewLeader: a learner the leader was about to promote is
+// forgotten when leadership moves (only the leader keeps the learners it
+// promotes); the joining node asks again until it is a voter, so the new
+// leader promotes it. The leader's link to n4 is cut until the hand-off,
+// so the first leader cannot promote it.
+func TestLearnerAsksNewLeader(t *testing.T) {
+	c := startCluster(t, 3, 0, testcluster.Options{FaultNet: true})
+	lead := c.Leader()
+	addr4 := testcluster.FreeAddrs(t, 1)[0]
+	c.Net().Cut(raft.ServerAddress(lead.PeerAddr()), raft.ServerAddress(addr4))
+	c.Join("n4", addr4, true)
+	suffrageOf := func(n *node.Node, id string) string {
+		ms, err := n.Members()
+		if err != nil {
+			return err.Error()
+		}
+		for _, m := range ms {
+			if m.ID == id {
+				return m.Suffrage
+			}
+		}
+		return ""
+	}
+	testwait.Eventually(t, waitTimeout, "n4 a learner waiting on the first leader", func() (bool, string) {
+		s := suffrageOf(lead, "n4")
+		return s == "staging", s
+	})
+	target := "n1"
+	if lead.ID() == target {
+		target = "n2"
+	}
+	if _, err := lead.Election().TransferLeadership(ctxT(t), target); err != nil {
+		t.Fatalf("transfer leadership to %s: %v", target, err)
+	}
+	c.Net().HealAll()
+	testwait.Eventually(t, waitTimeout, "n4 promoted by the new leader", func() (bool, string) {
+		l := c.Node(target)
+		s := suffrageOf(l, "n4")
+		return l.Election().Leadership().IsLeader && s == "voter", target + " says n4 is " + s
+	})
 }
