@@ -31,8 +31,8 @@
 //
 // A Join as a voter adds a learner: a non-voter that the leader promotes
 // once it answers and has caught up (promote.go), so a voter that never
-// answers never raises the quorum. Removing, demoting or promoting a voter
-// is refused with ErrQuorumAtRisk when the new configuration's voters that
+// answers never raises the quorum. Removing or demoting a voter is
+// refused with ErrQuorumAtRisk when the new configuration's voters that
 // answer could not reach its quorum.
 //
 // # The leader lease

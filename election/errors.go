@@ -60,7 +60,7 @@ var (
 	ErrTransferInProgress error = &sentinel{msg: "election: leadership transfer in progress", retryable: true}
 
 	// ErrQuorumAtRisk: a configuration change (removing or demoting a
-	// voter, promoting a learner) was refused because the voters of the new
+	// voter) was refused because the voters of the new
 	// configuration that answer now could not reach its quorum: it would
 	// stop the cluster. The message gives the counts. It passes once enough
 	// voters answer again (or a dead voter is removed first).

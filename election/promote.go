@@ -19,9 +19,9 @@ import (
 // few of them stopped the cluster for good.
 //
 // The quorum guard: a change that would leave fewer live voters than its own
-// quorum is refused with ErrQuorumAtRisk (see checkQuorum). Join, Remove and
-// the promotions all pass it, so the API's Join and Remove, and a Leave,
-// share it.
+// quorum is refused with ErrQuorumAtRisk (see checkQuorum). Remove and the
+// demotion of Join pass it, so the API's Join and Remove, and a Leave, share
+// it; a promotion needs none (see promoteOnce).
 
 const (
 	// PromoteMaxLag is how far, in log entries, a learner's last log index
@@ -236,11 +236,10 @@ func (n *Node) promoteOnce() bool {
 	if next == nil {
 		return waiting
 	}
-	what := fmt.Sprintf("promoting %s", next.ID)
-	if err := n.checkQuorum(what, withSuffrage(next.ID, raft.Voter)(servers)); err != nil {
-		n.logger.Debug("learner not promoted", "member", next.ID, "error", err)
-		return true
-	}
+	// No quorum guard here: the learner answers (learnerReady), and adding
+	// a live voter never leaves the live voters short of the new quorum —
+	// with v voters of which l >= v/2+1 answer, v+1 voters need
+	// (v+1)/2+1 <= l+1.
 	ctx, cancel := context.WithTimeout(n.ctx, promoteTimeout)
 	defer cancel()
 	err := n.await(ctx, n.raft.AddVoter(next.ID, next.Address, 0, promoteTimeout))
