@@ -64,3 +64,27 @@ func errString(err error) string {
 	}
 	return err.Error()
 }
+
+// TestQuorumGuardNewLeader: a leader elected a moment ago has not heard
+// every voter in its term yet; the guard waits up to the live window before
+// it refuses. Leadership moves from old to nw while everything nw sends to
+// old is delayed by 600ms (heartbeat timeout 1s, so heartbeats still get
+// through); nw is asked at once to remove the third voter, which leaves
+// {old, nw}: old's first answer in nw's term comes ~600ms later, and the
+// removal passes. Without the wait it was refused (old not heard yet).
+func TestQuorumGuardNewLeader(t *testing.T) {
+	c := testcluster.StartElections(t, 3, testcluster.ElectionOptions{Heartbeat: time.Second})
+	li := c.WaitLeader(30 * time.Second)
+	old, nw, third := c.Node(li), c.Node((li+1)%3), c.Node((li+2)%3)
+	c.Net().Delay(nw.Addr, old.Addr, 600*time.Millisecond)
+	if err := transferTo(old.Node, testcluster.ContextWithin(t, 10*time.Second), nw.ID); err != nil {
+		t.Fatalf("transfer to %s: %v", nw.ID, err)
+	}
+	testwait.Eventually(t, 10*time.Second, nw.ID+" to lead", func() (bool, string) {
+		l := nw.Node.Leadership()
+		return l.State == "leader", l.State
+	})
+	if err := nw.Node.Remove(testcluster.ContextWithin(t, 10*time.Second), third.ID); err != nil {
+		t.Fatalf("remove %s right after %s was elected: %v", third.ID, nw.ID, err)
+	}
+}
