@@ -157,7 +157,11 @@ func (n *Node) Join(ctx context.Context, id, addr string, voter bool) error {
 			return n.await(ctx, n.raft.DemoteVoter(sid, 0, timeout(ctx)))
 		}
 	}
-	n.logger.Info("adding member", "member", id, "addr", addr, "voter", voter, "learner", voter)
+	as := "non-voter"
+	if voter {
+		as = "learner (a voter once caught up)"
+	}
+	n.logger.Info("adding member", "member", id, "addr", addr, "as", as)
 	if err := n.await(ctx, n.raft.AddNonvoter(sid, saddr, 0, timeout(ctx))); err != nil {
 		return err
 	}
