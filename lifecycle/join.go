@@ -118,8 +118,8 @@ func (l *Local) afterJoin() {
 // has caught up, and a leader elected meanwhile does not know it waits.
 // It asks only once the node has seen itself in its configuration (the
 // log reaches a learner after its join returns), and ends when the node is
-// a voter, is no member any more, the cluster refuses for good (logged:
-// the node stays a non-voter), or ctx ends.
+// a voter, is no member any more, leaves, the cluster refuses for good
+// (logged: the node stays a non-voter), or ctx ends.
 // askNow: ask at once (the node found itself in the configuration after a
 // restart, without a join that asked for it).
 func (l *Local) awaitPromotion(ctx context.Context, askNow bool) {
@@ -137,6 +137,8 @@ func (l *Local) awaitPromotion(ctx context.Context, askNow bool) {
 	for i := 0; ; {
 		voter, member := l.suffrage()
 		switch {
+		case l.leaving.Load():
+			return // a Leave runs: asking again would add the node back
 		case voter:
 			l.cfg.Logger.Info("promoted to voter", "waited", time.Since(start).Round(time.Millisecond))
 			return
