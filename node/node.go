@@ -379,12 +379,13 @@ func (n *Node) electionConfig(rejoin bool) (election.Config, error) {
 	return ec, nil
 }
 
-// acks converts the transport's ack records for the election's lease.
+// acks converts the transport's ack records for the election (lease,
+// learner promotion, quorum guard).
 func (n *Node) acks() map[raft.ServerAddress]election.Ack {
 	src := n.tr.Acks()
 	out := make(map[raft.ServerAddress]election.Ack, len(src))
 	for addr, a := range src {
-		out[addr] = election.Ack{SentAt: a.SentAt, Term: a.Term}
+		out[addr] = election.Ack{SentAt: a.SentAt, RepliedAt: a.RepliedAt, Term: a.Term, LastLog: a.LastLog}
 	}
 	return out
 }

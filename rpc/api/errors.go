@@ -94,7 +94,8 @@ func codeOf(err error) codes.Code {
 	case errors.Is(err, election.ErrNoLeader), errors.Is(err, election.ErrShutdown), errors.Is(err, ErrClosed):
 		return codes.Unavailable
 	case errors.Is(err, election.ErrNotLeader), errors.Is(err, election.ErrClusterMismatch),
-		errors.Is(err, election.ErrNotVoter), errors.Is(err, election.ErrTransferInProgress):
+		errors.Is(err, election.ErrNotVoter), errors.Is(err, election.ErrTransferInProgress),
+		errors.Is(err, election.ErrQuorumAtRisk):
 		return codes.FailedPrecondition
 	case errors.Is(err, election.ErrIDInUse), errors.Is(err, election.ErrAddressInUse):
 		return codes.AlreadyExists
