@@ -43,7 +43,7 @@ func cmdRecover(_ context.Context, args []string, stdout, _ io.Writer, getenv en
 	fs.StringVar(&voters, "voters", "", "the new voter set, id=host:port,... (the survivors; the same on each)")
 	fs.StringVar(&peersFile, "peers-file", "", `the new voter set as a JSON file: [{"id":"n1","address":"host:port"},...]`)
 	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
-	if err := parseFlags(fs, args, getenv, stdout, recoverUsage); err != nil {
+	if err := parseFlags(fs, args, getenv, stdout, recoverUsage, "data-dir", "cluster-id", "voters", "peers-file", "json"); err != nil {
 		return err
 	}
 	if dataDir == "" {
