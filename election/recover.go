@@ -22,6 +22,11 @@ var (
 	// "nothing" would quietly start an empty cluster.
 	ErrNoState error = &sentinel{msg: "election: data dir has no raft state", retryable: false}
 
+	// ErrDamagedDataDir: an offline tool found the data dir's raft.db
+	// damaged (bolt panicked reading it); the message names the file. The
+	// way back: wipe the data dir and rejoin the node (or restore a backup).
+	ErrDamagedDataDir error = &sentinel{msg: "election: data dir is damaged", retryable: false}
+
 	// ErrDataDirNotEmpty: RestoreBackup was pointed at a data dir that
 	// already holds a node's files; it seeds new data dirs only.
 	ErrDataDirNotEmpty error = &sentinel{msg: "election: data dir is not empty", retryable: false}
@@ -68,7 +73,10 @@ type RecoverResult struct {
 // It refuses an empty or inconsistent voter list, a list without this
 // node, a dir of another cluster (ErrClusterMismatch), a dir that a running
 // node holds open (ErrDataDirLocked) and a dir without state (ErrNoState).
-func Recover(cfg RecoverConfig, fsm raft.FSM) (RecoverResult, error) {
+func Recover(cfg RecoverConfig, fsm raft.FSM) (res RecoverResult, err error) {
+	// bolt panics on some damaged pages (slice bounds, asserts): one clear
+	// error instead, naming the file.
+	defer catchDamage(cfg.DataDir, &err)
 	if fsm == nil {
 		return RecoverResult{}, fmt.Errorf("%w: recover needs an FSM", ErrInvalidConfig)
 	}
@@ -111,7 +119,7 @@ func Recover(cfg RecoverConfig, fsm raft.FSM) (RecoverResult, error) {
 	if err := raft.RecoverCluster(rc, fsm, st.bolt, st.bolt, st.snaps, tr, conf); err != nil {
 		return RecoverResult{}, fmt.Errorf("election: recover %s: %w", cfg.DataDir, err)
 	}
-	res := RecoverResult{NodeID: id.NodeID}
+	res = RecoverResult{NodeID: id.NodeID}
 	metas, err := st.snaps.List()
 	if err != nil {
 		return RecoverResult{}, fmt.Errorf("election: recover: list snapshots: %w", err)
@@ -120,6 +128,16 @@ func Recover(cfg RecoverConfig, fsm raft.FSM) (RecoverResult, error) {
 		res.Index, res.Term = metas[0].Index, metas[0].Term
 	}
 	return res, nil
+}
+
+// catchDamage turns a panic of the storage code below it into an error
+// wrapping ErrDamagedDataDir. Deferred by the offline tools only: their
+// process exits afterwards, so nothing half-opened lives on.
+func catchDamage(dataDir string, err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("%w: %s: %v; wipe the data dir and rejoin the node, or restore a backup",
+			ErrDamagedDataDir, filepath.Join(dataDir, boltFile), r)
+	}
 }
 
 // voterConfiguration turns a voter list into a raft configuration: at
