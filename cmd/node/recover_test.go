@@ -41,7 +41,20 @@ func TestRecoverTwoOfFive(t *testing.T) {
 		t.Errorf("recover on a running node: exit %d %q, want 1 and 'in use'", code, errOut)
 	}
 
-	for _, id := range []string{"n3", "n4", "n5", "n1", "n2"} {
+	for _, id := range []string{"n3", "n4", "n5"} {
+		c.Kill(id)
+	}
+	// Without a quorum no consistent backup can be taken: refused, and no
+	// file (not even a partial one) is left.
+	backup := filepath.Join(t.TempDir(), "backup.hb")
+	code, _, errOut = cli("snapshot", "save", backup, "--addr", c.Node("n1").ClientAddr(), "--timeout", "3s")
+	if code != exitFailure {
+		t.Errorf("snapshot save without a quorum: exit %d %q, want 1", code, errOut)
+	}
+	if entries, err := os.ReadDir(filepath.Dir(backup)); err != nil || len(entries) != 0 {
+		t.Errorf("snapshot save without a quorum left %v (%v)", entries, err)
+	}
+	for _, id := range []string{"n1", "n2"} {
 		c.Kill(id)
 	}
 
