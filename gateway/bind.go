@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"sort"
 	"strconv"
@@ -84,7 +85,12 @@ func bindBody(rt Route, w http.ResponseWriter, r *http.Request, req proto.Messag
 // consistency=stale. An unknown parameter is an error, so that a misspelt
 // one does not silently change nothing.
 func bindQuery(rt Route, r *http.Request, m protoreflect.Message) error {
-	q := r.URL.Query()
+	// Not r.URL.Query(): it drops a pair that does not parse ("%zz", a
+	// ';' separator) without a word, and the call would go on without it.
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return status.Errorf(codes.InvalidArgument, "query string: %v", err)
+	}
 	if rt.SSE != nil && rt.SSE.ResumeField != "" {
 		if id := r.Header.Get("Last-Event-ID"); id != "" {
 			q.Del(rt.SSE.ResumeField) // the reconnecting client's header wins

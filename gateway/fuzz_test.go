@@ -44,6 +44,7 @@ type fuzzRequest struct {
 	method, path, query, lastEventID string
 	body                             []byte
 	route                            gateway.Route
+	rawPath                          bool // path is the fuzzer's, not the route's
 }
 
 func (r fuzzRequest) String() string {
@@ -68,6 +69,7 @@ func newFuzzRequest(routes []gateway.Route, which, mode uint8, vars, query strin
 		r.method = fuzzMethods[int(m-1)%len(fuzzMethods)]
 	}
 	if mode&8 != 0 {
+		r.rawPath = true
 		r.path = "/" + strings.TrimPrefix(uriSafe(vars, true), "/")
 	} else {
 		r.path = fillPattern(rt.Pattern, vars)
@@ -151,6 +153,7 @@ func httpSeeds(tb testing.TB, routes []gateway.Route) []fuzzSeed {
 	add("DELETE", "/v1/resources/{id...}", "a/b/../c", "", `{"ids":["x"]}`)
 	add("GET", "/v1/assignments", "", "node_id=n1&node_id=n2", "")
 	add("GET", "/v1/assignments", "", "node_id=%zz", "")
+	add("GET", "/v1/watch/members", "", "consistency=stale;x=1", "")
 	add("GET", "/v1/leader", "", "consistency=sometimes", "")
 	add("GET", "/v1/watch/assignments", "", "from_revision=18446744073709551615", "")
 	add("GET", "/v1/watch/assignments", "", "from_revision=-1", "")
@@ -215,6 +218,8 @@ func fuzzConn(f *testing.F, addr string) *grpc.ClientConn {
 //   - no 5xx but a 503, and that one only as an UNAVAILABLE error body
 //     (no leader) or /readyz's not-ready;
 //   - every refusal of the API is the JSON error body of its status;
+//   - a query string that does not parse is refused (net/url's
+//     URL.Query drops a malformed pair without a word);
 //   - a request refused as malformed (malformed) writes nothing: the raft
 //     log's last index does not move (checked again with the log quiet
 //     when something else wrote);
@@ -287,6 +292,12 @@ func malformed(code int) bool {
 	return false
 }
 
+// reachesRoute says whether r is its route's method and pattern (not a
+// path or method of the fuzzer's own).
+func (r fuzzRequest) reachesRoute() bool {
+	return r.method == r.route.Method && !r.rawPath
+}
+
 // build makes the HTTP request of r against base.
 func (r fuzzRequest) build(base string) (*http.Request, error) {
 	u := base + r.path
@@ -325,6 +336,9 @@ func fuzzSend(t *testing.T, hc *http.Client, req *http.Request, r fuzzRequest) i
 	}
 	defer resp.Body.Close()
 	ct := resp.Header.Get("Content-Type")
+	if _, err := url.ParseQuery(r.query); err != nil && resp.StatusCode < 300 && r.reachesRoute() && r.route.RPC != "" {
+		t.Fatalf("%s: %d for a malformed query string (%v)", r, resp.StatusCode, err)
+	}
 	if resp.StatusCode == http.StatusOK && strings.HasPrefix(ct, "text/event-stream") {
 		checkFirstEvent(t, resp, r, cancel)
 		return resp.StatusCode
