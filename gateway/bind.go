@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -206,6 +207,11 @@ func parseScalar(fd protoreflect.FieldDescriptor, s string) (protoreflect.Value,
 	}
 	switch fd.Kind() {
 	case protoreflect.StringKind:
+		// A proto string must be UTF-8: the call would fail to marshal (a
+		// 500) on the way to the client port.
+		if !utf8.ValidString(s) {
+			return bad("valid UTF-8")
+		}
 		return protoreflect.ValueOfString(s), nil
 	case protoreflect.BytesKind:
 		return protoreflect.ValueOfBytes([]byte(s)), nil

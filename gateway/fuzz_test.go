@@ -153,6 +153,7 @@ func httpSeeds(tb testing.TB, routes []gateway.Route) []fuzzSeed {
 	add("DELETE", "/v1/resources/{id...}", "a/b/../c", "", `{"ids":["x"]}`)
 	add("GET", "/v1/assignments", "", "node_id=n1&node_id=n2", "")
 	add("GET", "/v1/assignments", "", "node_id=%zz", "")
+	add("GET", "/v1/assignments", "", "node_id=%FF", "")
 	add("GET", "/v1/watch/members", "", "consistency=stale;x=1", "")
 	add("GET", "/v1/leader", "", "consistency=sometimes", "")
 	add("GET", "/v1/watch/assignments", "", "from_revision=18446744073709551615", "")
