@@ -45,6 +45,10 @@ type Grants interface {
 	LastGrants() map[string]time.Time
 	// SelfGranted returns when this node last granted itself one.
 	SelfGranted() time.Time
+	// HoldGrants stops grants to the members at peer addresses addrs until
+	// release is called, and returns at once; LastGrants called after it
+	// sees every grant sent to them before. See Reconciler.gate.
+	HoldGrants(addrs []string) (release func())
 }
 
 // LeaderFunc adapts a function to Leader.
@@ -456,7 +460,9 @@ func (r *Reconciler) assign(ctx context.Context, now time.Time) error {
 			}
 		}
 		var held int
-		moves, held = r.gate(moves, members, now)
+		var release func()
+		moves, held, release = r.gate(moves, members, now)
+		defer release()
 		// Plan everything again next round, when the leases may have run out.
 		r.held = held > 0
 		r.stats.leaseWaits.Add(uint64(held))
@@ -514,17 +520,44 @@ func AssignBatches(moves []Move) [][]Move {
 // leadership released it. Nothing moves before OwnershipLease has passed
 // since this leadership began: grants of an earlier leader are unknown here,
 // but all were sent before it.
-func (r *Reconciler) gate(moves []Move, members []Member, now time.Time) (out []Move, held int) {
+//
+// A direct move from another member (its lease ran out) is safe only if no
+// grant reaches that member before the move is applied here: a grant carries
+// this node's applied revision, from before the move, so the member (back
+// from a restart or a partition just then) would take it as a fresh lease on
+// the resource that is moving, and work on it beside the new owner until it
+// applies the move. So gate holds the grants of those members (release, to
+// be called once the moves are committed or abandoned, lets them go on),
+// then looks at their last grants again: one sent before the hold makes the
+// move a release, as for any live member.
+func (r *Reconciler) gate(moves []Move, members []Member, now time.Time) (out []Move, held int, release func()) {
+	release = func() {}
 	wait := r.cfg.OwnershipLease
 	if now.Before(r.leaderSince.Add(wait)) {
-		return nil, len(moves)
+		return nil, len(moves), release
 	}
-	grants := r.cfg.Grants.LastGrants()
-	self := r.cfg.Grants.SelfGranted()
 	byMember := make(map[string]Member, len(members))
 	for _, m := range members {
 		byMember[m.ID] = m
 	}
+	grants := r.cfg.Grants.LastGrants()
+	// The members whose lease looks run out, and that may get a move now.
+	var hold []string
+	seen := map[string]bool{}
+	for _, mv := range moves {
+		if mv.From == "" || mv.From == r.cfg.SelfID || seen[mv.From] {
+			continue
+		}
+		seen[mv.From] = true
+		if addr := byMember[mv.From].PeerAddr; !now.Before(grants[addr].Add(wait)) {
+			hold = append(hold, addr)
+		}
+	}
+	if len(hold) > 0 {
+		release = r.cfg.Grants.HoldGrants(hold)
+		grants = r.cfg.Grants.LastGrants() // every grant sent before the hold
+	}
+	self := r.cfg.Grants.SelfGranted()
 	out = moves[:0:0]
 	for _, mv := range moves {
 		if mv.From == "" {
@@ -549,7 +582,7 @@ func (r *Reconciler) gate(moves []Move, members []Member, now time.Time) (out []
 			out = append(out, Move{ResourceID: mv.ResourceID, From: mv.From, FromEpoch: mv.FromEpoch})
 		}
 	}
-	return out, held
+	return out, held, release
 }
 
 // noteReleases records when the releases among batch were applied, and

@@ -227,6 +227,7 @@ type PeerTransport interface {
 	Acks() map[raft.ServerAddress]transport.Ack
 	SetGrantHooks(transport.GrantHooks)
 	Grants() map[raft.ServerAddress]time.Time
+	HoldGrants(addrs []raft.ServerAddress) (release func())
 }
 
 // Defaults and bounds of the limits (see Config.MaxRequestBytes,

@@ -6,6 +6,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -147,6 +148,14 @@ func (g grantSource) LastGrants() map[string]time.Time {
 }
 
 func (g grantSource) SelfGranted() time.Time { return g.n.el.SelfGrantedAt() }
+
+func (g grantSource) HoldGrants(addrs []string) (release func()) {
+	peers := make([]raft.ServerAddress, len(addrs))
+	for i, a := range addrs {
+		peers[i] = raft.ServerAddress(a)
+	}
+	return g.n.tr.HoldGrants(peers)
+}
 
 // lastReplies converts the transport's acks for the failure detector.
 func (n *Node) lastReplies() map[string]time.Time {

@@ -94,6 +94,11 @@ func (w *Transport) SetGrantHooks(h transport.GrantHooks) { w.inner.SetGrantHook
 // Grants is the wrapped transport's (see transport.Transport.Grants).
 func (w *Transport) Grants() map[raft.ServerAddress]time.Time { return w.inner.Grants() }
 
+// HoldGrants passes through.
+func (w *Transport) HoldGrants(addrs []raft.ServerAddress) (release func()) {
+	return w.inner.HoldGrants(addrs)
+}
+
 // Acks returns a copy of the acknowledgments seen through the faults (see
 // transport.Transport.Acks).
 func (w *Transport) Acks() map[raft.ServerAddress]transport.Ack {

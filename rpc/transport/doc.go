@@ -82,7 +82,9 @@
 // follower's previous answer, and the follower anchors its lease on that answer's send
 // time; a delayed or replayed heartbeat can only make the anchor older. The leader
 // records when it sent each peer a grant (Grants); the first heartbeat of a stream and
-// unary heartbeats carry none. GrantHooks connect both ends to the node. The
+// unary heartbeats carry none; HoldGrants stops the grants to given peers (the
+// reconciler holds an old owner's while it moves that owner's resources directly).
+// GrantHooks connect both ends to the node. The
 // transport also records the last TimeoutNow it received (LastTimeoutNow), which the
 // election uses to hold off a leadership claim after a TimeoutNow election.
 //

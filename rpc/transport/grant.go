@@ -76,6 +76,16 @@ func (t *Transport) hooks() GrantHooks {
 // most the ownership lease past that time.
 func (t *Transport) Grants() map[raft.ServerAddress]time.Time { return t.grants.snapshot() }
 
+// HoldGrants stops the grants to the peers at addrs until release is called,
+// and returns at once; Grants called after it returns sees every grant sent
+// to them. The leader's reconciler holds a member's grants while it gives
+// that member's resources to another directly (its lease having run out):
+// a grant sent meanwhile would carry a revision from before the move and
+// renew the member's lease on resources that are being taken away.
+func (t *Transport) HoldGrants(addrs []raft.ServerAddress) (release func()) {
+	return t.grants.hold(addrs)
+}
+
 // LastTimeoutNow returns when this node last received a TimeoutNow (from a
 // leader handing off, or from its own fast failover); zero if never. An
 // election that follows one may have bypassed the votes that keep a new
@@ -94,15 +104,31 @@ func (t *Transport) noteTimeoutNow() {
 	t.timeoutNowAt.Store(int64(time.Since(t.epoch)) | 1)
 }
 
-// grantTable records the latest grant time per peer. Safe for concurrent use.
+// grantTable records the latest grant time per peer, and which peers' grants
+// are held (HoldGrants). Safe for concurrent use.
 type grantTable struct {
-	mu sync.Mutex
-	at map[raft.ServerAddress]time.Time
+	mu   sync.Mutex
+	at   map[raft.ServerAddress]time.Time
+	held map[raft.ServerAddress]int
 }
 
-func (g *grantTable) record(target raft.ServerAddress, at time.Time) {
+// issue decides whether the heartbeat about to go to target carries a grant
+// and, if it does, records the time. The decision (src) and the record are
+// made under one lock, so a snapshot taken after hold returns sees every
+// grant decided before it, and none is decided for a held peer after it.
+func (g *grantTable) issue(target raft.ServerAddress, src func() (uint64, bool)) (rev uint64, ok bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.held[target] > 0 {
+		return 0, false
+	}
+	if rev, ok = src(); ok {
+		g.recordLocked(target, time.Now())
+	}
+	return rev, ok
+}
+
+func (g *grantTable) recordLocked(target raft.ServerAddress, at time.Time) {
 	if g.at == nil {
 		g.at = make(map[raft.ServerAddress]time.Time)
 	}
@@ -110,6 +136,30 @@ func (g *grantTable) record(target raft.ServerAddress, at time.Time) {
 		return
 	}
 	g.at[target] = at
+}
+
+// hold stops grants to targets until release is called (holds nest).
+func (g *grantTable) hold(targets []raft.ServerAddress) (release func()) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.held == nil {
+		g.held = make(map[raft.ServerAddress]int)
+	}
+	for _, a := range targets {
+		g.held[a]++
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			for _, a := range targets {
+				if g.held[a]--; g.held[a] <= 0 {
+					delete(g.held, a)
+				}
+			}
+		})
+	}
 }
 
 func (g *grantTable) snapshot() map[raft.ServerAddress]time.Time {

@@ -112,6 +112,34 @@ func TestGrantsRideTheHeartbeatStream(t *testing.T) {
 	if n := len(log.all()); n != 3 {
 		t.Fatalf("the second heartbeat of the new stream: %d grants, want 3", n)
 	}
+
+	// Held (HoldGrants): heartbeats to b carry no grant, and the source is
+	// not even asked; a hold of another peer changes nothing for b; after
+	// the release b is granted again.
+	last := a.Grants()[b.LocalAddr()]
+	other := a.HoldGrants([]raft.ServerAddress{"elsewhere"})
+	release := a.HoldGrants([]raft.ServerAddress{b.LocalAddr()})
+	again := a.HoldGrants([]raft.ServerAddress{b.LocalAddr()}) // holds nest
+	beat(7)
+	beat(7)
+	if n := len(log.all()); n != 3 {
+		t.Fatalf("heartbeats to a held peer granted (%d grants, want 3)", n)
+	}
+	if got := a.Grants()[b.LocalAddr()]; !got.Equal(last) {
+		t.Fatalf("a held peer's last grant moved from %v to %v", last, got)
+	}
+	release()
+	release() // a second call is a no-op
+	beat(7)
+	if n := len(log.all()); n != 3 {
+		t.Fatalf("granted while one of two holds remained (%d grants)", n)
+	}
+	again()
+	other()
+	beat(7)
+	if n := len(log.all()); n != 4 {
+		t.Fatalf("after the release: %d grants, want 4", n)
+	}
 }
 
 // TestTimeoutNowNoted: a TimeoutNow received, or handed to its own raft,

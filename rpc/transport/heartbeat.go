@@ -92,9 +92,8 @@ func (t *Transport) heartbeat(pc *peerConns, target raft.ServerAddress,
 	h.req.Grant, h.req.GrantRevision = false, 0
 	if h.answered {
 		if src := t.hooks().Source; src != nil {
-			if rev, ok := src(); ok {
+			if rev, ok := t.grants.issue(target, src); ok {
 				h.req.Grant, h.req.GrantRevision = true, rev
-				t.grants.record(target, time.Now())
 			}
 		}
 	}
