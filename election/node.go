@@ -32,6 +32,7 @@ type Node struct {
 	logger hclog.Logger
 	raft   *raft.Raft
 	stores *stores
+	health *storageHealth // the storage alarm (storagehealth.go)
 	m      *metrics
 	hub    *hub
 
@@ -98,20 +99,23 @@ func New(cfg Config, tr Transport, fsm raft.FSM) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	n.health = &storageHealth{logger: n.logger, dir: cfg.DataDir, fault: cfg.storageFault}
 	rc := cfg.raftConfig()
 	rc.Logger = n.logger.Named("raft")
-	rtr := raftTransport{Transport: tr, WithPreVote: tr}
+	rtr := raftTransport{Transport: tr, WithPreVote: tr, mayStand: n.mayStand}
 	booted, err := bootstrap(cfg, rc, st, rtr)
 	if err != nil {
 		_ = st.close()
 		return nil, err
 	}
-	logs, err := raft.NewLogCache(logCacheSize, st.bolt)
+	logs, err := raft.NewLogCache(logCacheSize, checkedLogs{LogStore: st.bolt, h: n.health})
 	if err != nil {
 		_ = st.close()
 		return nil, fmt.Errorf("election: log cache: %w", err)
 	}
-	r, err := raft.NewRaft(rc, fsm, logs, st.bolt, st.snaps, rtr)
+	stable := checkedStable{StableStore: st.bolt, h: n.health}
+	snaps := checkedSnapshots{SnapshotStore: st.snaps, h: n.health, dir: st.snapDir}
+	r, err := raft.NewRaft(rc, fsm, logs, stable, snaps, rtr)
 	if err != nil {
 		_ = st.close()
 		return nil, fmt.Errorf("election: start raft: %w", err)
@@ -138,9 +142,10 @@ func New(cfg Config, tr Transport, fsm raft.FSM) (*Node, error) {
 
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.reads = n.newReadBatcher()
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go n.observeLoop()
 	go n.leaseLoop()
+	go n.storageLoop()
 	if cfg.FastFailover {
 		n.wg.Add(1)
 		go n.failoverLoop()
