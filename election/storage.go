@@ -11,7 +11,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"go.etcd.io/bbolt"
 
 	"github.com/heartbeat-sidecar/heartbeat/internal/atomicfile"
 )
@@ -69,15 +68,9 @@ func openStores(cfg Config, logger hclog.Logger) (*stores, error) {
 			ErrClusterMismatch, cfg.DataDir, have.ClusterID, have.NodeID, want.ClusterID, want.NodeID)
 	}
 
-	bolt, err := raftboltdb.New(raftboltdb.Options{
-		Path:        filepath.Join(cfg.DataDir, boltFile),
-		BoltOptions: &bbolt.Options{Timeout: boltOpenTimeout},
-	})
+	bolt, err := openBolt(cfg.DataDir)
 	if err != nil {
-		if errors.Is(err, bbolt.ErrTimeout) {
-			return nil, fmt.Errorf("%w: %s is locked by another process or node with the same data dir", ErrDataDirLocked, cfg.DataDir)
-		}
-		return nil, fmt.Errorf("election: open %s: %w", boltFile, err)
+		return nil, err
 	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, cfg.SnapshotRetain, logger.Named("snapshot"))
 	if err == nil {
@@ -86,6 +79,10 @@ func openStores(cfg Config, logger hclog.Logger) (*stores, error) {
 	if err != nil {
 		_ = bolt.Close()
 		return nil, fmt.Errorf("election: open snapshot store: %w", err)
+	}
+	if err := verifySnapshots(cfg.DataDir, snaps); err != nil {
+		_ = bolt.Close()
+		return nil, err
 	}
 	if !found {
 		if err := writeIdentity(path, want); err != nil {
@@ -128,7 +125,7 @@ func readIdentity(path string) (identity, bool, error) {
 	}
 	var id identity
 	if err := json.Unmarshal(b, &id); err != nil {
-		return identity{}, false, fmt.Errorf("election: %s is corrupt: %w", path, err)
+		return identity{}, false, corruptError(filepath.Dir(path), path, fmt.Sprintf("not the identity JSON: %v", err))
 	}
 	return id, true, nil
 }
