@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // corruptError says which file of dataDir is corrupt, what is wrong with
@@ -57,10 +58,10 @@ func openBolt(dataDir string) (store *raftboltdb.BoltStore, err error) {
 		BoltOptions: &bbolt.Options{Timeout: boltOpenTimeout},
 	})
 	if err != nil {
-		if errors.Is(err, bbolt.ErrTimeout) {
+		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, fmt.Errorf("%w: %s is locked by another process or node with the same data dir", ErrDataDirLocked, dataDir)
 		}
-		if errors.Is(err, bbolt.ErrInvalid) || errors.Is(err, bbolt.ErrVersionMismatch) || errors.Is(err, bbolt.ErrChecksum) ||
+		if errors.Is(err, bolterrors.ErrInvalid) || errors.Is(err, bolterrors.ErrVersionMismatch) || errors.Is(err, bolterrors.ErrChecksum) ||
 			strings.Contains(err.Error(), "file size too small") {
 			return nil, corruptError(dataDir, path, err.Error())
 		}

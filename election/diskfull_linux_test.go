@@ -154,7 +154,8 @@ func TestDiskFull(t *testing.T) {
 			if err := os.Remove(filler); err != nil {
 				t.Fatal(err)
 			}
-			testwait.Eventually(t, 30*time.Second, "alarms clear, a leader writes, every node catches up", func() (bool, string) {
+			var target uint64
+			testwait.Eventually(t, 30*time.Second, "a leader writes once space is freed", func() (bool, string) {
 				ni := c.Leader()
 				if ni < 0 {
 					return false, c.Describe()
@@ -162,7 +163,10 @@ func TestDiskFull(t *testing.T) {
 				if err := apply(t, c.Node(ni).Node, "after"); err != nil {
 					return false, err.Error()
 				}
-				target := c.Node(ni).Node.Raft().AppliedIndex()
+				target = c.Node(ni).Node.Raft().AppliedIndex()
+				return true, ""
+			})
+			testwait.Eventually(t, 30*time.Second, "alarms clear and every node catches up", func() (bool, string) {
 				for i := 0; i < c.Len(); i++ {
 					n := c.Node(i).Node
 					if err := n.StorageAlarm(); err != nil {
