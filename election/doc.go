@@ -42,10 +42,15 @@
 // (one small write and fsync per election round, as much as raft's own term
 // write): a follower of an idle cluster may have written nothing for long
 // and would otherwise learn of its broken disk only by winning. The fast
-// failover checks the same before it stands. Two alternatives were weighed:
-// reloading raft's timeouts to an hour while sick would also keep the node
-// believing in its old leader and refusing votes to the others for that
-// hour; refusing votes inside raft is not possible without a fork.
+// failover checks the same before it stands. A sole voter asks no one for
+// votes, so for it the guard is raft's own timer: while its alarm is up its
+// heartbeat and election timeouts are reloaded to an hour (holdElections;
+// a stepping-down leader counts its last contact as now, so it stays a
+// follower) and restored when the alarm clears. Two alternatives were weighed:
+// reloading raft's timeouts to an hour on every sick node would also keep a
+// follower believing in its old leader and refusing votes to the others for
+// that hour (so it is done for a sole voter only); refusing votes inside raft
+// is not possible without a fork.
 //
 // Limits: a leader that transfers leadership to a sick node (a TimeoutNow,
 // which skips pre-vote) still costs one term before the node's own vote

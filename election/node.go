@@ -33,6 +33,10 @@ type Node struct {
 	raft   *raft.Raft
 	stores *stores
 	health *storageHealth // the storage alarm (storagehealth.go)
+
+	storageKick   chan struct{} // wakes the storage loop when the alarm changes (capacity 1)
+	electionsHeld atomic.Bool   // a sole voter with the alarm raised: raft's timeouts at heldTimeout
+	retimeMu      sync.Mutex    // one raft timing reload at a time, computed under it
 	m      *metrics
 	hub    *hub
 
@@ -92,6 +96,8 @@ func New(cfg Config, tr Transport, fsm raft.FSM) (*Node, error) {
 		observerCh: make(chan raft.Observation, 64),
 		leaseKick:  make(chan struct{}, 1),
 		holdKick:   make(chan struct{}, 1),
+
+		storageKick: make(chan struct{}, 1),
 	}
 	n.logger = newTermLogger(base, cfg.ID, n.term)
 
@@ -99,7 +105,8 @@ func New(cfg Config, tr Transport, fsm raft.FSM) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n.health = &storageHealth{logger: n.logger, dir: cfg.DataDir, fault: cfg.storageFault}
+	n.health = &storageHealth{logger: n.logger, dir: cfg.DataDir, fault: cfg.storageFault,
+		change: func() { kick(n.storageKick) }}
 	rc := cfg.raftConfig()
 	rc.Logger = n.logger.Named("raft")
 	rtr := raftTransport{Transport: tr, WithPreVote: tr, mayStand: n.mayStand}
@@ -317,7 +324,13 @@ func (n *Node) observeLoop() {
 // a leader slows its heartbeats to HeartbeatInterval, anyone else goes back
 // to the follower timeouts.
 func (n *Node) retime(leader bool) {
-	if err := n.raft.ReloadConfig(n.cfg.reloadable(leader)); err != nil && n.ctx.Err() == nil {
+	n.retimeMu.Lock()
+	defer n.retimeMu.Unlock()
+	rc := n.cfg.reloadable(leader)
+	if n.electionsHeld.Load() {
+		rc.HeartbeatTimeout, rc.ElectionTimeout = heldTimeout, heldTimeout
+	}
+	if err := n.raft.ReloadConfig(rc); err != nil && n.ctx.Err() == nil {
 		n.logger.Warn("cannot reload raft timing", "leader", leader, "error", err)
 	}
 }

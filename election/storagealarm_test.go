@@ -201,3 +201,43 @@ func TestStorageAlarmAllSick(t *testing.T) {
 		return true, ""
 	})
 }
+
+// TestStorageAlarmSoleVoter: a one-node cluster asks no one for votes, so
+// the transport's guard never sees its elections; its raft timeouts are
+// stretched instead while the alarm is up. Its disk fails: it steps down and
+// stays a follower in the same term (before: it won every election, failed
+// its first append and stepped down, raising the term each time); once
+// writes work again it leads again.
+func TestStorageAlarmSoleVoter(t *testing.T) {
+	var d disks
+	c := testcluster.StartElections(t, 1, testcluster.ElectionOptions{
+		Heartbeat: testHeartbeat,
+		Tweak:     func(cfg *election.Config) { election.SetStorageFault(cfg, d.fault(cfg.ID)) },
+	})
+	c.WaitLeader(15 * time.Second)
+	n := c.Node(0).Node
+	d.set(c.Node(0).ID, true)
+	if err := apply(t, n, "lost"); err == nil {
+		t.Fatal("apply with a broken disk: no error")
+	}
+	term := n.Raft().CurrentTerm()
+	deadline := time.Now().Add(6 * testHeartbeat)
+	tick := time.NewTicker(testHeartbeat / 5)
+	defer tick.Stop()
+	for time.Now().Before(deadline) {
+		<-tick.C
+		if got := n.Raft().CurrentTerm(); got != term {
+			t.Fatalf("term moved %d -> %d with the disk broken:%s", term, got, c.Describe())
+		}
+	}
+	if n.StorageAlarm() == nil {
+		t.Fatal("no alarm")
+	}
+	d.set(c.Node(0).ID, false)
+	testwait.Eventually(t, 30*time.Second, "the sole voter leads and writes again", func() (bool, string) {
+		if err := apply(t, n, "after"); err != nil {
+			return false, err.Error()
+		}
+		return n.StorageAlarm() == nil, "alarm still raised"
+	})
+}

@@ -184,8 +184,13 @@ func (h *storageHealth) mayStand() bool {
 	return !h.raised.Load()
 }
 
+// heldTimeout is raft's heartbeat and election timeout on a sole voter
+// whose storage alarm is raised (holdElections).
+const heldTimeout = time.Hour
+
 // storageLoop probes the storage every probeInterval while the alarm is
-// raised.
+// raised, and holds or releases a sole voter's elections when the alarm
+// changes.
 func (n *Node) storageLoop() {
 	defer n.wg.Done()
 	t := time.NewTicker(probeInterval)
@@ -194,12 +199,37 @@ func (n *Node) storageLoop() {
 		select {
 		case <-n.ctx.Done():
 			return
+		case <-n.storageKick:
 		case <-t.C:
 			if n.health.raised.Load() {
 				n.health.probe()
 			}
 		}
+		n.holdElections()
 	}
+}
+
+// holdElections stretches raft's timeouts to heldTimeout while this node is
+// the only voter and its storage alarm is raised, and restores them when it
+// clears. A sole voter asks no one for votes, so the transport's guard never
+// sees its elections: it would win each one, fail its first append, step
+// down and raise the term again, several times a second. raft's follower
+// checks its timeout against the last contact, which a stepping-down
+// leader sets to now, so the stretched timeout keeps it a follower. Not
+// done with other voters: a follower that waits an hour also keeps
+// believing in its leader and refuses the others' votes for that long.
+func (n *Node) holdElections() {
+	hold := n.health.raised.Load()
+	if hold {
+		voters := n.voters()
+		hold = len(voters) == 1 && voters[0].ID == raft.ServerID(n.cfg.ID)
+	}
+	if hold == n.electionsHeld.Load() {
+		return
+	}
+	n.electionsHeld.Store(hold)
+	n.logger.Info("elections of this sole voter", "held", hold)
+	n.retime(n.raft.State() == raft.Leader)
 }
 
 // StorageAlarm returns nil while this node's writes to its data dir succeed;
