@@ -37,8 +37,8 @@ type Node struct {
 	storageKick   chan struct{} // wakes the storage loop when the alarm changes (capacity 1)
 	electionsHeld atomic.Bool   // a sole voter with the alarm raised: raft's timeouts at heldTimeout
 	retimeMu      sync.Mutex    // one raft timing reload at a time, computed under it
-	m      *metrics
-	hub    *hub
+	m             *metrics
+	hub           *hub
 
 	raftPtr      atomic.Pointer[raft.Raft] // for the logger, set once raft exists
 	lease        atomic.Pointer[lease]     // the leader's current lease; nil when none
