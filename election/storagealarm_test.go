@@ -132,12 +132,15 @@ func TestStorageAlarmOneSickNode(t *testing.T) {
 		t.Fatalf("apply after the repair: %v", err)
 	}
 	target := c.Node(ni).Node.Raft().AppliedIndex()
-	testwait.Eventually(t, 30*time.Second, "the alarm clears and the sick node catches up", func() (bool, string) {
+	// raft's leader backs off up to 10.24 s between retries to a follower
+	// whose appends failed many times; a write per poll wakes replication.
+	testwait.Eventually(t, 60*time.Second, "the alarm clears and the sick node catches up", func() (bool, string) {
 		if err := sick.Node.StorageAlarm(); err != nil {
 			return false, err.Error()
 		}
 		if got := sick.Node.Raft().AppliedIndex(); got < target {
-			return false, fmt.Sprintf("applied %d < %d", got, target)
+			_ = apply(t, c.Node(ni).Node, "nudge")
+			return false, fmt.Sprintf("applied %d < %d (last log %d, commit %d)", got, target, sick.Node.Raft().LastIndex(), sick.Node.Raft().CommitIndex())
 		}
 		return c.Metric(li, "heartbeat_storage_alarm") == 0, "alarm gauge still 1"
 	})
