@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -42,6 +43,10 @@ const (
 	// NoForwardedIdentity is the MDForwardedIdentity value for an HTTP
 	// caller that presented no certificate: its token (or nothing) decides.
 	NoForwardedIdentity = "-"
+	// MDForwardedFor carries the IP address of the HTTP caller the gateway
+	// serves, for the per-client limits (ClientKey). It is believed only
+	// from the node itself, like MDForwardedIdentity.
+	MDForwardedFor = "x-heartbeat-forwarded-for"
 )
 
 // Config configures an Authorizer.
@@ -322,6 +327,9 @@ func (a *Authorizer) StreamInterceptor(srv any, ss grpc.ServerStream, info *grpc
 // identity is an error (401).
 func (a *Authorizer) HTTPCredentials(r *http.Request) (metadata.MD, error) {
 	md := metadata.MD{MDForwardedIdentity: []string{NoForwardedIdentity}}
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		md.Set(MDForwardedFor, host)
+	}
 	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 && a.cfg.TLS {
 		id, err := pki.PeerIdentity(*r.TLS)
 		if err != nil {
@@ -371,4 +379,49 @@ func short(method string) string {
 		return method[i+1:]
 	}
 	return method
+}
+
+// ClientKey names the client of a gRPC call for per-client limits (the
+// client port's cap on open watches): "<caller>@<address>", the caller as
+// authentication finds it (node/n1, client/app, token/ci, anonymous) and
+// the IP address it calls from. For a call of the node's own gateway (its
+// certificate with TLS, a loopback connection without) the address is the
+// HTTP caller's (MDForwardedFor). Without TLS a local process could claim
+// any address this way; the node-wide cap still holds for it.
+func (a *Authorizer) ClientKey(ctx context.Context) string {
+	c, err := a.authenticate(ctx)
+	if err != nil {
+		c = Caller{Name: "anonymous"}
+	}
+	addr := "unknown"
+	p, ok := peer.FromContext(ctx)
+	if ok && p.Addr != nil {
+		addr = p.Addr.String()
+		if host, _, err := net.SplitHostPort(addr); err == nil {
+			addr = host
+		}
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	if fwd := md.Get(MDForwardedFor); len(fwd) > 0 && a.fromSelf(p) {
+		addr = fwd[0]
+	}
+	return c.Name + "@" + addr
+}
+
+// fromSelf reports whether a call comes from the node itself: with TLS, a
+// connection with the node's own certificate; without, one over loopback.
+func (a *Authorizer) fromSelf(p *peer.Peer) bool {
+	if p == nil {
+		return false
+	}
+	if a.cfg.TLS {
+		ti, ok := p.AuthInfo.(credentials.TLSInfo)
+		if !ok || len(ti.State.PeerCertificates) == 0 {
+			return false
+		}
+		id, err := pki.PeerIdentity(ti.State)
+		return err == nil && id.Kind == pki.KindNode && id.Name == a.cfg.SelfID
+	}
+	tcp, ok := p.Addr.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
 }

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/heartbeat-sidecar/heartbeat/authz"
@@ -250,5 +251,36 @@ func TestConfigValidate(t *testing.T) {
 		if _, err := authz.New(cfg); !errors.Is(err, authz.ErrInvalidConfig) {
 			t.Errorf("%s: %v, want ErrInvalidConfig", name, err)
 		}
+	}
+}
+
+// TestClientKey: the per-client key is the caller and its address; the
+// gateway's forwarded address counts only on a call from the node itself
+// (without TLS: over loopback), never from another host.
+func TestClientKey(t *testing.T) {
+	a := newAuthz(t, true, nil)
+	in := func(ip string, md ...string) context.Context {
+		ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs(md...))
+		return peer.NewContext(ctx, &peer.Peer{Addr: &net.TCPAddr{IP: net.ParseIP(ip), Port: 5000}})
+	}
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		want string
+	}{
+		{"anonymous", in("10.0.0.7"), "anonymous@10.0.0.7"},
+		{"token", in("10.0.0.7", "authorization", "Bearer "+secretWrite), "token/w@10.0.0.7"},
+		{"gateway over loopback", in("127.0.0.1", authz.MDForwardedIdentity, authz.NoForwardedIdentity, authz.MDForwardedFor, "192.0.2.9"), "anonymous@192.0.2.9"},
+		{"forged from another host", in("10.0.0.7", authz.MDForwardedFor, "192.0.2.9"), "anonymous@10.0.0.7"},
+	} {
+		if got := a.ClientKey(tc.ctx); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	r := httptest.NewRequest("GET", "/v1/watch/leader", nil)
+	r.RemoteAddr = "192.0.2.9:4711"
+	md, err := a.HTTPCredentials(r)
+	if err != nil || strings.Join(md.Get(authz.MDForwardedFor), ",") != "192.0.2.9" {
+		t.Errorf("HTTPCredentials forwards %v (%v), want the caller's address 192.0.2.9", md, err)
 	}
 }

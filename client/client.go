@@ -48,6 +48,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	dial := []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
+		// A node answers up to heartbeatpb.MaxResponseBytes (a listing of
+		// every resource can pass gRPC's default 4 MiB by far).
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(heartbeatpb.MaxResponseBytes)),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff: backoff.Config{
 				BaseDelay:  cfg.RetryBackoff.Min,

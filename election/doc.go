@@ -73,6 +73,14 @@
 // retry there. Join is idempotent for the same id and address; the same id
 // with another address is ErrIDInUse.
 //
+// # Learners and the quorum guard
+//
+// A Join as a voter adds a learner: a non-voter that the leader promotes
+// once it answers and has caught up (promote.go), so a voter that never
+// answers never raises the quorum. Removing or demoting a voter is
+// refused with ErrQuorumAtRisk when the new configuration's voters that
+// answer could not reach its quorum.
+//
 // # The leader lease
 //
 // Raft alone cannot tell a leader that it has been deposed: a leader cut off

@@ -327,23 +327,38 @@ func TestJoinRemove(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := map[string]bool{}
-	for _, m := range members {
-		got[m.ID] = m.Voter
+	suffrage := func() map[string]string {
+		ms, err := lead.Members()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, m := range ms {
+			got[m.ID] = m.Suffrage
+		}
+		return got
 	}
-	if len(members) != 5 || !got["n4"] || got["n5"] {
-		t.Fatalf("members %+v: want n4 voter and n5 non-voter among 5", members)
+	// n4 asked to be a voter: a learner first (the leader reports it as
+	// staging until it promotes it); n5 is a non-voter.
+	if got := suffrage(); len(got) != 5 || got["n4"] != "staging" && got["n4"] != "voter" || got["n5"] != "nonvoter" {
+		t.Fatalf("members %+v: want n4 staging (or voter already) and n5 non-voter among 5", members)
 	}
-	// The joined nodes follow the leader and receive the log.
-	testwait.Eventually(t, 10*time.Second, "the joined nodes to follow the leader and get the log", func() (bool, string) {
+	// The joined nodes follow the leader and receive the log; the leader
+	// then promotes n4, never n5.
+	testwait.Eventually(t, 10*time.Second, "the joined nodes to follow the leader and get the log, n4 promoted", func() (bool, string) {
 		for _, tn := range []*testcluster.ElectionNode{n4, n5} {
 			l := tn.Node.Leadership()
 			if l.LeaderID != c.Node(li).ID || !slices.Contains(tn.FSM.(*testcluster.LogFSM).Entries(), "before-join") {
 				return false, c.Describe()
 			}
 		}
-		return true, c.Describe()
+		got := suffrage()
+		p := c.Metric(li, "heartbeat_learner_promotions_total")
+		return got["n4"] == "voter" && p == 1, fmt.Sprintf("%v, promotions %v", got, p)
 	})
+	if got := suffrage(); got["n5"] != "nonvoter" {
+		t.Fatalf("n5 joined as a non-voter and is %q now", got["n5"])
+	}
 
 	if err := lead.Remove(testcluster.ContextWithin(t, 10*time.Second), n4.ID); err != nil {
 		t.Fatalf("remove: %v", err)

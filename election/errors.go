@@ -65,6 +65,13 @@ var (
 	// shortly, or at the new leader.
 	ErrTransferInProgress error = &sentinel{msg: "election: leadership transfer in progress", retryable: true}
 
+	// ErrQuorumAtRisk: a configuration change (removing or demoting a
+	// voter) was refused because the voters of the new
+	// configuration that answer now could not reach its quorum: it would
+	// stop the cluster. The message gives the counts. It passes once enough
+	// voters answer again (or a dead voter is removed first).
+	ErrQuorumAtRisk error = &sentinel{msg: "election: the change would leave fewer live voters than its quorum", retryable: false}
+
 	// ErrShutdown: the node has been shut down or closed.
 	ErrShutdown error = &sentinel{msg: "election: node is shut down", retryable: false}
 

@@ -14,7 +14,9 @@ import (
 type Member struct {
 	ID      string
 	Address string
-	// Suffrage is "voter", "nonvoter" or "staging".
+	// Suffrage is "voter", "nonvoter" or "staging". The leader reports a
+	// learner it will promote once it has caught up as "staging" (in raft's
+	// configuration it is a non-voter, which the other nodes report).
 	Suffrage string
 	Voter    bool
 	// Leader is true for the member this node knows as leader.
@@ -115,10 +117,15 @@ func (n *Node) nudgeCommit() {
 }
 
 // Join adds a member through this node, which must be the leader (else a
-// *NotLeaderError naming the leader). voter false adds a non-voter. Joining
-// an id already present with the same address is a no-op (or a promotion /
-// demotion when the suffrage differs); the same id with another address
-// returns ErrIDInUse, another id with the same address ErrAddressInUse.
+// *NotLeaderError naming the leader). voter false adds a non-voter. voter
+// true adds a learner: the member enters as a non-voter and the leader
+// promotes it to voter once it answers and has caught up (promote.go); Join
+// returns once the learner is added. Joining an id already present with the
+// same address is a no-op, a request for its promotion (a non-voter asked to
+// be a voter) or a demotion (a voter asked to be a non-voter; refused with
+// ErrQuorumAtRisk when the voters left would not have a live quorum). The
+// same id with another address returns ErrIDInUse, another id with the same
+// address ErrAddressInUse.
 func (n *Node) Join(ctx context.Context, id, addr string, voter bool) error {
 	if id == "" || addr == "" {
 		return fmt.Errorf("%w: join needs an id and an address", ErrInvalidConfig)
@@ -135,40 +142,87 @@ func (n *Node) Join(ctx context.Context, id, addr string, voter bool) error {
 			return fmt.Errorf("%w: %s belongs to member %s", ErrAddressInUse, addr, s.ID)
 		case s.ID == sid:
 			isVoter := s.Suffrage == raft.Voter
-			if isVoter == voter {
+			switch {
+			case isVoter == voter:
+				return nil
+			case voter:
+				n.wantPromotion(sid)
 				return nil
 			}
-			if !voter {
-				n.logger.Info("demoting member to non-voter", "member", id)
-				return n.await(ctx, n.raft.DemoteVoter(sid, 0, timeout(ctx)))
+			n.learners.remove(sid)
+			if err := n.guardChange(ctx, "demoting "+id, withSuffrage(sid, raft.Nonvoter)); err != nil {
+				return err
 			}
+			n.logger.Info("demoting member to non-voter", "member", id)
+			return n.await(ctx, n.raft.DemoteVoter(sid, 0, timeout(ctx)))
 		}
 	}
-	n.logger.Info("adding member", "member", id, "addr", addr, "voter", voter)
+	as := "non-voter"
 	if voter {
-		return n.await(ctx, n.raft.AddVoter(sid, saddr, 0, timeout(ctx)))
+		as = "learner (a voter once caught up)"
 	}
-	return n.await(ctx, n.raft.AddNonvoter(sid, saddr, 0, timeout(ctx)))
+	n.logger.Info("adding member", "member", id, "addr", addr, "as", as)
+	if err := n.await(ctx, n.raft.AddNonvoter(sid, saddr, 0, timeout(ctx))); err != nil {
+		return err
+	}
+	if voter {
+		n.wantPromotion(sid)
+	}
+	return nil
+}
+
+// wantPromotion records that learner id asked to be a voter and wakes the
+// promotion loop.
+func (n *Node) wantPromotion(id raft.ServerID) {
+	if !n.learners.has(id) {
+		n.logger.Info("learner waits for promotion to voter", "member", id)
+	}
+	n.learners.add(id)
+	kick(n.promoteKick)
 }
 
 // Remove removes a member through this node, which must be the leader.
-// Removing an id that is not a member is a no-op. Removing the leader itself
-// makes it step down once the change commits.
+// Removing an id that is not a member is a no-op. Removing a voter is
+// refused with ErrQuorumAtRisk when the voters left would not have a live
+// quorum (see CheckRemove). Removing the leader itself makes it step down
+// once the change commits.
 func (n *Node) Remove(ctx context.Context, id string) error {
-	if err := n.leaderCheck(); err != nil {
+	found, err := n.checkRemove(ctx, id)
+	if err != nil || !found {
 		return err
 	}
-	found := false
-	for _, s := range n.raft.GetConfiguration().Configuration().Servers {
-		if s.ID == raft.ServerID(id) {
-			found = true
-		}
-	}
-	if !found {
-		return nil
-	}
+	n.learners.remove(raft.ServerID(id))
 	n.logger.Info("removing member", "member", id)
 	return n.await(ctx, n.raft.RemoveServer(raft.ServerID(id), 0, timeout(ctx)))
+}
+
+// CheckRemove runs Remove's checks without removing anything: a
+// *NotLeaderError off the leader; ErrQuorumAtRisk when id is a voter and
+// the voters left would not have a live quorum (a refusal is given only
+// once it has held for the live window, bounded by ctx). An id that is not
+// a member passes. ClusterAdmin calls it before it records a removed member
+// as left, so that a refused removal changes nothing.
+func (n *Node) CheckRemove(ctx context.Context, id string) error {
+	_, err := n.checkRemove(ctx, id)
+	return err
+}
+
+// checkRemove is CheckRemove; found reports whether id is a member.
+func (n *Node) checkRemove(ctx context.Context, id string) (found bool, err error) {
+	if err := n.leaderCheck(); err != nil {
+		return false, err
+	}
+	sid := raft.ServerID(id)
+	isVoter := false
+	for _, s := range n.raft.GetConfiguration().Configuration().Servers {
+		if s.ID == sid {
+			found, isVoter = true, s.Suffrage == raft.Voter
+		}
+	}
+	if isVoter {
+		err = n.guardChange(ctx, "removing "+id, without(sid))
+	}
+	return found, err
 }
 
 // Members returns the latest cluster configuration known to this node
@@ -183,14 +237,19 @@ func (n *Node) Members() ([]Member, error) {
 	}
 	_, leader := n.raft.LeaderWithID()
 	var out []Member
+	leading := n.raft.State() == raft.Leader
 	for _, s := range f.Configuration().Servers {
-		out = append(out, Member{
+		m := Member{
 			ID:       string(s.ID),
 			Address:  string(s.Address),
 			Suffrage: suffrageName(s.Suffrage),
 			Voter:    s.Suffrage == raft.Voter,
 			Leader:   s.ID == leader && leader != "",
-		})
+		}
+		if leading && s.Suffrage == raft.Nonvoter && n.learners.has(s.ID) {
+			m.Suffrage = "staging"
+		}
+		out = append(out, m)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil

@@ -19,6 +19,7 @@ type metrics struct {
 	leaderChanges    prometheus.Counter
 	failoverTriggers prometheus.Counter
 	claimHoldoffs    prometheus.Counter
+	promotions       prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, n *Node) (*metrics, error) {
@@ -40,13 +41,23 @@ func newMetrics(reg prometheus.Registerer, n *Node) (*metrics, error) {
 			Name: "heartbeat_claim_holdoffs_total",
 			Help: "Times this node, elected after a TimeoutNow, waited one lease before claiming leadership.",
 		}),
+		promotions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "heartbeat_learner_promotions_total",
+			Help: "Learners this node promoted to voter as leader (a node that joins as a voter enters as a learner).",
+		}),
 	}
 	r := func() *raft.Raft { return n.raft }
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
 	m.collectors = []prometheus.Collector{
-		m.electionsStarted, m.leaderChanges, m.failoverTriggers, m.claimHoldoffs,
+		m.electionsStarted, m.leaderChanges, m.failoverTriggers, m.claimHoldoffs, m.promotions,
+		gauge("heartbeat_learners_waiting", "Learners waiting for promotion to voter on this leader (0 elsewhere).",
+			func() float64 {
+				n.learners.mu.Lock()
+				defer n.learners.mu.Unlock()
+				return float64(len(n.learners.want))
+			}),
 		gauge("heartbeat_raft_state", "Raft state: 0 follower, 1 candidate, 2 leader, 3 shutdown.",
 			func() float64 { return float64(r().State()) }),
 		gauge("heartbeat_raft_term", "Current raft term.",

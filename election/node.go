@@ -54,10 +54,12 @@ type Node struct {
 	stopped      atomic.Bool               // raft has been shut down
 	nudging      atomic.Bool               // a commit nudge (barrier) is in flight
 
-	observerCh chan raft.Observation
-	observer   *raft.Observer
-	leaseKick  chan struct{} // wakes the lease loop (capacity 1)
-	holdKick   chan struct{} // wakes the failover loop (capacity 1)
+	observerCh  chan raft.Observation
+	observer    *raft.Observer
+	leaseKick   chan struct{} // wakes the lease loop (capacity 1)
+	holdKick    chan struct{} // wakes the failover loop (capacity 1)
+	promoteKick chan struct{} // wakes the promotion loop (capacity 1)
+	learners    learners      // learners to promote while leading (promote.go)
 
 	holdMu     sync.Mutex
 	holdFor    holdTarget         // the leader the current Hold is on
@@ -90,12 +92,13 @@ func New(cfg Config, tr Transport, fsm raft.FSM) (*Node, error) {
 		base = hclog.Default()
 	}
 	n := &Node{
-		cfg:        cfg,
-		tr:         tr,
-		hub:        newHub(),
-		observerCh: make(chan raft.Observation, 64),
-		leaseKick:  make(chan struct{}, 1),
-		holdKick:   make(chan struct{}, 1),
+		cfg:         cfg,
+		tr:          tr,
+		hub:         newHub(),
+		observerCh:  make(chan raft.Observation, 64),
+		leaseKick:   make(chan struct{}, 1),
+		holdKick:    make(chan struct{}, 1),
+		promoteKick: make(chan struct{}, 1),
 
 		storageKick: make(chan struct{}, 1),
 	}
@@ -149,10 +152,11 @@ func New(cfg Config, tr Transport, fsm raft.FSM) (*Node, error) {
 
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.reads = n.newReadBatcher()
-	n.wg.Add(3)
+	n.wg.Add(4)
 	go n.observeLoop()
 	go n.leaseLoop()
 	go n.storageLoop()
+	go n.promoteLoop()
 	if cfg.FastFailover {
 		n.wg.Add(1)
 		go n.failoverLoop()
@@ -315,6 +319,7 @@ func (n *Node) observeLoop() {
 			n.cancelStaleHold()
 			kick(n.leaseKick)
 			kick(n.holdKick)
+			kick(n.promoteKick)
 			n.publish()
 		}
 	}

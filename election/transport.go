@@ -45,14 +45,19 @@ type Transport interface {
 }
 
 // Ack is the part of the transport's per-peer acknowledgement record that the
-// lease needs: the send time of the latest AppendEntries or heartbeat to the
-// peer whose reply carried the request's term, and that term.
+// node needs: the send time of the latest AppendEntries or heartbeat to the
+// peer whose reply carried the request's term, and that term (the lease);
+// when that reply came back and the peer's last log index it gave (whether
+// the peer answers and has caught up: learner promotion and the quorum
+// guard of configuration changes, promote.go).
 //
 // The transport declares its own Ack type; Config.Acks converts (election
 // cannot name the transport's type without importing it).
 type Ack struct {
-	SentAt time.Time
-	Term   uint64
+	SentAt    time.Time
+	RepliedAt time.Time
+	Term      uint64
+	LastLog   uint64
 }
 
 // raftTransport is the view of the Transport given to raft: everything raft

@@ -60,7 +60,7 @@ func testBadInput(t *testing.T, c *testcluster.Cluster, base string) {
 		{"trailing data", "POST", "/v1/resources", batch(`{"id":"good-1"}`) + ` {}`, 400},
 		{"empty batch", "POST", "/v1/resources", batch(), 400},
 		{"no body", "POST", "/v1/resources", "", 400},
-		{"too many", "POST", "/v1/resources", batch(tooMany...), 400},
+		{"too many", "POST", "/v1/resources", batch(tooMany...), 413},
 		{"one bad in a batch", "POST", "/v1/resources", batch(`{"id":"good-1"}`, `{"id":"good-2","weight":5000}`, `{"id":"good-3"}`), 400},
 		{"duplicate in a batch", "POST", "/v1/resources", batch(`{"id":"good-1"}`, `{"id":"good-1"}`), 400},
 		{"delete unknown", "DELETE", "/v1/resources/no-such", "", 404},
@@ -164,7 +164,7 @@ func testBadInput(t *testing.T, c *testcluster.Cluster, base string) {
 }
 
 // testResources: a batch registers all or none; ids with '/' work in the
-// path (escaped); listings and assignments; a body over the limit is 400.
+// path (escaped); listings and assignments; a body over the limit is 413.
 func testResources(t *testing.T, c *testcluster.Cluster, base string) {
 	leader := c.Leader()
 	var wr heartbeatpb.RegisterResourcesResponse
@@ -229,7 +229,7 @@ func testResources(t *testing.T, c *testcluster.Cluster, base string) {
 
 	// An oversized body is refused before it is decoded.
 	big := `{"resources":[{"id":"x","labels":{"k":"` + strings.Repeat("v", 33<<20) + `"}}]}`
-	if r := do(t, "POST", base+"/v1/resources", big); r.code != 400 || !strings.Contains(r.body, "body over") {
+	if r := do(t, "POST", base+"/v1/resources", big); r.code != 413 || !strings.Contains(r.body, "body over") {
 		t.Errorf("oversized body: %d %.200s", r.code, r.body)
 	}
 	if r := do(t, "GET", base+"/v1/resources/solo%2Fone", ""); r.code != 404 {

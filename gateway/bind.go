@@ -2,13 +2,12 @@ package gateway
 
 import (
 	"bytes"
-	"errors"
-	"io"
 	"net/http"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -29,9 +28,9 @@ const staleParam = "stale"
 // bind fills req from the request: the body (BodyAll), then the path
 // variables, then the query parameters. Every failure is an
 // InvalidArgument status error.
-func bind(rt Route, w http.ResponseWriter, r *http.Request, req proto.Message, maxBody int64) error {
+func bind(rt Route, w http.ResponseWriter, r *http.Request, req proto.Message, lim bodyLimits) error {
 	m := req.ProtoReflect()
-	if err := bindBody(rt, w, r, req, maxBody); err != nil {
+	if err := bindBody(rt, w, r, req, lim); err != nil {
 		return err
 	}
 	fromBody := proto.Clone(req).ProtoReflect()
@@ -50,22 +49,35 @@ func bind(rt Route, w http.ResponseWriter, r *http.Request, req proto.Message, m
 			return err
 		}
 	}
-	return bindQuery(rt, r, m)
+	if err := bindQuery(rt, r, m); err != nil {
+		return err
+	}
+	// The gRPC message is held to the same limit as the body (the client
+	// port's MaxRecvMsgSize is the same number): refused here with the
+	// same 413 rather than by the server.
+	if n := proto.Size(req); int64(n) > lim.bytes {
+		return tooLarge("request of %d bytes encoded, over %d (--max-request-bytes)", n, lim.bytes)
+	}
+	return nil
+}
+
+// bodyLimits bound a request: its body's bytes (and its gRPC message's),
+// and the items of one list in the body.
+type bodyLimits struct {
+	bytes int64
+	items int
 }
 
 // bindBody decodes a BodyAll route's body (protojson, unknown fields are
-// errors, bounded by maxBody); a BodyNone route must have none.
-func bindBody(rt Route, w http.ResponseWriter, r *http.Request, req proto.Message, maxBody int64) error {
+// errors, bounded by lim, scanned as it streams in: readBody); a BodyNone
+// route must have none.
+func bindBody(rt Route, w http.ResponseWriter, r *http.Request, req proto.Message, lim bodyLimits) error {
 	if r.Body == nil {
 		return nil
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
-	var tooBig *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooBig):
-		return status.Errorf(codes.InvalidArgument, "body over %d bytes", maxBody)
-	case err != nil:
-		return status.Errorf(codes.InvalidArgument, "reading body: %v", err)
+	body, err := readBody(w, r.Body, lim.bytes, lim.items)
+	if err != nil {
+		return err
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil // an empty body is the empty message
@@ -200,6 +212,10 @@ func parseScalar(fd protoreflect.FieldDescriptor, s string) (protoreflect.Value,
 	}
 	switch fd.Kind() {
 	case protoreflect.StringKind:
+		if !utf8.ValidString(s) {
+			// (It could not even be sent: gRPC refuses to marshal it.)
+			return bad("valid UTF-8")
+		}
 		return protoreflect.ValueOfString(s), nil
 	case protoreflect.BytesKind:
 		return protoreflect.ValueOfBytes([]byte(s)), nil

@@ -19,7 +19,9 @@
 // "CONSISTENCY_STALE"), repeated fields (a parameter given several times).
 // An unknown parameter is a 400. ?stale is kept as the short form of
 // consistency=stale. A route with a body decodes it with protojson into the
-// request message (unknown fields are a 400; at most Config.MaxBodyBytes);
+// request message (unknown fields are a 400; at most Config.MaxBodyBytes
+// and Config.MaxBodyItems per list, counted while the body streams in:
+// more is a 413);
 // a path variable then sets its field (a body that says otherwise is a
 // 400).
 //

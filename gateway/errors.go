@@ -33,8 +33,19 @@ var httpStatus = map[codes.Code]int{
 	codes.ResourceExhausted: http.StatusTooManyRequests,
 }
 
+// reasonStatus refines the table for ResourceExhausted by the status's
+// ErrorInfo reason: a request over a size limit is 413, a write refused by
+// the state's quota is 507 Insufficient Storage (not 413: the request itself
+// is fine, and it will succeed once something is deleted; not 429: waiting
+// alone does not help). Any other ResourceExhausted is a rate or count
+// limit: 429.
+var reasonStatus = map[string]int{
+	ReasonTooLarge:      http.StatusRequestEntityTooLarge,
+	ReasonQuotaExceeded: http.StatusInsufficientStorage,
+}
+
 // HTTPStatus maps a gRPC status code to the HTTP status the gateway answers
-// with.
+// with (a ResourceExhausted with a reason of reasonStatus: see errorBody).
 func HTTPStatus(c codes.Code) int {
 	if s, ok := httpStatus[c]; ok {
 		return s
@@ -81,6 +92,9 @@ func errorBody(err error) ErrorBody {
 			b.Reason, b.Metadata = info.GetReason(), info.GetMetadata()
 			break
 		}
+	}
+	if c, ok := reasonStatus[b.Reason]; ok && s.Code() == codes.ResourceExhausted {
+		b.Code = c
 	}
 	return b
 }

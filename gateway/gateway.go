@@ -20,11 +20,12 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 )
 
-// DefaultMaxBodyBytes bounds a request body: the gRPC server's default
-// limit on one request message (4 MiB), so that a body the call could not
-// carry is refused here with a clear 400 (a batch of membership.MaxBatch
-// resources with short ids and no labels fits; split bigger batches).
-const DefaultMaxBodyBytes = 4 << 20
+// DefaultMaxBodyBytes bounds a request body and its gRPC message: 1.5 MiB,
+// etcd's default request limit, the node's default --max-request-bytes (the
+// same number bounds the client port's gRPC messages, so that a body the
+// call could not carry is refused here with a clear 413). A batch of a few
+// thousand resources with short ids fits; split bigger batches.
+const DefaultMaxBodyBytes = 3 << 19
 
 // Config configures the gateway. Conn is required; DefaultConfig gives the
 // rest.
@@ -42,9 +43,14 @@ type Config struct {
 	// Timeouts override the routes' Timeout by full RPC method name (the
 	// node bounds Leave by its drain timeout).
 	Timeouts map[string]time.Duration
-	// MaxBodyBytes bounds a request body (DefaultMaxBodyBytes); a longer
-	// one is a 400.
+	// MaxBodyBytes bounds a request body, and the gRPC message made from it
+	// (DefaultMaxBodyBytes); a longer one is a 413 (ResourceExhausted,
+	// ReasonTooLarge).
 	MaxBodyBytes int64
+	// MaxBodyItems bounds the elements of one JSON list (and the members of
+	// one object) in a body, counted while the body streams in
+	// (DefaultMaxBodyItems); more is a 413 before the body is decoded.
+	MaxBodyItems int
 	// SSEKeepAlive is the interval of the keep-alive comment on an idle
 	// stream (15 s), so that proxies keep it open.
 	SSEKeepAlive time.Duration
@@ -74,6 +80,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		MaxBodyBytes:    DefaultMaxBodyBytes,
+		MaxBodyItems:    DefaultMaxBodyItems,
 		SSEKeepAlive:    15 * time.Second,
 		SSEWriteTimeout: 10 * time.Second,
 	}
@@ -86,6 +93,8 @@ func (c Config) Validate() error {
 		return errors.New("gateway: Config.Conn is required")
 	case c.MaxBodyBytes <= 0:
 		return fmt.Errorf("gateway: MaxBodyBytes %d must be positive", c.MaxBodyBytes)
+	case c.MaxBodyItems <= 0:
+		return fmt.Errorf("gateway: MaxBodyItems %d must be positive", c.MaxBodyItems)
 	case c.SSEKeepAlive <= 0 || c.SSEWriteTimeout <= 0:
 		return fmt.Errorf("gateway: SSEKeepAlive %v and SSEWriteTimeout %v must be positive", c.SSEKeepAlive, c.SSEWriteTimeout)
 	}
@@ -297,6 +306,11 @@ func (g *gateway) withCredentials(r *http.Request) (context.Context, error) {
 	return metadata.NewOutgoingContext(ctx, md), nil
 }
 
+// bodyLimits are the configured limits of a request.
+func (g *gateway) bodyLimits() bodyLimits {
+	return bodyLimits{bytes: g.cfg.MaxBodyBytes, items: g.cfg.MaxBodyItems}
+}
+
 // ServeHTTP dispatches on the route table.
 func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.mux.ServeHTTP(w, r) }
 
@@ -309,7 +323,7 @@ func (g *gateway) unary(rt Route, in, out protoreflect.MessageType) http.Handler
 			return
 		}
 		req := in.New().Interface()
-		if err := bind(rt, w, r, req, g.cfg.MaxBodyBytes); err != nil {
+		if err := bind(rt, w, r, req, g.bodyLimits()); err != nil {
 			writeError(w, err)
 			return
 		}

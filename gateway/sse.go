@@ -47,7 +47,7 @@ func (g *gateway) stream(rt Route, in, out protoreflect.MessageType) http.Handle
 			return
 		}
 		req := in.New().Interface()
-		if err := bind(rt, w, r, req, g.cfg.MaxBodyBytes); err != nil {
+		if err := bind(rt, w, r, req, g.bodyLimits()); err != nil {
 			writeError(w, err)
 			return
 		}

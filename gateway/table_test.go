@@ -127,6 +127,14 @@ func TestNewRejectsBadTables(t *testing.T) {
 	}
 }
 
+func emptySpecs(n int) []*heartbeatpb.ResourceSpec {
+	out := make([]*heartbeatpb.ResourceSpec, n)
+	for i := range out {
+		out[i] = &heartbeatpb.ResourceSpec{}
+	}
+	return out
+}
+
 // TestBind: path variables, query parameters and bodies fill the request
 // by proto field name.
 func TestBind(t *testing.T) {
@@ -166,7 +174,14 @@ func TestBind(t *testing.T) {
 		{"unknown body field", "POST /v1/members", "/v1/members", `{"node_id":"n4","voter":true}`, "", nil, codes.InvalidArgument},
 		{"duration body", "POST /v1/app/heartbeat", "/v1/app/heartbeat", `{"ttl":"1.5s"}`, "", &heartbeatpb.AppHeartbeatRequest{Ttl: durationpb.New(1500e6)}, codes.OK},
 		{"empty body", "POST /v1/leader/step-down", "/v1/leader/step-down", "", "", &heartbeatpb.StepDownRequest{}, codes.OK},
-		{"body over the limit", "POST /v1/members", "/v1/members", `{"node_id":"` + strings.Repeat("x", 200) + `"}`, "", nil, codes.InvalidArgument},
+		{"body over the limit", "POST /v1/members", "/v1/members", `{"node_id":"` + strings.Repeat("x", 200) + `"}`, "", nil, codes.ResourceExhausted},
+		{"list over the item limit", "POST /v1/resources", "/v1/resources", `{"resources":[{},{},{},{},{},{},{},{},{},{},{}]}`, "", nil, codes.ResourceExhausted},
+		{"list at the item limit", "POST /v1/resources", "/v1/resources", `{"resources":[{},{},{},{},{},{},{},{},{},{}]}`, "", &heartbeatpb.RegisterResourcesRequest{Resources: emptySpecs(10)}, codes.OK},
+		{"invalid UTF-8 in a path variable", "DELETE /v1/resources/{id...}", "/v1/resources/a%FFb", "", "", nil, codes.InvalidArgument},
+		{"invalid UTF-8 in a query parameter", "GET /v1/assignments", "/v1/assignments?node_id=n%C3", "", "", nil, codes.InvalidArgument},
+		{"invalid UTF-8 in the body", "POST /v1/members", "/v1/members", "{\"node_id\":\"n\xff\"}", "", nil, codes.InvalidArgument},
+		{"trailing bytes after the body", "POST /v1/members", "/v1/members", `{"node_id":"n4"} x`, "", nil, codes.InvalidArgument},
+		{"path, query and body over the limit together", "GET /v1/assignments", "/v1/assignments?node_id=" + strings.Repeat("x", 120), "", "", nil, codes.ResourceExhausted},
 	}
 	for _, tc := range cases {
 		rt, ok := routes[tc.route]
@@ -188,7 +203,7 @@ func TestBind(t *testing.T) {
 				t.Fatal(err)
 			}
 			msg := mt.New().Interface()
-			bindErr = bind(rt, w, r, msg, 100)
+			bindErr = bind(rt, w, r, msg, bodyLimits{bytes: 100, items: 10})
 			got = msg
 		})
 		req := httptest.NewRequest(rt.Method, tc.target, strings.NewReader(tc.body))

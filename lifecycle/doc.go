@@ -11,7 +11,9 @@
 //     asks those addresses (any member: a follower forwards to the leader)
 //     to add it, with backoff, until it succeeds, the cluster refuses for
 //     good (ErrJoinRefused: an id or address taken, another cluster), or
-//     the node stops.
+//     the node stops. A voter enters as a learner; Join then waits until
+//     the leader has promoted it, asking again now and then (a new leader
+//     does not know it waits).
 //   - Register: once in the raft configuration, the node commits an
 //     UpsertMember for itself (its peer address exactly as raft knows it,
 //     its dialable client and HTTP addresses, its suffrage, its leader

@@ -194,7 +194,12 @@ func (l *Local) IsMember() bool {
 
 // NeedsJoin reports whether the node must ask the cluster to add it: it
 // has Join addresses and is not in its own configuration, or it rejoins
-// (even when its stale configuration still lists it).
+// (even when its stale configuration still lists it), or it joins as a
+// voter and is still a non-voter (a learner restarted before its promotion).
 func (l *Local) NeedsJoin() bool {
-	return len(l.cfg.Join) > 0 && (l.cfg.Rejoin || !l.IsMember())
+	if len(l.cfg.Join) == 0 {
+		return false
+	}
+	voter, member := l.suffrage()
+	return l.cfg.Rejoin || !member || l.cfg.Voter && !voter
 }

@@ -191,7 +191,7 @@ func (s *State) apply(index uint64, cmd *pb.Command) (*Result, []Event, error) {
 			if !ok {
 				r = s.add(Resource{ID: spec.GetId()})
 			}
-			r.Weight, r.Labels = w, labels
+			s.setLabels(r, w, labels)
 			evs = append(evs, Event{Revision: index, Kind: EventResource, ResourceID: r.ID, Owner: r.Owner})
 			res.Changed++
 		}

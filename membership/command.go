@@ -3,6 +3,7 @@ package membership
 import (
 	"fmt"
 	"sort"
+	"unicode"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
@@ -26,14 +27,30 @@ const (
 	MaxLabels        = 16       // labels per resource
 	MaxLabelKeyLen   = 63       // bytes of a label key (at least 1)
 	MaxLabelValueLen = 256      // bytes of a label value
-	MaxCommandBytes  = 16 << 20 // encoded command size accepted by Decode
+	MaxCommandBytes  = 16 << 20 // encoded command size: EncodeCommand refuses more, DecodeCommand too
+	// MaxAssignBytes bounds the encoded size of one Assign command the
+	// leader's reconciler commits: it splits a round's moves by bytes as
+	// well as by count (MaxBatch), so that no raft entry of its own is
+	// large (a MaxBatch of moves with the longest ids would be about 5 MB).
+	MaxAssignBytes = 1 << 20
 	// MaxLeaderPriority bounds a member's leader priority (0..MaxLeaderPriority).
 	MaxLeaderPriority = 100
 )
 
 // EncodeCommand stamps cmd with CommandVersion, validates it and returns its
 // protobuf encoding, ready for Applier.Apply. An invalid command returns an
-// error wrapping ErrInvalidCommand and no bytes.
+// error wrapping ErrInvalidCommand and no bytes; one whose encoding is over
+// MaxCommandBytes, ErrCommandTooLarge: nothing that DecodeCommand would
+// refuse is ever proposed, so no oversized entry reaches the raft log.
+//
+// EncodeCommand is stricter than DecodeCommand about the text that enters
+// the state: the ids and labels a RegisterResources or UpsertMember brings
+// must pass CheckText (no format, bidi or zero-width characters). The
+// stricter rule is applied only when a command is made, never when a log
+// entry or a snapshot is read back: entries written before it must stay
+// replayable on every node, and commands that only name existing ids
+// (delete, assign, mark) keep the old rule so that such ids can still be
+// removed.
 func EncodeCommand(cmd *pb.Command) ([]byte, error) {
 	if cmd == nil {
 		return nil, fmt.Errorf("%w: nil command", ErrInvalidCommand)
@@ -42,11 +59,85 @@ func EncodeCommand(cmd *pb.Command) ([]byte, error) {
 	if err := ValidateCommand(cmd); err != nil {
 		return nil, err
 	}
+	if err := checkNewText(cmd); err != nil {
+		return nil, err
+	}
+	if n := proto.Size(cmd); n > MaxCommandBytes {
+		return nil, fmt.Errorf("%w: %d bytes encoded, limit %d (split the batch)", ErrCommandTooLarge, n, MaxCommandBytes)
+	}
 	b, err := proto.Marshal(cmd)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidCommand, err)
 	}
 	return b, nil
+}
+
+// checkNewText applies CheckText to the ids and labels a command brings into
+// the state.
+func checkNewText(cmd *pb.Command) error {
+	switch op := cmd.GetOp().(type) {
+	case *pb.Command_UpsertMember:
+		if err := CheckText(op.UpsertMember.GetId()); err != nil {
+			return invalid("member id %q: %v", op.UpsertMember.GetId(), err)
+		}
+	case *pb.Command_RegisterResources:
+		for _, r := range op.RegisterResources.GetResources() {
+			if err := CheckText(r.GetId()); err != nil {
+				return invalid("resource id %q: %v", r.GetId(), err)
+			}
+			for _, l := range r.GetLabels() {
+				if err := CheckText(l.GetKey()); err != nil {
+					return invalid("resource %q: label key %q: %v", r.GetId(), l.GetKey(), err)
+				}
+				if err := CheckText(l.GetValue()); err != nil {
+					return invalid("resource %q: label %q value %q: %v", r.GetId(), l.GetKey(), l.GetValue(), err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// CheckText reports the first character of s that an id or a label may not
+// hold. Allowed: valid UTF-8 of letters (L), marks (M), numbers (N),
+// punctuation (P), symbols (S) and the ASCII space, which is Go's
+// unicode.IsPrint. Refused: invalid UTF-8; the other code points: controls
+// (Cc), format characters (Cf: every Unicode Bidi_Control such as U+202E
+// RIGHT-TO-LEFT OVERRIDE and U+2066..U+2069, and the zero-width ones: U+200B
+// ZERO WIDTH SPACE, U+200C/U+200D joiners, U+2060 WORD JOINER, U+FEFF,
+// U+00AD SOFT HYPHEN), private use (Co), surrogates (Cs), unassigned code
+// points and noncharacters (Cn, as of Go's Unicode tables), line and
+// paragraph separators (Zl, Zp) and every space but U+0020 (Zs: no-break
+// and other look-alike spaces).
+func CheckText(s string) error {
+	for i, r := range s {
+		if r == utf8.RuneError {
+			if _, size := utf8.DecodeRuneInString(s[i:]); size <= 1 {
+				return fmt.Errorf("invalid UTF-8 at byte %d", i)
+			}
+		}
+		if !unicode.IsPrint(r) {
+			return fmt.Errorf("character %U at byte %d is not allowed (%s)", r, i, category(r))
+		}
+	}
+	return nil
+}
+
+// category names the general category of a refused character.
+func category(r rune) string {
+	for _, c := range []struct {
+		name string
+		tab  *unicode.RangeTable
+	}{
+		{"Cc control", unicode.Cc}, {"Cf format, bidi or zero-width", unicode.Cf}, {"Co private use", unicode.Co},
+		{"Cs surrogate", unicode.Cs}, {"Zl line separator", unicode.Zl}, {"Zp paragraph separator", unicode.Zp},
+		{"Zs space other than U+0020", unicode.Zs},
+	} {
+		if unicode.Is(c.tab, r) {
+			return c.name
+		}
+	}
+	return "Cn unassigned or noncharacter"
 }
 
 // MustEncode is EncodeCommand for commands built by this package's

@@ -9,6 +9,10 @@ var (
 	// ErrInvalidCommand: malformed bytes, a missing op, or a field outside its
 	// limits (ids, weights, labels, batch size, duplicates within a batch).
 	ErrInvalidCommand = errors.New("membership: invalid command")
+	// ErrCommandTooLarge: an encoded command is over MaxCommandBytes.
+	// EncodeCommand refuses it, so it never reaches the raft log (the API
+	// answers ResourceExhausted).
+	ErrCommandTooLarge = errors.New("membership: command too large")
 	// ErrUnsupportedVersion: the command was encoded by a newer (or unknown)
 	// version of the command format.
 	ErrUnsupportedVersion = errors.New("membership: unsupported command version")

@@ -461,8 +461,7 @@ func (r *Reconciler) assign(ctx context.Context, now time.Time) error {
 		r.held = held > 0
 		r.stats.leaseWaits.Add(uint64(held))
 	}
-	for i := 0; i < len(moves); i += MaxBatch {
-		batch := moves[i:min(i+MaxBatch, len(moves))]
+	for _, batch := range AssignBatches(moves) {
 		res, err := r.commit(ctx, AssignCmd(batch))
 		if err != nil {
 			r.planned = false // the next step plans everything again
@@ -480,6 +479,30 @@ func (r *Reconciler) assign(ctx context.Context, now time.Time) error {
 	}
 	r.planned, r.plannedRev = true, rev
 	return nil
+}
+
+// moveOverhead is an upper bound of the encoding of one Move beside its
+// strings: field tags and lengths, the epoch, the repeated field's framing.
+const moveOverhead = 32
+
+// AssignBatches splits moves into the batches of the Assign commands that
+// carry them: at most MaxBatch moves and about MaxAssignBytes encoded each
+// (every batch holds at least one move).
+func AssignBatches(moves []Move) [][]Move {
+	var out [][]Move
+	start, size := 0, 0
+	for i, m := range moves {
+		n := moveOverhead + len(m.ResourceID) + len(m.To) + len(m.From)
+		if i > start && (i-start >= MaxBatch || size+n > MaxAssignBytes) {
+			out = append(out, moves[start:i])
+			start, size = i, 0
+		}
+		size += n
+	}
+	if start < len(moves) {
+		out = append(out, moves[start:])
+	}
+	return out
 }
 
 // gate applies the ownership-lease rule (ReconcilerConfig.Grants) to the

@@ -99,7 +99,30 @@ type State struct {
 	// revision), until one of that id is placed again. Advisory, for the
 	// leader's reconciler (see Gone); not in snapshots.
 	gone map[string]uint64
+	// resBytes is the sum of ResourceBytes over the resources (Bytes).
+	resBytes int64
 }
+
+// ResourceOverhead is what ResourceBytes counts for a resource besides its
+// id and labels: its weight, owner, epoch and the indexes that find it.
+const ResourceOverhead = 64
+
+// ResourceBytes is the size a resource counts toward the state's size
+// (State.Bytes, the quota of --quota-bytes): its id, its labels' keys and
+// values, and ResourceOverhead. An estimate of its share of the snapshot
+// and of memory, the same on every node.
+func ResourceBytes(id string, labels []Label) int64 {
+	n := int64(ResourceOverhead + len(id))
+	for _, l := range labels {
+		n += int64(len(l.Key) + len(l.Value))
+	}
+	return n
+}
+
+// Bytes is the size of the state as the quota counts it: the sum of
+// ResourceBytes over the resources (members are few and not counted). It
+// is kept up to date by every change: O(1).
+func (s *State) Bytes() int64 { return s.resBytes }
 
 // NewState returns an empty state at revision 0.
 func NewState() *State {
@@ -195,6 +218,7 @@ func (s *State) get(id string) (*resEntry, bool) {
 
 // add appends a new, unowned resource and returns its entry.
 func (s *State) add(r Resource) *resEntry {
+	s.resBytes += ResourceBytes(r.ID, r.Labels)
 	s.res = append(s.res, resEntry{Resource: r, hash: hashID(r.ID)})
 	s.byID[r.ID] = int32(len(s.res) - 1)
 	e := &s.res[len(s.res)-1]
@@ -206,6 +230,7 @@ func (s *State) add(r Resource) *resEntry {
 // last entry into its place.
 func (s *State) remove(id string) {
 	i := s.byID[id]
+	s.resBytes -= ResourceBytes(id, s.res[i].Labels)
 	last := int32(len(s.res) - 1)
 	if i != last {
 		s.res[i] = s.res[last]
@@ -215,6 +240,12 @@ func (s *State) remove(id string) {
 	s.res = s.res[:last]
 	delete(s.byID, id)
 	delete(s.unowned, id)
+}
+
+// setLabels sets a resource's weight and labels, keeping Bytes.
+func (s *State) setLabels(e *resEntry, weight uint32, labels []Label) {
+	s.resBytes += ResourceBytes(e.ID, labels) - ResourceBytes(e.ID, e.Labels)
+	e.Weight, e.Labels = weight, labels
 }
 
 // EachResource calls fn for every resource in no particular order until fn
@@ -288,6 +319,13 @@ func (s *State) Check() error {
 	}
 	if len(s.byID) != len(s.res) {
 		return fmt.Errorf("id index holds %d entries for %d resources", len(s.byID), len(s.res))
+	}
+	var size int64
+	for i := range s.res {
+		size += ResourceBytes(s.res[i].ID, s.res[i].Labels)
+	}
+	if size != s.resBytes {
+		return fmt.Errorf("state size %d, the resources add up to %d", s.resBytes, size)
 	}
 	for i := range s.res {
 		r, id := &s.res[i], s.res[i].ID

@@ -45,7 +45,7 @@ func testBadInput(t *testing.T, c *testcluster.Cluster) {
 		{"empty id", func() error { _, err := client.RegisterResources(ctxT(t), specs("")); return err }, codes.InvalidArgument},
 		{"oversized id", func() error { _, err := client.RegisterResources(ctxT(t), specs(long)); return err }, codes.InvalidArgument},
 		{"no resources", func() error { _, err := client.RegisterResources(ctxT(t), specs()); return err }, codes.InvalidArgument},
-		{"too many", func() error { _, err := client.RegisterResources(ctxT(t), big); return err }, codes.InvalidArgument},
+		{"too many", func() error { _, err := client.RegisterResources(ctxT(t), big); return err }, codes.ResourceExhausted},
 		{"bad weight", func() error {
 			_, err := client.RegisterResources(ctxT(t), &heartbeatpb.RegisterResourcesRequest{Resources: []*heartbeatpb.ResourceSpec{{Id: "ok"}, {Id: "w", Weight: 1001}}})
 			return err

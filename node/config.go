@@ -148,6 +148,27 @@ type Config struct {
 	// 3s; at least 100ms.
 	PriorityHoldoff time.Duration
 
+	// MaxRequestBytes bounds one request on the client port: an HTTP body
+	// and the gRPC message of a call (the client port's MaxRecvMsgSize),
+	// the same on every path, checked at the edge before anything is
+	// decoded or proposed. Oversized: ResourceExhausted (reason TOO_LARGE),
+	// HTTP 413. Default DefaultMaxRequestBytes (1.5 MiB, etcd's default);
+	// MinRequestBytes..MaxMaxRequestBytes. Whatever passes is still refused
+	// when the command made of it is over membership.MaxCommandBytes.
+	MaxRequestBytes int
+	// QuotaBytes bounds the replicated state's size (membership.State.Bytes:
+	// resource ids, labels and membership.ResourceOverhead each): beyond it
+	// the leader refuses registrations that grow the state
+	// (ResourceExhausted, reason QUOTA_EXCEEDED, HTTP 507) and raises
+	// heartbeat_quota_alarm{kind="bytes"}; reads and deletes still work. The
+	// leader's value holds (see api.Quota). Default DefaultQuotaBytes
+	// (256 MiB); 0: no bound.
+	QuotaBytes int64
+	// MaxResources bounds the number of resources in the same way
+	// (heartbeat_quota_alarm{kind="resources"}). Default
+	// DefaultMaxResources (1,000,000); 0: no bound.
+	MaxResources int
+
 	// JoinRetryMax caps the backoff between join attempts. Default 2s.
 	JoinRetryMax time.Duration
 	// ShutdownTimeout bounds Run's graceful Shutdown after its context ends.
@@ -163,6 +184,31 @@ type Config struct {
 	// EnablePprof serves Go's runtime profiles under /debug/pprof/ on the
 	// HTTP port (off by default: a profile costs CPU and shows internals).
 	EnablePprof bool
+
+	// Connection and stream limits (node/limits.go; README "Limits"). Zero
+	// takes the default, a negative value is refused.
+	//
+	// HTTPReadHeaderTimeout bounds the reading of a request's headers on the
+	// HTTP ports (HTTPAddr, MetricsAddr). Default 5s.
+	HTTPReadHeaderTimeout time.Duration
+	// HTTPReadTimeout bounds the reading of a whole request, headers and
+	// body: a slower body is cut (400) and its connection closed. A stream
+	// (an SSE watch) is a long response, not a long request: it is not
+	// bounded. Default 30s.
+	HTTPReadTimeout time.Duration
+	// HTTPIdleTimeout closes a keep-alive connection that carries no request
+	// this long. Default 60s.
+	HTTPIdleTimeout time.Duration
+	// HTTPMaxHeaderBytes bounds a request's header bytes (beyond: 431).
+	// Default 64 KiB.
+	HTTPMaxHeaderBytes int
+	// MaxWatches caps the streams open at once on the client port (watches
+	// of leader, members and assignments, keep-alives, health watches; the
+	// HTTP port's SSE watches are such streams too); MaxWatchesPerClient
+	// caps those of one client (its authenticated name and its address).
+	// One more is refused: ResourceExhausted, over HTTP 429. Defaults
+	// DefaultMaxWatches and DefaultMaxWatchesPerClient.
+	MaxWatches, MaxWatchesPerClient int
 
 	// WrapTransport, when set, wraps the peer transport raft uses (tests put
 	// internal/faultnet's fault injector here). The wrapper owns the transport:
@@ -186,6 +232,18 @@ type PeerTransport interface {
 	Grants() map[raft.ServerAddress]time.Time
 }
 
+// Defaults and bounds of the limits (see Config.MaxRequestBytes,
+// Config.QuotaBytes, Config.MaxResources).
+const (
+	DefaultMaxRequestBytes = 3 << 19  // 1.5 MiB, as etcd's --max-request-bytes
+	MinRequestBytes        = 64 << 10 // a batch of a few hundred resources
+	// MaxMaxRequestBytes is the peer transport's message limit
+	// (transport.Config.MaxMsgSize): a forwarded write must fit in it.
+	MaxMaxRequestBytes  = 64 << 20
+	DefaultQuotaBytes   = 256 << 20
+	DefaultMaxResources = 1_000_000
+)
+
 // DefaultConfig returns the defaults: loopback ports 7400/7401/7402, cluster
 // "heartbeat", voter, fast failover on, election's default heartbeat timeout
 // (election timeout and lease derived from it), text logs at info.
@@ -205,9 +263,19 @@ func DefaultConfig() Config {
 		Reconciler:        membership.DefaultReconcilerConfig(),
 		DrainTimeout:      5 * time.Second,
 		PriorityHoldoff:   3 * time.Second,
+		MaxRequestBytes:   DefaultMaxRequestBytes,
+		QuotaBytes:        DefaultQuotaBytes,
+		MaxResources:      DefaultMaxResources,
 		AppHealthInterval: time.Second,
 		LogFormat:         "text",
 		LogLevel:          "info",
+
+		HTTPReadHeaderTimeout: DefaultHTTPReadHeaderTimeout,
+		HTTPReadTimeout:       DefaultHTTPReadTimeout,
+		HTTPIdleTimeout:       DefaultHTTPIdleTimeout,
+		HTTPMaxHeaderBytes:    DefaultHTTPMaxHeaderBytes,
+		MaxWatches:            DefaultMaxWatches,
+		MaxWatchesPerClient:   DefaultMaxWatchesPerClient,
 	}
 }
 
@@ -251,12 +319,19 @@ func (c Config) Validate() error {
 		return invalid("JoinRetryMax, ShutdownTimeout and DrainTimeout may not be negative")
 	case c.ShutdownTimeout > 0 && c.DrainTimeout >= c.ShutdownTimeout:
 		return invalid("DrainTimeout %v must be below ShutdownTimeout %v", c.DrainTimeout, c.ShutdownTimeout)
+	case c.MaxRequestBytes < MinRequestBytes || c.MaxRequestBytes > MaxMaxRequestBytes:
+		return invalid("MaxRequestBytes %d outside %d..%d", c.MaxRequestBytes, MinRequestBytes, MaxMaxRequestBytes)
+	case c.QuotaBytes < 0 || c.MaxResources < 0:
+		return invalid("QuotaBytes and MaxResources may not be negative (0: no bound)")
 	case c.LeaderPriority != nil && *c.LeaderPriority > membership.MaxLeaderPriority:
 		return invalid("LeaderPriority %d: want 0..%d", *c.LeaderPriority, membership.MaxLeaderPriority)
 	case c.PriorityHoldoff != 0 && c.PriorityHoldoff < 100*time.Millisecond:
 		return invalid("PriorityHoldoff %v: at least 100ms (0: the default)", c.PriorityHoldoff)
 	case c.AppHealthURL != "" && c.AppHealthInterval < 50*time.Millisecond:
 		return invalid("AppHealthInterval %v: at least 50ms", c.AppHealthInterval)
+	}
+	if err := c.validateLimits(); err != nil {
+		return err
 	}
 	if c.AppHealthURL != "" {
 		if err := apphealth.CheckURL(c.AppHealthURL, c.PeerAddr, c.AdvertisePeerAddr, c.ClientAddr, c.HTTPAddr); err != nil {

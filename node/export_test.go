@@ -3,6 +3,8 @@ package node
 import (
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/heartbeat-sidecar/heartbeat/lifecycle"
 )
 
@@ -37,3 +39,10 @@ func LeftPhase(dataDir string) (string, bool, error) {
 
 // PhaseRejoining is the left marker's phase while a node rejoins.
 const PhaseRejoining = lifecycle.PhaseRejoining
+
+// Holding reports whether n holds a stream to the peer at addr (fast
+// crash failover).
+func Holding(n *Node, addr string) bool {
+	h, ok := n.tr.(interface{ Holding(raft.ServerAddress) bool })
+	return ok && h.Holding(raft.ServerAddress(addr))
+}

@@ -2,7 +2,6 @@ package node
 
 import (
 	"fmt"
-	"math"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -13,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/heartbeat-sidecar/heartbeat/gateway"
+	"github.com/heartbeat-sidecar/heartbeat/membership"
 	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 )
 
@@ -23,7 +23,7 @@ import (
 func (n *Node) httpHandler() (http.Handler, error) {
 	cc, err := grpc.NewClient(loopback(n.clientLn.Addr()),
 		n.gatewayDialOption(),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(heartbeatpb.MaxResponseBytes)))
 	if err != nil {
 		return nil, fmt.Errorf("node: gateway connection: %w", err)
 	}
@@ -31,6 +31,7 @@ func (n *Node) httpHandler() (http.Handler, error) {
 	cfg := gateway.DefaultConfig()
 	cfg.Conn = cc
 	cfg.Context = n.bgCtx
+	cfg.MaxBodyBytes, cfg.MaxBodyItems = int64(n.cfg.MaxRequestBytes), membership.MaxBatch
 	cfg.Credentials = n.authz.HTTPCredentials
 	cfg.Authorize = n.authorizeHTTP
 	metrics := promhttp.HandlerFor(n.registry, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
@@ -40,7 +41,7 @@ func (n *Node) httpHandler() (http.Handler, error) {
 		gateway.HandlerMetrics: metrics,
 	}
 	if n.metricsLn != nil {
-		n.metricsSrv = &http.Server{Handler: n.metricsHandler(metrics), ReadHeaderTimeout: 5 * time.Second}
+		n.metricsSrv = n.newHTTPServer(n.metricsHandler(metrics))
 	}
 	if n.cfg.EnablePprof {
 		cfg.Handlers[gateway.HandlerPprof] = http.HandlerFunc(pprofHandler)

@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/heartbeat-sidecar/heartbeat/membership"
+	"github.com/heartbeat-sidecar/heartbeat/rpc/api"
 )
 
 // membershipCollector exports the membership state and the reconciler's
@@ -98,4 +99,29 @@ func b2f(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// registerQuotaMetrics exports the quota alarms (api.Coordinator.QuotaAlarm)
+// and the state's size as the quota counts it.
+func (n *Node) registerQuotaMetrics() {
+	for _, kind := range api.QuotaKinds() {
+		n.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "heartbeat_quota_alarm",
+			Help:        "1 while this node (the leader) refuses writes that would pass the state's quota of this kind (--quota-bytes, --max-resources); cleared once the state shrinks or a write of the kind is admitted.",
+			ConstLabels: prometheus.Labels{"kind": kind},
+		}, func() float64 {
+			if n.coord.QuotaAlarm(kind) {
+				return 1
+			}
+			return 0
+		}))
+	}
+	n.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "heartbeat_membership_state_bytes",
+		Help: "Size of the replicated state as --quota-bytes counts it (resource ids, labels and 64 bytes each).",
+	}, func() float64 {
+		var b int64
+		n.mfsm.Read(func(s *membership.State) { b = s.Bytes() })
+		return float64(b)
+	}))
 }

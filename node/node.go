@@ -73,8 +73,9 @@ type Node struct {
 	metricsSrv *http.Server     // the plaintext probe/scrape listener (Config.MetricsAddr); nil without
 	metricsLn  net.Listener     //
 
-	tls   *pki.Store        // the node's certificates (nil: no TLS)
-	authz *authz.Authorizer // the client and HTTP ports' policy
+	tls     *pki.Store         // the node's certificates (nil: no TLS)
+	authz   *authz.Authorizer  // the client and HTTP ports' policy
+	watches *api.StreamLimiter // the client port's cap on open streams (watches)
 
 	bgCtx    context.Context    // ends background goroutines
 	bgCancel context.CancelFunc //
@@ -127,6 +128,9 @@ func New(cfg Config) (_ *Node, err error) {
 	n.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	if err := n.setupSecurity(); err != nil {
+		return nil, err
+	}
+	if err := n.setupLimits(); err != nil {
 		return nil, err
 	}
 
@@ -187,6 +191,10 @@ func New(cfg Config) (_ *Node, err error) {
 		_, ok := configServer(ref, func(s raft.Server) bool { return s.Address == addr })
 		return ok
 	}
+	tcfg.IsVoter = func(id raft.ServerID) bool {
+		_, ok := configServer(ref, func(s raft.Server) bool { return s.ID == id && s.Suffrage == raft.Voter })
+		return ok
+	}
 	tcfg.AddressOf = func(id raft.ServerID) (raft.ServerAddress, bool) {
 		s, ok := configServer(ref, func(s raft.Server) bool { return s.ID == id })
 		return s.Address, ok
@@ -242,6 +250,7 @@ func New(cfg Config) (_ *Node, err error) {
 	ccfg.Admin, ccfg.Leave = admin, n.Leave
 	ccfg.Logger = n.log.Named("coordinator")
 	ccfg.DialOptions = n.dialOptions()
+	ccfg.Quota = api.Quota{MaxBytes: cfg.QuotaBytes, MaxResources: cfg.MaxResources}
 	if n.mfsm != nil {
 		if n.app, err = n.newAppHealth(); err != nil {
 			return nil, err
@@ -256,6 +265,7 @@ func New(cfg Config) (_ *Node, err error) {
 			return nil, err
 		}
 		n.registry.MustRegister(newMembershipCollector(n))
+		n.registerQuotaMetrics()
 	}
 
 	n.health = health.NewServer()
@@ -270,7 +280,7 @@ func New(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	undo = append(undo, func() { n.gwConn.Close() })
-	n.httpServer = &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
+	n.httpServer = n.newHTTPServer(handler)
 
 	n.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "heartbeat_read_index_served_total",
@@ -369,12 +379,13 @@ func (n *Node) electionConfig(rejoin bool) (election.Config, error) {
 	return ec, nil
 }
 
-// acks converts the transport's ack records for the election's lease.
+// acks converts the transport's ack records for the election (lease,
+// learner promotion, quorum guard).
 func (n *Node) acks() map[raft.ServerAddress]election.Ack {
 	src := n.tr.Acks()
 	out := make(map[raft.ServerAddress]election.Ack, len(src))
 	for addr, a := range src {
-		out[addr] = election.Ack{SentAt: a.SentAt, Term: a.Term}
+		out[addr] = election.Ack{SentAt: a.SentAt, RepliedAt: a.RepliedAt, Term: a.Term, LastLog: a.LastLog}
 	}
 	return out
 }
@@ -574,6 +585,14 @@ func (n *Node) ClientAddr() string { return n.clientLn.Addr().String() }
 
 // HTTPAddr is the bound HTTP address.
 func (n *Node) HTTPAddr() string { return n.httpLn.Addr().String() }
+
+// MetricsAddr is the bound metrics address (Config.MetricsAddr); "" without.
+func (n *Node) MetricsAddr() string {
+	if n.metricsLn == nil {
+		return ""
+	}
+	return n.metricsLn.Addr().String()
+}
 
 // ID is the node's id.
 func (n *Node) ID() string { return n.cfg.ID }

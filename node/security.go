@@ -12,6 +12,7 @@ import (
 	"github.com/heartbeat-sidecar/heartbeat/authz"
 	"github.com/heartbeat-sidecar/heartbeat/gateway"
 	"github.com/heartbeat-sidecar/heartbeat/pki"
+	"github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpb"
 )
 
 // setupSecurity loads the node's certificates (Config.CAFile, CertFile,
@@ -80,8 +81,14 @@ func (n *Node) dialOptions() []grpc.DialOption {
 func (n *Node) clientServerOptions() []grpc.ServerOption {
 	opts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(n.authz.UnaryInterceptor),
-		grpc.ChainStreamInterceptor(n.authz.StreamInterceptor),
+		// The stream cap after the authorizer: a refused caller takes no place.
+		grpc.ChainStreamInterceptor(n.authz.StreamInterceptor, n.watches.StreamInterceptor),
+		// One request limit on every path (Config.MaxRequestBytes), the
+		// gateway's body limit too; answers up to the client's limit.
+		grpc.MaxRecvMsgSize(n.cfg.MaxRequestBytes),
+		grpc.MaxSendMsgSize(heartbeatpb.MaxResponseBytes),
 	}
+	opts = append(opts, n.clientLimitOptions()...)
 	if n.tls != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(n.tls.ServerTLSConfig(false))))
 	}

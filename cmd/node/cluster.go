@@ -159,7 +159,9 @@ const joinUsage = `Usage: heartbeat join --node-id ID --peer-addr HOST:PORT [--n
 
 Adds node ID, reachable at peer address HOST:PORT, to the cluster's raft
 configuration as a voter (--nonvoter: a non-voter), through any node (the
-call follows the leader). Start the node itself with --join (or after this,
+call follows the leader). A voter enters as a learner: a non-voter the
+leader promotes once the node answers and has caught up, so a node that
+never comes up never counts toward the quorum. Start the node itself with --join (or after this,
 with the same id and peer address); it then registers its membership record.
 A repeat of the same join changes nothing (revision 0). Neither --node-id nor
 --peer-addr is read from the environment (HEARTBEAT_NODE_ID and
@@ -194,7 +196,7 @@ func cmdJoin(ctx context.Context, args []string, stdout, _ io.Writer, getenv env
 		if c.json {
 			return printJSON(stdout, map[string]any{"node_id": id, "peer_address": peer, "nonvoter": nonVoter, "revision": rev})
 		}
-		kind := "voter"
+		kind := "learner (the leader promotes it to voter once it answers and has caught up)"
 		if nonVoter {
 			kind = "non-voter"
 		}

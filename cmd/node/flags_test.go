@@ -91,6 +91,12 @@ func TestParseRunConfig(t *testing.T) {
 				t.Errorf("app health: %+v", c.Config)
 			}
 		}},
+		{name: "limits", args: []string{"--node-id", "n1", "--max-request-bytes", "2097152", "--quota-bytes", "0"},
+			env: map[string]string{"HEARTBEAT_MAX_RESOURCES": "5000"}, check: func(t *testing.T, c configView) {
+				if c.MaxRequestBytes != 2<<20 || c.QuotaBytes != 0 || c.MaxResources != 5000 {
+					t.Errorf("limits: %d %d %d", c.MaxRequestBytes, c.QuotaBytes, c.MaxResources)
+				}
+			}},
 		{name: "leader priority", args: []string{"--node-id", "n1", "--leader-priority", "70", "--priority-holdoff", "2s"},
 			check: func(t *testing.T, c configView) {
 				if c.LeaderPriority == nil || *c.LeaderPriority != 70 || c.PriorityHoldoff != 2*time.Second {
@@ -113,6 +119,16 @@ func TestParseRunConfig(t *testing.T) {
 		{name: "priority holdoff too short", args: []string{"--node-id", "n1", "--priority-holdoff", "10ms"}, wantErr: "--priority-holdoff"},
 		{name: "remote app health url", args: []string{"--node-id", "n1", "--app-health-url", "http://example.com/health"}, wantErr: "--app-health-url"},
 		{name: "drain above shutdown", args: []string{"--node-id", "n1", "--drain-timeout", "20s"}, wantErr: "--drain-timeout"},
+		{name: "request limit too small", args: []string{"--node-id", "n1", "--max-request-bytes", "1000"}, wantErr: "--max-request-bytes 1000 outside"},
+		{name: "negative quota", env: map[string]string{"HEARTBEAT_NODE_ID": "n1", "HEARTBEAT_QUOTA_BYTES": "-1"}, wantErr: "--quota-bytes and --max-resources"},
+		{name: "connection limits", args: []string{"--node-id", "n1", "--http-read-timeout", "7s", "--http-idle-timeout", "9s", "--max-watches", "50", "--max-watches-per-client", "5"},
+			check: func(t *testing.T, c configView) {
+				if c.HTTPReadTimeout != 7*time.Second || c.HTTPIdleTimeout != 9*time.Second || c.MaxWatches != 50 || c.MaxWatchesPerClient != 5 {
+					t.Errorf("connection limits: %v %v %d %d", c.HTTPReadTimeout, c.HTTPIdleTimeout, c.MaxWatches, c.MaxWatchesPerClient)
+				}
+			}},
+		{name: "per-client watches above the node's", args: []string{"--node-id", "n1", "--max-watches", "10", "--max-watches-per-client", "20"}, wantErr: "--max-watches-per-client 20 is above --max-watches 10"},
+		{name: "negative watches", args: []string{"--node-id", "n1", "--max-watches", "-1"}, wantErr: "--max-watches"},
 		{name: "missing id", args: nil, wantErr: "missing --node-id (or HEARTBEAT_NODE_ID)"},
 		{name: "unknown flag", args: []string{"--node-id", "n1", "--bogus"}, wantErr: "unknown flag -bogus"},
 		{name: "bad duration flag", args: []string{"--node-id", "n1", "--heartbeat-timeout", "fast"}, wantErr: "heartbeat-timeout"},

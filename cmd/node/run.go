@@ -47,6 +47,10 @@ type runFlags struct {
 	priorityHoldoff                                                time.Duration
 	caFile, certFile, keyFile, tokensFile, metricsAddr             string
 	insecure                                                       bool
+	maxRequestBytes, maxResources                                  int
+	quotaBytes                                                     int64
+	httpReadTimeout, httpIdleTimeout                               time.Duration
+	maxWatches, maxWatchesPerClient                                int
 }
 
 // parseRunConfig turns the run command's arguments and environment into a
@@ -85,6 +89,13 @@ func parseRunConfig(args []string, getenv env, stdout io.Writer) (node.Config, e
 	fs.StringVar(&f.tokensFile, "tokens-file", "", "bearer tokens for the client and HTTP ports, one \"<name> <role> <secret>\" per line (mode 0600); roles read, write, admin")
 	fs.BoolVar(&f.insecure, "insecure", false, "allow non-loopback addresses without TLS: anyone who reaches a port then controls the cluster")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "also serve /healthz, /readyz and /metrics on this plaintext address, with no credentials (for probes and scrapers)")
+	fs.IntVar(&f.maxRequestBytes, "max-request-bytes", def.MaxRequestBytes, fmt.Sprintf("largest request on the client and HTTP ports, in bytes (HTTP body or gRPC message; %d..%d); larger: 413 / RESOURCE_EXHAUSTED", node.MinRequestBytes, node.MaxMaxRequestBytes))
+	fs.Int64Var(&f.quotaBytes, "quota-bytes", def.QuotaBytes, "quota of the replicated state's size in bytes (resource ids, labels, 64 bytes each): the leader refuses registrations beyond it (507), reads and deletes still work (0: none)")
+	fs.IntVar(&f.maxResources, "max-resources", def.MaxResources, "quota of registered resources: the leader refuses registrations beyond it (507), reads and deletes still work (0: none)")
+	fs.DurationVar(&f.httpReadTimeout, "http-read-timeout", def.HTTPReadTimeout, "bound on reading a whole HTTP request, headers and body (a slower one is cut); not on streams")
+	fs.DurationVar(&f.httpIdleTimeout, "http-idle-timeout", def.HTTPIdleTimeout, "close an HTTP keep-alive connection idle this long")
+	fs.IntVar(&f.maxWatches, "max-watches", def.MaxWatches, "most streams (watches, keep-alives; SSE watches included) open at once on this node; one more is refused (429 / RESOURCE_EXHAUSTED)")
+	fs.IntVar(&f.maxWatchesPerClient, "max-watches-per-client", def.MaxWatchesPerClient, "most streams open at once for one client (its identity and address)")
 	if err := parseFlags(fs, args, getenv, stdout, runUsage); err != nil {
 		return node.Config{}, err
 	}
@@ -144,6 +155,9 @@ func (f runFlags) config(cfg node.Config) (node.Config, error) {
 	cfg.EnablePprof = f.enablePprof
 	cfg.CAFile, cfg.CertFile, cfg.KeyFile = f.caFile, f.certFile, f.keyFile
 	cfg.TokensFile, cfg.Insecure, cfg.MetricsAddr = f.tokensFile, f.insecure, f.metricsAddr
+	cfg.MaxRequestBytes, cfg.QuotaBytes, cfg.MaxResources = f.maxRequestBytes, f.quotaBytes, f.maxResources
+	cfg.HTTPReadTimeout, cfg.HTTPIdleTimeout = f.httpReadTimeout, f.httpIdleTimeout
+	cfg.MaxWatches, cfg.MaxWatchesPerClient = f.maxWatches, f.maxWatchesPerClient
 	if err := cfg.Validate(); err != nil {
 		msg := strings.TrimPrefix(err.Error(), node.ErrInvalidConfig.Error()+": ")
 		return cfg, usageErrorf("%s", fieldsToFlags.Replace(msg))
@@ -160,7 +174,10 @@ var fieldsToFlags = strings.NewReplacer(
 	"AppHealthURL", "--app-health-url", "AppHealthInterval", "--app-health-interval", "DrainTimeout", "--drain-timeout", "ShutdownTimeout", "--shutdown-timeout",
 	"LeaderPriority", "--leader-priority", "PriorityHoldoff", "--priority-holdoff",
 	"CAFile, CertFile and KeyFile", "--cacert, --cert and --key", "give CAFile, CertFile and KeyFile", "give --cacert, --cert and --key",
-	"set Insecure", "give --insecure", "MetricsAddr", "--metrics-addr")
+	"set Insecure", "give --insecure", "MetricsAddr", "--metrics-addr",
+	"MaxRequestBytes", "--max-request-bytes", "QuotaBytes and MaxResources", "--quota-bytes and --max-resources",
+	"HTTPReadTimeout", "--http-read-timeout", "HTTPIdleTimeout", "--http-idle-timeout",
+	"MaxWatchesPerClient", "--max-watches-per-client", "MaxWatches", "--max-watches")
 
 // derived describes a timing that follows --heartbeat-timeout.
 func derived(def time.Duration) string {

@@ -184,7 +184,7 @@ func (c *ElectionCluster) Config(i int) election.Config {
 func ConvertAcks(in map[raft.ServerAddress]transport.Ack) map[raft.ServerAddress]election.Ack {
 	out := make(map[raft.ServerAddress]election.Ack, len(in))
 	for a, k := range in {
-		out[a] = election.Ack{SentAt: k.SentAt, Term: k.Term}
+		out[a] = election.Ack{SentAt: k.SentAt, RepliedAt: k.RepliedAt, Term: k.Term, LastLog: k.LastLog}
 	}
 	return out
 }

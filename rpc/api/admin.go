@@ -171,6 +171,12 @@ func (a *Admin) Remove(ctx context.Context, req *raftpb.RemoveRequest) (*raftpb.
 				target = m.Address
 			}
 		}
+		// The quorum guard first: a refused removal must not leave the
+		// member recorded as left.
+		if err := a.cfg.Election.CheckRemove(ctx, req.GetId()); err != nil && !errors.Is(err, election.ErrNotLeader) {
+			a.cfg.Logger.Warn("remove refused", "id", req.GetId(), "error", err)
+			return nil, toStatus(fmt.Errorf("remove %s: %w", req.GetId(), err))
+		}
 		if a.cfg.BeforeRemove != nil {
 			if err := a.cfg.BeforeRemove(ctx, req.GetId()); err != nil {
 				a.cfg.Logger.Warn("before remove", "id", req.GetId(), "error", err)

@@ -23,6 +23,8 @@ type Election interface {
 	// Join and Remove change the configuration; only the leader can.
 	Join(ctx context.Context, id, addr string, voter bool) error
 	Remove(ctx context.Context, id string) error
+	// CheckRemove runs Remove's checks (the quorum guard) without removing.
+	CheckRemove(ctx context.Context, id string) error
 	// Raft exposes the raft instance for its indexes.
 	Raft() *raft.Raft
 }

@@ -67,6 +67,9 @@ type CoordinatorConfig struct {
 	// (ClusterAdmin.ReadIndex), its client port for a forwarded step-down or
 	// transfer. nil: plaintext.
 	DialOptions []grpc.DialOption
+	// Quota bounds the replicated state, checked by the leader before it
+	// proposes a registration (see Quota). Zero: no bound.
+	Quota Quota
 	// Logger receives stream open/close logs at debug level. nil: discarded.
 	Logger hclog.Logger
 }
@@ -90,6 +93,8 @@ func (c CoordinatorConfig) Validate() error {
 		return fmt.Errorf("%w: coordinator: Membership needs an Applier", ErrInvalidConfig)
 	case c.ForwardTimeout < 0:
 		return fmt.Errorf("%w: coordinator: ForwardTimeout is negative", ErrInvalidConfig)
+	case c.Quota.MaxBytes < 0 || c.Quota.MaxResources < 0:
+		return fmt.Errorf("%w: coordinator: Quota is negative", ErrInvalidConfig)
 	}
 	return nil
 }
@@ -108,8 +113,11 @@ type Coordinator struct {
 	connMu sync.Mutex
 	conns  map[string]*grpc.ClientConn // leader address -> connection; nil once closed
 
+	alarms quotaAlarms // the quota alarms (QuotaAlarm)
+
 	reads      *readIndexer       // read indexes for consistent reads
 	readCancel context.CancelFunc // ends read-index rounds on Close
+	running    context.Context    // ends on Close (readCancel), after done is closed
 }
 
 // NewCoordinator validates cfg and returns a server.
@@ -132,6 +140,7 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 	c := &Coordinator{cfg: cfg, done: make(chan struct{}), conns: make(map[string]*grpc.ClientConn)}
 	var ctx context.Context
 	ctx, c.readCancel = context.WithCancel(context.Background())
+	c.running = ctx
 	c.reads = newReadIndexer(ctx, cfg.ID, cfg.ClusterID, cfg.Election, cfg.DialOptions, cfg.ReadTimeout)
 	if cfg.Admin != nil {
 		cfg.Admin.coord.Store(c)

@@ -21,6 +21,14 @@ const (
 	ReasonNotLeader    = "NOT_LEADER"    // FailedPrecondition; metadata leader_id, leader_address
 	ReasonNoLeader     = "NO_LEADER"     // Unavailable
 	ReasonWrongCluster = "WRONG_CLUSTER" // FailedPrecondition
+	// ReasonTooLarge: a request or the command made of it is over a size
+	// or item limit (--max-request-bytes, membership.MaxBatch,
+	// membership.MaxCommandBytes); ResourceExhausted, HTTP 413.
+	ReasonTooLarge = "TOO_LARGE"
+	// ReasonQuotaExceeded: the state is at its quota (--quota-bytes,
+	// --max-resources); ResourceExhausted, HTTP 507. Metadata "kind":
+	// "bytes" or "resources".
+	ReasonQuotaExceeded = "QUOTA_EXCEEDED"
 )
 
 // ReasonOf returns the ErrorInfo reason of a status error from these servers,
@@ -86,7 +94,8 @@ func codeOf(err error) codes.Code {
 	case errors.Is(err, election.ErrNoLeader), errors.Is(err, election.ErrShutdown), errors.Is(err, ErrClosed):
 		return codes.Unavailable
 	case errors.Is(err, election.ErrNotLeader), errors.Is(err, election.ErrClusterMismatch),
-		errors.Is(err, election.ErrNotVoter), errors.Is(err, election.ErrTransferInProgress):
+		errors.Is(err, election.ErrNotVoter), errors.Is(err, election.ErrTransferInProgress),
+		errors.Is(err, election.ErrQuorumAtRisk):
 		return codes.FailedPrecondition
 	case errors.Is(err, election.ErrIDInUse), errors.Is(err, election.ErrAddressInUse):
 		return codes.AlreadyExists

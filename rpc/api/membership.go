@@ -124,6 +124,9 @@ func (c *Coordinator) Commit(ctx context.Context, cmd *mpb.Command) (*membership
 // registration reappear after a delete), so the caller is told Unavailable
 // with the outcome unknown.
 func (c *Coordinator) commitOnce(ctx context.Context, fsm *membership.FSM, cmd *mpb.Command) (*membership.Result, bool, error) {
+	if err := c.checkQuota(fsm, cmd); err != nil {
+		return nil, false, err
+	}
 	res, err := membership.Commit(ctx, c.cfg.Applier, cmd)
 	if err == nil {
 		return res, false, nil
@@ -213,6 +216,8 @@ func commitStatus(err error) error {
 		return err
 	}
 	switch {
+	case errors.Is(err, membership.ErrCommandTooLarge):
+		return statusWithReason(codes.ResourceExhausted, ReasonTooLarge, nil, "%v", err)
 	case errors.Is(err, membership.ErrInvalidCommand):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, membership.ErrUnknownMember), errors.Is(err, membership.ErrUnknownResource):
@@ -266,7 +271,7 @@ func (c *Coordinator) RegisterResources(ctx context.Context, req *heartbeatpb.Re
 	case len(rs) == 0:
 		return nil, status.Error(codes.InvalidArgument, "register: no resources given")
 	case len(rs) > membership.MaxBatch:
-		return nil, status.Errorf(codes.InvalidArgument, "register: %d resources in one call, limit %d", len(rs), membership.MaxBatch)
+		return nil, statusWithReason(codes.ResourceExhausted, ReasonTooLarge, nil, "register: %d resources in one call, limit %d", len(rs), membership.MaxBatch)
 	}
 	specs := make([]membership.ResourceSpec, len(rs))
 	for i, r := range rs {
@@ -291,7 +296,7 @@ func (c *Coordinator) DeleteResources(ctx context.Context, req *heartbeatpb.Dele
 	case len(ids) == 0:
 		return nil, status.Error(codes.InvalidArgument, "delete: no ids given")
 	case len(ids) > membership.MaxBatch:
-		return nil, status.Errorf(codes.InvalidArgument, "delete: %d ids in one call, limit %d", len(ids), membership.MaxBatch)
+		return nil, statusWithReason(codes.ResourceExhausted, ReasonTooLarge, nil, "delete: %d ids in one call, limit %d", len(ids), membership.MaxBatch)
 	}
 	cmd := membership.DeleteCmd(ids)
 	if _, err := membership.EncodeCommand(cmd); err != nil { // validate before the lookup

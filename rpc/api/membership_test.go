@@ -33,6 +33,7 @@ func (soloElection) Watch() *election.Watcher                         { return n
 func (soloElection) Members() ([]election.Member, error)              { return nil, nil }
 func (soloElection) Join(context.Context, string, string, bool) error { return nil }
 func (soloElection) Remove(context.Context, string) error             { return nil }
+func (soloElection) CheckRemove(context.Context, string) error        { return nil }
 func (soloElection) Raft() *raft.Raft                                 { return nil }
 
 // ReadIndex: every write went through directApplier, applied at once.

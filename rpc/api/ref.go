@@ -66,6 +66,14 @@ func (r *ElectionRef) Remove(ctx context.Context, id string) error {
 	return &election.NotLeaderError{}
 }
 
+// CheckRemove implements Election.
+func (r *ElectionRef) CheckRemove(ctx context.Context, id string) error {
+	if e := r.p.Load(); e != nil {
+		return e.CheckRemove(ctx, id)
+	}
+	return &election.NotLeaderError{}
+}
+
 // TransferLeadership implements Transferer; a NotLeaderError before Set.
 func (r *ElectionRef) TransferLeadership(ctx context.Context, target string) (election.Leadership, error) {
 	if e := r.p.Load(); e != nil {

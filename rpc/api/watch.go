@@ -53,13 +53,9 @@ func (c *Coordinator) WatchAssignments(req *heartbeatpb.WatchAssignmentsRequest,
 	info.Revision = from
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
-	go func() { // ends with the stream: cancel runs on return
-		select {
-		case <-c.done:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	// Close ends the stream; a callback, not a goroutine per watch.
+	stop := context.AfterFunc(c.running, cancel)
+	defer stop()
 	if err := stream.Send(&heartbeatpb.WatchAssignmentsResponse{Revision: from, Kind: heartbeatpb.ChangeKind_CHANGE_KIND_START, Read: info}); err != nil {
 		return err
 	}

@@ -104,6 +104,18 @@ type Config struct {
 	// id; the configuration binds the id to its address), or it is refused.
 	// An id outside the configuration is not checked (a joining node).
 	AddressOf func(id raft.ServerID) (raft.ServerAddress, bool)
+	// IsVoter, if set, reports whether id is a voter of the node's current
+	// raft configuration. Only a voter may hold a stream to this node (Hold:
+	// crash detection is a voter's business); another caller is refused
+	// with codes.FailedPrecondition. nil: no check (for tests of the
+	// transport alone); a node must set it. Either way a node holds at most
+	// one stream here: a newer Hold from the same node ends the older one.
+	IsVoter func(id raft.ServerID) bool
+	// MaxConcurrentStreams caps the streams one connection may have open
+	// at once on the peer server; a caller's stream beyond it waits for a
+	// free one. A node's own connections carry a handful (heartbeats,
+	// held stream, pipelines, votes, forwarded calls). Default 1024.
+	MaxConcurrentStreams uint32
 	// ServerTLS and ClientTLS, when set (both or neither), make every peer
 	// connection mutual TLS: the server presents the node's certificate and
 	// demands one of a node of the cluster (pki.Store.ServerTLSConfigExpect
@@ -130,15 +142,25 @@ type Config struct {
 // ID and ClusterID are left for the caller.
 func DefaultConfig() Config {
 	return Config{
-		BindAddr:            "127.0.0.1:7400",
-		HeartbeatTimeout:    250 * time.Millisecond,
-		RPCTimeout:          5 * time.Second,
-		SnapshotChunkSize:   1 << 20,
-		MaxMsgSize:          64 << 20,
-		MaxReconnectBackoff: time.Second,
-		MaxTermAhead:        DefaultMaxTermAhead,
+		BindAddr:             "127.0.0.1:7400",
+		HeartbeatTimeout:     250 * time.Millisecond,
+		RPCTimeout:           5 * time.Second,
+		SnapshotChunkSize:    1 << 20,
+		MaxMsgSize:           64 << 20,
+		MaxReconnectBackoff:  time.Second,
+		MaxTermAhead:         DefaultMaxTermAhead,
+		MaxConcurrentStreams: DefaultMaxConcurrentStreams,
 	}
 }
+
+// DefaultMaxConcurrentStreams is Config.MaxConcurrentStreams's default.
+const DefaultMaxConcurrentStreams = 1024
+
+// KeepaliveMinTime is the shortest interval between a peer's keepalive
+// pings the peer server accepts (gRPC's keepalive.EnforcementPolicy; pings
+// without an open stream allowed); a peer pinging more often is sent GOAWAY
+// "too_many_pings". The transport's own dials send no keepalive pings.
+const KeepaliveMinTime = 5 * time.Second
 
 // DefaultMaxTermAhead is Config.MaxTermAhead's default.
 const DefaultMaxTermAhead = 1 << 20
@@ -174,6 +196,8 @@ func (c Config) Validate() error {
 		return bad("SnapshotChunkSize %d does not fit in MaxMsgSize %d", c.SnapshotChunkSize, c.MaxMsgSize)
 	case c.MaxReconnectBackoff <= 0:
 		return bad("MaxReconnectBackoff must be positive, got %v", c.MaxReconnectBackoff)
+	case c.MaxConcurrentStreams == 0:
+		return bad("MaxConcurrentStreams must be positive")
 	case c.MaxTermAhead == 0 || c.MaxTermAhead > MaxTerm:
 		return bad("MaxTermAhead must be in 1..%d, got %d", uint64(MaxTerm), c.MaxTermAhead)
 	}

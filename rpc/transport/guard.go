@@ -22,6 +22,7 @@ const (
 	rejectMalformed = "malformed"
 	rejectConfirm   = "confirm"
 	rejectIdentity  = "identity"
+	rejectHold      = "hold"
 )
 
 // checkIdentity, with TLS, refuses a call whose node-id metadata names

@@ -164,7 +164,7 @@ func (t *Transport) finishAppend(name string, target raft.ServerAddress, args *r
 		rtt.Observe(repliedAt.Sub(sentAt).Seconds())
 	}
 	if resp.Term == args.Term {
-		t.acks.record(target, sentAt, repliedAt, args.Term)
+		t.acks.record(target, sentAt, repliedAt, args.Term, resp.LastLog)
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/heartbeat-sidecar/heartbeat/pki"
 	"github.com/heartbeat-sidecar/heartbeat/proto/raftpb"
 )
 
@@ -202,10 +203,83 @@ func (t *Transport) Goodbye() {
 	t.goodbyeOnce.Do(func() { close(t.goodbyeCh) })
 }
 
+// errHoldReplaced ends a served held stream when the same node opens another.
+var errHoldReplaced = errors.New("transport: held stream replaced by a newer one from the same node")
+
+// holders are the held streams this node serves: one per holding node.
+type holders struct {
+	mu  sync.Mutex
+	gen uint64
+	m   map[raft.ServerID]holder
+}
+
+type holder struct {
+	gen    uint64
+	cancel context.CancelCauseFunc
+}
+
+// take registers a held stream of node id, ending (errHoldReplaced) the
+// one it held before; release unregisters it.
+func (h *holders) take(parent context.Context, id raft.ServerID) (ctx context.Context, release func()) {
+	ctx, cancel := context.WithCancelCause(parent)
+	h.mu.Lock()
+	if h.m == nil {
+		h.m = make(map[raft.ServerID]holder)
+	}
+	if old, ok := h.m[id]; ok {
+		old.cancel(errHoldReplaced)
+	}
+	h.gen++
+	gen := h.gen
+	h.m[id] = holder{gen: gen, cancel: cancel}
+	h.mu.Unlock()
+	return ctx, func() {
+		h.mu.Lock()
+		if cur, ok := h.m[id]; ok && cur.gen == gen {
+			delete(h.m, id)
+		}
+		h.mu.Unlock()
+		cancel(nil)
+	}
+}
+
+// count is the number of held streams served now.
+func (h *holders) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.m)
+}
+
+// checkHolder refuses a Hold that names no node, that names another node
+// than the caller's certificate (with TLS), or whose node is not a voter
+// (Config.IsVoter).
+func (t *Transport) checkHolder(ctx context.Context, id raft.ServerID) error {
+	if id == "" {
+		return t.reject(ctx, rejectHold, codes.InvalidArgument, "Hold: follower_id is required")
+	}
+	if t.cfg.ServerTLS != nil {
+		if cert, ok := pki.IdentityFromContext(ctx); !ok || cert.Name != string(id) {
+			return t.reject(ctx, rejectIdentity, codes.PermissionDenied, "Hold: follower_id %q is not the caller's certificate's node", id)
+		}
+	}
+	if t.cfg.IsVoter != nil && !t.cfg.IsVoter(id) {
+		return t.reject(ctx, rejectHold, codes.FailedPrecondition, "Hold: %q is not a voter of this node's raft configuration", id)
+	}
+	return nil
+}
+
 // Hold serves a held stream: one event on open, then nothing until the caller leaves,
-// Goodbye (a goodbye event) or Close (the stream ends without goodbye).
-func (s *rpcServer) Hold(_ *raftpb.HoldRequest, stream grpc.ServerStreamingServer[raftpb.HoldEvent]) error {
+// Goodbye (a goodbye event) or Close (the stream ends without goodbye). Only a voter
+// may hold one (Config.IsVoter), and one at a time: a newer Hold of the same node ends
+// the older with codes.Aborted.
+func (s *rpcServer) Hold(req *raftpb.HoldRequest, stream grpc.ServerStreamingServer[raftpb.HoldEvent]) error {
 	t := s.t
+	id := raft.ServerID(req.GetFollowerId())
+	if err := t.checkHolder(stream.Context(), id); err != nil {
+		return err
+	}
+	ctx, release := t.holders.take(stream.Context(), id)
+	defer release()
 	if err := stream.Send(&raftpb.HoldEvent{LeaderId: string(t.cfg.ID)}); err != nil {
 		return err
 	}
@@ -213,7 +287,10 @@ func (s *rpcServer) Hold(_ *raftpb.HoldRequest, stream grpc.ServerStreamingServe
 		return stream.Send(&raftpb.HoldEvent{LeaderId: string(t.cfg.ID), Goodbye: true})
 	}
 	select {
-	case <-stream.Context().Done():
+	case <-ctx.Done():
+		if errors.Is(context.Cause(ctx), errHoldReplaced) {
+			return status.Error(codes.Aborted, errHoldReplaced.Error())
+		}
 		return nil
 	case <-t.goodbyeCh:
 		return goodbye()

@@ -8,9 +8,15 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"github.com/heartbeat-sidecar/heartbeat/internal/testport"
 	"github.com/heartbeat-sidecar/heartbeat/internal/testwait"
+	"github.com/heartbeat-sidecar/heartbeat/proto/raftpb"
 )
 
 // startHold runs a.Hold(ctx, target) in the background and waits until the stream has
@@ -228,4 +234,60 @@ func deadAddr(t *testing.T) raft.ServerAddress {
 	t.Helper()
 	// Reserved for the test and never bound: nothing else can listen there.
 	return raft.ServerAddress(testport.Addr(t))
+}
+
+// TestHoldOnlyVotersOnePerNode: with a real gRPC client on the peer port, a
+// Hold naming no node, an unknown node or a non-voter is refused; a voter
+// holds at most one stream: each newer Hold of the same node ends the
+// older one (codes.Aborted), so 200 Holds over one connection leave one
+// open (issue 13: 5,000 Holds on one connection kept 5,074 goroutines).
+func TestHoldOnlyVotersOnePerNode(t *testing.T) {
+	voters := map[raft.ServerID]bool{"v1": true, "v2": true}
+	b := newTestTransport(t, "b", func(cfg *Config) {
+		cfg.IsVoter = func(id raft.ServerID) bool { return voters[id] }
+	})
+	conn, err := grpc.NewClient(string(b.LocalAddr()), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	rc := raftpb.NewRaftTransportClient(conn)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	ctx = metadata.AppendToOutgoingContext(ctx, MetadataCluster, "test-cluster")
+	hold := func(id string) (grpc.ServerStreamingClient[raftpb.HoldEvent], error) {
+		s, err := rc.Hold(ctx, &raftpb.HoldRequest{FollowerId: id})
+		if err == nil {
+			_, err = s.Recv()
+		}
+		return s, err
+	}
+	for id, want := range map[string]codes.Code{"": codes.InvalidArgument, "stranger": codes.FailedPrecondition, "nonvoter": codes.FailedPrecondition} {
+		if _, err := hold(id); status.Code(err) != want {
+			t.Errorf("Hold of %q: %v, want %v", id, err, want)
+		}
+	}
+	if got := b.holders.count(); got != 0 {
+		t.Errorf("%d held streams served after refusals, want 0", got)
+	}
+
+	var last grpc.ServerStreamingClient[raftpb.HoldEvent]
+	for i := range 200 {
+		s, err := hold("v1")
+		if err != nil {
+			t.Fatalf("voter's Hold %d: %v", i, err)
+		}
+		if last != nil {
+			if _, err := last.Recv(); status.Code(err) != codes.Aborted {
+				t.Fatalf("the replaced Hold ended with %v, want Aborted", err)
+			}
+		}
+		last = s
+	}
+	if _, err := hold("v2"); err != nil {
+		t.Fatalf("another voter's Hold: %v", err)
+	}
+	if got := b.holders.count(); got != 2 {
+		t.Errorf("%d held streams served, want 2 (one per voter)", got)
+	}
 }

@@ -67,6 +67,9 @@ type Ack struct {
 	Term uint64
 	// RTT is RepliedAt - SentAt.
 	RTT time.Duration
+	// LastLog is the peer's last log index as its response gave it (taken
+	// before it appended the request's entries): how far it has caught up.
+	LastLog uint64
 }
 
 // ackTable records the latest Ack per peer address. Safe for concurrent use.
@@ -77,7 +80,7 @@ type ackTable struct {
 
 // record notes an acknowledged request to target if it was sent no earlier than the
 // one recorded (pipelined responses and heartbeats may complete out of send order).
-func (a *ackTable) record(target raft.ServerAddress, sentAt, repliedAt time.Time, term uint64) {
+func (a *ackTable) record(target raft.ServerAddress, sentAt, repliedAt time.Time, term, lastLog uint64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.acks == nil {
@@ -86,7 +89,7 @@ func (a *ackTable) record(target raft.ServerAddress, sentAt, repliedAt time.Time
 	if prev, ok := a.acks[target]; ok && sentAt.Before(prev.SentAt) {
 		return
 	}
-	a.acks[target] = Ack{SentAt: sentAt, RepliedAt: repliedAt, Term: term, RTT: repliedAt.Sub(sentAt)}
+	a.acks[target] = Ack{SentAt: sentAt, RepliedAt: repliedAt, Term: term, RTT: repliedAt.Sub(sentAt), LastLog: lastLog}
 }
 
 // snapshot returns a copy of the table.

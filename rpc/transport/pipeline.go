@@ -177,7 +177,7 @@ func (p *pipeline) receiveOne(f *appendFuture) error {
 	repliedAt := time.Now()
 	appendRespFromProto(out, f.resp)
 	if f.resp.Term == f.req.Term {
-		p.t.acks.record(p.target, f.start, repliedAt, f.req.Term)
+		p.t.acks.record(p.target, f.start, repliedAt, f.req.Term, f.resp.LastLog)
 	}
 	f.complete(nil)
 	return nil

@@ -80,8 +80,9 @@ type Transport struct {
 	peers     map[raft.ServerAddress]*peerConns
 	pipelines map[*pipeline]struct{}
 
-	acks ackTable
-	held heldState
+	acks    ackTable
+	held    heldState
+	holders holders // the held streams this node serves, one per node
 
 	// Ownership grants and TimeoutNow arrivals (grant.go).
 	grantMu      sync.Mutex
@@ -168,6 +169,8 @@ func New(cfg Config) (*Transport, error) {
 		// Ping connections idle for a while and drop those that do not answer, so
 		// the handlers of held streams from vanished peers do not pile up.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: serverPingIdle, Timeout: serverPingTimeout}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: KeepaliveMinTime, PermitWithoutStream: true}),
+		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),
 	)...)
 	raftpb.RegisterRaftTransportServer(t.server, &rpcServer{t: t})
 	if cfg.Register != nil {
