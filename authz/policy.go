@@ -44,6 +44,8 @@ func DefaultPolicy() map[string]pki.Role {
 	for _, m := range []string{"SetDrain", "SetLeaderPriority", "StepDown", "TransferLeadership", "Join", "Leave", "Remove"} {
 		p[c(m)] = pki.RoleAdmin
 	}
+	// A backup holds the whole state: admin only.
+	p[c("Snapshot")] = pki.RoleAdmin
 	return p
 }
 

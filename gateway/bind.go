@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"net/http"
+	"net/url"
 	"slices"
 	"sort"
 	"strconv"
@@ -96,7 +97,12 @@ func bindBody(rt Route, w http.ResponseWriter, r *http.Request, req proto.Messag
 // consistency=stale. An unknown parameter is an error, so that a misspelt
 // one does not silently change nothing.
 func bindQuery(rt Route, r *http.Request, m protoreflect.Message) error {
-	q := r.URL.Query()
+	// Not r.URL.Query(): it drops a pair that does not parse ("%zz", a
+	// ';' separator) without a word, and the call would go on without it.
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return status.Errorf(codes.InvalidArgument, "query string: %v", err)
+	}
 	if rt.SSE != nil && rt.SSE.ResumeField != "" {
 		if id := r.Header.Get("Last-Event-ID"); id != "" {
 			q.Del(rt.SSE.ResumeField) // the reconnecting client's header wins
@@ -212,8 +218,9 @@ func parseScalar(fd protoreflect.FieldDescriptor, s string) (protoreflect.Value,
 	}
 	switch fd.Kind() {
 	case protoreflect.StringKind:
+		// A proto string must be UTF-8: the call would fail to marshal (a
+		// 500) on the way to the client port.
 		if !utf8.ValidString(s) {
-			// (It could not even be sent: gRPC refuses to marshal it.)
 			return bad("valid UTF-8")
 		}
 		return protoreflect.ValueOfString(s), nil

@@ -34,6 +34,7 @@ const OpenAPIPath = "/v1/openapi.json"
 // test checks that every RPC of the service is either routed or listed here.
 var Unrouted = map[string]string{
 	heartbeatpb.Coordinator_KeepAlive_FullMethodName: "bidirectional stream: HTTP clients poll GET /v1/lease instead",
+	heartbeatpb.Coordinator_Snapshot_FullMethodName:  "binary backup stream (chunks + digest): use 'heartbeat snapshot save' over gRPC",
 }
 
 // Routes returns the route table: every HTTP route the node serves, RPC

@@ -266,6 +266,18 @@ func TestCLICommands(t *testing.T) {
 		}
 	})
 
+	t.Run("snapshot, recover", func(t *testing.T) {
+		// The whole of them is TestSnapshotSaveRestore and
+		// TestRecoverTwoOfFive; here they only count as run: a backup,
+		// restored into a new dir, which recover then rewrites.
+		dir := t.TempDir()
+		file := filepath.Join(dir, "backup.hb")
+		cliOK(t, "snapshot", "save", file, "--addr", addr)
+		cliOK(t, "snapshot", "inspect", file)
+		cliOK(t, "snapshot", "restore", file, "--data-dir", filepath.Join(dir, "m1"), "--node-id", "m1", "--peer-addr", "127.0.0.1:7410")
+		cliOK(t, "recover", "--data-dir", filepath.Join(dir, "m1"), "--voters", "m1=127.0.0.1:7410")
+	})
+
 	t.Run("tls", func(t *testing.T) {
 		// The whole of tls is TestCLITLS; here it only counts as run.
 		dir := filepath.Join(t.TempDir(), "tls")

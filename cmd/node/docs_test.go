@@ -37,6 +37,8 @@ func TestCLIDocs(t *testing.T) {
 			helps = [][]string{{"resources", "list", "--help"}, {"resources", "put", "--help"}, {"resources", "delete", "--help"}}
 		case "tls":
 			helps = [][]string{{"tls", "init", "--help"}, {"tls", "inspect", "--help"}}
+		case "snapshot":
+			helps = [][]string{{"snapshot", "save", "--help"}, {"snapshot", "restore", "--help"}, {"snapshot", "inspect", "--help"}}
 		}
 		for _, args := range helps {
 			_, out, _ := cli(args...)

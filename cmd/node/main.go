@@ -82,6 +82,8 @@ var commands = []command{
 	{"remove", "remove another member (--node-id) for good", cmdRemove},
 	{"app-heartbeat", "tell the node at --addr that its application is alive for --ttl", cmdAppHeartbeat},
 	{"health", "exit 0 if the node at --addr is ready (gRPC health SERVING)", cmdHealth},
+	{"snapshot", "save a backup of the cluster state (admin), check one, or restore one into a new data dir", cmdSnapshot},
+	{"recover", "rebuild a cluster that lost its quorum from the survivors' data dirs (offline)", cmdRecover},
 	{"tls", "make the cluster's CA and certificates (init) or show what one grants (inspect)", cmdTLS},
 	{"version", "print the version", cmdVersion},
 }

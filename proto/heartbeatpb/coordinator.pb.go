@@ -3413,6 +3413,285 @@ func (x *RemoveResponse) GetRevision() uint64 {
 	return 0
 }
 
+// SnapshotRequest asks for a backup of the cluster state.
+type SnapshotRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotRequest) Reset() {
+	*x = SnapshotRequest{}
+	mi := &file_heartbeat_v1_coordinator_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotRequest) ProtoMessage() {}
+
+func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_heartbeat_v1_coordinator_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
+func (*SnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_heartbeat_v1_coordinator_proto_rawDescGZIP(), []int{51}
+}
+
+// SnapshotResponse is one message of a Snapshot stream: info first, then
+// chunks, then the digest.
+type SnapshotResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Part:
+	//
+	//	*SnapshotResponse_Info
+	//	*SnapshotResponse_Chunk
+	//	*SnapshotResponse_Digest
+	Part          isSnapshotResponse_Part `protobuf_oneof:"part"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotResponse) Reset() {
+	*x = SnapshotResponse{}
+	mi := &file_heartbeat_v1_coordinator_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotResponse) ProtoMessage() {}
+
+func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_heartbeat_v1_coordinator_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotResponse.ProtoReflect.Descriptor instead.
+func (*SnapshotResponse) Descriptor() ([]byte, []int) {
+	return file_heartbeat_v1_coordinator_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *SnapshotResponse) GetPart() isSnapshotResponse_Part {
+	if x != nil {
+		return x.Part
+	}
+	return nil
+}
+
+func (x *SnapshotResponse) GetInfo() *SnapshotInfo {
+	if x != nil {
+		if x, ok := x.Part.(*SnapshotResponse_Info); ok {
+			return x.Info
+		}
+	}
+	return nil
+}
+
+func (x *SnapshotResponse) GetChunk() []byte {
+	if x != nil {
+		if x, ok := x.Part.(*SnapshotResponse_Chunk); ok {
+			return x.Chunk
+		}
+	}
+	return nil
+}
+
+func (x *SnapshotResponse) GetDigest() *SnapshotDigest {
+	if x != nil {
+		if x, ok := x.Part.(*SnapshotResponse_Digest); ok {
+			return x.Digest
+		}
+	}
+	return nil
+}
+
+type isSnapshotResponse_Part interface {
+	isSnapshotResponse_Part()
+}
+
+type SnapshotResponse_Info struct {
+	// info describes the snapshot; the stream's first message.
+	Info *SnapshotInfo `protobuf:"bytes,1,opt,name=info,proto3,oneof"`
+}
+
+type SnapshotResponse_Chunk struct {
+	// chunk is the next piece of the snapshot data, at most 64 KiB.
+	Chunk []byte `protobuf:"bytes,2,opt,name=chunk,proto3,oneof"`
+}
+
+type SnapshotResponse_Digest struct {
+	// digest closes the stream: the size and SHA-256 of all chunks.
+	Digest *SnapshotDigest `protobuf:"bytes,3,opt,name=digest,proto3,oneof"`
+}
+
+func (*SnapshotResponse_Info) isSnapshotResponse_Part() {}
+
+func (*SnapshotResponse_Chunk) isSnapshotResponse_Part() {}
+
+func (*SnapshotResponse_Digest) isSnapshotResponse_Part() {}
+
+// SnapshotInfo says what a snapshot holds and where it was taken.
+type SnapshotInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// cluster_id is the cluster the snapshot comes from.
+	ClusterId string `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	// node_id is the node that encoded it.
+	NodeId string `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// revision is the membership state's revision: the raft index of the last
+	// command it includes.
+	Revision uint64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	// term is the raft term of the serving node when the copy was taken (at
+	// least the term of the entry at revision).
+	Term uint64 `protobuf:"varint,4,opt,name=term,proto3" json:"term,omitempty"`
+	// format is the snapshot encoding's name ("heartbeat-membership-v1").
+	Format        string `protobuf:"bytes,5,opt,name=format,proto3" json:"format,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotInfo) Reset() {
+	*x = SnapshotInfo{}
+	mi := &file_heartbeat_v1_coordinator_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotInfo) ProtoMessage() {}
+
+func (x *SnapshotInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_heartbeat_v1_coordinator_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotInfo.ProtoReflect.Descriptor instead.
+func (*SnapshotInfo) Descriptor() ([]byte, []int) {
+	return file_heartbeat_v1_coordinator_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *SnapshotInfo) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+func (x *SnapshotInfo) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *SnapshotInfo) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *SnapshotInfo) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *SnapshotInfo) GetFormat() string {
+	if x != nil {
+		return x.Format
+	}
+	return ""
+}
+
+// SnapshotDigest ends a Snapshot stream.
+type SnapshotDigest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// size is the number of snapshot bytes sent in chunks.
+	Size uint64 `protobuf:"varint,1,opt,name=size,proto3" json:"size,omitempty"`
+	// sha256 is the SHA-256 of those bytes.
+	Sha256        []byte `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotDigest) Reset() {
+	*x = SnapshotDigest{}
+	mi := &file_heartbeat_v1_coordinator_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotDigest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotDigest) ProtoMessage() {}
+
+func (x *SnapshotDigest) ProtoReflect() protoreflect.Message {
+	mi := &file_heartbeat_v1_coordinator_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotDigest.ProtoReflect.Descriptor instead.
+func (*SnapshotDigest) Descriptor() ([]byte, []int) {
+	return file_heartbeat_v1_coordinator_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *SnapshotDigest) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *SnapshotDigest) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
 var File_heartbeat_v1_coordinator_proto protoreflect.FileDescriptor
 
 const file_heartbeat_v1_coordinator_proto_rawDesc = "" +
@@ -3629,7 +3908,23 @@ const file_heartbeat_v1_coordinator_proto_rawDesc = "" +
 	"\rRemoveRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\",\n" +
 	"\x0eRemoveResponse\x12\x1a\n" +
-	"\brevision\x18\x01 \x01(\x04R\brevision*]\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision\"\x11\n" +
+	"\x0fSnapshotRequest\"\x9c\x01\n" +
+	"\x10SnapshotResponse\x120\n" +
+	"\x04info\x18\x01 \x01(\v2\x1a.heartbeat.v1.SnapshotInfoH\x00R\x04info\x12\x16\n" +
+	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunk\x126\n" +
+	"\x06digest\x18\x03 \x01(\v2\x1c.heartbeat.v1.SnapshotDigestH\x00R\x06digestB\x06\n" +
+	"\x04part\"\x8e\x01\n" +
+	"\fSnapshotInfo\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\x04R\brevision\x12\x12\n" +
+	"\x04term\x18\x04 \x01(\x04R\x04term\x12\x16\n" +
+	"\x06format\x18\x05 \x01(\tR\x06format\"<\n" +
+	"\x0eSnapshotDigest\x12\x12\n" +
+	"\x04size\x18\x01 \x01(\x04R\x04size\x12\x16\n" +
+	"\x06sha256\x18\x02 \x01(\fR\x06sha256*]\n" +
 	"\vConsistency\x12\x1b\n" +
 	"\x17CONSISTENCY_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16CONSISTENCY_CONSISTENT\x10\x01\x12\x15\n" +
@@ -3657,7 +3952,7 @@ const file_heartbeat_v1_coordinator_proto_rawDesc = "" +
 	"\x11CHANGE_KIND_START\x10\x01\x12\x1a\n" +
 	"\x16CHANGE_KIND_REGISTERED\x10\x02\x12\x18\n" +
 	"\x14CHANGE_KIND_ASSIGNED\x10\x03\x12\x17\n" +
-	"\x13CHANGE_KIND_DELETED\x10\x042\x84\x0e\n" +
+	"\x13CHANGE_KIND_DELETED\x10\x042\xd1\x0e\n" +
 	"\vCoordinator\x12L\n" +
 	"\tGetStatus\x12\x1e.heartbeat.v1.GetStatusRequest\x1a\x1f.heartbeat.v1.GetStatusResponse\x12R\n" +
 	"\vListMembers\x12 .heartbeat.v1.ListMembersRequest\x1a!.heartbeat.v1.ListMembersResponse\x12W\n" +
@@ -3679,7 +3974,8 @@ const file_heartbeat_v1_coordinator_proto_rawDesc = "" +
 	"\x12TransferLeadership\x12'.heartbeat.v1.TransferLeadershipRequest\x1a(.heartbeat.v1.TransferLeadershipResponse\x12=\n" +
 	"\x04Join\x12\x19.heartbeat.v1.JoinRequest\x1a\x1a.heartbeat.v1.JoinResponse\x12@\n" +
 	"\x05Leave\x12\x1a.heartbeat.v1.LeaveRequest\x1a\x1b.heartbeat.v1.LeaveResponse\x12C\n" +
-	"\x06Remove\x12\x1b.heartbeat.v1.RemoveRequest\x1a\x1c.heartbeat.v1.RemoveResponseB:Z8github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpbb\x06proto3"
+	"\x06Remove\x12\x1b.heartbeat.v1.RemoveRequest\x1a\x1c.heartbeat.v1.RemoveResponse\x12K\n" +
+	"\bSnapshot\x12\x1d.heartbeat.v1.SnapshotRequest\x1a\x1e.heartbeat.v1.SnapshotResponse0\x01B:Z8github.com/heartbeat-sidecar/heartbeat/proto/heartbeatpbb\x06proto3"
 
 var (
 	file_heartbeat_v1_coordinator_proto_rawDescOnce sync.Once
@@ -3694,7 +3990,7 @@ func file_heartbeat_v1_coordinator_proto_rawDescGZIP() []byte {
 }
 
 var file_heartbeat_v1_coordinator_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_heartbeat_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
+var file_heartbeat_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
 var file_heartbeat_v1_coordinator_proto_goTypes = []any{
 	(Consistency)(0),                   // 0: heartbeat.v1.Consistency
 	(RaftState)(0),                     // 1: heartbeat.v1.RaftState
@@ -3752,21 +4048,25 @@ var file_heartbeat_v1_coordinator_proto_goTypes = []any{
 	(*LeaveResponse)(nil),              // 53: heartbeat.v1.LeaveResponse
 	(*RemoveRequest)(nil),              // 54: heartbeat.v1.RemoveRequest
 	(*RemoveResponse)(nil),             // 55: heartbeat.v1.RemoveResponse
-	nil,                                // 56: heartbeat.v1.ResourceSpec.LabelsEntry
-	nil,                                // 57: heartbeat.v1.Resource.LabelsEntry
-	(*durationpb.Duration)(nil),        // 58: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),      // 59: google.protobuf.Timestamp
+	(*SnapshotRequest)(nil),            // 56: heartbeat.v1.SnapshotRequest
+	(*SnapshotResponse)(nil),           // 57: heartbeat.v1.SnapshotResponse
+	(*SnapshotInfo)(nil),               // 58: heartbeat.v1.SnapshotInfo
+	(*SnapshotDigest)(nil),             // 59: heartbeat.v1.SnapshotDigest
+	nil,                                // 60: heartbeat.v1.ResourceSpec.LabelsEntry
+	nil,                                // 61: heartbeat.v1.Resource.LabelsEntry
+	(*durationpb.Duration)(nil),        // 62: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),      // 63: google.protobuf.Timestamp
 }
 var file_heartbeat_v1_coordinator_proto_depIdxs = []int32{
-	58, // 0: heartbeat.v1.ReadInfo.since_leader_contact:type_name -> google.protobuf.Duration
+	62, // 0: heartbeat.v1.ReadInfo.since_leader_contact:type_name -> google.protobuf.Duration
 	0,  // 1: heartbeat.v1.GetStatusRequest.consistency:type_name -> heartbeat.v1.Consistency
 	1,  // 2: heartbeat.v1.GetStatusResponse.state:type_name -> heartbeat.v1.RaftState
 	6,  // 3: heartbeat.v1.GetStatusResponse.leader:type_name -> heartbeat.v1.NodeRef
-	59, // 4: heartbeat.v1.GetStatusResponse.lease_until:type_name -> google.protobuf.Timestamp
+	63, // 4: heartbeat.v1.GetStatusResponse.lease_until:type_name -> google.protobuf.Timestamp
 	3,  // 5: heartbeat.v1.GetStatusResponse.suffrage:type_name -> heartbeat.v1.Suffrage
 	5,  // 6: heartbeat.v1.GetStatusResponse.read:type_name -> heartbeat.v1.ReadInfo
 	3,  // 7: heartbeat.v1.Member.suffrage:type_name -> heartbeat.v1.Suffrage
-	59, // 8: heartbeat.v1.Member.last_contact:type_name -> google.protobuf.Timestamp
+	63, // 8: heartbeat.v1.Member.last_contact:type_name -> google.protobuf.Timestamp
 	2,  // 9: heartbeat.v1.Member.state:type_name -> heartbeat.v1.MemberState
 	0,  // 10: heartbeat.v1.ListMembersRequest.consistency:type_name -> heartbeat.v1.Consistency
 	9,  // 11: heartbeat.v1.ListMembersResponse.members:type_name -> heartbeat.v1.Member
@@ -3775,22 +4075,22 @@ var file_heartbeat_v1_coordinator_proto_depIdxs = []int32{
 	9,  // 14: heartbeat.v1.WatchMembersResponse.members:type_name -> heartbeat.v1.Member
 	5,  // 15: heartbeat.v1.WatchMembersResponse.read:type_name -> heartbeat.v1.ReadInfo
 	6,  // 16: heartbeat.v1.Leadership.leader:type_name -> heartbeat.v1.NodeRef
-	59, // 17: heartbeat.v1.Leadership.lease_until:type_name -> google.protobuf.Timestamp
-	58, // 18: heartbeat.v1.Leadership.lease_remaining:type_name -> google.protobuf.Duration
-	59, // 19: heartbeat.v1.Leadership.observed:type_name -> google.protobuf.Timestamp
+	63, // 17: heartbeat.v1.Leadership.lease_until:type_name -> google.protobuf.Timestamp
+	62, // 18: heartbeat.v1.Leadership.lease_remaining:type_name -> google.protobuf.Duration
+	63, // 19: heartbeat.v1.Leadership.observed:type_name -> google.protobuf.Timestamp
 	0,  // 20: heartbeat.v1.GetLeaderRequest.consistency:type_name -> heartbeat.v1.Consistency
 	14, // 21: heartbeat.v1.GetLeaderResponse.leadership:type_name -> heartbeat.v1.Leadership
 	5,  // 22: heartbeat.v1.GetLeaderResponse.read:type_name -> heartbeat.v1.ReadInfo
 	0,  // 23: heartbeat.v1.WatchLeaderRequest.consistency:type_name -> heartbeat.v1.Consistency
 	14, // 24: heartbeat.v1.WatchLeaderResponse.leadership:type_name -> heartbeat.v1.Leadership
 	5,  // 25: heartbeat.v1.WatchLeaderResponse.read:type_name -> heartbeat.v1.ReadInfo
-	58, // 26: heartbeat.v1.Lease.leader_lease_remaining:type_name -> google.protobuf.Duration
-	58, // 27: heartbeat.v1.Lease.ownership_lease_remaining:type_name -> google.protobuf.Duration
+	62, // 26: heartbeat.v1.Lease.leader_lease_remaining:type_name -> google.protobuf.Duration
+	62, // 27: heartbeat.v1.Lease.ownership_lease_remaining:type_name -> google.protobuf.Duration
 	19, // 28: heartbeat.v1.Lease.owned:type_name -> heartbeat.v1.OwnedResource
 	20, // 29: heartbeat.v1.GetLeaseResponse.lease:type_name -> heartbeat.v1.Lease
 	20, // 30: heartbeat.v1.KeepAliveResponse.lease:type_name -> heartbeat.v1.Lease
-	56, // 31: heartbeat.v1.ResourceSpec.labels:type_name -> heartbeat.v1.ResourceSpec.LabelsEntry
-	57, // 32: heartbeat.v1.Resource.labels:type_name -> heartbeat.v1.Resource.LabelsEntry
+	60, // 31: heartbeat.v1.ResourceSpec.labels:type_name -> heartbeat.v1.ResourceSpec.LabelsEntry
+	61, // 32: heartbeat.v1.Resource.labels:type_name -> heartbeat.v1.Resource.LabelsEntry
 	25, // 33: heartbeat.v1.RegisterResourcesRequest.resources:type_name -> heartbeat.v1.ResourceSpec
 	0,  // 34: heartbeat.v1.GetResourceRequest.consistency:type_name -> heartbeat.v1.Consistency
 	26, // 35: heartbeat.v1.GetResourceResponse.resource:type_name -> heartbeat.v1.Resource
@@ -3804,58 +4104,62 @@ var file_heartbeat_v1_coordinator_proto_depIdxs = []int32{
 	0,  // 43: heartbeat.v1.WatchAssignmentsRequest.consistency:type_name -> heartbeat.v1.Consistency
 	4,  // 44: heartbeat.v1.WatchAssignmentsResponse.kind:type_name -> heartbeat.v1.ChangeKind
 	5,  // 45: heartbeat.v1.WatchAssignmentsResponse.read:type_name -> heartbeat.v1.ReadInfo
-	58, // 46: heartbeat.v1.AppHeartbeatRequest.ttl:type_name -> google.protobuf.Duration
+	62, // 46: heartbeat.v1.AppHeartbeatRequest.ttl:type_name -> google.protobuf.Duration
 	2,  // 47: heartbeat.v1.AppHeartbeatResponse.state:type_name -> heartbeat.v1.MemberState
 	6,  // 48: heartbeat.v1.LeadershipChange.leader:type_name -> heartbeat.v1.NodeRef
 	46, // 49: heartbeat.v1.StepDownResponse.change:type_name -> heartbeat.v1.LeadershipChange
 	46, // 50: heartbeat.v1.TransferLeadershipResponse.change:type_name -> heartbeat.v1.LeadershipChange
-	7,  // 51: heartbeat.v1.Coordinator.GetStatus:input_type -> heartbeat.v1.GetStatusRequest
-	10, // 52: heartbeat.v1.Coordinator.ListMembers:input_type -> heartbeat.v1.ListMembersRequest
-	12, // 53: heartbeat.v1.Coordinator.WatchMembers:input_type -> heartbeat.v1.WatchMembersRequest
-	15, // 54: heartbeat.v1.Coordinator.GetLeader:input_type -> heartbeat.v1.GetLeaderRequest
-	17, // 55: heartbeat.v1.Coordinator.WatchLeader:input_type -> heartbeat.v1.WatchLeaderRequest
-	21, // 56: heartbeat.v1.Coordinator.GetLease:input_type -> heartbeat.v1.GetLeaseRequest
-	23, // 57: heartbeat.v1.Coordinator.KeepAlive:input_type -> heartbeat.v1.KeepAliveRequest
-	27, // 58: heartbeat.v1.Coordinator.RegisterResources:input_type -> heartbeat.v1.RegisterResourcesRequest
-	29, // 59: heartbeat.v1.Coordinator.DeleteResources:input_type -> heartbeat.v1.DeleteResourcesRequest
-	31, // 60: heartbeat.v1.Coordinator.GetResource:input_type -> heartbeat.v1.GetResourceRequest
-	33, // 61: heartbeat.v1.Coordinator.ListResources:input_type -> heartbeat.v1.ListResourcesRequest
-	35, // 62: heartbeat.v1.Coordinator.ListAssignments:input_type -> heartbeat.v1.ListAssignmentsRequest
-	37, // 63: heartbeat.v1.Coordinator.WatchAssignments:input_type -> heartbeat.v1.WatchAssignmentsRequest
-	39, // 64: heartbeat.v1.Coordinator.SetDrain:input_type -> heartbeat.v1.SetDrainRequest
-	41, // 65: heartbeat.v1.Coordinator.SetLeaderPriority:input_type -> heartbeat.v1.SetLeaderPriorityRequest
-	43, // 66: heartbeat.v1.Coordinator.AppHeartbeat:input_type -> heartbeat.v1.AppHeartbeatRequest
-	45, // 67: heartbeat.v1.Coordinator.StepDown:input_type -> heartbeat.v1.StepDownRequest
-	48, // 68: heartbeat.v1.Coordinator.TransferLeadership:input_type -> heartbeat.v1.TransferLeadershipRequest
-	50, // 69: heartbeat.v1.Coordinator.Join:input_type -> heartbeat.v1.JoinRequest
-	52, // 70: heartbeat.v1.Coordinator.Leave:input_type -> heartbeat.v1.LeaveRequest
-	54, // 71: heartbeat.v1.Coordinator.Remove:input_type -> heartbeat.v1.RemoveRequest
-	8,  // 72: heartbeat.v1.Coordinator.GetStatus:output_type -> heartbeat.v1.GetStatusResponse
-	11, // 73: heartbeat.v1.Coordinator.ListMembers:output_type -> heartbeat.v1.ListMembersResponse
-	13, // 74: heartbeat.v1.Coordinator.WatchMembers:output_type -> heartbeat.v1.WatchMembersResponse
-	16, // 75: heartbeat.v1.Coordinator.GetLeader:output_type -> heartbeat.v1.GetLeaderResponse
-	18, // 76: heartbeat.v1.Coordinator.WatchLeader:output_type -> heartbeat.v1.WatchLeaderResponse
-	22, // 77: heartbeat.v1.Coordinator.GetLease:output_type -> heartbeat.v1.GetLeaseResponse
-	24, // 78: heartbeat.v1.Coordinator.KeepAlive:output_type -> heartbeat.v1.KeepAliveResponse
-	28, // 79: heartbeat.v1.Coordinator.RegisterResources:output_type -> heartbeat.v1.RegisterResourcesResponse
-	30, // 80: heartbeat.v1.Coordinator.DeleteResources:output_type -> heartbeat.v1.DeleteResourcesResponse
-	32, // 81: heartbeat.v1.Coordinator.GetResource:output_type -> heartbeat.v1.GetResourceResponse
-	34, // 82: heartbeat.v1.Coordinator.ListResources:output_type -> heartbeat.v1.ListResourcesResponse
-	36, // 83: heartbeat.v1.Coordinator.ListAssignments:output_type -> heartbeat.v1.ListAssignmentsResponse
-	38, // 84: heartbeat.v1.Coordinator.WatchAssignments:output_type -> heartbeat.v1.WatchAssignmentsResponse
-	40, // 85: heartbeat.v1.Coordinator.SetDrain:output_type -> heartbeat.v1.SetDrainResponse
-	42, // 86: heartbeat.v1.Coordinator.SetLeaderPriority:output_type -> heartbeat.v1.SetLeaderPriorityResponse
-	44, // 87: heartbeat.v1.Coordinator.AppHeartbeat:output_type -> heartbeat.v1.AppHeartbeatResponse
-	47, // 88: heartbeat.v1.Coordinator.StepDown:output_type -> heartbeat.v1.StepDownResponse
-	49, // 89: heartbeat.v1.Coordinator.TransferLeadership:output_type -> heartbeat.v1.TransferLeadershipResponse
-	51, // 90: heartbeat.v1.Coordinator.Join:output_type -> heartbeat.v1.JoinResponse
-	53, // 91: heartbeat.v1.Coordinator.Leave:output_type -> heartbeat.v1.LeaveResponse
-	55, // 92: heartbeat.v1.Coordinator.Remove:output_type -> heartbeat.v1.RemoveResponse
-	72, // [72:93] is the sub-list for method output_type
-	51, // [51:72] is the sub-list for method input_type
-	51, // [51:51] is the sub-list for extension type_name
-	51, // [51:51] is the sub-list for extension extendee
-	0,  // [0:51] is the sub-list for field type_name
+	58, // 51: heartbeat.v1.SnapshotResponse.info:type_name -> heartbeat.v1.SnapshotInfo
+	59, // 52: heartbeat.v1.SnapshotResponse.digest:type_name -> heartbeat.v1.SnapshotDigest
+	7,  // 53: heartbeat.v1.Coordinator.GetStatus:input_type -> heartbeat.v1.GetStatusRequest
+	10, // 54: heartbeat.v1.Coordinator.ListMembers:input_type -> heartbeat.v1.ListMembersRequest
+	12, // 55: heartbeat.v1.Coordinator.WatchMembers:input_type -> heartbeat.v1.WatchMembersRequest
+	15, // 56: heartbeat.v1.Coordinator.GetLeader:input_type -> heartbeat.v1.GetLeaderRequest
+	17, // 57: heartbeat.v1.Coordinator.WatchLeader:input_type -> heartbeat.v1.WatchLeaderRequest
+	21, // 58: heartbeat.v1.Coordinator.GetLease:input_type -> heartbeat.v1.GetLeaseRequest
+	23, // 59: heartbeat.v1.Coordinator.KeepAlive:input_type -> heartbeat.v1.KeepAliveRequest
+	27, // 60: heartbeat.v1.Coordinator.RegisterResources:input_type -> heartbeat.v1.RegisterResourcesRequest
+	29, // 61: heartbeat.v1.Coordinator.DeleteResources:input_type -> heartbeat.v1.DeleteResourcesRequest
+	31, // 62: heartbeat.v1.Coordinator.GetResource:input_type -> heartbeat.v1.GetResourceRequest
+	33, // 63: heartbeat.v1.Coordinator.ListResources:input_type -> heartbeat.v1.ListResourcesRequest
+	35, // 64: heartbeat.v1.Coordinator.ListAssignments:input_type -> heartbeat.v1.ListAssignmentsRequest
+	37, // 65: heartbeat.v1.Coordinator.WatchAssignments:input_type -> heartbeat.v1.WatchAssignmentsRequest
+	39, // 66: heartbeat.v1.Coordinator.SetDrain:input_type -> heartbeat.v1.SetDrainRequest
+	41, // 67: heartbeat.v1.Coordinator.SetLeaderPriority:input_type -> heartbeat.v1.SetLeaderPriorityRequest
+	43, // 68: heartbeat.v1.Coordinator.AppHeartbeat:input_type -> heartbeat.v1.AppHeartbeatRequest
+	45, // 69: heartbeat.v1.Coordinator.StepDown:input_type -> heartbeat.v1.StepDownRequest
+	48, // 70: heartbeat.v1.Coordinator.TransferLeadership:input_type -> heartbeat.v1.TransferLeadershipRequest
+	50, // 71: heartbeat.v1.Coordinator.Join:input_type -> heartbeat.v1.JoinRequest
+	52, // 72: heartbeat.v1.Coordinator.Leave:input_type -> heartbeat.v1.LeaveRequest
+	54, // 73: heartbeat.v1.Coordinator.Remove:input_type -> heartbeat.v1.RemoveRequest
+	56, // 74: heartbeat.v1.Coordinator.Snapshot:input_type -> heartbeat.v1.SnapshotRequest
+	8,  // 75: heartbeat.v1.Coordinator.GetStatus:output_type -> heartbeat.v1.GetStatusResponse
+	11, // 76: heartbeat.v1.Coordinator.ListMembers:output_type -> heartbeat.v1.ListMembersResponse
+	13, // 77: heartbeat.v1.Coordinator.WatchMembers:output_type -> heartbeat.v1.WatchMembersResponse
+	16, // 78: heartbeat.v1.Coordinator.GetLeader:output_type -> heartbeat.v1.GetLeaderResponse
+	18, // 79: heartbeat.v1.Coordinator.WatchLeader:output_type -> heartbeat.v1.WatchLeaderResponse
+	22, // 80: heartbeat.v1.Coordinator.GetLease:output_type -> heartbeat.v1.GetLeaseResponse
+	24, // 81: heartbeat.v1.Coordinator.KeepAlive:output_type -> heartbeat.v1.KeepAliveResponse
+	28, // 82: heartbeat.v1.Coordinator.RegisterResources:output_type -> heartbeat.v1.RegisterResourcesResponse
+	30, // 83: heartbeat.v1.Coordinator.DeleteResources:output_type -> heartbeat.v1.DeleteResourcesResponse
+	32, // 84: heartbeat.v1.Coordinator.GetResource:output_type -> heartbeat.v1.GetResourceResponse
+	34, // 85: heartbeat.v1.Coordinator.ListResources:output_type -> heartbeat.v1.ListResourcesResponse
+	36, // 86: heartbeat.v1.Coordinator.ListAssignments:output_type -> heartbeat.v1.ListAssignmentsResponse
+	38, // 87: heartbeat.v1.Coordinator.WatchAssignments:output_type -> heartbeat.v1.WatchAssignmentsResponse
+	40, // 88: heartbeat.v1.Coordinator.SetDrain:output_type -> heartbeat.v1.SetDrainResponse
+	42, // 89: heartbeat.v1.Coordinator.SetLeaderPriority:output_type -> heartbeat.v1.SetLeaderPriorityResponse
+	44, // 90: heartbeat.v1.Coordinator.AppHeartbeat:output_type -> heartbeat.v1.AppHeartbeatResponse
+	47, // 91: heartbeat.v1.Coordinator.StepDown:output_type -> heartbeat.v1.StepDownResponse
+	49, // 92: heartbeat.v1.Coordinator.TransferLeadership:output_type -> heartbeat.v1.TransferLeadershipResponse
+	51, // 93: heartbeat.v1.Coordinator.Join:output_type -> heartbeat.v1.JoinResponse
+	53, // 94: heartbeat.v1.Coordinator.Leave:output_type -> heartbeat.v1.LeaveResponse
+	55, // 95: heartbeat.v1.Coordinator.Remove:output_type -> heartbeat.v1.RemoveResponse
+	57, // 96: heartbeat.v1.Coordinator.Snapshot:output_type -> heartbeat.v1.SnapshotResponse
+	75, // [75:97] is the sub-list for method output_type
+	53, // [53:75] is the sub-list for method input_type
+	53, // [53:53] is the sub-list for extension type_name
+	53, // [53:53] is the sub-list for extension extendee
+	0,  // [0:53] is the sub-list for field type_name
 }
 
 func init() { file_heartbeat_v1_coordinator_proto_init() }
@@ -3863,13 +4167,18 @@ func file_heartbeat_v1_coordinator_proto_init() {
 	if File_heartbeat_v1_coordinator_proto != nil {
 		return
 	}
+	file_heartbeat_v1_coordinator_proto_msgTypes[52].OneofWrappers = []any{
+		(*SnapshotResponse_Info)(nil),
+		(*SnapshotResponse_Chunk)(nil),
+		(*SnapshotResponse_Digest)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_heartbeat_v1_coordinator_proto_rawDesc), len(file_heartbeat_v1_coordinator_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   53,
+			NumMessages:   57,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

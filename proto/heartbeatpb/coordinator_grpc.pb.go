@@ -54,6 +54,7 @@ const (
 	Coordinator_Join_FullMethodName               = "/heartbeat.v1.Coordinator/Join"
 	Coordinator_Leave_FullMethodName              = "/heartbeat.v1.Coordinator/Leave"
 	Coordinator_Remove_FullMethodName             = "/heartbeat.v1.Coordinator/Remove"
+	Coordinator_Snapshot_FullMethodName           = "/heartbeat.v1.Coordinator/Snapshot"
 )
 
 // CoordinatorClient is the client API for Coordinator service.
@@ -158,6 +159,15 @@ type CoordinatorClient interface {
 	// records it as left. NotFound for an unknown id; FailedPrecondition when
 	// removing it would leave the cluster without a voter majority.
 	Remove(ctx context.Context, in *RemoveRequest, opts ...grpc.CallOption) (*RemoveResponse, error)
+	// Snapshot streams a consistent copy of the cluster state (a backup; role
+	// admin): after a read index like a consistent read, the serving node
+	// encodes its membership state as the FSM's own snapshot format. The first
+	// message is info (revision, term, cluster), then the snapshot in chunks of
+	// at most 64 KiB, then the digest (size and SHA-256 of the chunks). A
+	// client must check the digest before it keeps the data. Unavailable when
+	// no leader confirms the read. 'heartbeat snapshot save' writes it to a
+	// file; 'heartbeat snapshot restore' seeds a new cluster from that file.
+	Snapshot(ctx context.Context, in *SnapshotRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SnapshotResponse], error)
 }
 
 type coordinatorClient struct {
@@ -408,6 +418,25 @@ func (c *coordinatorClient) Remove(ctx context.Context, in *RemoveRequest, opts 
 	return out, nil
 }
 
+func (c *coordinatorClient) Snapshot(ctx context.Context, in *SnapshotRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SnapshotResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Coordinator_ServiceDesc.Streams[4], Coordinator_Snapshot_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SnapshotRequest, SnapshotResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Coordinator_SnapshotClient = grpc.ServerStreamingClient[SnapshotResponse]
+
 // CoordinatorServer is the server API for Coordinator service.
 // All implementations must embed UnimplementedCoordinatorServer
 // for forward compatibility.
@@ -510,6 +539,15 @@ type CoordinatorServer interface {
 	// records it as left. NotFound for an unknown id; FailedPrecondition when
 	// removing it would leave the cluster without a voter majority.
 	Remove(context.Context, *RemoveRequest) (*RemoveResponse, error)
+	// Snapshot streams a consistent copy of the cluster state (a backup; role
+	// admin): after a read index like a consistent read, the serving node
+	// encodes its membership state as the FSM's own snapshot format. The first
+	// message is info (revision, term, cluster), then the snapshot in chunks of
+	// at most 64 KiB, then the digest (size and SHA-256 of the chunks). A
+	// client must check the digest before it keeps the data. Unavailable when
+	// no leader confirms the read. 'heartbeat snapshot save' writes it to a
+	// file; 'heartbeat snapshot restore' seeds a new cluster from that file.
+	Snapshot(*SnapshotRequest, grpc.ServerStreamingServer[SnapshotResponse]) error
 	mustEmbedUnimplementedCoordinatorServer()
 }
 
@@ -582,6 +620,9 @@ func (UnimplementedCoordinatorServer) Leave(context.Context, *LeaveRequest) (*Le
 }
 func (UnimplementedCoordinatorServer) Remove(context.Context, *RemoveRequest) (*RemoveResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Remove not implemented")
+}
+func (UnimplementedCoordinatorServer) Snapshot(*SnapshotRequest, grpc.ServerStreamingServer[SnapshotResponse]) error {
+	return status.Error(codes.Unimplemented, "method Snapshot not implemented")
 }
 func (UnimplementedCoordinatorServer) mustEmbedUnimplementedCoordinatorServer() {}
 func (UnimplementedCoordinatorServer) testEmbeddedByValue()                     {}
@@ -950,6 +991,17 @@ func _Coordinator_Remove_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Coordinator_Snapshot_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(SnapshotRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(CoordinatorServer).Snapshot(m, &grpc.GenericServerStream[SnapshotRequest, SnapshotResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Coordinator_SnapshotServer = grpc.ServerStreamingServer[SnapshotResponse]
+
 // Coordinator_ServiceDesc is the grpc.ServiceDesc for Coordinator service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1046,6 +1098,11 @@ var Coordinator_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "WatchAssignments",
 			Handler:       _Coordinator_WatchAssignments_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Snapshot",
+			Handler:       _Coordinator_Snapshot_Handler,
 			ServerStreams: true,
 		},
 	},
