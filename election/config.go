@@ -149,6 +149,11 @@ type Config struct {
 	// noClaimHoldoff turns the claim hold-off off (see Node.claimHoldoff):
 	// only tests set it, to plant the overlap the hold-off prevents.
 	noClaimHoldoff bool
+	// storageFault, when set, is asked before every write to the stores
+	// (op names it: "store logs", "set CurrentTerm", "write snapshot",
+	// "probe", ...); an error fails that write as the disk would. Only tests
+	// set it (SetStorageFault).
+	storageFault func(op string) error
 	// ErrPeerClosed and ErrGoodbye are the transport's sentinel errors of
 	// Hold (a stream closed by the peer, a graceful goodbye), compared with
 	// errors.Is. Required when FastFailover is on.

@@ -14,6 +14,52 @@
 // both; a directory whose bolt file another process (or node) holds fails with
 // ErrDataDirLocked after a second, instead of hanging on the file lock.
 //
+// # Storage faults
+//
+// Every write to raft.db (log appends, term and vote) and to the snapshot
+// store passes through the storage alarm (storagehealth.go). The first
+// failed write raises it: one error log line, heartbeat_storage_alarm 1,
+// Node.StorageAlarm (node's /readyz shows it). A later successful log
+// append, a snapshot written in full, or a probe write clears it: while it
+// is raised the node writes, syncs and removes a file in the data dir every
+// second (as large as the failed write, 64 KiB to 4 MiB), so a node that no
+// leader sends entries to (a one-node cluster, a cluster that lost its
+// quorum) recovers too. Successful term and vote writes do not clear it: on
+// a full disk bolt fits those few bytes into pages it already has while
+// log entries need new ones.
+//
+// While the alarm is raised the node stands for no election. Before, a full
+// disk churned leadership: the leader failed to append, raft stepped it
+// down (raft does that on a failed StoreLogs), its log was as long as any,
+// so it won the next election, failed its first append again, and so on —
+// term 2 -> 41 in 15 s, inflating the fencing tokens. The guard sits in the
+// view of the transport given to raft (raftTransport): this node's own
+// RequestPreVote and RequestVote are answered locally with a refusal in the
+// request's term and nothing is sent, so raft's pre-vote is never won and
+// the term is never raised by this node; it still votes for others, and a
+// leader's appends and heartbeats reach it as before, so it catches up as
+// soon as writes work. Before it asks for votes at all, a node also probes
+// (one small write and fsync per election round, as much as raft's own term
+// write): a follower of an idle cluster may have written nothing for long
+// and would otherwise learn of its broken disk only by winning. The fast
+// failover checks the same before it stands. A sole voter asks no one for
+// votes, so for it the guard is raft's own timer: while its alarm is up its
+// heartbeat and election timeouts are reloaded to an hour (holdElections;
+// a stepping-down leader counts its last contact as now, so it stays a
+// follower) and restored when the alarm clears. Two alternatives were weighed:
+// reloading raft's timeouts to an hour on every sick node would also keep a
+// follower believing in its old leader and refusing votes to the others for
+// that hour (so it is done for a sole voter only); refusing votes inside raft
+// is not possible without a fork.
+//
+// Limits: a leader that transfers leadership to a sick node (a TimeoutNow,
+// which skips pre-vote) still costs one term before the node's own vote
+// requests are refused; raft's leadership transfer picks the most
+// up-to-date follower, which a sick one is not. raft panics when it cannot
+// persist a new term (setCurrentTerm); on a full disk those few bytes have
+// fitted into bolt's free pages in every run of TestDiskFull, but a disk
+// that refuses every write (I/O errors) still ends the process there.
+//
 // # Bootstrap and join
 //
 // Config.Bootstrap is the static initial cluster, given identically to every

@@ -25,6 +25,12 @@ var (
 	// the data directory's bolt file open.
 	ErrDataDirLocked error = &sentinel{msg: "election: data dir is in use", retryable: false}
 
+	// ErrCorrupt: a file in the data dir (raft.db, a snapshot, cluster.json)
+	// cannot be read: the message names the file, what is wrong and how to
+	// recover (move the data dir away and rejoin). The node refuses to start
+	// rather than panic or start from part of its state.
+	ErrCorrupt error = &sentinel{msg: "election: data dir is corrupt", retryable: false}
+
 	// ErrIDInUse: Join was given an id that is already a member with a
 	// different address.
 	ErrIDInUse error = &sentinel{msg: "election: node id already in use with another address", retryable: false}

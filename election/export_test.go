@@ -15,3 +15,7 @@ func SetNoClaimHoldoff(cfg *Config, off bool) { cfg.noClaimHoldoff = off }
 // SetTransferRunning marks n as running a TransferLeadership (true) or not:
 // the one-at-a-time guard.
 func SetTransferRunning(n *Node, v bool) { n.transferOne.Store(v) }
+
+// SetStorageFault makes every write to the stores of a node started with cfg
+// ask f first; an error from f fails the write as a broken disk would.
+func SetStorageFault(cfg *Config, f func(op string) error) { cfg.storageFault = f }

@@ -228,6 +228,10 @@ func (n *Node) onPeerClosed(t holdTarget, closedAt time.Time) bool {
 		log.Info("fast failover: another node stood first; standing down", "new_leader", id, "term", n.raft.CurrentTerm())
 		return true
 	}
+	if !n.mayStand() {
+		log.Warn("fast failover: not standing while the storage alarm is raised", "alarm", n.StorageAlarm())
+		return true
+	}
 	if err := n.tr.TimeoutNowSelf(n.ctx); err != nil {
 		log.Warn("fast failover: TimeoutNow to self failed", "error", err)
 		return true

@@ -88,6 +88,16 @@ func newMetrics(reg prometheus.Registerer, n *Node) (*metrics, error) {
 				}
 				return time.Until(l.LeaseUntil).Seconds()
 			}),
+		gauge("heartbeat_storage_alarm", "1 while a write to this node's data dir has failed and none has succeeded since (disk full, I/O error); the node stands for no election meanwhile.",
+			func() float64 {
+				if n.health.raised.Load() {
+					return 1
+				}
+				return 0
+			}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "heartbeat_storage_write_failures_total",
+			Help: "Writes to this node's data dir (log, term and vote, snapshots, probes) that failed."},
+			func() float64 { return float64(n.health.failures.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "heartbeat_read_index_rounds_total",
 			Help: "Leadership confirmations (quorum rounds) this node ran as leader for consistent reads; concurrent reads share one."},
 			func() float64 { return float64(n.readRounds.Load()) }),

@@ -32,8 +32,13 @@ type Node struct {
 	logger hclog.Logger
 	raft   *raft.Raft
 	stores *stores
-	m      *metrics
-	hub    *hub
+	health *storageHealth // the storage alarm (storagehealth.go)
+
+	storageKick   chan struct{} // wakes the storage loop when the alarm changes (capacity 1)
+	electionsHeld atomic.Bool   // a sole voter with the alarm raised: raft's timeouts at heldTimeout
+	retimeMu      sync.Mutex    // one raft timing reload at a time, computed under it
+	m             *metrics
+	hub           *hub
 
 	raftPtr      atomic.Pointer[raft.Raft] // for the logger, set once raft exists
 	lease        atomic.Pointer[lease]     // the leader's current lease; nil when none
@@ -94,6 +99,8 @@ func New(cfg Config, tr Transport, fsm raft.FSM) (*Node, error) {
 		leaseKick:   make(chan struct{}, 1),
 		holdKick:    make(chan struct{}, 1),
 		promoteKick: make(chan struct{}, 1),
+
+		storageKick: make(chan struct{}, 1),
 	}
 	n.logger = newTermLogger(base, cfg.ID, n.term)
 
@@ -101,20 +108,24 @@ func New(cfg Config, tr Transport, fsm raft.FSM) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	n.health = &storageHealth{logger: n.logger, dir: cfg.DataDir, fault: cfg.storageFault,
+		change: func() { kick(n.storageKick) }}
 	rc := cfg.raftConfig()
 	rc.Logger = n.logger.Named("raft")
-	rtr := raftTransport{Transport: tr, WithPreVote: tr}
+	rtr := raftTransport{Transport: tr, WithPreVote: tr, mayStand: n.mayStand}
 	booted, err := bootstrap(cfg, rc, st, rtr)
 	if err != nil {
 		_ = st.close()
 		return nil, err
 	}
-	logs, err := raft.NewLogCache(logCacheSize, st.bolt)
+	logs, err := raft.NewLogCache(logCacheSize, checkedLogs{LogStore: st.bolt, h: n.health})
 	if err != nil {
 		_ = st.close()
 		return nil, fmt.Errorf("election: log cache: %w", err)
 	}
-	r, err := raft.NewRaft(rc, fsm, logs, st.bolt, st.snaps, rtr)
+	stable := checkedStable{StableStore: st.bolt, h: n.health}
+	snaps := checkedSnapshots{SnapshotStore: st.snaps, h: n.health, dir: st.snapDir}
+	r, err := raft.NewRaft(rc, fsm, logs, stable, snaps, rtr)
 	if err != nil {
 		_ = st.close()
 		return nil, fmt.Errorf("election: start raft: %w", err)
@@ -141,9 +152,10 @@ func New(cfg Config, tr Transport, fsm raft.FSM) (*Node, error) {
 
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.reads = n.newReadBatcher()
-	n.wg.Add(3)
+	n.wg.Add(4)
 	go n.observeLoop()
 	go n.leaseLoop()
+	go n.storageLoop()
 	go n.promoteLoop()
 	if cfg.FastFailover {
 		n.wg.Add(1)
@@ -317,7 +329,13 @@ func (n *Node) observeLoop() {
 // a leader slows its heartbeats to HeartbeatInterval, anyone else goes back
 // to the follower timeouts.
 func (n *Node) retime(leader bool) {
-	if err := n.raft.ReloadConfig(n.cfg.reloadable(leader)); err != nil && n.ctx.Err() == nil {
+	n.retimeMu.Lock()
+	defer n.retimeMu.Unlock()
+	rc := n.cfg.reloadable(leader)
+	if n.electionsHeld.Load() {
+		rc.HeartbeatTimeout, rc.ElectionTimeout = heldTimeout, heldTimeout
+	}
+	if err := n.raft.ReloadConfig(rc); err != nil && n.ctx.Err() == nil {
 		n.logger.Warn("cannot reload raft timing", "leader", leader, "error", err)
 	}
 }

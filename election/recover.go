@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // Errors of the offline tools (Recover, RestoreBackup). Like the package's
@@ -222,7 +223,7 @@ func openBoltAndSnaps(dataDir string) (*stores, error) {
 		BoltOptions: &bbolt.Options{Timeout: boltOpenTimeout},
 	})
 	if err != nil {
-		if errors.Is(err, bbolt.ErrTimeout) {
+		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, fmt.Errorf("%w: %s is locked by a running node; stop it first", ErrDataDirLocked, dataDir)
 		}
 		return nil, fmt.Errorf("election: open %s: %w", filepath.Join(dataDir, boltFile), err)

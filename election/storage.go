@@ -11,7 +11,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"go.etcd.io/bbolt"
 
 	"github.com/heartbeat-sidecar/heartbeat/internal/atomicfile"
 )
@@ -20,6 +19,7 @@ import (
 const (
 	identityFile = "cluster.json" // {"cluster_id":..., "node_id":...}
 	boltFile     = "raft.db"      // raft log + stable store
+	snapshotsDir = "snapshots"    // raft's file snapshot store
 	// boltOpenTimeout bounds the wait for bolt's file lock: a second node on
 	// the same data dir fails with ErrDataDirLocked instead of hanging.
 	boltOpenTimeout = time.Second
@@ -33,8 +33,9 @@ type identity struct {
 
 // stores is the node's storage in DataDir.
 type stores struct {
-	bolt  *raftboltdb.BoltStore
-	snaps *raft.FileSnapshotStore
+	bolt    *raftboltdb.BoltStore
+	snaps   *raft.FileSnapshotStore
+	snapDir string // DataDir/snapshots
 }
 
 func (s *stores) close() error {
@@ -47,8 +48,14 @@ func (s *stores) close() error {
 // openStores checks the identity file (writing it on first use) and opens
 // the bolt store and the file snapshot store.
 func openStores(cfg Config, logger hclog.Logger) (*stores, error) {
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("election: create data dir: %w", err)
+	}
+	// The data dir and its files are private whatever the umask or an
+	// older version made them (0750 and 0640 before): raft.db, cluster.json,
+	// the left marker and the snapshots hold the whole cluster state.
+	if err := privatize(cfg.DataDir); err != nil {
+		return nil, err
 	}
 	path := filepath.Join(cfg.DataDir, identityFile)
 	want := identity{ClusterID: cfg.ClusterID, NodeID: cfg.ID}
@@ -61,20 +68,21 @@ func openStores(cfg Config, logger hclog.Logger) (*stores, error) {
 			ErrClusterMismatch, cfg.DataDir, have.ClusterID, have.NodeID, want.ClusterID, want.NodeID)
 	}
 
-	bolt, err := raftboltdb.New(raftboltdb.Options{
-		Path:        filepath.Join(cfg.DataDir, boltFile),
-		BoltOptions: &bbolt.Options{Timeout: boltOpenTimeout},
-	})
+	bolt, err := openBolt(cfg.DataDir)
 	if err != nil {
-		if errors.Is(err, bbolt.ErrTimeout) {
-			return nil, fmt.Errorf("%w: %s is locked by another process or node with the same data dir", ErrDataDirLocked, cfg.DataDir)
-		}
-		return nil, fmt.Errorf("election: open %s: %w", boltFile, err)
+		return nil, err
 	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, cfg.SnapshotRetain, logger.Named("snapshot"))
+	if err == nil {
+		err = privatizeSnapshots(filepath.Join(cfg.DataDir, snapshotsDir))
+	}
 	if err != nil {
 		_ = bolt.Close()
 		return nil, fmt.Errorf("election: open snapshot store: %w", err)
+	}
+	if err := verifySnapshots(cfg.DataDir, snaps); err != nil {
+		_ = bolt.Close()
+		return nil, err
 	}
 	if !found {
 		if err := writeIdentity(path, want); err != nil {
@@ -82,7 +90,29 @@ func openStores(cfg Config, logger hclog.Logger) (*stores, error) {
 			return nil, err
 		}
 	}
-	return &stores{bolt: bolt, snaps: snaps}, nil
+	return &stores{bolt: bolt, snaps: snaps, snapDir: filepath.Join(cfg.DataDir, snapshotsDir)}, nil
+}
+
+// privatizeSnapshots makes the snapshot directory and every snapshot in it
+// private (0700 directories, 0600 files): raft's file snapshot store creates
+// them 0755 and with the umask's file mode; new snapshots are made private
+// as they are created (checkedSnapshots).
+func privatizeSnapshots(dir string) error {
+	if err := privatize(dir); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("election: read %s: %w", dir, err)
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			if err := privatize(filepath.Join(dir, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func readIdentity(path string) (identity, bool, error) {
@@ -95,7 +125,7 @@ func readIdentity(path string) (identity, bool, error) {
 	}
 	var id identity
 	if err := json.Unmarshal(b, &id); err != nil {
-		return identity{}, false, fmt.Errorf("election: %s is corrupt: %w", path, err)
+		return identity{}, false, corruptError(filepath.Dir(path), path, fmt.Sprintf("not the identity JSON: %v", err))
 	}
 	return id, true, nil
 }
@@ -106,7 +136,7 @@ func writeIdentity(path string, id identity) error {
 	if err != nil {
 		return err
 	}
-	if err := atomicfile.Write(path, append(b, '\n'), 0o640); err != nil {
+	if err := atomicfile.Write(path, append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("election: write identity: %w", err)
 	}
 	return nil
@@ -155,7 +185,7 @@ func bootstrap(cfg Config, rc *raft.Config, s *stores, tr raft.Transport) (bool,
 // configuration is committed (it left): a member's log is part of the
 // cluster's durability, and deleting it could lose committed entries.
 func ResetState(dataDir string) error {
-	for _, p := range []string{filepath.Join(dataDir, boltFile), filepath.Join(dataDir, "snapshots")} {
+	for _, p := range []string{filepath.Join(dataDir, boltFile), filepath.Join(dataDir, snapshotsDir)} {
 		if err := os.RemoveAll(p); err != nil {
 			return fmt.Errorf("election: reset state: %w", err)
 		}

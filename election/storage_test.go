@@ -1,7 +1,10 @@
 package election_test
 
 import (
+	"context"
 	"errors"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -118,4 +121,82 @@ func TestBootstrapAddressMismatch(t *testing.T) {
 // testLogger logs to the test's log at the harness's level.
 func testLogger(t *testing.T) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Level: testcluster.LogLevel(), Output: testcluster.NewWriter(t)})
+}
+
+// TestFileModes: the data dir, the snapshot directories and every file in
+// them are private (0700 / 0600) whatever the umask, raft's snapshot store
+// (0755 directories) or an older version (0750 data dir) made them; a
+// reopen fixes what an older version left.
+func TestFileModes(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	if err := os.Mkdir(dir, 0o755); err != nil { // as an older version or a user left it
+		t.Fatal(err)
+	}
+	check := func(when string) {
+		t.Helper()
+		files := 0
+		err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			want := fs.FileMode(0o600)
+			if d.IsDir() {
+				want = 0o700
+			} else {
+				files++
+			}
+			if got := info.Mode().Perm(); got != want {
+				t.Errorf("%s: %s has mode %#o, want %#o", when, path, got, want)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if files < 4 { // raft.db, cluster.json, a snapshot's state.bin and meta.json
+			t.Fatalf("%s: only %d files under %s", when, files, dir)
+		}
+	}
+	open := func() (*election.Node, *transport.Transport) {
+		n, tr, err := singleNode(t, dir, "alpha", "n1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		testwait.Eventually(t, 10*time.Second, "the single voter to lead", func() (bool, string) { return n.Leadership().IsLeader, "" })
+		return n, tr
+	}
+	n, tr := open()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := n.Apply(ctx, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Raft().Snapshot().Error(); err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	check("after a snapshot")
+	_ = n.Close()
+	_ = tr.Close()
+
+	// Loosen everything as an older version left it; a reopen fixes it.
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return os.Chmod(path, 0o755)
+		}
+		return os.Chmod(path, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, tr = open()
+	defer tr.Close()
+	defer n.Close()
+	check("after a reopen")
 }

@@ -63,9 +63,35 @@ type Ack struct {
 // raftTransport is the view of the Transport given to raft: everything raft
 // uses (including pre-vote) but not Close, so that raft.Shutdown leaves the
 // transport open for its owner to close.
+//
+// It is also the storage alarm's election guard: while mayStand says no, it
+// answers this node's own vote and pre-vote requests itself with a refusal
+// in the request's term and sends nothing, so raft never wins a pre-vote and
+// never raises its term on its own (see "Storage faults" in doc.go).
 type raftTransport struct {
 	raft.Transport
 	raft.WithPreVote
+	mayStand func() bool // nil: always
+}
+
+// RequestVote implements raft.Transport; refused locally while the node
+// may not stand.
+func (t raftTransport) RequestVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestVoteRequest, resp *raft.RequestVoteResponse) error {
+	if t.mayStand != nil && !t.mayStand() {
+		*resp = raft.RequestVoteResponse{RPCHeader: args.RPCHeader, Term: args.Term, Granted: false}
+		return nil
+	}
+	return t.Transport.RequestVote(id, target, args, resp)
+}
+
+// RequestPreVote implements raft.WithPreVote; refused locally while the
+// node may not stand.
+func (t raftTransport) RequestPreVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestPreVoteRequest, resp *raft.RequestPreVoteResponse) error {
+	if t.mayStand != nil && !t.mayStand() {
+		*resp = raft.RequestPreVoteResponse{RPCHeader: args.RPCHeader, Term: args.Term, Granted: false}
+		return nil
+	}
+	return t.WithPreVote.RequestPreVote(id, target, args, resp)
 }
 
 var (

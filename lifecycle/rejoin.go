@@ -65,7 +65,7 @@ func WriteMarker(dataDir string, m Marker) error {
 	if err != nil {
 		return err
 	}
-	if err := atomicfile.Write(MarkerPath(dataDir), append(b, '\n'), 0o640); err != nil {
+	if err := atomicfile.Write(MarkerPath(dataDir), append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
 	return nil

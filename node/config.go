@@ -6,8 +6,11 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
@@ -277,6 +280,22 @@ func DefaultConfig() Config {
 	}
 }
 
+// safePathName reports whether id can name a file in a directory and nothing
+// else: not "." or "..", no path separator of any platform, no NUL or other
+// control character, no invalid UTF-8. The CLI's default data dir is
+// data/<id>; "../x" would put it outside data/.
+func safePathName(id string) bool {
+	if id == "." || id == ".." || !utf8.ValidString(id) || strings.ContainsAny(id, "/\\") {
+		return false
+	}
+	for _, r := range id {
+		if unicode.IsControl(r) {
+			return false
+		}
+	}
+	return filepath.IsLocal(id)
+}
+
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
 }
@@ -289,6 +308,8 @@ func (c Config) Validate() error {
 		return invalid("ID is empty")
 	case strings.ContainsAny(c.ID, ",= \t\n"):
 		return invalid("ID %q may not contain ',', '=' or spaces", c.ID)
+	case !safePathName(c.ID):
+		return invalid("ID %q is not a safe file name (the default data dir is data/<ID>): no '/', '\\', NUL or control characters, not '.' or '..'", c.ID)
 	case c.ClusterID == "":
 		return invalid("ClusterID is empty")
 	case c.DataDir == "":

@@ -448,13 +448,18 @@ func (n *Node) healthLoop(ctx context.Context) {
 	}
 }
 
-// Ready reports whether the node knows a leader and has applied the
-// committed state, with one reason line per condition (see /readyz).
+// Ready reports whether the node knows a leader, has applied the committed
+// state and can write to its data dir (election.Node.StorageAlarm), with
+// one reason line per condition (see /readyz).
 func (n *Node) Ready() (bool, []string) {
 	if n.stopped.Load() {
 		return false, []string{"[-]node: shutting down"}
 	}
-	return n.ready.check(n.el.Leadership(), n.el.Raft())
+	ready, lines := n.ready.check(n.el.Leadership(), n.el.Raft())
+	if err := n.el.StorageAlarm(); err != nil {
+		return false, append(lines, "[-]storage: "+err.Error())
+	}
+	return ready, append(lines, "[+]storage ok")
 }
 
 // Shutdown stops the node gracefully, in this order:

@@ -103,7 +103,7 @@ func testHTTP(t *testing.T, c *testcluster.Cluster, leader *node.Node) {
 		}
 		testwait.Eventually(t, waitTimeout, id+" ready", func() (bool, string) {
 			code, body := httpDo(t, http.MethodGet, base+"/readyz")
-			return code == 200 && strings.Contains(body, "[+]leader ok") && strings.Contains(body, "[+]applied ok"), body
+			return code == 200 && strings.Contains(body, "[+]leader ok") && strings.Contains(body, "[+]applied ok") && strings.Contains(body, "[+]storage ok"), body
 		})
 		checkHealth(t, n, healthpb.HealthCheckResponse_SERVING)
 

@@ -19,7 +19,7 @@
 // the reference. Every run flag has a HEARTBEAT_* environment equivalent; a
 // flag on the command line wins over the environment. The client commands
 // read only HEARTBEAT_ADDR (--addr); tls reads none. Exit codes: 0 ok, 1 runtime failure, 2
-// usage error.
+// usage error, 3 corrupt data dir (run: election.ErrCorrupt).
 //
 // Every command but run, tls and version is a client of package client (the
 // project's Go client): writes follow the leader, calls retry until

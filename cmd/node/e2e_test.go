@@ -349,3 +349,32 @@ func TestBinaryCluster(t *testing.T) {
 	}
 	procs = append(procs[:follower], procs[follower+1:]...)
 }
+
+// TestBinaryCorruptDataDir: run on a data dir whose raft.db is garbage exits
+// with code 3 and one line naming the file and the way back, never a panic.
+func TestBinaryCorruptDataDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "n1")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	garbage := bytes.Repeat([]byte{0xde, 0xad, 0xbe, 0xef, 0x13}, 4000)
+	if err := os.WriteFile(filepath.Join(dir, "raft.db"), garbage, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := exitCode(t, "run", "--node-id", "n1", "--data-dir", dir,
+		"--peer-addr", "127.0.0.1:0", "--client-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0")
+	var line string
+	for _, l := range strings.Split(errOut, "\n") {
+		if strings.HasPrefix(l, "heartbeat run: ") {
+			line = l
+		}
+	}
+	if code != 3 || strings.Contains(errOut, "panic") {
+		t.Fatalf("exit %d, want 3; stderr:\n%s", code, errOut)
+	}
+	for _, want := range []string{"data dir is corrupt", filepath.Join(dir, "raft.db"), "move the data dir " + dir + " away"} {
+		if !strings.Contains(line, want) {
+			t.Fatalf("error line %q does not say %q", line, want)
+		}
+	}
+}

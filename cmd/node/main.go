@@ -10,6 +10,8 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/heartbeat-sidecar/heartbeat/election"
 )
 
 // Exit codes.
@@ -17,6 +19,10 @@ const (
 	exitOK      = 0
 	exitFailure = 1
 	exitUsage   = 2
+	// exitCorrupt: run found a file of its data dir corrupt
+	// (election.ErrCorrupt); restarting will not help, a supervisor should
+	// not loop on it.
+	exitCorrupt = 3
 )
 
 // usageError is a mistake in the command line or environment (exit 2).
@@ -131,6 +137,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv en
 		return exitUsage
 	case errors.Is(err, errUnhealthy):
 		return exitFailure
+	case errors.Is(err, election.ErrCorrupt):
+		fmt.Fprintf(stderr, "heartbeat %s: %v\n", name, err)
+		return exitCorrupt
 	default:
 		fmt.Fprintf(stderr, "heartbeat %s: %v\n", name, err)
 		return exitFailure
@@ -159,7 +168,8 @@ they committed at. The read commands (status, members, leader, resources
 list, assignments) are consistent unless --stale, print a table, or JSON with
 --json. A member is always named by --node-id.
 Run 'heartbeat <command> --help' (or 'heartbeat help <command>') for the
-flags of a command. Exit codes: 0 ok, 1 runtime failure, 2 usage error.
+flags of a command. Exit codes: 0 ok, 1 runtime failure, 2 usage error,
+3 corrupt data dir (run).
 `)
 	return b.String()
 }
