@@ -3,6 +3,7 @@ package authz_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http/httptest"
 	"strings"
@@ -77,16 +78,17 @@ func call(cc *grpc.ClientConn, method, auth string) codes.Code {
 	for _, sd := range heartbeatpb.Coordinator_ServiceDesc.Streams {
 		if sd.StreamName == method {
 			s, err := cc.NewStream(ctx, &sd, full)
-			if err == nil {
-				err = s.SendMsg(&heartbeatpb.GetStatusRequest{})
+			if err != nil {
+				return status.Code(err)
 			}
-			if err == nil {
-				err = s.CloseSend()
+			// A server that refuses the call may end the stream before the
+			// message is sent: SendMsg then returns io.EOF, and the
+			// refusal's status is what RecvMsg returns.
+			if err := s.SendMsg(&heartbeatpb.GetStatusRequest{}); err != nil && !errors.Is(err, io.EOF) {
+				return status.Code(err)
 			}
-			if err == nil {
-				err = s.RecvMsg(&heartbeatpb.GetStatusResponse{})
-			}
-			return status.Code(err)
+			_ = s.CloseSend()
+			return status.Code(s.RecvMsg(&heartbeatpb.GetStatusResponse{}))
 		}
 	}
 	err := cc.Invoke(ctx, full, &heartbeatpb.GetStatusRequest{}, &heartbeatpb.GetStatusResponse{})
