@@ -176,8 +176,12 @@ func (c *Client) MyResources(ctx context.Context, opts ...ReadOption) (Listing, 
 
 // Register registers (or updates the weight and labels of) resources, all in
 // one committed command: all of them or none. InvalidArgument for an empty
-// or oversized id, a weight outside 1..1000, too many resources. Repeating a
-// registration changes nothing, so the client retries it freely.
+// or oversized id, a weight outside 1..1000, too many resources. Like every
+// write it is tried again only where the server surely did nothing (no
+// connection, NOT_LEADER, NO_LEADER): after an attempt whose outcome is
+// unknown (Unavailable: the connection broke, the leader was deposed after
+// appending it) a repeat could undo another client's delete made meanwhile,
+// so the error is returned; read the resource to learn the outcome.
 func (c *Client) Register(ctx context.Context, specs ...ResourceSpec) (WriteResult, error) {
 	req := &heartbeatpb.RegisterResourcesRequest{Resources: make([]*heartbeatpb.ResourceSpec, len(specs))}
 	for i, s := range specs {

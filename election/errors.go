@@ -72,6 +72,15 @@ var (
 	// voters answer again (or a dead voter is removed first).
 	ErrQuorumAtRisk error = &sentinel{msg: "election: the change would leave fewer live voters than its quorum", retryable: false}
 
+	// ErrLeadershipLost: this node led, appended the entry (a write or a
+	// configuration change) and lost leadership before the entry
+	// committed. The entry may have reached other members, and the next
+	// leader may still commit it, or not: the outcome is unknown. Unlike
+	// ErrNotLeader it is not retryable: a retry could apply a write twice,
+	// after another client's write of the same key. Read the state to
+	// learn what happened.
+	ErrLeadershipLost error = &sentinel{msg: "election: leadership lost before the entry committed; it may still commit (outcome unknown)", retryable: false}
+
 	// ErrShutdown: the node has been shut down or closed.
 	ErrShutdown error = &sentinel{msg: "election: node is shut down", retryable: false}
 

@@ -63,8 +63,12 @@ func (n *Node) mapErr(err error) error {
 		return nil
 	case errors.Is(err, raft.ErrLeadershipTransferInProgress):
 		return fmt.Errorf("%w: %v", ErrTransferInProgress, err)
-	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost):
+	case errors.Is(err, raft.ErrNotLeader):
+		// Refused before the entry was appended: nothing was done.
 		return fmt.Errorf("%w (%v)", n.notLeader(), err)
+	case errors.Is(err, raft.ErrLeadershipLost):
+		// Appended, then deposed: the next leader may still commit it.
+		return fmt.Errorf("%w (%v)", ErrLeadershipLost, err)
 	case errors.Is(err, raft.ErrRaftShutdown):
 		return fmt.Errorf("%w: %v", ErrShutdown, err)
 	}
@@ -83,8 +87,10 @@ func (n *Node) leaderCheck() error {
 }
 
 // Apply commits data to the log and returns the FSM's response. Leader only:
-// elsewhere it returns a *NotLeaderError (errors.Is ErrNotLeader). A ctx that
-// ends first returns ctx's error; the entry may still commit.
+// elsewhere it returns a *NotLeaderError (errors.Is ErrNotLeader), and
+// nothing was done. A leader deposed after it appended the entry returns
+// ErrLeadershipLost, and a ctx that ends first returns ctx's error: in both
+// cases the entry may still commit.
 func (n *Node) Apply(ctx context.Context, data []byte) (any, error) {
 	if err := n.leaderCheck(); err != nil {
 		return nil, err

@@ -52,6 +52,10 @@ func (n *Node) confirmRead(ctx context.Context) (uint64, error) {
 	}
 	n.readRounds.Add(1)
 	if err := n.await(cctx, n.raft.VerifyLeader()); err != nil {
+		if errors.Is(err, ErrLeadershipLost) {
+			// A read changes nothing: deposed means not the leader.
+			return 0, n.notLeader()
+		}
 		return 0, err
 	}
 	if n.raft.CurrentTerm() != term {

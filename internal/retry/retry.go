@@ -76,6 +76,18 @@ func (m *marked) Error() string   { return m.err.Error() }
 func (m *marked) Unwrap() error   { return m.err }
 func (m *marked) Retryable() bool { return m.retryable }
 
+// GRPCStatus gives a marked status error's status unchanged. Without it
+// grpc's status.FromError finds the status through Unwrap and takes the
+// whole error text as its message: a reply read "rpc error: code = ...
+// desc = rpc error: code = ... desc = ...". Nil for an error without a
+// status (FromError then reports Unknown, as before).
+func (m *marked) GRPCStatus() *status.Status {
+	if s, ok := status.FromError(m.err); ok {
+		return s
+	}
+	return nil
+}
+
 // Policy paces the attempts of Do. The zero value is usable: Min 50ms, Max
 // 1s, no per-attempt bound, no budget.
 type Policy struct {

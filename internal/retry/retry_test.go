@@ -49,6 +49,7 @@ func TestRetryable(t *testing.T) {
 		{"election.ErrNoLeader", fmt.Errorf("x: %w", election.ErrNoLeader), true},
 		{"election.ErrTransferInProgress", fmt.Errorf("%w: raft", election.ErrTransferInProgress), true},
 		{"election.ErrShutdown", election.ErrShutdown, false},
+		{"election.ErrLeadershipLost (outcome unknown)", fmt.Errorf("commit: %w", election.ErrLeadershipLost), false},
 		{"election.ErrUnknownMember", fmt.Errorf("%w: n9", election.ErrUnknownMember), false},
 		{"election.ErrNotVoter", election.ErrNotVoter, false},
 		{"election.ErrIDInUse", election.ErrIDInUse, false},
@@ -79,6 +80,22 @@ func TestRetryable(t *testing.T) {
 				t.Errorf("Retryable(%v) = %v, want %v", tc.err, got, tc.want)
 			}
 		})
+	}
+}
+
+// TestMarkKeepsStatus: a marked status error is the same status, message
+// and details included, not "rpc error: ... desc = rpc error: ...".
+func TestMarkKeepsStatus(t *testing.T) {
+	in := withReason(codes.Unavailable, api.ErrorDomain, api.ReasonNoLeader)
+	for _, retryable := range []bool{false, true} {
+		s, ok := status.FromError(retry.Mark(in, retryable))
+		if !ok || s.Code() != codes.Unavailable || s.Message() != "x" || len(s.Details()) != 1 {
+			t.Errorf("Mark(%v, %v): status %v (ok %v), want the same status", in, retryable, s, ok)
+		}
+	}
+	plain := retry.Mark(errors.New("boom"), false)
+	if s, ok := status.FromError(plain); ok || s.Code() != codes.Unknown || s.Message() != "boom" {
+		t.Errorf("Mark(plain error): status %v (ok %v), want Unknown \"boom\", not ok", s, ok)
 	}
 }
 

@@ -91,7 +91,8 @@ func codeOf(err error) codes.Code {
 		return codes.DeadlineExceeded
 	case errors.Is(err, context.Canceled):
 		return codes.Canceled
-	case errors.Is(err, election.ErrNoLeader), errors.Is(err, election.ErrShutdown), errors.Is(err, ErrClosed):
+	case errors.Is(err, election.ErrNoLeader), errors.Is(err, election.ErrShutdown), errors.Is(err, ErrClosed),
+		errors.Is(err, election.ErrLeadershipLost):
 		return codes.Unavailable
 	case errors.Is(err, election.ErrNotLeader), errors.Is(err, election.ErrClusterMismatch),
 		errors.Is(err, election.ErrNotVoter), errors.Is(err, election.ErrTransferInProgress),
